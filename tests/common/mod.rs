@@ -1,0 +1,34 @@
+//! Helpers shared by the integration tests that drive the lab (see lab/README.md).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Where `lab/lab.sh` keeps its state (keys, known_hosts, ssh config, pid files).
+pub fn lab_state() -> PathBuf {
+    std::env::var_os("CUTOVER_LAB_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/cutover-lab"))
+}
+
+/// The repository root, for finding lab/, playbooks/, inventory/.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run a command inside the lab's controller network namespace.
+pub fn in_controller(program: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", "cutover-ctl", program])
+        .args(args)
+        .output()
+        .expect("ip netns exec: is the lab up? (lab/lab.sh up)")
+}
+
+/// ssh to a lab host from the controller namespace with the lab's own config
+/// (strict host key checking against the known_hosts file the lab wrote).
+pub fn lab_ssh(host: &str, remote_command: &str) -> Output {
+    let config = lab_state().join("ssh/config");
+    let config = config.to_str().expect("utf-8 path");
+    in_controller("ssh", &["-F", config, host, remote_command])
+}
