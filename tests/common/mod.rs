@@ -32,3 +32,17 @@ pub fn lab_ssh(host: &str, remote_command: &str) -> Output {
     let config = config.to_str().expect("utf-8 path");
     in_controller("ssh", &["-F", config, host, remote_command])
 }
+
+/// The ssh config that `lab/vm/vm.sh up` writes for the LVM VM (a standalone file:
+/// host lvm1 = 10.77.0.51, the lab key, the lab known_hosts, strict host key checking).
+pub fn lvm1_ssh_config() -> PathBuf {
+    lab_state().join("ssh/config.d/lvm1.conf")
+}
+
+/// ssh to the LVM VM `lvm1` (lab/vm/vm.sh) from the controller namespace, using only
+/// its own config file, so it works even before the main lab config exists.
+pub fn lvm1_ssh(remote_command: &str) -> Output {
+    let config = lvm1_ssh_config();
+    let config = config.to_str().expect("utf-8 path");
+    in_controller("ssh", &["-F", config, "lvm1", remote_command])
+}
