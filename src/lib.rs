@@ -1,7 +1,13 @@
 //! cutover: provision and upgrade an on-premises application cluster over ssh, with snapshots
 //! and rollback. The binary (`src/main.rs`) is a thin CLI over this library.
 
+pub mod check;
+pub mod cli;
 pub mod decode;
 pub mod diag;
 pub mod inventory;
+pub mod modules;
+pub mod playbook;
+pub mod shell;
+pub mod template;
 pub mod yaml;

@@ -1,0 +1,235 @@
+//! What each module accepts: argument names, types, required ones, allowed values.
+//!
+//! Validation uses this table before any host is touched, so a typo in an argument or a
+//! missing `dest:` is found by `cutover check`, not halfway through a maintenance window.
+
+/// The type an argument must have. A string containing `{{` is accepted for any type: it is
+/// rendered at run time and checked then.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ArgType {
+    Str,
+    Path,
+    Int,
+    Bool,
+    /// A list of strings, or one string.
+    StrList,
+    Map,
+    /// A file mode, as a quoted octal string ("0644") or symbolic ("u+rwx"): an unquoted
+    /// 0644 is the number 644 in YAML 1.2, which is never what an admin meant.
+    Mode,
+    /// An expression evaluated per host (like `when:`).
+    Expr,
+    /// A list of expressions, or one.
+    ExprList,
+    Any,
+}
+
+#[derive(Debug)]
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub ty: ArgType,
+    pub required: bool,
+    pub choices: &'static [&'static str],
+}
+
+/// Whether a module's changes can be undone by the engine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reversibility {
+    /// The module records how to undo what it did (previous file content, previous state).
+    Reversible,
+    /// Nothing to undo: the module never changes a host (debug, assert, wait_for…).
+    ReadOnly,
+    /// The module can change a host but has no automatic way back (command, shell…); a step
+    /// may declare one with `undo:`.
+    Irreversible,
+}
+
+#[derive(Debug)]
+pub struct ModuleSpec {
+    pub name: &'static str,
+    pub args: &'static [ArgSpec],
+    /// `command: ls -l` instead of `command: {cmd: ls -l}`.
+    pub free_form: Option<&'static str>,
+    /// Groups of arguments of which exactly one must be given.
+    pub one_of: &'static [&'static [&'static str]],
+    pub reversibility: Reversibility,
+}
+
+const fn arg(name: &'static str, ty: ArgType) -> ArgSpec {
+    ArgSpec { name, ty, required: false, choices: &[] }
+}
+const fn req(name: &'static str, ty: ArgType) -> ArgSpec {
+    ArgSpec { name, ty, required: true, choices: &[] }
+}
+const fn choice(name: &'static str, choices: &'static [&'static str]) -> ArgSpec {
+    ArgSpec { name, ty: ArgType::Str, required: false, choices }
+}
+
+use ArgType::*;
+use Reversibility::*;
+
+pub static MODULES: &[ModuleSpec] = &[
+    ModuleSpec {
+        name: "command",
+        args: &[arg("cmd", Str), arg("argv", StrList), arg("creates", Path), arg("removes", Path), arg("chdir", Path), arg("stdin", Str)],
+        free_form: Some("cmd"),
+        one_of: &[&["cmd", "argv"]],
+        reversibility: Irreversible,
+    },
+    ModuleSpec {
+        name: "shell",
+        args: &[req("cmd", Str), arg("creates", Path), arg("removes", Path), arg("chdir", Path), arg("stdin", Str)],
+        free_form: Some("cmd"),
+        one_of: &[],
+        reversibility: Irreversible,
+    },
+    ModuleSpec {
+        name: "copy",
+        args: &[req("dest", Path), arg("src", Path), arg("content", Str), arg("owner", Str), arg("group", Str), arg("mode", Mode)],
+        free_form: None,
+        one_of: &[&["src", "content"]],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "template",
+        args: &[
+            req("src", Path),
+            req("dest", Path),
+            arg("owner", Str),
+            arg("group", Str),
+            arg("mode", Mode),
+            arg("vars", Map),
+            arg("ignore_lines", StrList),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "file",
+        args: &[
+            req("path", Path),
+            choice("state", &["directory", "file", "link", "absent", "touch"]),
+            arg("src", Path),
+            arg("owner", Str),
+            arg("group", Str),
+            arg("mode", Mode),
+            arg("recurse", Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "lineinfile",
+        args: &[
+            req("path", Path),
+            arg("line", Str),
+            arg("regexp", Str),
+            choice("state", &["present", "absent"]),
+            arg("insertafter", Str),
+            arg("insertbefore", Str),
+            arg("create", Bool),
+            arg("owner", Str),
+            arg("group", Str),
+            arg("mode", Mode),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "package",
+        args: &[
+            arg("name", StrList),
+            choice("state", &["present", "latest", "absent"]),
+            arg("version", Str),
+            arg("upgrade_all", Bool),
+            arg("update_cache", Bool),
+        ],
+        free_form: None,
+        one_of: &[&["name", "upgrade_all"]],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "service",
+        args: &[
+            req("name", Str),
+            choice("state", &["started", "stopped", "restarted", "reloaded"]),
+            arg("enabled", Bool),
+            arg("daemon_reload", Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "user",
+        args: &[
+            req("name", Str),
+            choice("state", &["present", "absent"]),
+            arg("uid", Int),
+            arg("group", Str),
+            arg("groups", StrList),
+            arg("home", Path),
+            arg("shell", Path),
+            arg("system", Bool),
+            arg("create_home", Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "group",
+        args: &[req("name", Str), choice("state", &["present", "absent"]), arg("gid", Int), arg("system", Bool)],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "wait_for",
+        args: &[
+            arg("port", Int),
+            arg("host", Str),
+            arg("path", Path),
+            arg("search", Str),
+            choice("state", &["started", "stopped", "present", "absent"]),
+            arg("timeout", Int),
+            arg("delay", Int),
+        ],
+        free_form: None,
+        one_of: &[&["port", "path"]],
+        reversibility: ReadOnly,
+    },
+    ModuleSpec {
+        name: "assert",
+        args: &[req("that", ExprList), arg("fail_msg", Str), arg("success_msg", Str)],
+        free_form: None,
+        one_of: &[],
+        reversibility: ReadOnly,
+    },
+    ModuleSpec { name: "fail", args: &[req("msg", Str)], free_form: Some("msg"), one_of: &[], reversibility: ReadOnly },
+    ModuleSpec {
+        name: "debug",
+        args: &[arg("msg", Str), arg("var", Str)],
+        free_form: Some("msg"),
+        one_of: &[&["msg", "var"]],
+        reversibility: ReadOnly,
+    },
+    ModuleSpec {
+        name: "approve",
+        args: &[req("stage", Str), arg("prompt", Str)],
+        free_form: None,
+        one_of: &[],
+        reversibility: ReadOnly,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static ModuleSpec> {
+    MODULES.iter().find(|m| m.name == name)
+}
+
+pub fn names() -> impl Iterator<Item = &'static str> {
+    MODULES.iter().map(|m| m.name)
+}

@@ -1,0 +1,127 @@
+//! Playbooks: a list of plays; a play targets a host pattern and runs steps in order.
+//!
+//! ```yaml
+//! - name: Upgrade the app nodes
+//!   hosts: app_nodes
+//!   serial: 1
+//!   vars: { release: 2.0.0 }
+//!   steps:
+//!     - name: Stop the app
+//!       service: { name: wiki, state: stopped }
+//!       undo: { service: { name: wiki, state: started } }
+//! - import_playbook: rollback-checks.yml
+//! ```
+
+mod load;
+
+use std::path::PathBuf;
+
+use crate::diag::Pos;
+use crate::inventory::Var;
+
+pub use load::{load, load_checked};
+
+/// An expression evaluated per host at run time (`when:`, `until:`, `changed_when:`…).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub text: String,
+    pub pos: Pos,
+}
+
+/// How many hosts of a play run at once through all of its steps.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Batch {
+    Count(u32),
+    Percent(u32),
+}
+
+/// A module and its arguments: what a step does.
+#[derive(Clone, Debug)]
+pub struct Action {
+    pub module: String,
+    pub pos: Pos,
+    /// Arguments as written (strings may hold `{{ }}` templates, rendered per host).
+    pub args: serde_json::Map<String, serde_json::Value>,
+    pub arg_pos: Vec<(String, Pos)>,
+}
+
+/// How a step is undone if the run has to unwind.
+#[derive(Clone, Debug)]
+pub enum Undo {
+    /// Whatever the module records by itself (or nothing, for read-only modules).
+    Module,
+    /// The author says there is no way back; plans mark the step as irreversible.
+    Irreversible(Pos),
+    /// Run this action instead of the module's own undo.
+    Custom(Box<Action>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: Option<String>,
+    pub pos: Pos,
+    pub action: Action,
+    pub when: Option<Expr>,
+    pub register: Option<String>,
+    pub tags: Vec<String>,
+    pub timeout_secs: Option<u64>,
+    pub retries: u32,
+    pub delay_secs: u64,
+    pub until: Option<Expr>,
+    pub delegate_to: Option<(String, Pos)>,
+    pub run_once: bool,
+    pub notify: Vec<(String, Pos)>,
+    pub undo: Undo,
+    pub changed_when: Option<Expr>,
+    pub failed_when: Option<Expr>,
+    pub ignore_errors: bool,
+    pub become_root: Option<bool>,
+    pub become_user: Option<String>,
+    /// Handlers only: other names this handler answers to.
+    pub listen: Vec<String>,
+}
+
+impl Step {
+    /// The name shown in output: the step's own, or the module and its first argument.
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                let first = self.action.args.values().next().map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                match first {
+                    Some(f) => format!("{} {}", self.action.module, f.chars().take(60).collect::<String>()),
+                    None => self.action.module.clone(),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Play {
+    pub name: String,
+    pub pos: Pos,
+    /// The file the play was written in (imports keep their own file).
+    pub file: PathBuf,
+    pub hosts: String,
+    pub hosts_pos: Pos,
+    pub serial: Vec<Batch>,
+    pub max_fail_percentage: Option<u32>,
+    pub defaults: Vec<Var>,
+    pub vars: Vec<Var>,
+    pub steps: Vec<Step>,
+    pub handlers: Vec<Step>,
+    pub tags: Vec<String>,
+    pub become_root: Option<bool>,
+    pub become_user: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Playbook {
+    pub path: PathBuf,
+    /// Plays in run order, with `import_playbook` already expanded.
+    pub plays: Vec<Play>,
+}

@@ -1,0 +1,367 @@
+//! Templates (tera) for config files and for `{{ }}` in playbook values.
+//!
+//! A template sees the host's resolved variables at top level, plus:
+//! - `inventory_hostname`: the host's name; `host`: `{name, address, groups}`;
+//! - `groups`: every group's host names (`groups.app_nodes`);
+//! - `hostvars`: every host's variables and `address` (`hostvars.db1.address`).
+//!
+//! Undefined variables are errors, reported with the template, line, column and name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as J;
+
+use crate::diag::{Diagnostic, Pos};
+use crate::inventory::vars::{self, Layers, Resolved};
+use crate::inventory::Inventory;
+
+/// Everything a template can see for one host.
+pub fn host_context(inv: &Inventory, host: &str, resolved: &Resolved, everyone: &BTreeMap<String, Resolved>) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    for (k, (v, _)) in &resolved.vars {
+        ctx.insert(k.as_str(), v);
+    }
+    let address = inv.host(host).map(|h| h.connection.address.clone()).unwrap_or_default();
+    ctx.insert("inventory_hostname", host);
+    ctx.insert("host", &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }));
+    let groups: serde_json::Map<String, J> = inv
+        .groups
+        .keys()
+        .map(|g| (g.clone(), J::from(inv.group_hosts(g).into_iter().map(J::from).collect::<Vec<_>>())))
+        .collect();
+    ctx.insert("groups", &groups);
+    ctx.insert("hostvars", &hostvars(inv, everyone));
+    ctx
+}
+
+/// `hostvars`: each host's variables plus its `address`.
+pub fn hostvars(inv: &Inventory, everyone: &BTreeMap<String, Resolved>) -> J {
+    let mut all = serde_json::Map::new();
+    for h in &inv.hosts {
+        let mut m = everyone.get(&h.name).map(Resolved::to_json).unwrap_or_default();
+        m.insert("address".into(), J::String(h.connection.address.clone()));
+        m.insert("inventory_hostname".into(), J::String(h.name.clone()));
+        all.insert(h.name.clone(), J::Object(m));
+    }
+    J::Object(all)
+}
+
+/// Resolve the variables of every host once (for `hostvars`), with the same play layers.
+pub fn resolve_all(inv: &Inventory, layers: Layers<'_>) -> Result<BTreeMap<String, Resolved>, crate::diag::Diagnostics> {
+    let mut out = BTreeMap::new();
+    let mut diags = crate::diag::Diagnostics::default();
+    for h in &inv.hosts {
+        match vars::resolve(inv, &h.name, layers) {
+            Ok(r) => {
+                out.insert(h.name.clone(), r);
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+/// The templates of a project, loaded once with cutover's filters.
+pub struct Templates {
+    pub dir: PathBuf,
+    tera: tera::Tera,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// Load every file under `dir`. Syntax errors come back as diagnostics with positions.
+    pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
+        let mut tera = new_tera();
+        let mut files = Vec::new();
+        if dir.is_dir() {
+            collect_files(dir, dir, &mut files);
+        }
+        let mut diags = Vec::new();
+        for (name, path) in &files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    if let Err(e) = tera.add_raw_template(name, &text) {
+                        let (line, col, msg) = parse_error_position(&e);
+                        diags.push(Diagnostic::new(Pos::new(path, line, col), format!("template syntax error: {msg}")));
+                    }
+                }
+                Err(e) => diags.push(Diagnostic::file_error(path, format!("cannot read template: {e}"))),
+            }
+        }
+        if diags.is_empty() {
+            Ok(Templates { dir: dir.to_path_buf(), tera })
+        } else {
+            Err(diags)
+        }
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.tera.get_template_names().any(|n| n == name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tera.get_template_names()
+    }
+
+    /// Render a template for a host. An undefined variable names the template line and column.
+    pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, Diagnostic> {
+        self.tera.render(name, ctx).map_err(|e| {
+            let path = self.dir.join(name);
+            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            render_error(&path, &source, &e)
+        })
+    }
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(root, &p, out);
+        } else if let Ok(rel) = p.strip_prefix(root) {
+            out.push((rel.to_string_lossy().into_owned(), p.clone()));
+        }
+    }
+}
+
+/// Render a `{{ }}` string from a playbook value.
+pub fn render_str(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<String, Diagnostic> {
+    let mut tera = new_tera();
+    tera.add_raw_template("value", text)
+        .map_err(|e| Diagnostic::new(pos.clone(), format!("invalid template: {}", parse_error_position(&e).2)))?;
+    tera.render("value", ctx).map_err(|e| {
+        let d = render_error(&pos.file, text, &e);
+        Diagnostic { pos: pos.clone(), ..d }
+    })
+}
+
+/// Evaluate an expression (`when:`) to true or false.
+pub fn eval_bool(expr: &str, ctx: &tera::Context, pos: &Pos) -> Result<bool, Diagnostic> {
+    let out = render_str(&format!("{{% if {expr} %}}true{{% else %}}false{{% endif %}}"), ctx, pos)?;
+    Ok(out == "true")
+}
+
+/// Check that a string is valid template syntax, without rendering.
+pub fn check_syntax(text: &str) -> Result<(), String> {
+    let mut tera = new_tera();
+    tera.add_raw_template("value", text).map(|_| ()).map_err(|e| parse_error_position(&e).2)
+}
+
+/// Check that a string is a valid expression (the body of `{% if … %}`).
+pub fn check_expression(expr: &str) -> Result<(), String> {
+    if expr.contains("%}") || expr.contains("{%") || expr.contains("{{") {
+        return Err("an expression cannot contain template tags".into());
+    }
+    check_syntax(&format!("{{% if {expr} %}}{{% endif %}}"))
+}
+
+fn new_tera() -> tera::Tera {
+    let mut tera = tera::Tera::default();
+    // Config files are not HTML: never escape by default.
+    tera.autoescape_on(vec![]);
+    tera.register_filter("xml_escape", xml_escape);
+    tera.register_filter("shell_quote", shell_quote);
+    tera.register_filter("hostvar", hostvar_filter);
+    tera
+}
+
+fn string_arg(value: &J, filter: &str) -> tera::Result<String> {
+    match value {
+        J::String(s) => Ok(s.clone()),
+        J::Number(n) => Ok(n.to_string()),
+        J::Bool(b) => Ok(b.to_string()),
+        other => Err(tera::Error::msg(format!("filter `{filter}` expects text, found {other}"))),
+    }
+}
+
+/// `{{ password | xml_escape }}`: safe inside XML text and attribute values.
+fn xml_escape(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
+    let s = string_arg(value, "xml_escape")?;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    Ok(J::String(out))
+}
+
+/// `{{ path | shell_quote }}`: one shell word, whatever the value holds.
+fn shell_quote(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
+    Ok(J::String(crate::shell::quote(&string_arg(value, "shell_quote")?)))
+}
+
+/// `{{ groups.app_nodes | hostvar(name="address", hostvars=hostvars) | join(sep=",") }}`:
+/// one variable of each host in a list of host names.
+fn hostvar_filter(value: &J, args: &std::collections::HashMap<String, J>) -> tera::Result<J> {
+    let name = args.get("name").and_then(J::as_str).ok_or_else(|| tera::Error::msg("filter `hostvar` needs name=\"variable\""))?;
+    let all = args.get("hostvars").ok_or_else(|| tera::Error::msg("filter `hostvar` needs hostvars=hostvars"))?;
+    let hosts = value.as_array().ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
+    let mut out = Vec::new();
+    for h in hosts {
+        let h = h.as_str().ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
+        let v = all
+            .get(h)
+            .and_then(|vars| vars.get(name))
+            .ok_or_else(|| tera::Error::msg(format!("host `{h}` has no variable `{name}`")))?;
+        out.push(v.clone());
+    }
+    Ok(J::Array(out))
+}
+
+/// tera's parse errors carry ` --> line:col` in their text; lift it out.
+fn parse_error_position(e: &tera::Error) -> (u32, u32, String) {
+    let full = error_chain(e);
+    let mut line = 1;
+    let mut col = 1;
+    for l in full.lines() {
+        if let Some(rest) = l.trim().strip_prefix("--> ") {
+            let mut it = rest.split(':');
+            line = it.next().and_then(|x| x.trim().parse().ok()).unwrap_or(1);
+            col = it.next().and_then(|x| x.trim().parse().ok()).unwrap_or(1);
+        }
+    }
+    let msg = full
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= ").map(str::to_string))
+        .unwrap_or_else(|| full.lines().last().unwrap_or("").trim().to_string());
+    (line, col, msg)
+}
+
+fn error_chain(e: &tera::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        out.push('\n');
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// Turn a render error into a diagnostic; for an undefined variable, find where the template
+/// uses it (tera does not say), so the admin sees the line and column.
+fn render_error(path: &Path, source: &str, e: &tera::Error) -> Diagnostic {
+    let chain = error_chain(e);
+    if let Some(var) = undefined_variable(&chain) {
+        let (line, col) = locate_identifier(source, &var).unwrap_or((1, 1));
+        let root = var.split(['.', '[']).next().unwrap_or(&var).to_string();
+        return Diagnostic::new(Pos::new(path, line, col), format!("undefined variable `{var}` in template {}", path.display()))
+            .with_help(format!("define `{root}` in the inventory, the play's vars or with -e"));
+    }
+    let msg = chain.lines().last().unwrap_or("render failed").to_string();
+    Diagnostic::new(Pos::new(path, 0, 0), format!("cannot render template: {msg}"))
+}
+
+fn undefined_variable(chain: &str) -> Option<String> {
+    for line in chain.lines() {
+        if let Some(rest) = line.split("Variable `").nth(1) {
+            if line.contains("not found in context") {
+                return rest.split('`').next().map(str::to_string);
+            }
+        }
+    }
+    None
+}
+
+/// First use of `name` (a dotted path's root is enough) inside a `{{ }}` or `{% %}` tag.
+pub fn locate_identifier(source: &str, name: &str) -> Option<(u32, u32)> {
+    let root = name.split(['.', '[']).next().unwrap_or(name);
+    let mut in_tag = false;
+    for (li, line) in source.lines().enumerate() {
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if !in_tag && i + 1 < chars.len() && chars[i] == '{' && (chars[i + 1] == '{' || chars[i + 1] == '%') {
+                in_tag = true;
+                i += 2;
+                continue;
+            }
+            if in_tag && i + 1 < chars.len() && (chars[i] == '}' || chars[i] == '%') && chars[i + 1] == '}' {
+                in_tag = false;
+                i += 2;
+                continue;
+            }
+            if in_tag && (chars[i].is_alphabetic() || chars[i] == '_') {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                let after_dot = start > 0 && chars[start - 1] == '.';
+                if word == root && !after_dot {
+                    return Some((li as u32 + 1, start as u32 + 1));
+                }
+                continue;
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_variable_names_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.conf"), "port = {{ port }}\nhost = {{ db_host }}\n").unwrap();
+        let t = Templates::load(dir.path()).unwrap();
+        let mut ctx = tera::Context::new();
+        ctx.insert("port", &3306);
+        let e = t.render("a.conf", &ctx).unwrap_err();
+        assert_eq!((e.pos.line, e.pos.col), (2, 11), "{e}");
+        assert!(e.message.contains("undefined variable `db_host`"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.conf"), "ok\n{% if x %}\nno end\n").unwrap();
+        let e = Templates::load(dir.path()).unwrap_err();
+        assert!(e[0].pos.line >= 1 && e[0].message.contains("syntax"), "{:?}", e);
+    }
+
+    #[test]
+    fn filters_escape_for_config_files() {
+        let mut ctx = tera::Context::new();
+        ctx.insert("p", "a&b<'\"");
+        ctx.insert("s", "it's; rm -rf /");
+        let pos = Pos::cli("t");
+        assert_eq!(render_str("{{ p | xml_escape }}", &ctx, &pos).unwrap(), "a&amp;b&lt;&apos;&quot;");
+        assert_eq!(render_str("{{ s | shell_quote }}", &ctx, &pos).unwrap(), r#"'it'\''s; rm -rf /'"#);
+        // no HTML autoescaping in config files
+        assert_eq!(render_str("{{ p }}", &ctx, &pos).unwrap(), "a&b<'\"");
+    }
+
+    #[test]
+    fn expressions() {
+        let mut ctx = tera::Context::new();
+        ctx.insert("role", "master");
+        let pos = Pos::cli("t");
+        assert!(eval_bool("role == 'master'", &ctx, &pos).unwrap());
+        assert!(!eval_bool("role != 'master'", &ctx, &pos).unwrap());
+        assert!(check_expression("role ==").is_err());
+        assert!(check_expression("a and b").is_ok());
+    }
+}
