@@ -40,7 +40,13 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
     if let Some(inv) = &inventory {
         report.hosts = inv.hosts.len();
         report.groups = inv.groups.len();
-        if let Err(d) = template::resolve_all(inv, Layers { extra: input.extra_vars, ..Default::default() }) {
+        if let Err(d) = template::resolve_all(
+            inv,
+            Layers {
+                extra: input.extra_vars,
+                ..Default::default()
+            },
+        ) {
             diags.extend(d);
         }
     }
@@ -58,10 +64,16 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
     };
     for path in input.playbooks {
         let before = diags.len();
-        let Some(pb) = crate::playbook::load(path, &mut diags) else { continue };
+        let Some(pb) = crate::playbook::load(path, &mut diags) else {
+            continue;
+        };
         report.playbooks += 1;
         report.plays += pb.plays.len();
-        report.steps += pb.plays.iter().map(|p| p.steps.len() + p.handlers.len()).sum::<usize>();
+        report.steps += pb
+            .plays
+            .iter()
+            .map(|p| p.steps.len() + p.handlers.len())
+            .sum::<usize>();
         // Cross-file checks only make sense on a playbook that parsed cleanly.
         if diags.len() == before {
             if let Some(inv) = &inventory {
@@ -76,7 +88,13 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
     }
 }
 
-fn check_playbook(pb: &Playbook, inv: &Inventory, templates: Option<&Templates>, extra: &[Var], diags: &mut Diagnostics) {
+fn check_playbook(
+    pb: &Playbook,
+    inv: &Inventory,
+    templates: Option<&Templates>,
+    extra: &[Var],
+    diags: &mut Diagnostics,
+) {
     // Names only known at run time: registered results and gathered facts.
     let runtime: Vec<String> = pb
         .plays
@@ -89,15 +107,25 @@ fn check_playbook(pb: &Playbook, inv: &Inventory, templates: Option<&Templates>,
         let hosts = match pattern::select(inv, &play.hosts) {
             Ok(h) => h,
             Err(e) => {
-                let mut d = Diagnostic::new(play.hosts_pos.clone(), format!("`hosts: {}`: {e}", play.hosts));
+                let mut d = Diagnostic::new(
+                    play.hosts_pos.clone(),
+                    format!("`hosts: {}`: {e}", play.hosts),
+                );
                 if matches!(e, pattern::PatternError::NoMatch) {
-                    d = d.with_help(format!("inventory {} has no host matching it", inv.path.display()));
+                    d = d.with_help(format!(
+                        "inventory {} has no host matching it",
+                        inv.path.display()
+                    ));
                 }
                 diags.push(d);
                 continue;
             }
         };
-        let layers = Layers { play_defaults: &play.defaults, play_vars: &play.vars, extra };
+        let layers = Layers {
+            play_defaults: &play.defaults,
+            play_vars: &play.vars,
+            extra,
+        };
         let everyone = match template::resolve_all(inv, layers) {
             Ok(e) => e,
             Err(d) => {
@@ -106,7 +134,9 @@ fn check_playbook(pb: &Playbook, inv: &Inventory, templates: Option<&Templates>,
             }
         };
         for step in play.steps.iter().chain(&play.handlers) {
-            check_step(step, play, inv, &hosts, &everyone, templates, &runtime, diags);
+            check_step(
+                step, play, inv, &hosts, &everyone, templates, &runtime, diags,
+            );
         }
     }
 }
@@ -125,8 +155,11 @@ fn check_step(
     if let Some((target, pos)) = &step.delegate_to {
         if !target.contains("{{") && inv.host(target).is_none() {
             diags.push(
-                Diagnostic::new(pos.clone(), format!("`delegate_to: {target}` names no host of the inventory"))
-                    .suggest(target, inv.host_names()),
+                Diagnostic::new(
+                    pos.clone(),
+                    format!("`delegate_to: {target}` names no host of the inventory"),
+                )
+                .suggest(target, inv.host_names()),
             );
         }
     }
@@ -138,14 +171,20 @@ fn check_step(
         if !t.exists(src) {
             let pos = arg_pos(step, "src");
             diags.push(
-                Diagnostic::new(pos, format!("template `{src}` not found in {}", t.dir.display())).suggest(src, t.names()),
+                Diagnostic::new(
+                    pos,
+                    format!("template `{src}` not found in {}", t.dir.display()),
+                )
+                .suggest(src, t.names()),
             );
             return;
         }
     }
     // Render per host: undefined variables are found for the host that lacks them.
     for host in hosts {
-        let Some(resolved) = everyone.get(*host) else { continue };
+        let Some(resolved) = everyone.get(*host) else {
+            continue;
+        };
         let ctx = template::host_context(inv, host, resolved, everyone);
         let mut problems: Vec<Diagnostic> = Vec::new();
         if let (Some(src), Some(t)) = (template_src, templates) {
@@ -171,14 +210,21 @@ fn check_step(
             if is_runtime_variable(&d, runtime) {
                 continue;
             }
-            let d = Diagnostic { message: format!("{} (host {host}, play \"{}\")", d.message, play.name), ..d };
+            let d = Diagnostic {
+                message: format!("{} (host {host}, play \"{}\")", d.message, play.name),
+                ..d
+            };
             diags.push(d);
         }
     }
 }
 
 fn arg_pos(step: &Step, name: &str) -> Pos {
-    step.action.arg_pos.iter().find(|(n, _)| n == name).map_or(step.action.pos.clone(), |(_, p)| p.clone())
+    step.action
+        .arg_pos
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(step.action.pos.clone(), |(_, p)| p.clone())
 }
 
 fn strings_in(v: &serde_json::Value) -> Vec<&str> {
@@ -192,7 +238,9 @@ fn strings_in(v: &serde_json::Value) -> Vec<&str> {
 
 /// Registered results and facts exist only at run time; an "undefined" one is not an error.
 fn is_runtime_variable(d: &Diagnostic, runtime: &[String]) -> bool {
-    let Some(rest) = d.message.strip_prefix("undefined variable `") else { return false };
+    let Some(rest) = d.message.strip_prefix("undefined variable `") else {
+        return false;
+    };
     let var = rest.split('`').next().unwrap_or("");
     let root = var.split(['.', '[']).next().unwrap_or(var);
     runtime.iter().any(|r| r == root)

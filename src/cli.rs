@@ -37,7 +37,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Inventory file (YAML).
-    #[arg(short = 'i', long = "inventory", env = "CUTOVER_INVENTORY", value_name = "FILE")]
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        env = "CUTOVER_INVENTORY",
+        value_name = "FILE"
+    )]
     pub inventory: Option<PathBuf>,
     /// Extra variable, highest precedence: `name=value` or `@file.yml`. Repeatable.
     #[arg(short = 'e', long = "extra-vars", value_name = "VAR")]
@@ -95,8 +100,17 @@ pub enum Format {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check { common, playbooks } => cmd_check(&common, playbooks),
-        Command::Inventory { common, host, limit, format } => cmd_inventory(&common, host.as_deref(), limit.as_deref(), format),
-        Command::Render { common, template, host } => cmd_render(&common, &template, &host),
+        Command::Inventory {
+            common,
+            host,
+            limit,
+            format,
+        } => cmd_inventory(&common, host.as_deref(), limit.as_deref(), format),
+        Command::Render {
+            common,
+            template,
+            host,
+        } => cmd_render(&common, &template, &host),
         Command::Lab { args } => cmd_lab(&args),
     };
     match result {
@@ -115,7 +129,11 @@ pub fn report(diags: Diagnostics) {
     for d in diags.sorted() {
         let _ = write!(err, "{}", d.render());
     }
-    let _ = writeln!(err, "{n} error{} found; nothing was run on any host", if n == 1 { "" } else { "s" });
+    let _ = writeln!(
+        err,
+        "{n} error{} found; nothing was run on any host",
+        if n == 1 { "" } else { "s" }
+    );
 }
 
 fn one(d: Diagnostic) -> Diagnostics {
@@ -126,7 +144,10 @@ fn one(d: Diagnostic) -> Diagnostics {
 
 fn inventory_path(common: &Common) -> Result<&Path, Diagnostics> {
     common.inventory.as_deref().ok_or_else(|| {
-        one(Diagnostic::new(crate::diag::Pos::cli("command line"), "no inventory given").with_help("pass -i FILE or set CUTOVER_INVENTORY"))
+        one(
+            Diagnostic::new(crate::diag::Pos::cli("command line"), "no inventory given")
+                .with_help("pass -i FILE or set CUTOVER_INVENTORY"),
+        )
     })
 }
 
@@ -153,7 +174,12 @@ fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnos
         playbooks = check::default_playbooks(Path::new("playbooks"));
     }
     let templates_dir = templates_dir(common, &playbooks);
-    let r = check::check(&CheckInput { inventory: inv, playbooks: &playbooks, templates_dir: &templates_dir, extra_vars: &extra })?;
+    let r = check::check(&CheckInput {
+        inventory: inv,
+        playbooks: &playbooks,
+        templates_dir: &templates_dir,
+        extra_vars: &extra,
+    })?;
     println!(
         "ok: inventory {} ({} hosts, {} groups); {} playbooks ({} plays, {} steps); {} templates",
         inv.display(),
@@ -171,23 +197,49 @@ fn load_inventory(common: &Common) -> Result<Inventory, Diagnostics> {
     inventory::load_checked(inventory_path(common)?)
 }
 
-fn cmd_inventory(common: &Common, host: Option<&str>, limit: Option<&str>, format: Format) -> Result<u8, Diagnostics> {
+fn cmd_inventory(
+    common: &Common,
+    host: Option<&str>,
+    limit: Option<&str>,
+    format: Format,
+) -> Result<u8, Diagnostics> {
     let inv = load_inventory(common)?;
     let extra = vars::parse_extra_vars(&common.extra_vars)?;
     let selected: Vec<&str> = match limit {
-        Some(p) => pattern::select(&inv, p).map_err(|e| one(Diagnostic::new(crate::diag::Pos::cli("--limit"), format!("--limit {p}: {e}"))))?,
+        Some(p) => pattern::select(&inv, p).map_err(|e| {
+            one(Diagnostic::new(
+                crate::diag::Pos::cli("--limit"),
+                format!("--limit {p}: {e}"),
+            ))
+        })?,
         None => inv.host_names().collect(),
     };
     if let Some(name) = host {
         let h = inv.host(name).ok_or_else(|| {
-            one(Diagnostic::new(crate::diag::Pos::cli("--host"), format!("no host `{name}` in {}", inv.path.display())).suggest(name, inv.host_names()))
+            one(Diagnostic::new(
+                crate::diag::Pos::cli("--host"),
+                format!("no host `{name}` in {}", inv.path.display()),
+            )
+            .suggest(name, inv.host_names()))
         })?;
-        let resolved = vars::resolve(&inv, name, Layers { extra: &extra, ..Default::default() })?;
+        let resolved = vars::resolve(
+            &inv,
+            name,
+            Layers {
+                extra: &extra,
+                ..Default::default()
+            },
+        )?;
         if format == Format::Json {
             let vars: serde_json::Map<String, serde_json::Value> = resolved
                 .vars
                 .iter()
-                .map(|(k, (v, o))| (k.clone(), serde_json::json!({ "value": v, "origin": o.to_string() })))
+                .map(|(k, (v, o))| {
+                    (
+                        k.clone(),
+                        serde_json::json!({ "value": v, "origin": o.to_string() }),
+                    )
+                })
                 .collect();
             let out = serde_json::json!({
                 "host": h.name, "address": h.connection.address, "port": h.connection.port,
@@ -198,12 +250,23 @@ fn cmd_inventory(common: &Common, host: Option<&str>, limit: Option<&str>, forma
         }
         let c = &h.connection;
         println!("host {} ({})", h.name, h.pos);
-        println!("  address  {}:{}{}", c.address, c.port, c.user.as_ref().map(|u| format!(" as {u}")).unwrap_or_default());
+        println!(
+            "  address  {}:{}{}",
+            c.address,
+            c.port,
+            c.user
+                .as_ref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default()
+        );
         println!("  groups   {}", inv.groups_of(name).join(", "));
         println!("variables (value, then where it comes from):");
         let width = resolved.vars.keys().map(String::len).max().unwrap_or(0);
         for (k, (v, origin)) in &resolved.vars {
-            println!("  {k:width$} = {}    # {origin}", serde_json::to_string(v).unwrap_or_default());
+            println!(
+                "  {k:width$} = {}    # {origin}",
+                serde_json::to_string(v).unwrap_or_default()
+            );
         }
         return Ok(exit::OK);
     }
@@ -216,23 +279,49 @@ fn cmd_inventory(common: &Common, host: Option<&str>, limit: Option<&str>, forma
         let groups: serde_json::Map<String, serde_json::Value> = inv
             .groups
             .keys()
-            .map(|g| (g.clone(), serde_json::json!(inv.group_hosts(g).into_iter().filter(|h| selected.contains(h)).collect::<Vec<_>>())))
+            .map(|g| {
+                (
+                    g.clone(),
+                    serde_json::json!(inv
+                        .group_hosts(g)
+                        .into_iter()
+                        .filter(|h| selected.contains(h))
+                        .collect::<Vec<_>>()),
+                )
+            })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "hosts": hosts, "groups": groups })).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "hosts": hosts, "groups": groups }))
+                .unwrap_or_default()
+        );
         return Ok(exit::OK);
     }
     println!("hosts:");
     let width = selected.iter().map(|h| h.len()).max().unwrap_or(0);
     for name in &selected {
         if let Some(h) = inv.host(name) {
-            println!("  {name:width$}  {}:{}  [{}]", h.connection.address, h.connection.port, inv.groups_of(name).join(", "));
+            println!(
+                "  {name:width$}  {}:{}  [{}]",
+                h.connection.address,
+                h.connection.port,
+                inv.groups_of(name).join(", ")
+            );
         }
     }
     println!("groups:");
     for g in inv.groups.keys() {
-        let members: Vec<&str> = inv.group_hosts(g).into_iter().filter(|h| selected.contains(h)).collect();
+        let members: Vec<&str> = inv
+            .group_hosts(g)
+            .into_iter()
+            .filter(|h| selected.contains(h))
+            .collect();
         let children = &inv.groups[g].children;
-        let kids = if children.is_empty() { String::new() } else { format!("  (children: {})", children.join(", ")) };
+        let kids = if children.is_empty() {
+            String::new()
+        } else {
+            format!("  (children: {})", children.join(", "))
+        };
         println!("  {g}: {}{kids}", members.join(", "));
     }
     Ok(exit::OK)
@@ -242,9 +331,11 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
     let inv = load_inventory(common)?;
     let extra = vars::parse_extra_vars(&common.extra_vars)?;
     if inv.host(host).is_none() {
-        return Err(one(
-            Diagnostic::new(crate::diag::Pos::cli("--host"), format!("no host `{host}` in {}", inv.path.display())).suggest(host, inv.host_names()),
-        ));
+        return Err(one(Diagnostic::new(
+            crate::diag::Pos::cli("--host"),
+            format!("no host `{host}` in {}", inv.path.display()),
+        )
+        .suggest(host, inv.host_names())));
     }
     let dir = templates_dir(common, &[]);
     let templates = Templates::load(&dir).map_err(|errs| {
@@ -253,12 +344,19 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
         d
     })?;
     if !templates.exists(template_name) {
-        return Err(one(
-            Diagnostic::new(crate::diag::Pos::cli("TEMPLATE"), format!("no template `{template_name}` in {}", dir.display()))
-                .suggest(template_name, templates.names()),
-        ));
+        return Err(one(Diagnostic::new(
+            crate::diag::Pos::cli("TEMPLATE"),
+            format!("no template `{template_name}` in {}", dir.display()),
+        )
+        .suggest(template_name, templates.names())));
     }
-    let everyone = template::resolve_all(&inv, Layers { extra: &extra, ..Default::default() })?;
+    let everyone = template::resolve_all(
+        &inv,
+        Layers {
+            extra: &extra,
+            ..Default::default()
+        },
+    )?;
     let ctx = template::host_context(&inv, host, &everyone[host], &everyone);
     let text = templates.render(template_name, &ctx).map_err(one)?;
     print!("{text}");
@@ -268,12 +366,24 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
 /// `cutover lab …` runs the lab script shipped in the repository.
 fn cmd_lab(args: &[String]) -> Result<u8, Diagnostics> {
     let script = lab_script().ok_or_else(|| {
-        one(Diagnostic::new(crate::diag::Pos::cli("lab"), "lab/lab.sh not found").with_help("run from the cutover repository or set CUTOVER_LAB_DIR"))
+        one(
+            Diagnostic::new(crate::diag::Pos::cli("lab"), "lab/lab.sh not found")
+                .with_help("run from the cutover repository or set CUTOVER_LAB_DIR"),
+        )
     })?;
-    let status = std::process::Command::new("bash").arg(&script).args(args).status().map_err(|e| {
-        one(Diagnostic::new(crate::diag::Pos::cli("lab"), format!("cannot run {}: {e}", script.display())))
-    })?;
-    Ok(status.code().map_or(exit::FAILED, |c| c.clamp(0, 255) as u8))
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .status()
+        .map_err(|e| {
+            one(Diagnostic::new(
+                crate::diag::Pos::cli("lab"),
+                format!("cannot run {}: {e}", script.display()),
+            ))
+        })?;
+    Ok(status
+        .code()
+        .map_or(exit::FAILED, |c| c.clamp(0, 255) as u8))
 }
 
 fn lab_script() -> Option<PathBuf> {

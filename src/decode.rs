@@ -15,7 +15,12 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// `what` names the thing for messages ("play", "host `app1`"); `allowed` its keys.
-    pub fn new(node: &'a Node, what: &str, allowed: &[&str], diags: &mut Diagnostics) -> Option<Self> {
+    pub fn new(
+        node: &'a Node,
+        what: &str,
+        allowed: &[&str],
+        diags: &mut Diagnostics,
+    ) -> Option<Self> {
         let entries = mapping(node, what, diags)?;
         let mut kept: Vec<(&Node, &Node)> = Vec::new();
         for (k, v) in entries {
@@ -24,7 +29,10 @@ impl<'a> Fields<'a> {
                 diags.push(
                     Diagnostic::new(
                         k.pos.clone(),
-                        format!("unknown key `{key}` in {what}; expected one of: {}", allowed.join(", ")),
+                        format!(
+                            "unknown key `{key}` in {what}; expected one of: {}",
+                            allowed.join(", ")
+                        ),
                     )
                     .suggest(&key, allowed.iter().copied()),
                 );
@@ -32,11 +40,17 @@ impl<'a> Fields<'a> {
             }
             kept.push((k, v));
         }
-        Some(Fields { node, entries: kept })
+        Some(Fields {
+            node,
+            entries: kept,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&'a Node> {
-        self.entries.iter().find(|(k, _)| k.key_text() == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.key_text() == key)
+            .map(|(_, v)| *v)
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -47,7 +61,10 @@ impl<'a> Fields<'a> {
     pub fn require(&self, key: &str, what: &str, diags: &mut Diagnostics) -> Option<&'a Node> {
         let found = self.get(key);
         if found.is_none() {
-            diags.push(Diagnostic::new(self.node.pos.clone(), format!("{what} is missing required key `{key}`")));
+            diags.push(Diagnostic::new(
+                self.node.pos.clone(),
+                format!("{what} is missing required key `{key}`"),
+            ));
         }
         found
     }
@@ -67,7 +84,11 @@ impl<'a> Fields<'a> {
 }
 
 /// The entries of a mapping; reports a non-mapping and duplicate keys.
-pub fn mapping<'a>(node: &'a Node, what: &str, diags: &mut Diagnostics) -> Option<Vec<(&'a Node, &'a Node)>> {
+pub fn mapping<'a>(
+    node: &'a Node,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<Vec<(&'a Node, &'a Node)>> {
     match &node.value {
         Value::Map(entries) => {
             let mut seen: Vec<(String, &Pos)> = Vec::new();
@@ -77,7 +98,10 @@ pub fn mapping<'a>(node: &'a Node, what: &str, diags: &mut Diagnostics) -> Optio
                 if let Some((_, first)) = seen.iter().find(|(s, _)| *s == key) {
                     diags.push(
                         Diagnostic::new(k.pos.clone(), format!("duplicate key `{key}` in {what}"))
-                            .with_help(format!("`{key}` is already set at line {}; remove one of them", first.line)),
+                            .with_help(format!(
+                                "`{key}` is already set at line {}; remove one of them",
+                                first.line
+                            )),
                     );
                     continue;
                 }
@@ -89,7 +113,10 @@ pub fn mapping<'a>(node: &'a Node, what: &str, diags: &mut Diagnostics) -> Optio
         // `key:` with nothing after it is an empty mapping in practice; accept it.
         Value::Null => Some(Vec::new()),
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("expected a mapping for {what}, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!("expected a mapping for {what}, found {}", other.kind()),
+            ));
             None
         }
     }
@@ -100,7 +127,10 @@ pub fn sequence<'a>(node: &'a Node, what: &str, diags: &mut Diagnostics) -> Opti
         Value::Seq(items) => Some(items),
         Value::Null => Some(&[]),
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("expected a list for `{what}`, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!("expected a list for `{what}`, found {}", other.kind()),
+            ));
             None
         }
     }
@@ -110,7 +140,10 @@ pub fn string(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<String
     match &node.value {
         Value::Str(s) => Some(s.clone()),
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("expected a string for `{what}`, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!("expected a string for `{what}`, found {}", other.kind()),
+            ));
             None
         }
     }
@@ -122,32 +155,59 @@ pub fn boolean(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<bool>
     match &node.value {
         Value::Bool(b) => Some(*b),
         Value::Str(s) => {
-            let d = Diagnostic::new(node.pos.clone(), format!("expected a boolean (true or false) for `{what}`, found the string \"{s}\""));
+            let d = Diagnostic::new(
+                node.pos.clone(),
+                format!(
+                    "expected a boolean (true or false) for `{what}`, found the string \"{s}\""
+                ),
+            );
             let lower = s.to_ascii_lowercase();
             let d = match lower.as_str() {
-                "yes" | "on" | "y" => d.with_help("write `true`; `yes`/`on` are strings in cutover's YAML"),
-                "no" | "off" | "n" => d.with_help("write `false`; `no`/`off` are strings in cutover's YAML"),
+                "yes" | "on" | "y" => {
+                    d.with_help("write `true`; `yes`/`on` are strings in cutover's YAML")
+                }
+                "no" | "off" | "n" => {
+                    d.with_help("write `false`; `no`/`off` are strings in cutover's YAML")
+                }
                 _ => d,
             };
             diags.push(d);
             None
         }
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("expected a boolean (true or false) for `{what}`, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!(
+                    "expected a boolean (true or false) for `{what}`, found {}",
+                    other.kind()
+                ),
+            ));
             None
         }
     }
 }
 
-pub fn integer(node: &Node, what: &str, min: i64, max: i64, diags: &mut Diagnostics) -> Option<i64> {
+pub fn integer(
+    node: &Node,
+    what: &str,
+    min: i64,
+    max: i64,
+    diags: &mut Diagnostics,
+) -> Option<i64> {
     match &node.value {
         Value::Int(i) if (*i >= min && *i <= max) => Some(*i),
         Value::Int(i) => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("`{what}` must be between {min} and {max}, found {i}")));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!("`{what}` must be between {min} and {max}, found {i}"),
+            ));
             None
         }
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("expected an integer for `{what}`, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!("expected an integer for `{what}`, found {}", other.kind()),
+            ));
             None
         }
     }
@@ -169,22 +229,39 @@ pub fn string_list(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<V
             ok.then_some(out)
         }
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("expected a list of strings for `{what}`, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!(
+                    "expected a list of strings for `{what}`, found {}",
+                    other.kind()
+                ),
+            ));
             None
         }
     }
 }
 
 /// A variables mapping (`vars:`): names must be identifiers usable in templates.
-pub fn variables(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<(String, serde_json::Value, Pos)> {
-    let Some(entries) = mapping(node, what, diags) else { return Vec::new() };
+pub fn variables(
+    node: &Node,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(String, serde_json::Value, Pos)> {
+    let Some(entries) = mapping(node, what, diags) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (k, v) in entries {
         let name = k.key_text();
         if !is_identifier(&name) {
             diags.push(
-                Diagnostic::new(k.pos.clone(), format!("variable name `{name}` is not usable in templates"))
-                    .with_help("use letters, digits and underscores, starting with a letter or underscore"),
+                Diagnostic::new(
+                    k.pos.clone(),
+                    format!("variable name `{name}` is not usable in templates"),
+                )
+                .with_help(
+                    "use letters, digits and underscores, starting with a letter or underscore",
+                ),
             );
             continue;
         }

@@ -16,14 +16,22 @@ pub struct Pos {
 
 impl Pos {
     pub fn new(file: &Path, line: u32, col: u32) -> Self {
-        Pos { file: file.to_path_buf(), line, col }
+        Pos {
+            file: file.to_path_buf(),
+            line,
+            col,
+        }
     }
     pub fn start(file: &Path) -> Self {
         Pos::new(file, 1, 1)
     }
     /// For things that come from the command line rather than a file.
     pub fn cli(what: &str) -> Self {
-        Pos { file: PathBuf::from(format!("<{what}>")), line: 0, col: 0 }
+        Pos {
+            file: PathBuf::from(format!("<{what}>")),
+            line: 0,
+            col: 0,
+        }
     }
 }
 
@@ -47,10 +55,21 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic { pos, message: message.into(), help: None }
+        Diagnostic {
+            pos,
+            message: message.into(),
+            help: None,
+        }
     }
     pub fn file_error(file: &Path, message: impl Into<String>) -> Self {
-        Diagnostic::new(Pos { file: file.to_path_buf(), line: 0, col: 0 }, message)
+        Diagnostic::new(
+            Pos {
+                file: file.to_path_buf(),
+                line: 0,
+                col: 0,
+            },
+            message,
+        )
     }
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
@@ -70,8 +89,14 @@ impl Diagnostic {
         if let Some(line) = source_line(&self.pos) {
             let n = self.pos.line.to_string();
             let pad = " ".repeat(n.len());
-            let caret_at = line.chars().take(self.pos.col.saturating_sub(1) as usize).count();
-            out.push_str(&format!("{pad} |\n{n} | {line}\n{pad} | {}^\n", " ".repeat(caret_at)));
+            let caret_at = line
+                .chars()
+                .take(self.pos.col.saturating_sub(1) as usize)
+                .count();
+            out.push_str(&format!(
+                "{pad} |\n{n} | {line}\n{pad} | {}^\n",
+                " ".repeat(caret_at)
+            ));
         }
         if let Some(help) = &self.help {
             out.push_str(&format!("  = help: {help}\n"));

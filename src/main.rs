@@ -9,7 +9,9 @@ fn main() -> ExitCode {
             let _ = e.print();
             // --help and --version are not errors
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::from(cutover::cli::exit::USAGE),
             };
         }

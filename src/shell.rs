@@ -3,7 +3,11 @@
 
 /// One shell word: wrapped in single quotes, with embedded single quotes closed and escaped.
 pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) && !s.starts_with('-') {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+        && !s.starts_with('-')
+    {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 2);
@@ -21,7 +25,11 @@ pub fn quote(s: &str) -> String {
 
 /// A command line from words, each quoted.
 pub fn join<S: AsRef<str>>(words: &[S]) -> String {
-    words.iter().map(|w| quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -31,11 +39,36 @@ mod tests {
     #[test]
     fn hostile_values_stay_one_word() {
         // Run the quoted words through a real shell and check they come back unchanged.
-        let hostile = ["plain", "", "a b", "$(touch /tmp/x)", "`id`", "a'b", "-rf", "x;y", "line\nbreak", "\"q\"", "*", "~"];
+        let hostile = [
+            "plain",
+            "",
+            "a b",
+            "$(touch /tmp/x)",
+            "`id`",
+            "a'b",
+            "-rf",
+            "x;y",
+            "line\nbreak",
+            "\"q\"",
+            "*",
+            "~",
+        ];
         let script = format!("printf '%s\\0' {}", join(&hostile));
-        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
-        let mut words: Vec<String> = out.stdout.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-        assert_eq!(words.pop().as_deref(), Some(""), "output ends with the last NUL");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let mut words: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        assert_eq!(
+            words.pop().as_deref(),
+            Some(""),
+            "output ends with the last NUL"
+        );
         assert_eq!(words, hostile);
         assert_eq!(quote(""), "''");
         assert_eq!(quote("-n"), "'-n'");

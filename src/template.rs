@@ -17,18 +17,39 @@ use crate::inventory::vars::{self, Layers, Resolved};
 use crate::inventory::Inventory;
 
 /// Everything a template can see for one host.
-pub fn host_context(inv: &Inventory, host: &str, resolved: &Resolved, everyone: &BTreeMap<String, Resolved>) -> tera::Context {
+pub fn host_context(
+    inv: &Inventory,
+    host: &str,
+    resolved: &Resolved,
+    everyone: &BTreeMap<String, Resolved>,
+) -> tera::Context {
     let mut ctx = tera::Context::new();
     for (k, (v, _)) in &resolved.vars {
         ctx.insert(k.as_str(), v);
     }
-    let address = inv.host(host).map(|h| h.connection.address.clone()).unwrap_or_default();
+    let address = inv
+        .host(host)
+        .map(|h| h.connection.address.clone())
+        .unwrap_or_default();
     ctx.insert("inventory_hostname", host);
-    ctx.insert("host", &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }));
+    ctx.insert(
+        "host",
+        &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
+    );
     let groups: serde_json::Map<String, J> = inv
         .groups
         .keys()
-        .map(|g| (g.clone(), J::from(inv.group_hosts(g).into_iter().map(J::from).collect::<Vec<_>>())))
+        .map(|g| {
+            (
+                g.clone(),
+                J::from(
+                    inv.group_hosts(g)
+                        .into_iter()
+                        .map(J::from)
+                        .collect::<Vec<_>>(),
+                ),
+            )
+        })
         .collect();
     ctx.insert("groups", &groups);
     ctx.insert("hostvars", &hostvars(inv, everyone));
@@ -39,7 +60,10 @@ pub fn host_context(inv: &Inventory, host: &str, resolved: &Resolved, everyone: 
 pub fn hostvars(inv: &Inventory, everyone: &BTreeMap<String, Resolved>) -> J {
     let mut all = serde_json::Map::new();
     for h in &inv.hosts {
-        let mut m = everyone.get(&h.name).map(Resolved::to_json).unwrap_or_default();
+        let mut m = everyone
+            .get(&h.name)
+            .map(Resolved::to_json)
+            .unwrap_or_default();
         m.insert("address".into(), J::String(h.connection.address.clone()));
         m.insert("inventory_hostname".into(), J::String(h.name.clone()));
         all.insert(h.name.clone(), J::Object(m));
@@ -48,7 +72,10 @@ pub fn hostvars(inv: &Inventory, everyone: &BTreeMap<String, Resolved>) -> J {
 }
 
 /// Resolve the variables of every host once (for `hostvars`), with the same play layers.
-pub fn resolve_all(inv: &Inventory, layers: Layers<'_>) -> Result<BTreeMap<String, Resolved>, crate::diag::Diagnostics> {
+pub fn resolve_all(
+    inv: &Inventory,
+    layers: Layers<'_>,
+) -> Result<BTreeMap<String, Resolved>, crate::diag::Diagnostics> {
     let mut out = BTreeMap::new();
     let mut diags = crate::diag::Diagnostics::default();
     for h in &inv.hosts {
@@ -74,7 +101,9 @@ pub struct Templates {
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Templates")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,14 +121,23 @@ impl Templates {
                 Ok(text) => {
                     if let Err(e) = tera.add_raw_template(name, &text) {
                         let (line, col, msg) = parse_error_position(&e);
-                        diags.push(Diagnostic::new(Pos::new(path, line, col), format!("template syntax error: {msg}")));
+                        diags.push(Diagnostic::new(
+                            Pos::new(path, line, col),
+                            format!("template syntax error: {msg}"),
+                        ));
                     }
                 }
-                Err(e) => diags.push(Diagnostic::file_error(path, format!("cannot read template: {e}"))),
+                Err(e) => diags.push(Diagnostic::file_error(
+                    path,
+                    format!("cannot read template: {e}"),
+                )),
             }
         }
         if diags.is_empty() {
-            Ok(Templates { dir: dir.to_path_buf(), tera })
+            Ok(Templates {
+                dir: dir.to_path_buf(),
+                tera,
+            })
         } else {
             Err(diags)
         }
@@ -124,7 +162,9 @@ impl Templates {
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.flatten().collect();
     entries.sort_by_key(|e| e.path());
     for e in entries {
@@ -140,24 +180,37 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
 /// Render a `{{ }}` string from a playbook value.
 pub fn render_str(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<String, Diagnostic> {
     let mut tera = new_tera();
-    tera.add_raw_template("value", text)
-        .map_err(|e| Diagnostic::new(pos.clone(), format!("invalid template: {}", parse_error_position(&e).2)))?;
+    tera.add_raw_template("value", text).map_err(|e| {
+        Diagnostic::new(
+            pos.clone(),
+            format!("invalid template: {}", parse_error_position(&e).2),
+        )
+    })?;
     tera.render("value", ctx).map_err(|e| {
         let d = render_error(&pos.file, text, &e);
-        Diagnostic { pos: pos.clone(), ..d }
+        Diagnostic {
+            pos: pos.clone(),
+            ..d
+        }
     })
 }
 
 /// Evaluate an expression (`when:`) to true or false.
 pub fn eval_bool(expr: &str, ctx: &tera::Context, pos: &Pos) -> Result<bool, Diagnostic> {
-    let out = render_str(&format!("{{% if {expr} %}}true{{% else %}}false{{% endif %}}"), ctx, pos)?;
+    let out = render_str(
+        &format!("{{% if {expr} %}}true{{% else %}}false{{% endif %}}"),
+        ctx,
+        pos,
+    )?;
     Ok(out == "true")
 }
 
 /// Check that a string is valid template syntax, without rendering.
 pub fn check_syntax(text: &str) -> Result<(), String> {
     let mut tera = new_tera();
-    tera.add_raw_template("value", text).map(|_| ()).map_err(|e| parse_error_position(&e).2)
+    tera.add_raw_template("value", text)
+        .map(|_| ())
+        .map_err(|e| parse_error_position(&e).2)
 }
 
 /// Check that a string is a valid expression (the body of `{% if … %}`).
@@ -183,7 +236,9 @@ fn string_arg(value: &J, filter: &str) -> tera::Result<String> {
         J::String(s) => Ok(s.clone()),
         J::Number(n) => Ok(n.to_string()),
         J::Bool(b) => Ok(b.to_string()),
-        other => Err(tera::Error::msg(format!("filter `{filter}` expects text, found {other}"))),
+        other => Err(tera::Error::msg(format!(
+            "filter `{filter}` expects text, found {other}"
+        ))),
     }
 }
 
@@ -206,18 +261,30 @@ fn xml_escape(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Resu
 
 /// `{{ path | shell_quote }}`: one shell word, whatever the value holds.
 fn shell_quote(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    Ok(J::String(crate::shell::quote(&string_arg(value, "shell_quote")?)))
+    Ok(J::String(crate::shell::quote(&string_arg(
+        value,
+        "shell_quote",
+    )?)))
 }
 
 /// `{{ groups.app_nodes | hostvar(name="address", hostvars=hostvars) | join(sep=",") }}`:
 /// one variable of each host in a list of host names.
 fn hostvar_filter(value: &J, args: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    let name = args.get("name").and_then(J::as_str).ok_or_else(|| tera::Error::msg("filter `hostvar` needs name=\"variable\""))?;
-    let all = args.get("hostvars").ok_or_else(|| tera::Error::msg("filter `hostvar` needs hostvars=hostvars"))?;
-    let hosts = value.as_array().ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
+    let name = args
+        .get("name")
+        .and_then(J::as_str)
+        .ok_or_else(|| tera::Error::msg("filter `hostvar` needs name=\"variable\""))?;
+    let all = args
+        .get("hostvars")
+        .ok_or_else(|| tera::Error::msg("filter `hostvar` needs hostvars=hostvars"))?;
+    let hosts = value
+        .as_array()
+        .ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
     let mut out = Vec::new();
     for h in hosts {
-        let h = h.as_str().ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
+        let h = h
+            .as_str()
+            .ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
         let v = all
             .get(h)
             .and_then(|vars| vars.get(name))
@@ -264,11 +331,19 @@ fn render_error(path: &Path, source: &str, e: &tera::Error) -> Diagnostic {
     if let Some(var) = undefined_variable(&chain) {
         let (line, col) = locate_identifier(source, &var).unwrap_or((1, 1));
         let root = var.split(['.', '[']).next().unwrap_or(&var).to_string();
-        return Diagnostic::new(Pos::new(path, line, col), format!("undefined variable `{var}` in template {}", path.display()))
-            .with_help(format!("define `{root}` in the inventory, the play's vars or with -e"));
+        return Diagnostic::new(
+            Pos::new(path, line, col),
+            format!("undefined variable `{var}` in template {}", path.display()),
+        )
+        .with_help(format!(
+            "define `{root}` in the inventory, the play's vars or with -e"
+        ));
     }
     let msg = chain.lines().last().unwrap_or("render failed").to_string();
-    Diagnostic::new(Pos::new(path, 0, 0), format!("cannot render template: {msg}"))
+    Diagnostic::new(
+        Pos::new(path, 0, 0),
+        format!("cannot render template: {msg}"),
+    )
 }
 
 fn undefined_variable(chain: &str) -> Option<String> {
@@ -290,12 +365,20 @@ pub fn locate_identifier(source: &str, name: &str) -> Option<(u32, u32)> {
         let chars: Vec<char> = line.chars().collect();
         let mut i = 0;
         while i < chars.len() {
-            if !in_tag && i + 1 < chars.len() && chars[i] == '{' && (chars[i + 1] == '{' || chars[i + 1] == '%') {
+            if !in_tag
+                && i + 1 < chars.len()
+                && chars[i] == '{'
+                && (chars[i + 1] == '{' || chars[i + 1] == '%')
+            {
                 in_tag = true;
                 i += 2;
                 continue;
             }
-            if in_tag && i + 1 < chars.len() && (chars[i] == '}' || chars[i] == '%') && chars[i + 1] == '}' {
+            if in_tag
+                && i + 1 < chars.len()
+                && (chars[i] == '}' || chars[i] == '%')
+                && chars[i + 1] == '}'
+            {
                 in_tag = false;
                 i += 2;
                 continue;
@@ -325,7 +408,11 @@ mod tests {
     #[test]
     fn undefined_variable_names_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.conf"), "port = {{ port }}\nhost = {{ db_host }}\n").unwrap();
+        std::fs::write(
+            dir.path().join("a.conf"),
+            "port = {{ port }}\nhost = {{ db_host }}\n",
+        )
+        .unwrap();
         let t = Templates::load(dir.path()).unwrap();
         let mut ctx = tera::Context::new();
         ctx.insert("port", &3306);
@@ -339,7 +426,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b.conf"), "ok\n{% if x %}\nno end\n").unwrap();
         let e = Templates::load(dir.path()).unwrap_err();
-        assert!(e[0].pos.line >= 1 && e[0].message.contains("syntax"), "{:?}", e);
+        assert!(
+            e[0].pos.line >= 1 && e[0].message.contains("syntax"),
+            "{:?}",
+            e
+        );
     }
 
     #[test]
@@ -348,8 +439,14 @@ mod tests {
         ctx.insert("p", "a&b<'\"");
         ctx.insert("s", "it's; rm -rf /");
         let pos = Pos::cli("t");
-        assert_eq!(render_str("{{ p | xml_escape }}", &ctx, &pos).unwrap(), "a&amp;b&lt;&apos;&quot;");
-        assert_eq!(render_str("{{ s | shell_quote }}", &ctx, &pos).unwrap(), r#"'it'\''s; rm -rf /'"#);
+        assert_eq!(
+            render_str("{{ p | xml_escape }}", &ctx, &pos).unwrap(),
+            "a&amp;b&lt;&apos;&quot;"
+        );
+        assert_eq!(
+            render_str("{{ s | shell_quote }}", &ctx, &pos).unwrap(),
+            r#"'it'\''s; rm -rf /'"#
+        );
         // no HTML autoescaping in config files
         assert_eq!(render_str("{{ p }}", &ctx, &pos).unwrap(), "a&b<'\"");
     }

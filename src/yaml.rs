@@ -111,7 +111,10 @@ pub fn load_file(path: &Path) -> Result<(Arc<Source>, Node), Diagnostic> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Diagnostic::file_error(&file, format!("cannot read file: {e}")))?;
     if meta.is_dir() {
-        return Err(Diagnostic::file_error(&file, "is a directory, expected a YAML file"));
+        return Err(Diagnostic::file_error(
+            &file,
+            "is a directory, expected a YAML file",
+        ));
     }
     if meta.len() > MAX_INPUT_BYTES {
         return Err(Diagnostic::file_error(
@@ -125,7 +128,10 @@ pub fn load_file(path: &Path) -> Result<(Arc<Source>, Node), Diagnostic> {
     }
     let bytes = std::fs::read(path)
         .map_err(|e| Diagnostic::file_error(&file, format!("cannot read file: {e}")))?;
-    let source = Arc::new(Source { path: file, text: String::new() });
+    let source = Arc::new(Source {
+        path: file,
+        text: String::new(),
+    });
     parse_bytes(source, bytes)
 }
 
@@ -144,9 +150,15 @@ pub fn parse_bytes(source: Arc<Source>, bytes: Vec<u8>) -> Result<(Arc<Source>, 
             ));
         }
     };
-    let source = Arc::new(Source { path: path.clone(), text });
+    let source = Arc::new(Source {
+        path: path.clone(),
+        text,
+    });
     if source.text.trim().is_empty() || only_comments(&source.text) {
-        return Err(Diagnostic::new(Pos::start(&path), "file is empty: expected a YAML document"));
+        return Err(Diagnostic::new(
+            Pos::start(&path),
+            "file is empty: expected a YAML document",
+        ));
     }
     if let Some((line, col)) = first_tab_indent(&source.text) {
         return Err(Diagnostic::new(
@@ -159,7 +171,8 @@ pub fn parse_bytes(source: Arc<Source>, bytes: Vec<u8>) -> Result<(Arc<Source>, 
         strict_booleans: true,
         with_snippet: false,
     };
-    let parsed: Result<Spanned<RawNode>, _> = serde_saphyr::from_str_with_options(&source.text, options);
+    let parsed: Result<Spanned<RawNode>, _> =
+        serde_saphyr::from_str_with_options(&source.text, options);
     match parsed {
         Ok(root) => {
             let node = root.into_node(&path);
@@ -172,7 +185,10 @@ pub fn parse_bytes(source: Arc<Source>, bytes: Vec<u8>) -> Result<(Arc<Source>, 
                 .map_or((1, 1), |l| (l.line() as u32, l.column().max(1) as u32));
             Err(Diagnostic::new(
                 Pos::new(&path, line, col),
-                format!("invalid YAML: {}", clean_parser_message(&e.without_snippet().to_string())),
+                format!(
+                    "invalid YAML: {}",
+                    clean_parser_message(&e.without_snippet().to_string())
+                ),
             ))
         }
     }
@@ -189,7 +205,10 @@ fn only_comments(text: &str) -> bool {
 /// first and say it plainly.
 fn first_tab_indent(text: &str) -> Option<(u32, u32)> {
     for (i, line) in text.lines().enumerate() {
-        let indent: String = line.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+        let indent: String = line
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .collect();
         if let Some(col) = indent.find('\t') {
             if line.trim_start_matches([' ', '\t']).is_empty() {
                 continue;
@@ -234,14 +253,20 @@ trait IntoNode {
 
 impl IntoNode for Spanned<RawNode> {
     fn into_node(self, path: &Path) -> Node {
-        let pos = Pos::new(path, self.referenced.line() as u32, self.referenced.column() as u32);
+        let pos = Pos::new(
+            path,
+            self.referenced.line() as u32,
+            self.referenced.column() as u32,
+        );
         let value = match self.value {
             RawNode::Null => Value::Null,
             RawNode::Bool(b) => Value::Bool(b),
             RawNode::Int(i) => Value::Int(i),
             RawNode::Float(f) => Value::Float(f),
             RawNode::Str(s) => Value::Str(s),
-            RawNode::Seq(items) => Value::Seq(items.into_iter().map(|n| n.into_node(path)).collect()),
+            RawNode::Seq(items) => {
+                Value::Seq(items.into_iter().map(|n| n.into_node(path)).collect())
+            }
             RawNode::Map(entries) => Value::Map(
                 entries
                     .into_iter()
@@ -328,18 +353,27 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Node, Diagnostic> {
-        let src = Arc::new(Source { path: "t.yml".into(), text: String::new() });
+        let src = Arc::new(Source {
+            path: "t.yml".into(),
+            text: String::new(),
+        });
         parse_bytes(src, text.as_bytes().to_vec()).map(|(_, n)| n)
     }
 
     #[test]
     fn positions_of_keys_and_values() {
         let n = parse("a: 1\nb:\n  - x\n  - {c: yes}\n").unwrap();
-        let Value::Map(entries) = &n.value else { panic!("map") };
+        let Value::Map(entries) = &n.value else {
+            panic!("map")
+        };
         assert_eq!(entries[1].0.pos.line, 2);
-        let Value::Seq(items) = &entries[1].1.value else { panic!("seq") };
+        let Value::Seq(items) = &entries[1].1.value else {
+            panic!("seq")
+        };
         assert_eq!((items[0].pos.line, items[0].pos.col), (3, 5));
-        let Value::Map(inner) = &items[1].value else { panic!("map") };
+        let Value::Map(inner) = &items[1].value else {
+            panic!("map")
+        };
         // strict booleans: `yes` stays a string
         assert!(matches!(inner[0].1.value, Value::Str(ref s) if s == "yes"));
     }
@@ -347,7 +381,9 @@ mod tests {
     #[test]
     fn duplicate_keys_are_kept_for_validation() {
         let n = parse("a: 1\na: 2\n").unwrap();
-        let Value::Map(entries) = &n.value else { panic!("map") };
+        let Value::Map(entries) = &n.value else {
+            panic!("map")
+        };
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].0.pos.line, 2);
     }
@@ -364,7 +400,10 @@ mod tests {
         let e = parse("a:\n\tb: 1\n").unwrap_err();
         assert_eq!((e.pos.line, e.pos.col), (2, 1));
         assert!(e.message.contains("tab"));
-        let src = Arc::new(Source { path: "t.yml".into(), text: String::new() });
+        let src = Arc::new(Source {
+            path: "t.yml".into(),
+            text: String::new(),
+        });
         let e = parse_bytes(src, b"a: 1\nb: \xff\xfe\n".to_vec()).unwrap_err();
         assert_eq!((e.pos.line, e.pos.col), (2, 4));
         assert!(e.message.contains("UTF-8"));

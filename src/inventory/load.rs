@@ -49,10 +49,15 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<Inventory> {
 pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Option<Inventory> {
     if let Value::Seq(items) = &root.value {
         let looks_like_playbook = items.iter().any(|i| match &i.value {
-            Value::Map(e) => e.iter().any(|(k, _)| matches!(k.key_text().as_str(), "hosts" | "steps" | "import_playbook")),
+            Value::Map(e) => e.iter().any(|(k, _)| {
+                matches!(k.key_text().as_str(), "hosts" | "steps" | "import_playbook")
+            }),
             _ => false,
         });
-        let d = Diagnostic::new(root.pos.clone(), "expected an inventory (a mapping with `hosts:` and `groups:`), found a list");
+        let d = Diagnostic::new(
+            root.pos.clone(),
+            "expected an inventory (a mapping with `hosts:` and `groups:`), found a list",
+        );
         diags.push(if looks_like_playbook {
             d.with_help("this looks like a playbook; pass it as the PLAYBOOK argument and the inventory with -i")
         } else {
@@ -62,9 +67,21 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
     }
     let top = Fields::new(root, "the inventory", TOP_KEYS, diags)?;
     let defaults = match top.get("connection") {
-        Some(n) => read_connection(n, "`connection`", CONNECTION_KEYS, Connection { port: 22, ..Default::default() }, diags)
-            .unwrap_or_default(),
-        None => Connection { port: 22, ..Default::default() },
+        Some(n) => read_connection(
+            n,
+            "`connection`",
+            CONNECTION_KEYS,
+            Connection {
+                port: 22,
+                ..Default::default()
+            },
+            diags,
+        )
+        .unwrap_or_default(),
+        None => Connection {
+            port: 22,
+            ..Default::default()
+        },
     };
 
     let mut hosts = Vec::new();
@@ -74,8 +91,13 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
                 let name = k.key_text();
                 if !valid_host_name(&name) {
                     diags.push(
-                        Diagnostic::new(k.pos.clone(), format!("`{name}` is not a valid host name"))
-                            .with_help("use letters, digits, `-`, `_` and `.`; it must not start with `-`"),
+                        Diagnostic::new(
+                            k.pos.clone(),
+                            format!("`{name}` is not a valid host name"),
+                        )
+                        .with_help(
+                            "use letters, digits, `-`, `_` and `.`; it must not start with `-`",
+                        ),
                     );
                     continue;
                 }
@@ -84,7 +106,10 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
                 }
             }
         }
-        None => diags.push(Diagnostic::new(root.pos.clone(), "the inventory has no `hosts:` section")),
+        None => diags.push(Diagnostic::new(
+            root.pos.clone(),
+            "the inventory has no `hosts:` section",
+        )),
     }
 
     let mut groups = BTreeMap::new();
@@ -95,12 +120,19 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
             if !decode::is_identifier(&name) {
                 diags.push(
                     Diagnostic::new(k.pos.clone(), format!("`{name}` is not a valid group name"))
-                        .with_help("group names are used in patterns and templates: letters, digits and `_`"),
+                        .with_help(
+                        "group names are used in patterns and templates: letters, digits and `_`",
+                    ),
                 );
                 continue;
             }
             if hosts.iter().any(|h: &Host| h.name == name) {
-                diags.push(Diagnostic::new(k.pos.clone(), format!("`{name}` is both a host and a group; patterns could not tell them apart")));
+                diags.push(Diagnostic::new(
+                    k.pos.clone(),
+                    format!(
+                        "`{name}` is both a host and a group; patterns could not tell them apart"
+                    ),
+                ));
                 continue;
             }
             if let Some(g) = read_group(&name, k, v, &mut members, diags) {
@@ -111,11 +143,22 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
     if !groups.contains_key("all") {
         groups.insert(
             "all".into(),
-            Group { name: "all".into(), pos: root.pos.clone(), hosts: vec![], children: vec![], vars: vec![], priority: 0 },
+            Group {
+                name: "all".into(),
+                pos: root.pos.clone(),
+                hosts: vec![],
+                children: vec![],
+                vars: vec![],
+                priority: 0,
+            },
         );
     }
 
-    let inv = Inventory { path: path.to_path_buf(), hosts, groups };
+    let inv = Inventory {
+        path: path.to_path_buf(),
+        hosts,
+        groups,
+    };
     check_references(&inv, members, diags);
     check_cycles(&inv, diags);
     Some(inv)
@@ -124,30 +167,68 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
 fn valid_host_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('-')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn read_host(name: &str, key: &Node, node: &Node, defaults: &Connection, diags: &mut Diagnostics) -> Option<Host> {
+fn read_host(
+    name: &str,
+    key: &Node,
+    node: &Node,
+    defaults: &Connection,
+    diags: &mut Diagnostics,
+) -> Option<Host> {
     let what = format!("host `{name}`");
     let fields = Fields::new(node, &what, HOST_KEYS, diags)?;
     let mut connection = read_connection(node, &what, HOST_KEYS, defaults.clone(), diags)?;
     connection.address = match fields.str("address", diags) {
-        Some(a) if a.trim().is_empty() || a.starts_with('-') || a.chars().any(char::is_whitespace) => {
-            diags.push(Diagnostic::new(fields.get("address").map_or(key.pos.clone(), |n| n.pos.clone()), format!("`{a}` is not a usable address")));
+        Some(a)
+            if a.trim().is_empty() || a.starts_with('-') || a.chars().any(char::is_whitespace) =>
+        {
+            diags.push(Diagnostic::new(
+                fields
+                    .get("address")
+                    .map_or(key.pos.clone(), |n| n.pos.clone()),
+                format!("`{a}` is not a usable address"),
+            ));
             return None;
         }
         Some(a) => a,
         None => name.to_string(),
     };
-    let vars = fields.get("vars").map(|n| to_vars(n, &format!("vars of {what}"), diags)).unwrap_or_default();
-    Some(Host { name: name.to_string(), pos: key.pos.clone(), connection, vars })
+    let vars = fields
+        .get("vars")
+        .map(|n| to_vars(n, &format!("vars of {what}"), diags))
+        .unwrap_or_default();
+    Some(Host {
+        name: name.to_string(),
+        pos: key.pos.clone(),
+        connection,
+        vars,
+    })
 }
 
 /// Connection settings, starting from `base` (the inventory-wide defaults for a host).
-fn read_connection(node: &Node, what: &str, allowed: &[&str], base: Connection, diags: &mut Diagnostics) -> Option<Connection> {
+fn read_connection(
+    node: &Node,
+    what: &str,
+    allowed: &[&str],
+    base: Connection,
+    diags: &mut Diagnostics,
+) -> Option<Connection> {
     // Unknown keys were already reported by the caller for hosts; for `connection` report here.
     let mut quiet = Diagnostics::default();
-    let fields = Fields::new(node, what, allowed, if allowed == CONNECTION_KEYS { diags } else { &mut quiet })?;
+    let fields = Fields::new(
+        node,
+        what,
+        allowed,
+        if allowed == CONNECTION_KEYS {
+            diags
+        } else {
+            &mut quiet
+        },
+    )?;
     let mut c = base;
     if let Some(p) = fields.int("port", 1, 65535, diags) {
         c.port = p as u16;
@@ -182,16 +263,28 @@ fn read_connection(node: &Node, what: &str, allowed: &[&str], base: Connection, 
                 // ssh takes yes/no; a YAML boolean here is almost certainly meant that way.
                 Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
                 other => {
-                    diags.push(Diagnostic::new(v.pos.clone(), format!("ssh option `{key}` needs a string or number, found {}", other.kind())));
+                    diags.push(Diagnostic::new(
+                        v.pos.clone(),
+                        format!(
+                            "ssh option `{key}` needs a string or number, found {}",
+                            other.kind()
+                        ),
+                    ));
                     continue;
                 }
             };
             if key.is_empty() || !key.chars().all(|ch| ch.is_ascii_alphanumeric()) {
-                diags.push(Diagnostic::new(k.pos.clone(), format!("`{key}` is not an ssh option name (see ssh_config(5))")));
+                diags.push(Diagnostic::new(
+                    k.pos.clone(),
+                    format!("`{key}` is not an ssh option name (see ssh_config(5))"),
+                ));
                 continue;
             }
             if value.contains('\n') {
-                diags.push(Diagnostic::new(v.pos.clone(), format!("ssh option `{key}` must be on one line")));
+                diags.push(Diagnostic::new(
+                    v.pos.clone(),
+                    format!("ssh option `{key}` must be on one line"),
+                ));
                 continue;
             }
             c.ssh_options.insert(key, value);
@@ -200,16 +293,28 @@ fn read_connection(node: &Node, what: &str, allowed: &[&str], base: Connection, 
     Some(c)
 }
 
-fn read_group(name: &str, key: &Node, node: &Node, members: &mut Vec<Member>, diags: &mut Diagnostics) -> Option<Group> {
+fn read_group(
+    name: &str,
+    key: &Node,
+    node: &Node,
+    members: &mut Vec<Member>,
+    diags: &mut Diagnostics,
+) -> Option<Group> {
     let what = format!("group `{name}`");
     let fields = Fields::new(node, &what, GROUP_KEYS, diags)?;
     let names = |k: &str, diags: &mut Diagnostics| fields.str_list(k, diags).unwrap_or_default();
     let hosts = names("hosts", diags);
     let children = names("children", diags);
     if name == "all" && (!hosts.is_empty() || !children.is_empty()) {
-        diags.push(Diagnostic::new(key.pos.clone(), "group `all` always holds every host; give it only `vars`"));
+        diags.push(Diagnostic::new(
+            key.pos.clone(),
+            "group `all` always holds every host; give it only `vars`",
+        ));
     }
-    let vars = fields.get("vars").map(|n| to_vars(n, &format!("vars of {what}"), diags)).unwrap_or_default();
+    let vars = fields
+        .get("vars")
+        .map(|n| to_vars(n, &format!("vars of {what}"), diags))
+        .unwrap_or_default();
     let priority = fields.int("priority", -1000, 1000, diags).unwrap_or(0);
     let mut g = Group {
         name: name.to_string(),
@@ -221,10 +326,20 @@ fn read_group(name: &str, key: &Node, node: &Node, members: &mut Vec<Member>, di
     };
     g.hosts.dedup();
     for (h, p) in hosts {
-        members.push(Member { group: name.to_string(), kind: MemberKind::Host, name: h, pos: p });
+        members.push(Member {
+            group: name.to_string(),
+            kind: MemberKind::Host,
+            name: h,
+            pos: p,
+        });
     }
     for (c, p) in children {
-        members.push(Member { group: name.to_string(), kind: MemberKind::Child, name: c, pos: p });
+        members.push(Member {
+            group: name.to_string(),
+            kind: MemberKind::Child,
+            name: c,
+            pos: p,
+        });
     }
     Some(g)
 }
@@ -253,9 +368,18 @@ fn to_vars(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Var> {
 fn check_references(inv: &Inventory, members: Vec<Member>, diags: &mut Diagnostics) {
     let host_names: Vec<&str> = inv.host_names().collect();
     let group_names: Vec<&str> = inv.groups.keys().map(String::as_str).collect();
-    for Member { group, kind, name, pos } in members {
+    for Member {
+        group,
+        kind,
+        name,
+        pos,
+    } in members
+    {
         if kind == MemberKind::Host && !host_names.contains(&name.as_str()) {
-            let d = Diagnostic::new(pos.clone(), format!("group `{group}` lists host `{name}`, which is not defined under `hosts:`"));
+            let d = Diagnostic::new(
+                pos.clone(),
+                format!("group `{group}` lists host `{name}`, which is not defined under `hosts:`"),
+            );
             diags.push(if group_names.contains(&name.as_str()) {
                 d.with_help(format!("`{name}` is a group; list it under `children:`"))
             } else {
@@ -271,13 +395,22 @@ fn check_references(inv: &Inventory, members: Vec<Member>, diags: &mut Diagnosti
             });
         }
         if kind == MemberKind::Child && name == "all" {
-            diags.push(Diagnostic::new(inv.groups[&group].pos.clone(), "`all` cannot be a child group"));
+            diags.push(Diagnostic::new(
+                inv.groups[&group].pos.clone(),
+                "`all` cannot be a child group",
+            ));
         }
     }
 }
 
 fn check_cycles(inv: &Inventory, diags: &mut Diagnostics) {
-    fn visit(inv: &Inventory, g: &str, stack: &mut Vec<String>, reported: &mut Vec<String>, diags: &mut Diagnostics) {
+    fn visit(
+        inv: &Inventory,
+        g: &str,
+        stack: &mut Vec<String>,
+        reported: &mut Vec<String>,
+        diags: &mut Diagnostics,
+    ) {
         if let Some(i) = stack.iter().position(|s| s == g) {
             let cycle: Vec<String> = stack[i..].iter().cloned().chain([g.to_string()]).collect();
             let key = {
@@ -287,11 +420,16 @@ fn check_cycles(inv: &Inventory, diags: &mut Diagnostics) {
             };
             if !reported.contains(&key) {
                 reported.push(key);
-                diags.push(Diagnostic::new(inv.groups[g].pos.clone(), format!("groups form a cycle: {}", cycle.join(" → "))));
+                diags.push(Diagnostic::new(
+                    inv.groups[g].pos.clone(),
+                    format!("groups form a cycle: {}", cycle.join(" → ")),
+                ));
             }
             return;
         }
-        let Some(group) = inv.groups.get(g) else { return };
+        let Some(group) = inv.groups.get(g) else {
+            return;
+        };
         stack.push(g.to_string());
         for c in &group.children {
             visit(inv, c, stack, reported, diags);

@@ -92,7 +92,12 @@ impl Inventory {
         self.host_names().filter(|h| members.contains(*h)).collect()
     }
 
-    fn collect_members<'a>(&'a self, group: &str, out: &mut std::collections::BTreeSet<&'a str>, path: &mut Vec<String>) {
+    fn collect_members<'a>(
+        &'a self,
+        group: &str,
+        out: &mut std::collections::BTreeSet<&'a str>,
+        path: &mut Vec<String>,
+    ) {
         if path.iter().any(|p| p == group) {
             return; // cycles are reported by validation; don't loop here
         }
@@ -100,7 +105,9 @@ impl Inventory {
             out.extend(self.host_names());
             return;
         }
-        let Some(g) = self.groups.get(group) else { return };
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
         out.extend(g.hosts.iter().map(String::as_str));
         path.push(group.to_string());
         for child in &g.children {
@@ -122,7 +129,12 @@ impl Inventory {
     /// A group reachable along several paths takes the longest, so a child always outranks
     /// every one of its parents.
     pub fn group_depths(&self) -> BTreeMap<&str, usize> {
-        fn depth<'a>(inv: &'a Inventory, g: &'a str, memo: &mut BTreeMap<&'a str, usize>, stack: &mut Vec<&'a str>) -> usize {
+        fn depth<'a>(
+            inv: &'a Inventory,
+            g: &'a str,
+            memo: &mut BTreeMap<&'a str, usize>,
+            stack: &mut Vec<&'a str>,
+        ) -> usize {
             if let Some(d) = memo.get(g) {
                 return *d;
             }
@@ -139,7 +151,11 @@ impl Inventory {
                 .filter(|p| p.children.iter().any(|c| c == g))
                 .map(|p| p.name.as_str())
                 .collect();
-            let d = parents.iter().map(|p| depth(inv, p, memo, stack) + 1).max().unwrap_or(1);
+            let d = parents
+                .iter()
+                .map(|p| depth(inv, p, memo, stack) + 1)
+                .max()
+                .unwrap_or(1);
             stack.pop();
             memo.insert(g, d);
             d

@@ -10,7 +10,10 @@ use super::Inventory;
 pub enum PatternError {
     Empty,
     /// A term names no host or group and has no wildcard.
-    Unknown { term: String, suggestion: Option<String> },
+    Unknown {
+        term: String,
+        suggestion: Option<String>,
+    },
     /// The pattern is valid but selects nothing.
     NoMatch,
 }
@@ -33,7 +36,11 @@ impl std::fmt::Display for PatternError {
 
 /// The hosts a pattern selects, in inventory order.
 pub fn select<'a>(inv: &'a Inventory, pattern: &str) -> Result<Vec<&'a str>, PatternError> {
-    let terms: Vec<&str> = pattern.split([':', ',']).map(str::trim).filter(|t| !t.is_empty()).collect();
+    let terms: Vec<&str> = pattern
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     if terms.is_empty() {
         return Err(PatternError::Empty);
     }
@@ -88,8 +95,13 @@ fn expand<'a>(inv: &'a Inventory, term: &str) -> Result<Vec<&'a str>, PatternErr
         }
         return Ok(out);
     }
-    let names = inv.host_names().chain(inv.groups.keys().map(String::as_str));
-    Err(PatternError::Unknown { term: term.to_string(), suggestion: crate::diag::closest(term, names).map(str::to_string) })
+    let names = inv
+        .host_names()
+        .chain(inv.groups.keys().map(String::as_str));
+    Err(PatternError::Unknown {
+        term: term.to_string(),
+        suggestion: crate::diag::closest(term, names).map(str::to_string),
+    })
 }
 
 /// Shell-style glob: `*`, `?`, and `[abc]` / `[a-z]` classes.
@@ -148,9 +160,18 @@ mod tests {
     #[test]
     fn union_intersection_exclusion() {
         let inv = inv();
-        assert_eq!(select(&inv, "app_nodes:db1").unwrap(), ["app1", "app2", "db1"]);
-        assert_eq!(select(&inv, "production:&databases").unwrap(), ["db1", "db2"]);
-        assert_eq!(select(&inv, "production:!app1").unwrap(), ["app2", "db1", "db2", "lb"]);
+        assert_eq!(
+            select(&inv, "app_nodes:db1").unwrap(),
+            ["app1", "app2", "db1"]
+        );
+        assert_eq!(
+            select(&inv, "production:&databases").unwrap(),
+            ["db1", "db2"]
+        );
+        assert_eq!(
+            select(&inv, "production:!app1").unwrap(),
+            ["app2", "db1", "db2", "lb"]
+        );
         assert_eq!(select(&inv, "!app_nodes").unwrap(), ["db1", "db2", "lb"]);
         assert_eq!(select(&inv, "db*").unwrap(), ["db1", "db2"]);
         assert_eq!(select(&inv, "app[2-3]").unwrap(), ["app2"]);
@@ -162,9 +183,15 @@ mod tests {
         let inv = inv();
         assert_eq!(
             select(&inv, "app_node"),
-            Err(PatternError::Unknown { term: "app_node".into(), suggestion: Some("app_nodes".into()) })
+            Err(PatternError::Unknown {
+                term: "app_node".into(),
+                suggestion: Some("app_nodes".into())
+            })
         );
-        assert_eq!(select(&inv, "app_nodes:&databases"), Err(PatternError::NoMatch));
+        assert_eq!(
+            select(&inv, "app_nodes:&databases"),
+            Err(PatternError::NoMatch)
+        );
         assert_eq!(select(&inv, "web*"), Err(PatternError::NoMatch));
         assert_eq!(select(&inv, " : "), Err(PatternError::Empty));
     }

@@ -50,10 +50,14 @@ impl Resolved {
         self.vars.get(name).map(|(v, _)| v)
     }
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.vars.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
+        self.vars
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
     }
     fn set(&mut self, var: &Var, origin: Origin) {
-        self.vars.insert(var.name.clone(), (var.value.clone(), origin));
+        self.vars
+            .insert(var.name.clone(), (var.value.clone(), origin));
     }
 }
 
@@ -77,7 +81,13 @@ pub fn resolve(inv: &Inventory, host: &str, layers: Layers<'_>) -> Result<Resolv
         .groups_of(host)
         .into_iter()
         .chain(std::iter::once("all"))
-        .map(|g| (g, depths.get(g).copied().unwrap_or(1), inv.groups[g].priority))
+        .map(|g| {
+            (
+                g,
+                depths.get(g).copied().unwrap_or(1),
+                inv.groups[g].priority,
+            )
+        })
         .collect();
     groups.sort_by_key(|(name, depth, prio)| (*depth, *prio, *name));
 
@@ -88,7 +98,11 @@ pub fn resolve(inv: &Inventory, host: &str, layers: Layers<'_>) -> Result<Resolv
                 continue;
             }
             for v1 in &inv.groups[*g1].vars {
-                if let Some(v2) = inv.groups[*g2].vars.iter().find(|v| v.name == v1.name && v.value != v1.value) {
+                if let Some(v2) = inv.groups[*g2]
+                    .vars
+                    .iter()
+                    .find(|v| v.name == v1.name && v.value != v1.value)
+                {
                     diags.push(
                         Diagnostic::new(
                             v2.pos.clone(),
@@ -109,7 +123,13 @@ pub fn resolve(inv: &Inventory, host: &str, layers: Layers<'_>) -> Result<Resolv
     for (g, _, _) in &groups {
         let group = &inv.groups[*g];
         for v in &group.vars {
-            out.set(v, Origin::Group { name: group.name.clone(), pos: v.pos.clone() });
+            out.set(
+                v,
+                Origin::Group {
+                    name: group.name.clone(),
+                    pos: v.pos.clone(),
+                },
+            );
         }
     }
     if let Some(h) = inv.host(host) {
@@ -140,7 +160,10 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
             match crate::yaml::load_file(Path::new(file)) {
                 Ok((_, node)) => {
                     let vars = crate::decode::variables(&node, "extra vars file", &mut diags);
-                    out.extend(vars.into_iter().map(|(name, value, pos)| Var { name, value, pos }));
+                    out.extend(
+                        vars.into_iter()
+                            .map(|(name, value, pos)| Var { name, value, pos }),
+                    );
                 }
                 Err(d) => diags.push(d),
             }
@@ -148,11 +171,18 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
         }
         match arg.split_once('=') {
             Some((k, v)) if crate::decode::is_identifier(k) => {
-                out.push(Var { name: k.to_string(), value: serde_json::Value::String(v.to_string()), pos });
+                out.push(Var {
+                    name: k.to_string(),
+                    value: serde_json::Value::String(v.to_string()),
+                    pos,
+                });
             }
             _ => diags.push(
-                Diagnostic::new(pos, format!("`-e {arg}`: expected `name=value` or `@file.yml`"))
-                    .with_help("variable names use letters, digits and `_`"),
+                Diagnostic::new(
+                    pos,
+                    format!("`-e {arg}`: expected `name=value` or `@file.yml`"),
+                )
+                .with_help("variable names use letters, digits and `_`"),
             ),
         }
     }
@@ -181,10 +211,38 @@ mod tests {
         let (_d, inv) = inv(
             "hosts:\n  db1: {vars: {h: host}}\ngroups:\n  all: {vars: {a: all, p: all, c: all, h: all, x: all}}\n  databases: {children: [db_master], vars: {p: parent, c: parent}}\n  db_master: {hosts: [db1], vars: {c: child}}\n",
         );
-        let pd = [Var { name: "d".into(), value: "default".into(), pos: Pos::cli("t") }, Var { name: "a".into(), value: "default".into(), pos: Pos::cli("t") }];
-        let pv = [Var { name: "x".into(), value: "play".into(), pos: Pos::cli("t") }];
-        let ex = [Var { name: "h".into(), value: "cli".into(), pos: Pos::cli("t") }];
-        let r = resolve(&inv, "db1", Layers { play_defaults: &pd, play_vars: &pv, extra: &ex }).unwrap();
+        let pd = [
+            Var {
+                name: "d".into(),
+                value: "default".into(),
+                pos: Pos::cli("t"),
+            },
+            Var {
+                name: "a".into(),
+                value: "default".into(),
+                pos: Pos::cli("t"),
+            },
+        ];
+        let pv = [Var {
+            name: "x".into(),
+            value: "play".into(),
+            pos: Pos::cli("t"),
+        }];
+        let ex = [Var {
+            name: "h".into(),
+            value: "cli".into(),
+            pos: Pos::cli("t"),
+        }];
+        let r = resolve(
+            &inv,
+            "db1",
+            Layers {
+                play_defaults: &pd,
+                play_vars: &pv,
+                extra: &ex,
+            },
+        )
+        .unwrap();
         assert_eq!(r.get("d").unwrap(), "default");
         assert_eq!(r.get("a").unwrap(), "all");
         assert_eq!(r.get("p").unwrap(), "parent");
@@ -199,10 +257,20 @@ mod tests {
         let text = "hosts:\n  h1: {}\ngroups:\n  a: {hosts: [h1], vars: {port: 1}}\n  b: {hosts: [h1], vars: {port: 2}}\n";
         let (_d, i) = inv(text);
         let err = resolve(&i, "h1", Layers::default()).unwrap_err();
-        assert!(err.items[0].message.contains("same depth"), "{:?}", err.items);
+        assert!(
+            err.items[0].message.contains("same depth"),
+            "{:?}",
+            err.items
+        );
         assert_eq!(err.items[0].pos.line, 5);
         let (_d, i) = inv(&text.replace("b: {hosts", "b: {priority: 1, hosts"));
-        assert_eq!(resolve(&i, "h1", Layers::default()).unwrap().get("port").unwrap(), 2);
+        assert_eq!(
+            resolve(&i, "h1", Layers::default())
+                .unwrap()
+                .get("port")
+                .unwrap(),
+            2
+        );
         // equal values are no conflict
         let (_d, i) = inv(&text.replace("port: 2", "port: 1"));
         assert!(resolve(&i, "h1", Layers::default()).is_ok());
@@ -211,7 +279,10 @@ mod tests {
     #[test]
     fn extra_vars_forms() {
         let v = parse_extra_vars(&["a=1".into(), "b=x=y".into()]).unwrap();
-        assert_eq!((v[0].name.as_str(), v[1].value.as_str().unwrap()), ("a", "x=y"));
+        assert_eq!(
+            (v[0].name.as_str(), v[1].value.as_str().unwrap()),
+            ("a", "x=y")
+        );
         assert!(parse_extra_vars(&["no-equals".into()]).is_err());
         assert!(parse_extra_vars(&["@/nonexistent.yml".into()]).is_err());
     }

@@ -56,13 +56,28 @@ pub struct ModuleSpec {
 }
 
 const fn arg(name: &'static str, ty: ArgType) -> ArgSpec {
-    ArgSpec { name, ty, required: false, choices: &[] }
+    ArgSpec {
+        name,
+        ty,
+        required: false,
+        choices: &[],
+    }
 }
 const fn req(name: &'static str, ty: ArgType) -> ArgSpec {
-    ArgSpec { name, ty, required: true, choices: &[] }
+    ArgSpec {
+        name,
+        ty,
+        required: true,
+        choices: &[],
+    }
 }
 const fn choice(name: &'static str, choices: &'static [&'static str]) -> ArgSpec {
-    ArgSpec { name, ty: ArgType::Str, required: false, choices }
+    ArgSpec {
+        name,
+        ty: ArgType::Str,
+        required: false,
+        choices,
+    }
 }
 
 use ArgType::*;
@@ -71,21 +86,41 @@ use Reversibility::*;
 pub static MODULES: &[ModuleSpec] = &[
     ModuleSpec {
         name: "command",
-        args: &[arg("cmd", Str), arg("argv", StrList), arg("creates", Path), arg("removes", Path), arg("chdir", Path), arg("stdin", Str)],
+        args: &[
+            arg("cmd", Str),
+            arg("argv", StrList),
+            arg("creates", Path),
+            arg("removes", Path),
+            arg("chdir", Path),
+            arg("stdin", Str),
+        ],
         free_form: Some("cmd"),
         one_of: &[&["cmd", "argv"]],
         reversibility: Irreversible,
     },
     ModuleSpec {
         name: "shell",
-        args: &[req("cmd", Str), arg("creates", Path), arg("removes", Path), arg("chdir", Path), arg("stdin", Str)],
+        args: &[
+            req("cmd", Str),
+            arg("creates", Path),
+            arg("removes", Path),
+            arg("chdir", Path),
+            arg("stdin", Str),
+        ],
         free_form: Some("cmd"),
         one_of: &[],
         reversibility: Irreversible,
     },
     ModuleSpec {
         name: "copy",
-        args: &[req("dest", Path), arg("src", Path), arg("content", Str), arg("owner", Str), arg("group", Str), arg("mode", Mode)],
+        args: &[
+            req("dest", Path),
+            arg("src", Path),
+            arg("content", Str),
+            arg("owner", Str),
+            arg("group", Str),
+            arg("mode", Mode),
+        ],
         free_form: None,
         one_of: &[&["src", "content"]],
         reversibility: Reversible,
@@ -182,7 +217,12 @@ pub static MODULES: &[ModuleSpec] = &[
     },
     ModuleSpec {
         name: "group",
-        args: &[req("name", Str), choice("state", &["present", "absent"]), arg("gid", Int), arg("system", Bool)],
+        args: &[
+            req("name", Str),
+            choice("state", &["present", "absent"]),
+            arg("gid", Int),
+            arg("system", Bool),
+        ],
         free_form: None,
         one_of: &[],
         reversibility: Reversible,
@@ -204,12 +244,22 @@ pub static MODULES: &[ModuleSpec] = &[
     },
     ModuleSpec {
         name: "assert",
-        args: &[req("that", ExprList), arg("fail_msg", Str), arg("success_msg", Str)],
+        args: &[
+            req("that", ExprList),
+            arg("fail_msg", Str),
+            arg("success_msg", Str),
+        ],
         free_form: None,
         one_of: &[],
         reversibility: ReadOnly,
     },
-    ModuleSpec { name: "fail", args: &[req("msg", Str)], free_form: Some("msg"), one_of: &[], reversibility: ReadOnly },
+    ModuleSpec {
+        name: "fail",
+        args: &[req("msg", Str)],
+        free_form: Some("msg"),
+        one_of: &[],
+        reversibility: ReadOnly,
+    },
     ModuleSpec {
         name: "debug",
         args: &[arg("msg", Str), arg("var", Str)],

@@ -47,11 +47,23 @@ const HANDLER_EXTRA_KEYS: &[&str] = &["listen"];
 /// Ansible habits that mean something else (or nothing) here, with what to write instead.
 const ANSIBLE_HINTS: &[(&str, &str)] = &[
     ("tasks", "cutover calls them `steps`"),
-    ("gather_facts", "facts are gathered on demand; remove this key"),
-    ("roles", "cutover has no roles; use `import_playbook` and templates"),
+    (
+        "gather_facts",
+        "facts are gathered on demand; remove this key",
+    ),
+    (
+        "roles",
+        "cutover has no roles; use `import_playbook` and templates",
+    ),
     ("include_tasks", "use `import_playbook` at play level"),
-    ("loop", "loops are not supported; write one step per item or use a template"),
-    ("with_items", "loops are not supported; write one step per item or use a template"),
+    (
+        "loop",
+        "loops are not supported; write one step per item or use a template",
+    ),
+    (
+        "with_items",
+        "loops are not supported; write one step per item or use a template",
+    ),
     ("vars_files", "use `-e @file.yml` or inventory group vars"),
     ("hosts_file", "use `hosts:` with a host pattern"),
 ];
@@ -61,7 +73,10 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<Playbook> {
     let mut plays = Vec::new();
     let mut stack = Vec::new();
     load_into(path, None, &mut plays, &mut stack, diags);
-    Some(Playbook { path: path.to_path_buf(), plays })
+    Some(Playbook {
+        path: path.to_path_buf(),
+        plays,
+    })
 }
 
 pub fn load_checked(path: &Path) -> Result<Playbook, Diagnostics> {
@@ -73,19 +88,35 @@ pub fn load_checked(path: &Path) -> Result<Playbook, Diagnostics> {
     }
 }
 
-fn load_into(path: &Path, imported_at: Option<&Pos>, plays: &mut Vec<Play>, stack: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+fn load_into(
+    path: &Path,
+    imported_at: Option<&Pos>,
+    plays: &mut Vec<Play>,
+    stack: &mut Vec<PathBuf>,
+    diags: &mut Diagnostics,
+) {
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if stack.contains(&canonical) {
-        let chain: Vec<String> = stack.iter().chain([&canonical]).map(|p| p.display().to_string()).collect();
+        let chain: Vec<String> = stack
+            .iter()
+            .chain([&canonical])
+            .map(|p| p.display().to_string())
+            .collect();
         let pos = imported_at.cloned().unwrap_or_else(|| Pos::start(path));
-        diags.push(Diagnostic::new(pos, format!("import cycle: {}", chain.join(" → "))));
+        diags.push(Diagnostic::new(
+            pos,
+            format!("import cycle: {}", chain.join(" → ")),
+        ));
         return;
     }
     let root = match yaml::load_file(path) {
         Ok((_, root)) => root,
         Err(d) => {
             diags.push(match imported_at {
-                Some(at) if d.pos.line == 0 => Diagnostic::new(at.clone(), format!("cannot import {}: {}", path.display(), d.message)),
+                Some(at) if d.pos.line == 0 => Diagnostic::new(
+                    at.clone(),
+                    format!("cannot import {}: {}", path.display(), d.message),
+                ),
                 _ => d,
             });
             return;
@@ -95,27 +126,44 @@ fn load_into(path: &Path, imported_at: Option<&Pos>, plays: &mut Vec<Play>, stac
         Value::Seq(items) => items,
         Value::Map(entries) => {
             let keys: Vec<String> = entries.iter().map(|(k, _)| k.key_text()).collect();
-            let d = Diagnostic::new(root.pos.clone(), "expected a playbook (a list of plays), found a mapping");
-            diags.push(if keys.iter().any(|k| k == "groups") || keys.iter().any(|k| k == "connection") {
-                d.with_help("this looks like an inventory; pass it with -i")
-            } else if keys.iter().any(|k| k == "hosts" || k == "steps") {
-                d.with_help("start the play with `- ` to make it an item of the list")
-            } else {
-                d
-            });
+            let d = Diagnostic::new(
+                root.pos.clone(),
+                "expected a playbook (a list of plays), found a mapping",
+            );
+            diags.push(
+                if keys.iter().any(|k| k == "groups") || keys.iter().any(|k| k == "connection") {
+                    d.with_help("this looks like an inventory; pass it with -i")
+                } else if keys.iter().any(|k| k == "hosts" || k == "steps") {
+                    d.with_help("start the play with `- ` to make it an item of the list")
+                } else {
+                    d
+                },
+            );
             return;
         }
         other => {
-            diags.push(Diagnostic::new(root.pos.clone(), format!("expected a playbook (a list of plays), found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                root.pos.clone(),
+                format!(
+                    "expected a playbook (a list of plays), found {}",
+                    other.kind()
+                ),
+            ));
             return;
         }
     };
     stack.push(canonical);
     for item in items {
         if let Value::Map(entries) = &item.value {
-            if let Some((k, v)) = entries.iter().find(|(k, _)| k.key_text() == "import_playbook") {
+            if let Some((k, v)) = entries
+                .iter()
+                .find(|(k, _)| k.key_text() == "import_playbook")
+            {
                 if entries.len() > 1 {
-                    let other = entries.iter().find(|(k, _)| k.key_text() != "import_playbook").map(|(k, _)| k);
+                    let other = entries
+                        .iter()
+                        .find(|(k, _)| k.key_text() != "import_playbook")
+                        .map(|(k, _)| k);
                     diags.push(Diagnostic::new(
                         other.map_or(k.pos.clone(), |o| o.pos.clone()),
                         "`import_playbook` stands alone in its list item; put other keys in a play",
@@ -139,21 +187,41 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
     hint_ansible_keys(node, diags);
     let f = Fields::new(node, "play", PLAY_KEYS, diags)?;
     let hosts_node = f.require("hosts", "play", diags);
-    let hosts = hosts_node.and_then(|n| decode::string(n, "hosts", diags)).unwrap_or_default();
-    let name = f.str("name", diags).unwrap_or_else(|| format!("play on {hosts}"));
+    let hosts = hosts_node
+        .and_then(|n| decode::string(n, "hosts", diags))
+        .unwrap_or_default();
+    let name = f
+        .str("name", diags)
+        .unwrap_or_else(|| format!("play on {hosts}"));
     let mut play = Play {
         name,
         pos: node.pos.clone(),
         file: file.to_path_buf(),
         hosts,
         hosts_pos: hosts_node.map_or(node.pos.clone(), |n| n.pos.clone()),
-        serial: f.get("serial").map(|n| read_serial(n, diags)).unwrap_or_default(),
-        max_fail_percentage: f.int("max_fail_percentage", 0, 100, diags).map(|v| v as u32),
-        defaults: f.get("defaults").map(|n| vars(n, "play defaults", diags)).unwrap_or_default(),
-        vars: f.get("vars").map(|n| vars(n, "play vars", diags)).unwrap_or_default(),
+        serial: f
+            .get("serial")
+            .map(|n| read_serial(n, diags))
+            .unwrap_or_default(),
+        max_fail_percentage: f
+            .int("max_fail_percentage", 0, 100, diags)
+            .map(|v| v as u32),
+        defaults: f
+            .get("defaults")
+            .map(|n| vars(n, "play defaults", diags))
+            .unwrap_or_default(),
+        vars: f
+            .get("vars")
+            .map(|n| vars(n, "play vars", diags))
+            .unwrap_or_default(),
         steps: Vec::new(),
         handlers: Vec::new(),
-        tags: f.str_list("tags", diags).unwrap_or_default().into_iter().map(|(t, _)| t).collect(),
+        tags: f
+            .str_list("tags", diags)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect(),
         become_root: f.bool("become", diags),
         become_user: f.str("become_user", diags),
     };
@@ -168,7 +236,10 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
         for h in decode::sequence(handlers, "handlers", diags).unwrap_or_default() {
             if let Some(step) = read_step(h, true, diags) {
                 if step.name.is_none() {
-                    diags.push(Diagnostic::new(step.pos.clone(), "a handler needs a `name:` for `notify:` to refer to"));
+                    diags.push(Diagnostic::new(
+                        step.pos.clone(),
+                        "a handler needs a `name:` for `notify:` to refer to",
+                    ));
                 }
                 play.handlers.push(step);
             }
@@ -180,14 +251,23 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
 }
 
 fn vars(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Var> {
-    decode::variables(node, what, diags).into_iter().map(|(name, value, pos)| Var { name, value, pos }).collect()
+    decode::variables(node, what, diags)
+        .into_iter()
+        .map(|(name, value, pos)| Var { name, value, pos })
+        .collect()
 }
 
 fn hint_ansible_keys(node: &Node, diags: &mut Diagnostics) {
     if let Value::Map(entries) = &node.value {
         for (k, _) in entries {
             if let Some((_, hint)) = ANSIBLE_HINTS.iter().find(|(key, _)| *key == k.key_text()) {
-                diags.push(Diagnostic::new(k.pos.clone(), format!("`{}` is not a cutover key", k.key_text())).with_help(*hint));
+                diags.push(
+                    Diagnostic::new(
+                        k.pos.clone(),
+                        format!("`{}` is not a cutover key", k.key_text()),
+                    )
+                    .with_help(*hint),
+                );
             }
         }
     }
@@ -198,13 +278,18 @@ fn read_serial(node: &Node, diags: &mut Diagnostics) -> Vec<Batch> {
     let one = |n: &Node, diags: &mut Diagnostics| -> Option<Batch> {
         match &n.value {
             Value::Int(i) if *i >= 1 => Some(Batch::Count(*i as u32)),
-            Value::Str(s) if s.ends_with('%') => match s.trim_end_matches('%').trim().parse::<u32>() {
-                Ok(p) if (1..=100).contains(&p) => Some(Batch::Percent(p)),
-                _ => {
-                    diags.push(Diagnostic::new(n.pos.clone(), format!("`serial: {s}`: a percentage must be from 1% to 100%")));
-                    None
+            Value::Str(s) if s.ends_with('%') => {
+                match s.trim_end_matches('%').trim().parse::<u32>() {
+                    Ok(p) if (1..=100).contains(&p) => Some(Batch::Percent(p)),
+                    _ => {
+                        diags.push(Diagnostic::new(
+                            n.pos.clone(),
+                            format!("`serial: {s}`: a percentage must be from 1% to 100%"),
+                        ));
+                        None
+                    }
                 }
-            },
+            }
             _ => {
                 diags.push(
                     Diagnostic::new(n.pos.clone(), "`serial` takes a positive number of hosts, a percentage like \"50%\", or a list of those")
@@ -228,7 +313,9 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
     let mut modules: Vec<(&Node, &Node)> = Vec::new();
     for (k, v) in &entries {
         let key = k.key_text();
-        if STEP_KEYS.contains(&key.as_str()) || (handler && HANDLER_EXTRA_KEYS.contains(&key.as_str())) {
+        if STEP_KEYS.contains(&key.as_str())
+            || (handler && HANDLER_EXTRA_KEYS.contains(&key.as_str()))
+        {
             continue;
         }
         if spec::find(&key).is_some() {
@@ -241,7 +328,10 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
                     format!("unknown key `{key}` in {what}: not a module nor a step keyword"),
                 )
                 .suggest(&key, candidates)
-                .with_help_if_none(format!("modules: {}", spec::names().collect::<Vec<_>>().join(", "))),
+                .with_help_if_none(format!(
+                    "modules: {}",
+                    spec::names().collect::<Vec<_>>().join(", ")
+                )),
             );
             return None;
         }
@@ -249,13 +339,23 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
     let (module_key, module_node) = match modules.as_slice() {
         [one] => *one,
         [] => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("{what} names no module; expected one of: {}", spec::names().collect::<Vec<_>>().join(", "))));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!(
+                    "{what} names no module; expected one of: {}",
+                    spec::names().collect::<Vec<_>>().join(", ")
+                ),
+            ));
             return None;
         }
         [_, second, ..] => {
             diags.push(Diagnostic::new(
                 second.0.pos.clone(),
-                format!("{what} names two modules, `{}` and `{}`; a step runs exactly one", modules[0].0.key_text(), second.0.key_text()),
+                format!(
+                    "{what} names two modules, `{}` and `{}`; a step runs exactly one",
+                    modules[0].0.key_text(),
+                    second.0.key_text()
+                ),
             ));
             return None;
         }
@@ -268,7 +368,8 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
     }
     allowed.push(module_key_str(module_key));
     let f = Fields::new(node, what, &allowed, diags)?;
-    let expr = |key: &str, diags: &mut Diagnostics| f.get(key).and_then(|n| read_expr(n, key, diags));
+    let expr =
+        |key: &str, diags: &mut Diagnostics| f.get(key).and_then(|n| read_expr(n, key, diags));
     let undo = match f.get("undo") {
         None => Undo::Module,
         Some(n) => read_undo(n, diags)?,
@@ -276,7 +377,10 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
     let register = f.str("register", diags);
     if let (Some(r), Some(n)) = (&register, f.get("register")) {
         if !decode::is_identifier(r) {
-            diags.push(Diagnostic::new(n.pos.clone(), format!("`register: {r}` must be a variable name (letters, digits, `_`)")));
+            diags.push(Diagnostic::new(
+                n.pos.clone(),
+                format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
+            ));
         }
     }
     Some(Step {
@@ -284,12 +388,19 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         pos: node.pos.clone(),
         when: expr("when", diags),
         register,
-        tags: f.str_list("tags", diags).unwrap_or_default().into_iter().map(|(t, _)| t).collect(),
+        tags: f
+            .str_list("tags", diags)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect(),
         timeout_secs: f.int("timeout", 1, 7 * 24 * 3600, diags).map(|v| v as u64),
         retries: f.int("retries", 0, 10_000, diags).unwrap_or(0) as u32,
         delay_secs: f.int("delay", 0, 3600, diags).unwrap_or(5) as u64,
         until: expr("until", diags),
-        delegate_to: f.get("delegate_to").and_then(|n| decode::string(n, "delegate_to", diags).map(|s| (s, n.pos.clone()))),
+        delegate_to: f
+            .get("delegate_to")
+            .and_then(|n| decode::string(n, "delegate_to", diags).map(|s| (s, n.pos.clone()))),
         run_once: f.bool("run_once", diags).unwrap_or(false),
         notify: f.str_list("notify", diags).unwrap_or_default(),
         undo,
@@ -298,7 +409,12 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         ignore_errors: f.bool("ignore_errors", diags).unwrap_or(false),
         become_root: f.bool("become", diags),
         become_user: f.str("become_user", diags),
-        listen: f.str_list("listen", diags).unwrap_or_default().into_iter().map(|(t, _)| t).collect(),
+        listen: f
+            .str_list("listen", diags)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect(),
         action,
     })
 }
@@ -315,8 +431,11 @@ fn read_undo(node: &Node, diags: &mut Diagnostics) -> Option<Undo> {
             let (k, v) = &entries[0];
             if spec::find(&k.key_text()).is_none() {
                 diags.push(
-                    Diagnostic::new(k.pos.clone(), format!("`undo:` names unknown module `{}`", k.key_text()))
-                        .suggest(&k.key_text(), spec::names()),
+                    Diagnostic::new(
+                        k.pos.clone(),
+                        format!("`undo:` names unknown module `{}`", k.key_text()),
+                    )
+                    .suggest(&k.key_text(), spec::names()),
                 );
                 return None;
             }
@@ -324,8 +443,11 @@ fn read_undo(node: &Node, diags: &mut Diagnostics) -> Option<Undo> {
         }
         _ => {
             diags.push(
-                Diagnostic::new(node.pos.clone(), "`undo:` takes one module with its arguments, or the word `irreversible`")
-                    .with_help("for example `undo: { service: { name: wiki, state: started } }`"),
+                Diagnostic::new(
+                    node.pos.clone(),
+                    "`undo:` takes one module with its arguments, or the word `irreversible`",
+                )
+                .with_help("for example `undo: { service: { name: wiki, state: started } }`"),
             );
             None
         }
@@ -337,53 +459,99 @@ fn read_expr(node: &Node, key: &str, diags: &mut Diagnostics) -> Option<Expr> {
         Value::Str(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         other => {
-            diags.push(Diagnostic::new(node.pos.clone(), format!("`{key}` takes an expression (a string), found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!(
+                    "`{key}` takes an expression (a string), found {}",
+                    other.kind()
+                ),
+            ));
             return None;
         }
     };
     let trimmed = text.trim();
     if trimmed.starts_with("{{") && trimmed.ends_with("}}") {
         diags.push(
-            Diagnostic::new(node.pos.clone(), format!("`{key}` is already an expression; it must not be wrapped in {{{{ }}}}"))
-                .with_help(format!("write `{key}: {}`", trimmed.trim_start_matches("{{").trim_end_matches("}}").trim())),
+            Diagnostic::new(
+                node.pos.clone(),
+                format!("`{key}` is already an expression; it must not be wrapped in {{{{ }}}}"),
+            )
+            .with_help(format!(
+                "write `{key}: {}`",
+                trimmed
+                    .trim_start_matches("{{")
+                    .trim_end_matches("}}")
+                    .trim()
+            )),
         );
         return None;
     }
     if let Err(e) = template::check_expression(&text) {
-        diags.push(Diagnostic::new(node.pos.clone(), format!("`{key}` is not a valid expression: {e}")));
+        diags.push(Diagnostic::new(
+            node.pos.clone(),
+            format!("`{key}` is not a valid expression: {e}"),
+        ));
         return None;
     }
-    Some(Expr { text, pos: node.pos.clone() })
+    Some(Expr {
+        text,
+        pos: node.pos.clone(),
+    })
 }
 
 /// A module's arguments, checked against its spec.
 fn read_action(key: &Node, node: &Node, diags: &mut Diagnostics) -> Option<Action> {
     let spec = spec::find(&key.key_text())?;
-    let mut action = Action { module: spec.name.to_string(), pos: key.pos.clone(), args: serde_json::Map::new(), arg_pos: Vec::new() };
+    let mut action = Action {
+        module: spec.name.to_string(),
+        pos: key.pos.clone(),
+        args: serde_json::Map::new(),
+        arg_pos: Vec::new(),
+    };
     match (&node.value, spec.free_form) {
         (Value::Str(s), Some(arg)) => {
             check_template_syntax(s, node, diags);
-            action.args.insert(arg.to_string(), serde_json::Value::String(s.clone()));
+            action
+                .args
+                .insert(arg.to_string(), serde_json::Value::String(s.clone()));
             action.arg_pos.push((arg.to_string(), node.pos.clone()));
             return Some(action);
         }
         (Value::Map(_), _) | (Value::Null, _) => {}
         (other, _) => {
-            let d = Diagnostic::new(node.pos.clone(), format!("module `{}` takes a mapping of arguments, found {}", spec.name, other.kind()));
+            let d = Diagnostic::new(
+                node.pos.clone(),
+                format!(
+                    "module `{}` takes a mapping of arguments, found {}",
+                    spec.name,
+                    other.kind()
+                ),
+            );
             diags.push(match spec.args.first() {
-                Some(a) => d.with_help(format!("for example `{}: {{ {}: ... }}`", spec.name, a.name)),
+                Some(a) => d.with_help(format!(
+                    "for example `{}: {{ {}: ... }}`",
+                    spec.name, a.name
+                )),
                 None => d,
             });
             return None;
         }
     }
     let names: Vec<&str> = spec.args.iter().map(|a| a.name).collect();
-    let f = Fields::new(node, &format!("arguments of `{}`", spec.name), &names, diags)?;
+    let f = Fields::new(
+        node,
+        &format!("arguments of `{}`", spec.name),
+        &names,
+        diags,
+    )?;
     let mut ok = true;
     for a in spec.args {
         match f.get(a.name) {
             None if a.required => {
-                diags.push(Diagnostic::new(key.pos.clone(), format!("module `{}` needs argument `{}`", spec.name, a.name)));
+                diags.push(Diagnostic::new(
+                    key.pos.clone(),
+                    format!("module `{}` needs argument `{}`", spec.name, a.name),
+                ));
                 ok = false;
             }
             None => {}
@@ -406,20 +574,38 @@ fn check_one_of(spec: &ModuleSpec, f: &Fields<'_>, key: &Node, diags: &mut Diagn
     for group in spec.one_of {
         let given: Vec<&str> = group.iter().copied().filter(|a| f.has(a)).collect();
         if given.len() > 1 {
-            diags.push(Diagnostic::new(key.pos.clone(), format!("module `{}` takes only one of {}, found {}", spec.name, group.join(", "), given.join(" and "))));
+            diags.push(Diagnostic::new(
+                key.pos.clone(),
+                format!(
+                    "module `{}` takes only one of {}, found {}",
+                    spec.name,
+                    group.join(", "),
+                    given.join(" and ")
+                ),
+            ));
             ok = false;
         }
         // `name` of package may be absent when upgrading everything, and the like: zero given is
         // reported only when the spec has no other way to say what to do.
         if given.is_empty() {
-            diags.push(Diagnostic::new(key.pos.clone(), format!("module `{}` needs one of: {}", spec.name, group.join(", "))));
+            diags.push(Diagnostic::new(
+                key.pos.clone(),
+                format!("module `{}` needs one of: {}", spec.name, group.join(", ")),
+            ));
             ok = false;
         }
     }
     ok
 }
 
-fn check_arg(spec: &ModuleSpec, name: &str, ty: ArgType, choices: &[&str], v: &Node, diags: &mut Diagnostics) -> bool {
+fn check_arg(
+    spec: &ModuleSpec,
+    name: &str,
+    ty: ArgType,
+    choices: &[&str],
+    v: &Node,
+    diags: &mut Diagnostics,
+) -> bool {
     let what = format!("{}.{}", spec.name, name);
     if let Value::Str(s) = &v.value {
         if s.contains("{{") || s.contains("{%") {
@@ -427,7 +613,10 @@ fn check_arg(spec: &ModuleSpec, name: &str, ty: ArgType, choices: &[&str], v: &N
         }
     }
     let fail = |diags: &mut Diagnostics, expected: &str| {
-        diags.push(Diagnostic::new(v.pos.clone(), format!("`{what}` expects {expected}, found {}", v.value.kind())));
+        diags.push(Diagnostic::new(
+            v.pos.clone(),
+            format!("`{what}` expects {expected}, found {}", v.value.kind()),
+        ));
         false
     };
     match ty {
@@ -435,13 +624,22 @@ fn check_arg(spec: &ModuleSpec, name: &str, ty: ArgType, choices: &[&str], v: &N
             Value::Str(s) => {
                 if !choices.is_empty() && !choices.contains(&s.as_str()) {
                     diags.push(
-                        Diagnostic::new(v.pos.clone(), format!("`{what}` must be one of: {}; found `{s}`", choices.join(", ")))
-                            .suggest(s, choices.iter().copied()),
+                        Diagnostic::new(
+                            v.pos.clone(),
+                            format!(
+                                "`{what}` must be one of: {}; found `{s}`",
+                                choices.join(", ")
+                            ),
+                        )
+                        .suggest(s, choices.iter().copied()),
                     );
                     return false;
                 }
                 if ty == ArgType::Path && s.is_empty() {
-                    diags.push(Diagnostic::new(v.pos.clone(), format!("`{what}` is an empty path")));
+                    diags.push(Diagnostic::new(
+                        v.pos.clone(),
+                        format!("`{what}` is an empty path"),
+                    ));
                     return false;
                 }
                 true
@@ -487,7 +685,9 @@ fn valid_mode(s: &str) -> bool {
     let symbolic = !s.is_empty()
         && s.split(',').all(|part| {
             let (who, rest) = part.split_at(part.find(['=', '+', '-']).unwrap_or(part.len()));
-            who.chars().all(|c| "ugoa".contains(c)) && !rest.is_empty() && rest[1..].chars().all(|c| "rwxXst".contains(c))
+            who.chars().all(|c| "ugoa".contains(c))
+                && !rest.is_empty()
+                && rest[1..].chars().all(|c| "rwxXst".contains(c))
         });
     octal || symbolic
 }
@@ -496,7 +696,10 @@ fn check_template_syntax(s: &str, v: &Node, diags: &mut Diagnostics) -> bool {
     match template::check_syntax(s) {
         Ok(()) => true,
         Err(e) => {
-            diags.push(Diagnostic::new(v.pos.clone(), format!("invalid template in value: {e}")));
+            diags.push(Diagnostic::new(
+                v.pos.clone(),
+                format!("invalid template in value: {e}"),
+            ));
             false
         }
     }
@@ -506,14 +709,22 @@ fn check_handler_references(play: &Play, diags: &mut Diagnostics) {
     let names: Vec<&str> = play
         .handlers
         .iter()
-        .flat_map(|h| h.name.iter().map(String::as_str).chain(h.listen.iter().map(String::as_str)))
+        .flat_map(|h| {
+            h.name
+                .iter()
+                .map(String::as_str)
+                .chain(h.listen.iter().map(String::as_str))
+        })
         .collect();
     for step in &play.steps {
         for (n, pos) in &step.notify {
             if !names.contains(&n.as_str()) {
                 diags.push(
-                    Diagnostic::new(pos.clone(), format!("`notify: {n}` names no handler of this play"))
-                        .suggest(n, names.iter().copied()),
+                    Diagnostic::new(
+                        pos.clone(),
+                        format!("`notify: {n}` names no handler of this play"),
+                    )
+                    .suggest(n, names.iter().copied()),
                 );
             }
         }
@@ -528,8 +739,14 @@ fn check_register_names(play: &Play, diags: &mut Diagnostics) {
         if let Some(r) = &step.register {
             if let Some((_, first)) = seen.iter().find(|(n, _)| n == r) {
                 diags.push(
-                    Diagnostic::new(step.pos.clone(), format!("`register: {r}` is used twice in this play"))
-                        .with_help(format!("the first is at line {}; give each result its own name", first.line)),
+                    Diagnostic::new(
+                        step.pos.clone(),
+                        format!("`register: {r}` is used twice in this play"),
+                    )
+                    .with_help(format!(
+                        "the first is at line {}; give each result its own name",
+                        first.line
+                    )),
                 );
             }
             seen.push((r, &step.pos));

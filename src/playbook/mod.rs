@@ -92,7 +92,11 @@ impl Step {
                     other => other.to_string(),
                 });
                 match first {
-                    Some(f) => format!("{} {}", self.action.module, f.chars().take(60).collect::<String>()),
+                    Some(f) => format!(
+                        "{} {}",
+                        self.action.module,
+                        f.chars().take(60).collect::<String>()
+                    ),
                     None => self.action.module.clone(),
                 }
             }
