@@ -202,8 +202,26 @@ fn check_step(
             }
         }
         if let Some(w) = &step.when {
-            if let Err(d) = template::eval_bool(&w.text, &ctx, &w.pos) {
-                problems.push(d);
+            // tera reads an undefined name as false in `when: x` or `not x`: look names up first.
+            let undefined: Vec<String> = template::expression_variables(&w.text)
+                .into_iter()
+                .filter(|v| !ctx.contains_key(v))
+                .collect();
+            for var in &undefined {
+                problems.push(
+                    Diagnostic::new(
+                        w.pos.clone(),
+                        format!("undefined variable `{var}` in `when:`"),
+                    )
+                    .with_help(format!(
+                        "define `{var}` in the inventory, the play's vars or with -e"
+                    )),
+                );
+            }
+            if undefined.is_empty() {
+                if let Err(d) = template::eval_bool(&w.text, &ctx, &w.pos) {
+                    problems.push(d);
+                }
             }
         }
         for d in problems {

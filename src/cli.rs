@@ -83,12 +83,75 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         host: String,
     },
+    /// Run a playbook: probe, decide and apply each step on every targeted host.
+    Apply {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        run: RunArgs,
+        /// The playbook to run.
+        playbook: PathBuf,
+    },
+    /// List past runs, newest first.
+    Runs,
+    /// Replay a run's journal as the admin saw it.
+    Show {
+        /// Run id (see `cutover runs`).
+        run: String,
+        /// Print the raw journal (JSON lines).
+        #[arg(long)]
+        raw: bool,
+    },
     /// Manage the lab of real hosts on this machine (see lab/README.md).
     Lab {
         /// up | status | down | fleet up N | fleet down | exec CMD…
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+}
+
+/// Options of a run (`apply`).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Only hosts matching this pattern.
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Only steps (or plays) with one of these tags (`always` always runs). Repeatable, or comma-separated.
+    #[arg(short = 't', long = "tags", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip steps with one of these tags.
+    #[arg(long = "skip-tags", value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Hosts worked on at once.
+    #[arg(short = 'f', long, default_value_t = 50)]
+    pub forks: usize,
+    /// Start at the step with this name (skipping the steps before it).
+    #[arg(long, value_name = "NAME")]
+    pub start_at_step: Option<String>,
+    /// Approve a stage of an `approve` step without asking (for non-interactive runs). Repeatable.
+    #[arg(long = "approve", value_name = "STAGE")]
+    pub approve: Vec<String>,
+    /// auto: progress on a terminal, plain lines otherwise; json: JSON lines on stdout.
+    #[arg(long, value_enum, default_value_t = crate::engine::output::OutputMode::Auto)]
+    pub output: crate::engine::output::OutputMode,
+    /// Write a JUnit XML report (a test case per step and host).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Break a stale host lock left by a dead run (never one held by a live run on this controller).
+    #[arg(long)]
+    pub break_lock: bool,
+    /// Accept unknown host keys (a changed key is still refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Ask for the sudo password on the terminal.
+    #[arg(short = 'K', long)]
+    pub ask_become_pass: bool,
+    /// Read the sudo password from this file (first line). CUTOVER_BECOME_PASSWORD also works.
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
+    /// Show every step result, also on a terminal.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -112,6 +175,13 @@ pub fn run(cli: Cli) -> ExitCode {
             host,
         } => cmd_render(&common, &template, &host),
         Command::Lab { args } => cmd_lab(&args),
+        Command::Apply {
+            common,
+            run,
+            playbook,
+        } => cmd_apply(&common, &run, playbook),
+        Command::Runs => cmd_runs(),
+        Command::Show { run, raw } => cmd_show(&run, raw),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -399,4 +469,190 @@ fn lab_script() -> Option<PathBuf> {
         }
     }
     candidates.into_iter().find(|p| p.is_file())
+}
+
+fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
+    use crate::engine::{self, RunError, RunStatus};
+    let inventory = inventory_path(common)?.to_path_buf();
+    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
+    let become_password = become_password(args).map_err(|e| {
+        one(Diagnostic::new(
+            crate::diag::Pos::cli("become password"),
+            format!("{e:#}"),
+        ))
+    })?;
+    let opts = engine::RunOptions {
+        playbook,
+        inventory,
+        templates_dir,
+        extra_vars,
+        limit: args.limit.clone(),
+        tags: args.tags.clone(),
+        skip_tags: args.skip_tags.clone(),
+        forks: args.forks.max(1),
+        start_at_step: args.start_at_step.clone(),
+        approvals: args.approve.clone(),
+        output: args.output,
+        junit: args.junit.clone(),
+        break_lock: args.break_lock,
+        transport: crate::transport::TransportOptions {
+            accept_new_host_keys: args.accept_new_host_keys,
+            connect_timeout: None,
+            become_password: become_password.map(std::sync::Arc::new),
+        },
+        verbose: args.verbose,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            one(Diagnostic::new(
+                crate::diag::Pos::cli("runtime"),
+                format!("cannot start the async runtime: {e}"),
+            ))
+        })?;
+    match runtime.block_on(engine::apply(opts)) {
+        Ok(r) => Ok(match r.status {
+            RunStatus::Ok => engine::exit::OK,
+            RunStatus::Failed => engine::exit::HOST_FAILED,
+            RunStatus::Unreachable => engine::exit::UNREACHABLE,
+            RunStatus::Interrupted => engine::exit::INTERRUPTED,
+        }),
+        Err(RunError::Invalid(d)) => Err(d),
+        Err(RunError::Locked(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(engine::exit::LOCKED)
+        }
+        Err(RunError::Other(e)) => {
+            eprintln!("error: {e:#}");
+            Ok(exit::FAILED)
+        }
+    }
+}
+
+/// The sudo password: from a file, the environment, or a prompt with echo off. Never from an
+/// argument (it would show in `ps`).
+fn become_password(args: &RunArgs) -> anyhow::Result<Option<String>> {
+    if let Some(f) = &args.become_password_file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+    }
+    if let Ok(p) = std::env::var("CUTOVER_BECOME_PASSWORD") {
+        return Ok(Some(p));
+    }
+    if args.ask_become_pass {
+        return crate::terminal::read_password("sudo password: ").map(Some);
+    }
+    Ok(None)
+}
+
+fn cmd_runs() -> Result<u8, Diagnostics> {
+    let runs = crate::engine::journal::list_runs().map_err(|e| {
+        one(Diagnostic::new(
+            crate::diag::Pos::cli("runs"),
+            format!("{e:#}"),
+        ))
+    })?;
+    if runs.is_empty() {
+        println!(
+            "no runs in {}",
+            crate::engine::journal::runs_dir().display()
+        );
+    }
+    for (id, first, finished) in &runs {
+        println!(
+            "{}",
+            crate::engine::journal::describe_run(id, first, finished.as_ref())
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
+    let events = crate::engine::journal::read(run).map_err(|e| {
+        one(
+            Diagnostic::new(crate::diag::Pos::cli("show"), format!("{e:#}"))
+                .with_help("list runs with `cutover runs`"),
+        )
+    })?;
+    for e in &events {
+        if raw {
+            println!("{e}");
+            continue;
+        }
+        let ts = e["ts"].as_str().unwrap_or("");
+        let time = ts.get(11..19).unwrap_or(ts);
+        match e["event"].as_str().unwrap_or("") {
+            "run_started" => println!(
+                "{time} run {} of {} on {} by {}",
+                e["run_id"].as_str().unwrap_or(""),
+                e["playbook"].as_str().unwrap_or(""),
+                e["inventory"].as_str().unwrap_or(""),
+                e["user"].as_str().unwrap_or("")
+            ),
+            "play_started" => println!(
+                "{time} PLAY {} {}",
+                e["name"].as_str().unwrap_or(""),
+                e["hosts"]
+            ),
+            "host_unreachable" => println!(
+                "{time} {:<12} UNREACHABLE {}",
+                e["host"].as_str().unwrap_or(""),
+                e["error"].as_str().unwrap_or("")
+            ),
+            "step_result" => {
+                let detail = e["detail"].as_str().unwrap_or("");
+                let undo = e
+                    .get("undo")
+                    .map(|u| {
+                        format!(
+                            "  [undo: {}]",
+                            serde_json::from_value::<crate::modules::UndoAction>(u.clone())
+                                .map(|u| u.describe())
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{time} {:<12} {:<11} {}{}{}",
+                    e["host"].as_str().unwrap_or(""),
+                    e["status"].as_str().unwrap_or(""),
+                    e["name"].as_str().unwrap_or(""),
+                    if detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {detail}")
+                    },
+                    undo
+                );
+            }
+            "handler_notified" => println!(
+                "{time} {:<12} notified    {}",
+                e["host"].as_str().unwrap_or(""),
+                e["handler"].as_str().unwrap_or("")
+            ),
+            "unwind_started" => println!("{time} UNWIND {} change(s)", e["count"]),
+            "undo_result" => println!(
+                "{time} {:<12} {:<11} undo {}",
+                e["host"].as_str().unwrap_or(""),
+                if e["ok"] == true {
+                    "undone"
+                } else {
+                    "UNDO FAILED"
+                },
+                e["detail"].as_str().unwrap_or("")
+            ),
+            "run_interrupted" => {
+                println!("{time} INTERRUPTED ({})", e["how"].as_str().unwrap_or(""))
+            }
+            "run_finished" => println!("{time} finished: {}", e["status"].as_str().unwrap_or("")),
+            _ => {}
+        }
+    }
+    if !events.iter().any(|e| e["event"] == "run_finished") {
+        println!("(the journal ends here: the run was killed or is still running)");
+    }
+    Ok(exit::OK)
 }

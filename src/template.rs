@@ -120,11 +120,7 @@ impl Templates {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
                     if let Err(e) = tera.add_raw_template(name, &text) {
-                        let (line, col, msg) = parse_error_position(&e);
-                        diags.push(Diagnostic::new(
-                            Pos::new(path, line, col),
-                            format!("template syntax error: {msg}"),
-                        ));
+                        diags.push(syntax_error(path, &text, &e));
                     }
                 }
                 Err(e) => diags.push(Diagnostic::file_error(
@@ -161,6 +157,63 @@ impl Templates {
     }
 }
 
+/// A template parse error as a diagnostic. tera reports a block left open (`{% if %}` without
+/// `{% endif %}`) at the end of the file, past the last line, as "expected tag or some
+/// content"; point at the opening tag instead and say what is missing.
+fn syntax_error(path: &Path, text: &str, e: &tera::Error) -> Diagnostic {
+    let (line, col, msg) = parse_error_position(e);
+    let lines = text.lines().count().max(1) as u32;
+    if line > lines
+        || (line == lines && col > text.lines().last().map_or(0, |l| l.chars().count()) as u32)
+    {
+        if let Some((tag, l, c)) = unclosed_block(text) {
+            return Diagnostic::new(
+                Pos::new(path, l, c),
+                format!("template syntax error: `{{% {tag} %}}` is never closed"),
+            )
+            .with_help(format!("add `{{% end{tag} %}}` where the block ends"));
+        }
+        let last = text.lines().last().map_or(0, |l| l.chars().count()) as u32;
+        return Diagnostic::new(
+            Pos::new(path, lines, last + 1),
+            format!("template syntax error at end of file: {msg}"),
+        );
+    }
+    Diagnostic::new(
+        Pos::new(path, line, col),
+        format!("template syntax error: {msg}"),
+    )
+}
+
+/// The innermost block tag (`if`, `for`, …) opened and not closed, with its line and column.
+fn unclosed_block(text: &str) -> Option<(String, u32, u32)> {
+    const BLOCKS: &[&str] = &["if", "for", "block", "macro", "filter", "raw"];
+    let mut stack: Vec<(String, u32, u32)> = Vec::new();
+    for (li, line) in text.lines().enumerate() {
+        let mut rest = line;
+        let mut offset = 0;
+        while let Some(start) = rest.find("{%") {
+            let tag_text = &rest[start + 2..];
+            let word: String = tag_text
+                .trim_start_matches(['-', ' ', '\t'])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let col = line[..offset + start].chars().count() as u32 + 1;
+            if BLOCKS.contains(&word.as_str()) {
+                stack.push((word, li as u32 + 1, col));
+            } else if let Some(opened) = word.strip_prefix("end") {
+                if let Some(i) = stack.iter().rposition(|(w, _, _)| w == opened) {
+                    stack.truncate(i);
+                }
+            }
+            offset += start + 2;
+            rest = &rest[start + 2..];
+        }
+    }
+    stack.pop()
+}
+
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -188,8 +241,14 @@ pub fn render_str(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<String, 
     })?;
     tera.render("value", ctx).map_err(|e| {
         let d = render_error(&pos.file, text, &e);
+        // The value lives in a playbook, not in a template file: don't say "in template …".
+        let message = match undefined_variable(&error_chain(&e)) {
+            Some(var) => format!("undefined variable `{var}` in this value"),
+            None => d.message,
+        };
         Diagnostic {
             pos: pos.clone(),
+            message,
             ..d
         }
     })
@@ -203,6 +262,82 @@ pub fn eval_bool(expr: &str, ctx: &tera::Context, pos: &Pos) -> Result<bool, Dia
         pos,
     )?;
     Ok(out == "true")
+}
+
+/// The variables an expression (`when:`) reads, by root name, in order of first use.
+///
+/// tera treats an undefined name as false in `{% if x %}` / `not x` instead of failing, so
+/// `check` looks each one up itself. Attribute names (`a.b`), filters (`| lower`), tests
+/// (`is defined`), function calls, keyword arguments and string literals are not variables.
+pub fn expression_variables(expr: &str) -> Vec<String> {
+    const KEYWORDS: &[&str] = &[
+        "and", "or", "not", "in", "is", "true", "false", "True", "False", "none", "None",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut prev_sym: Option<char> = None;
+    let mut prev_words: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                i += 1;
+            }
+            i += 1;
+            prev_sym = Some(c);
+            prev_words.clear();
+            continue;
+        }
+        if c.is_ascii_digit() {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+            {
+                i += 1;
+            }
+            prev_sym = Some('0');
+            prev_words.clear();
+            continue;
+        }
+        if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let next = chars.get(j).copied();
+            let is_call = next == Some('(');
+            let is_kwarg = next == Some('=') && chars.get(j + 1) != Some(&'=');
+            let last = prev_words.last().map(String::as_str);
+            let is_test = last == Some("is")
+                || (last == Some("not")
+                    && prev_words.len() >= 2
+                    && prev_words[prev_words.len() - 2] == "is");
+            let skip = KEYWORDS.contains(&word.as_str())
+                || prev_sym == Some('.')
+                || prev_sym == Some('|')
+                || is_test
+                || is_call
+                || is_kwarg;
+            if !skip && !out.contains(&word) {
+                out.push(word.clone());
+            }
+            prev_words.push(word);
+            prev_sym = Some('a');
+            continue;
+        }
+        if !c.is_whitespace() {
+            prev_sym = Some(c);
+            prev_words.clear();
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Check that a string is valid template syntax, without rendering.
@@ -434,6 +569,23 @@ mod tests {
     }
 
     #[test]
+    fn unclosed_block_points_at_its_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.conf"),
+            "a\n  {% if x %}\n{% for i in l %}{% endfor %}\nb\n",
+        )
+        .unwrap();
+        let e = Templates::load(dir.path()).unwrap_err();
+        assert_eq!((e[0].pos.line, e[0].pos.col), (2, 3), "{:?}", e);
+        assert!(
+            e[0].message.contains("`{% if %}` is never closed"),
+            "{:?}",
+            e
+        );
+    }
+
+    #[test]
     fn filters_escape_for_config_files() {
         let mut ctx = tera::Context::new();
         ctx.insert("p", "a&b<'\"");
@@ -449,6 +601,27 @@ mod tests {
         );
         // no HTML autoescaping in config files
         assert_eq!(render_str("{{ p }}", &ctx, &pos).unwrap(), "a&b<'\"");
+    }
+
+    #[test]
+    fn variables_of_expressions() {
+        assert_eq!(
+            expression_variables("role == 'master' and not frozen"),
+            ["role", "frozen"]
+        );
+        assert_eq!(
+            expression_variables("x is defined and y is not none"),
+            ["x", "y"]
+        );
+        assert_eq!(
+            expression_variables("hostvars.db1.address | lower == \"a b\""),
+            ["hostvars"]
+        );
+        assert_eq!(
+            expression_variables("groups['app'] | length > 1 and range(end=3) and v.0"),
+            ["groups", "v"]
+        );
+        assert!(expression_variables("1.5 > 0.5 and true").is_empty());
     }
 
     #[test]

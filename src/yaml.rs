@@ -183,15 +183,86 @@ pub fn parse_bytes(source: Arc<Source>, bytes: Vec<u8>) -> Result<(Arc<Source>, 
                 .location()
                 .filter(|l| l.line() > 0)
                 .map_or((1, 1), |l| (l.line() as u32, l.column().max(1) as u32));
-            Err(Diagnostic::new(
-                Pos::new(&path, line, col),
-                format!(
-                    "invalid YAML: {}",
-                    clean_parser_message(&e.without_snippet().to_string())
-                ),
-            ))
+            let msg = clean_parser_message(&e.without_snippet().to_string());
+            let d = match msg.strip_prefix("budget breached: ") {
+                Some(limit) => Diagnostic::new(
+                    Pos::new(&path, line, col),
+                    format!("invalid YAML: the document is too big to load (parser limit reached: {limit})"),
+                )
+                .with_help("aliases (`*name`) that repeat other aliases multiply a small file; expand them by hand"),
+                None => Diagnostic::new(Pos::new(&path, line, col), format!("invalid YAML: {msg}")),
+            };
+            Err(match syntax_help(&source.text, line, col, &msg) {
+                Some(help) if d.help.is_none() => d.with_help(help),
+                _ => d,
+            })
         }
     }
+}
+
+/// libyaml's messages name what the parser expected, not what the author got wrong; for the
+/// common slips say it plainly. An unclosed `[` or `{` is reported where the parser gave up,
+/// often lines later, so point back at it.
+fn syntax_help(text: &str, line: u32, col: u32, msg: &str) -> Option<String> {
+    if let Some((c, l, cl)) = unclosed_flow_bracket(text, line, col) {
+        let close = if c == '[' { ']' } else { '}' };
+        return Some(format!(
+            "the `{c}` at line {l}, column {cl} is never closed with `{close}`"
+        ));
+    }
+    if msg.contains("mapping values are not allowed") {
+        return Some(
+            "check this line's indentation; a value containing `: ` must be quoted".into(),
+        );
+    }
+    if msg.contains("did not find expected key") {
+        return Some("check this line's indentation against the lines above".into());
+    }
+    None
+}
+
+/// The innermost flow collection (`[` or `{`) still open at `line`:`col`, by a light scan that
+/// skips comments and quoted strings.
+fn unclosed_flow_bracket(text: &str, line: u32, col: u32) -> Option<(char, u32, u32)> {
+    let mut stack: Vec<(char, u32, u32)> = Vec::new();
+    for (li, l) in text.lines().enumerate() {
+        let ln = li as u32 + 1;
+        if ln > line {
+            break;
+        }
+        let chars: Vec<char> = l.chars().collect();
+        let end = if ln == line {
+            (col as usize).saturating_sub(1).min(chars.len())
+        } else {
+            chars.len()
+        };
+        let mut quote: Option<char> = None;
+        let mut prev: Option<char> = None;
+        for (ci, &c) in chars[..end].iter().enumerate() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            let starts_value = matches!(prev, None | Some(':' | '-' | ',' | '[' | '{' | '?'));
+            match c {
+                '#' if ci == 0 || chars[ci - 1].is_whitespace() => break,
+                '"' | '\'' if starts_value => quote = Some(c),
+                '[' | '{' if starts_value || !stack.is_empty() => {
+                    stack.push((c, ln, ci as u32 + 1))
+                }
+                ']' | '}' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            if !c.is_whitespace() {
+                prev = Some(c);
+            }
+        }
+    }
+    stack.pop()
 }
 
 fn only_comments(text: &str) -> bool {
@@ -393,6 +464,20 @@ mod tests {
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.pos.line >= 1, "{e:?}");
         assert!(e.message.starts_with("invalid YAML"), "{}", e.message);
+    }
+
+    #[test]
+    fn unclosed_bracket_is_pointed_at() {
+        let e = parse("a:\n  tags: [x, y\n  b: 1\n").unwrap_err();
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("line 2, column 9"),
+            "{e:?}"
+        );
+        let e = parse("a: {x: 1}\n  b: 'it''s [not'\n c: 2\n").unwrap_err();
+        assert!(
+            !e.help.as_deref().unwrap_or("").contains("never closed"),
+            "{e:?}"
+        );
     }
 
     #[test]

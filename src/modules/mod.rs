@@ -1,3 +1,157 @@
-//! Modules: what a step can do. `spec` describes their arguments for validation.
+//! Modules: what a step does on a host, each as probe → plan → apply (→ undo).
+//!
+//! `probe` reads the host without changing it and decides: no change, a change (with a
+//! diff or a before → after), or unknown (with the reason). `apply` makes the change and
+//! returns how to undo it, as an [`UndoAction`] the journal records before the next action.
 
 pub mod spec;
+
+mod command;
+mod control;
+mod files;
+mod service;
+pub mod undo;
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde_json::{Map, Value as J};
+
+use crate::template::Templates;
+use crate::transport::{Become, HostConn};
+
+pub use files::sha256_hex;
+pub use undo::UndoAction;
+
+/// Everything a module may use on one host for one step.
+pub struct ModCtx<'a> {
+    pub host: &'a HostConn,
+    pub become_: Option<&'a Become>,
+    pub timeout: Option<Duration>,
+    pub templates: &'a Templates,
+    /// The host's template context (variables, groups, hostvars).
+    pub vars: &'a tera::Context,
+    /// Used to name backups so an undo can find them.
+    pub run_id: &'a str,
+    /// Approvals given on the command line (`--approve STAGE`).
+    pub approvals: &'a [String],
+    pub interactive: bool,
+}
+
+impl ModCtx<'_> {
+    /// Run a script on the host with the step's become and timeout.
+    pub async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<crate::transport::Output> {
+        self.host
+            .run(script, stdin, self.become_, self.timeout)
+            .await
+    }
+}
+
+/// What a probe concluded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    NoChange,
+    Change {
+        summary: String,
+        diff: Option<String>,
+    },
+    Unknown {
+        reason: String,
+    },
+}
+
+/// The probe's decision plus what it saw, for `apply` to use.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub decision: Decision,
+    pub state: J,
+}
+
+impl Probe {
+    pub fn no_change(state: J) -> Probe {
+        Probe {
+            decision: Decision::NoChange,
+            state,
+        }
+    }
+    pub fn change(summary: impl Into<String>, diff: Option<String>, state: J) -> Probe {
+        Probe {
+            decision: Decision::Change {
+                summary: summary.into(),
+                diff,
+            },
+            state,
+        }
+    }
+    pub fn unknown(reason: impl Into<String>, state: J) -> Probe {
+        Probe {
+            decision: Decision::Unknown {
+                reason: reason.into(),
+            },
+            state,
+        }
+    }
+}
+
+/// What `apply` did.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub changed: bool,
+    /// Registered as the step's result (`register:`): rc, stdout, stderr, …
+    pub result: Map<String, J>,
+    pub undo: Option<UndoAction>,
+    /// The module's own verdict that the step failed, with why.
+    pub failed: Option<String>,
+}
+
+pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    match module {
+        "command" | "shell" => command::probe(module, args, ctx).await,
+        "copy" | "template" => files::probe_content(module, args, ctx).await,
+        "file" => files::probe_file(args, ctx).await,
+        "service" => service::probe(args, ctx).await,
+        "debug" | "assert" | "fail" | "approve" => control::probe(module, args, ctx),
+        other => bail!("module `{other}` is not implemented by the engine yet"),
+    }
+}
+
+pub async fn apply(
+    module: &str,
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Result<Outcome> {
+    match module {
+        "command" | "shell" => command::apply(module, args, probe, ctx).await,
+        "copy" | "template" => files::apply_content(module, args, probe, ctx).await,
+        "file" => files::apply_file(args, probe, ctx).await,
+        "service" => service::apply(args, probe, ctx).await,
+        "debug" | "assert" | "fail" | "approve" => control::apply(module, args, ctx).await,
+        other => bail!("module `{other}` is not implemented by the engine yet"),
+    }
+}
+
+/// Argument helpers (arguments were type-checked by validation; these only convert).
+pub(crate) fn arg_str<'a>(args: &'a Map<String, J>, key: &str) -> Option<&'a str> {
+    args.get(key).and_then(J::as_str)
+}
+
+pub(crate) fn arg_bool(args: &Map<String, J>, key: &str) -> Option<bool> {
+    match args.get(key) {
+        Some(J::Bool(b)) => Some(*b),
+        Some(J::String(s)) if s == "true" => Some(true),
+        Some(J::String(s)) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
+pub(crate) fn required<'a>(args: &'a Map<String, J>, key: &str) -> Result<&'a str> {
+    match arg_str(args, key) {
+        Some(s) => Ok(s),
+        None => bail!("argument `{key}` is missing or not a string"),
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Action, Batch, Expr, Play, Playbook, Step, Undo};
+use super::{Action, Batch, Expr, OnFailure, Play, Playbook, Step, Undo};
 use crate::decode::{self, Fields};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::Var;
@@ -23,6 +23,7 @@ const PLAY_KEYS: &[&str] = &[
     "tags",
     "become",
     "become_user",
+    "on_failure",
 ];
 const STEP_KEYS: &[&str] = &[
     "name",
@@ -185,7 +186,7 @@ fn load_into(
 
 fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> {
     hint_ansible_keys(node, diags);
-    let f = Fields::new(node, "play", PLAY_KEYS, diags)?;
+    let f = fields_after_hints(node, "play", PLAY_KEYS, diags)?;
     let hosts_node = f.require("hosts", "play", diags);
     let hosts = hosts_node
         .and_then(|n| decode::string(n, "hosts", diags))
@@ -224,6 +225,19 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             .collect(),
         become_root: f.bool("become", diags),
         become_user: f.str("become_user", diags),
+        on_failure: match f.get("on_failure") {
+            None => OnFailure::Stop,
+            Some(n) => match n.as_str() {
+                Some("stop") => OnFailure::Stop,
+                Some("unwind") => OnFailure::Unwind,
+                _ => {
+                    diags.push(
+                        Diagnostic::new(n.pos.clone(), "`on_failure` is `stop` (leave hosts as they are) or `unwind` (undo this run's changes, newest first)"),
+                    );
+                    OnFailure::Stop
+                }
+            },
+        },
     };
     if let Some(steps) = f.require("steps", "play", diags) {
         for s in decode::sequence(steps, "steps", diags).unwrap_or_default() {
@@ -255,6 +269,27 @@ fn vars(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Var> {
         .into_iter()
         .map(|(name, value, pos)| Var { name, value, pos })
         .collect()
+}
+
+/// `Fields::new`, minus its "unknown key" report for the Ansible keys `hint_ansible_keys`
+/// already explained: one mistake, one error.
+fn fields_after_hints<'a>(
+    node: &'a Node,
+    what: &str,
+    allowed: &[&str],
+    diags: &mut Diagnostics,
+) -> Option<Fields<'a>> {
+    let mut local = Diagnostics::default();
+    let f = Fields::new(node, what, allowed, &mut local);
+    for d in local.items {
+        let hinted = ANSIBLE_HINTS
+            .iter()
+            .any(|(k, _)| d.message.starts_with(&format!("unknown key `{k}` ")));
+        if !hinted {
+            diags.push(d);
+        }
+    }
+    f
 }
 
 fn hint_ansible_keys(node: &Node, diags: &mut Diagnostics) {
@@ -367,7 +402,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         allowed.extend(HANDLER_EXTRA_KEYS);
     }
     allowed.push(module_key_str(module_key));
-    let f = Fields::new(node, what, &allowed, diags)?;
+    let f = fields_after_hints(node, what, &allowed, diags)?;
     let expr =
         |key: &str, diags: &mut Diagnostics| f.get(key).and_then(|n| read_expr(n, key, diags));
     let undo = match f.get("undo") {
@@ -662,7 +697,15 @@ fn check_arg(
                 diags.push(Diagnostic::new(v.pos.clone(), format!("`{what}`: `{s}` is not a file mode; expected octal like \"0644\" or symbolic like \"u=rw,g=r\"")));
                 false
             }
-            Value::Int(i) => {
+            // `mode: 0644` arrives as the float 644.0 (a leading zero is not an integer in
+            // YAML 1.2), `mode: 644` as an integer: same mistake, same help.
+            Value::Int(_) | Value::Float(_) => {
+                let i = match v.value {
+                    Value::Int(i) => i.to_string(),
+                    Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e9 => format!("{}", f as i64),
+                    Value::Float(f) => f.to_string(),
+                    _ => unreachable!(),
+                };
                 diags.push(
                     Diagnostic::new(v.pos.clone(), format!("`{what}` is the number {i}, not an octal mode"))
                         .with_help(format!("quote it: mode: \"0{i}\" (unquoted 0644 is the decimal number 644 in YAML 1.2)")),

@@ -121,6 +121,16 @@ pub struct Play {
     pub tags: Vec<String>,
     pub become_root: Option<bool>,
     pub become_user: Option<String>,
+    pub on_failure: OnFailure,
+}
+
+/// What the engine does when a host fails in a play.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnFailure {
+    /// Stop; hosts stay as they are, and `cutover rollback RUN` can still undo the run.
+    Stop,
+    /// Undo every change this run made, newest first, on every host, then stop.
+    Unwind,
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,219 @@
+//! The run journal: one append-only JSON-lines file per run, every event on disk (fsync)
+//! before the action that follows it, so a run killed at any instant can be resumed or rolled
+//! back from what the journal says.
+//!
+//! Events from hosts working in parallel are committed together (one fsync for all that are
+//! waiting), which keeps the cost per step low without weakening the guarantee: no host goes on
+//! before its event is durable.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde_json::{json, Value as J};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where runs are kept: `$CUTOVER_STATE_DIR`, else `.cutover/` in the working directory
+/// (next to the playbooks, like Terraform's `.terraform/`).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("CUTOVER_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".cutover"))
+}
+
+pub fn runs_dir() -> PathBuf {
+    state_dir().join("runs")
+}
+
+/// A new run id: sortable by time, unique enough for one controller.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let compact: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(14)
+        .collect();
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{:04x}",
+        &compact[..8],
+        &compact[8..],
+        (nanos ^ std::process::id()) & 0xffff
+    )
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+struct Pending {
+    event: J,
+    done: oneshot::Sender<std::io::Result<()>>,
+}
+
+/// Handle to the journal writer; cheap to clone into host tasks.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::UnboundedSender<Pending>,
+    pub path: PathBuf,
+    pub run_id: String,
+}
+
+impl Journal {
+    /// Create the run directory and start the writer.
+    pub fn create(run_id: &str) -> Result<Journal> {
+        let dir = runs_dir().join(run_id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("journal.jsonl");
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self::start(file, path, run_id))
+    }
+
+    /// Continue an existing run's journal (resume, rollback).
+    pub fn reopen(run_id: &str) -> Result<Journal> {
+        let path = runs_dir().join(run_id).join("journal.jsonl");
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Self::start(file, path, run_id))
+    }
+
+    fn start(file: File, path: PathBuf, run_id: &str) -> Journal {
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || writer(file, rx))
+            .expect("spawning the journal thread");
+        Journal {
+            tx,
+            path,
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Append an event and wait until it is on disk.
+    pub async fn record(&self, kind: &str, mut fields: J) -> Result<()> {
+        if let J::Object(m) = &mut fields {
+            m.insert("event".into(), J::String(kind.into()));
+            m.insert("ts".into(), J::String(now_rfc3339()));
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                event: fields,
+                done,
+            })
+            .map_err(|_| anyhow::anyhow!("journal writer stopped"))?;
+        wait.await
+            .map_err(|_| anyhow::anyhow!("journal writer stopped"))?
+            .with_context(|| format!("cannot write journal {}", self.path.display()))
+    }
+}
+
+/// Group commit: take everything waiting, write it, one fsync, then release all writers.
+fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut buf = Vec::new();
+        for p in &batch {
+            let _ = serde_json::to_writer(&mut buf, &p.event);
+            buf.push(b'\n');
+        }
+        let result = file.write_all(&buf).and_then(|_| file.sync_data());
+        for p in batch {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            let _ = p.done.send(r);
+        }
+    }
+}
+
+/// Read a run's journal back. A torn last line (the controller died mid-write) is ignored.
+pub fn read(run_id: &str) -> Result<Vec<J>> {
+    let path = runs_dir().join(run_id).join("journal.jsonl");
+    read_path(&path)
+}
+
+pub fn read_path(path: &Path) -> Result<Vec<J>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Every run, newest first, with its first and last events.
+pub fn list_runs() -> Result<Vec<(String, J, Option<J>)>> {
+    let dir = runs_dir();
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let events = read_path(&e.path().join("journal.jsonl")).unwrap_or_default();
+        let Some(first) = events.first().cloned() else {
+            continue;
+        };
+        let finished = events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "run_finished")
+            .cloned();
+        out.push((id, first, finished));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+/// A summary line for `cutover runs`.
+pub fn describe_run(id: &str, first: &J, finished: Option<&J>) -> String {
+    let status = match finished {
+        Some(f) => f["status"].as_str().unwrap_or("?").to_string(),
+        None => "unfinished (killed or still running)".to_string(),
+    };
+    format!(
+        "{id}  {}  {}  {}  by {}",
+        first["ts"].as_str().unwrap_or(""),
+        first["playbook"].as_str().unwrap_or(""),
+        status,
+        first["user"].as_str().unwrap_or("?")
+    )
+}
+
+/// The fields every run starts with.
+pub fn run_started_fields(
+    run_id: &str,
+    playbook: &Path,
+    inventory: &Path,
+    fingerprint: &str,
+    limit: Option<&str>,
+) -> J {
+    json!({
+        "run_id": run_id,
+        "playbook": playbook.display().to_string(),
+        "inventory": inventory.display().to_string(),
+        "fingerprint": fingerprint,
+        "limit": limit,
+        "user": std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()),
+        "controller": crate::engine::lock::controller_name(),
+        "pid": std::process::id(),
+    })
+}

@@ -1,0 +1,1025 @@
+//! The engine: runs a playbook's plays in order; within a play, each step runs on all of the
+//! batch's hosts in parallel (bounded by `--forks`) before the next step starts.
+//!
+//! Every step on every host is probe → decide → apply; what was done and how to undo it goes to
+//! the journal before the next action. A host that fails drops out of the run; with
+//! `on_failure: unwind` the run's changes are undone, newest first.
+
+pub mod facts;
+pub mod journal;
+pub mod lock;
+pub mod output;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use serde_json::{json, Map, Value as J};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::inventory::vars::{Layers, Resolved};
+use crate::inventory::{pattern, Inventory, Var};
+use crate::modules::{self, Decision, ModCtx, UndoAction};
+use crate::playbook::{Batch, OnFailure, Play, Playbook, Step, Undo};
+use crate::template::{self, Templates};
+use crate::transport::{Become, HostConn, TransportOptions};
+
+use journal::Journal;
+use output::{OutputMode, Reporter, Status};
+
+/// Exit codes of `cutover apply` (README, "Exit codes").
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const INVALID: u8 = 1;
+    pub const HOST_FAILED: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+    pub const LOCKED: u8 = 5;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+pub struct RunOptions {
+    pub playbook: PathBuf,
+    pub inventory: PathBuf,
+    pub templates_dir: PathBuf,
+    pub extra_vars: Vec<Var>,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub forks: usize,
+    pub start_at_step: Option<String>,
+    pub approvals: Vec<String>,
+    pub output: OutputMode,
+    pub junit: Option<PathBuf>,
+    pub break_lock: bool,
+    pub transport: TransportOptions,
+    pub verbose: bool,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RunStatus {
+    Ok,
+    Failed,
+    Unreachable,
+    Interrupted,
+}
+
+pub struct RunResult {
+    pub run_id: String,
+    pub status: RunStatus,
+}
+
+/// Why a run did not start.
+pub enum RunError {
+    Invalid(Diagnostics),
+    Locked(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for RunError {
+    fn from(e: anyhow::Error) -> Self {
+        RunError::Other(e)
+    }
+}
+
+/// One change made in this run, kept for unwinding.
+#[derive(Clone)]
+struct Done {
+    host: String,
+    step: String,
+    undo: UndoAction,
+    become_: Option<Become>,
+}
+
+/// State shared by the host tasks of a run.
+struct Run {
+    id: String,
+    inv: Inventory,
+    templates: Templates,
+    journal: Journal,
+    reporter: Reporter,
+    opts: RunOptions,
+    conns: Mutex<HashMap<String, Arc<HostConn>>>,
+    registered: std::sync::Mutex<HashMap<String, Map<String, J>>>,
+    facts: std::sync::Mutex<HashMap<String, Arc<OnceCell<J>>>>,
+    done: std::sync::Mutex<Vec<Done>>,
+    interrupted: AtomicBool,
+    step_counter: AtomicU32,
+}
+
+/// Run a playbook. Validation runs first: nothing touches a host unless all input is valid.
+pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError> {
+    let report = crate::check::check(&crate::check::CheckInput {
+        inventory: &opts.inventory,
+        playbooks: std::slice::from_ref(&opts.playbook),
+        templates_dir: &opts.templates_dir,
+        extra_vars: &opts.extra_vars,
+    });
+    report.map_err(RunError::Invalid)?;
+    let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
+    let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
+    let templates = Templates::load(&opts.templates_dir).map_err(|e| {
+        let mut d = Diagnostics::default();
+        e.into_iter().for_each(|x| d.push(x));
+        RunError::Invalid(d)
+    })?;
+    let limited: Option<BTreeSet<String>> = match &opts.limit {
+        Some(p) => Some(
+            pattern::select(&inv, p)
+                .map_err(|e| {
+                    RunError::Invalid(one(Diagnostic::new(
+                        crate::diag::Pos::cli("--limit"),
+                        format!("--limit {p}: {e}"),
+                    )))
+                })?
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => None,
+    };
+
+    let run_id = journal::new_run_id();
+    let owner = lock::Owner::me(&run_id);
+    let _controller_lock = lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner)
+        .map_err(|e| RunError::Locked(format!("{e:#}")))?;
+    let journal = Journal::create(&run_id)?;
+    let fingerprint = fingerprint(&playbook, &opts)?;
+    journal
+        .record(
+            "run_started",
+            journal::run_started_fields(
+                &run_id,
+                &opts.playbook,
+                &opts.inventory,
+                &fingerprint,
+                opts.limit.as_deref(),
+            ),
+        )
+        .await?;
+
+    let reporter = Reporter::new(opts.output, opts.junit.clone(), opts.verbose);
+    reporter.say(&format!(
+        "run {run_id}: {} on {}",
+        opts.playbook.display(),
+        opts.inventory.display()
+    ));
+    let run = Arc::new(Run {
+        id: run_id.clone(),
+        inv,
+        templates,
+        journal,
+        reporter,
+        opts,
+        conns: Mutex::new(HashMap::new()),
+        registered: std::sync::Mutex::new(HashMap::new()),
+        facts: std::sync::Mutex::new(HashMap::new()),
+        done: std::sync::Mutex::new(Vec::new()),
+        interrupted: AtomicBool::new(false),
+        step_counter: AtomicU32::new(0),
+    });
+
+    // First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
+    let signal_run = run.clone();
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            signal_run.interrupted.store(true, Ordering::SeqCst);
+            signal_run.reporter.say("interrupted: finishing the steps in flight, then stopping (Ctrl-C again to stop at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = signal_run
+                    .journal
+                    .record(
+                        "run_interrupted",
+                        json!({ "how": "second Ctrl-C: stopped at once" }),
+                    )
+                    .await;
+                std::process::exit(exit::INTERRUPTED as i32);
+            }
+        }
+    });
+
+    let status = run_plays(&run, &playbook, limited.as_ref()).await;
+    signals.abort();
+
+    // Release host locks and close every master connection, whatever happened.
+    let conns: Vec<Arc<HostConn>> = run.conns.lock().await.drain().map(|(_, c)| c).collect();
+    for c in &conns {
+        lock::unlock_host(c, &run.id).await;
+    }
+    for c in conns {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            c.close().await;
+        }
+    }
+    let status_word = match status {
+        RunStatus::Ok => "ok",
+        RunStatus::Failed => "failed",
+        RunStatus::Unreachable => "unreachable",
+        RunStatus::Interrupted => "interrupted",
+    };
+    let recap: BTreeMap<String, J> = run
+        .reporter
+        .recap()
+        .into_iter()
+        .map(|(h, r)| (h, json!({ "ok": r.ok, "changed": r.changed, "failed": r.failed, "skipped": r.skipped, "unreachable": r.unreachable })))
+        .collect();
+    run.journal
+        .record(
+            "run_finished",
+            json!({ "status": status_word, "recap": recap }),
+        )
+        .await?;
+    run.reporter
+        .finish(status_word)
+        .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
+    Ok(RunResult { run_id, status })
+}
+
+fn one(d: Diagnostic) -> Diagnostics {
+    let mut ds = Diagnostics::default();
+    ds.push(d);
+    ds
+}
+
+/// SHA-256 over everything the run reads: playbooks, inventory, templates, extra variables.
+fn fingerprint(pb: &Playbook, opts: &RunOptions) -> Result<String> {
+    let mut data = Vec::new();
+    let mut files: BTreeSet<PathBuf> = pb.plays.iter().map(|p| p.file.clone()).collect();
+    files.insert(opts.inventory.clone());
+    if let Ok(rd) = std::fs::read_dir(&opts.templates_dir) {
+        files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    }
+    for f in files {
+        data.extend(f.display().to_string().into_bytes());
+        data.extend(std::fs::read(&f).unwrap_or_default());
+    }
+    for v in &opts.extra_vars {
+        data.extend(format!("{}={}", v.name, v.value).into_bytes());
+    }
+    Ok(modules::sha256_hex(&data))
+}
+
+async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<String>>) -> RunStatus {
+    let mut failed_hosts: BTreeSet<String> = BTreeSet::new();
+    let mut unreachable: BTreeSet<String> = BTreeSet::new();
+    let mut start_at = run.opts.start_at_step.clone();
+    for (play_index, play) in pb.plays.iter().enumerate() {
+        if run.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        if !tags_allow(&run.opts, &play.tags, &[])
+            && play
+                .steps
+                .iter()
+                .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
+        {
+            continue;
+        }
+        let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
+            Ok(h) => h
+                .into_iter()
+                .filter(|h| limited.is_none_or(|l| l.contains(*h)))
+                .filter(|h| !failed_hosts.contains(*h) && !unreachable.contains(*h))
+                .map(str::to_string)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if hosts.is_empty() {
+            run.reporter
+                .say(&format!("PLAY {}: no hosts left to run on", play.name));
+            continue;
+        }
+        let layers = Layers {
+            play_defaults: &play.defaults,
+            play_vars: &play.vars,
+            extra: &run.opts.extra_vars,
+        };
+        let everyone = match template::resolve_all(&run.inv, layers) {
+            Ok(e) => Arc::new(e),
+            Err(d) => {
+                run.reporter.say(&format!(
+                    "PLAY {}: {}",
+                    play.name,
+                    d.items.first().map(|d| d.to_string()).unwrap_or_default()
+                ));
+                return RunStatus::Failed;
+            }
+        };
+        let _ = run
+            .journal
+            .record(
+                "play_started",
+                json!({ "play": play_index, "name": play.name, "hosts": hosts }),
+            )
+            .await;
+        let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        run.reporter
+            .play_started(&play.name, &host_refs, play.steps.len());
+
+        for batch in batches(&hosts, &play.serial) {
+            let reached = connect_all(run, &batch).await;
+            for h in batch.iter().filter(|h| !reached.contains(*h)) {
+                unreachable.insert(h.clone());
+            }
+            let mut active: Vec<String> = batch
+                .iter()
+                .filter(|h| reached.contains(*h))
+                .cloned()
+                .collect();
+            let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let batch_size = batch.len().max(1);
+            let mut batch_failed = 0usize;
+            for (step_index, step) in play.steps.iter().enumerate() {
+                if run.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Some(target) = &start_at {
+                    if step.name.as_deref() != Some(target.as_str()) {
+                        continue;
+                    }
+                    start_at = None;
+                }
+                if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
+                    continue;
+                }
+                let outcomes = run_step_everywhere(
+                    run, play, play_index, step_index, step, &active, &everyone, false,
+                )
+                .await;
+                for o in outcomes {
+                    if o.notify {
+                        for (n, _) in &step.notify {
+                            notified
+                                .entry(n.clone())
+                                .or_default()
+                                .insert(o.host.clone());
+                            let _ = run
+                                .journal
+                                .record(
+                                    "handler_notified",
+                                    json!({ "play": play_index, "host": o.host, "handler": n }),
+                                )
+                                .await;
+                        }
+                    }
+                    if o.status == Status::Unreachable {
+                        unreachable.insert(o.host.clone());
+                        active.retain(|h| h != &o.host);
+                    } else if o.status == Status::Failed && !step.ignore_errors {
+                        failed_hosts.insert(o.host.clone());
+                        active.retain(|h| h != &o.host);
+                        batch_failed += 1;
+                    }
+                }
+                let budget = play.max_fail_percentage.unwrap_or(100);
+                if batch_failed > 0
+                    && (batch_failed * 100 / batch_size) as u32 > budget.min(99)
+                    && play.max_fail_percentage.is_some()
+                {
+                    run.reporter.say(&format!("PLAY {}: {batch_failed} of {batch_size} hosts failed, over the budget of {budget}%: stopping", play.name));
+                    active.clear();
+                }
+            }
+            // Handlers: in the order they are defined, once per notified host still running.
+            for (hi, handler) in play.handlers.iter().enumerate() {
+                let names: Vec<&str> = handler
+                    .name
+                    .iter()
+                    .map(String::as_str)
+                    .chain(handler.listen.iter().map(String::as_str))
+                    .collect();
+                let targets: Vec<String> = active
+                    .iter()
+                    .filter(|h| {
+                        names
+                            .iter()
+                            .any(|n| notified.get(*n).is_some_and(|set| set.contains(*h)))
+                    })
+                    .cloned()
+                    .collect();
+                if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
+                    continue;
+                }
+                for o in run_step_everywhere(
+                    run, play, play_index, hi, handler, &targets, &everyone, true,
+                )
+                .await
+                {
+                    if o.status == Status::Failed && !handler.ignore_errors {
+                        failed_hosts.insert(o.host.clone());
+                    }
+                }
+            }
+            if !failed_hosts.is_empty() || !unreachable.is_empty() {
+                if play.on_failure == OnFailure::Unwind {
+                    unwind(run).await;
+                }
+                return if !failed_hosts.is_empty() {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Unreachable
+                };
+            }
+        }
+    }
+    if run.interrupted.load(Ordering::SeqCst) {
+        let _ = run
+            .journal
+            .record(
+                "run_interrupted",
+                json!({ "how": "Ctrl-C: stopped at a step boundary" }),
+            )
+            .await;
+        return RunStatus::Interrupted;
+    }
+    if !failed_hosts.is_empty() {
+        RunStatus::Failed
+    } else if !unreachable.is_empty() {
+        RunStatus::Unreachable
+    } else {
+        RunStatus::Ok
+    }
+}
+
+fn tags_allow(opts: &RunOptions, play_tags: &[String], step_tags: &[String]) -> bool {
+    let all: Vec<&String> = play_tags.iter().chain(step_tags).collect();
+    if all.iter().any(|t| opts.skip_tags.contains(t)) {
+        return false;
+    }
+    opts.tags.is_empty()
+        || all.iter().any(|t| opts.tags.contains(t))
+        || all.iter().any(|t| t.as_str() == "always")
+}
+
+/// Split a play's hosts into serial batches (`serial: 1`, `"50%"`, or a growing list).
+pub fn batches(hosts: &[String], serial: &[Batch]) -> Vec<Vec<String>> {
+    if serial.is_empty() {
+        return vec![hosts.to_vec()];
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut k = 0;
+    while i < hosts.len() {
+        let b = &serial[k.min(serial.len() - 1)];
+        let n = match b {
+            Batch::Count(c) => *c as usize,
+            Batch::Percent(p) => ((hosts.len() * *p as usize).div_ceil(100)).max(1),
+        };
+        let end = (i + n.max(1)).min(hosts.len());
+        out.push(hosts[i..end].to_vec());
+        i = end;
+        k += 1;
+    }
+    out
+}
+
+/// Connect (and lock) every host of a batch not yet connected, in parallel.
+async fn connect_all(run: &Arc<Run>, hosts: &[String]) -> BTreeSet<String> {
+    let sem = Arc::new(Semaphore::new(run.opts.forks.max(1)));
+    let mut tasks = Vec::new();
+    for h in hosts {
+        if run.conns.lock().await.contains_key(h) {
+            continue;
+        }
+        let run = run.clone();
+        let h = h.clone();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            let Some(host) = run.inv.host(&h) else {
+                return (h, Err(anyhow!("not in the inventory")));
+            };
+            let started = Instant::now();
+            let conn = match HostConn::connect(&h, &host.connection, &run.opts.transport).await {
+                Ok(c) => c,
+                Err(e) => return (h, Err(e)),
+            };
+            if let Err(e) =
+                lock::lock_host(&conn, &lock::Owner::me(&run.id), run.opts.break_lock).await
+            {
+                conn.close().await;
+                return (h, Err(anyhow!("{e}")));
+            }
+            let _ = run
+                .journal
+                .record(
+                    "host_connected",
+                    json!({ "host": h, "ms": started.elapsed().as_millis() as u64 }),
+                )
+                .await;
+            run.conns.lock().await.insert(h.clone(), Arc::new(conn));
+            (h, Ok(()))
+        }));
+    }
+    for t in tasks {
+        if let Ok((h, Err(e))) = t.await {
+            let msg = format!("{e:#}");
+            let _ = run
+                .journal
+                .record("host_unreachable", json!({ "host": h, "error": msg }))
+                .await;
+            run.reporter.step_result(
+                "connect",
+                "connect",
+                &h,
+                Status::Unreachable,
+                &msg,
+                Duration::ZERO,
+            );
+        }
+    }
+    let conns = run.conns.lock().await;
+    hosts
+        .iter()
+        .filter(|h| conns.contains_key(*h))
+        .cloned()
+        .collect()
+}
+
+struct HostOutcome {
+    host: String,
+    status: Status,
+    notify: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step_everywhere(
+    run: &Arc<Run>,
+    play: &Play,
+    play_index: usize,
+    step_index: usize,
+    step: &Step,
+    hosts: &[String],
+    everyone: &Arc<BTreeMap<String, Resolved>>,
+    handler: bool,
+) -> Vec<HostOutcome> {
+    let targets: Vec<String> = if step.run_once {
+        hosts.iter().take(1).cloned().collect()
+    } else {
+        hosts.to_vec()
+    };
+    let sem = Arc::new(Semaphore::new(run.opts.forks.max(1)));
+    let mut tasks = Vec::new();
+    for h in targets {
+        let (run, sem, everyone) = (run.clone(), sem.clone(), everyone.clone());
+        let (play, step) = (play.clone(), step.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            run_step_on_host(
+                &run, &play, play_index, step_index, &step, &h, &everyone, handler,
+            )
+            .await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(o) => out.push(o),
+            Err(e) => run
+                .reporter
+                .say(&format!("internal error in a host task: {e}")),
+        }
+    }
+    if step.run_once {
+        // The one result stands for every host of the batch.
+        if let (Some(first), Some(reg)) = (out.first(), &step.register) {
+            let value = run
+                .registered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&first.host)
+                .and_then(|m| m.get(reg))
+                .cloned();
+            if let Some(v) = value {
+                let mut regs = run.registered.lock().unwrap_or_else(|e| e.into_inner());
+                for h in hosts {
+                    regs.entry(h.clone())
+                        .or_default()
+                        .insert(reg.clone(), v.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step_on_host(
+    run: &Arc<Run>,
+    play: &Play,
+    play_index: usize,
+    step_index: usize,
+    step: &Step,
+    host: &str,
+    everyone: &BTreeMap<String, Resolved>,
+    handler: bool,
+) -> HostOutcome {
+    let started = Instant::now();
+    let label = step.display_name();
+    run.reporter.step_started(&label, host);
+    let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
+    let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
+    let result = execute(run, play, step, host, everyone).await;
+    let (status, detail, undo, decision, registered) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let status = if is_connection_loss(&msg) {
+                Status::Unreachable
+            } else {
+                Status::Failed
+            };
+            (
+                status,
+                msg,
+                None,
+                None,
+                json!({ "failed": true, "msg": format!("{e:#}") }),
+            )
+        }
+    };
+    if let Some(r) = &step.register {
+        run.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .insert(r.clone(), registered);
+    }
+    let become_ = effective_become(run, play, step, host);
+    if let Some(u) = &undo {
+        run.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Done {
+                host: delegate_or(step, host),
+                step: label.clone(),
+                undo: u.clone(),
+                become_: become_.clone(),
+            });
+    }
+    let mut fields = where_;
+    fields["status"] = json!(status);
+    fields["detail"] = json!(detail);
+    fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
+    if let Some(u) = &undo {
+        fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
+        fields["undo_host"] = json!(delegate_or(step, host));
+        fields["become_user"] = json!(become_
+            .as_ref()
+            .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+    }
+    if matches!(step.undo, Undo::Irreversible(_)) {
+        fields["irreversible"] = json!(true);
+    }
+    if let Some(d) = decision {
+        fields["decision"] = json!(d);
+    }
+    if let Err(e) = run.journal.record("step_result", fields).await {
+        // Without a journal there is no way back: stop this host.
+        run.reporter.step_result(
+            &play.name,
+            &label,
+            host,
+            Status::Failed,
+            &format!("journal: {e:#}"),
+            started.elapsed(),
+        );
+        return HostOutcome {
+            host: host.to_string(),
+            status: Status::Failed,
+            notify: false,
+        };
+    }
+    let shown = if step.ignore_errors && status == Status::Failed {
+        format!("{detail} (ignored)")
+    } else {
+        detail
+    };
+    run.reporter
+        .step_result(&play.name, &label, host, status, &shown, started.elapsed());
+    HostOutcome {
+        host: host.to_string(),
+        status,
+        notify: status == Status::Changed,
+    }
+}
+
+fn delegate_or(step: &Step, host: &str) -> String {
+    step.delegate_to
+        .as_ref()
+        .map_or_else(|| host.to_string(), |(d, _)| d.clone())
+}
+
+fn is_connection_loss(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    m.contains("disconnected")
+        || m.contains("connection closed")
+        || m.contains("broken pipe")
+        || m.contains("connection reset")
+        || m.contains("mux")
+}
+
+fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<Become> {
+    let conn = run.inv.host(host).map(|h| &h.connection);
+    let on = step
+        .become_root
+        .or(play.become_root)
+        .unwrap_or_else(|| conn.is_some_and(|c| c.become_root));
+    on.then(|| Become {
+        user: step
+            .become_user
+            .clone()
+            .or_else(|| play.become_user.clone())
+            .or_else(|| conn.and_then(|c| c.become_user.clone())),
+    })
+}
+
+type StepResult = (Status, String, Option<UndoAction>, Option<String>, J);
+
+/// One step on one host: when → render → probe → apply (with retries/until) → verdict.
+async fn execute(
+    run: &Arc<Run>,
+    play: &Play,
+    step: &Step,
+    host: &str,
+    everyone: &BTreeMap<String, Resolved>,
+) -> Result<StepResult> {
+    let resolved = everyone
+        .get(host)
+        .ok_or_else(|| anyhow!("host {host} has no variables"))?;
+    let mut ctx = template::host_context(&run.inv, host, resolved, everyone);
+    if let Some(regs) = run
+        .registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(host)
+    {
+        for (k, v) in regs {
+            ctx.insert(k.as_str(), v);
+        }
+    }
+    let target = delegate_or(step, host);
+    let conn = {
+        let conns = run.conns.lock().await;
+        conns.get(&target).cloned()
+    };
+    let conn = match conn {
+        Some(c) => c,
+        None => {
+            // A delegate outside the play's hosts: connect to it now.
+            connect_all(run, std::slice::from_ref(&target)).await;
+            run.conns
+                .lock()
+                .await
+                .get(&target)
+                .cloned()
+                .ok_or_else(|| anyhow!("cannot reach delegate {target}"))?
+        }
+    };
+    if step_mentions_facts(step) {
+        let cell = run
+            .facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(target.clone())
+            .or_default()
+            .clone();
+        let f = cell.get_or_try_init(|| facts::gather(&conn)).await?;
+        ctx.insert("facts", f);
+    }
+    if let Some(w) = &step.when {
+        if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+            return Ok((
+                Status::Skipped,
+                String::new(),
+                None,
+                None,
+                json!({ "skipped": true, "changed": false, "failed": false }),
+            ));
+        }
+    }
+    let args = render_args(&step.action.args, &ctx, step)?;
+    let become_ = effective_become(run, play, step, host);
+    let timeout = step.timeout_secs.map(Duration::from_secs);
+    let approvals = run.opts.approvals.clone();
+    let mctx = ModCtx {
+        host: &conn,
+        become_: become_.as_ref(),
+        timeout,
+        templates: &run.templates,
+        vars: &ctx,
+        run_id: &run.id,
+        approvals: &approvals,
+        interactive: run.opts.output != OutputMode::Json,
+    };
+    let mut attempt = 0;
+    loop {
+        let probe = modules::probe(&step.action.module, &args, &mctx).await?;
+        let decision = match &probe.decision {
+            Decision::NoChange => "no change".to_string(),
+            Decision::Change { summary, .. } => summary.clone(),
+            Decision::Unknown { reason } => format!("unknown: {reason}"),
+        };
+        let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
+        let mut result = outcome.result.clone();
+        result.insert("changed".into(), J::Bool(outcome.changed));
+        result.insert("failed".into(), J::Bool(outcome.failed.is_some()));
+        if let Some(f) = &outcome.failed {
+            result.insert("msg".into(), J::String(f.clone()));
+        }
+        let mut rctx = ctx.clone();
+        rctx.insert("result", &result);
+        if let Some(r) = &step.register {
+            rctx.insert(r.as_str(), &result);
+        }
+        let mut changed = outcome.changed;
+        if let Some(e) = &step.changed_when {
+            changed = template::eval_bool(&e.text, &rctx, &e.pos).map_err(|d| anyhow!("{d}"))?;
+        }
+        let mut failed = outcome.failed.clone();
+        if let Some(e) = &step.failed_when {
+            failed = template::eval_bool(&e.text, &rctx, &e.pos)
+                .map_err(|d| anyhow!("{d}"))?
+                .then(|| {
+                    outcome
+                        .failed
+                        .clone()
+                        .unwrap_or_else(|| format!("failed_when: {}", e.text))
+                });
+        }
+        result.insert("changed".into(), J::Bool(changed));
+        result.insert("failed".into(), J::Bool(failed.is_some()));
+        rctx.insert("result", &result);
+        if let Some(r) = &step.register {
+            rctx.insert(r.as_str(), &result);
+        }
+        let done = match &step.until {
+            Some(u) => template::eval_bool(&u.text, &rctx, &u.pos).map_err(|d| anyhow!("{d}"))?,
+            None => failed.is_none(),
+        };
+        if !done && attempt < step.retries {
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(step.delay_secs)).await;
+            continue;
+        }
+        if step.until.is_some() && !done && failed.is_none() {
+            failed = Some(format!(
+                "`until: {}` still false after {} attempts",
+                step.until.as_ref().map_or("", |u| u.text.as_str()),
+                attempt + 1
+            ));
+        }
+        let undo = if changed {
+            match &step.undo {
+                Undo::Module => outcome.undo.clone(),
+                Undo::Irreversible(_) => None,
+                Undo::Custom(action) => Some(UndoAction::Step {
+                    module: action.module.clone(),
+                    args: render_args(&action.args, &ctx, step)?,
+                }),
+            }
+        } else {
+            None
+        };
+        let status = match (&failed, changed) {
+            (Some(_), _) => Status::Failed,
+            (None, true) => Status::Changed,
+            (None, false) => Status::Ok,
+        };
+        let detail = match &failed {
+            Some(f) => f.clone(),
+            None if changed => decision.clone(),
+            None => result
+                .get("msg")
+                .and_then(J::as_str)
+                .map(str::to_string)
+                .unwrap_or_default(),
+        };
+        return Ok((status, detail, undo, Some(decision), J::Object(result)));
+    }
+}
+
+fn step_mentions_facts(step: &Step) -> bool {
+    let in_args = serde_json::to_string(&step.action.args).is_ok_and(|s| facts::mentions_facts(&s));
+    in_args
+        || step
+            .when
+            .as_ref()
+            .is_some_and(|w| facts::mentions_facts(&w.text))
+}
+
+/// Render every `{{ }}` string in a step's arguments for this host.
+fn render_args(args: &Map<String, J>, ctx: &tera::Context, step: &Step) -> Result<Map<String, J>> {
+    fn render(v: &J, ctx: &tera::Context, pos: &crate::diag::Pos) -> Result<J> {
+        Ok(match v {
+            J::String(s) if s.contains("{{") || s.contains("{%") => {
+                J::String(template::render_str(s, ctx, pos).map_err(|d| anyhow!("{d}"))?)
+            }
+            J::Array(items) => J::Array(
+                items
+                    .iter()
+                    .map(|i| render(i, ctx, pos))
+                    .collect::<Result<_>>()?,
+            ),
+            J::Object(m) => J::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    args.iter()
+        .map(|(k, v)| {
+            let pos = step
+                .action
+                .arg_pos
+                .iter()
+                .find(|(n, _)| n == k)
+                .map_or(step.action.pos.clone(), |(_, p)| p.clone());
+            Ok((k.clone(), render(v, ctx, &pos)?))
+        })
+        .collect()
+}
+
+/// Undo everything this run changed, newest first, each on its own host.
+async fn unwind(run: &Arc<Run>) {
+    let done: Vec<Done> = run
+        .done
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .rev()
+        .collect();
+    if done.is_empty() {
+        return;
+    }
+    run.reporter.say(&format!(
+        "UNWIND: undoing {} change(s) of this run, newest first",
+        done.len()
+    ));
+    let _ = run
+        .journal
+        .record("unwind_started", json!({ "count": done.len() }))
+        .await;
+    let vars = tera::Context::new();
+    for d in done {
+        let conn = run.conns.lock().await.get(&d.host).cloned();
+        let started = Instant::now();
+        let result = match &conn {
+            Some(conn) => {
+                let approvals: Vec<String> = Vec::new();
+                let ctx = ModCtx {
+                    host: conn,
+                    become_: d.become_.as_ref(),
+                    timeout: Some(Duration::from_secs(600)),
+                    templates: &run.templates,
+                    vars: &vars,
+                    run_id: &run.id,
+                    approvals: &approvals,
+                    interactive: false,
+                };
+                d.undo.run(&ctx).await
+            }
+            None => Err(anyhow!("no connection to {}", d.host)),
+        };
+        let (status, detail) = match &result {
+            Ok(()) => (Status::Changed, d.undo.describe()),
+            Err(e) => (Status::Failed, format!("{e:#}")),
+        };
+        let _ = run
+            .journal
+            .record("undo_result", json!({ "host": d.host, "step": d.step, "undo": d.undo, "ok": result.is_ok(), "detail": detail }))
+            .await;
+        run.reporter.step_result(
+            "unwind",
+            &format!("undo: {}", d.step),
+            &d.host,
+            status,
+            &detail,
+            started.elapsed(),
+        );
+    }
+    let _ = run.journal.record("unwind_finished", json!({})).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_batches() {
+        let hosts: Vec<String> = (1..=5).map(|i| format!("h{i}")).collect();
+        assert_eq!(batches(&hosts, &[]).len(), 1);
+        let b = batches(&hosts, &[Batch::Count(2)]);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let b = batches(&hosts, &[Batch::Count(1), Batch::Percent(100)]);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 4]);
+        let b = batches(&hosts, &[Batch::Percent(40)]);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    }
+}

@@ -1,0 +1,207 @@
+//! `command` (one program, no shell syntax) and `shell` (a shell script).
+//!
+//! Without `creates:`/`removes:` a command's effect cannot be known in advance, so its plan
+//! says "unknown" — never "no change" — and the engine's `changed_when:` decides afterwards.
+
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value as J};
+
+use super::{arg_str, ModCtx, Outcome, Probe};
+use crate::shell::quote;
+
+pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    if let Some(path) = arg_str(args, "creates") {
+        if path_exists(ctx, path).await? {
+            return Ok(Probe::no_change(
+                json!({ "skip": format!("{path} exists") }),
+            ));
+        }
+        return Ok(Probe::change(
+            format!("run (creates {path})"),
+            None,
+            J::Null,
+        ));
+    }
+    if let Some(path) = arg_str(args, "removes") {
+        if !path_exists(ctx, path).await? {
+            return Ok(Probe::no_change(
+                json!({ "skip": format!("{path} does not exist") }),
+            ));
+        }
+        return Ok(Probe::change(
+            format!("run (removes {path})"),
+            None,
+            J::Null,
+        ));
+    }
+    Ok(Probe::unknown(
+        "command without a check (creates:, removes: or changed_when: would tell)",
+        J::Null,
+    ))
+}
+
+pub async fn apply(
+    module: &str,
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Result<Outcome> {
+    if probe.decision == super::Decision::NoChange {
+        let mut result = Map::new();
+        result.insert("rc".into(), J::from(0));
+        result.insert("skipped_reason".into(), probe.state["skip"].clone());
+        return Ok(Outcome {
+            changed: false,
+            result,
+            ..Default::default()
+        });
+    }
+    let mut script = String::new();
+    if let Some(dir) = arg_str(args, "chdir") {
+        script.push_str(&format!("cd -- {} || exit 1\n", quote(dir)));
+    }
+    if module == "shell" {
+        script.push_str(arg_str(args, "cmd").unwrap_or_default());
+    } else {
+        let words: Vec<String> = match (args.get("argv"), arg_str(args, "cmd")) {
+            (Some(J::Array(items)), _) => items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect(),
+            (_, Some(cmd)) => split_words(cmd)?,
+            _ => bail!("`command` needs `cmd` or `argv`"),
+        };
+        if words.is_empty() {
+            bail!("`command` got an empty command line");
+        }
+        script.push_str("exec ");
+        script.push_str(&crate::shell::join(&words));
+    }
+    let stdin = arg_str(args, "stdin").map(|s| format!("{s}\n").into_bytes());
+    let out = ctx.run(&script, stdin.as_deref()).await?;
+    let mut result = Map::new();
+    result.insert("rc".into(), J::from(out.rc));
+    result.insert(
+        "stdout".into(),
+        J::String(out.stdout_text().trim_end_matches('\n').to_string()),
+    );
+    result.insert(
+        "stderr".into(),
+        J::String(out.stderr_text().trim_end_matches('\n').to_string()),
+    );
+    result.insert(
+        "duration_ms".into(),
+        J::from(out.duration.as_millis() as u64),
+    );
+    let failed = if out.timed_out {
+        Some(format!(
+            "timed out after {}s; the command was stopped",
+            ctx.timeout.map_or(0, |t| t.as_secs())
+        ))
+    } else if out.rc != 0 {
+        Some(format!(
+            "exit code {}: {}",
+            out.rc,
+            last_line(&out.stderr_text())
+        ))
+    } else {
+        None
+    };
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: None,
+        failed,
+    })
+}
+
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+pub(crate) async fn path_exists(ctx: &ModCtx<'_>, path: &str) -> Result<bool> {
+    let out = ctx
+        .run(
+            &format!("test -e {} || test -L {}", quote(path), quote(path)),
+            None,
+        )
+        .await?;
+    Ok(out.rc == 0)
+}
+
+/// Split a command line into words the way a shell would, without expanding anything:
+/// quotes group, backslash escapes; `$`, `;`, `|` are ordinary characters.
+pub fn split_words(s: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(x) => cur.push(x),
+                        None => bail!("unterminated single quote in command"),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(x) => cur.push(x),
+                            None => bail!("unterminated double quote in command"),
+                        },
+                        Some(x) => cur.push(x),
+                        None => bail!("unterminated double quote in command"),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(x) = chars.next() {
+                    cur.push(x);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_words;
+
+    #[test]
+    fn words_without_shell_meaning() {
+        assert_eq!(
+            split_words(r#"echo "a b" 'c d' e\ f $(x);y"#).unwrap(),
+            ["echo", "a b", "c d", "e f", "$(x);y"]
+        );
+        assert!(split_words("echo 'open").is_err());
+    }
+}

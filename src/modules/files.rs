@@ -1,0 +1,442 @@
+//! Files on a host: `copy` and `template` (content), `file` (directory, link, absent, touch,
+//! owner, mode).
+//!
+//! Change detection is by SHA-256 on the host, so unchanged content is never re-sent. Writes are
+//! atomic (temporary file in the same directory, then rename), and the previous file is kept as
+//! a backup next to it so the change can be undone.
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Map, Value as J};
+use sha2::{Digest, Sha256};
+
+use super::{arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use crate::shell::quote;
+
+/// Files larger than this are summarised in plans instead of diffed.
+const DIFF_LIMIT: u64 = 1024 * 1024;
+
+/// What `stat` says of a path on the host.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stat {
+    pub kind: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub link_target: Option<String>,
+}
+
+/// Stat a path; metadata comes back on stderr and (small regular files) content on stdout,
+/// so one round trip gives both.
+async fn stat(
+    ctx: &ModCtx<'_>,
+    path: &str,
+    want_content: bool,
+) -> Result<(Option<Stat>, Option<Vec<u8>>)> {
+    let script = format!(
+        r#"p={p}
+if [ -L "$p" ] || [ -e "$p" ]; then
+  stat -c '%F|%U|%G|%a|%s' -- "$p" >&2
+  if [ -L "$p" ]; then printf 'link|%s\n' "$(readlink -- "$p")" >&2; fi
+  if [ -f "$p" ] && [ ! -L "$p" ]; then
+    printf 'sha|%s\n' "$(sha256sum -- "$p" | cut -d' ' -f1)" >&2
+    {content}
+  fi
+else
+  echo absent >&2
+fi"#,
+        p = quote(path),
+        content = if want_content {
+            format!(r#"[ "$(stat -c %s -- "$p")" -le {DIFF_LIMIT} ] && cat -- "$p""#)
+        } else {
+            String::new()
+        }
+    );
+    let out = ctx.run(&script, None).await?;
+    if !out.ok() {
+        bail!("cannot inspect {path}: {}", out.stderr_text().trim());
+    }
+    let meta = out.stderr_text();
+    let mut lines = meta.lines();
+    let first = lines.next().unwrap_or("absent");
+    if first == "absent" {
+        return Ok((None, None));
+    }
+    let f: Vec<&str> = first.split('|').collect();
+    if f.len() < 5 {
+        bail!("unexpected stat output for {path}: {first}");
+    }
+    let mut st = Stat {
+        kind: f[0].to_string(),
+        owner: f[1].to_string(),
+        group: f[2].to_string(),
+        mode: format!("{:04o}", u32::from_str_radix(f[3], 8).unwrap_or(0)),
+        size: f[4].parse().unwrap_or(0),
+        sha256: None,
+        link_target: None,
+    };
+    for l in lines {
+        if let Some(s) = l.strip_prefix("sha|") {
+            st.sha256 = Some(s.to_string());
+        } else if let Some(t) = l.strip_prefix("link|") {
+            st.link_target = Some(t.to_string());
+        }
+    }
+    let content =
+        (want_content && st.sha256.is_some() && st.size <= DIFF_LIMIT).then_some(out.stdout);
+    Ok((Some(st), content))
+}
+
+fn normalize_mode(mode: &str) -> Option<String> {
+    u32::from_str_radix(mode, 8)
+        .ok()
+        .map(|m| format!("{m:04o}"))
+}
+
+/// Attribute changes (owner, group, mode) a step asks for, compared with the host.
+fn attr_changes(args: &Map<String, J>, st: Option<&Stat>) -> Vec<String> {
+    let mut out = Vec::new();
+    let (owner, group, mode) = (
+        arg_str(args, "owner"),
+        arg_str(args, "group"),
+        arg_str(args, "mode"),
+    );
+    if let Some(o) = owner {
+        if st.is_none_or(|s| s.owner != o) {
+            out.push(format!(
+                "owner {} → {o}",
+                st.map_or("-", |s| s.owner.as_str())
+            ));
+        }
+    }
+    if let Some(g) = group {
+        if st.is_none_or(|s| s.group != g) {
+            out.push(format!(
+                "group {} → {g}",
+                st.map_or("-", |s| s.group.as_str())
+            ));
+        }
+    }
+    if let Some(m) = mode {
+        let want = normalize_mode(m).unwrap_or_else(|| m.to_string());
+        if st.is_none_or(|s| s.mode != want) {
+            out.push(format!(
+                "mode {} → {want}",
+                st.map_or("-", |s| s.mode.as_str())
+            ));
+        }
+    }
+    out
+}
+
+fn attr_script(args: &Map<String, J>, target: &str) -> String {
+    let mut s = String::new();
+    match (arg_str(args, "owner"), arg_str(args, "group")) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown -- {}:{} {target}\n", quote(o), quote(g))),
+        (Some(o), None) => s.push_str(&format!("chown -- {} {target}\n", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp -- {} {target}\n", quote(g))),
+        (None, None) => {}
+    }
+    if let Some(m) = arg_str(args, "mode") {
+        s.push_str(&format!("chmod -- {} {target}\n", quote(m)));
+    }
+    s
+}
+
+/// The content a `copy` or `template` step wants on the host.
+fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Vec<u8>> {
+    if module == "template" {
+        let src = required(args, "src")?;
+        let mut vars = ctx.vars.clone();
+        if let Some(J::Object(extra)) = args.get("vars") {
+            for (k, v) in extra {
+                vars.insert(k.as_str(), v);
+            }
+        }
+        return ctx
+            .templates
+            .render(src, &vars)
+            .map(String::into_bytes)
+            .map_err(|d| anyhow::anyhow!("{d}"));
+    }
+    if let Some(c) = arg_str(args, "content") {
+        return Ok(c.as_bytes().to_vec());
+    }
+    let src = required(args, "src")?;
+    std::fs::read(src).with_context(|| format!("cannot read {src} on the controller"))
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A unified diff, or a one-line summary for binary and large files.
+pub fn content_diff(
+    label: &str,
+    before: Option<&[u8]>,
+    before_stat: Option<&Stat>,
+    after: &[u8],
+) -> String {
+    let old = match (before, before_stat) {
+        (Some(b), _) => std::str::from_utf8(b).ok().map(str::to_string),
+        (None, None) => Some(String::new()),
+        (None, Some(_)) => None,
+    };
+    let new = std::str::from_utf8(after).ok();
+    match (old, new) {
+        (Some(o), Some(n)) if after.len() as u64 <= DIFF_LIMIT => {
+            similar::TextDiff::from_lines(o.as_str(), n)
+                .unified_diff()
+                .context_radius(3)
+                .header(&format!("{label} (before)"), &format!("{label} (after)"))
+                .to_string()
+        }
+        _ => format!(
+            "{label}: binary or large content changes ({} → {} bytes, sha256 {} → {})\n",
+            before_stat.map_or(0, |s| s.size),
+            after.len(),
+            before_stat
+                .and_then(|s| s.sha256.as_deref())
+                .map_or("-", |s| &s[..12.min(s.len())]),
+            &sha256_hex(after)[..12]
+        ),
+    }
+}
+
+pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let dest = required(args, "dest")?;
+    let want = desired_content(module, args, ctx)?;
+    let want_sha = sha256_hex(&want);
+    let (st, old) = stat(ctx, dest, true).await?;
+    if let Some(s) = &st {
+        if s.kind != "regular file" && s.kind != "regular empty file" {
+            bail!(
+                "{dest} is a {} on {}, not a regular file",
+                s.kind,
+                ctx.host.name
+            );
+        }
+    }
+    let content_changes = st.as_ref().and_then(|s| s.sha256.as_deref()) != Some(want_sha.as_str());
+    let attrs = attr_changes(args, st.as_ref());
+    let state = json!({ "stat": st, "content_changes": content_changes, "sha256": want_sha });
+    if !content_changes && attrs.is_empty() {
+        return Ok(Probe::no_change(state));
+    }
+    let label = format!("{}:{dest}", ctx.host.name);
+    let diff = content_changes.then(|| content_diff(&label, old.as_deref(), st.as_ref(), &want));
+    let mut summary = match (&st, content_changes) {
+        (None, _) => format!("create {dest}"),
+        (Some(_), true) => format!("update {dest}"),
+        (Some(_), false) => format!("change attributes of {dest}"),
+    };
+    if !attrs.is_empty() {
+        summary.push_str(&format!(" ({})", attrs.join(", ")));
+    }
+    Ok(Probe::change(summary, diff, state))
+}
+
+pub async fn apply_content(
+    module: &str,
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Result<Outcome> {
+    if probe.decision == super::Decision::NoChange {
+        return Ok(Outcome::default());
+    }
+    let dest = required(args, "dest")?;
+    let existed: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
+        .ok()
+        .flatten();
+    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
+    let content_changes = probe.state["content_changes"].as_bool().unwrap_or(true);
+    let (script, stdin, undo) = if content_changes {
+        let want = desired_content(module, args, ctx)?;
+        let keep_attrs = if existed.is_some() {
+            r#"chown --reference="$p" -- "$tmp" 2>/dev/null || true; chmod --reference="$p" -- "$tmp""#
+        } else {
+            ""
+        };
+        let script = format!(
+            r#"set -e
+p={p}
+tmp=$(mktemp -- "$(dirname -- "$p")/.cutover.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+{keep_attrs}
+{attrs}{backup_cmd}
+mv -f -- "$tmp" "$p"
+trap - EXIT"#,
+            p = quote(dest),
+            attrs = attr_script(args, "\"$tmp\""),
+            backup_cmd = if existed.is_some() {
+                format!("cp -p -- \"$p\" {}", quote(&backup))
+            } else {
+                String::new()
+            },
+        );
+        let undo = if existed.is_some() {
+            UndoAction::RestoreFile {
+                path: dest.to_string(),
+                backup,
+            }
+        } else {
+            UndoAction::RemovePath {
+                path: dest.to_string(),
+            }
+        };
+        (script, Some(want), undo)
+    } else {
+        let st = existed
+            .clone()
+            .context("attribute change on a missing file")?;
+        let script = format!("set -e\np={}\n{}", quote(dest), attr_script(args, "\"$p\""));
+        (
+            script,
+            None,
+            UndoAction::SetAttrs {
+                path: dest.to_string(),
+                owner: st.owner,
+                group: st.group,
+                mode: st.mode,
+            },
+        )
+    };
+    let out = ctx.run(&script, stdin.as_deref()).await?;
+    if !out.ok() {
+        bail!("writing {dest} failed: {}", out.stderr_text().trim());
+    }
+    let mut result = Map::new();
+    result.insert("dest".into(), J::String(dest.to_string()));
+    result.insert("sha256".into(), probe.state["sha256"].clone());
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: Some(undo),
+        failed: None,
+    })
+}
+
+pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let path = required(args, "path")?;
+    let state = arg_str(args, "state").unwrap_or("file");
+    let (st, _) = stat(ctx, path, false).await?;
+    let saw = json!({ "stat": st });
+    let attrs = attr_changes(args, st.as_ref());
+    let with_attrs = |s: String| {
+        if attrs.is_empty() {
+            s
+        } else {
+            format!("{s} ({})", attrs.join(", "))
+        }
+    };
+    let decision = match (state, &st) {
+        ("absent", None) => None,
+        ("absent", Some(s)) => Some(format!("remove {} {path} (kept as backup for undo)", s.kind)),
+        ("directory", Some(s)) if s.kind == "directory" => (!attrs.is_empty()).then(|| with_attrs(format!("change attributes of {path}"))),
+        ("directory", None) => Some(with_attrs(format!("create directory {path}"))),
+        ("directory", Some(s)) => bail!("{path} is a {} on {}, not a directory", s.kind, ctx.host.name),
+        ("link", Some(s)) if s.link_target.as_deref() == arg_str(args, "src") => None,
+        ("link", _) => Some(format!(
+            "link {path} → {} (was {})",
+            required(args, "src")?,
+            st.as_ref().map_or("absent".into(), |s| s.link_target.clone().map_or(s.kind.clone(), |t| format!("→ {t}")))
+        )),
+        ("touch", None) | ("file", None) if state == "touch" => Some(with_attrs(format!("create empty file {path}"))),
+        ("file", None) => bail!("{path} does not exist on {} (state: file only changes attributes; use touch to create)", ctx.host.name),
+        (_, Some(_)) => (!attrs.is_empty()).then(|| with_attrs(format!("change attributes of {path}"))),
+        (other, _) => bail!("unknown file state `{other}`"),
+    };
+    Ok(match decision {
+        None => Probe::no_change(saw),
+        Some(summary) => Probe::change(summary, None, saw),
+    })
+}
+
+pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    if probe.decision == super::Decision::NoChange {
+        return Ok(Outcome::default());
+    }
+    let path = required(args, "path")?;
+    let state = arg_str(args, "state").unwrap_or("file");
+    let before: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
+        .ok()
+        .flatten();
+    let p = quote(path);
+    let backup = format!("{path}.cutover-{}~", ctx.run_id);
+    let (script, undo) = match state {
+        "absent" => (
+            format!("mv -f -- {p} {}", quote(&backup)),
+            UndoAction::MovePath {
+                from: backup.clone(),
+                to: path.to_string(),
+            },
+        ),
+        "directory" if before.is_none() => (
+            format!("set -e\nmkdir -p -- {p}\n{}", attr_script(args, &p)),
+            UndoAction::RemoveDir {
+                path: path.to_string(),
+            },
+        ),
+        "link" => {
+            let src = required(args, "src")?;
+            let undo = match &before {
+                None => UndoAction::RemovePath {
+                    path: path.to_string(),
+                },
+                Some(Stat {
+                    link_target: Some(t),
+                    ..
+                }) => UndoAction::Link {
+                    path: path.to_string(),
+                    target: t.clone(),
+                },
+                Some(_) => UndoAction::MovePath {
+                    from: backup.clone(),
+                    to: path.to_string(),
+                },
+            };
+            let save = if before.as_ref().is_some_and(|s| s.link_target.is_none()) {
+                format!("mv -f -- {p} {}\n", quote(&backup))
+            } else {
+                String::new()
+            };
+            (format!("set -e\n{save}ln -sfn -- {} {p}", quote(src)), undo)
+        }
+        "touch" if before.is_none() => (
+            format!("set -e\ntouch -- {p}\n{}", attr_script(args, &p)),
+            UndoAction::RemovePath {
+                path: path.to_string(),
+            },
+        ),
+        _ => {
+            let st = before
+                .clone()
+                .context("attribute change on a missing path")?;
+            (
+                format!("set -e\n{}", attr_script(args, &p)),
+                UndoAction::SetAttrs {
+                    path: path.to_string(),
+                    owner: st.owner,
+                    group: st.group,
+                    mode: st.mode,
+                },
+            )
+        }
+    };
+    let out = ctx.run(&script, None).await?;
+    if !out.ok() {
+        bail!("file {path} ({state}) failed: {}", out.stderr_text().trim());
+    }
+    Ok(Outcome {
+        changed: true,
+        result: Map::new(),
+        undo: Some(undo),
+        failed: None,
+    })
+}

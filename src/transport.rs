@@ -1,0 +1,372 @@
+//! Reaching a host: one ssh master connection per host (openssh, native mux), reused for every
+//! command of the run, or the controller itself for `local`.
+//!
+//! Every command is a POSIX shell script run as `/bin/sh -c SCRIPT`, so the remote user's
+//! login shell only parses one quoted word; values are quoted by the callers (`crate::shell`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use crate::inventory::Connection;
+use crate::shell::quote;
+
+/// Channels opened at once on one master: below sshd's default MaxSessions (10), so a busy
+/// host never refuses us.
+const CHANNELS_PER_HOST: usize = 8;
+
+/// What a command produced.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub rc: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub duration: Duration,
+    pub timed_out: bool,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.rc == 0 && !self.timed_out
+    }
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Running as another user through sudo.
+#[derive(Clone, Debug, Default)]
+pub struct Become {
+    pub user: Option<String>,
+}
+
+/// Options from the command line that apply to every connection.
+#[derive(Clone, Debug, Default)]
+pub struct TransportOptions {
+    /// `--accept-new-host-keys`: like the inventory option, for every host.
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Option<Duration>,
+    /// The sudo password, if any (from a prompt, `CUTOVER_BECOME_PASSWORD` or a file).
+    pub become_password: Option<Arc<String>>,
+}
+
+enum Kind {
+    Ssh(Box<openssh::Session>),
+    Local,
+}
+
+/// A connected host.
+pub struct HostConn {
+    pub name: String,
+    kind: Kind,
+    channels: Semaphore,
+    become_password: Option<Arc<String>>,
+    /// Does sudo need the password on this host? Asked once (`sudo -n true`), then remembered.
+    sudo_needs_password: tokio::sync::OnceCell<bool>,
+    /// Generated ssh config for this host (inventory ssh_options + the user's own config).
+    _config: Option<tempfile::NamedTempFile>,
+}
+
+impl HostConn {
+    /// The controller itself.
+    pub fn local(name: &str) -> HostConn {
+        HostConn {
+            name: name.to_string(),
+            kind: Kind::Local,
+            channels: Semaphore::new(64),
+            become_password: None,
+            sudo_needs_password: tokio::sync::OnceCell::new(),
+            _config: None,
+        }
+    }
+
+    /// Open the master connection. Host keys are checked strictly unless the inventory or the
+    /// command line allows accepting a new key; a changed key is refused in every mode.
+    pub async fn connect(name: &str, c: &Connection, opts: &TransportOptions) -> Result<HostConn> {
+        if c.address == "local" {
+            return Ok(HostConn::local(name));
+        }
+        let config = ssh_config_for(c)?;
+        let mut b = openssh::SessionBuilder::default();
+        b.known_hosts_check(if c.accept_new_host_keys || opts.accept_new_host_keys {
+            openssh::KnownHosts::Add
+        } else {
+            openssh::KnownHosts::Strict
+        })
+        .port(c.port)
+        .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
+        .server_alive_interval(Duration::from_secs(15))
+        .control_directory(control_dir()?)
+        // If cutover is killed, the master still exits on its own once idle.
+        .control_persist(openssh::ControlPersist::IdleFor(
+            std::num::NonZeroUsize::new(60).unwrap_or(std::num::NonZeroUsize::MIN),
+        ))
+        .config_file(config.path());
+        if let Some(u) = &c.user {
+            b.user(u.clone());
+        }
+        if let Some(k) = &c.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(k) = &c.known_hosts_file {
+            b.user_known_hosts_file(k);
+        }
+        if let Some(j) = &c.jump_host {
+            b.jump_hosts([j.as_str()]);
+        }
+        let session = b
+            .connect_mux(&c.address)
+            .await
+            .map_err(|e| explain_connect_error(name, &c.address, e))?;
+        Ok(HostConn {
+            name: name.to_string(),
+            kind: Kind::Ssh(Box::new(session)),
+            channels: Semaphore::new(CHANNELS_PER_HOST),
+            become_password: opts.become_password.clone(),
+            sudo_needs_password: tokio::sync::OnceCell::new(),
+            _config: Some(config),
+        })
+    }
+
+    /// Run a shell script. `stdin` is written to the script's standard input. A timeout kills
+    /// the remote command (coreutils `timeout` on the host, so nothing keeps running there).
+    pub async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        become_: Option<&Become>,
+        timeout: Option<Duration>,
+    ) -> Result<Output> {
+        let mut inner = format!("LC_ALL=C; export LC_ALL\n{script}");
+        if let Some(t) = timeout {
+            inner = format!(
+                "exec timeout -k 5 {} /bin/sh -c {}",
+                t.as_secs().max(1),
+                quote(&inner)
+            );
+        }
+        let mut password_line: Option<String> = None;
+        let command = match become_ {
+            None => format!("exec /bin/sh -c {}", quote(&inner)),
+            Some(b) => {
+                let user = b.user.as_deref().unwrap_or("root");
+                if self.sudo_password_needed().await? {
+                    let pw = self.become_password.as_ref().ok_or_else(|| {
+                        anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
+                    })?;
+                    password_line = Some(format!("{pw}\n"));
+                    format!(
+                        "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
+                        quote(user),
+                        quote(&inner)
+                    )
+                } else {
+                    format!(
+                        "exec sudo -n -u {} -- /bin/sh -c {}",
+                        quote(user),
+                        quote(&inner)
+                    )
+                }
+            }
+        };
+        let mut input = Vec::new();
+        if let Some(p) = &password_line {
+            input.extend_from_slice(p.as_bytes());
+        }
+        if let Some(s) = stdin {
+            input.extend_from_slice(s);
+        }
+        let started = Instant::now();
+        let backstop = timeout.map(|t| t + Duration::from_secs(15));
+        let fut = self.exec(&command, (!input.is_empty()).then_some(input));
+        let mut out = match backstop {
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r?,
+                Err(_) => Output {
+                    rc: 124,
+                    timed_out: true,
+                    ..Default::default()
+                },
+            },
+            None => fut.await?,
+        };
+        out.duration = started.elapsed();
+        // coreutils timeout exits 124 when it had to stop the command.
+        if timeout.is_some() && out.rc == 124 {
+            out.timed_out = true;
+        }
+        Ok(out)
+    }
+
+    async fn sudo_password_needed(&self) -> Result<bool> {
+        self.sudo_needs_password
+            .get_or_try_init(|| async {
+                let probe = self.exec("exec sudo -n true", None).await?;
+                Ok::<bool, anyhow::Error>(!probe.ok())
+            })
+            .await
+            .copied()
+    }
+
+    /// One command on one channel, with retries when the server refuses a channel.
+    async fn exec(&self, command: &str, stdin: Option<Vec<u8>>) -> Result<Output> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| anyhow!("connection to {} closed", self.name))?;
+        let mut attempt = 0;
+        loop {
+            let result = match &self.kind {
+                Kind::Local => exec_local(command, stdin.as_deref()).await,
+                Kind::Ssh(s) => exec_ssh(s, command, stdin.as_deref()).await,
+            };
+            match result {
+                Err(e) if attempt < 5 && is_channel_refusal(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Close the master connection (and its control socket).
+    pub async fn close(self) {
+        if let Kind::Ssh(s) = self.kind {
+            let _ = s.close().await;
+        }
+    }
+}
+
+async fn exec_local(command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+    let mut child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start /bin/sh")?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(data).await.ok();
+        drop(pipe);
+    }
+    let out = child.wait_with_output().await?;
+    Ok(Output {
+        rc: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        ..Default::default()
+    })
+}
+
+async fn exec_ssh(
+    session: &openssh::Session,
+    command: &str,
+    stdin: Option<&[u8]>,
+) -> Result<Output> {
+    let mut cmd = session.raw_command(command);
+    cmd.stdin(if stdin.is_some() {
+        openssh::Stdio::piped()
+    } else {
+        openssh::Stdio::null()
+    })
+    .stdout(openssh::Stdio::piped())
+    .stderr(openssh::Stdio::piped());
+    let mut child = cmd.spawn().await?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin().take()) {
+        pipe.write_all(data).await.ok();
+        pipe.shutdown().await.ok();
+        drop(pipe);
+    }
+    let out = child.wait_with_output().await?;
+    Ok(Output {
+        rc: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        ..Default::default()
+    })
+}
+
+fn is_channel_refusal(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("open failed")
+        || text.contains("administratively prohibited")
+        || text.contains("Session open refused")
+}
+
+fn control_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("cutover");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A config file for one host: the inventory's `ssh_options` first (ssh takes the first value
+/// it reads), then the user's and the system's own config, so both are honoured.
+fn ssh_config_for(c: &Connection) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .prefix("cutover-ssh-")
+        .tempfile()
+        .context("cannot write ssh config")?;
+    for (k, v) in &c.ssh_options {
+        writeln!(f, "{k} {v}")?;
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let user = PathBuf::from(home).join(".ssh/config");
+        if user.is_file() {
+            writeln!(f, "Include {}", user.display())?;
+        }
+    }
+    if std::path::Path::new("/etc/ssh/ssh_config").is_file() {
+        writeln!(f, "Include /etc/ssh/ssh_config")?;
+    }
+    f.flush()?;
+    Ok(f)
+}
+
+/// Turn ssh's failure into a sentence an admin can act on.
+fn explain_connect_error(name: &str, address: &str, e: openssh::Error) -> anyhow::Error {
+    let text = format!("{:#}", anyhow::Error::from(e));
+    let lower = text.to_lowercase();
+    if lower.contains("host key verification failed")
+        || lower.contains("remote host identification has changed")
+        || lower.contains("no matching host key")
+    {
+        return anyhow!(
+            "{name} ({address}): host key verification failed — the host's key is unknown or has changed; nothing was run on it. Check the key and add it to known_hosts (or allow new keys with accept_new_host_keys: true). ssh said: {}",
+            text.trim()
+        );
+    }
+    if lower.contains("permission denied") {
+        return anyhow!(
+            "{name} ({address}): ssh authentication failed (permission denied): {}",
+            text.trim()
+        );
+    }
+    if lower.contains("timed out")
+        || lower.contains("no route")
+        || lower.contains("connection refused")
+        || lower.contains("could not resolve")
+    {
+        return anyhow!("{name} ({address}) is unreachable: {}", text.trim());
+    }
+    anyhow!("{name} ({address}): cannot connect: {}", text.trim())
+}
