@@ -14,6 +14,7 @@ declare -A HOST_TOOLS=(
   [qemu-img]=qemu-utils
   [curl]=curl
   [losetup]=mount
+  [apt-ftparchive]=apt-utils
 )
 
 ensure_host_packages() {
@@ -40,7 +41,7 @@ ensure_host_packages() {
 
 # Any overlay of the lab still using the tree as its lower layer?
 tree_in_use() {
-  grep -q " overlay .*lowerdir=$TREE[,:]" /proc/mounts
+  grep -q " overlay .*lowerdir=${TREE}[,:]" /proc/mounts
 }
 
 ensure_base_tree() {

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # settings used by the other lib files
 # Shared settings and helpers for lab/lab.sh. Sourced, never run.
 
 STATE=${CUTOVER_LAB_STATE:-/var/lib/cutover-lab}
@@ -64,7 +65,7 @@ alive() {
 }
 
 pid_from_file() {
-  [[ -f $1 ]] && cat "$1" 2>/dev/null || true
+  if [[ -f $1 ]]; then cat "$1" 2>/dev/null || true; fi
 }
 
 # Wait until none of the given pids is alive, at most $1 tenths of a second.

@@ -46,3 +46,49 @@ pub fn lvm1_ssh(remote_command: &str) -> Output {
     let config = config.to_str().expect("utf-8 path");
     in_controller("ssh", &["-F", config, "lvm1", remote_command])
 }
+
+/// The six hosts of the lab (name, address), as lab/lab.sh builds them.
+pub const LAB_HOSTS: [(&str, &str); 6] = [
+    ("app1", "10.77.0.11"),
+    ("app2", "10.77.0.12"),
+    ("db1", "10.77.0.21"),
+    ("db2", "10.77.0.22"),
+    ("lb", "10.77.0.31"),
+    ("staging", "10.77.0.41"),
+];
+
+/// Panic with a clear message unless the lab is up (controller namespace,
+/// ssh config and known_hosts written by `lab/lab.sh up`).
+pub fn require_lab() {
+    let state = lab_state();
+    let up = std::path::Path::new("/run/netns/cutover-ctl").exists()
+        && state.join("ssh/config").exists()
+        && state.join("ssh/known_hosts").exists();
+    assert!(
+        up,
+        "the lab is not up (no netns cutover-ctl or no {}/ssh/config): run `lab/lab.sh up` as root first",
+        state.display()
+    );
+}
+
+/// ssh to a lab host as `user` (root, admin, operator) with the lab's config.
+pub fn lab_ssh_as(user: &str, host: &str, remote_command: &str) -> Output {
+    let config = lab_state().join("ssh/config");
+    let config = config.to_str().expect("utf-8 path");
+    let target = format!("{user}@{host}");
+    in_controller("ssh", &["-F", config, &target, remote_command])
+}
+
+/// Like `lab_ssh`, but panics with the host's stderr unless the command succeeds;
+/// returns its stdout.
+pub fn lab_ssh_ok(host: &str, remote_command: &str) -> String {
+    let out = lab_ssh(host, remote_command);
+    assert!(
+        out.status.success(),
+        "on {host}: `{remote_command}` failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
