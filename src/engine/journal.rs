@@ -212,7 +212,7 @@ pub fn run_started_fields(
         "inventory": inventory.display().to_string(),
         "fingerprint": fingerprint,
         "limit": limit,
-        "user": std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()),
+        "user": crate::engine::lock::current_user(),
         "controller": crate::engine::lock::controller_name(),
         "pid": std::process::id(),
     })

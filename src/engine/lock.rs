@@ -15,8 +15,10 @@ use crate::shell::quote;
 use crate::transport::HostConn;
 
 /// Where the lock lives on each host: on disk (not /run), so it survives a reboot that an LVM
-/// merge may need in the middle of a run.
-pub const HOST_LOCK: &str = "/var/lib/cutover/lock";
+/// merge may need in the middle of a run, and in a directory every login user can write (the
+/// sticky bit keeps one user from deleting another's lock), so runs as root and as an admin
+/// account with sudo exclude each other.
+pub const HOST_LOCK: &str = "/var/tmp/cutover.lock";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Owner {
@@ -66,6 +68,27 @@ pub enum Liveness {
     Dead,
     /// The owner ran on another controller; we cannot see its processes.
     Unknown,
+}
+
+/// Who runs cutover: the admin behind sudo if there is one, else the login name of the uid.
+pub fn current_user() -> String {
+    if let Ok(u) = std::env::var("SUDO_USER") {
+        return u;
+    }
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name out at once.
+    let name = unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() {
+            None
+        } else {
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        }
+    };
+    name.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub fn controller_name() -> String {
@@ -161,8 +184,7 @@ pub async fn lock_host(
     let me = serde_json::to_string(owner).map_err(|e| HostLockError::Other(e.to_string()))?;
     // noclobber makes the redirection an O_EXCL create: atomic against a concurrent run.
     let script = format!(
-        "mkdir -p {dir} && (set -C; printf '%s\\n' {me} > {lock}) 2>/dev/null && echo taken || {{ echo held; cat {lock}; }}",
-        dir = quote(Path::new(HOST_LOCK).parent().map_or("/var/lib/cutover".into(), |p| p.display().to_string()).as_str()),
+        "(umask 022; set -C; printf '%s\\n' {me} > {lock}) 2>/dev/null && echo taken || {{ echo held; cat {lock}; }}",
         me = quote(&me),
         lock = quote(HOST_LOCK)
     );

@@ -94,12 +94,7 @@ pub async fn apply(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
                     ));
                     return Ok(out);
                 }
-                format!(
-                    "typed 'go' by {}",
-                    std::env::var("SUDO_USER")
-                        .or_else(|_| std::env::var("USER"))
-                        .unwrap_or_else(|_| "unknown".into())
-                )
+                format!("typed 'go' by {}", crate::engine::lock::current_user())
             } else {
                 out.failed = Some(format!("stage `{stage}` needs approval: run with --approve {stage} (no terminal to ask on)"));
                 return Ok(out);

@@ -1,0 +1,769 @@
+//! The engine against the lab's real hosts: idempotence, hostile values, host keys, Ctrl-C,
+//! locks, become, retries/handlers/tags, timeouts and unwinding.
+//!
+//! Needs the lab (`lab/lab.sh up`). Runs against one host take the host's lock, so the tests of
+//! this file take turns (a mutex); they still run against real sshd and systemd.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as J;
+
+static HOSTS: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    HOSTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scratch project: playbooks, templates and the run state of one test.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        Project { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+    /// `cutover apply` in the controller namespace, with this project's state dir.
+    fn command(&self, inventory: &Path, playbook: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            "cutover-ctl",
+            env!("CARGO_BIN_EXE_cutover"),
+            "apply",
+            "-i",
+        ])
+        .arg(inventory)
+        .arg("--templates")
+        .arg(self.path("templates"))
+        .arg(self.path(playbook))
+        .args(extra)
+        .env("CUTOVER_STATE_DIR", self.state())
+        .env("XDG_RUNTIME_DIR", self.path("runtime"))
+        .current_dir(self.dir.path());
+        std::fs::create_dir_all(self.path("runtime")).unwrap();
+        c
+    }
+    fn apply(&self, playbook: &str, extra: &[&str]) -> Output {
+        self.apply_with(&lab_inventory(), playbook, extra)
+    }
+    fn apply_with(&self, inventory: &Path, playbook: &str, extra: &[&str]) -> Output {
+        self.command(inventory, playbook, extra).output().unwrap()
+    }
+    /// Every event of every run of this project, in order.
+    fn journal(&self) -> Vec<J> {
+        let mut out = Vec::new();
+        let runs = self.state().join("runs");
+        let mut ids: Vec<_> = std::fs::read_dir(&runs)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        for d in ids {
+            let text = std::fs::read_to_string(d.join("journal.jsonl")).unwrap_or_default();
+            out.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<J>(l).ok()),
+            );
+        }
+        out
+    }
+    fn last_run_results(&self) -> Vec<J> {
+        let j = self.journal();
+        let start = j
+            .iter()
+            .rposition(|e| e["event"] == "run_started")
+            .unwrap_or(0);
+        j[start..]
+            .iter()
+            .filter(|e| e["event"] == "step_result")
+            .cloned()
+            .collect()
+    }
+}
+
+fn lab_inventory() -> PathBuf {
+    common::repo_root().join("inventory/lab.yml")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn status_of<'a>(results: &'a [J], step: &str, host: &str) -> &'a str {
+    results
+        .iter()
+        .find(|e| e["name"] == step && e["host"] == host)
+        .and_then(|e| e["status"].as_str())
+        .unwrap_or_else(|| panic!("no result for step {step:?} on {host}: {results:#?}"))
+}
+
+fn ssh_ok(host: &str, cmd: &str) -> String {
+    let o = common::lab_ssh(host, cmd);
+    assert!(o.status.success(), "ssh {host} {cmd}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn modules_change_once_then_report_no_change() {
+    let _g = serial();
+    let p = Project::new();
+    let dir = format!("/srv/cutover-test-idem-{}", std::process::id());
+    p.write("templates/app.conf", "node={{ node_name }}\npeers={{ groups.app_nodes | hostvar(name=\"address\", hostvars=hostvars) | join(sep=\",\") }}\n");
+    p.write(
+        "pb.yml",
+        &format!(
+            r#"- name: idempotence
+  hosts: app_nodes
+  vars: {{ dir: "{dir}" }}
+  steps:
+    - name: dir
+      file: {{ path: "{{{{ dir }}}}", state: directory, mode: "0750" }}
+    - name: template
+      template: {{ src: app.conf, dest: "{{{{ dir }}}}/app.conf", mode: "0640" }}
+    - name: copy
+      copy: {{ content: "hello\n", dest: "{{{{ dir }}}}/hello" }}
+    - name: link
+      file: {{ path: "{{{{ dir }}}}/current", state: link, src: "{{{{ dir }}}}/hello" }}
+    - name: touch
+      file: {{ path: "{{{{ dir }}}}/marker", state: touch }}
+    - name: gone
+      file: {{ path: "{{{{ dir }}}}/nothing-here", state: absent }}
+    - name: unit
+      copy:
+        dest: /etc/systemd/system/cutover-idem.service
+        content: "[Service]\nExecStart=/bin/sleep infinity\n"
+    - name: service
+      service: {{ name: cutover-idem, state: started, daemon_reload: true }}
+    - name: command with creates
+      command: {{ argv: [touch, "{{{{ dir }}}}/created"], creates: "{{{{ dir }}}}/created" }}
+"#
+        ),
+    );
+    let first = p.apply("pb.yml", &["--output", "plain"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let r = p.last_run_results();
+    for step in [
+        "dir",
+        "template",
+        "copy",
+        "link",
+        "touch",
+        "unit",
+        "service",
+        "command with creates",
+    ] {
+        for host in ["app1", "app2"] {
+            assert_eq!(
+                status_of(&r, step, host),
+                "changed",
+                "first run, {step} on {host}"
+            );
+        }
+    }
+    assert_eq!(status_of(&r, "gone", "app1"), "ok");
+    assert_eq!(
+        ssh_ok("app1", &format!("cat {dir}/app.conf")),
+        "node=node1\npeers=10.77.0.11,10.77.0.12\n"
+    );
+    assert_eq!(
+        ssh_ok(
+            "app2",
+            &format!("stat -c %a {dir} {dir}/app.conf; readlink {dir}/current")
+        ),
+        format!("750\n640\n{dir}/hello\n")
+    );
+    assert_eq!(
+        ssh_ok("app1", "systemctl is-active cutover-idem").trim(),
+        "active"
+    );
+
+    let second = p.apply("pb.yml", &["--output", "plain"]);
+    assert!(second.status.success(), "{}", text(&second));
+    for e in p.last_run_results() {
+        assert_eq!(e["status"], "ok", "second run must change nothing: {e}");
+    }
+    ssh_ok("app1", &format!("systemctl stop cutover-idem; rm -f /etc/systemd/system/cutover-idem.service; systemctl daemon-reload; rm -rf {dir}"));
+    ssh_ok("app2", &format!("systemctl stop cutover-idem; rm -f /etc/systemd/system/cutover-idem.service; systemctl daemon-reload; rm -rf {dir}"));
+}
+
+/// Values that a careless tool would hand to a shell. None of them may run; each must arrive
+/// byte for byte where it was meant to go.
+#[test]
+fn hostile_values_execute_nothing() {
+    let _g = serial();
+    let p = Project::new();
+    let canary = "/tmp/cutover-canary";
+    let base = format!("/srv/cutover-hostile-{}", std::process::id());
+    let hostile = [
+        format!("$(touch {canary}-1)"),
+        format!("`touch {canary}-2`"),
+        format!("'; touch {canary}-3; echo '"),
+        format!("\"; touch {canary}-4; echo \""),
+        format!("a\ntouch {canary}-5"),
+        "-rf".to_string(),
+        "with space".to_string(),
+        format!("x;touch {canary}-6"),
+    ];
+    ssh_ok("app1", &format!("rm -f {canary}-*; mkdir -p {base}"));
+    // Hostile values arrive as extra variables from a file, as an admin's data would.
+    let vars: Vec<String> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("v{i}: {}", serde_json::to_string(v).unwrap()))
+        .collect();
+    p.write("vars.yml", &(vars.join("\n") + "\n"));
+    let mut steps = String::new();
+    for i in 0..hostile.len() {
+        steps.push_str(&format!(
+            r#"    - name: copy {i}
+      copy: {{ content: "{{{{ v{i} }}}}", dest: "{base}/{{{{ v{i} | replace(from='/', to='_') }}}}.txt" }}
+    - name: argv {i}
+      command: {{ argv: [printf, "%s", "{{{{ v{i} }}}}"] }}
+      register: out{i}
+      changed_when: false
+    - name: check {i}
+      assert: {{ that: "out{i}.stdout == v{i} | trim_end" }}
+    - name: dir {i}
+      file: {{ path: "{base}/d-{{{{ v{i} | replace(from='/', to='_') }}}}", state: directory }}
+    - name: shell quoted {i}
+      shell: "printf '%s' {{{{ v{i} | shell_quote }}}} > {base}/sq-{i}"
+"#
+        ));
+    }
+    p.write(
+        "pb.yml",
+        &format!("- name: hostile\n  hosts: app1\n  steps:\n{steps}"),
+    );
+    let o = p.apply(
+        "pb.yml",
+        &[
+            "--output",
+            "plain",
+            "-e",
+            &format!("@{}", p.path("vars.yml").display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let canaries = ssh_ok("app1", &format!("ls {canary}-* 2>/dev/null | wc -l"));
+    assert_eq!(canaries.trim(), "0", "a hostile value was executed");
+    for (i, v) in hostile.iter().enumerate() {
+        let name = v.replace('/', "_");
+        let content = common::lab_ssh(
+            "app1",
+            &format!("cat -- {}", shell_words(&format!("{base}/{name}.txt"))),
+        );
+        assert_eq!(String::from_utf8_lossy(&content.stdout), *v, "copy {i}");
+        let sq = ssh_ok("app1", &format!("cat {base}/sq-{i}"));
+        assert_eq!(sq, *v, "shell_quote {i}");
+        let d = common::lab_ssh(
+            "app1",
+            &format!("test -d {}", shell_words(&format!("{base}/d-{name}"))),
+        );
+        assert!(d.status.success(), "dir {i} ({name:?}) missing");
+    }
+    ssh_ok("app1", &format!("rm -rf {base}"));
+}
+
+fn shell_words(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// An inventory like the lab's, but with another known_hosts file.
+fn inventory_with_known_hosts(p: &Project, known_hosts: &str) -> PathBuf {
+    let kh = p.write("known_hosts", known_hosts);
+    let inv = std::fs::read_to_string(lab_inventory()).unwrap();
+    let inv = inv.replace(
+        "known_hosts_file: /var/lib/cutover-lab/ssh/known_hosts",
+        &format!("known_hosts_file: {}", kh.display()),
+    );
+    p.write("inventory.yml", &inv)
+}
+
+#[test]
+fn unknown_or_changed_host_key_refuses_the_host() {
+    let _g = serial();
+    let p = Project::new();
+    let marker = format!("/tmp/cutover-hostkey-{}", std::process::id());
+    p.write(
+        "pb.yml",
+        &format!("- hosts: app1\n  steps:\n    - command: {{ argv: [touch, {marker}] }}\n"),
+    );
+    // Unknown: an empty known_hosts.
+    let inv = inventory_with_known_hosts(&p, "");
+    let o = p.apply_with(&inv, "pb.yml", &["--output", "plain"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("host key verification failed"),
+        "{}",
+        text(&o)
+    );
+    // Changed: app1's name and address with another host's key.
+    let real = std::fs::read_to_string(common::lab_state().join("ssh/known_hosts")).unwrap();
+    let db1_key = real
+        .lines()
+        .find(|l| l.starts_with("db1 ") || l.starts_with("db1,"))
+        .expect("db1 in known_hosts");
+    let key = db1_key
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let inv = inventory_with_known_hosts(
+        &p,
+        &format!("app1 {key}\napp1.lab {key}\n10.77.0.11 {key}\n"),
+    );
+    let o = p.apply_with(&inv, "pb.yml", &["--output", "plain"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("host key verification failed"),
+        "{}",
+        text(&o)
+    );
+    let o = common::lab_ssh("app1", &format!("test -e {marker}"));
+    assert!(
+        !o.status.success(),
+        "nothing may run on a host whose key was refused"
+    );
+}
+
+fn ssh_processes_using(dir: &Path) -> usize {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("Z");
+            state != "Z"
+                && std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .count()
+}
+
+#[test]
+fn ctrl_c_stops_at_a_step_boundary_and_leaves_nothing() {
+    let _g = serial();
+    let p = Project::new();
+    p.write(
+        "pb.yml",
+        "- hosts: app_nodes\n  steps:\n    - name: first\n      command: sleep 2\n    - name: second\n      command: sleep 2\n    - name: third\n      command: sleep 2\n",
+    );
+    let child = p
+        .command(&lab_inventory(), "pb.yml", &["--output", "plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // ip netns exec execs cutover in place, so the child's pid is cutover's.
+    unsafe_kill(child.id(), 2);
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "it stops after the step in flight"
+    );
+    let j = p.journal();
+    assert!(
+        j.iter().any(|e| e["event"] == "run_interrupted"),
+        "journal says it was interrupted"
+    );
+    assert!(j
+        .iter()
+        .any(|e| e["event"] == "step_result" && e["name"] == "first"));
+    assert!(
+        !j.iter()
+            .any(|e| e["event"] == "step_result" && e["name"] == "third"),
+        "no step after the interrupt"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let runtime = p.path("runtime");
+    assert_eq!(ssh_processes_using(&runtime), 0, "an ssh master survived");
+    let leftovers: Vec<_> = walk(&runtime)
+        .into_iter()
+        .filter(|f| std::fs::symlink_metadata(f).is_ok_and(|m| !m.is_dir()))
+        .collect();
+    assert!(leftovers.is_empty(), "control sockets left: {leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            out.push(e.path());
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn a_second_run_is_refused_and_names_the_owner() {
+    let _g = serial();
+    let p = Project::new();
+    p.write(
+        "slow.yml",
+        "- hosts: db1\n  steps:\n    - name: hold\n      command: sleep 3\n",
+    );
+    p.write(
+        "quick.yml",
+        "- hosts: db1\n  steps:\n    - name: quick\n      command: 'true'\n",
+    );
+    let first = p
+        .command(&lab_inventory(), "slow.yml", &["--output", "plain"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    // Same project: refused by the controller lock.
+    let o = p.apply("quick.yml", &["--output", "plain"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains("another run is driving this cluster")
+            && text(&o).contains(&format!("pid {}", first.id())),
+        "{}",
+        text(&o)
+    );
+    // Another project (another working copy): refused by the lock on the host.
+    let other = Project::new();
+    other.write(
+        "quick.yml",
+        "- hosts: db1\n  steps:\n    - name: quick\n      command: 'true'\n",
+    );
+    let o = other.apply("quick.yml", &["--output", "plain"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("locked by run") && text(&o).contains(&format!("pid {}", first.id())),
+        "{}",
+        text(&o)
+    );
+    assert!(!other
+        .journal()
+        .iter()
+        .any(|e| e["event"] == "step_result" && e["name"] == "quick"));
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // Released: the next run gets through.
+    let o = other.apply("quick.yml", &["--output", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn a_stale_lock_is_reported_and_broken_only_on_request() {
+    let _g = serial();
+    let p = Project::new();
+    p.write(
+        "pb.yml",
+        "- hosts: db2\n  steps:\n    - name: quick\n      command: 'true'\n",
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    // A pid that cannot be alive: beyond pid_max.
+    let lock = format!(
+        r#"{{"run_id":"20200101-000000-dead","user":"ghost","controller":"{host}","pid":4194305,"started":"2020-01-01T00:00:00Z"}}"#
+    );
+    ssh_ok(
+        "db2",
+        &format!("printf '%s\\n' '{lock}' > /var/tmp/cutover.lock"),
+    );
+    let o = p.apply("pb.yml", &["--output", "plain"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o).contains("stale lock") && text(&o).contains("20200101-000000-dead"),
+        "{}",
+        text(&o)
+    );
+    let o = p.apply("pb.yml", &["--output", "plain", "--break-lock"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = common::lab_ssh("db2", "test -e /var/tmp/cutover.lock");
+    assert!(!o.status.success(), "the run releases its lock at the end");
+}
+
+#[test]
+fn become_with_and_without_a_password() {
+    let _g = serial();
+    let p = Project::new();
+    let password =
+        std::fs::read_to_string(common::lab_state().join("secrets/operator-sudo-password"))
+            .unwrap();
+    let inv = std::fs::read_to_string(lab_inventory()).unwrap().replacen(
+        "  user: root\n",
+        "  user: admin\n",
+        1,
+    );
+    let admin_inv = p.write("admin.yml", &inv);
+    let operator_inv = p.write(
+        "operator.yml",
+        &inv.replacen("  user: admin\n", "  user: operator\n", 1),
+    );
+    p.write(
+        "pb.yml",
+        "- hosts: app1\n  become: true\n  steps:\n    - name: whoami\n      command: id -u\n      register: me\n      changed_when: false\n    - name: root\n      assert: { that: \"me.stdout == '0'\" }\n",
+    );
+    let o = p.apply_with(&admin_inv, "pb.yml", &["--output", "plain"]);
+    assert!(o.status.success(), "admin (NOPASSWD): {}", text(&o));
+    // operator needs the password: without it, a clear error.
+    let o = p.apply_with(&operator_inv, "pb.yml", &["--output", "plain"]);
+    assert!(
+        !o.status.success() && text(&o).contains("asks for a password"),
+        "{}",
+        text(&o)
+    );
+    let pwfile = p.write("pw", &password);
+    let o = p.apply_with(
+        &operator_inv,
+        "pb.yml",
+        &[
+            "--output",
+            "plain",
+            "--become-password-file",
+            pwfile.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "operator with password: {}", text(&o));
+    let pw = password.trim();
+    assert!(!text(&o).contains(pw), "password in output");
+    for e in p.journal() {
+        assert!(!e.to_string().contains(pw), "password in journal: {e}");
+    }
+}
+
+#[test]
+fn control_flow_register_when_retries_handlers_tags_limit() {
+    let _g = serial();
+    let p = Project::new();
+    let dir = format!("/tmp/cutover-flow-{}", std::process::id());
+    p.write(
+        "pb.yml",
+        &format!(
+            r#"- name: flow
+  hosts: app_nodes
+  steps:
+    - name: prepare
+      file: {{ path: {dir}, state: directory }}
+      notify: note
+    - name: count attempts
+      shell: "echo x >> {dir}/attempts; test $(wc -l < {dir}/attempts) -ge 3"
+      retries: 5
+      delay: 0
+      register: tries
+    - name: only on node1
+      copy: {{ content: "one\n", dest: {dir}/only-node1 }}
+      when: "node_name == 'node1'"
+    - name: once
+      shell: "hostname > /tmp/cutover-flow-once-{pid}"
+      run_once: true
+    - name: delegated
+      copy: {{ content: "from {{{{ inventory_hostname }}}}\n", dest: "/tmp/cutover-flow-delegated-{pid}-{{{{ inventory_hostname }}}}" }}
+      delegate_to: lb
+    - name: tagged
+      copy: {{ content: "t\n", dest: {dir}/tagged }}
+      tags: [extra]
+  handlers:
+    - name: note
+      copy: {{ content: "handled\n", dest: {dir}/handler }}
+"#,
+            pid = std::process::id()
+        ),
+    );
+    let o = p.apply("pb.yml", &["--output", "plain", "--skip-tags", "extra"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for h in ["app1", "app2"] {
+        assert_eq!(
+            ssh_ok(h, &format!("wc -l < {dir}/attempts")).trim(),
+            "3",
+            "retried until the third attempt on {h}"
+        );
+        assert_eq!(
+            ssh_ok(h, &format!("cat {dir}/handler")),
+            "handled\n",
+            "handler ran on {h}"
+        );
+        assert!(
+            !common::lab_ssh(h, &format!("test -e {dir}/tagged"))
+                .status
+                .success(),
+            "skipped tag ran on {h}"
+        );
+    }
+    assert!(
+        common::lab_ssh("app1", &format!("test -e {dir}/only-node1"))
+            .status
+            .success()
+    );
+    assert!(
+        !common::lab_ssh("app2", &format!("test -e {dir}/only-node1"))
+            .status
+            .success(),
+        "when: false must skip"
+    );
+    let once: usize = ["app1", "app2"]
+        .iter()
+        .filter(|h| {
+            common::lab_ssh(
+                h,
+                &format!("test -e /tmp/cutover-flow-once-{}", std::process::id()),
+            )
+            .status
+            .success()
+        })
+        .count();
+    assert_eq!(once, 1, "run_once ran once");
+    assert_eq!(
+        ssh_ok(
+            "lb",
+            &format!(
+                "cat /tmp/cutover-flow-delegated-{}-app2",
+                std::process::id()
+            )
+        ),
+        "from app2\n"
+    );
+    // --limit and --tags: only app2, only the tagged step.
+    let o = p.apply(
+        "pb.yml",
+        &["--output", "plain", "--limit", "app2", "--tags", "extra"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = p.last_run_results();
+    assert!(
+        r.iter()
+            .all(|e| e["host"] == "app2" && e["name"] == "tagged"),
+        "{r:#?}"
+    );
+    for h in ["app1", "app2", "lb"] {
+        ssh_ok(
+            h,
+            &format!(
+                "rm -rf {dir} /tmp/cutover-flow-*-{pid} /tmp/cutover-flow-*-{pid}-*",
+                pid = std::process::id()
+            ),
+        );
+    }
+}
+
+#[test]
+fn a_step_timeout_kills_the_remote_command() {
+    let _g = serial();
+    let p = Project::new();
+    // A unique duration makes the remote process findable: `sleep 60.<pid>`.
+    let secs = format!("60.{}", std::process::id());
+    p.write("pb.yml", &format!("- hosts: app1\n  steps:\n    - name: slow\n      command: sleep {secs}\n      timeout: 2\n"));
+    let started = Instant::now();
+    let o = p.apply("pb.yml", &["--output", "plain"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(text(&o).contains("timed out"), "{}", text(&o));
+    std::thread::sleep(Duration::from_millis(500));
+    // `[s]leep` keeps pgrep from matching the shell that runs it.
+    let left = ssh_ok("app1", &format!("pgrep -f '[s]leep {secs}' | wc -l"));
+    assert_eq!(left.trim(), "0", "the remote command kept running");
+}
+
+#[test]
+fn a_failure_unwinds_the_run_newest_first() {
+    let _g = serial();
+    let p = Project::new();
+    let dir = format!("/srv/cutover-unwind-{}", std::process::id());
+    ssh_ok(
+        "app1",
+        &format!("mkdir -p {dir} && printf 'original\\n' > {dir}/config && chmod 600 {dir}/config"),
+    );
+    p.write(
+        "pb.yml",
+        &format!(
+            r#"- name: unwind
+  hosts: app1
+  on_failure: unwind
+  steps:
+    - name: new dir
+      file: {{ path: {dir}/new, state: directory }}
+    - name: new file
+      copy: {{ content: "new\n", dest: {dir}/new/file }}
+    - name: change config
+      copy: {{ content: "changed\n", dest: {dir}/config, mode: "0644" }}
+    - name: boom
+      fail: {{ msg: boom }}
+"#
+        ),
+    );
+    let o = p.apply("pb.yml", &["--output", "plain"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(
+        ssh_ok(
+            "app1",
+            &format!("cat {dir}/config; stat -c %a {dir}/config")
+        ),
+        "original\n600\n"
+    );
+    assert!(
+        !common::lab_ssh("app1", &format!("test -e {dir}/new"))
+            .status
+            .success(),
+        "created dir not removed"
+    );
+    let j = p.journal();
+    let undone: Vec<&str> = j
+        .iter()
+        .filter(|e| e["event"] == "undo_result")
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        undone,
+        ["change config", "new file", "new dir"],
+        "newest first"
+    );
+    assert!(j
+        .iter()
+        .filter(|e| e["event"] == "undo_result")
+        .all(|e| e["ok"] == true));
+    ssh_ok("app1", &format!("rm -rf {dir}"));
+}
