@@ -18,6 +18,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The input is invalid, or the command failed.
     pub const FAILED: u8 = 1;
+    /// `plan`: changes (or steps whose outcome is unknown) are pending.
+    pub const CHANGES: u8 = 2;
     /// The command line itself is wrong (unknown flag, missing argument).
     pub const USAGE: u8 = 64;
 }
@@ -91,6 +93,34 @@ pub enum Command {
         run: RunArgs,
         /// The playbook to run.
         playbook: PathBuf,
+    },
+    /// Dry run: probe every host read-only and show what would change, with diffs.
+    /// Exit 0: no changes; 2: changes (or unknowns) pending; 1: error.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        /// The playbook to plan.
+        playbook: PathBuf,
+        #[arg(short = 'l', long, value_name = "PATTERN")]
+        limit: Option<String>,
+        #[arg(short = 't', long = "tags", value_delimiter = ',')]
+        tags: Vec<String>,
+        #[arg(long = "skip-tags", value_delimiter = ',')]
+        skip_tags: Vec<String>,
+        #[arg(short = 'f', long, default_value_t = 50)]
+        forks: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::plan::Format::Text)]
+        format: crate::plan::Format,
+        /// Also save the plan (JSON) for `cutover apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Accept unknown host keys (a changed key is still refused).
+        #[arg(long)]
+        accept_new_host_keys: bool,
+        /// Read the sudo password from this file (first line). CUTOVER_BECOME_PASSWORD also works.
+        #[arg(long, value_name = "FILE")]
+        become_password_file: Option<PathBuf>,
     },
     /// List past runs, newest first.
     Runs,
@@ -181,6 +211,31 @@ pub fn run(cli: Cli) -> ExitCode {
             playbook,
         } => cmd_apply(&common, &run, playbook),
         Command::Runs => cmd_runs(),
+        Command::Plan {
+            common,
+            playbook,
+            limit,
+            tags,
+            skip_tags,
+            forks,
+            format,
+            out,
+            accept_new_host_keys,
+            become_password_file,
+        } => cmd_plan(
+            &common,
+            playbook,
+            PlanArgs {
+                limit,
+                tags,
+                skip_tags,
+                forks,
+                format,
+                out,
+                accept_new_host_keys,
+                become_password_file,
+            },
+        ),
         Command::Show { run, raw } => cmd_show(&run, raw),
     };
     match result {
@@ -471,8 +526,208 @@ fn lab_script() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
-fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
+pub struct PlanArgs {
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub forks: usize,
+    pub format: crate::plan::Format,
+    pub out: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+    pub become_password_file: Option<PathBuf>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Diagnostics> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cli_error("runtime", format!("cannot start the async runtime: {e}")))
+}
+
+fn cli_error(what: &str, e: impl std::fmt::Display) -> Diagnostics {
+    one(Diagnostic::new(crate::diag::Pos::cli(what), e.to_string()))
+}
+
+fn read_first_line(f: &Path) -> Result<String, Diagnostics> {
+    let text = std::fs::read_to_string(f).map_err(|e| {
+        cli_error(
+            "become password",
+            format!("cannot read {}: {e}", f.display()),
+        )
+    })?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Diagnostics> {
+    use std::io::IsTerminal;
+    let inventory = inventory_path(common)?.to_path_buf();
+    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
+    let become_password = match &a.become_password_file {
+        Some(f) => Some(read_first_line(f)?),
+        None => std::env::var("CUTOVER_BECOME_PASSWORD").ok(),
+    };
+    let opts = crate::plan::PlanOptions {
+        playbook,
+        inventory,
+        templates_dir,
+        extra_vars,
+        limit: a.limit,
+        tags: a.tags,
+        skip_tags: a.skip_tags,
+        forks: a.forks.max(1),
+        approvals: Vec::new(),
+        transport: crate::transport::TransportOptions {
+            accept_new_host_keys: a.accept_new_host_keys,
+            connect_timeout: None,
+            become_password: become_password.map(std::sync::Arc::new),
+        },
+    };
+    let plan = runtime()?.block_on(crate::plan::plan(&opts))?;
+    let text = match a.format {
+        crate::plan::Format::Text => {
+            crate::plan::render_text(&plan, std::io::stdout().is_terminal())
+        }
+        crate::plan::Format::Markdown => crate::plan::render_markdown(&plan),
+        crate::plan::Format::Json => crate::plan::render_json(&plan),
+    };
+    print!("{text}");
+    if let Some(out) = &a.out {
+        std::fs::write(out, crate::plan::render_json(&plan))
+            .map_err(|e| cli_error("--out", format!("cannot write {}: {e}", out.display())))?;
+        eprintln!(
+            "plan saved to {}; apply it with: cutover apply -i {} {}",
+            out.display(),
+            opts.inventory.display(),
+            out.display()
+        );
+    }
+    Ok(if !plan.unreachable.is_empty() {
+        exit::FAILED
+    } else if plan.has_changes() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    })
+}
+
+/// `cutover apply PLAN.json`: re-probe, refuse on drift, else apply exactly what was reviewed.
+fn apply_saved_plan(
+    common: &Common,
+    args: &RunArgs,
+    path: &Path,
+    saved: crate::plan::Plan,
+) -> Result<u8, Diagnostics> {
+    let playbook = PathBuf::from(&saved.playbook);
+    let inventory = common
+        .inventory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&saved.inventory));
+    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
+    let become_password =
+        become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
+    let transport = crate::transport::TransportOptions {
+        accept_new_host_keys: args.accept_new_host_keys,
+        connect_timeout: None,
+        become_password: become_password.map(std::sync::Arc::new),
+    };
+    let opts = crate::plan::PlanOptions {
+        playbook: playbook.clone(),
+        inventory: inventory.clone(),
+        templates_dir: templates_dir.clone(),
+        extra_vars: extra_vars.clone(),
+        limit: saved.limit.clone(),
+        tags: saved.tags.clone(),
+        skip_tags: saved.skip_tags.clone(),
+        forks: args.forks.max(1),
+        approvals: args.approve.clone(),
+        transport: transport.clone(),
+    };
+    let rt = runtime()?;
+    let now = rt.block_on(crate::plan::plan(&opts))?;
+    let drift = crate::plan::drift(&saved, &now);
+    if !drift.is_empty() {
+        eprintln!(
+            "error: {} no longer matches the hosts or the inputs; nothing was applied:",
+            path.display()
+        );
+        for d in &drift {
+            eprintln!("  - {d}");
+        }
+        eprintln!("Make a new plan and have it reviewed again.");
+        return Ok(exit::FAILED);
+    }
+    let expected: crate::engine::Expected = saved
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                (e.play, e.step, e.handler, e.host.clone()),
+                (e.outcome.clone(), e.fingerprint.clone()),
+            )
+        })
+        .collect();
+    let run = crate::engine::RunOptions {
+        playbook,
+        inventory,
+        templates_dir,
+        extra_vars,
+        limit: saved.limit.clone(),
+        tags: saved.tags.clone(),
+        skip_tags: saved.skip_tags.clone(),
+        forks: args.forks.max(1),
+        start_at_step: None,
+        approvals: args.approve.clone(),
+        output: args.output,
+        junit: args.junit.clone(),
+        break_lock: args.break_lock,
+        transport,
+        verbose: args.verbose,
+        expected: Some(std::sync::Arc::new(expected)),
+    };
+    finish_run(rt.block_on(crate::engine::apply(run)))
+}
+
+fn finish_run(
+    r: Result<crate::engine::RunResult, crate::engine::RunError>,
+) -> Result<u8, Diagnostics> {
     use crate::engine::{self, RunError, RunStatus};
+    match r {
+        Ok(r) => Ok(match r.status {
+            RunStatus::Ok => engine::exit::OK,
+            RunStatus::Failed => engine::exit::HOST_FAILED,
+            RunStatus::Unreachable => engine::exit::UNREACHABLE,
+            RunStatus::Interrupted => engine::exit::INTERRUPTED,
+        }),
+        Err(RunError::Invalid(d)) => Err(d),
+        Err(RunError::Locked(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(engine::exit::LOCKED)
+        }
+        Err(RunError::Other(e)) => {
+            eprintln!("error: {e:#}");
+            Ok(exit::FAILED)
+        }
+    }
+}
+
+/// A saved plan is JSON with cutover's plan schema; a playbook is YAML.
+fn read_saved_plan(path: &Path) -> Option<crate::plan::Plan> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<crate::plan::Plan>(&text)
+        .ok()
+        .filter(|p| p.schema == crate::plan::SCHEMA)
+}
+
+fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
+    use crate::engine;
+    if let Some(saved) = read_saved_plan(&playbook) {
+        return apply_saved_plan(common, args, &playbook, saved);
+    }
     let inventory = inventory_path(common)?.to_path_buf();
     let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
@@ -502,33 +757,9 @@ fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, D
             become_password: become_password.map(std::sync::Arc::new),
         },
         verbose: args.verbose,
+        expected: None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            one(Diagnostic::new(
-                crate::diag::Pos::cli("runtime"),
-                format!("cannot start the async runtime: {e}"),
-            ))
-        })?;
-    match runtime.block_on(engine::apply(opts)) {
-        Ok(r) => Ok(match r.status {
-            RunStatus::Ok => engine::exit::OK,
-            RunStatus::Failed => engine::exit::HOST_FAILED,
-            RunStatus::Unreachable => engine::exit::UNREACHABLE,
-            RunStatus::Interrupted => engine::exit::INTERRUPTED,
-        }),
-        Err(RunError::Invalid(d)) => Err(d),
-        Err(RunError::Locked(msg)) => {
-            eprintln!("error: {msg}");
-            Ok(engine::exit::LOCKED)
-        }
-        Err(RunError::Other(e)) => {
-            eprintln!("error: {e:#}");
-            Ok(exit::FAILED)
-        }
-    }
+    finish_run(runtime()?.block_on(engine::apply(opts)))
 }
 
 /// The sudo password: from a file, the environment, or a prompt with echo off. Never from an

@@ -8,6 +8,7 @@ pub mod diag;
 pub mod engine;
 pub mod inventory;
 pub mod modules;
+pub mod plan;
 pub mod playbook;
 pub mod shell;
 pub mod template;

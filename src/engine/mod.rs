@@ -57,7 +57,12 @@ pub struct RunOptions {
     pub break_lock: bool,
     pub transport: TransportOptions,
     pub verbose: bool,
+    /// Applying a reviewed plan: each step's probe must conclude what the plan showed.
+    pub expected: Option<Arc<Expected>>,
 }
+
+/// What a saved plan showed for each (play, step, handler, host).
+pub type Expected = HashMap<(usize, usize, bool, String), (crate::plan::Outcome, String)>;
 
 #[derive(Debug, PartialEq)]
 pub enum RunStatus {
@@ -622,7 +627,15 @@ async fn run_step_on_host(
     run.reporter.step_started(&label, host);
     let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
     let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
-    let result = execute(run, play, step, host, everyone).await;
+    let result = execute(
+        run,
+        play,
+        (play_index, step_index, handler),
+        step,
+        host,
+        everyone,
+    )
+    .await;
     let (status, detail, undo, decision, registered) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -744,10 +757,22 @@ type StepResult = (Status, String, Option<UndoAction>, Option<String>, J);
 async fn execute(
     run: &Arc<Run>,
     play: &Play,
+    at: (usize, usize, bool),
     step: &Step,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
 ) -> Result<StepResult> {
+    let reviewed = match &run.opts.expected {
+        Some(exp) => match exp.get(&(at.0, at.1, at.2, host.to_string())) {
+            Some(e) => Some(e.clone()),
+            None => {
+                return Err(anyhow!(
+                    "this step was not part of the reviewed plan on {host}; nothing done"
+                ))
+            }
+        },
+        None => None,
+    };
     let resolved = everyone
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
@@ -793,6 +818,17 @@ async fn execute(
     }
     if let Some(w) = &step.when {
         if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+            let planned_to_run = reviewed.as_ref().is_some_and(|(o, _)| {
+                !matches!(
+                    o,
+                    crate::plan::Outcome::Skipped | crate::plan::Outcome::Unknown
+                )
+            });
+            if planned_to_run {
+                return Err(anyhow!(
+                    "drift: the reviewed plan ran this step, now `when:` is false; nothing done"
+                ));
+            }
             return Ok((
                 Status::Skipped,
                 String::new(),
@@ -819,6 +855,15 @@ async fn execute(
     let mut attempt = 0;
     loop {
         let probe = modules::probe(&step.action.module, &args, &mctx).await?;
+        if let Some((outcome, fp)) = &reviewed {
+            // Unknown in the plan: the reviewer accepted whatever it turns out to be.
+            if *outcome != crate::plan::Outcome::Unknown
+                && attempt == 0
+                && *fp != crate::plan::fingerprint(&probe.decision)
+            {
+                return Err(anyhow!("drift: the host no longer matches the reviewed plan for this step; nothing done"));
+            }
+        }
         let decision = match &probe.decision {
             Decision::NoChange => "no change".to_string(),
             Decision::Change { summary, .. } => summary.clone(),
@@ -913,7 +958,11 @@ fn step_mentions_facts(step: &Step) -> bool {
 }
 
 /// Render every `{{ }}` string in a step's arguments for this host.
-fn render_args(args: &Map<String, J>, ctx: &tera::Context, step: &Step) -> Result<Map<String, J>> {
+pub(crate) fn render_args(
+    args: &Map<String, J>,
+    ctx: &tera::Context,
+    step: &Step,
+) -> Result<Map<String, J>> {
     fn render(v: &J, ctx: &tera::Context, pos: &crate::diag::Pos) -> Result<J> {
         Ok(match v {
             J::String(s) if s.contains("{{") || s.contains("{%") => {

@@ -1,0 +1,851 @@
+//! Dry runs: probe every host read-only and say, per step and host, what would happen.
+//!
+//! A plan never writes: no journal, no lock file, no command run on a host other than the
+//! modules' read-only probes. Where the outcome depends on something only a real run can know
+//! (a command without a check, a result registered by an earlier step, an approval), the plan
+//! says "unknown" and why — never "no change".
+
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::inventory::vars::{Layers, Resolved};
+use crate::inventory::{pattern, Inventory, Var};
+use crate::modules::spec::Reversibility;
+use crate::modules::{self, Decision, ModCtx};
+use crate::playbook::{Playbook, Step, Undo};
+use crate::template::{self, Templates};
+use crate::transport::{Become, HostConn, TransportOptions};
+
+pub use render::{render_json, render_markdown, render_text, Format};
+
+/// Version of the JSON plan format (docs/plan-format.md). Bumped on incompatible changes.
+pub const SCHEMA: &str = "cutover.plan/v1";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    NoChange,
+    Change,
+    Unknown,
+    Skipped,
+}
+
+/// One step on one host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub play: usize,
+    pub play_name: String,
+    pub step: usize,
+    pub handler: bool,
+    pub name: String,
+    pub module: String,
+    pub host: String,
+    pub outcome: Outcome,
+    /// What changes, in a line (before → after for packages, services, members…).
+    pub summary: String,
+    /// Unified diff for files and templates.
+    pub diff: Option<String>,
+    /// Why the outcome is unknown, or why a step is skipped.
+    pub reason: Option<String>,
+    /// The change has no way back (no undo).
+    pub irreversible: bool,
+    /// How the change would be undone.
+    pub undo: Option<String>,
+    /// Hash of what the probe concluded; a saved plan is applied only if it is unchanged.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub hosts: usize,
+    pub changes: usize,
+    pub unknown: usize,
+    pub no_change: usize,
+    pub skipped: usize,
+    pub irreversible: usize,
+    pub unreachable: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Unreachable {
+    pub host: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema: String,
+    pub created: String,
+    pub playbook: String,
+    pub inventory: String,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    /// SHA-256 of every input file and extra variable, by name.
+    pub inputs: BTreeMap<String, String>,
+    pub hosts: Vec<String>,
+    pub unreachable: Vec<Unreachable>,
+    pub summary: Summary,
+    pub entries: Vec<Entry>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.changes > 0 || self.summary.unknown > 0
+    }
+}
+
+pub struct PlanOptions {
+    pub playbook: PathBuf,
+    pub inventory: PathBuf,
+    pub templates_dir: PathBuf,
+    pub extra_vars: Vec<Var>,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub forks: usize,
+    pub approvals: Vec<String>,
+    pub transport: TransportOptions,
+}
+
+/// The fingerprint of a probe's conclusion.
+pub fn fingerprint(decision: &Decision) -> String {
+    let text = match decision {
+        Decision::NoChange => "no_change".to_string(),
+        Decision::Change { summary, diff } => {
+            format!("change\n{summary}\n{}", diff.as_deref().unwrap_or(""))
+        }
+        Decision::Unknown { reason } => format!("unknown\n{reason}"),
+    };
+    modules::sha256_hex(text.as_bytes())
+}
+
+/// SHA-256 of each input: playbook files, inventory, templates, extra variables.
+pub fn input_hashes(
+    pb: &Playbook,
+    inventory: &Path,
+    templates_dir: &Path,
+    extra: &[Var],
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut files: BTreeSet<PathBuf> = pb.plays.iter().map(|p| p.file.clone()).collect();
+    files.insert(inventory.to_path_buf());
+    collect(templates_dir, &mut files);
+    for f in files {
+        out.insert(
+            f.display().to_string(),
+            modules::sha256_hex(&std::fs::read(&f).unwrap_or_default()),
+        );
+    }
+    for v in extra {
+        out.insert(
+            format!("-e {}", v.name),
+            modules::sha256_hex(v.value.to_string().as_bytes()),
+        );
+    }
+    out
+}
+
+fn collect(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                collect(&p, out);
+            } else {
+                out.insert(p);
+            }
+        }
+    }
+}
+
+/// What earlier steps of the plan leave behind on a host, for the steps after them.
+#[derive(Default)]
+struct HostMemory {
+    /// Registered names whose value only a real run knows, with the step that registers them.
+    unknown_registers: BTreeMap<String, String>,
+    /// Earlier steps that change packages (their effects are not modelled, only named).
+    package_changes: Vec<String>,
+    /// Handlers notified: name → "will run" (true) or "may run" (false).
+    notified: BTreeMap<String, bool>,
+}
+
+/// Probe everything and build the plan. Invalid input is refused before any host is touched.
+pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> {
+    crate::check::check(&crate::check::CheckInput {
+        inventory: &opts.inventory,
+        playbooks: std::slice::from_ref(&opts.playbook),
+        templates_dir: &opts.templates_dir,
+        extra_vars: &opts.extra_vars,
+    })?;
+    let inv = crate::inventory::load_checked(&opts.inventory)?;
+    let pb = crate::playbook::load_checked(&opts.playbook)?;
+    let templates = Templates::load(&opts.templates_dir).map_err(|e| {
+        let mut d = Diagnostics::default();
+        e.into_iter().for_each(|x| d.push(x));
+        d
+    })?;
+    let limited: Option<BTreeSet<String>> = match &opts.limit {
+        Some(p) => Some(
+            pattern::select(&inv, p)
+                .map_err(|e| {
+                    one(Diagnostic::new(
+                        crate::diag::Pos::cli("--limit"),
+                        format!("--limit {p}: {e}"),
+                    ))
+                })?
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => None,
+    };
+    let run = PlanRun {
+        inv,
+        templates,
+        opts,
+        conns: tokio::sync::Mutex::new(HashMap::new()),
+    };
+    let mut plan = Plan {
+        schema: SCHEMA.into(),
+        created: crate::engine::journal::now_rfc3339(),
+        playbook: opts.playbook.display().to_string(),
+        inventory: opts.inventory.display().to_string(),
+        limit: opts.limit.clone(),
+        tags: opts.tags.clone(),
+        skip_tags: opts.skip_tags.clone(),
+        inputs: input_hashes(&pb, &opts.inventory, &opts.templates_dir, &opts.extra_vars),
+        hosts: Vec::new(),
+        unreachable: Vec::new(),
+        summary: Summary::default(),
+        entries: Vec::new(),
+    };
+    let mut memory: HashMap<String, HostMemory> = HashMap::new();
+    let mut unreachable: BTreeSet<String> = BTreeSet::new();
+    for (pi, play) in pb.plays.iter().enumerate() {
+        let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
+            Ok(h) => h
+                .into_iter()
+                .filter(|h| limited.as_ref().is_none_or(|l| l.contains(*h)))
+                .map(str::to_string)
+                .collect(),
+            Err(_) => continue,
+        };
+        let layers = Layers {
+            play_defaults: &play.defaults,
+            play_vars: &play.vars,
+            extra: &opts.extra_vars,
+        };
+        let everyone = Arc::new(template::resolve_all(&run.inv, layers)?);
+        for e in run.connect(&hosts).await {
+            if unreachable.insert(e.host.clone()) {
+                plan.unreachable.push(e);
+            }
+        }
+        for h in &hosts {
+            if !plan.hosts.contains(h) {
+                plan.hosts.push(h.clone());
+            }
+        }
+        let reachable: Vec<String> = hosts
+            .iter()
+            .filter(|h| !unreachable.contains(*h))
+            .cloned()
+            .collect();
+        for (si, step) in play.steps.iter().enumerate() {
+            if !tags_allow(opts, &play.tags, &step.tags) {
+                continue;
+            }
+            let entries = run
+                .step_everywhere(
+                    pi,
+                    &play.name,
+                    si,
+                    step,
+                    false,
+                    &reachable,
+                    &everyone,
+                    &play.become_root,
+                    &play.become_user,
+                    &mut memory,
+                )
+                .await;
+            plan.entries.extend(entries);
+        }
+        for (hi, handler) in play.handlers.iter().enumerate() {
+            let names: Vec<&str> = handler
+                .name
+                .iter()
+                .map(String::as_str)
+                .chain(handler.listen.iter().map(String::as_str))
+                .collect();
+            let targets: Vec<String> = reachable
+                .iter()
+                .filter(|h| {
+                    memory
+                        .get(*h)
+                        .is_some_and(|m| names.iter().any(|n| m.notified.contains_key(*n)))
+                })
+                .cloned()
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let mut entries = run
+                .step_everywhere(
+                    pi,
+                    &play.name,
+                    hi,
+                    handler,
+                    true,
+                    &targets,
+                    &everyone,
+                    &play.become_root,
+                    &play.become_user,
+                    &mut memory,
+                )
+                .await;
+            for e in &mut entries {
+                let sure = memory
+                    .get(&e.host)
+                    .is_some_and(|m| names.iter().any(|n| m.notified.get(*n) == Some(&true)));
+                if !sure && e.outcome != Outcome::NoChange {
+                    e.outcome = Outcome::Unknown;
+                    e.reason =
+                        Some("runs only if a step that notifies it changes something".into());
+                }
+            }
+            plan.entries.extend(entries);
+        }
+    }
+    run.close().await;
+    plan.summary = Summary {
+        hosts: plan.hosts.len(),
+        changes: plan
+            .entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::Change)
+            .count(),
+        unknown: plan
+            .entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::Unknown)
+            .count(),
+        no_change: plan
+            .entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::NoChange)
+            .count(),
+        skipped: plan
+            .entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::Skipped)
+            .count(),
+        irreversible: plan
+            .entries
+            .iter()
+            .filter(|e| {
+                e.irreversible && e.outcome != Outcome::NoChange && e.outcome != Outcome::Skipped
+            })
+            .count(),
+        unreachable: plan.unreachable.len(),
+    };
+    Ok(plan)
+}
+
+fn one(d: Diagnostic) -> Diagnostics {
+    let mut ds = Diagnostics::default();
+    ds.push(d);
+    ds
+}
+
+fn tags_allow(opts: &PlanOptions, play_tags: &[String], step_tags: &[String]) -> bool {
+    let all: Vec<&String> = play_tags.iter().chain(step_tags).collect();
+    if all.iter().any(|t| opts.skip_tags.contains(t)) {
+        return false;
+    }
+    opts.tags.is_empty()
+        || all
+            .iter()
+            .any(|t| opts.tags.contains(t) || t.as_str() == "always")
+}
+
+struct PlanRun<'a> {
+    inv: Inventory,
+    templates: Templates,
+    opts: &'a PlanOptions,
+    conns: tokio::sync::Mutex<HashMap<String, Arc<HostConn>>>,
+}
+
+impl PlanRun<'_> {
+    /// Connect to hosts not yet connected. No lock is taken: a plan writes nothing.
+    async fn connect(&self, hosts: &[String]) -> Vec<Unreachable> {
+        let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+        let mut futs = Vec::new();
+        for h in hosts {
+            if self.conns.lock().await.contains_key(h) {
+                continue;
+            }
+            let Some(host) = self.inv.host(h) else {
+                continue;
+            };
+            let sem = sem.clone();
+            let conn = host.connection.clone();
+            let name = h.clone();
+            let transport = self.opts.transport.clone();
+            futs.push(tokio::spawn(async move {
+                let _p = sem.acquire().await;
+                (
+                    name.clone(),
+                    HostConn::connect(&name, &conn, &transport).await,
+                )
+            }));
+        }
+        let mut bad = Vec::new();
+        for f in futs {
+            match f.await {
+                Ok((h, Ok(c))) => {
+                    // A run in progress makes this plan stale; say so, but read on.
+                    if let Ok(out) = c
+                        .run(
+                            &format!("cat {} 2>/dev/null", crate::engine::lock::HOST_LOCK),
+                            None,
+                            None,
+                            None,
+                        )
+                        .await
+                    {
+                        if let Ok(owner) = serde_json::from_str::<crate::engine::lock::Owner>(
+                            out.stdout_text().trim(),
+                        ) {
+                            eprintln!(
+                                "warning: {h} is locked by {} — this plan may be stale",
+                                owner.describe()
+                            );
+                        }
+                    }
+                    self.conns.lock().await.insert(h, Arc::new(c));
+                }
+                Ok((h, Err(e))) => bad.push(Unreachable {
+                    host: h,
+                    error: format!("{e:#}"),
+                }),
+                Err(e) => bad.push(Unreachable {
+                    host: "?".into(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        bad
+    }
+
+    async fn close(self) {
+        let conns: Vec<Arc<HostConn>> = self.conns.into_inner().into_values().collect();
+        for c in conns {
+            if let Ok(c) = Arc::try_unwrap(c) {
+                c.close().await;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn step_everywhere(
+        &self,
+        play: usize,
+        play_name: &str,
+        index: usize,
+        step: &Step,
+        handler: bool,
+        hosts: &[String],
+        everyone: &Arc<BTreeMap<String, Resolved>>,
+        play_become: &Option<bool>,
+        play_become_user: &Option<String>,
+        memory: &mut HashMap<String, HostMemory>,
+    ) -> Vec<Entry> {
+        let targets: Vec<&String> = if step.run_once {
+            hosts.iter().take(1).collect()
+        } else {
+            hosts.iter().collect()
+        };
+        let futs = targets.iter().map(|h| {
+            let mem = memory.remove(*h).unwrap_or_default();
+            let everyone = everyone.clone();
+            async move {
+                let entry = self
+                    .step_on_host(
+                        play,
+                        play_name,
+                        index,
+                        step,
+                        handler,
+                        h,
+                        &everyone,
+                        play_become,
+                        play_become_user,
+                        &mem,
+                    )
+                    .await;
+                (h.to_string(), entry, mem)
+            }
+        });
+        let results = futures_join_all(futs).await;
+        let mut out = Vec::new();
+        for (h, entry, mut mem) in results {
+            if let Some(r) = &step.register {
+                if entry.outcome != Outcome::Skipped {
+                    mem.unknown_registers
+                        .insert(r.clone(), format!("step {} ({})", index + 1, entry.name));
+                }
+            }
+            if step.action.module == "package"
+                && entry.outcome != Outcome::NoChange
+                && entry.outcome != Outcome::Skipped
+            {
+                mem.package_changes
+                    .push(format!("step {} ({})", index + 1, entry.name));
+            }
+            for (n, _) in &step.notify {
+                match entry.outcome {
+                    Outcome::Change => {
+                        mem.notified.insert(n.clone(), true);
+                    }
+                    Outcome::Unknown => {
+                        mem.notified.entry(n.clone()).or_insert(false);
+                    }
+                    _ => {}
+                }
+            }
+            memory.insert(h, mem);
+            out.push(entry);
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn step_on_host(
+        &self,
+        play: usize,
+        play_name: &str,
+        index: usize,
+        step: &Step,
+        handler: bool,
+        host: &str,
+        everyone: &BTreeMap<String, Resolved>,
+        play_become: &Option<bool>,
+        play_become_user: &Option<String>,
+        mem: &HostMemory,
+    ) -> Entry {
+        let spec = modules::spec::find(&step.action.module);
+        let irreversible = match &step.undo {
+            Undo::Irreversible(_) => true,
+            Undo::Custom(_) => false,
+            Undo::Module => spec.is_some_and(|s| s.reversibility == Reversibility::Irreversible),
+        };
+        let mut entry = Entry {
+            play,
+            play_name: play_name.to_string(),
+            step: index,
+            handler,
+            name: step.display_name(),
+            module: step.action.module.clone(),
+            host: host.to_string(),
+            outcome: Outcome::Unknown,
+            summary: String::new(),
+            diff: None,
+            reason: None,
+            irreversible,
+            undo: match &step.undo {
+                Undo::Custom(a) => Some(format!("declared: {}", a.module)),
+                Undo::Irreversible(_) => None,
+                Undo::Module => spec
+                    .filter(|s| s.reversibility == Reversibility::Reversible)
+                    .map(|_| "recorded by the module when applied".to_string()),
+            },
+            fingerprint: String::new(),
+        };
+        // A step reading a result registered earlier can only be known when it runs.
+        let texts = step_texts(step);
+        if let Some((name, by)) = mem
+            .unknown_registers
+            .iter()
+            .find(|(name, _)| texts.iter().any(|t| mentions(t, name)))
+        {
+            entry.reason = Some(format!(
+                "depends on {by}, whose result `{name}` is known only when it runs"
+            ));
+            entry.fingerprint = fingerprint(&Decision::Unknown {
+                reason: entry.reason.clone().unwrap_or_default(),
+            });
+            return entry;
+        }
+        let decision = match self
+            .probe(step, host, everyone, play_become, play_become_user)
+            .await
+        {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                entry.outcome = Outcome::Skipped;
+                entry.reason = Some("`when:` is false".into());
+                entry.fingerprint = modules::sha256_hex(b"skipped");
+                return entry;
+            }
+            Err(e) => Decision::Unknown {
+                reason: format!("cannot probe: {e:#}"),
+            },
+        };
+        entry.fingerprint = fingerprint(&decision);
+        // `changed_when: false` is the author's word that the step only reads: it will run,
+        // and change nothing.
+        let declared_read_only = step
+            .changed_when
+            .as_ref()
+            .is_some_and(|e| e.text.trim() == "false");
+        if declared_read_only {
+            entry.outcome = Outcome::NoChange;
+            entry.irreversible = false;
+            entry.reason =
+                Some("runs during apply; declared read-only (changed_when: false)".into());
+            return entry;
+        }
+        match decision {
+            Decision::NoChange => {
+                entry.outcome = Outcome::NoChange;
+            }
+            Decision::Change { summary, diff } => {
+                entry.outcome = Outcome::Change;
+                entry.summary = summary;
+                entry.diff = diff;
+            }
+            Decision::Unknown { reason } => {
+                entry.outcome = Outcome::Unknown;
+                entry.reason = Some(match mem.package_changes.last() {
+                    Some(by) if !reason.starts_with("command") => {
+                        format!("{reason}; depends on {by}, which changes packages this step reads")
+                    }
+                    _ => reason,
+                });
+            }
+        }
+        entry
+    }
+
+    /// `Ok(None)`: the step is skipped on this host.
+    async fn probe(
+        &self,
+        step: &Step,
+        host: &str,
+        everyone: &BTreeMap<String, Resolved>,
+        play_become: &Option<bool>,
+        play_become_user: &Option<String>,
+    ) -> Result<Option<Decision>> {
+        let resolved = everyone
+            .get(host)
+            .ok_or_else(|| anyhow!("no variables for {host}"))?;
+        let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
+        let target = step
+            .delegate_to
+            .as_ref()
+            .map_or(host.to_string(), |(d, _)| d.clone());
+        if self.conns.lock().await.get(&target).is_none() {
+            self.connect(std::slice::from_ref(&target)).await;
+        }
+        let conn = self
+            .conns
+            .lock()
+            .await
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| anyhow!("{target} is unreachable"))?;
+        if crate::engine::facts::mentions_facts(&step_texts(step).join("\n")) {
+            ctx.insert("facts", &crate::engine::facts::gather(&conn).await?);
+        }
+        if let Some(w) = &step.when {
+            if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+                return Ok(None);
+            }
+        }
+        let args = crate::engine::render_args(&step.action.args, &ctx, step)?;
+        let conn_settings = self.inv.host(host).map(|h| &h.connection);
+        let on = step
+            .become_root
+            .or(*play_become)
+            .unwrap_or_else(|| conn_settings.is_some_and(|c| c.become_root));
+        let become_ = on.then(|| Become {
+            user: step
+                .become_user
+                .clone()
+                .or_else(|| play_become_user.clone())
+                .or_else(|| conn_settings.and_then(|c| c.become_user.clone())),
+        });
+        let mctx = ModCtx {
+            host: &conn,
+            become_: become_.as_ref(),
+            timeout: Some(Duration::from_secs(step.timeout_secs.unwrap_or(120))),
+            templates: &self.templates,
+            vars: &ctx,
+            run_id: "plan",
+            approvals: &self.opts.approvals,
+            interactive: false,
+        };
+        Ok(Some(
+            modules::probe(&step.action.module, &args, &mctx)
+                .await?
+                .decision,
+        ))
+    }
+}
+
+/// Every text of a step that can name a variable: arguments and expressions.
+fn step_texts(step: &Step) -> Vec<String> {
+    let mut out = vec![serde_json::to_string(&step.action.args).unwrap_or_default()];
+    for e in [
+        &step.when,
+        &step.changed_when,
+        &step.failed_when,
+        &step.until,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push(e.text.clone());
+    }
+    out
+}
+
+/// Does `text` use `name` as a variable (not as part of a longer word)?
+fn mentions(text: &str, name: &str) -> bool {
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !word(before) && !word(after) && before != Some('.')
+    })
+}
+
+/// Join futures that borrow from the caller (tokio::spawn needs 'static).
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futs.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                results[*i] = Some(v);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|r| r.expect("every future completed"))
+        .collect()
+}
+
+/// Why a saved plan may no longer be applied.
+pub fn drift(saved: &Plan, now: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in &saved.inputs {
+        match now.inputs.get(k) {
+            Some(n) if n == v => {}
+            Some(_) => out.push(format!("input changed: {k}")),
+            None => out.push(format!("input gone: {k}")),
+        }
+    }
+    for k in now.inputs.keys().filter(|k| !saved.inputs.contains_key(*k)) {
+        out.push(format!("new input: {k}"));
+    }
+    let key = |e: &Entry| (e.play, e.step, e.handler, e.host.clone());
+    let before: BTreeMap<_, &Entry> = saved.entries.iter().map(|e| (key(e), e)).collect();
+    let after: BTreeMap<_, &Entry> = now.entries.iter().map(|e| (key(e), e)).collect();
+    for (k, e) in &before {
+        match after.get(k) {
+            Some(n) if n.fingerprint == e.fingerprint => {}
+            Some(n) => out.push(format!(
+                "{}: step \"{}\" was planned as {} and would now be {}",
+                e.host,
+                e.name,
+                describe(e),
+                describe(n)
+            )),
+            None => out.push(format!(
+                "{}: step \"{}\" is no longer part of the plan",
+                e.host, e.name
+            )),
+        }
+    }
+    for (k, n) in &after {
+        if !before.contains_key(k) {
+            out.push(format!(
+                "{}: step \"{}\" is new in the plan",
+                n.host, n.name
+            ));
+        }
+    }
+    let hosts_then: BTreeSet<&String> = saved.unreachable.iter().map(|u| &u.host).collect();
+    for u in &now.unreachable {
+        if !hosts_then.contains(&u.host) {
+            out.push(format!("{} is now unreachable: {}", u.host, u.error));
+        }
+    }
+    out
+}
+
+fn describe(e: &Entry) -> String {
+    match e.outcome {
+        Outcome::NoChange => "no change".into(),
+        Outcome::Change => format!("change ({})", e.summary),
+        Outcome::Unknown => format!("unknown ({})", e.reason.as_deref().unwrap_or("")),
+        Outcome::Skipped => "skipped".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_whole_variable_names_only() {
+        assert!(mentions("res.rc == 0", "res"));
+        assert!(mentions("{{ res }}", "res"));
+        assert!(!mentions("result.rc", "res"));
+        assert!(!mentions("x.res", "res"));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_diff() {
+        let a = fingerprint(&Decision::Change {
+            summary: "update".into(),
+            diff: Some("-a\n+b\n".into()),
+        });
+        let b = fingerprint(&Decision::Change {
+            summary: "update".into(),
+            diff: Some("-a\n+c\n".into()),
+        });
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            fingerprint(&Decision::Change {
+                summary: "update".into(),
+                diff: Some("-a\n+b\n".into())
+            })
+        );
+    }
+}

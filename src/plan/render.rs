@@ -1,0 +1,238 @@
+//! A plan, as a reviewer reads it: terminal (summary first, coloured on a TTY), Markdown for a
+//! change review (a section per host, diffs folded), or JSON (docs/plan-format.md).
+
+use std::fmt::Write;
+
+use super::{Entry, Outcome, Plan};
+
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn diff(&self, diff: &str) -> String {
+        diff.lines()
+            .map(|l| {
+                let painted = if l.starts_with("+++") || l.starts_with("---") {
+                    self.paint("1", l)
+                } else if l.starts_with('+') {
+                    self.paint("32", l)
+                } else if l.starts_with('-') {
+                    self.paint("31", l)
+                } else if l.starts_with("@@") {
+                    self.paint("36", l)
+                } else {
+                    l.to_string()
+                };
+                format!("      {painted}\n")
+            })
+            .collect()
+    }
+}
+
+fn outcome_word(e: &Entry) -> &'static str {
+    match e.outcome {
+        Outcome::NoChange => "no change",
+        Outcome::Change => "change",
+        Outcome::Unknown => "unknown",
+        Outcome::Skipped => "skipped",
+    }
+}
+
+fn interesting(e: &Entry) -> bool {
+    matches!(e.outcome, Outcome::Change | Outcome::Unknown)
+}
+
+fn summary_lines(p: &Plan) -> String {
+    let s = &p.summary;
+    let mut out = format!(
+        "Plan for {} on {} ({} host{}): {} to change, {} unknown, {} unchanged, {} skipped",
+        p.playbook,
+        p.inventory,
+        s.hosts,
+        if s.hosts == 1 { "" } else { "s" },
+        s.changes,
+        s.unknown,
+        s.no_change,
+        s.skipped
+    );
+    if s.irreversible > 0 {
+        let _ = write!(out, "; {} IRREVERSIBLE", s.irreversible);
+    }
+    if s.unreachable > 0 {
+        let _ = write!(out, "; {} host(s) UNREACHABLE", s.unreachable);
+    }
+    out
+}
+
+pub fn render_text(p: &Plan, color: bool) -> String {
+    let st = Style { on: color };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", st.paint("1", &summary_lines(p)));
+    for u in &p.unreachable {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            st.paint("31", "UNREACHABLE"),
+            u.host,
+            u.error
+        );
+    }
+    let irreversible: Vec<&Entry> = p
+        .entries
+        .iter()
+        .filter(|e| e.irreversible && interesting(e))
+        .collect();
+    if !irreversible.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            st.paint("31;1", "Irreversible steps (no automatic way back):")
+        );
+        for e in irreversible {
+            let _ = writeln!(out, "  - {} on {}", e.name, e.host);
+        }
+    }
+    let _ = writeln!(out);
+    let mut last_play = usize::MAX;
+    let mut last_step: Option<(usize, bool, &str)> = None;
+    for e in p.entries.iter().filter(|e| interesting(e)) {
+        if e.play != last_play {
+            let _ = writeln!(out, "{}", st.paint("1", &format!("PLAY {}", e.play_name)));
+            last_play = e.play;
+            last_step = None;
+        }
+        if last_step != Some((e.step, e.handler, e.name.as_str())) {
+            let tag = if e.handler { " (handler)" } else { "" };
+            let _ = writeln!(out, "  step {}: {}{tag}", e.step + 1, e.name);
+            last_step = Some((e.step, e.handler, e.name.as_str()));
+        }
+        let (code, word) = match e.outcome {
+            Outcome::Change => ("33", outcome_word(e)),
+            _ => ("35", outcome_word(e)),
+        };
+        let detail = match e.outcome {
+            Outcome::Change => e.summary.clone(),
+            _ => e.reason.clone().unwrap_or_default(),
+        };
+        let mark = if e.irreversible {
+            st.paint("31", " [irreversible]")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "    {:<12} {} {detail}{mark}",
+            e.host,
+            st.paint(code, word)
+        );
+        if let Some(d) = &e.diff {
+            out.push_str(&st.diff(d));
+        }
+    }
+    if p.summary.changes == 0 && p.summary.unknown == 0 {
+        let _ = writeln!(out, "No changes: the hosts already match the playbook.");
+    }
+    out
+}
+
+pub fn render_markdown(p: &Plan) -> String {
+    let mut out = String::new();
+    let s = &p.summary;
+    let _ = writeln!(out, "# Plan: `{}`\n", p.playbook);
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(out, "| inventory | `{}` |", p.inventory);
+    if let Some(l) = &p.limit {
+        let _ = writeln!(out, "| limit | `{l}` |");
+    }
+    let _ = writeln!(out, "| created | {} |", p.created);
+    let _ = writeln!(out, "| hosts | {} |", s.hosts);
+    let _ = writeln!(out, "| to change | **{}** |", s.changes);
+    let _ = writeln!(out, "| unknown | **{}** |", s.unknown);
+    let _ = writeln!(out, "| unchanged | {} |", s.no_change);
+    let _ = writeln!(out, "| irreversible | **{}** |", s.irreversible);
+    let _ = writeln!(out, "| unreachable | {} |\n", s.unreachable);
+    for u in &p.unreachable {
+        let _ = writeln!(
+            out,
+            "> **Unreachable:** `{}`: {}\n",
+            u.host,
+            u.error.replace('\n', " ")
+        );
+    }
+    let irreversible: Vec<&Entry> = p
+        .entries
+        .iter()
+        .filter(|e| e.irreversible && interesting(e))
+        .collect();
+    if !irreversible.is_empty() {
+        let _ = writeln!(out, "## ⚠ Irreversible steps\n");
+        for e in irreversible {
+            let _ = writeln!(out, "- **{}** on `{}`", md(&e.name), e.host);
+        }
+        let _ = writeln!(out);
+    }
+    for host in &p.hosts {
+        let entries: Vec<&Entry> = p
+            .entries
+            .iter()
+            .filter(|e| &e.host == host && interesting(e))
+            .collect();
+        let _ = writeln!(out, "## `{host}`\n");
+        if entries.is_empty() {
+            let _ = writeln!(out, "No changes.\n");
+            continue;
+        }
+        for e in entries {
+            let mark = if e.irreversible {
+                " ⚠ **irreversible**"
+            } else {
+                ""
+            };
+            let what = match e.outcome {
+                Outcome::Change => md(&e.summary),
+                _ => format!("_{}_", md(e.reason.as_deref().unwrap_or(""))),
+            };
+            let _ = writeln!(
+                out,
+                "- **{}** — {}: {what}{mark}",
+                md(&e.name),
+                outcome_word(e)
+            );
+            if let Some(d) = &e.diff {
+                let fence = if d.contains("```") { "~~~~" } else { "```" };
+                let _ = writeln!(
+                    out,
+                    "  <details><summary>diff</summary>\n\n{fence}diff\n{}{fence}\n\n  </details>",
+                    d
+                );
+            }
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+fn md(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+pub fn render_json(p: &Plan) -> String {
+    serde_json::to_string_pretty(p).unwrap_or_default() + "\n"
+}
