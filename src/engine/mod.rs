@@ -842,6 +842,14 @@ async fn execute(
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
+    // A module reading from a second host (`sync`'s `src_host`) gets that host's connection.
+    let peers = match args.get("src_host").and_then(J::as_str) {
+        Some(src) => {
+            connect_all(run, &[src.to_string()]).await;
+            run.conns.lock().await.clone()
+        }
+        None => HashMap::new(),
+    };
     let mctx = ModCtx {
         host: &conn,
         become_: become_.as_ref(),
@@ -851,6 +859,7 @@ async fn execute(
         run_id: &run.id,
         approvals: &approvals,
         interactive: run.opts.output != OutputMode::Json,
+        peers: &peers,
     };
     let mut attempt = 0;
     loop {
@@ -1031,6 +1040,7 @@ async fn unwind(run: &Arc<Run>) {
                     run_id: &run.id,
                     approvals: &approvals,
                     interactive: false,
+                    peers: &HashMap::new(),
                 };
                 d.undo.run(&ctx).await
             }

@@ -29,7 +29,7 @@ pub struct Stat {
 
 /// Stat a path; metadata comes back on stderr and (small regular files) content on stdout,
 /// so one round trip gives both.
-async fn stat(
+pub(crate) async fn stat(
     ctx: &ModCtx<'_>,
     path: &str,
     want_content: bool,
@@ -95,7 +95,7 @@ fn normalize_mode(mode: &str) -> Option<String> {
 }
 
 /// Attribute changes (owner, group, mode) a step asks for, compared with the host.
-fn attr_changes(args: &Map<String, J>, st: Option<&Stat>) -> Vec<String> {
+pub(crate) fn attr_changes(args: &Map<String, J>, st: Option<&Stat>) -> Vec<String> {
     let mut out = Vec::new();
     let (owner, group, mode) = (
         arg_str(args, "owner"),
@@ -253,19 +253,55 @@ pub async fn apply_content(
     let existed: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
         .ok()
         .flatten();
-    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
     let content_changes = probe.state["content_changes"].as_bool().unwrap_or(true);
-    let (script, stdin, undo) = if content_changes {
-        let want = desired_content(module, args, ctx)?;
+    let want = if content_changes {
+        Some(desired_content(module, args, ctx)?)
+    } else {
+        None
+    };
+    let undo = write_file(ctx, args, dest, want.as_deref(), existed.as_ref(), None).await?;
+    let mut result = Map::new();
+    result.insert("dest".into(), J::String(dest.to_string()));
+    result.insert("sha256".into(), probe.state["sha256"].clone());
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: Some(undo),
+        failed: None,
+    })
+}
+
+/// Write `content` to `dest` atomically (temporary file in the same directory, then rename),
+/// keeping the previous file as a backup named after the run; with `content` None, only apply
+/// the owner/group/mode arguments. `expect_sha` guards against a change on the host since the
+/// probe read the file. Returns how to undo the write.
+pub(crate) async fn write_file(
+    ctx: &ModCtx<'_>,
+    args: &Map<String, J>,
+    dest: &str,
+    content: Option<&[u8]>,
+    existed: Option<&Stat>,
+    expect_sha: Option<&str>,
+) -> Result<UndoAction> {
+    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
+    let guard = match expect_sha {
+        Some(sha) => format!(
+            "if [ -e \"$p\" ] && [ \"$(sha256sum -- \"$p\" | cut -d' ' -f1)\" != {} ]; then echo \"$p changed on the host since it was probed; nothing written\" >&2; exit 3; fi\n",
+            quote(sha)
+        ),
+        None => String::new(),
+    };
+    let (script, undo) = if content.is_some() {
         let keep_attrs = if existed.is_some() {
             r#"chown --reference="$p" -- "$tmp" 2>/dev/null || true; chmod --reference="$p" -- "$tmp""#
         } else {
-            ""
+            // mktemp makes 0600; a new file gets the mode the umask gives (mode: overrides).
+            r#"chmod -- "$(printf '%o' $((0666 & ~0$(umask))))" "$tmp""#
         };
         let script = format!(
             r#"set -e
 p={p}
-tmp=$(mktemp -- "$(dirname -- "$p")/.cutover.XXXXXX")
+{guard}tmp=$(mktemp -- "$(dirname -- "$p")/.cutover.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
 {keep_attrs}
@@ -290,36 +326,25 @@ trap - EXIT"#,
                 path: dest.to_string(),
             }
         };
-        (script, Some(want), undo)
+        (script, undo)
     } else {
-        let st = existed
-            .clone()
-            .context("attribute change on a missing file")?;
+        let st = existed.context("attribute change on a missing file")?;
         let script = format!("set -e\np={}\n{}", quote(dest), attr_script(args, "\"$p\""));
         (
             script,
-            None,
             UndoAction::SetAttrs {
                 path: dest.to_string(),
-                owner: st.owner,
-                group: st.group,
-                mode: st.mode,
+                owner: st.owner.clone(),
+                group: st.group.clone(),
+                mode: st.mode.clone(),
             },
         )
     };
-    let out = ctx.run(&script, stdin.as_deref()).await?;
+    let out = ctx.run(&script, content).await?;
     if !out.ok() {
         bail!("writing {dest} failed: {}", out.stderr_text().trim());
     }
-    let mut result = Map::new();
-    result.insert("dest".into(), J::String(dest.to_string()));
-    result.insert("sha256".into(), probe.state["sha256"].clone());
-    Ok(Outcome {
-        changed: true,
-        result,
-        undo: Some(undo),
-        failed: None,
-    })
+    Ok(undo)
 }
 
 pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {

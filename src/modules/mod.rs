@@ -9,8 +9,15 @@ pub mod spec;
 mod command;
 mod control;
 mod files;
+mod group;
+mod lineinfile;
+mod package;
 mod service;
+pub mod snapshot;
+pub mod sync;
 pub mod undo;
+mod user;
+mod wait_for;
 
 use std::time::Duration;
 
@@ -36,6 +43,9 @@ pub struct ModCtx<'a> {
     /// Approvals given on the command line (`--approve STAGE`).
     pub approvals: &'a [String],
     pub interactive: bool,
+    /// Other hosts' connections, for modules that read from a second host (`sync`'s
+    /// `src_host`); empty when unwinding.
+    pub peers: &'a std::collections::HashMap<String, std::sync::Arc<HostConn>>,
 }
 
 impl ModCtx<'_> {
@@ -114,7 +124,15 @@ pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
         "copy" | "template" => files::probe_content(module, args, ctx).await,
         "file" => files::probe_file(args, ctx).await,
         "service" => service::probe(args, ctx).await,
+        "lineinfile" => lineinfile::probe(args, ctx).await,
+        "package" => package::probe(args, ctx).await,
+        "user" => user::probe(args, ctx).await,
+        "group" => group::probe(args, ctx).await,
+        "wait_for" => Ok(wait_for::probe()),
         "debug" | "assert" | "fail" | "approve" => control::probe(module, args, ctx),
+        "snapshot" => snapshot::probe(args, ctx).await,
+        "snapshot_usage" => snapshot::probe_usage(args, ctx).await,
+        "sync" => sync::probe(args, ctx).await,
         other => bail!("module `{other}` is not implemented by the engine yet"),
     }
 }
@@ -130,7 +148,15 @@ pub async fn apply(
         "copy" | "template" => files::apply_content(module, args, probe, ctx).await,
         "file" => files::apply_file(args, probe, ctx).await,
         "service" => service::apply(args, probe, ctx).await,
+        "lineinfile" => lineinfile::apply(args, probe, ctx).await,
+        "package" => package::apply(args, probe, ctx).await,
+        "user" => user::apply(args, probe, ctx).await,
+        "group" => group::apply(args, probe, ctx).await,
+        "wait_for" => wait_for::apply(args, ctx).await,
         "debug" | "assert" | "fail" | "approve" => control::apply(module, args, ctx).await,
+        "snapshot" => snapshot::apply(args, probe, ctx).await,
+        "snapshot_usage" => snapshot::apply_usage(args, probe, ctx).await,
+        "sync" => sync::apply(args, probe, ctx).await,
         other => bail!("module `{other}` is not implemented by the engine yet"),
     }
 }

@@ -274,6 +274,59 @@ pub static MODULES: &[ModuleSpec] = &[
         one_of: &[],
         reversibility: ReadOnly,
     },
+    ModuleSpec {
+        name: "snapshot",
+        args: &[
+            ArgSpec {
+                name: "backend",
+                ty: Str,
+                required: true,
+                choices: &["lvm", "btrfs"],
+            },
+            req("volumes", Any),
+            req("name", Str),
+            choice("state", &["present", "absent", "merged"]),
+            arg("size", Str),
+            arg("pool", Path),
+            arg("services", StrList),
+            arg("reboot", Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
+    ModuleSpec {
+        name: "snapshot_usage",
+        args: &[
+            ArgSpec {
+                name: "backend",
+                ty: Str,
+                required: true,
+                choices: &["lvm", "btrfs"],
+            },
+            req("volumes", Any),
+            req("name", Str),
+            arg("max_usage_percent", Int),
+            arg("autoextend", Bool),
+            arg("extend_by", Str),
+            arg("pool", Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: ReadOnly,
+    },
+    ModuleSpec {
+        name: "sync",
+        args: &[
+            req("src_host", Str),
+            req("src", Path),
+            req("dest", Path),
+            arg("exclude", StrList),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversible,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ModuleSpec> {

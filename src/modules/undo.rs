@@ -36,6 +36,41 @@ pub enum UndoAction {
         enabled: Option<bool>,
         socket: Option<String>,
     },
+    /// Put back the package versions from before the step (reinstalled if the package lists
+    /// still offer them) and purge the packages the step installed.
+    Packages {
+        restore: std::collections::BTreeMap<String, String>,
+        purge: Vec<String>,
+    },
+    /// Remove a user the step created (and the home directory, if the step created it).
+    RemoveUser { name: String, home: Option<String> },
+    /// Put a user's account back as it was (recreated if the step removed it).
+    RestoreUser {
+        name: String,
+        uid: u32,
+        gid: u32,
+        group: String,
+        groups: Vec<String>,
+        home: String,
+        shell: String,
+        comment: String,
+    },
+    /// Remove a group the step created.
+    RemoveGroup { name: String },
+    /// Put a group back with its previous gid and members (recreated if the step removed it).
+    RestoreGroup {
+        name: String,
+        gid: u32,
+        members: Vec<String>,
+    },
+    /// Roll volumes back to the snapshot set a step created (the undo of `snapshot`).
+    SnapshotMerge(super::snapshot::MergeSpec),
+    /// Put back the tree a `sync` replaced (kept as `backup`), or remove the one it created.
+    SyncRestore {
+        dest: String,
+        backup: Option<String>,
+        in_place: bool,
+    },
     /// Run a step the author declared with `undo:`.
     Step {
         module: String,
@@ -62,6 +97,33 @@ impl UndoAction {
                 "{name} back to {}",
                 if *active { "started" } else { "stopped" }
             ),
+            UndoAction::Packages { restore, purge } => {
+                let mut parts: Vec<String> =
+                    restore.iter().map(|(n, v)| format!("{n} {v}")).collect();
+                parts.extend(purge.iter().map(|n| format!("purge {n}")));
+                format!("packages back: {}", parts.join(", "))
+            }
+            UndoAction::RemoveUser { name, home } => match home {
+                Some(h) => format!("remove user {name} and the home {h} it created"),
+                None => format!("remove user {name}"),
+            },
+            UndoAction::RestoreUser { name, uid, .. } => format!(
+                "put back user {name} (uid {uid}, groups, home path, shell); if it was removed it is recreated without its password, and its home is whatever the removal kept on disk"
+            ),
+            UndoAction::RemoveGroup { name } => format!("remove group {name}"),
+            UndoAction::RestoreGroup { name, gid, .. } => {
+                format!("put back group {name} (gid {gid}, members)")
+            }
+            UndoAction::SnapshotMerge(m) => format!(
+                "roll back {} to snapshot set {} ({})",
+                m.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+                m.name,
+                m.backend
+            ),
+            UndoAction::SyncRestore { dest, backup, .. } => match backup {
+                Some(_) => format!("put back the previous {dest}"),
+                None => format!("remove {dest} (created by sync)"),
+            },
             UndoAction::Step { module, .. } => format!("run {module} (declared undo)"),
         }
     }
@@ -126,6 +188,19 @@ impl UndoAction {
                 }
                 s
             }
+            UndoAction::Packages { restore, purge } => super::package::undo_script(restore, purge),
+            UndoAction::RemoveUser { .. } | UndoAction::RestoreUser { .. } => {
+                super::user::undo_script(self)
+            }
+            UndoAction::RemoveGroup { .. } | UndoAction::RestoreGroup { .. } => {
+                super::group::undo_script(self)
+            }
+            UndoAction::SnapshotMerge(m) => return super::snapshot::undo_merge(m, ctx).await,
+            UndoAction::SyncRestore {
+                dest,
+                backup,
+                in_place,
+            } => super::sync::undo_script(dest, backup.as_deref(), *in_place),
             UndoAction::Step { module, args } => {
                 let probe = super::probe(module, args, ctx).await?;
                 let out = super::apply(module, args, &probe, ctx).await?;

@@ -686,7 +686,16 @@ impl PlanRun<'_> {
                 .or_else(|| play_become_user.clone())
                 .or_else(|| conn_settings.and_then(|c| c.become_user.clone())),
         });
+        // A module reading from a second host (`sync`'s `src_host`) gets that host's connection.
+        let peers = match args.get("src_host").and_then(serde_json::Value::as_str) {
+            Some(src) => {
+                self.connect(&[src.to_string()]).await;
+                self.conns.lock().await.clone()
+            }
+            None => HashMap::new(),
+        };
         let mctx = ModCtx {
+            peers: &peers,
             host: &conn,
             become_: become_.as_ref(),
             timeout: Some(Duration::from_secs(step.timeout_secs.unwrap_or(120))),

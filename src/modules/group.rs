@@ -1,0 +1,161 @@
+//! `group`: local groups (groupadd/groupmod/groupdel), read with `getent group`.
+
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value as J};
+
+use super::user::arg_u32;
+use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::shell::quote;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    gid: u32,
+    members: Vec<String>,
+}
+
+fn parse_entry(text: &str) -> Option<Entry> {
+    let line = text.lines().next()?;
+    let f: Vec<&str> = line.split(':').collect();
+    if f.len() < 4 {
+        return None;
+    }
+    Some(Entry {
+        gid: f[2].parse().ok()?,
+        members: f[3]
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let name = required(args, "name")?;
+    let out = ctx
+        .run(&format!("getent group -- {} || true", quote(name)), None)
+        .await?;
+    if !out.ok() {
+        bail!(
+            "cannot read group {name} on {}: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    let entry = parse_entry(&out.stdout_text());
+    let saw = json!({ "entry": entry });
+    let present = arg_str(args, "state").unwrap_or("present") == "present";
+    let gid = arg_u32(args, "gid")?;
+    Ok(match (present, &entry) {
+        (false, None) => Probe::no_change(saw),
+        (false, Some(e)) => {
+            Probe::change(format!("remove group {name} (gid {})", e.gid), None, saw)
+        }
+        (true, None) => Probe::change(
+            match gid {
+                Some(g) => format!("create group {name} (gid {g})"),
+                None => format!("create group {name}"),
+            },
+            None,
+            saw,
+        ),
+        (true, Some(e)) => match gid {
+            Some(g) if g != e.gid => {
+                Probe::change(format!("group {name}: gid {} → {g}", e.gid), None, saw)
+            }
+            _ => Probe::no_change(saw),
+        },
+    })
+}
+
+pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    if probe.decision == Decision::NoChange {
+        return Ok(Outcome::default());
+    }
+    let name = required(args, "name")?;
+    let n = quote(name);
+    let before: Option<Entry> = serde_json::from_value(probe.state["entry"].clone())
+        .ok()
+        .flatten();
+    let present = arg_str(args, "state").unwrap_or("present") == "present";
+    let gid = arg_u32(args, "gid")?;
+    let script = match (&before, present) {
+        (None, true) => {
+            let mut opts = Vec::new();
+            if let Some(g) = gid {
+                opts.push(format!("-g {g}"));
+            }
+            if arg_bool(args, "system") == Some(true) {
+                opts.push("-r".to_string());
+            }
+            format!("groupadd {} -- {n}", opts.join(" "))
+        }
+        (Some(_), true) => match gid {
+            Some(g) => format!("groupmod -g {g} -- {n}"),
+            None => return Ok(Outcome::default()),
+        },
+        (Some(_), false) => format!("groupdel -- {n}"),
+        (None, false) => return Ok(Outcome::default()),
+    };
+    let out = ctx.run(&script, None).await?;
+    if !out.ok() {
+        bail!(
+            "group {name} on {} failed: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    let undo = match before {
+        None => UndoAction::RemoveGroup {
+            name: name.to_string(),
+        },
+        Some(e) => UndoAction::RestoreGroup {
+            name: name.to_string(),
+            gid: e.gid,
+            members: e.members,
+        },
+    };
+    Ok(Outcome {
+        changed: true,
+        result: Map::new(),
+        undo: Some(undo),
+        failed: None,
+    })
+}
+
+pub(crate) fn undo_script(undo: &UndoAction) -> String {
+    match undo {
+        UndoAction::RemoveGroup { name } => {
+            format!(
+                "! getent group -- {n} >/dev/null || groupdel -- {n}",
+                n = quote(name)
+            )
+        }
+        UndoAction::RestoreGroup { name, gid, members } => format!(
+            r#"set -e
+if getent group -- {n} >/dev/null; then groupmod -g {gid} -- {n}; else groupadd -g {gid} -- {n}; fi
+gpasswd -M {m} {n} >/dev/null"#,
+            n = quote(name),
+            m = quote(&members.join(",")),
+        ),
+        _ => "false".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry() {
+        let e = parse_entry("web:x:1500:alice,bob\n").unwrap();
+        assert_eq!(e.gid, 1500);
+        assert_eq!(e.members, vec!["alice", "bob"]);
+        assert!(parse_entry("")
+            .unwrap_or(Entry {
+                gid: 0,
+                members: vec![]
+            })
+            .members
+            .is_empty());
+    }
+}

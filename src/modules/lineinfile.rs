@@ -1,0 +1,233 @@
+//! `lineinfile`: make sure one line is in a file (or is not), replacing the line a regexp
+//! matches or inserting after/before an anchor.
+//!
+//! The probe fetches the file and computes the new content on the controller, so the plan shows
+//! the exact diff; apply writes that content atomically with a backup (files::write_file), and
+//! refuses if the file changed on the host in between.
+
+use anyhow::{bail, Context as _, Result};
+use regex::Regex;
+use serde_json::{json, Map, Value as J};
+
+use super::files::{self, Stat};
+use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe};
+
+/// Where a missing line goes.
+#[derive(Debug)]
+enum Anchor {
+    Eof,
+    Bof,
+    After(Regex),
+    Before(Regex),
+}
+
+fn compile(what: &str, re: &str) -> Result<Regex> {
+    Regex::new(re).with_context(|| format!("`{what}` is not a valid regular expression"))
+}
+
+fn anchor(args: &Map<String, J>) -> Result<Anchor> {
+    match (arg_str(args, "insertafter"), arg_str(args, "insertbefore")) {
+        (Some(_), Some(_)) => bail!("give `insertafter` or `insertbefore`, not both"),
+        (Some("EOF") | None, None) => Ok(Anchor::Eof),
+        (Some(a), None) => Ok(Anchor::After(compile("insertafter", a)?)),
+        (None, Some("BOF")) => Ok(Anchor::Bof),
+        (None, Some(b)) => Ok(Anchor::Before(compile("insertbefore", b)?)),
+    }
+}
+
+/// The file's content after the edit. Lines are compared without their line ending; a file
+/// without a final newline gets one when a line is appended after it.
+fn edit(old: &str, args: &Map<String, J>) -> Result<String> {
+    let state = arg_str(args, "state").unwrap_or("present");
+    let line = arg_str(args, "line");
+    let regexp = arg_str(args, "regexp")
+        .map(|r| compile("regexp", r))
+        .transpose()?;
+    let mut lines: Vec<&str> = old.lines().collect();
+    let trailing_newline = old.is_empty() || old.ends_with('\n');
+    let matches = |l: &str| match &regexp {
+        Some(re) => re.is_match(l),
+        None => Some(l) == line,
+    };
+    match state {
+        "absent" => {
+            if regexp.is_none() && line.is_none() {
+                bail!("state: absent needs `regexp` or `line`");
+            }
+            lines.retain(|l| !matches(l));
+        }
+        "present" => {
+            let line = line.context("state: present needs `line`")?;
+            // Like Ansible: the last line the regexp matches is replaced; without a match (or
+            // without a regexp) an identical line anywhere means nothing to do.
+            let hit = regexp
+                .as_ref()
+                .and_then(|re| lines.iter().rposition(|l| re.is_match(l)));
+            if let Some(i) = hit {
+                lines[i] = line;
+            } else if !lines.contains(&line) {
+                let at = match anchor(args)? {
+                    Anchor::Eof => lines.len(),
+                    Anchor::Bof => 0,
+                    Anchor::After(re) => lines
+                        .iter()
+                        .rposition(|l| re.is_match(l))
+                        .map_or(lines.len(), |i| i + 1),
+                    Anchor::Before(re) => lines
+                        .iter()
+                        .rposition(|l| re.is_match(l))
+                        .unwrap_or(lines.len()),
+                };
+                lines.insert(at, line);
+            }
+        }
+        other => bail!("unknown lineinfile state `{other}`"),
+    }
+    let mut new = lines.join("\n");
+    // Keep a missing final newline missing unless the last line is a new one.
+    if !new.is_empty() && (trailing_newline || !old.ends_with(lines.last().unwrap_or(&""))) {
+        new.push('\n');
+    }
+    Ok(new)
+}
+
+pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let path = required(args, "path")?;
+    let state = arg_str(args, "state").unwrap_or("present");
+    let (st, content) = files::stat(ctx, path, true).await?;
+    let label = format!("{}:{path}", ctx.host.name);
+    let Some(st) = st else {
+        let saw = json!({ "stat": null });
+        if state == "absent" {
+            return Ok(Probe::no_change(saw));
+        }
+        if arg_bool(args, "create") != Some(true) {
+            return Ok(Probe::unknown(
+                format!(
+                    "{path} does not exist on {} (an earlier step may create it; create: true would)",
+                    ctx.host.name
+                ),
+                saw,
+            ));
+        }
+        let new = edit("", args)?;
+        let diff = files::content_diff(&label, None, None, new.as_bytes());
+        let mut summary = format!("create {path}");
+        let attrs = files::attr_changes(args, None);
+        if !attrs.is_empty() {
+            summary.push_str(&format!(" ({})", attrs.join(", ")));
+        }
+        return Ok(Probe::change(
+            summary,
+            Some(diff),
+            json!({ "stat": null, "content": new }),
+        ));
+    };
+    if st.kind != "regular file" && st.kind != "regular empty file" {
+        bail!(
+            "{path} is a {} on {}, not a regular file",
+            st.kind,
+            ctx.host.name
+        );
+    }
+    let old = match &content {
+        Some(c) => std::str::from_utf8(c)
+            .with_context(|| format!("{path} on {} is not UTF-8 text", ctx.host.name))?,
+        // Empty files send no content; larger ones than the diff limit are not edited here.
+        None if st.size == 0 => "",
+        None => bail!(
+            "{path} on {} is too large for lineinfile ({} bytes)",
+            ctx.host.name,
+            st.size
+        ),
+    };
+    let new = edit(old, args)?;
+    let content_changes = new != old;
+    let attrs = files::attr_changes(args, Some(&st));
+    let saw = json!({ "stat": st, "content": content_changes.then_some(&new) });
+    if !content_changes && attrs.is_empty() {
+        return Ok(Probe::no_change(saw));
+    }
+    let diff = content_changes
+        .then(|| files::content_diff(&label, Some(old.as_bytes()), Some(&st), new.as_bytes()));
+    let mut summary = if content_changes {
+        let (before, after) = (old.lines().count(), new.lines().count());
+        match after.cmp(&before) {
+            std::cmp::Ordering::Greater => format!("add line to {path}"),
+            std::cmp::Ordering::Less => format!("remove {} line(s) from {path}", before - after),
+            std::cmp::Ordering::Equal => format!("replace line in {path}"),
+        }
+    } else {
+        format!("change attributes of {path}")
+    };
+    if !attrs.is_empty() {
+        summary.push_str(&format!(" ({})", attrs.join(", ")));
+    }
+    Ok(Probe::change(summary, diff, saw))
+}
+
+pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let path = required(args, "path")?;
+    match &probe.decision {
+        Decision::NoChange => return Ok(Outcome::default()),
+        Decision::Unknown { reason } => bail!("{reason}"),
+        Decision::Change { .. } => {}
+    }
+    let existed: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
+        .ok()
+        .flatten();
+    let content = probe.state["content"].as_str().map(str::as_bytes);
+    let expect = existed.as_ref().and_then(|s| s.sha256.as_deref());
+    let undo = files::write_file(ctx, args, path, content, existed.as_ref(), expect).await?;
+    let mut result = Map::new();
+    result.insert("path".into(), J::String(path.to_string()));
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: Some(undo),
+        failed: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: J) -> Map<String, J> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn appends_replaces_and_removes() {
+        let a = args(json!({"line": "x=1"}));
+        assert_eq!(edit("a\nb\n", &a).unwrap(), "a\nb\nx=1\n");
+        assert_eq!(edit("a\nx=1\nb\n", &a).unwrap(), "a\nx=1\nb\n");
+        assert_eq!(edit("a", &a).unwrap(), "a\nx=1\n");
+        assert_eq!(edit("", &a).unwrap(), "x=1\n");
+        let r = args(json!({"line": "x=2", "regexp": "^x="}));
+        assert_eq!(edit("x=1\ny\nx=3\n", &r).unwrap(), "x=1\ny\nx=2\n");
+        let gone = args(json!({"regexp": "^x=", "state": "absent"}));
+        assert_eq!(edit("x=1\ny\nx=3\n", &gone).unwrap(), "y\n");
+        assert_eq!(edit("x=1\n", &gone).unwrap(), "");
+        let keep = args(json!({"line": "y", "state": "absent"}));
+        assert_eq!(edit("a\nb", &keep).unwrap(), "a\nb");
+    }
+
+    #[test]
+    fn anchors() {
+        let after = args(json!({"line": "new", "insertafter": "^\\[main\\]"}));
+        assert_eq!(
+            edit("[main]\na\n[other]\n", &after).unwrap(),
+            "[main]\nnew\na\n[other]\n"
+        );
+        let before = args(json!({"line": "new", "insertbefore": "^\\[other\\]"}));
+        assert_eq!(
+            edit("[main]\na\n[other]\n", &before).unwrap(),
+            "[main]\na\nnew\n[other]\n"
+        );
+        let bof = args(json!({"line": "#!/bin/sh", "insertbefore": "BOF"}));
+        assert_eq!(edit("echo\n", &bof).unwrap(), "#!/bin/sh\necho\n");
+        let missing = args(json!({"line": "new", "insertafter": "^nope"}));
+        assert_eq!(edit("a\n", &missing).unwrap(), "a\nnew\n");
+    }
+}

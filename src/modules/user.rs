@@ -1,0 +1,358 @@
+//! `user`: local accounts (useradd/usermod/userdel).
+//!
+//! The probe reads the account with `getent passwd` and `id` in one round trip. A removal keeps
+//! the home directory (no `userdel -r`), so the undo can recreate the account over it; the
+//! password hash is never read, so a recreated account has a locked password.
+
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value as J};
+
+use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::shell::quote;
+
+/// An integer argument: a YAML number, or a string a template rendered.
+pub(crate) fn arg_u32(args: &Map<String, J>, key: &str) -> Result<Option<u32>> {
+    match args.get(key) {
+        None | Some(J::Null) => Ok(None),
+        Some(J::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Ok(Some(n)),
+            None => bail!("`{key}` must be a non-negative integer, not {n}"),
+        },
+        Some(J::String(s)) => match s.trim().parse() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => bail!("`{key}` must be a non-negative integer, not `{s}`"),
+        },
+        Some(other) => bail!("`{key}` must be an integer, not {other}"),
+    }
+}
+
+/// An account as the host describes it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Account {
+    uid: u32,
+    gid: u32,
+    group: String,
+    /// Supplementary groups (the primary one left out), sorted.
+    groups: Vec<String>,
+    home: String,
+    shell: String,
+    comment: String,
+}
+
+fn parse_account(text: &str) -> Option<Account> {
+    let mut passwd = None;
+    let mut group = String::new();
+    let mut groups = Vec::new();
+    for l in text.lines() {
+        if let Some(p) = l.strip_prefix("passwd|") {
+            passwd = Some(p.to_string());
+        } else if let Some(g) = l.strip_prefix("group|") {
+            group = g.trim().to_string();
+        } else if let Some(g) = l.strip_prefix("groups|") {
+            groups = g.split_whitespace().map(str::to_string).collect();
+        }
+    }
+    let p = passwd?;
+    let f: Vec<&str> = p.split(':').collect();
+    if f.len() < 7 {
+        return None;
+    }
+    groups.retain(|g| *g != group);
+    groups.sort();
+    groups.dedup();
+    Some(Account {
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        group,
+        groups,
+        home: f[5].to_string(),
+        shell: f[6].to_string(),
+        comment: f[4].to_string(),
+    })
+}
+
+fn wanted_groups(args: &Map<String, J>) -> Option<Vec<String>> {
+    let mut g: Vec<String> = match args.get("groups")? {
+        J::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        J::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => return None,
+    };
+    g.sort();
+    g.dedup();
+    Some(g)
+}
+
+/// What differs between the account and the arguments: (summary part, usermod option, value).
+fn differences(args: &Map<String, J>, a: &Account) -> Result<Vec<(String, &'static str, String)>> {
+    let mut out = Vec::new();
+    if let Some(uid) = arg_u32(args, "uid")? {
+        if uid != a.uid {
+            out.push((format!("uid {} → {uid}", a.uid), "-u", uid.to_string()));
+        }
+    }
+    if let Some(g) = arg_str(args, "group") {
+        if g != a.group && g != a.gid.to_string() {
+            out.push((format!("group {} → {g}", a.group), "-g", g.to_string()));
+        }
+    }
+    if let Some(gs) = wanted_groups(args) {
+        let want: Vec<String> = gs.into_iter().filter(|g| *g != a.group).collect();
+        if want != a.groups {
+            out.push((
+                format!("groups [{}] → [{}]", a.groups.join(","), want.join(",")),
+                "-G",
+                want.join(","),
+            ));
+        }
+    }
+    if let Some(h) = arg_str(args, "home") {
+        if h != a.home {
+            out.push((format!("home {} → {h}", a.home), "-d", h.to_string()));
+        }
+    }
+    if let Some(s) = arg_str(args, "shell") {
+        if s != a.shell {
+            out.push((format!("shell {} → {s}", a.shell), "-s", s.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let name = required(args, "name")?;
+    let script = format!(
+        r#"n={n}
+if e=$(getent passwd -- "$n"); then
+  printf 'passwd|%s\n' "$e"
+  printf 'group|%s\n' "$(id -gn -- "$n")"
+  printf 'groups|%s\n' "$(id -nG -- "$n")"
+fi"#,
+        n = quote(name)
+    );
+    let out = ctx.run(&script, None).await?;
+    if !out.ok() {
+        bail!(
+            "cannot read user {name} on {}: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    let account = parse_account(&out.stdout_text());
+    let saw = json!({ "account": account });
+    let present = arg_str(args, "state").unwrap_or("present") == "present";
+    Ok(match (present, &account) {
+        (false, None) => Probe::no_change(saw),
+        (false, Some(a)) => Probe::change(
+            format!(
+                "remove user {name} (uid {}; home {} is kept)",
+                a.uid, a.home
+            ),
+            None,
+            saw,
+        ),
+        (true, None) => {
+            let mut parts = Vec::new();
+            if let Some(u) = arg_u32(args, "uid")? {
+                parts.push(format!("uid {u}"));
+            }
+            if let Some(g) = arg_str(args, "group") {
+                parts.push(format!("group {g}"));
+            }
+            if let Some(gs) = wanted_groups(args) {
+                parts.push(format!("groups [{}]", gs.join(",")));
+            }
+            if let Some(h) = arg_str(args, "home") {
+                parts.push(format!("home {h}"));
+            }
+            if let Some(s) = arg_str(args, "shell") {
+                parts.push(format!("shell {s}"));
+            }
+            let detail = if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            };
+            Probe::change(format!("create user {name}{detail}"), None, saw)
+        }
+        (true, Some(a)) => {
+            let diff = differences(args, a)?;
+            if diff.is_empty() {
+                Probe::no_change(saw)
+            } else {
+                let parts: Vec<String> = diff.into_iter().map(|(s, _, _)| s).collect();
+                Probe::change(format!("user {name}: {}", parts.join(", ")), None, saw)
+            }
+        }
+    })
+}
+
+pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    if probe.decision == Decision::NoChange {
+        return Ok(Outcome::default());
+    }
+    let name = required(args, "name")?;
+    let n = quote(name);
+    let before: Option<Account> = serde_json::from_value(probe.state["account"].clone())
+        .ok()
+        .flatten();
+    let present = arg_str(args, "state").unwrap_or("present") == "present";
+    let script = match (&before, present) {
+        (None, true) => {
+            let mut opts = Vec::new();
+            if let Some(u) = arg_u32(args, "uid")? {
+                opts.push(format!("-u {u}"));
+            }
+            if let Some(g) = arg_str(args, "group") {
+                opts.push(format!("-g {}", quote(g)));
+            }
+            if let Some(gs) = wanted_groups(args) {
+                if !gs.is_empty() {
+                    opts.push(format!("-G {}", quote(&gs.join(","))));
+                }
+            }
+            if let Some(h) = arg_str(args, "home") {
+                opts.push(format!("-d {}", quote(h)));
+            }
+            if let Some(s) = arg_str(args, "shell") {
+                opts.push(format!("-s {}", quote(s)));
+            }
+            let system = arg_bool(args, "system") == Some(true);
+            if system {
+                opts.push("-r".into());
+            }
+            // Like Ansible: a home is made unless asked not to (or for a system account).
+            let create_home = arg_bool(args, "create_home").unwrap_or(!system);
+            opts.push(if create_home { "-m" } else { "-M" }.into());
+            // The undo removes the home only if this step made it: say whether it existed.
+            let home_guess = match arg_str(args, "home") {
+                Some(h) => quote(h),
+                None => format!("\"$(useradd -D | sed -n 's/^HOME=//p')/\"{n}"),
+            };
+            format!(
+                r#"set -e
+h={home_guess}
+existed=no; [ -e "$h" ] && existed=yes
+useradd {opts} -- {n}
+if [ "$existed" = no ] && [ -d "$h" ]; then printf 'created_home|%s\n' "$h"; fi"#,
+                opts = opts.join(" ")
+            )
+        }
+        (Some(_), false) => format!("userdel -- {n}"),
+        (Some(a), true) => {
+            let opts: Vec<String> = differences(args, a)?
+                .into_iter()
+                .map(|(_, o, v)| format!("{o} {}", quote(&v)))
+                .collect();
+            format!("usermod {} -- {n}", opts.join(" "))
+        }
+        (None, false) => return Ok(Outcome::default()),
+    };
+    let out = ctx.run(&script, None).await?;
+    if !out.ok() {
+        bail!(
+            "user {name} on {} failed: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    let undo = match &before {
+        None => UndoAction::RemoveUser {
+            name: name.to_string(),
+            home: out
+                .stdout_text()
+                .lines()
+                .find_map(|l| l.strip_prefix("created_home|").map(str::to_string)),
+        },
+        Some(a) => UndoAction::RestoreUser {
+            name: name.to_string(),
+            uid: a.uid,
+            gid: a.gid,
+            group: a.group.clone(),
+            groups: a.groups.clone(),
+            home: a.home.clone(),
+            shell: a.shell.clone(),
+            comment: a.comment.clone(),
+        },
+    };
+    let mut result = Map::new();
+    result.insert("name".into(), J::String(name.to_string()));
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: Some(undo),
+        failed: None,
+    })
+}
+
+pub(crate) fn undo_script(undo: &UndoAction) -> String {
+    match undo {
+        // `userdel -r` only for a home this step made: a pre-existing one stays.
+        UndoAction::RemoveUser { name, home } => match home {
+            Some(_) => format!("userdel -r -- {}", quote(name)),
+            None => format!("userdel -- {}", quote(name)),
+        },
+        UndoAction::RestoreUser {
+            name,
+            uid,
+            gid,
+            group,
+            groups,
+            home,
+            shell,
+            comment,
+        } => format!(
+            r#"set -e
+n={n}
+if getent passwd -- "$n" >/dev/null; then
+  usermod -u {uid} -g {gid} -G {groups} -d {home} -s {shell} -c {comment} -- "$n"
+else
+  getent group {gid} >/dev/null || groupadd -g {gid} -- {group}
+  useradd -M -N -u {uid} -g {gid} {useradd_groups}-d {home} -s {shell} -c {comment} -- "$n"
+fi"#,
+            n = quote(name),
+            groups = quote(&groups.join(",")),
+            // useradd refuses an empty -G.
+            useradd_groups = if groups.is_empty() {
+                String::new()
+            } else {
+                format!("-G {} ", quote(&groups.join(",")))
+            },
+            group = quote(group),
+            home = quote(home),
+            shell = quote(shell),
+            comment = quote(comment),
+        ),
+        _ => "false".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_and_differences() {
+        let a = parse_account(
+            "passwd|web:x:1500:1500:Web:/home/web:/bin/sh\ngroup|web\ngroups|web sudo adm\n",
+        )
+        .unwrap();
+        assert_eq!(a.groups, vec!["adm", "sudo"]);
+        let args =
+            json!({"name": "web", "shell": "/bin/bash", "groups": ["sudo", "adm"], "uid": 1500})
+                .as_object()
+                .cloned()
+                .unwrap();
+        let d = differences(&args, &a).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, "shell /bin/sh → /bin/bash");
+        assert!(parse_account("").is_none());
+    }
+}
