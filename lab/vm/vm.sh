@@ -53,6 +53,16 @@ CONSOLE=$STATE/console.log
 log() { printf '[vm.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[vm.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Serialise concurrent callers (lab.sh starts `up` in the background; people run it by hand).
+# The lock fds (7 build, 8 state) must not leak into the daemonized qemu, or a lock
+# would live as long as the VM.
+take_lock() { # FD FILE
+    local fd=$1 file=$2
+    mkdir -p "$(dirname "$file")"
+    eval "exec $fd>>\"\$file\""
+    flock -w 900 "$fd" || die "timed out waiting for lock $file"
+}
+
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (netns, tap devices, debootstrap)"; }
 
 # ---------------------------------------------------------------- host tools
@@ -268,7 +278,7 @@ EOF
 # Enable/mask units inside the tree (offline, via systemctl --root).
 configure_units() {
     local r=$1
-    systemctl --root="$r" enable systemd-networkd.service cutover-authkeys.service cutover-vg-init.service ssh.service >/dev/null
+    systemctl --root="$r" enable systemd-networkd.service cutover-authkeys.service cutover-vg-init.service ssh.service >/dev/null 2>&1
     # Nothing useful on a short-lived lab VM; they only cost boot time under TCG.
     systemctl --root="$r" mask \
         systemd-networkd-wait-online.service systemd-firstboot.service \
@@ -282,6 +292,11 @@ cmd_build() {
     need_root
     if [[ -f $STAMP && -f $BASE_IMG && -f $KERNEL && -f $INITRD && -f $HOSTKEY_PUB ]]; then
         log "image cached in $CACHE (remove $STAMP to rebuild)"
+        return 0
+    fi
+    take_lock 7 "$CACHE_ROOT/.vm-build.lock"
+    if [[ -f $STAMP && -f $BASE_IMG ]]; then
+        log "image built meanwhile by another vm.sh"
         return 0
     fi
     ensure_host_tools
@@ -318,9 +333,9 @@ cmd_build() {
     mounted=()
     trap - EXIT
 
-    local kver
-    kver=$(basename "$(ls -1 "$tree"/boot/vmlinuz-* | sort -V | tail -1)")
-    kver=${kver#vmlinuz-}
+    local kver="" k
+    for k in "$tree"/boot/vmlinuz-*; do [[ -f $k ]] && kver=${k##*/vmlinuz-}; done
+    [[ -n $kver ]] || die "no kernel in $tree/boot (linux-image-amd64 not installed?)"
     cp "$tree/boot/vmlinuz-$kver" "$KERNEL.tmp" && mv "$KERNEL.tmp" "$KERNEL"
     cp "$tree/boot/initrd.img-$kver" "$INITRD.tmp" && mv "$INITRD.tmp" "$INITRD"
     cp "$tree/etc/ssh/ssh_host_ed25519_key.pub" "$HOSTKEY_PUB"
@@ -400,17 +415,27 @@ update_known_hosts() {
     local mode=$1 key tmp
     key=$(awk '{print $1" "$2}' "$HOSTKEY_PUB")
     tmp=$(mktemp "$SSH_DIR/.known_hosts.XXXXXX")
+    # shellcheck disable=SC2094  # fd 9 is only a lock; the file is rewritten in place under it
     (
         flock 9
+        # Drop a line if any of its comma-separated host names is ours (lab.sh writes
+        # "lvm1,lvm1.lab,10.77.0.51 KEY" from the same key, see publish_host_key).
         awk -v names="$VM_NAME $VM_NAME.lab $VM_IP" '
             BEGIN { n = split(names, a, " "); for (i = 1; i <= n; i++) mine[a[i]] = 1 }
-            { if ($1 in mine) next; print }' "$KNOWN_HOSTS" >"$tmp"
+            { k = split($1, h, ","); for (i = 1; i <= k; i++) if (h[i] in mine) next; print }' "$KNOWN_HOSTS" >"$tmp"
         if [[ $mode == add ]]; then
             printf '%s %s\n' "$VM_NAME" "$key" "$VM_NAME.lab" "$key" "$VM_IP" "$key" >>"$tmp"
         fi
         cat "$tmp" >"$KNOWN_HOSTS"
     ) 9>>"$KNOWN_HOSTS"
     rm -f "$tmp"
+}
+
+# lab/lab.sh rewrites known_hosts from scratch and takes the VM's key from
+# $STATE/vm/lvm1/host_key.pub: publish it there so our lines survive its rewrite.
+publish_host_key() {
+    mkdir -p "$STATE/$VM_NAME"
+    cp "$HOSTKEY_PUB" "$STATE/$VM_NAME/host_key.pub"
 }
 
 write_ssh_config() {
@@ -446,8 +471,14 @@ wait_ready() {
 
 cmd_up() {
     need_root
+    take_lock 8 "$STATE_ROOT/.vm.lock"
     if vm_running; then
-        log "$VM_NAME already running (pid $(qemu_pid))"
+        # Only refresh the ssh files (the lab may have rewritten known_hosts).
+        ensure_ssh_key
+        publish_host_key
+        update_known_hosts add
+        write_ssh_config
+        log "$VM_NAME already running (pid $(qemu_pid)); ssh files refreshed"
         return 0
     fi
     [[ -f $STAMP ]] || cmd_build
@@ -467,6 +498,7 @@ cmd_up() {
     ip -n "$NETNS" link set "$TAP" master "$BRIDGE"
     ip -n "$NETNS" link set "$TAP" up
 
+    publish_host_key
     update_known_hosts add
     write_ssh_config
 
@@ -487,7 +519,7 @@ cmd_up() {
         -fw_cfg "name=opt/cutover/authorized_keys,file=$SSH_KEY.pub" \
         -display none -vga none -monitor none \
         -serial "file:$CONSOLE" \
-        -pidfile "$PIDFILE" -daemonize \
+        -pidfile "$PIDFILE" -daemonize 7>&- 8>&- \
         || die "qemu failed to start"
 
     local wait=${CUTOVER_LAB_VM_WAIT:-120}
@@ -499,18 +531,24 @@ cmd_up() {
 
 cmd_down() {
     need_root
+    take_lock 8 "$STATE_ROOT/.vm.lock"
     local pid
     pid=$(qemu_pid || true)
     if [[ -n $pid ]] && pid_alive "$pid"; then
         log "powering off $VM_NAME"
-        # poweroff drops the connection; ignore ssh's exit status.
         local -a base
         mapfile -t base < <(ssh_base)
-        timeout 20 "${base[@]}" 'systemctl poweroff --no-block' >/dev/null 2>&1 || true
+        # --no-block: ssh returns before the connection drops, so a failure here means
+        # no shutdown was started and there is nothing to wait for.
+        local grace=60
+        if ! timeout 20 "${base[@]}" 'systemctl poweroff --no-block' >/dev/null 2>&1; then
+            log "ssh poweroff failed; stopping qemu with signals"
+            grace=0
+        fi
         local t0=$SECONDS
-        while pid_alive "$pid" && (( SECONDS - t0 < 60 )); do sleep 1; done
+        while pid_alive "$pid" && (( SECONDS - t0 < grace )); do sleep 1; done
         if pid_alive "$pid"; then
-            log "still running after 60 s: SIGTERM"
+            log "still running after $grace s: SIGTERM"
             kill -TERM "$pid" 2>/dev/null || true
             t0=$SECONDS
             while pid_alive "$pid" && (( SECONDS - t0 < 10 )); do sleep 0.5; done
@@ -572,4 +610,6 @@ main() {
     esac
 }
 
-main "$@"
+# One line: bash reads a script as it runs, so nothing after this may be parsed
+# from a file that was replaced meanwhile.
+main "$@"; exit $?
