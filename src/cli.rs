@@ -122,6 +122,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         become_password_file: Option<PathBuf>,
     },
+    /// Encrypted secrets files (age format): keygen, encrypt, view, edit.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// List past runs, newest first.
     Runs,
     /// Replay a run's journal as the admin saw it.
@@ -184,6 +189,28 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum SecretsAction {
+    /// Make a key pair: the secret key goes to FILE (mode 0600), the public key is printed.
+    Keygen {
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Encrypt a YAML file of variables to a public key (age1…).
+    Encrypt {
+        /// The plain YAML mapping of variable names to values.
+        input: PathBuf,
+        #[arg(short = 'r', long, value_name = "AGE_PUBLIC_KEY")]
+        recipient: String,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print a decrypted secrets file (with the key from CUTOVER_SECRETS_KEY_FILE).
+    View { file: PathBuf },
+    /// Decrypt into a private temporary file, open $EDITOR, check and re-encrypt.
+    Edit { file: PathBuf },
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Format {
     Text,
@@ -211,6 +238,9 @@ pub fn run(cli: Cli) -> ExitCode {
             playbook,
         } => cmd_apply(&common, &run, playbook),
         Command::Runs => cmd_runs(),
+        Command::Secrets { action } => {
+            cmd_secrets(action).map_err(|e| cli_error("secrets", format!("{e:#}")))
+        }
         Command::Plan {
             common,
             playbook,
@@ -252,7 +282,7 @@ pub fn report(diags: Diagnostics) {
     let n = diags.len();
     let mut err = std::io::stderr().lock();
     for d in diags.sorted() {
-        let _ = write!(err, "{}", d.render());
+        let _ = write!(err, "{}", crate::secrets::redact(&d.render()));
     }
     let _ = writeln!(
         err,
@@ -362,7 +392,7 @@ fn cmd_inventory(
                 .map(|(k, (v, o))| {
                     (
                         k.clone(),
-                        serde_json::json!({ "value": v, "origin": o.to_string() }),
+                        serde_json::json!({ "value": shown(&inv, k, v), "origin": o.to_string() }),
                     )
                 })
                 .collect();
@@ -390,7 +420,7 @@ fn cmd_inventory(
         for (k, (v, origin)) in &resolved.vars {
             println!(
                 "  {k:width$} = {}    # {origin}",
-                serde_json::to_string(v).unwrap_or_default()
+                serde_json::to_string(&shown(&inv, k, v)).unwrap_or_default()
             );
         }
         return Ok(exit::OK);
@@ -484,8 +514,17 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
     )?;
     let ctx = template::host_context(&inv, host, &everyone[host], &everyone);
     let text = templates.render(template_name, &ctx).map_err(one)?;
-    print!("{text}");
+    print!("{}", crate::secrets::redact(&text));
     Ok(exit::OK)
+}
+
+/// A variable's value for display: secrets are shown as their marker.
+fn shown(inv: &Inventory, name: &str, v: &serde_json::Value) -> serde_json::Value {
+    if inv.is_secret(name) {
+        serde_json::Value::String(crate::secrets::marker(name))
+    } else {
+        v.clone()
+    }
 }
 
 /// `cutover lab …` runs the lab script shipped in the repository.
@@ -591,10 +630,13 @@ fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Diagn
         crate::plan::Format::Markdown => crate::plan::render_markdown(&plan),
         crate::plan::Format::Json => crate::plan::render_json(&plan),
     };
-    print!("{text}");
+    print!("{}", crate::secrets::redact(&text));
     if let Some(out) = &a.out {
-        std::fs::write(out, crate::plan::render_json(&plan))
-            .map_err(|e| cli_error("--out", format!("cannot write {}: {e}", out.display())))?;
+        std::fs::write(
+            out,
+            crate::secrets::redact(&crate::plan::render_json(&plan)).as_bytes(),
+        )
+        .map_err(|e| cli_error("--out", format!("cannot write {}: {e}", out.display())))?;
         eprintln!(
             "plan saved to {}; apply it with: cutover apply -i {} {}",
             out.display(),
@@ -653,7 +695,7 @@ fn apply_saved_plan(
             path.display()
         );
         for d in &drift {
-            eprintln!("  - {d}");
+            eprintln!("  - {}", crate::secrets::redact(d));
         }
         eprintln!("Make a new plan and have it reviewed again.");
         return Ok(exit::FAILED);
@@ -706,7 +748,7 @@ fn finish_run(
             Ok(engine::exit::LOCKED)
         }
         Err(RunError::Other(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
             Ok(exit::FAILED)
         }
     }
@@ -884,6 +926,92 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
     }
     if !events.iter().any(|e| e["event"] == "run_finished") {
         println!("(the journal ends here: the run was killed or is still running)");
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let write_private = |path: &Path, text: &str| -> anyhow::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    // The plain text must be a mapping of variable names, or the run would fail later.
+    let validate = |plain: &str, origin: &Path| -> anyhow::Result<()> {
+        let mut diags = Diagnostics::default();
+        let source = std::sync::Arc::new(crate::yaml::Source {
+            path: origin.to_path_buf(),
+            text: String::new(),
+        });
+        match crate::yaml::parse_bytes(source, plain.as_bytes().to_vec()) {
+            Ok((_, root)) => {
+                crate::decode::variables(&root, "the secrets file", &mut diags);
+            }
+            Err(d) => diags.push(d),
+        }
+        if let Some(d) = diags.items.first() {
+            anyhow::bail!("{d}");
+        }
+        Ok(())
+    };
+    match action {
+        SecretsAction::Keygen { out } => {
+            let (secret, public) = crate::secrets::keygen();
+            if out.exists() {
+                anyhow::bail!("{} exists; refusing to overwrite a key", out.display());
+            }
+            write_private(&out, &secret)?;
+            println!("{public}");
+            eprintln!(
+                "secret key written to {} (mode 0600); keep it out of the repository",
+                out.display()
+            );
+        }
+        SecretsAction::Encrypt {
+            input,
+            recipient,
+            out,
+        } => {
+            let plain = std::fs::read_to_string(&input)?;
+            validate(&plain, &input)?;
+            std::fs::write(&out, crate::secrets::encrypt(&plain, &recipient)?)?;
+            eprintln!("encrypted {} → {}", input.display(), out.display());
+        }
+        SecretsAction::View { file } => print!("{}", crate::secrets::decrypt_file(&file)?),
+        SecretsAction::Edit { file } => {
+            let plain = crate::secrets::decrypt_file(&file)?;
+            let dir = tempfile::Builder::new()
+                .prefix("cutover-secrets-")
+                .tempdir()?;
+            let tmp = dir.path().join("secrets.yml");
+            write_private(&tmp, &plain)?;
+            let editor = std::env::var("VISUAL")
+                .or_else(|_| std::env::var("EDITOR"))
+                .unwrap_or_else(|_| "vi".into());
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{editor} \"$1\""))
+                .arg("sh")
+                .arg(&tmp)
+                .status()?;
+            if !status.success() {
+                anyhow::bail!("the editor failed; {} is unchanged", file.display());
+            }
+            let edited = std::fs::read_to_string(&tmp)?;
+            validate(&edited, &file)?;
+            std::fs::write(
+                &file,
+                crate::secrets::encrypt(&edited, &crate::secrets::own_recipient()?)?,
+            )?;
+            eprintln!("{} re-encrypted", file.display());
+        }
     }
     Ok(exit::OK)
 }

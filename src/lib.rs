@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod modules;
 pub mod plan;
 pub mod playbook;
+pub mod secrets;
 pub mod shell;
 pub mod template;
 pub mod terminal;

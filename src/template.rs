@@ -81,6 +81,17 @@ pub fn resolve_all(
     for h in &inv.hosts {
         match vars::resolve(inv, &h.name, layers) {
             Ok(r) => {
+                // Values of variables declared secret are hidden from all output from now on.
+                for name in &inv.secret_vars {
+                    if let Some(v) = r.get(name) {
+                        crate::secrets::register(
+                            name,
+                            v.as_str()
+                                .map_or_else(|| v.to_string(), str::to_string)
+                                .as_str(),
+                        );
+                    }
+                }
                 out.insert(h.name.clone(), r);
             }
             Err(d) => diags.extend(d),

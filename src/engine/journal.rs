@@ -103,7 +103,9 @@ impl Journal {
     }
 
     /// Append an event and wait until it is on disk.
-    pub async fn record(&self, kind: &str, mut fields: J) -> Result<()> {
+    pub async fn record(&self, kind: &str, fields: J) -> Result<()> {
+        // Nothing secret reaches the disk, whatever a module put in its detail or result.
+        let mut fields = crate::secrets::redact_json(&fields);
         if let J::Object(m) = &mut fields {
             m.insert("event".into(), J::String(kind.into()));
             m.insert("ts".into(), J::String(now_rfc3339()));

@@ -110,6 +110,7 @@ impl Reporter {
 
     /// A line of text for the admin (on stderr, above any progress display).
     pub fn say(&self, text: &str) {
+        let text = &*crate::secrets::redact(text);
         if self.json {
             self.emit(json!({ "event": "message", "text": text }));
             return;
@@ -123,6 +124,7 @@ impl Reporter {
     }
 
     fn emit(&self, v: serde_json::Value) {
+        let v = crate::secrets::redact_json(&v);
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer(&mut out, &v);
         let _ = out.write_all(b"\n");
@@ -182,6 +184,7 @@ impl Reporter {
         detail: &str,
         duration: Duration,
     ) {
+        let detail = &*crate::secrets::redact(detail);
         {
             let mut recap = self.recap.lock().unwrap_or_else(|e| e.into_inner());
             let r = recap.entry(host.to_string()).or_default();
@@ -273,7 +276,7 @@ impl Reporter {
             }
         }
         if let Some(path) = &self.junit {
-            std::fs::write(path, self.junit_xml())?;
+            std::fs::write(path, crate::secrets::redact(&self.junit_xml()).as_bytes())?;
         }
         Ok(())
     }

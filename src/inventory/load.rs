@@ -8,7 +8,14 @@ use crate::decode::{self, Fields};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::yaml::{self, Node, Value};
 
-const TOP_KEYS: &[&str] = &["connection", "hosts", "groups"];
+const TOP_KEYS: &[&str] = &[
+    "connection",
+    "hosts",
+    "groups",
+    "secrets_file",
+    "secrets_key_file",
+    "secret_vars",
+];
 const CONNECTION_KEYS: &[&str] = &[
     "port",
     "user",
@@ -154,10 +161,27 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         );
     }
 
+    let secret_vars: Vec<String> = top
+        .str_list("secret_vars", diags)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let secrets = match top.get("secrets_file") {
+        Some(node) => {
+            let key = top
+                .str("secrets_key_file", diags)
+                .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
+            read_secrets(path, node, key.as_deref(), diags)
+        }
+        None => Vec::new(),
+    };
     let inv = Inventory {
         path: path.to_path_buf(),
         hosts,
         groups,
+        secrets,
+        secret_vars,
     };
     check_references(&inv, members, diags);
     check_cycles(&inv, diags);
@@ -440,4 +464,47 @@ fn check_cycles(inv: &Inventory, diags: &mut Diagnostics) {
     for g in inv.groups.keys() {
         visit(inv, g, &mut Vec::new(), &mut reported, diags);
     }
+}
+
+/// Decrypt `secrets_file:` (relative to the inventory) into variables, each registered for
+/// masking before anything can print it.
+fn read_secrets(
+    inventory: &Path,
+    node: &Node,
+    key: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Vec<Var> {
+    let Some(rel) = decode::string(node, "secrets_file", diags) else {
+        return Vec::new();
+    };
+    let file = inventory.parent().unwrap_or(Path::new(".")).join(&rel);
+    let plain = match crate::secrets::decrypt_file_with(&file, key) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                format!("secrets file {}: {e:#}", file.display()),
+            ));
+            return Vec::new();
+        }
+    };
+    let source = std::sync::Arc::new(yaml::Source {
+        path: file.clone(),
+        text: String::new(),
+    });
+    let root = match yaml::parse_bytes(source, plain.into_bytes()) {
+        Ok((_, root)) => root,
+        Err(d) => {
+            diags.push(d);
+            return Vec::new();
+        }
+    };
+    let vars = to_vars(&root, "the secrets file", diags);
+    for v in &vars {
+        match &v.value {
+            serde_json::Value::String(s) => crate::secrets::register(&v.name, s),
+            other => crate::secrets::register(&v.name, &other.to_string()),
+        }
+    }
+    vars
 }

@@ -74,6 +74,17 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// Every group, including the implicit `all`.
     pub groups: BTreeMap<String, Group>,
+    /// Variables decrypted from `secrets_file:` (all secret).
+    pub secrets: Vec<Var>,
+    /// Names of variables, set anywhere, whose values are secret (`secret_vars:`).
+    pub secret_vars: Vec<String>,
+}
+
+impl Inventory {
+    /// Is this variable's value secret?
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.secret_vars.iter().any(|s| s == name) || self.secrets.iter().any(|v| v.name == name)
+    }
 }
 
 impl Inventory {

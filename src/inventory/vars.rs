@@ -3,9 +3,10 @@
 //! 1. play `defaults:`
 //! 2. group `all`
 //! 3. groups by depth: a parent group before its children (depth = longest path below `all`)
-//! 4. the host's own `vars:`
-//! 5. play `vars:`
-//! 6. the command line: `-e key=value`, `-e @file.yml`, in the order given
+//! 4. the inventory's encrypted `secrets_file:`
+//! 5. the host's own `vars:`
+//! 6. play `vars:`
+//! 7. the command line: `-e key=value`, `-e @file.yml`, in the order given
 //!
 //! Two groups at the same depth that give one host different values for one variable are an
 //! error, unless their `priority:` differs (higher wins). Nothing is decided by name or file
@@ -26,6 +27,7 @@ pub enum Origin {
     Host(Pos),
     PlayVars(Pos),
     CommandLine(Pos),
+    Secrets(Pos),
 }
 
 impl fmt::Display for Origin {
@@ -36,6 +38,7 @@ impl fmt::Display for Origin {
             Origin::Host(p) => write!(f, "host vars ({p})"),
             Origin::PlayVars(p) => write!(f, "play vars ({p})"),
             Origin::CommandLine(p) => write!(f, "command line ({p})"),
+            Origin::Secrets(p) => write!(f, "secrets file ({p})"),
         }
     }
 }
@@ -131,6 +134,9 @@ pub fn resolve(inv: &Inventory, host: &str, layers: Layers<'_>) -> Result<Resolv
                 },
             );
         }
+    }
+    for v in &inv.secrets {
+        out.set(v, Origin::Secrets(v.pos.clone()));
     }
     if let Some(h) = inv.host(host) {
         for v in &h.vars {
