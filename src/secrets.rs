@@ -56,7 +56,7 @@ pub fn register(name: &str, value: &str) {
             r.needles.push((f, name.to_string()));
         }
     }
-    r.needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    r.needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
 }
 
 /// Replace every registered secret in `text` by its marker.
