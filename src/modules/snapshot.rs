@@ -79,8 +79,9 @@ impl Args {
             Some(J::Array(_)) => serde_json::from_value(args["volumes"].clone())
                 .context("`volumes` must be a list of {name, vg, lv, mount}")?,
             // A rendered "{{ volumes | json_encode() }}".
-            Some(J::String(s)) => serde_json::from_str(s)
-                .context("`volumes` must be a list of {name, vg, lv, mount} (or its JSON)")?,
+            Some(J::String(s)) => serde_json::from_str(s).with_context(|| {
+                format!("`volumes` must be a list of {{name, vg, lv, mount}} or its JSON, found `{s}`; from a variable, write volumes: \"{{{{ volumes | json_encode() }}}}\" (\"{{{{ volumes }}}}\" renders a list as text)")
+            })?,
             _ => bail!("argument `volumes` is missing or not a list"),
         };
         if volumes.is_empty() {
@@ -481,11 +482,18 @@ async fn probe_lvm_present(a: &Args, args: &Map<String, J>, ctx: &ModCtx<'_>) ->
         let (vg, lv) = (v.vg.as_deref().unwrap_or(""), v.lv.as_deref().unwrap_or(""));
         let snap = snap_lv(&a.name, v);
         let Some(origin) = st.lv(vg, lv) else {
-            bail!("volume `{}`: logical volume {vg}/{lv} does not exist on {}", v.name, ctx.host.name);
+            bail!(
+                "volume `{}`: logical volume {vg}/{lv} does not exist on {}",
+                v.name,
+                ctx.host.name
+            );
         };
         if let Some(s) = st.lv(vg, &snap) {
             if s.origin != lv {
-                bail!("{vg}/{snap} exists on {} but is not a snapshot of {vg}/{lv}", ctx.host.name);
+                bail!(
+                    "{vg}/{snap} exists on {} but is not a snapshot of {vg}/{lv}",
+                    ctx.host.name
+                );
             }
             if s.invalid() {
                 bail!("snapshot {vg}/{snap} exists but is invalid (its COW space filled up): the rollback point is gone; remove it (state: absent) before taking a new one");
@@ -599,7 +607,10 @@ async fn probe_lvm_absent(a: &Args, ctx: &ModCtx<'_>) -> Result<Probe> {
         Probe::no_change(saw)
     } else {
         Probe::change(
-            format!("remove snapshot(s) {} (commit: no way back after this)", remove.join(", ")),
+            format!(
+                "remove snapshot(s) {} (commit: no way back after this)",
+                remove.join(", ")
+            ),
             None,
             saw,
         )
@@ -615,10 +626,17 @@ async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
         match state {
             "present" => {
                 if !s.origin {
-                    bail!("volume `{}`: {src} is not a btrfs subvolume on {}", v.name, ctx.host.name);
+                    bail!(
+                        "volume `{}`: {src} is not a btrfs subvolume on {}",
+                        v.name,
+                        ctx.host.name
+                    );
                 }
                 if s.snapshot && !s.snapshot_ro {
-                    bail!("{snap} exists on {} but is not a read-only snapshot", ctx.host.name);
+                    bail!(
+                        "{snap} exists on {} but is not a read-only snapshot",
+                        ctx.host.name
+                    );
                 }
                 if !s.snapshot {
                     todo.push(v.name.clone());
@@ -642,9 +660,15 @@ async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
         .collect::<Vec<_>>()
         .join(", ");
     let summary = match state {
-        "present" => format!("snapshot {list} (read-only, in {}/.snapshots as {}-*)", a.pool, a.name),
+        "present" => format!(
+            "snapshot {list} (read-only, in {}/.snapshots as {}-*)",
+            a.pool, a.name
+        ),
         "merged" => format!("roll back {list} to snapshot set {}", a.name),
-        _ => format!("remove snapshot set {} of {list} (commit: no way back after this)", a.name),
+        _ => format!(
+            "remove snapshot set {} of {list} (commit: no way back after this)",
+            a.name
+        ),
     };
     Ok(Probe::change(summary, None, saw))
 }
@@ -665,11 +689,17 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
 }
 
 async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let mut script = String::from("created=''\nundo() { for s in $created; do $1 \"$s\" >/dev/null 2>&1; done; }\n");
+    let mut script = String::from(
+        "created=''\nundo() { for s in $created; do $1 \"$s\" >/dev/null 2>&1; done; }\n",
+    );
     let mut made = Vec::new();
     match a.backend {
         Backend::Lvm => {
-            for c in probe.state["create"].as_array().cloned().unwrap_or_default() {
+            for c in probe.state["create"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 let (vg, lv, snap) = (
                     c["vg"].as_str().unwrap_or(""),
                     c["lv"].as_str().unwrap_or(""),
@@ -682,7 +712,11 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
                     vg = quote(vg),
                     lv = quote(lv)
                 ));
-                if let Some(v) = a.volumes.iter().find(|v| Some(v.name.as_str()) == c["volume"].as_str()) {
+                if let Some(v) = a
+                    .volumes
+                    .iter()
+                    .find(|v| Some(v.name.as_str()) == c["volume"].as_str())
+                {
                     made.push(v.clone());
                 }
             }
@@ -690,9 +724,16 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         Backend::Btrfs => {
             let names: Vec<String> = probe.state["volumes"]
                 .as_array()
-                .map(|x| x.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|x| {
+                    x.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
-            script.push_str(&format!("mkdir -p -- {}\n", quote(&format!("{}/.snapshots", a.pool))));
+            script.push_str(&format!(
+                "mkdir -p -- {}\n",
+                quote(&format!("{}/.snapshots", a.pool))
+            ));
             for v in a.volumes.iter().filter(|v| names.contains(&v.name)) {
                 let snap = quote(&btrfs_snap(&a.pool, &a.name, v));
                 script.push_str(&format!(
@@ -713,7 +754,10 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         );
     }
     let mut result = Map::new();
-    result.insert("snapshots".into(), json!(made.iter().map(|v| snap_lv(&a.name, v)).collect::<Vec<_>>()));
+    result.insert(
+        "snapshots".into(),
+        json!(made.iter().map(|v| snap_lv(&a.name, v)).collect::<Vec<_>>()),
+    );
     Ok(Outcome {
         changed: true,
         result,
@@ -727,15 +771,27 @@ async fn remove(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let mut removed = Vec::new();
     match a.backend {
         Backend::Lvm => {
-            for s in probe.state["remove"].as_array().cloned().unwrap_or_default() {
+            for s in probe.state["remove"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 let s = s.as_str().unwrap_or("");
                 script.push_str(&format!("lvremove -y -- {} >&2\n", quote(s)));
                 removed.push(s.to_string());
             }
         }
         Backend::Btrfs => {
-            for n in probe.state["volumes"].as_array().cloned().unwrap_or_default() {
-                let Some(v) = a.volumes.iter().find(|v| Some(v.name.as_str()) == n.as_str()) else {
+            for n in probe.state["volumes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let Some(v) = a
+                    .volumes
+                    .iter()
+                    .find(|v| Some(v.name.as_str()) == n.as_str())
+                else {
                     continue;
                 };
                 let snap = btrfs_snap(&a.pool, &a.name, v);
@@ -750,7 +806,12 @@ async fn remove(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         if err.contains("merging snapshot") {
             bail!("a merging snapshot cannot be removed (wait for the merge, or complete it with state: merged): {}", err.trim());
         }
-        bail!("removing snapshot set `{}` on {} failed: {}", a.name, ctx.host.name, err.trim());
+        bail!(
+            "removing snapshot set `{}` on {} failed: {}",
+            a.name,
+            ctx.host.name,
+            err.trim()
+        );
     }
     let mut result = Map::new();
     result.insert("removed".into(), json!(removed));
@@ -784,7 +845,11 @@ async fn stop_services(ctx: &ModCtx<'_>, services: &[String]) -> Result<Vec<Stri
     script.push_str("exit 0\n");
     let out = ctx.run(&script, None).await?;
     if !out.ok() {
-        bail!("stopping {} failed: {}", services.join(", "), out.stderr_text().trim());
+        bail!(
+            "stopping {} failed: {}",
+            services.join(", "),
+            out.stderr_text().trim()
+        );
     }
     Ok(out.stdout_text().lines().map(str::to_string).collect())
 }
@@ -795,10 +860,17 @@ async fn start_services(ctx: &ModCtx<'_>, units: &[String]) -> Result<()> {
     }
     // Sockets were printed first; start them first too.
     let out = ctx
-        .run(&format!("systemctl start -- {}", crate::shell::join(units)), None)
+        .run(
+            &format!("systemctl start -- {}", crate::shell::join(units)),
+            None,
+        )
         .await?;
     if !out.ok() {
-        bail!("starting {} failed: {}", units.join(", "), out.stderr_text().trim());
+        bail!(
+            "starting {} failed: {}",
+            units.join(", "),
+            out.stderr_text().trim()
+        );
     }
     Ok(())
 }
@@ -827,7 +899,9 @@ async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         let snap = snap_lv(&a.name, v);
         match st.lv(&vg, &snap) {
             None => continue,
-            Some(s) if s.invalid() => bail!("snapshot {vg}/{snap} is invalid: the rollback point is gone; it cannot be merged"),
+            Some(s) if s.invalid() => bail!(
+                "snapshot {vg}/{snap} is invalid: the rollback point is gone; it cannot be merged"
+            ),
             Some(_) => vols.push(v.clone()),
         }
     }
@@ -849,11 +923,18 @@ async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         let mut delayed = already;
         if !already {
             let out = ctx
-                .run(&format!("lvconvert --merge -i 1 -- {}", quote(&full_snap)), None)
+                .run(
+                    &format!("lvconvert --merge -i 1 -- {}", quote(&full_snap)),
+                    None,
+                )
                 .await?;
             let text = format!("{}{}", out.stdout_text(), out.stderr_text());
             if !out.ok() {
-                bail!("lvconvert --merge {full_snap} failed on {}: {}", ctx.host.name, text.trim());
+                bail!(
+                    "lvconvert --merge {full_snap} failed on {}: {}",
+                    ctx.host.name,
+                    text.trim()
+                );
             }
             delayed = text.contains("Delaying merge");
         }
@@ -908,7 +989,10 @@ async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
                 )
                 .await?;
             if !out.ok() {
-                bail!("{full_lv} was rolled back but mounting {m} failed: {}", out.stderr_text().trim());
+                bail!(
+                    "{full_lv} was rolled back but mounting {m} failed: {}",
+                    out.stderr_text().trim()
+                );
             }
         }
         report.push(json!({ "volume": v.name, "snapshot": full_snap, "deferred": deferred }));
@@ -1022,7 +1106,12 @@ async fn merge_btrfs(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         let (m_umount, m_mount) = match (&v.mount, s.mounted) {
             (Some(m), true) => (
                 format!("umount -- {m} || exit 5\n", m = quote(m)),
-                format!("mount -- {m} || exit 6\n", m = quote(m)),
+                // From fstab; a mount that is not in fstab is bound again from the pool.
+                format!(
+                    "{{ mount -- {m} 2>/dev/null || mount --bind -- {src} {m}; }} || exit 6\n",
+                    m = quote(m),
+                    src = quote(&format!("{}/{}", a.pool, v.name))
+                ),
             ),
             _ => (String::new(), String::new()),
         };
@@ -1064,7 +1153,10 @@ async fn merge_btrfs(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if !out.ok() {
         result.insert(
             "msg".into(),
-            json!(format!("rolled back; deleting the replaced subvolumes failed, remove them by hand: {}", out.stderr_text().trim())),
+            json!(format!(
+                "rolled back; deleting the replaced subvolumes failed, remove them by hand: {}",
+                out.stderr_text().trim()
+            )),
         );
     }
     Ok(Outcome {
@@ -1151,12 +1243,21 @@ fn max_percent(args: &Map<String, J>) -> Result<f64> {
     }
 }
 
-pub async fn apply_usage(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub async fn apply_usage(
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Result<Outcome> {
     let mut out = Outcome::default();
-    out.result.insert("usage".into(), probe.state["usage"].clone());
+    out.result
+        .insert("usage".into(), probe.state["usage"].clone());
     let problems: Vec<String> = probe.state["problems"]
         .as_array()
-        .map(|p| p.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|p| {
+            p.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if !problems.is_empty() {
         out.failed = Some(problems.join("; "));
@@ -1164,7 +1265,11 @@ pub async fn apply_usage(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>)
     }
     let extend: Vec<String> = probe.state["extend"]
         .as_array()
-        .map(|p| p.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|p| {
+            p.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if extend.is_empty() {
         return Ok(out);
@@ -1212,7 +1317,10 @@ mod tests {
             52 * mib
         );
         // Larger than the origin: capped like lvcreate does.
-        assert_eq!(cow_need(Size::Bytes(2 << 30), 128 * mib, 4 * mib), 136 * mib);
+        assert_eq!(
+            cow_need(Size::Bytes(2 << 30), 128 * mib, 4 * mib),
+            136 * mib
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ fn find_pruned(excl: &[String]) -> String {
         .map(|p| {
             let p = p.trim_end_matches('/');
             if p.contains('/') {
-                format!("-path {}", quote(&format!("./{}", p.trim_start_matches("./"))))
+                format!(
+                    "-path {}",
+                    quote(&format!("./{}", p.trim_start_matches("./")))
+                )
             } else {
                 format!("-name {}", quote(p))
             }
@@ -92,7 +95,10 @@ async fn manifest(
     }
     match line.split_once(' ') {
         Some((d, n)) if d.len() == 64 => Ok(Some((d.to_string(), n.parse().unwrap_or(0)))),
-        _ => bail!("unexpected checksum output from {}:{dir}: {line}", conn.name),
+        _ => bail!(
+            "unexpected checksum output from {}:{dir}: {line}",
+            conn.name
+        ),
     }
 }
 

@@ -222,3 +222,44 @@ impl UndoAction {
         Ok(())
     }
 }
+
+impl UndoAction {
+    /// Accept the change for good (`cutover commit RUN`): drop what was kept only to undo it —
+    /// snapshots and backups. Returns what was removed, or `None` when nothing was kept.
+    pub async fn commit(&self, ctx: &ModCtx<'_>) -> Result<Option<String>> {
+        let (script, what) = match self {
+            UndoAction::RestoreFile { backup, .. } => (
+                format!("rm -f -- {}", quote(backup)),
+                format!("removed backup {backup}"),
+            ),
+            UndoAction::MovePath { from, .. } => (
+                format!("rm -rf -- {}", quote(from)),
+                format!("removed {from}, kept for undo"),
+            ),
+            UndoAction::SnapshotMerge(m) => {
+                let mut args = serde_json::Map::new();
+                args.insert("backend".into(), m.backend.clone().into());
+                args.insert("name".into(), m.name.clone().into());
+                args.insert("volumes".into(), serde_json::to_value(&m.volumes)?);
+                args.insert("pool".into(), m.pool.clone().into());
+                args.insert("state".into(), "absent".into());
+                let probe = super::probe("snapshot", &args, ctx).await?;
+                let out = super::apply("snapshot", &args, &probe, ctx).await?;
+                if let Some(f) = out.failed {
+                    bail!("removing snapshot set {} failed: {f}", m.name);
+                }
+                return Ok(Some(format!("removed snapshot set {}", m.name)));
+            }
+            _ => return Ok(None),
+        };
+        let out = ctx.run(&script, None).await?;
+        if !out.ok() {
+            bail!(
+                "{what} failed on {}: {}",
+                ctx.host.name,
+                out.stderr_text().trim()
+            );
+        }
+        Ok(Some(what))
+    }
+}

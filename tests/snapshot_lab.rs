@@ -1,0 +1,547 @@
+//! The `snapshot` and `snapshot_usage` modules against the lab: btrfs in a container (app1, on a
+//! test subvolume of its own, never the real app/home/mysql volumes) and real LVM in the VM
+//! (lvm1). Needs `lab/lab.sh up`. Every test removes what it made.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Mutex;
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ssh(host: &str, cmd: &str) -> Output {
+    if host == "lvm1" {
+        common::lvm1_ssh(cmd)
+    } else {
+        common::lab_ssh(host, cmd)
+    }
+}
+
+fn ssh_ok(host: &str, cmd: &str) -> String {
+    let o = ssh(host, cmd);
+    assert!(o.status.success(), "ssh {host} {cmd}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A scratch project: playbooks and the run state of one test.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
+        Project { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    /// `cutover apply` of a playbook text; retried while another run holds a host's lock
+    /// (another agent may be working on the same lab host).
+    fn apply(&self, playbook: &str) -> Output {
+        let pb = self.path("pb.yml");
+        std::fs::write(&pb, playbook).unwrap();
+        for _ in 0..60 {
+            let o = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    "cutover-ctl",
+                    env!("CARGO_BIN_EXE_cutover"),
+                    "apply",
+                    "-i",
+                ])
+                .arg(common::repo_root().join("inventory/lab.yml"))
+                .arg("--templates")
+                .arg(self.path("templates"))
+                .arg(&pb)
+                .env("CUTOVER_STATE_DIR", self.path("state"))
+                .env("XDG_RUNTIME_DIR", self.path("runtime"))
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap();
+            // Exit 5, or a host refused as `locked by run …`: another run holds a lock.
+            if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
+                return o;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        panic!("a host stayed locked by another run for 5 minutes");
+    }
+    fn apply_ok(&self, playbook: &str) -> String {
+        let o = self.apply(playbook);
+        assert!(o.status.success(), "cutover apply failed:\n{}", text(&o));
+        text(&o)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// btrfs (container app1)
+
+/// A test subvolume bind-mounted at /srv/cutover-test-PID, holding data.txt, used by a tiny
+/// unit whose working directory keeps the mount busy (so the merge must stop it to unmount).
+struct BtrfsFixture {
+    vol: String,
+    mount: String,
+    unit: String,
+}
+
+const BHOST: &str = "app1";
+
+impl BtrfsFixture {
+    fn new(tag: &str) -> BtrfsFixture {
+        let name = format!("cutover-test-{tag}-{}", std::process::id());
+        let f = BtrfsFixture {
+            vol: name.clone(),
+            mount: format!("/srv/{name}"),
+            unit: format!("{name}.service"),
+        };
+        ssh_ok(
+            BHOST,
+            &format!(
+                r#"set -e
+btrfs subvolume create /srv/vol/{v} >/dev/null
+mkdir -p {m}
+mount --bind /srv/vol/{v} {m}
+echo one > {m}/data.txt
+mkdir {m}/sub && echo keep > {m}/sub/file && ln -s data.txt {m}/link
+cat > /etc/systemd/system/{u} <<EOF
+[Service]
+WorkingDirectory={m}
+ExecStart=/bin/sleep infinity
+EOF
+systemctl daemon-reload
+systemctl start {u}"#,
+                v = f.vol,
+                m = f.mount,
+                u = f.unit
+            ),
+        );
+        f
+    }
+    fn yaml_volumes(&self) -> String {
+        format!("[{{ name: {}, mount: {} }}]", self.vol, self.mount)
+    }
+    fn snapshot(&self, set: &str) -> String {
+        format!("/srv/vol/.snapshots/{set}-{}", self.vol)
+    }
+    fn play(&self, set: &str, state: &str) -> String {
+        format!(
+            r#"- name: btrfs snapshot
+  hosts: {BHOST}
+  steps:
+    - name: snapshot {state}
+      snapshot:
+        backend: btrfs
+        volumes: {vols}
+        name: {set}
+        state: {state}
+        services: [{unit}]
+"#,
+            vols = self.yaml_volumes(),
+            unit = self.unit
+        )
+    }
+    fn data(&self) -> String {
+        ssh_ok(
+            BHOST,
+            &format!(
+                "cat {m}/data.txt; ls -A {m} | tr '\\n' ' '; readlink {m}/link",
+                m = self.mount
+            ),
+        )
+    }
+}
+
+impl Drop for BtrfsFixture {
+    fn drop(&mut self) {
+        let _ = ssh(
+            BHOST,
+            &format!(
+                r#"systemctl stop {u}; rm -f /etc/systemd/system/{u}; systemctl daemon-reload
+umount {m} 2>/dev/null; rmdir {m}
+for s in /srv/vol/.snapshots/*-{v} /srv/vol/.snapshots/*-{v}.replaced-*; do [ -e "$s" ] && btrfs subvolume delete "$s" >/dev/null; done
+btrfs subvolume delete /srv/vol/{v} >/dev/null"#,
+                u = self.unit,
+                m = self.mount,
+                v = self.vol
+            ),
+        );
+    }
+}
+
+#[test]
+fn btrfs_snapshot_merge_and_commit() {
+    let _g = serial();
+    common::require_lab();
+    let f = BtrfsFixture::new("merge");
+    let p = Project::new();
+    let before = f.data();
+    assert!(before.starts_with("one\n"), "{before}");
+
+    // Create: a read-only snapshot; a second run changes nothing.
+    let out = p.apply_ok(&f.play("pre", "present"));
+    assert!(out.contains("changed") || out.contains("create"), "{out}");
+    assert_eq!(
+        ssh_ok(
+            BHOST,
+            &format!("btrfs property get -ts {} ro", f.snapshot("pre"))
+        )
+        .trim(),
+        "ro=true"
+    );
+    let again = p.apply_ok(&f.play("pre", "present"));
+    assert!(!again.contains("changed=1"), "{again}");
+
+    // Change the data, then merge (roll back): the data is back exactly, the unit runs again.
+    ssh_ok(
+        BHOST,
+        &format!(
+            "echo two > {m}/data.txt; echo new > {m}/new.txt; rm -r {m}/sub; ln -sfn new.txt {m}/link",
+            m = f.mount
+        ),
+    );
+    assert_ne!(f.data(), before);
+    p.apply_ok(&f.play("pre", "merged"));
+    assert_eq!(f.data(), before);
+    assert_eq!(
+        ssh_ok(BHOST, &format!("cat {}/sub/file", f.mount)),
+        "keep\n"
+    );
+    assert_eq!(
+        ssh_ok(BHOST, &format!("systemctl is-active {}", f.unit)).trim(),
+        "active"
+    );
+    assert_eq!(
+        ssh_ok(BHOST, &format!("mountpoint -q {} && echo m", f.mount)).trim(),
+        "m"
+    );
+    // The merge consumed the snapshot and left no replaced subvolume behind.
+    assert_eq!(
+        ssh_ok(
+            BHOST,
+            &format!("ls /srv/vol/.snapshots | grep -c -- '{}' || true", f.vol)
+        )
+        .trim(),
+        "0"
+    );
+    // Merging again: nothing to do.
+    p.apply_ok(&f.play("pre", "merged"));
+
+    // Commit: snapshot, then absent removes it and leaves the data as it is.
+    p.apply_ok(&f.play("keep", "present"));
+    ssh_ok(BHOST, &format!("echo three > {}/data.txt", f.mount));
+    p.apply_ok(&f.play("keep", "absent"));
+    assert_eq!(
+        ssh_ok(
+            BHOST,
+            &format!("test -e {} && echo yes || echo no", f.snapshot("keep"))
+        )
+        .trim(),
+        "no"
+    );
+    assert!(f.data().starts_with("three\n"));
+}
+
+#[test]
+fn btrfs_unwind_rolls_back_to_the_snapshot() {
+    let _g = serial();
+    common::require_lab();
+    let f = BtrfsFixture::new("unwind");
+    let p = Project::new();
+    let before = f.data();
+    let pb = format!(
+        r#"- name: upgrade that fails
+  hosts: {BHOST}
+  on_failure: unwind
+  steps:
+    - name: snapshot
+      snapshot:
+        backend: btrfs
+        volumes: {vols}
+        name: pre-upgrade
+        services: [{unit}]
+    - name: change the data
+      shell: "echo upgraded > {m}/data.txt && rm {m}/link"
+      undo: irreversible
+    - name: the upgrade fails
+      fail: {{ msg: broken release }}
+"#,
+        vols = f.yaml_volumes(),
+        unit = f.unit,
+        m = f.mount
+    );
+    let o = p.apply(&pb);
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("UNWIND"), "{out}");
+    assert_eq!(f.data(), before, "{out}");
+    assert_eq!(
+        ssh_ok(BHOST, &format!("systemctl is-active {}", f.unit)).trim(),
+        "active"
+    );
+    assert_eq!(
+        ssh_ok(
+            BHOST,
+            &format!(
+                "test -e {} && echo yes || echo no",
+                f.snapshot("pre-upgrade")
+            )
+        )
+        .trim(),
+        "no"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// LVM (VM lvm1)
+
+fn lvm_up() -> bool {
+    let o = common::lvm1_ssh("vgs vg0 >/dev/null && echo ok");
+    if String::from_utf8_lossy(&o.stdout).trim() == "ok" {
+        return true;
+    }
+    // Fail loudly: the VM is part of the lab.
+    panic!("lvm1 is not reachable (lab/vm/vm.sh up): {}", text(&o));
+}
+
+fn lv_names() -> String {
+    ssh_ok(
+        "lvm1",
+        "lvs -a --noheadings -o lv_name vg0 | tr -d ' ' | sort | tr '\\n' ' '",
+    )
+}
+
+#[test]
+fn lvm_snapshot_merge_with_mounted_origin_is_completed() {
+    let _g = serial();
+    common::require_lab();
+    lvm_up();
+    let pid = std::process::id();
+    let unit = format!("cutover-test-{pid}.service");
+    let set = format!("t{pid}");
+    let lvs_before = lv_names();
+    ssh_ok(
+        "lvm1",
+        &format!(
+            r#"set -e
+cat > /etc/systemd/system/{unit} <<EOF
+[Service]
+WorkingDirectory=/srv/data
+ExecStart=/bin/sleep infinity
+EOF
+systemctl daemon-reload; systemctl start {unit}"#
+        ),
+    );
+    let state = || {
+        ssh_ok(
+            "lvm1",
+            "sha256sum /srv/data/hello.txt /srv/data/app/numbers.txt; ls /srv/data",
+        )
+    };
+    let before = state();
+    let p = Project::new();
+    let play = |st: &str, extra: &str| {
+        format!(
+            r#"- name: lvm snapshot
+  hosts: lvm1
+  steps:
+    - name: snapshot {st}
+      snapshot:
+        backend: lvm
+        volumes: [{{ name: data, vg: vg0, lv: data, mount: /srv/data }}]
+        name: {set}
+        size: 20%ORIGIN
+        state: {st}
+        services: [{unit}]
+      register: snap
+{extra}"#
+        )
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.apply_ok(&play("present", ""));
+        let attr = ssh_ok(
+            "lvm1",
+            &format!("lvs --noheadings -o lv_attr,origin vg0/{set}-data"),
+        );
+        assert!(
+            attr.trim().starts_with('s') && attr.contains("data"),
+            "{attr}"
+        );
+        ssh_ok(
+            "lvm1",
+            "echo changed > /srv/data/hello.txt; seq 1 5000 > /srv/data/app/numbers.txt; echo x > /srv/data/cutover-new; sync",
+        );
+        assert_ne!(state(), before);
+        // /srv/data is mounted and busy: lvconvert defers; the module stops the unit, unmounts,
+        // reactivates the LV, waits for the merge and mounts again.
+        let out = p.apply_ok(&play(
+            "merged",
+            "    - name: it was deferred, then completed\n      assert: { that: [\"snap.deferred\"] }\n",
+        ));
+        assert_eq!(state(), before, "{out}");
+        let lvs = ssh_ok("lvm1", "lvs -a --noheadings -o lv_name,lv_attr vg0");
+        assert!(!lvs.contains(&set), "{lvs}");
+        assert!(
+            lvs.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["data", "-wi-ao----"]),
+            "{lvs}"
+        );
+        assert_eq!(
+            ssh_ok("lvm1", &format!("systemctl is-active {unit}")).trim(),
+            "active"
+        );
+        // Commit path: a new snapshot, removed again with state: absent.
+        p.apply_ok(&play("present", ""));
+        p.apply_ok(&play("absent", ""));
+        assert_eq!(lv_names(), lvs_before);
+    }));
+    let _ = ssh(
+        "lvm1",
+        &format!(
+            "systemctl stop {unit}; rm -f /etc/systemd/system/{unit}; systemctl daemon-reload; lvremove -y vg0/{set}-data 2>/dev/null; mountpoint -q /srv/data || mount /srv/data"
+        ),
+    );
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn lvm_snapshot_set_too_big_is_refused_before_anything_changes() {
+    let _g = serial();
+    common::require_lab();
+    lvm_up();
+    let pid = std::process::id();
+    let fill = format!("cutover-fill-{pid}");
+    // Leave 40 extents (160 MiB) free: data at 50% (128 MiB) or scratch at 50% (64 MiB) would
+    // each fit, the set of both (192 MiB) does not.
+    let free: u64 = ssh_ok("lvm1", "vgs --noheadings -o vg_free_count vg0")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(free > 40, "vg0 has only {free} free extents");
+    ssh_ok(
+        "lvm1",
+        &format!("lvcreate -y -n {fill} -l {} vg0 >/dev/null", free - 40),
+    );
+    let before = lv_names();
+    let p = Project::new();
+    let o = p.apply(&format!(
+        r#"- name: too big
+  hosts: lvm1
+  steps:
+    - name: snapshot set
+      snapshot:
+        backend: lvm
+        volumes:
+          - {{ name: data, vg: vg0, lv: data, mount: /srv/data }}
+          - {{ name: scratch, vg: vg0, lv: scratch }}
+        name: big{pid}
+        size: 50%ORIGIN
+"#
+    ));
+    let after = lv_names();
+    let free_after = ssh_ok("lvm1", "vgs --noheadings -o vg_free_count vg0");
+    let _ = ssh("lvm1", &format!("lvremove -y vg0/{fill}"));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("not enough free space in volume group vg0")
+            && out.contains("201326592")
+            && out.contains("167772160"),
+        "{out}"
+    );
+    assert_eq!(before, after, "no LV may be created");
+    assert_eq!(free_after.trim(), "40");
+}
+
+#[test]
+fn lvm_snapshot_usage_is_caught_before_the_snapshot_is_lost() {
+    let _g = serial();
+    common::require_lab();
+    lvm_up();
+    let pid = std::process::id();
+    let origin = format!("cutover-u{pid}");
+    ssh_ok(
+        "lvm1",
+        &format!("lvcreate -y -n {origin} -L 64M vg0 >/dev/null"),
+    );
+    let p = Project::new();
+    let play = |module: &str, args: &str| {
+        format!(
+            r#"- name: usage
+  hosts: lvm1
+  steps:
+    - name: {module}
+      {module}:
+        backend: lvm
+        volumes: [{{ name: u, vg: vg0, lv: {origin} }}]
+        name: s
+{args}"#
+        )
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.apply_ok(&play("snapshot", "        size: 8M\n"));
+        let check = "        max_usage_percent: 50\n";
+        p.apply_ok(&play("snapshot_usage", check));
+        // 5 MiB written to the origin: the 8 MiB COW is well over half full.
+        ssh_ok(
+            "lvm1",
+            &format!(
+                "dd if=/dev/urandom of=/dev/vg0/{origin} bs=1M count=5 oflag=direct status=none"
+            ),
+        );
+        let o = p.apply(&play("snapshot_usage", check));
+        let out = text(&o);
+        assert!(!o.status.success(), "{out}");
+        assert!(out.contains("full (max 50%)"), "{out}");
+        // autoextend grows it instead, before it fills.
+        p.apply_ok(&play(
+            "snapshot_usage",
+            "        max_usage_percent: 50\n        autoextend: true\n        extend_by: 16M\n",
+        ));
+        let size = ssh_ok(
+            "lvm1",
+            "lvs --noheadings --units b --nosuffix -o lv_size vg0/s-u",
+        );
+        assert_eq!(size.trim(), "25165824");
+        p.apply_ok(&play("snapshot_usage", check));
+        // Overflow it: the snapshot turns invalid and the check says the rollback point is gone.
+        ssh_ok(
+            "lvm1",
+            &format!("dd if=/dev/urandom of=/dev/vg0/{origin} bs=1M count=40 oflag=direct status=none; sync"),
+        );
+        let o = p.apply(&play("snapshot_usage", check));
+        let out = text(&o);
+        assert!(!o.status.success(), "{out}");
+        assert!(out.contains("the rollback point is gone"), "{out}");
+        // A merge of it is refused for the same reason; removing it (commit) works.
+        let o = p.apply(&play("snapshot", "        state: merged\n"));
+        assert!(text(&o).contains("rollback point is gone"), "{}", text(&o));
+        p.apply_ok(&play("snapshot", "        state: absent\n"));
+    }));
+    let _ = ssh(
+        "lvm1",
+        &format!("lvremove -y vg0/s-u 2>/dev/null; lvremove -y vg0/{origin}"),
+    );
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}
