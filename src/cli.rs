@@ -127,6 +127,31 @@ pub enum Command {
         #[command(subcommand)]
         action: SecretsAction,
     },
+    /// Undo every change of a run (finished, failed or killed) that is not undone yet,
+    /// newest first: snapshots merged, files restored, services and members put back.
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        run: String,
+        #[command(flatten)]
+        after: AfterArgs,
+    },
+    /// Continue a run whose controller died, with the same inputs; steps already done are skipped.
+    Resume {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        run_args: RunArgs,
+        run: String,
+    },
+    /// Accept a run: remove its snapshots and the backups kept for undo (no rollback after this).
+    Commit {
+        #[command(flatten)]
+        common: Common,
+        run: String,
+        #[command(flatten)]
+        after: AfterArgs,
+    },
     /// List past runs, newest first.
     Runs,
     /// Replay a run's journal as the admin saw it.
@@ -189,6 +214,20 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
+/// Options of `rollback` and `commit`.
+#[derive(Args, Debug, Clone)]
+pub struct AfterArgs {
+    /// Break a stale host lock left by the dead run.
+    #[arg(long)]
+    pub break_lock: bool,
+    #[arg(long, value_enum, default_value_t = crate::engine::output::OutputMode::Auto)]
+    pub output: crate::engine::output::OutputMode,
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum SecretsAction {
     /// Make a key pair: the secret key goes to FILE (mode 0600), the public key is printed.
@@ -238,6 +277,13 @@ pub fn run(cli: Cli) -> ExitCode {
             playbook,
         } => cmd_apply(&common, &run, playbook),
         Command::Runs => cmd_runs(),
+        Command::Rollback { common, run, after } => cmd_after(&common, run, &after, false),
+        Command::Commit { common, run, after } => cmd_after(&common, run, &after, true),
+        Command::Resume {
+            common,
+            run_args,
+            run,
+        } => cmd_resume(&common, &run_args, &run),
         Command::Secrets { action } => {
             cmd_secrets(action).map_err(|e| cli_error("secrets", format!("{e:#}")))
         }
@@ -727,6 +773,7 @@ fn apply_saved_plan(
         transport,
         verbose: args.verbose,
         expected: Some(std::sync::Arc::new(expected)),
+        resume: None,
     };
     finish_run(rt.block_on(crate::engine::apply(run)))
 }
@@ -800,6 +847,7 @@ fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, D
         },
         verbose: args.verbose,
         expected: None,
+        resume: None,
     };
     finish_run(runtime()?.block_on(engine::apply(opts)))
 }
@@ -1014,4 +1062,82 @@ fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Diagnostics> {
+    let become_password = match &a.become_password_file {
+        Some(f) => Some(read_first_line(f)?),
+        None => std::env::var("CUTOVER_BECOME_PASSWORD").ok(),
+    };
+    let opts = crate::engine::recovery::AfterOptions {
+        run_id: run,
+        inventory: common.inventory.clone(),
+        templates_dir: templates_dir(common, &[]),
+        transport: crate::transport::TransportOptions {
+            accept_new_host_keys: a.accept_new_host_keys,
+            connect_timeout: None,
+            become_password: become_password.map(std::sync::Arc::new),
+        },
+        break_lock: a.break_lock,
+        output: a.output,
+    };
+    let rt = runtime()?;
+    let result = if commit {
+        rt.block_on(crate::engine::recovery::commit(opts))
+    } else {
+        rt.block_on(crate::engine::recovery::rollback(opts))
+    };
+    match result {
+        Ok(true) => Ok(exit::OK),
+        Ok(false) => Ok(crate::engine::exit::HOST_FAILED),
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
+            Ok(exit::FAILED)
+        }
+    }
+}
+
+fn cmd_resume(common: &Common, args: &RunArgs, run: &str) -> Result<u8, Diagnostics> {
+    let events =
+        crate::engine::journal::read(run).map_err(|e| cli_error("resume", format!("{e:#}")))?;
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "run_started")
+        .ok_or_else(|| cli_error("resume", format!("run {run} has no start event")))?;
+    let playbook = PathBuf::from(started["playbook"].as_str().unwrap_or(""));
+    let inventory = common
+        .inventory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(started["inventory"].as_str().unwrap_or("")));
+    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
+    let become_password =
+        become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
+    let opts = crate::engine::RunOptions {
+        playbook,
+        inventory,
+        templates_dir,
+        extra_vars,
+        limit: started["limit"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| args.limit.clone()),
+        tags: args.tags.clone(),
+        skip_tags: args.skip_tags.clone(),
+        forks: args.forks.max(1),
+        start_at_step: None,
+        approvals: args.approve.clone(),
+        output: args.output,
+        junit: args.junit.clone(),
+        break_lock: args.break_lock,
+        transport: crate::transport::TransportOptions {
+            accept_new_host_keys: args.accept_new_host_keys,
+            connect_timeout: None,
+            become_password: become_password.map(std::sync::Arc::new),
+        },
+        verbose: args.verbose,
+        expected: None,
+        resume: Some(run.to_string()),
+    };
+    finish_run(runtime()?.block_on(crate::engine::apply(opts)))
 }

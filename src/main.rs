@@ -19,7 +19,12 @@ fn main() -> ExitCode {
     // Commands that only print (runs, show, inventory…) should end quietly when their output
     // is piped into `head`, like other Unix tools. Runs keep SIGPIPE ignored: a closed pipe to
     // an ssh channel must be an error to handle, never the death of the controller.
-    if !matches!(cli.command, cutover::cli::Command::Apply { .. }) {
+    use cutover::cli::Command as C;
+    let talks_to_hosts = matches!(
+        cli.command,
+        C::Apply { .. } | C::Plan { .. } | C::Resume { .. } | C::Rollback { .. } | C::Commit { .. }
+    );
+    if !talks_to_hosts {
         // SAFETY: restoring the default disposition of one signal before any thread starts.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);

@@ -120,6 +120,14 @@ impl std::fmt::Debug for Templates {
 
 impl Templates {
     /// Load every file under `dir`. Syntax errors come back as diagnostics with positions.
+    /// No templates (for commands that need none, like `cutover rollback`).
+    pub fn empty() -> Templates {
+        Templates {
+            dir: PathBuf::new(),
+            tera: new_tera(),
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
         let mut tera = new_tera();
         let mut files = Vec::new();
@@ -263,6 +271,25 @@ pub fn render_str(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<String, 
             ..d
         }
     })
+}
+
+/// Render a playbook value. A value that is one `{{ expression }}` yielding a list or a mapping
+/// keeps that structure, as a reader expects of `volumes: "{{ volumes }}"`; everything else
+/// renders to text (modules read numbers and booleans from text too).
+pub fn render_value(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<J, Diagnostic> {
+    let t = text.trim();
+    let single = t.starts_with("{{")
+        && t.ends_with("}}")
+        && t[2..].find("{{").is_none()
+        && t[..t.len() - 2].rfind("}}").is_none();
+    if single {
+        let inner = t[2..t.len() - 2].trim();
+        let json = render_str(&format!("{{{{ {inner} | json_encode() }}}}"), ctx, pos)?;
+        if let Ok(v @ (J::Array(_) | J::Object(_))) = serde_json::from_str::<J>(&json) {
+            return Ok(v);
+        }
+    }
+    render_str(text, ctx, pos).map(J::String)
 }
 
 /// Evaluate an expression (`when:`) to true or false.
@@ -633,6 +660,30 @@ mod tests {
             ["groups", "v"]
         );
         assert!(expression_variables("1.5 > 0.5 and true").is_empty());
+    }
+
+    #[test]
+    fn a_lone_expression_keeps_its_type() {
+        let mut ctx = tera::Context::new();
+        ctx.insert("vols", &serde_json::json!([{ "name": "app" }]));
+        ctx.insert("port", &8009);
+        let pos = Pos::cli("t");
+        assert_eq!(
+            render_value("{{ vols }}", &ctx, &pos).unwrap(),
+            serde_json::json!([{ "name": "app" }])
+        );
+        assert_eq!(
+            render_value("{{ port }}", &ctx, &pos).unwrap(),
+            serde_json::json!("8009")
+        );
+        assert_eq!(
+            render_value("port {{ port }}", &ctx, &pos).unwrap(),
+            serde_json::json!("port 8009")
+        );
+        assert_eq!(
+            render_value("{{ port }}:{{ port }}", &ctx, &pos).unwrap(),
+            serde_json::json!("8009:8009")
+        );
     }
 
     #[test]

@@ -105,10 +105,10 @@ impl HostConn {
         .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
         .server_alive_interval(Duration::from_secs(15))
         .control_directory(control_dir()?)
-        // If cutover is killed, the master still exits on its own once idle.
-        .control_persist(openssh::ControlPersist::IdleFor(
-            std::num::NonZeroUsize::new(60).unwrap_or(std::num::NonZeroUsize::MIN),
-        ))
+        // The master lives as long as the run: a host may sit idle for a long time between
+        // its steps (a serial play on other hosts, an approval). Masters of a controller that
+        // was killed are ended by the next run (`reap_stale_masters`).
+        .control_persist(openssh::ControlPersist::Forever)
         .config_file(config.path());
         if let Some(u) = &c.user {
             b.user(u.clone());
@@ -239,6 +239,19 @@ impl HostConn {
         }
     }
 
+    /// Ask the master to exit through its control socket, when the session is shared.
+    fn exit_master(&self) {
+        if let Kind::Ssh(s) = &self.kind {
+            let _ = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(s.control_socket())
+                .args(["-O", "exit", "cutover-master"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
     /// Close the master connection (and its control socket).
     pub async fn close(self) {
         if let Kind::Ssh(s) = self.kind {
@@ -309,13 +322,77 @@ fn is_channel_refusal(e: &anyhow::Error) -> bool {
         || text.contains("Session open refused")
 }
 
-fn control_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+fn control_root() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
-        .join("cutover");
+        .join("cutover")
+}
+
+/// Control sockets of this process live in a directory named by its pid, so a later run can
+/// tell which masters belong to a controller that is gone.
+fn control_dir() -> Result<PathBuf> {
+    let dir = control_root().join(std::process::id().to_string());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// End the ssh masters left by cutover processes that died (SIGKILL, power loss of the
+/// controller's session), and remove their control directories.
+pub fn reap_stale_masters() {
+    let Ok(entries) = std::fs::read_dir(control_root()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || crate::engine::lock::process_alive(pid) {
+            continue;
+        }
+        for socket in sockets_under(&e.path()) {
+            let _ = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", "cutover-stale-master"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+/// Close every connection of a run; masters still shared elsewhere are told to exit through
+/// their control socket, so none outlives the run.
+pub async fn close_all(conns: impl IntoIterator<Item = Arc<HostConn>>) {
+    for c in conns {
+        match Arc::try_unwrap(c) {
+            Ok(c) => c.close().await,
+            Err(shared) => shared.exit_master(),
+        }
+    }
+    remove_own_control_dir();
+}
+
+/// Remove this process's control directory once every master is closed.
+pub fn remove_own_control_dir() {
+    let _ = std::fs::remove_dir_all(control_root().join(std::process::id().to_string()));
+}
+
+fn sockets_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => out.extend(sockets_under(&e.path())),
+                Ok(t) if t.is_socket() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// A config file for one host: the inventory's `ssh_options` first (ssh takes the first value

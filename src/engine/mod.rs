@@ -9,6 +9,7 @@ pub mod facts;
 pub mod journal;
 pub mod lock;
 pub mod output;
+pub mod recovery;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Applying a reviewed plan: each step's probe must conclude what the plan showed.
     pub expected: Option<Arc<Expected>>,
+    /// Continue this run (its controller died): same journal, steps already done skipped.
+    pub resume: Option<String>,
 }
 
 /// What a saved plan showed for each (play, step, handler, host).
@@ -90,14 +93,7 @@ impl From<anyhow::Error> for RunError {
     }
 }
 
-/// One change made in this run, kept for unwinding.
-#[derive(Clone)]
-struct Done {
-    host: String,
-    step: String,
-    undo: UndoAction,
-    become_: Option<Become>,
-}
+use recovery::Done;
 
 /// State shared by the host tasks of a run.
 struct Run {
@@ -113,6 +109,28 @@ struct Run {
     done: std::sync::Mutex<Vec<Done>>,
     interrupted: AtomicBool,
     step_counter: AtomicU32,
+    /// What the journal of a resumed run says was done before.
+    resumed: Option<recovery::JournalState>,
+}
+
+/// A run may be resumed only with the inputs it started with, and only if it did not finish.
+fn resume_state(
+    id: &str,
+    fingerprint: &str,
+) -> std::result::Result<recovery::JournalState, RunError> {
+    let state = recovery::load_state(id)?;
+    if let Some(f) = &state.finished {
+        return Err(RunError::Other(anyhow!(
+            "run {id} already finished ({}); roll it back with `cutover rollback {id}` or start a new run",
+            f["status"].as_str().unwrap_or("?")
+        )));
+    }
+    if state.started["fingerprint"].as_str() != Some(fingerprint) {
+        return Err(RunError::Other(anyhow!(
+            "the playbooks, inventory, templates or -e variables differ from those run {id} started with; resume needs the same inputs (or roll it back)"
+        )));
+    }
+    Ok(state)
 }
 
 /// Run a playbook. Validation runs first: nothing touches a host unless all input is valid.
@@ -147,24 +165,38 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         None => None,
     };
 
-    let run_id = journal::new_run_id();
+    crate::transport::reap_stale_masters();
+    let fingerprint = fingerprint(&playbook, &opts)?;
+    let resumed = match &opts.resume {
+        Some(id) => Some(resume_state(id, &fingerprint)?),
+        None => None,
+    };
+    let run_id = opts.resume.clone().unwrap_or_else(journal::new_run_id);
     let owner = lock::Owner::me(&run_id);
     let _controller_lock = lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner)
         .map_err(|e| RunError::Locked(format!("{e:#}")))?;
-    let journal = Journal::create(&run_id)?;
-    let fingerprint = fingerprint(&playbook, &opts)?;
-    journal
-        .record(
-            "run_started",
-            journal::run_started_fields(
-                &run_id,
-                &opts.playbook,
-                &opts.inventory,
-                &fingerprint,
-                opts.limit.as_deref(),
-            ),
-        )
-        .await?;
+    let journal = match &resumed {
+        Some(_) => {
+            let j = Journal::reopen(&run_id)?;
+            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user() })).await?;
+            j
+        }
+        None => {
+            let j = Journal::create(&run_id)?;
+            j.record(
+                "run_started",
+                journal::run_started_fields(
+                    &run_id,
+                    &opts.playbook,
+                    &opts.inventory,
+                    &fingerprint,
+                    opts.limit.as_deref(),
+                ),
+            )
+            .await?;
+            j
+        }
+    };
 
     let reporter = Reporter::new(opts.output, opts.junit.clone(), opts.verbose);
     reporter.say(&format!(
@@ -180,11 +212,17 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         reporter,
         opts,
         conns: Mutex::new(HashMap::new()),
-        registered: std::sync::Mutex::new(HashMap::new()),
+        registered: std::sync::Mutex::new(
+            resumed
+                .as_ref()
+                .map(|r| r.registered.clone())
+                .unwrap_or_default(),
+        ),
         facts: std::sync::Mutex::new(HashMap::new()),
-        done: std::sync::Mutex::new(Vec::new()),
+        done: std::sync::Mutex::new(resumed.as_ref().map(|r| r.done.clone()).unwrap_or_default()),
         interrupted: AtomicBool::new(false),
-        step_counter: AtomicU32::new(0),
+        step_counter: AtomicU32::new(resumed.as_ref().map_or(0, |r| r.next_seq)),
+        resumed,
     });
 
     // First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
@@ -214,11 +252,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     for c in &conns {
         lock::unlock_host(c, &run.id).await;
     }
-    for c in conns {
-        if let Ok(c) = Arc::try_unwrap(c) {
-            c.close().await;
-        }
-    }
+    crate::transport::close_all(conns).await;
     let status_word = match status {
         RunStatus::Ok => "ok",
         RunStatus::Failed => "failed",
@@ -335,6 +369,14 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 .cloned()
                 .collect();
             let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            // A resumed run still owes the handlers notified before the controller died.
+            if let Some(r) = &run.resumed {
+                for (p, h, n) in &r.notified {
+                    if *p == play_index && batch.contains(h) {
+                        notified.entry(n.clone()).or_default().insert(h.clone());
+                    }
+                }
+            }
             let batch_size = batch.len().max(1);
             let mut batch_failed = 0usize;
             for (step_index, step) in play.steps.iter().enumerate() {
@@ -350,8 +392,23 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
                     continue;
                 }
+                // Resuming: hosts that finished this step before the controller died skip it.
+                let todo: Vec<String> = match &run.resumed {
+                    Some(r) => active
+                        .iter()
+                        .filter(|h| {
+                            !r.completed
+                                .contains(&(play_index, step_index, false, (*h).clone()))
+                        })
+                        .cloned()
+                        .collect(),
+                    None => active.clone(),
+                };
+                if todo.is_empty() {
+                    continue;
+                }
                 let outcomes = run_step_everywhere(
-                    run, play, play_index, step_index, step, &active, &everyone, false,
+                    run, play, play_index, step_index, step, &todo, &everyone, false,
                 )
                 .await;
                 for o in outcomes {
@@ -654,6 +711,11 @@ async fn run_step_on_host(
             )
         }
     };
+    // Kept in the journal too (secrets masked), so a resumed run still knows it.
+    let registered_for_journal = step
+        .register
+        .as_ref()
+        .map(|r| (r.clone(), registered.clone()));
     if let Some(r) = &step.register {
         run.registered
             .lock()
@@ -670,12 +732,17 @@ async fn run_step_on_host(
             .push(Done {
                 host: delegate_or(step, host),
                 step: label.clone(),
+                seq: seq as u64,
                 undo: u.clone(),
                 become_: become_.clone(),
             });
     }
     let mut fields = where_;
     fields["status"] = json!(status);
+    if let Some((name, value)) = registered_for_journal {
+        fields["register"] = json!(name);
+        fields["registered"] = value;
+    }
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
     if let Some(u) = &undo {
@@ -734,6 +801,7 @@ fn is_connection_loss(msg: &str) -> bool {
         || m.contains("broken pipe")
         || m.contains("connection reset")
         || m.contains("mux")
+        || m.contains("terminated")
 }
 
 fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<Become> {
@@ -975,7 +1043,7 @@ pub(crate) fn render_args(
     fn render(v: &J, ctx: &tera::Context, pos: &crate::diag::Pos) -> Result<J> {
         Ok(match v {
             J::String(s) if s.contains("{{") || s.contains("{%") => {
-                J::String(template::render_str(s, ctx, pos).map_err(|d| anyhow!("{d}"))?)
+                template::render_value(s, ctx, pos).map_err(|d| anyhow!("{d}"))?
             }
             J::Array(items) => J::Array(
                 items
@@ -1013,57 +1081,17 @@ async fn unwind(run: &Arc<Run>) {
         .drain(..)
         .rev()
         .collect();
-    if done.is_empty() {
-        return;
-    }
-    run.reporter.say(&format!(
-        "UNWIND: undoing {} change(s) of this run, newest first",
-        done.len()
-    ));
-    let _ = run
-        .journal
-        .record("unwind_started", json!({ "count": done.len() }))
-        .await;
-    let vars = tera::Context::new();
-    for d in done {
-        let conn = run.conns.lock().await.get(&d.host).cloned();
-        let started = Instant::now();
-        let result = match &conn {
-            Some(conn) => {
-                let approvals: Vec<String> = Vec::new();
-                let ctx = ModCtx {
-                    host: conn,
-                    become_: d.become_.as_ref(),
-                    timeout: Some(Duration::from_secs(600)),
-                    templates: &run.templates,
-                    vars: &vars,
-                    run_id: &run.id,
-                    approvals: &approvals,
-                    interactive: false,
-                    peers: &HashMap::new(),
-                };
-                d.undo.run(&ctx).await
-            }
-            None => Err(anyhow!("no connection to {}", d.host)),
-        };
-        let (status, detail) = match &result {
-            Ok(()) => (Status::Changed, d.undo.describe()),
-            Err(e) => (Status::Failed, format!("{e:#}")),
-        };
-        let _ = run
-            .journal
-            .record("undo_result", json!({ "host": d.host, "step": d.step, "undo": d.undo, "ok": result.is_ok(), "detail": detail }))
-            .await;
-        run.reporter.step_result(
-            "unwind",
-            &format!("undo: {}", d.step),
-            &d.host,
-            status,
-            &detail,
-            started.elapsed(),
-        );
-    }
-    let _ = run.journal.record("unwind_finished", json!({})).await;
+    let conns = run.conns.lock().await.clone();
+    recovery::undo_all(
+        done,
+        &conns,
+        &run.templates,
+        &run.journal,
+        &run.reporter,
+        &run.id,
+        "unwind",
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -449,12 +449,7 @@ impl PlanRun<'_> {
     }
 
     async fn close(self) {
-        let conns: Vec<Arc<HostConn>> = self.conns.into_inner().into_values().collect();
-        for c in conns {
-            if let Ok(c) = Arc::try_unwrap(c) {
-                c.close().await;
-            }
-        }
+        crate::transport::close_all(self.conns.into_inner().into_values()).await;
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,395 @@
+//! After the fact: undoing a run's changes (unwinding on failure, `cutover rollback RUN`),
+//! accepting them (`cutover commit RUN`: snapshots and backups removed), and reading a run's
+//! journal back for `cutover resume RUN`.
+//!
+//! Everything here works from the journal alone, so it works after the controller was killed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value as J};
+
+use super::journal::{self, Journal};
+use super::lock;
+use super::output::{OutputMode, Reporter, Status};
+use crate::modules::{ModCtx, UndoAction};
+use crate::template::Templates;
+use crate::transport::{Become, HostConn, TransportOptions};
+
+/// One change of a run that can be undone.
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub host: String,
+    pub step: String,
+    /// The step_result event's sequence number, to tell which changes were undone already.
+    pub seq: u64,
+    pub undo: UndoAction,
+    pub become_: Option<Become>,
+}
+
+/// What a run's journal says.
+pub struct JournalState {
+    pub started: J,
+    pub finished: Option<J>,
+    /// Changes not undone yet, oldest first.
+    pub done: Vec<Done>,
+    /// (play, step, handler, host) that finished (ok, changed or skipped).
+    pub completed: BTreeSet<(usize, usize, bool, String)>,
+    /// (play, host, handler name) notified and not yet run.
+    pub notified: Vec<(usize, String, String)>,
+    pub committed: bool,
+    /// The next free step sequence number (a resumed run continues the numbering).
+    pub next_seq: u32,
+    /// Results registered by finished steps, per host.
+    pub registered: HashMap<String, serde_json::Map<String, J>>,
+}
+
+pub fn load_state(run_id: &str) -> Result<JournalState> {
+    let events = journal::read(run_id)?;
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "run_started")
+        .cloned()
+        .ok_or_else(|| anyhow!("run {run_id} has no start event"))?;
+    let finished = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "run_finished")
+        .cloned();
+    let undone: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "undo_result" && e["ok"] == true)
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    let mut done = Vec::new();
+    let mut completed = BTreeSet::new();
+    let mut notified: Vec<(usize, String, String)> = Vec::new();
+    for e in &events {
+        match e["event"].as_str() {
+            Some("step_result") => {
+                let seq = e["seq"].as_u64().unwrap_or(0);
+                let status = e["status"].as_str().unwrap_or("");
+                let key = (
+                    e["play"].as_u64().unwrap_or(0) as usize,
+                    e["step"].as_u64().unwrap_or(0) as usize,
+                    e["handler"] == true,
+                    e["host"].as_str().unwrap_or("").to_string(),
+                );
+                if matches!(status, "ok" | "changed" | "skipped") {
+                    if key.2 {
+                        let name = e["name"].as_str().unwrap_or("").to_string();
+                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
+                    }
+                    completed.insert(key);
+                }
+                if let Some(u) = e.get("undo").filter(|u| !u.is_null()) {
+                    if undone.contains(&seq) {
+                        continue;
+                    }
+                    let undo: UndoAction = serde_json::from_value(u.clone())
+                        .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?;
+                    done.push(Done {
+                        host: e["undo_host"]
+                            .as_str()
+                            .or(e["host"].as_str())
+                            .unwrap_or("")
+                            .to_string(),
+                        step: e["name"].as_str().unwrap_or("").to_string(),
+                        seq,
+                        undo,
+                        become_: e["become_user"].as_str().map(|u| Become {
+                            user: Some(u.to_string()),
+                        }),
+                    });
+                }
+            }
+            Some("handler_notified") => {
+                let item = (
+                    e["play"].as_u64().unwrap_or(0) as usize,
+                    e["host"].as_str().unwrap_or("").to_string(),
+                    e["handler"].as_str().unwrap_or("").to_string(),
+                );
+                if !notified.contains(&item) {
+                    notified.push(item);
+                }
+            }
+            _ => {}
+        }
+    }
+    let committed = events.iter().any(|e| e["event"] == "commit_finished");
+    let next_seq = events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .map_or(0, |m| m as u32 + 1);
+    let mut registered: HashMap<String, serde_json::Map<String, J>> = HashMap::new();
+    for e in events.iter().filter(|e| e["event"] == "step_result") {
+        if let (Some(host), Some(name)) = (e["host"].as_str(), e["register"].as_str()) {
+            registered
+                .entry(host.to_string())
+                .or_default()
+                .insert(name.to_string(), e["registered"].clone());
+        }
+    }
+    Ok(JournalState {
+        started,
+        finished,
+        done,
+        completed,
+        notified,
+        committed,
+        next_seq,
+        registered,
+    })
+}
+
+/// Undo `done` (newest first), each change on its own host, recording each in the journal.
+#[allow(clippy::too_many_arguments)]
+pub async fn undo_all(
+    done: Vec<Done>,
+    conns: &HashMap<String, Arc<HostConn>>,
+    templates: &Templates,
+    journal: &Journal,
+    reporter: &Reporter,
+    run_id: &str,
+    label: &str,
+) -> bool {
+    if done.is_empty() {
+        return true;
+    }
+    reporter.say(&format!(
+        "{}: undoing {} change(s), newest first",
+        label.to_uppercase(),
+        done.len()
+    ));
+    let _ = journal
+        .record(&format!("{label}_started"), json!({ "count": done.len() }))
+        .await;
+    let vars = tera::Context::new();
+    let approvals: Vec<String> = Vec::new();
+    let mut all_ok = true;
+    for d in done {
+        let started = Instant::now();
+        let result = match conns.get(&d.host) {
+            Some(conn) => {
+                let ctx = ModCtx {
+                    host: conn,
+                    become_: d.become_.as_ref(),
+                    timeout: Some(Duration::from_secs(1800)),
+                    templates,
+                    vars: &vars,
+                    run_id,
+                    approvals: &approvals,
+                    interactive: false,
+                    peers: conns,
+                };
+                d.undo.run(&ctx).await
+            }
+            None => Err(anyhow!("no connection to {}", d.host)),
+        };
+        all_ok &= result.is_ok();
+        let (status, detail) = match &result {
+            Ok(()) => (Status::Changed, d.undo.describe()),
+            Err(e) => (Status::Failed, format!("{e:#}")),
+        };
+        let _ = journal
+            .record("undo_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "undo": d.undo, "ok": result.is_ok(), "detail": detail }))
+            .await;
+        reporter.step_result(
+            label,
+            &format!("undo: {}", d.step),
+            &d.host,
+            status,
+            &detail,
+            started.elapsed(),
+        );
+    }
+    let _ = journal
+        .record(&format!("{label}_finished"), json!({ "ok": all_ok }))
+        .await;
+    all_ok
+}
+
+/// Options for `rollback` and `commit`.
+pub struct AfterOptions {
+    pub run_id: String,
+    pub inventory: Option<PathBuf>,
+    pub templates_dir: PathBuf,
+    pub transport: TransportOptions,
+    pub break_lock: bool,
+    pub output: OutputMode,
+}
+
+/// Connect to the hosts a run changed and take their locks in the run's name.
+async fn reconnect(
+    opts: &AfterOptions,
+    state: &JournalState,
+    hosts: &BTreeSet<String>,
+) -> Result<(crate::inventory::Inventory, HashMap<String, Arc<HostConn>>)> {
+    // A run still alive must be stopped first: two controllers on one cluster is what locks prevent.
+    let pid = state.started["pid"].as_u64().unwrap_or(0) as u32;
+    let controller = state.started["controller"].as_str().unwrap_or("");
+    if state.finished.is_none()
+        && controller == lock::controller_name()
+        && pid != std::process::id()
+        && lock::process_alive(pid)
+    {
+        bail!(
+            "run {} is still running (pid {pid}); stop it first",
+            opts.run_id
+        );
+    }
+    let inventory = opts
+        .inventory
+        .clone()
+        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
+        .ok_or_else(|| anyhow!("no inventory"))?;
+    let inv = crate::inventory::load_checked(&inventory).map_err(|d| {
+        anyhow!(
+            "{}",
+            d.items.first().map(|x| x.to_string()).unwrap_or_default()
+        )
+    })?;
+    let owner = lock::Owner::me(&opts.run_id);
+    let mut conns = HashMap::new();
+    for h in hosts {
+        let host = inv
+            .host(h)
+            .ok_or_else(|| anyhow!("host {h} of the run is not in {}", inventory.display()))?;
+        let conn = HostConn::connect(h, &host.connection, &opts.transport).await?;
+        lock::lock_host(&conn, &owner, opts.break_lock)
+            .await
+            .map_err(|e| anyhow!("{h}: {e}"))?;
+        conns.insert(h.clone(), Arc::new(conn));
+    }
+    Ok((inv, conns))
+}
+
+async fn release(conns: HashMap<String, Arc<HostConn>>, run_id: &str) {
+    for c in conns.values() {
+        lock::unlock_host(c, run_id).await;
+    }
+    crate::transport::close_all(conns.into_values()).await;
+}
+
+/// `cutover rollback RUN`: undo every change of a finished or dead run that is not undone yet.
+pub async fn rollback(opts: AfterOptions) -> Result<bool> {
+    let state = load_state(&opts.run_id)?;
+    if state.committed {
+        bail!("run {} was committed: its snapshots and backups are gone, there is nothing to roll back to", opts.run_id);
+    }
+    let inventory = opts
+        .inventory
+        .clone()
+        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
+        .unwrap_or_default();
+    let _controller_lock = lock::lock_controller(
+        &journal::state_dir(),
+        &inventory,
+        &lock::Owner::me(&opts.run_id),
+    )?;
+    let hosts: BTreeSet<String> = state.done.iter().map(|d| d.host.clone()).collect();
+    let reporter = Reporter::new(opts.output, None, true);
+    if state.done.is_empty() {
+        reporter.say(&format!("run {}: nothing to roll back", opts.run_id));
+        return Ok(true);
+    }
+    let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
+    let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
+    let journal = Journal::reopen(&opts.run_id)?;
+    let done: Vec<Done> = state.done.into_iter().rev().collect();
+    let ok = undo_all(
+        done,
+        &conns,
+        &templates,
+        &journal,
+        &reporter,
+        &opts.run_id,
+        "rollback",
+    )
+    .await;
+    release(conns, &opts.run_id).await;
+    let _ = reporter.finish(if ok {
+        "rolled back"
+    } else {
+        "rollback incomplete"
+    });
+    Ok(ok)
+}
+
+/// `cutover commit RUN`: accept a run: remove its snapshots and the backups kept for undo.
+/// After this the run cannot be rolled back.
+pub async fn commit(opts: AfterOptions) -> Result<bool> {
+    let state = load_state(&opts.run_id)?;
+    if state.finished.is_none() {
+        bail!(
+            "run {} did not finish; resume or roll it back before committing",
+            opts.run_id
+        );
+    }
+    let inventory = opts
+        .inventory
+        .clone()
+        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
+        .unwrap_or_default();
+    let _controller_lock = lock::lock_controller(
+        &journal::state_dir(),
+        &inventory,
+        &lock::Owner::me(&opts.run_id),
+    )?;
+    let hosts: BTreeSet<String> = state.done.iter().map(|d| d.host.clone()).collect();
+    let reporter = Reporter::new(opts.output, None, true);
+    let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
+    let journal = Journal::reopen(&opts.run_id)?;
+    let _ = journal
+        .record("commit_started", json!({ "count": state.done.len() }))
+        .await;
+    let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
+    let vars = tera::Context::new();
+    let approvals: Vec<String> = Vec::new();
+    let mut ok = true;
+    for d in &state.done {
+        let Some(conn) = conns.get(&d.host) else {
+            continue;
+        };
+        let ctx = ModCtx {
+            host: conn,
+            become_: d.become_.as_ref(),
+            timeout: Some(Duration::from_secs(600)),
+            templates: &templates,
+            vars: &vars,
+            run_id: &opts.run_id,
+            approvals: &approvals,
+            interactive: false,
+            peers: &conns,
+        };
+        let started = Instant::now();
+        let result = d.undo.commit(&ctx).await;
+        ok &= result.is_ok();
+        let detail = match &result {
+            Ok(Some(what)) => what.clone(),
+            Ok(None) => continue,
+            Err(e) => format!("{e:#}"),
+        };
+        let _ = journal.record("commit_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "ok": result.is_ok(), "detail": detail })).await;
+        reporter.step_result(
+            "commit",
+            &format!("commit: {}", d.step),
+            &d.host,
+            if result.is_ok() {
+                Status::Changed
+            } else {
+                Status::Failed
+            },
+            &detail,
+            started.elapsed(),
+        );
+    }
+    let _ = journal.record("commit_finished", json!({ "ok": ok })).await;
+    release(conns, &opts.run_id).await;
+    let _ = reporter.finish(if ok { "committed" } else { "commit incomplete" });
+    Ok(ok)
+}

@@ -1,0 +1,288 @@
+//! A controller killed mid-run: `cutover resume` finishes the run, `cutover rollback` undoes
+//! it, and `cutover commit` accepts it — from the journal alone, against real hosts.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value as J;
+
+static HOSTS: Mutex<()> = Mutex::new(());
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
+        Project { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            "cutover-ctl",
+            env!("CARGO_BIN_EXE_cutover"),
+        ])
+        .args(args)
+        .env("CUTOVER_STATE_DIR", self.path("state"))
+        .env("XDG_RUNTIME_DIR", self.path("runtime"))
+        .current_dir(self.dir.path());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    fn only_run_id(&self) -> String {
+        let ids: Vec<String> = std::fs::read_dir(self.path("state/runs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0].clone()
+    }
+    fn journal(&self, id: &str) -> Vec<J> {
+        std::fs::read_to_string(self.path(&format!("state/runs/{id}/journal.jsonl")))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn inventory() -> String {
+    common::repo_root()
+        .join("inventory/lab.yml")
+        .display()
+        .to_string()
+}
+
+fn ssh(host: &str, cmd: &str) -> String {
+    String::from_utf8_lossy(&common::lab_ssh(host, cmd).stdout).into_owned()
+}
+
+/// Start the playbook and SIGKILL the controller once `marker` shows up in the journal.
+fn start_and_kill(p: &Project, playbook: &str, after_step: &str) -> String {
+    let mut child = p
+        .command(&[
+            "apply",
+            "-i",
+            &inventory(),
+            "--templates",
+            p.path("templates").to_str().unwrap(),
+            p.path(playbook).to_str().unwrap(),
+            "--output",
+            "plain",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(100));
+        let Ok(rd) = std::fs::read_dir(p.path("state/runs")) else {
+            continue;
+        };
+        let done = rd.flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("journal.jsonl"))
+                .is_ok_and(|t| t.contains(&format!("\"name\":\"{after_step}\"")))
+        });
+        if done {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    p.only_run_id()
+}
+
+fn masters_of_dead_controllers(p: &Project) -> usize {
+    let root = p.path("runtime/cutover");
+    std::fs::read_dir(root)
+        .map(|rd| rd.flatten().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_run_is_resumed_and_finishes() {
+    let _g = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::new();
+    let dir = format!("/srv/cutover-resume-{}", std::process::id());
+    std::fs::write(
+        p.path("pb.yml"),
+        format!(
+            r#"- hosts: app_nodes
+  steps:
+    - name: first
+      copy: {{ content: "one\n", dest: {dir}-first }}
+      register: first
+      notify: remember
+    - name: slow
+      shell: "sleep 3; echo slow >> {dir}-count"
+    - name: last
+      copy: {{ content: "{{{{ first.dest }}}}\n", dest: {dir}-last }}
+  handlers:
+    - name: remember
+      copy: {{ content: "handled\n", dest: {dir}-handler }}
+"#
+        ),
+    )
+    .unwrap();
+    let id = start_and_kill(&p, "pb.yml", "first");
+    assert!(!p.journal(&id).iter().any(|e| e["event"] == "run_finished"));
+    assert_eq!(
+        masters_of_dead_controllers(&p),
+        1,
+        "the killed controller left its ssh masters"
+    );
+    let o = p.run(&[
+        "resume",
+        "-i",
+        &inventory(),
+        "--templates",
+        p.path("templates").to_str().unwrap(),
+        &id,
+        "--output",
+        "plain",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j = p.journal(&id);
+    assert!(j.iter().any(|e| e["event"] == "run_resumed"));
+    assert_eq!(
+        j.iter()
+            .filter(|e| e["event"] == "step_result" && e["name"] == "first")
+            .count(),
+        2,
+        "first ran once per host, before the kill only"
+    );
+    for h in ["app1", "app2"] {
+        // The registered result from before the kill was still known after it.
+        assert_eq!(ssh(h, &format!("cat {dir}-last")), format!("{dir}-first\n"));
+        assert_eq!(
+            ssh(h, &format!("cat {dir}-handler")),
+            "handled\n",
+            "the handler notified before the kill ran"
+        );
+    }
+    assert_eq!(
+        masters_of_dead_controllers(&p),
+        0,
+        "the dead controller's masters were ended and the resumed run closed its own"
+    );
+    // A finished run is not resumed again.
+    let o = p.run(&[
+        "resume",
+        "-i",
+        &inventory(),
+        "--templates",
+        p.path("templates").to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("already finished"),
+        "{}",
+        text(&o)
+    );
+    for h in ["app1", "app2"] {
+        ssh(h, &format!("rm -f {dir}-*"));
+    }
+}
+
+#[test]
+fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
+    let _g = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::new();
+    let dir = format!("/srv/cutover-rollback-{}", std::process::id());
+    ssh(
+        "db1",
+        &format!("mkdir -p {dir} && printf 'before\\n' > {dir}/conf"),
+    );
+    std::fs::write(
+        p.path("pb.yml"),
+        format!(
+            r#"- hosts: db1
+  steps:
+    - name: change conf
+      copy: {{ content: "after\n", dest: {dir}/conf }}
+    - name: new file
+      copy: {{ content: "new\n", dest: {dir}/new }}
+    - name: slow
+      command: sleep 5
+    - name: never
+      copy: {{ content: "never\n", dest: {dir}/never }}
+"#
+        ),
+    )
+    .unwrap();
+    let id = start_and_kill(&p, "pb.yml", "new file");
+    let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        ssh("db1", &format!("cat {dir}/conf; ls {dir}")),
+        format!("before\nconf\n")
+    );
+    // Rolling back twice finds nothing left to undo.
+    let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
+    assert!(
+        o.status.success() && text(&o).contains("nothing to roll back"),
+        "{}",
+        text(&o)
+    );
+
+    // A finished run, committed: backups gone, no rollback any more.
+    let q = Project::new();
+    std::fs::write(q.path("pb.yml"), format!("- hosts: db1\n  steps:\n    - copy: {{ content: \"committed\\n\", dest: {dir}/conf }}\n")).unwrap();
+    let o = q.run(&[
+        "apply",
+        "-i",
+        &inventory(),
+        "--templates",
+        q.path("templates").to_str().unwrap(),
+        q.path("pb.yml").to_str().unwrap(),
+        "--output",
+        "plain",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = q.only_run_id();
+    assert_eq!(
+        ssh("db1", &format!("ls {dir} | grep -c 'cutover-{id}~'")).trim(),
+        "1",
+        "a backup kept for undo"
+    );
+    let o = q.run(&["commit", "-i", &inventory(), &id, "--output", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        ssh("db1", &format!("ls {dir} | grep -c 'cutover-{id}~'")).trim(),
+        "0",
+        "commit removes the backup"
+    );
+    let o = q.run(&["rollback", "-i", &inventory(), &id]);
+    assert!(
+        !o.status.success() && text(&o).contains("was committed"),
+        "{}",
+        text(&o)
+    );
+    ssh("db1", &format!("rm -rf {dir}"));
+}
