@@ -132,6 +132,7 @@ fn modules_change_once_then_report_no_change() {
     let _g = serial();
     let p = Project::new();
     let dir = format!("/srv/cutover-test-idem-{}", std::process::id());
+    p.write("templates/stamped.conf", "built = 0\nkey = value\n");
     p.write("templates/app.conf", "node={{ node_name }}\npeers={{ groups.app_nodes | hostvar(name=\"address\", hostvars=hostvars) | join(sep=\",\") }}\n");
     p.write(
         "pb.yml",
@@ -160,9 +161,17 @@ fn modules_change_once_then_report_no_change() {
       service: {{ name: cutover-idem, state: started, daemon_reload: true }}
     - name: command with creates
       command: {{ argv: [touch, "{{{{ dir }}}}/created"], creates: "{{{{ dir }}}}/created" }}
+    - name: stamped
+      template: {{ src: stamped.conf, dest: "{{{{ dir }}}}/stamped.conf", ignore_lines: ["^built = "] }}
+    - name: recurse
+      file: {{ path: "{{{{ dir }}}}", state: directory, recurse: true, group: daemon }}
 "#
         ),
     );
+    // A failed earlier run may have left the unit behind: start from a clean host.
+    for h in ["app1", "app2"] {
+        ssh_ok(h, "systemctl stop cutover-idem 2>/dev/null; rm -f /etc/systemd/system/cutover-idem.service; systemctl daemon-reload");
+    }
     let first = p.apply("pb.yml", &["--output", "plain"]);
     assert!(first.status.success(), "{}", text(&first));
     let r = p.last_run_results();
@@ -201,6 +210,16 @@ fn modules_change_once_then_report_no_change() {
         "active"
     );
 
+    assert_eq!(
+        ssh_ok("app1", &format!("find {dir} ! -group daemon | wc -l")).trim(),
+        "0",
+        "recurse reached every file"
+    );
+    // The app rewrites the ignored line: that is not drift.
+    ssh_ok(
+        "app1",
+        &format!("sed -i 's/^built = 0/built = 42/' {dir}/stamped.conf"),
+    );
     let second = p.apply("pb.yml", &["--output", "plain"]);
     assert!(second.status.success(), "{}", text(&second));
     for e in p.last_run_results() {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Map, Value as J};
 use sha2::{Digest, Sha256};
 
-use super::{arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
 use crate::shell::quote;
 
 /// Files larger than this are summarised in plans instead of diffed.
@@ -207,6 +207,28 @@ pub fn content_diff(
     }
 }
 
+/// `ignore_lines:` of a template step: regular expressions of lines to leave out of the
+/// comparison.
+fn ignore_patterns(args: &Map<String, J>) -> Result<Option<Vec<regex::Regex>>> {
+    let list: Vec<String> = match args.get("ignore_lines") {
+        Some(J::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(J::String(s)) => vec![s.clone()],
+        _ => return Ok(None),
+    };
+    let compiled = list
+        .iter()
+        .map(|p| {
+            regex::Regex::new(p).map_err(|e| {
+                anyhow::anyhow!("ignore_lines: `{p}` is not a regular expression: {e}")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(compiled))
+}
+
 pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let dest = required(args, "dest")?;
     let want = desired_content(module, args, ctx)?;
@@ -221,7 +243,21 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
             );
         }
     }
-    let content_changes = st.as_ref().and_then(|s| s.sha256.as_deref()) != Some(want_sha.as_str());
+    let mut content_changes =
+        st.as_ref().and_then(|s| s.sha256.as_deref()) != Some(want_sha.as_str());
+    // Lines the app rewrites itself (timestamps, build numbers) don't count as a change.
+    if content_changes {
+        if let (Some(patterns), Some(old)) = (ignore_patterns(args)?, old.as_deref()) {
+            let keep = |text: &[u8]| -> Vec<String> {
+                String::from_utf8_lossy(text)
+                    .lines()
+                    .filter(|l| !patterns.iter().any(|p| p.is_match(l)))
+                    .map(str::to_string)
+                    .collect()
+            };
+            content_changes = keep(old) != keep(&want);
+        }
+    }
     let attrs = attr_changes(args, st.as_ref());
     let state = json!({ "stat": st, "content_changes": content_changes, "sha256": want_sha });
     if !content_changes && attrs.is_empty() {
@@ -360,6 +396,16 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
             format!("{s} ({})", attrs.join(", "))
         }
     };
+    if arg_bool(args, "recurse") == Some(true) && st.as_ref().is_some_and(|s| s.kind == "directory")
+    {
+        if let Some(what) = recursive_attr_changes(args, path, ctx).await? {
+            return Ok(Probe::change(
+                format!("{what} below {path}"),
+                None,
+                json!({ "stat": st, "recurse": true }),
+            ));
+        }
+    }
     let decision = match (state, &st) {
         ("absent", None) => None,
         ("absent", Some(s)) => Some(format!("remove {} {path} (kept as backup for undo)", s.kind)),
@@ -383,9 +429,74 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
     })
 }
 
+/// With `recurse: true`: does anything below the directory have another owner, group or mode?
+async fn recursive_attr_changes(
+    args: &Map<String, J>,
+    path: &str,
+    ctx: &ModCtx<'_>,
+) -> Result<Option<String>> {
+    let mut tests = Vec::new();
+    if let Some(o) = arg_str(args, "owner") {
+        tests.push(format!("! -user {}", quote(o)));
+    }
+    if let Some(g) = arg_str(args, "group") {
+        tests.push(format!("! -group {}", quote(g)));
+    }
+    if let Some(m) = arg_str(args, "mode").filter(|m| m.chars().all(|c| c.is_ascii_digit())) {
+        tests.push(format!("! -perm {}", quote(m)));
+    }
+    if tests.is_empty() {
+        return Ok(None);
+    }
+    let script = format!(
+        "find {} \\( {} \\) -print | head -n 1 | wc -l",
+        quote(path),
+        tests.join(" -o ")
+    );
+    let out = ctx.run(&script, None).await?;
+    Ok((out.stdout_text().trim() != "0").then(|| {
+        let mut what = Vec::new();
+        if let Some(o) = arg_str(args, "owner") {
+            what.push(format!("owner {o}"));
+        }
+        if let Some(g) = arg_str(args, "group") {
+            what.push(format!("group {g}"));
+        }
+        if let Some(m) = arg_str(args, "mode") {
+            what.push(format!("mode {m}"));
+        }
+        format!("set {}", what.join(", "))
+    }))
+}
+
 pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == super::Decision::NoChange {
         return Ok(Outcome::default());
+    }
+    // Recursive attributes: applied to the whole tree. There is no per-file record of the old
+    // owners and modes, so this change has no automatic way back.
+    if probe.state["recurse"] == true {
+        let path = quote(required(args, "path")?);
+        let mut script = String::from("set -e\n");
+        match (arg_str(args, "owner"), arg_str(args, "group")) {
+            (Some(o), Some(g)) => {
+                script.push_str(&format!("chown -R -- {}:{} {path}\n", quote(o), quote(g)))
+            }
+            (Some(o), None) => script.push_str(&format!("chown -R -- {} {path}\n", quote(o))),
+            (None, Some(g)) => script.push_str(&format!("chgrp -R -- {} {path}\n", quote(g))),
+            (None, None) => {}
+        }
+        if let Some(m) = arg_str(args, "mode") {
+            script.push_str(&format!("chmod -R -- {} {path}\n", quote(m)));
+        }
+        let out = ctx.run(&script, None).await?;
+        if !out.ok() {
+            bail!("recursive attributes failed: {}", out.stderr_text().trim());
+        }
+        return Ok(Outcome {
+            changed: true,
+            ..Default::default()
+        });
     }
     let path = required(args, "path")?;
     let state = arg_str(args, "state").unwrap_or("file");
