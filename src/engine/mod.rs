@@ -845,6 +845,8 @@ async fn execute(
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
     let mut ctx = template::host_context(&run.inv, host, resolved, everyone);
+    // `run.id` names what a run leaves behind (snapshot sets, backups).
+    ctx.insert("run", &json!({ "id": run.id }));
     if let Some(regs) = run
         .registered
         .lock()
@@ -936,7 +938,7 @@ async fn execute(
             // Unknown in the plan: the reviewer accepted whatever it turns out to be.
             if *outcome != crate::plan::Outcome::Unknown
                 && attempt == 0
-                && *fp != crate::plan::fingerprint(&probe.decision)
+                && *fp != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(&probe.decision, &run.id))
             {
                 return Err(anyhow!("drift: the host no longer matches the reviewed plan for this step; nothing done"));
             }

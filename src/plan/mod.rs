@@ -117,6 +117,20 @@ pub struct PlanOptions {
     pub transport: TransportOptions,
 }
 
+/// What `{{ run.id }}` shows in a plan: the id of the run that applies it is not known yet.
+pub const RUN_ID_PLACEHOLDER: &str = "RUN-ID";
+
+/// A decision as the plan would have shown it: the applying run's id put back to the
+/// placeholder, so a saved plan's fingerprints still match.
+pub fn with_placeholder_run_id(d: &Decision, run_id: &str) -> Decision {
+    let swap = |s: &str| s.replace(run_id, RUN_ID_PLACEHOLDER);
+    match d {
+        Decision::NoChange => Decision::NoChange,
+        Decision::Change { summary, diff } => Decision::Change { summary: swap(summary), diff: diff.as_deref().map(swap) },
+        Decision::Unknown { reason } => Decision::Unknown { reason: swap(reason) },
+    }
+}
+
 /// The fingerprint of a probe's conclusion.
 pub fn fingerprint(decision: &Decision) -> String {
     let text = match decision {
@@ -646,6 +660,8 @@ impl PlanRun<'_> {
             .get(host)
             .ok_or_else(|| anyhow!("no variables for {host}"))?;
         let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
+        // The run id is only known when the plan is applied.
+        ctx.insert("run", &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }));
         let target = step
             .delegate_to
             .as_ref()

@@ -1,0 +1,362 @@
+//! `lb_member`: a mod_jk load balancer member's activation (`active`, `disabled` = drain:
+//! only its existing sticky sessions, `stopped` = no requests at all), changed at run time
+//! through the jk status worker (`cmd=update&mime=prop&w=LB&sw=MEMBER&vwa=a|d|s`) **and**
+//! persisted as `worker.MEMBER.activation=` in workers.properties, so it survives an Apache
+//! restart (status-worker changes live in shared memory only, DOMAIN.md 3.2).
+//!
+//! Runs on the load balancer host (curl there: the status worker only answers localhost and
+//! the admin networks). The probe reads `cmd=show&mime=prop&w=LB` and the one activation line
+//! of the file (the file holds the AJP secret: it is never read whole). The file is rewritten
+//! atomically (copy with owner and mode, edit, rename); the previous one is kept as
+//! `FILE.cutover-RUN~` for the undo, which puts back the previous file and activation.
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Map, Value as J};
+
+use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::shell::quote;
+
+pub const DEFAULT_STATUS_URL: &str = "http://localhost/jkstatus";
+pub const DEFAULT_WORKERS_FILE: &str = "/etc/libapache2-mod-jk/workers.properties";
+
+/// `active|disabled|stopped` (any case, or the first letter, or ACT/DIS/STP) → the word.
+pub fn normalize(a: &str) -> Option<&'static str> {
+    match a.trim().to_ascii_lowercase().chars().next()? {
+        'a' | '0' => Some("active"),
+        'd' | '1' => Some("disabled"),
+        's' | '2' => Some("stopped"),
+        _ => None,
+    }
+}
+
+fn vwa(a: &str) -> &'static str {
+    match a {
+        "disabled" => "d",
+        "stopped" => "s",
+        _ => "a",
+    }
+}
+
+fn file_word(a: &str) -> &'static str {
+    match a {
+        "disabled" => "Disabled",
+        "stopped" => "Stopped",
+        _ => "Active",
+    }
+}
+
+fn check_name(what: &str, n: &str) -> Result<()> {
+    if n.is_empty()
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!("lb_member: {what} `{n}` is not a mod_jk worker name (letters, digits, _ and -)");
+    }
+    Ok(())
+}
+
+/// What the status worker says of the lb and one member (`mime=prop`).
+#[derive(Debug, PartialEq)]
+pub struct JkShow {
+    pub members: Vec<String>,
+    /// The member's activation as a word (`active`…), if listed.
+    pub activation: Option<&'static str>,
+    pub state: Option<String>,
+    pub result_ok: bool,
+    pub message: String,
+}
+
+pub fn parse_show(text: &str, lb: &str, member: &str) -> JkShow {
+    let mut s = JkShow {
+        members: Vec::new(),
+        activation: None,
+        state: None,
+        result_ok: false,
+        message: String::new(),
+    };
+    let bw = format!("worker.{lb}.balance_workers=");
+    let act = format!("worker.{member}.activation=");
+    let st = format!("worker.{member}.state=");
+    for l in text.lines() {
+        let l = l.trim();
+        if let Some(v) = l.strip_prefix(&bw) {
+            s.members
+                .extend(v.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()));
+        } else if let Some(v) = l.strip_prefix(&act) {
+            s.activation = normalize(v);
+        } else if let Some(v) = l.strip_prefix(&st) {
+            s.state = Some(v.to_string());
+        } else if let Some(v) = l.strip_prefix("worker.result.type=") {
+            s.result_ok = v == "OK";
+        } else if let Some(v) = l.strip_prefix("worker.result.message=") {
+            s.message = v.to_string();
+        }
+    }
+    s
+}
+
+/// The activation `worker.MEMBER.activation=` gives in a workers.properties text (last one
+/// wins, as in mod_jk); None when the line is absent (mod_jk's default: active).
+pub fn file_activation(text: &str, member: &str) -> Option<&'static str> {
+    let key = format!("worker.{member}.activation");
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| normalize(v))?
+        })
+        .last()
+}
+
+fn url_of(args: &Map<String, J>, lb: &str, extra: &str) -> String {
+    let base = arg_str(args, "status_url").unwrap_or(DEFAULT_STATUS_URL);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}cmd={extra}&mime=prop&w={lb}")
+}
+
+const MARK: &str = "@@cutover-workers-file@@";
+
+pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let lb = required(args, "lb")?;
+    let member = required(args, "member")?;
+    check_name("lb", lb)?;
+    check_name("member", member)?;
+    let want = normalize(required(args, "activation")?)
+        .ok_or_else(|| anyhow!("activation must be active, disabled or stopped"))?;
+    let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
+    let script = format!(
+        r#"curl -sS --max-time 10 -- {url} || echo "curl-failed $?"
+echo {MARK}
+if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[[:space:]]*=' -- {f} || true; else echo absent; fi"#,
+        url = quote(&url_of(args, lb, "show")),
+        f = quote(file),
+        m = member,
+    );
+    let out = ctx.run(&script, None).await?;
+    let text = out.stdout_text();
+    let (show_text, file_text) = text.split_once(MARK).unwrap_or((&text, ""));
+    let show = parse_show(show_text, lb, member);
+    let mut fl = file_text.lines().filter(|l| !l.is_empty());
+    let file_present = fl.next() == Some("present");
+    let file_act = file_activation(&fl.collect::<Vec<_>>().join("\n"), member);
+    let saw = json!({
+        "runtime": show.activation,
+        "state": show.state,
+        "file": file_act,
+        "file_present": file_present,
+        "members": show.members,
+    });
+    if !show.result_ok || show_text.contains("curl-failed") {
+        return Ok(Probe::unknown(
+            format!(
+                "the jk status worker at {} does not answer on {} (Apache not installed or not running yet?): {}",
+                arg_str(args, "status_url").unwrap_or(DEFAULT_STATUS_URL),
+                ctx.host.name,
+                show_text.lines().last().unwrap_or("").trim()
+            ),
+            saw,
+        ));
+    }
+    if !show.members.iter().any(|m| m == member) {
+        bail!(
+            "{member} is not a member of the load balancer {lb} on {} (members: {})",
+            ctx.host.name,
+            show.members.join(", ")
+        );
+    }
+    if !file_present {
+        bail!("{file} does not exist on {}", ctx.host.name);
+    }
+    let runtime = show.activation.unwrap_or("active");
+    let persisted = file_act.unwrap_or("active");
+    if runtime == want && persisted == want {
+        return Ok(Probe::no_change(saw));
+    }
+    let mut parts = Vec::new();
+    if runtime != want {
+        parts.push(format!("runtime {runtime} → {want}"));
+    }
+    if persisted != want || file_act.is_none() {
+        parts.push(format!(
+            "{file}: activation {} → {}",
+            file_act.map_or("(unset: active)".to_string(), |a| file_word(a).to_string()),
+            file_word(want)
+        ));
+    }
+    Ok(Probe::change(
+        format!("{lb}/{member}: {runtime} → {want} ({})", parts.join(", ")),
+        None,
+        saw,
+    ))
+}
+
+pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    if probe.decision == Decision::NoChange {
+        return Ok(Outcome::default());
+    }
+    let lb = required(args, "lb")?;
+    let member = required(args, "member")?;
+    check_name("lb", lb)?;
+    check_name("member", member)?;
+    let want = normalize(required(args, "activation")?)
+        .ok_or_else(|| anyhow!("activation must be active, disabled or stopped"))?;
+    let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
+    let was = probe.state["runtime"].as_str().unwrap_or("active").to_string();
+    let backup = format!("{file}.cutover-{}~", ctx.run_id);
+    // Undo: `restore_from` puts the previous file back instead of editing it.
+    let file_step = match arg_str(args, "restore_from") {
+        Some(b) => format!(
+            r#"b={b}
+if [ -f "$b" ]; then mv -f -- "$b" "$f"; fi"#,
+            b = quote(b)
+        ),
+        None => format!(
+            r#"b={b}
+if [ ! -e "$b" ]; then cp -p -- "$f" "$b"; fi
+tmp=$(mktemp -- "$f.cutover.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cp -p -- "$f" "$tmp"
+if grep -qE "$re" -- "$f"; then
+  sed -E "s/$re.*/worker.{m}.activation={w}/" -- "$f" > "$tmp"
+else
+  {{ cat -- "$f"; [ -z "$(tail -c1 -- "$f")" ] || echo; echo 'worker.{m}.activation={w}'; }} > "$tmp"
+fi
+mv -f -- "$tmp" "$f"
+trap - EXIT"#,
+            b = quote(&backup),
+            m = member,
+            w = file_word(want),
+        ),
+    };
+    let script = format!(
+        r#"set -e
+f={f}
+re='^[[:space:]]*worker\.{m}\.activation[[:space:]]*='
+{file_step}
+curl -sS --max-time 10 -- {update}
+echo {MARK}
+curl -sS --max-time 10 -- {show}"#,
+        f = quote(file),
+        m = member,
+        update = quote(&format!(
+            "{}&sw={member}&vwa={}",
+            url_of(args, lb, "update"),
+            vwa(want)
+        )),
+        show = quote(&url_of(args, lb, "show")),
+    );
+    let out = ctx.run(&script, None).await?;
+    let text = out.stdout_text();
+    if !out.ok() {
+        bail!(
+            "changing {lb}/{member} on {} failed: {}{}",
+            ctx.host.name,
+            out.stderr_text().trim(),
+            text.trim()
+        );
+    }
+    let (upd, show_text) = text.split_once(MARK).unwrap_or(("", &text));
+    let upd = parse_show(upd, lb, member);
+    let show = parse_show(show_text, lb, member);
+    let undo = Some(UndoAction::Rerun {
+        module: "lb_member".into(),
+        args: {
+            let mut a = Map::new();
+            for k in ["lb", "member", "status_url", "workers_file"] {
+                if let Some(v) = args.get(k) {
+                    a.insert(k.into(), v.clone());
+                }
+            }
+            a.insert("activation".into(), json!(was));
+            if arg_str(args, "restore_from").is_none() {
+                a.insert("restore_from".into(), json!(backup));
+            }
+            a
+        },
+        what: format!("{lb}/{member} back to {was} (runtime and {file})"),
+    });
+    let failed = if !upd.result_ok {
+        Some(format!(
+            "the status worker refused the update of {lb}/{member}: {}",
+            upd.message
+        ))
+    } else if show.activation != Some(want) {
+        Some(format!(
+            "{lb}/{member} reads back as {} after the update, not {want}",
+            show.activation.unwrap_or("unknown")
+        ))
+    } else {
+        None
+    };
+    let mut result = Map::new();
+    result.insert("activation".into(), json!(show.activation));
+    result.insert("previous".into(), json!(was));
+    result.insert("state".into(), json!(show.state));
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo,
+        failed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from the lab's lb (mod_jk 1.2.48), shortened.
+    const SHOW: &str = "worker.list=wiki_lb
+worker.wiki_lb.type=lb
+worker.wiki_lb.sticky_session=True
+worker.wiki_lb.member_count=2
+worker.wiki_lb.balance_workers=node1
+worker.node1.type=ajp13
+worker.node1.activation=ACT
+worker.node1.route=node1
+worker.node1.state=OK
+worker.wiki_lb.balance_workers=node2
+worker.node2.type=ajp13
+worker.node2.activation=DIS
+worker.node2.state=OK/IDLE
+worker.result.type=OK
+worker.result.message=Action finished
+";
+
+    #[test]
+    fn show_parsed_per_member() {
+        let s = parse_show(SHOW, "wiki_lb", "node2");
+        assert_eq!(s.members, vec!["node1", "node2"]);
+        assert_eq!(s.activation, Some("disabled"));
+        assert_eq!(s.state.as_deref(), Some("OK/IDLE"));
+        assert!(s.result_ok);
+        let s = parse_show(SHOW, "wiki_lb", "node1");
+        assert_eq!(s.activation, Some("active"));
+        let e = parse_show(
+            "worker.result.type=ERROR\nworker.result.message=Worker not found\n",
+            "x",
+            "y",
+        );
+        assert!(!e.result_ok && e.message == "Worker not found");
+    }
+
+    #[test]
+    fn file_activation_lines() {
+        let f = "worker.node1.type=ajp13\nworker.node1.activation=Active\n  worker.node2.activation = S\n# worker.node3.activation=Disabled\nworker.node10.activation=D\n";
+        assert_eq!(file_activation(f, "node1"), Some("active"));
+        assert_eq!(file_activation(f, "node2"), Some("stopped"));
+        assert_eq!(file_activation(f, "node3"), None);
+        assert_eq!(file_activation(f, "node"), None);
+    }
+
+    #[test]
+    fn names_and_words() {
+        assert_eq!(normalize("Disabled"), Some("disabled"));
+        assert_eq!(normalize("STP"), Some("stopped"));
+        assert_eq!(normalize("x"), None);
+        assert!(check_name("member", "node1").is_ok());
+        assert!(check_name("member", "a.b").is_err());
+        assert!(check_name("member", "a;b").is_err());
+        assert_eq!(vwa("stopped"), "s");
+    }
+}
