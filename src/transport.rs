@@ -103,13 +103,17 @@ impl HostConn {
         })
         .port(c.port)
         .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
-        .server_alive_interval(Duration::from_secs(15))
         .control_directory(control_dir()?)
         // The master lives as long as the run: a host may sit idle for a long time between
         // its steps (a serial play on other hosts, an approval). Masters of a controller that
         // was killed are ended by the next run (`reap_stale_masters`).
         .control_persist(openssh::ControlPersist::Forever)
         .config_file(config.path());
+        // Keepalives find a dead host; the inventory may tune them (ssh reads the first value
+        // it sees, and options on ssh's command line come before the config file).
+        if !c.ssh_options.contains_key("ServerAliveInterval") {
+            b.server_alive_interval(Duration::from_secs(15));
+        }
         if let Some(u) = &c.user {
             b.user(u.clone());
         }
