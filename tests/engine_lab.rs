@@ -7,7 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::project::{lab_inventory, text, Project};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,100 +19,6 @@ static HOSTS: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     HOSTS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A scratch project: playbooks, templates and the run state of one test.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn state(&self) -> PathBuf {
-        self.path("state")
-    }
-    /// `cutover apply` in the controller namespace, with this project's state dir.
-    fn command(&self, inventory: &Path, playbook: &str, extra: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            "cutover-ctl",
-            env!("CARGO_BIN_EXE_cutover"),
-            "apply",
-            "-i",
-        ])
-        .arg(inventory)
-        .arg("--templates")
-        .arg(self.path("templates"))
-        .arg(self.path(playbook))
-        .args(extra)
-        .env("CUTOVER_STATE_DIR", self.state())
-        .env("XDG_RUNTIME_DIR", self.path("runtime"))
-        .current_dir(self.dir.path());
-        std::fs::create_dir_all(self.path("runtime")).unwrap();
-        c
-    }
-    fn apply(&self, playbook: &str, extra: &[&str]) -> Output {
-        self.apply_with(&lab_inventory(), playbook, extra)
-    }
-    fn apply_with(&self, inventory: &Path, playbook: &str, extra: &[&str]) -> Output {
-        self.command(inventory, playbook, extra).output().unwrap()
-    }
-    /// Every event of every run of this project, in order.
-    fn journal(&self) -> Vec<J> {
-        let mut out = Vec::new();
-        let runs = self.state().join("runs");
-        let mut ids: Vec<_> = std::fs::read_dir(&runs)
-            .map(|r| r.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        ids.sort();
-        for d in ids {
-            let text = std::fs::read_to_string(d.join("journal.jsonl")).unwrap_or_default();
-            out.extend(
-                text.lines()
-                    .filter_map(|l| serde_json::from_str::<J>(l).ok()),
-            );
-        }
-        out
-    }
-    fn last_run_results(&self) -> Vec<J> {
-        let j = self.journal();
-        let start = j
-            .iter()
-            .rposition(|e| e["event"] == "run_started")
-            .unwrap_or(0);
-        j[start..]
-            .iter()
-            .filter(|e| e["event"] == "step_result")
-            .cloned()
-            .collect()
-    }
-}
-
-fn lab_inventory() -> PathBuf {
-    common::repo_root().join("inventory/lab.yml")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn status_of<'a>(results: &'a [J], step: &str, host: &str) -> &'a str {
@@ -314,7 +222,7 @@ fn shell_words(s: &str) -> String {
 /// An inventory like the lab's, but with another known_hosts file.
 fn inventory_with_known_hosts(p: &Project, known_hosts: &str) -> PathBuf {
     let kh = p.write("known_hosts", known_hosts);
-    let inv = std::fs::read_to_string(lab_inventory()).unwrap();
+    let inv = common::project::lab_inventory_text();
     let inv = inv.replace(
         "known_hosts_file: /var/lib/cutover-lab/ssh/known_hosts",
         &format!("known_hosts_file: {}", kh.display()),
@@ -403,7 +311,7 @@ fn ctrl_c_stops_at_a_step_boundary_and_leaves_nothing() {
         "- hosts: app_nodes\n  steps:\n    - name: first\n      command: sleep 2\n    - name: second\n      command: sleep 2\n    - name: third\n      command: sleep 2\n",
     );
     let child = p
-        .command(&lab_inventory(), "pb.yml", &["--output", "plain"])
+        .apply_command(&lab_inventory(), "pb.yml", &["--output", "plain"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -475,7 +383,7 @@ fn a_second_run_is_refused_and_names_the_owner() {
         "- hosts: db1\n  steps:\n    - name: quick\n      command: 'true'\n",
     );
     let first = p
-        .command(&lab_inventory(), "slow.yml", &["--output", "plain"])
+        .apply_command(&lab_inventory(), "slow.yml", &["--output", "plain"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -495,7 +403,10 @@ fn a_second_run_is_refused_and_names_the_owner() {
         "quick.yml",
         "- hosts: db1\n  steps:\n    - name: quick\n      command: 'true'\n",
     );
-    let o = other.apply("quick.yml", &["--output", "plain"]);
+    let o = other
+        .apply_command(&lab_inventory(), "quick.yml", &["--output", "plain"])
+        .output()
+        .unwrap();
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("locked by run") && text(&o).contains(&format!("pid {}", first.id())),
@@ -553,11 +464,8 @@ fn become_with_and_without_a_password() {
     let password =
         std::fs::read_to_string(common::lab_state().join("secrets/operator-sudo-password"))
             .unwrap();
-    let inv = std::fs::read_to_string(lab_inventory()).unwrap().replacen(
-        "  user: root\n",
-        "  user: admin\n",
-        1,
-    );
+    let inv =
+        common::project::lab_inventory_text().replacen("  user: root\n", "  user: admin\n", 1);
     let admin_inv = p.write("admin.yml", &inv);
     let operator_inv = p.write(
         "operator.yml",

@@ -4,94 +4,30 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::project::{text, Project};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as J;
-
 static HOSTS: Mutex<()> = Mutex::new(());
 
-struct Project {
-    dir: tempfile::TempDir,
+/// A project whose inventory has fast keepalives, so a vanished host is noticed in seconds.
+fn project() -> Project {
+    let p = Project::new();
+    let inv = common::project::lab_inventory_text().replace(
+        "    ConnectTimeout: 10\n",
+        "    ConnectTimeout: 5\n    ServerAliveInterval: 1\n    ServerAliveCountMax: 3\n",
+    );
+    p.write("inventory.yml", &inv);
+    p
 }
 
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        // Fast keepalives so a vanished host is noticed in seconds, not minutes.
-        let inv = std::fs::read_to_string(common::repo_root().join("inventory/lab.yml"))
-            .unwrap()
-            .replace(
-                "secrets_file: lab-secrets.age",
-                &format!(
-                    "secrets_file: {}",
-                    common::repo_root()
-                        .join("inventory/lab-secrets.age")
-                        .display()
-                ),
-            )
-            .replace(
-                "secrets_key_file: lab.key",
-                &format!(
-                    "secrets_key_file: {}",
-                    common::repo_root().join("inventory/lab.key").display()
-                ),
-            )
-            .replace(
-                "    ConnectTimeout: 10\n",
-                "    ConnectTimeout: 5\n    ServerAliveInterval: 1\n    ServerAliveCountMax: 3\n",
-            );
-        std::fs::write(dir.path().join("inventory.yml"), inv).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn command(&self, playbook: &str, extra: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            "cutover-ctl",
-            env!("CARGO_BIN_EXE_cutover"),
-            "apply",
-            "-i",
-        ])
-        .arg(self.path("inventory.yml"))
-        .arg("--templates")
-        .arg(self.path("templates"))
-        .arg(self.path(playbook))
-        .args(["--output", "plain"])
-        .args(extra)
-        .env("CUTOVER_STATE_DIR", self.path("state"))
-        .current_dir(self.dir.path());
-        c
-    }
-    fn journal(&self) -> Vec<J> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.path("state/runs"))
-            .unwrap()
-            .flatten()
-        {
-            let text = std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap_or_default();
-            out.extend(
-                text.lines()
-                    .filter_map(|l| serde_json::from_str::<J>(l).ok()),
-            );
-        }
-        out
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `cutover apply` of a playbook with that inventory (not run yet).
+fn apply(p: &Project, playbook: &str, extra: &[&str]) -> Command {
+    let mut args = vec!["--output", "plain"];
+    args.extend(extra);
+    p.apply_command(&p.path("inventory.yml"), playbook, &args)
 }
 
 fn link(host: &str, up: bool) {
@@ -124,12 +60,12 @@ fn ssh(host: &str, cmd: &str) -> String {
 #[test]
 fn a_host_unreachable_before_the_run_drops_out_and_the_others_finish() {
     let _g = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    let p = Project::new();
+    let p = project();
     let marker = format!("/tmp/cutover-fault-before-{}", std::process::id());
     std::fs::write(p.path("pb.yml"), format!("- hosts: app_nodes\n  steps:\n    - name: mark\n      copy: {{ content: \"x\\n\", dest: {marker} }}\n")).unwrap();
     let _up = LinkGuard("app2");
     link("app2", false);
-    let o = p.command("pb.yml", &[]).output().unwrap();
+    let o = apply(&p, "pb.yml", &[]).output().unwrap();
     link("app2", true);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(
@@ -158,15 +94,14 @@ fn a_host_unreachable_before_the_run_drops_out_and_the_others_finish() {
 #[test]
 fn a_host_lost_during_a_step_is_reported_and_its_lock_is_left_stale() {
     let _g = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    let p = Project::new();
+    let p = project();
     std::fs::write(
         p.path("pb.yml"),
         "- hosts: app2\n  steps:\n    - name: long\n      command: sleep 8\n    - name: after\n      command: 'true'\n",
     )
     .unwrap();
     let _up = LinkGuard("app2");
-    let child = p
-        .command("pb.yml", &[])
+    let child = apply(&p, "pb.yml", &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -194,24 +129,23 @@ fn a_host_lost_during_a_step_is_reported_and_its_lock_is_left_stale() {
     );
     // The run could not release the host's lock: the next run says so, and --break-lock frees it.
     std::thread::sleep(Duration::from_millis(500));
-    let o = p.command("pb.yml", &[]).output().unwrap();
+    let o = apply(&p, "pb.yml", &[]).output().unwrap();
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains("stale lock"), "{}", text(&o));
-    let o = p.command("pb.yml", &["--break-lock"]).output().unwrap();
+    let o = apply(&p, "pb.yml", &["--break-lock"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]
 fn sshd_killed_mid_step_is_a_lost_host_not_a_hang() {
     let _g = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    let p = Project::new();
+    let p = project();
     std::fs::write(
         p.path("pb.yml"),
         "- hosts: db2\n  steps:\n    - name: long\n      command: sleep 8\n",
     )
     .unwrap();
-    let child = p
-        .command("pb.yml", &[])
+    let child = apply(&p, "pb.yml", &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -234,21 +168,21 @@ fn sshd_killed_mid_step_is_a_lost_host_not_a_hang() {
         j.iter().any(|e| e["event"] == "run_finished"),
         "the journal ends with the run's end"
     );
-    let o = p.command("pb.yml", &["--break-lock"]).output().unwrap();
+    let o = apply(&p, "pb.yml", &["--break-lock"]).output().unwrap();
     assert!(o.status.success(), "the host is usable again: {}", text(&o));
 }
 
 #[test]
 fn a_disk_that_fills_during_a_write_leaves_the_old_file_whole() {
     let _g = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    let p = Project::new();
+    let p = project();
     let mnt = format!("/srv/cutover-full-{}", std::process::id());
     ssh("staging", &format!("mkdir -p {mnt} && mount -t tmpfs -o size=256k tmpfs {mnt} && printf 'old\\n' > {mnt}/data"));
     // 1 MiB of content cannot fit in 256 KiB.
     let big = "x".repeat(1024 * 1024);
     std::fs::write(p.path("templates/big.txt"), &big).unwrap();
     std::fs::write(p.path("pb.yml"), format!("- hosts: staging\n  steps:\n    - name: write big\n      template: {{ src: big.txt, dest: {mnt}/data }}\n")).unwrap();
-    let o = p.command("pb.yml", &[]).output().unwrap();
+    let o = apply(&p, "pb.yml", &[]).output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("No space left on device"), "{}", text(&o));
     assert_eq!(

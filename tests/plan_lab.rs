@@ -3,8 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+use common::project::{text, Project};
 use std::sync::Mutex;
 
 use serde_json::Value as J;
@@ -12,62 +14,6 @@ use serde_json::Value as J;
 static HOSTS: Mutex<()> = Mutex::new(());
 
 const ALL: [&str; 6] = ["app1", "app2", "db1", "db2", "lb", "staging"];
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    /// Run cutover in the controller namespace. A host held by another test binary's run (when
-    /// test binaries overlap) is waited for rather than counted as a failure.
-    fn cutover(&self, args: &[&str]) -> Output {
-        for _ in 0..90 {
-            let o = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    "cutover-ctl",
-                    env!("CARGO_BIN_EXE_cutover"),
-                ])
-                .args(args)
-                .env("CUTOVER_STATE_DIR", self.path("state"))
-                .env("XDG_RUNTIME_DIR", "/tmp")
-                .current_dir(self.dir.path())
-                .output()
-                .unwrap();
-            if !text(&o).contains("locked by run") {
-                return o;
-            }
-            std::thread::sleep(std::time::Duration::from_secs(2));
-        }
-        panic!("hosts stayed locked by other runs for 3 minutes");
-    }
-    fn templates_arg(&self) -> String {
-        self.path("templates").display().to_string()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn lab_inventory() -> String {
     common::repo_root()
@@ -91,13 +37,13 @@ fn host_state(host: &str) -> String {
 fn plan_json(p: &Project, playbook: &str, extra: &[&str]) -> (Output, J) {
     let inv = lab_inventory();
     let mut args = vec!["plan", "-i", &inv, "--templates"];
-    let t = p.templates_arg();
+    let t = p.templates();
     args.push(&t);
     let pb = p.path(playbook).display().to_string();
     args.push(&pb);
     args.extend(["--format", "json"]);
     args.extend(extra);
-    let o = p.cutover(&args);
+    let o = p.run(&args);
     let j: J = serde_json::from_slice(&o.stdout).unwrap_or(J::Null);
     (o, j)
 }
@@ -131,12 +77,12 @@ fn one_variable_changes_exactly_one_diff_on_exactly_its_hosts_and_plans_never_wr
         !p.path(".cutover").exists() && !p.path("state").exists(),
         "a plan writes nothing on the controller"
     );
-    let apply = p.cutover(&[
+    let apply = p.run(&[
         "apply",
         "-i",
         &lab_inventory(),
         "--templates",
-        &p.templates_arg(),
+        &p.templates(),
         p.path("pb.yml").to_str().unwrap(),
         "--output",
         "plain",
@@ -187,12 +133,12 @@ fn one_variable_changes_exactly_one_diff_on_exactly_its_hosts_and_plans_never_wr
         );
     }
     // Markdown and text formats carry the same diff.
-    let md = p.cutover(&[
+    let md = p.run(&[
         "plan",
         "-i",
         &lab_inventory(),
         "--templates",
-        &p.templates_arg(),
+        &p.templates(),
         p.path("pb.yml").to_str().unwrap(),
         "--format",
         "markdown",
@@ -228,12 +174,12 @@ fn a_saved_plan_is_refused_after_drift_and_applied_without() {
     );
     let saved = p.path("plan.json").display().to_string();
     let pb = p.path("pb.yml").display().to_string();
-    let o = p.cutover(&[
+    let o = p.run(&[
         "plan",
         "-i",
         &lab_inventory(),
         "--templates",
-        &p.templates_arg(),
+        &p.templates(),
         &pb,
         "--out",
         &saved,
@@ -244,12 +190,12 @@ fn a_saved_plan_is_refused_after_drift_and_applied_without() {
         "app1",
         &format!("mkdir -p {dir} && echo 'value = hand-made' > {dir}/a.conf"),
     );
-    let o = p.cutover(&[
+    let o = p.run(&[
         "apply",
         "-i",
         &lab_inventory(),
         "--templates",
-        &p.templates_arg(),
+        &p.templates(),
         &saved,
         "--output",
         "plain",
@@ -266,12 +212,12 @@ fn a_saved_plan_is_refused_after_drift_and_applied_without() {
     );
     // Back as it was when reviewed: the saved plan applies, exactly.
     common::lab_ssh("app1", &format!("rm -rf {dir}"));
-    let o = p.cutover(&[
+    let o = p.run(&[
         "apply",
         "-i",
         &lab_inventory(),
         "--templates",
-        &p.templates_arg(),
+        &p.templates(),
         &saved,
         "--output",
         "plain",
@@ -286,12 +232,12 @@ fn a_saved_plan_is_refused_after_drift_and_applied_without() {
         "templates/a.conf",
         "value = {{ inventory_hostname }} # edited\n",
     );
-    let o = p.cutover(&[
+    let o = p.run(&[
         "apply",
         "-i",
         &lab_inventory(),
         "--templates",
-        &p.templates_arg(),
+        &p.templates(),
         &saved,
         "--output",
         "plain",
@@ -336,14 +282,14 @@ fn secrets_reach_the_host_and_never_any_output() {
     let secret = format!("Pw&<{}>'x\"", std::process::id());
     std::fs::create_dir_all(p.path("out")).unwrap();
     let key = p.path("lab.key");
-    let o = p.cutover(&["secrets", "keygen", "-o", key.to_str().unwrap()]);
+    let o = p.run(&["secrets", "keygen", "-o", key.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let recipient = String::from_utf8_lossy(&o.stdout).trim().to_string();
     p.write(
         "plain.yml",
         &format!("db_password: {}\n", serde_json::to_string(&secret).unwrap()),
     );
-    let o = p.cutover(&[
+    let o = p.run(&[
         "secrets",
         "encrypt",
         p.path("plain.yml").to_str().unwrap(),
@@ -358,8 +304,21 @@ fn secrets_reach_the_host_and_never_any_output() {
         .unwrap()
         .contains(&secret));
     // The lab inventory plus the secrets file, with the key next to it.
-    let inv = std::fs::read_to_string(common::repo_root().join("inventory/lab.yml")).unwrap();
-    let inv = format!("secrets_file: secrets.age\nsecrets_key_file: lab.key\n{inv}");
+    // The lab inventory with this test's secrets file and key instead of the lab's.
+    let inv = common::project::lab_inventory_text();
+    let inv: String = inv
+        .lines()
+        .map(|l| {
+            if l.starts_with("secrets_file:") {
+                "secrets_file: secrets.age".to_string()
+            } else if l.starts_with("secrets_key_file:") {
+                "secrets_key_file: lab.key".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let inv_path = p.write("inventory.yml", &inv).display().to_string();
     p.write(
         "templates/db.cnf",
@@ -387,10 +346,10 @@ fn secrets_reach_the_host_and_never_any_output() {
         ),
     );
     let pb = p.path("pb.yml").display().to_string();
-    let t = p.templates_arg();
+    let t = p.templates();
     let mut outputs = Vec::new();
     for format in ["text", "markdown", "json"] {
-        outputs.push(p.cutover(&[
+        outputs.push(p.run(&[
             "plan",
             "-i",
             &inv_path,
@@ -414,7 +373,7 @@ fn secrets_reach_the_host_and_never_any_output() {
         .unwrap()
         .to_string();
     assert!(diff.contains("+password = [secret:db_password]"), "{diff}");
-    outputs.push(p.cutover(&[
+    outputs.push(p.run(&[
         "apply",
         "-i",
         &inv_path,
@@ -426,7 +385,7 @@ fn secrets_reach_the_host_and_never_any_output() {
         "--junit",
         p.path("out/junit.xml").to_str().unwrap(),
     ]));
-    outputs.push(p.cutover(&[
+    outputs.push(p.run(&[
         "apply",
         "-i",
         &inv_path,
@@ -437,8 +396,8 @@ fn secrets_reach_the_host_and_never_any_output() {
         "plain",
         "-v",
     ]));
-    outputs.push(p.cutover(&["inventory", "-i", &inv_path, "--host", "app1"]));
-    outputs.push(p.cutover(&[
+    outputs.push(p.run(&["inventory", "-i", &inv_path, "--host", "app1"]));
+    outputs.push(p.run(&[
         "render",
         "-i",
         &inv_path,

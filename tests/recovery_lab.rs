@@ -3,8 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::project::{text, Project};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,61 +13,12 @@ use serde_json::Value as J;
 
 static HOSTS: Mutex<()> = Mutex::new(());
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            "cutover-ctl",
-            env!("CARGO_BIN_EXE_cutover"),
-        ])
-        .args(args)
-        .env("CUTOVER_STATE_DIR", self.path("state"))
-        .env("XDG_RUNTIME_DIR", self.path("runtime"))
-        .current_dir(self.dir.path());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-    fn only_run_id(&self) -> String {
-        let ids: Vec<String> = std::fs::read_dir(self.path("state/runs"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(ids.len(), 1, "{ids:?}");
-        ids[0].clone()
-    }
-    fn journal(&self, id: &str) -> Vec<J> {
-        std::fs::read_to_string(self.path(&format!("state/runs/{id}/journal.jsonl")))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn journal_of(p: &Project, id: &str) -> Vec<J> {
+    std::fs::read_to_string(p.path(&format!("state/runs/{id}/journal.jsonl")))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn inventory() -> String {
@@ -151,7 +103,9 @@ fn a_killed_run_is_resumed_and_finishes() {
     )
     .unwrap();
     let id = start_and_kill(&p, "pb.yml", "first");
-    assert!(!p.journal(&id).iter().any(|e| e["event"] == "run_finished"));
+    assert!(!journal_of(&p, &id)
+        .iter()
+        .any(|e| e["event"] == "run_finished"));
     assert_eq!(
         masters_of_dead_controllers(&p),
         1,
@@ -168,7 +122,7 @@ fn a_killed_run_is_resumed_and_finishes() {
         "plain",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let j = p.journal(&id);
+    let j = journal_of(&p, &id);
     assert!(j.iter().any(|e| e["event"] == "run_resumed"));
     assert_eq!(
         j.iter()

@@ -1,0 +1,172 @@
+//! A scratch project for tests that run cutover against the lab: its own playbooks, templates,
+//! run state (journals, locks) and ssh control directory, so tests never see each other's runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value as J;
+
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn templates(&self) -> String {
+        self.path("templates").display().to_string()
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    /// `cutover ARGS` in the controller namespace, with this project's state and control dirs.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            "cutover-ctl",
+            env!("CARGO_BIN_EXE_cutover"),
+        ])
+        .args(args)
+        .env("CUTOVER_STATE_DIR", self.state())
+        .env("XDG_RUNTIME_DIR", self.path("runtime"))
+        .current_dir(self.dir.path());
+        c
+    }
+
+    /// Run cutover. A host held by another test binary's run (when test binaries overlap) is
+    /// waited for rather than counted as a failure.
+    pub fn run(&self, args: &[&str]) -> Output {
+        for _ in 0..90 {
+            let o = self.command(args).output().unwrap();
+            if !text(&o).contains("locked by run") {
+                return o;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        panic!("hosts stayed locked by other runs for 3 minutes");
+    }
+
+    /// The `cutover apply` command for one of this project's playbooks, not yet run (for tests
+    /// that signal it, or that expect a lock refusal).
+    pub fn apply_command(&self, inventory: &Path, playbook: &str, extra: &[&str]) -> Command {
+        let mut args: Vec<String> = vec![
+            "apply".into(),
+            "-i".into(),
+            inventory.display().to_string(),
+            "--templates".into(),
+            self.templates(),
+        ];
+        args.push(self.path(playbook).display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(&refs)
+    }
+
+    /// `cutover apply` of one of this project's playbooks.
+    pub fn apply_with(&self, inventory: &Path, playbook: &str, extra: &[&str]) -> Output {
+        let inv = inventory.display().to_string();
+        let pb = self.path(playbook).display().to_string();
+        let templates = self.templates();
+        let mut args = vec!["apply", "-i", &inv, "--templates", &templates, &pb];
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    pub fn apply(&self, playbook: &str, extra: &[&str]) -> Output {
+        self.apply_with(&lab_inventory(), playbook, extra)
+    }
+
+    /// Every event of every run of this project, in order.
+    pub fn journal(&self) -> Vec<J> {
+        let mut out = Vec::new();
+        let mut ids: Vec<PathBuf> = std::fs::read_dir(self.state().join("runs"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        for d in ids {
+            let t = std::fs::read_to_string(d.join("journal.jsonl")).unwrap_or_default();
+            out.extend(t.lines().filter_map(|l| serde_json::from_str::<J>(l).ok()));
+        }
+        out
+    }
+
+    /// The step results of the last run.
+    pub fn last_run_results(&self) -> Vec<J> {
+        let j = self.journal();
+        let start = j
+            .iter()
+            .rposition(|e| e["event"] == "run_started")
+            .unwrap_or(0);
+        j[start..]
+            .iter()
+            .filter(|e| e["event"] == "step_result")
+            .cloned()
+            .collect()
+    }
+
+    /// The id of the project's only run.
+    pub fn only_run_id(&self) -> String {
+        let ids: Vec<String> = std::fs::read_dir(self.state().join("runs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0].clone()
+    }
+}
+
+pub fn lab_inventory() -> PathBuf {
+    super::repo_root().join("inventory/lab.yml")
+}
+
+/// The lab inventory's text with its relative paths made absolute, for tests that write a
+/// variant of it elsewhere.
+pub fn lab_inventory_text() -> String {
+    let dir = super::repo_root().join("inventory");
+    std::fs::read_to_string(lab_inventory())
+        .unwrap()
+        .replace(
+            "secrets_file: lab-secrets.age",
+            &format!("secrets_file: {}", dir.join("lab-secrets.age").display()),
+        )
+        .replace(
+            "secrets_key_file: lab.key",
+            &format!("secrets_key_file: {}", dir.join("lab.key").display()),
+        )
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
