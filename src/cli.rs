@@ -711,26 +711,23 @@ fn apply_saved_plan(
         .inventory
         .clone()
         .unwrap_or_else(|| PathBuf::from(&saved.inventory));
-    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
-    let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
-    let become_password =
-        become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
-    let transport = crate::transport::TransportOptions {
-        accept_new_host_keys: args.accept_new_host_keys,
-        connect_timeout: None,
-        become_password: become_password.map(std::sync::Arc::new),
-    };
+    // What the plan was made with, not what this command line says.
+    let mut run = run_options(common, args, playbook, inventory)?;
+    run.limit = saved.limit.clone();
+    run.tags = saved.tags.clone();
+    run.skip_tags = saved.skip_tags.clone();
+    run.start_at_step = None;
     let opts = crate::plan::PlanOptions {
-        playbook: playbook.clone(),
-        inventory: inventory.clone(),
-        templates_dir: templates_dir.clone(),
-        extra_vars: extra_vars.clone(),
-        limit: saved.limit.clone(),
-        tags: saved.tags.clone(),
-        skip_tags: saved.skip_tags.clone(),
-        forks: args.forks.max(1),
-        approvals: args.approve.clone(),
-        transport: transport.clone(),
+        playbook: run.playbook.clone(),
+        inventory: run.inventory.clone(),
+        templates_dir: run.templates_dir.clone(),
+        extra_vars: run.extra_vars.clone(),
+        limit: run.limit.clone(),
+        tags: run.tags.clone(),
+        skip_tags: run.skip_tags.clone(),
+        forks: run.forks,
+        approvals: run.approvals.clone(),
+        transport: run.transport.clone(),
     };
     let rt = runtime()?;
     let now = rt.block_on(crate::plan::plan(&opts))?;
@@ -756,25 +753,7 @@ fn apply_saved_plan(
             )
         })
         .collect();
-    let run = crate::engine::RunOptions {
-        playbook,
-        inventory,
-        templates_dir,
-        extra_vars,
-        limit: saved.limit.clone(),
-        tags: saved.tags.clone(),
-        skip_tags: saved.skip_tags.clone(),
-        forks: args.forks.max(1),
-        start_at_step: None,
-        approvals: args.approve.clone(),
-        output: args.output,
-        junit: args.junit.clone(),
-        break_lock: args.break_lock,
-        transport,
-        verbose: args.verbose,
-        expected: Some(std::sync::Arc::new(expected)),
-        resume: None,
-    };
+    run.expected = Some(std::sync::Arc::new(expected));
     finish_run(rt.block_on(crate::engine::apply(run)))
 }
 
@@ -812,21 +791,18 @@ fn read_saved_plan(path: &Path) -> Option<crate::plan::Plan> {
         .filter(|p| p.schema == crate::plan::SCHEMA)
 }
 
-fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
-    use crate::engine;
-    if let Some(saved) = read_saved_plan(&playbook) {
-        return apply_saved_plan(common, args, &playbook, saved);
-    }
-    let inventory = inventory_path(common)?.to_path_buf();
+/// Run options from the command line, for a playbook and inventory.
+fn run_options(
+    common: &Common,
+    args: &RunArgs,
+    playbook: PathBuf,
+    inventory: PathBuf,
+) -> Result<crate::engine::RunOptions, Diagnostics> {
     let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
-    let become_password = become_password(args).map_err(|e| {
-        one(Diagnostic::new(
-            crate::diag::Pos::cli("become password"),
-            format!("{e:#}"),
-        ))
-    })?;
-    let opts = engine::RunOptions {
+    let become_password =
+        become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
+    Ok(crate::engine::RunOptions {
         playbook,
         inventory,
         templates_dir,
@@ -848,8 +824,16 @@ fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, D
         verbose: args.verbose,
         expected: None,
         resume: None,
-    };
-    finish_run(runtime()?.block_on(engine::apply(opts)))
+    })
+}
+
+fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
+    if let Some(saved) = read_saved_plan(&playbook) {
+        return apply_saved_plan(common, args, &playbook, saved);
+    }
+    let inventory = inventory_path(common)?.to_path_buf();
+    let opts = run_options(common, args, playbook, inventory)?;
+    finish_run(runtime()?.block_on(crate::engine::apply(opts)))
 }
 
 /// The sudo password: from a file, the environment, or a prompt with echo off. Never from an
@@ -1109,35 +1093,9 @@ fn cmd_resume(common: &Common, args: &RunArgs, run: &str) -> Result<u8, Diagnost
         .inventory
         .clone()
         .unwrap_or_else(|| PathBuf::from(started["inventory"].as_str().unwrap_or("")));
-    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
-    let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
-    let become_password =
-        become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
-    let opts = crate::engine::RunOptions {
-        playbook,
-        inventory,
-        templates_dir,
-        extra_vars,
-        limit: started["limit"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| args.limit.clone()),
-        tags: args.tags.clone(),
-        skip_tags: args.skip_tags.clone(),
-        forks: args.forks.max(1),
-        start_at_step: None,
-        approvals: args.approve.clone(),
-        output: args.output,
-        junit: args.junit.clone(),
-        break_lock: args.break_lock,
-        transport: crate::transport::TransportOptions {
-            accept_new_host_keys: args.accept_new_host_keys,
-            connect_timeout: None,
-            become_password: become_password.map(std::sync::Arc::new),
-        },
-        verbose: args.verbose,
-        expected: None,
-        resume: Some(run.to_string()),
-    };
+    let mut opts = run_options(common, args, playbook, inventory)?;
+    opts.limit = started["limit"].as_str().map(str::to_string).or(opts.limit);
+    opts.start_at_step = None;
+    opts.resume = Some(run.to_string());
     finish_run(runtime()?.block_on(crate::engine::apply(opts)))
 }

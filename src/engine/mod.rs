@@ -447,12 +447,7 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
             }
             // Handlers: in the order they are defined, once per notified host still running.
             for (hi, handler) in play.handlers.iter().enumerate() {
-                let names: Vec<&str> = handler
-                    .name
-                    .iter()
-                    .map(String::as_str)
-                    .chain(handler.listen.iter().map(String::as_str))
-                    .collect();
+                let names = handler.answers_to();
                 let targets: Vec<String> = active
                     .iter()
                     .filter(|h| {
@@ -507,13 +502,7 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
 }
 
 fn tags_allow(opts: &RunOptions, play_tags: &[String], step_tags: &[String]) -> bool {
-    let all: Vec<&String> = play_tags.iter().chain(step_tags).collect();
-    if all.iter().any(|t| opts.skip_tags.contains(t)) {
-        return false;
-    }
-    opts.tags.is_empty()
-        || all.iter().any(|t| opts.tags.contains(t))
-        || all.iter().any(|t| t.as_str() == "always")
+    crate::playbook::tags_allow(&opts.tags, &opts.skip_tags, play_tags, step_tags)
 }
 
 /// Split a play's hosts into serial batches (`serial: 1`, `"50%"`, or a growing list).
@@ -805,16 +794,33 @@ fn is_connection_loss(msg: &str) -> bool {
 }
 
 fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<Become> {
-    let conn = run.inv.host(host).map(|h| &h.connection);
+    become_for(
+        &run.inv,
+        play.become_root,
+        play.become_user.as_deref(),
+        step,
+        host,
+    )
+}
+
+/// sudo for a step: the step's setting, else the play's, else the host's connection's.
+pub(crate) fn become_for(
+    inv: &Inventory,
+    play_become: Option<bool>,
+    play_user: Option<&str>,
+    step: &Step,
+    host: &str,
+) -> Option<Become> {
+    let conn = inv.host(host).map(|h| &h.connection);
     let on = step
         .become_root
-        .or(play.become_root)
+        .or(play_become)
         .unwrap_or_else(|| conn.is_some_and(|c| c.become_root));
     on.then(|| Become {
         user: step
             .become_user
             .clone()
-            .or_else(|| play.become_user.clone())
+            .or_else(|| play_user.map(str::to_string))
             .or_else(|| conn.and_then(|c| c.become_user.clone())),
     })
 }
@@ -912,13 +918,13 @@ async fn execute(
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
-    // A module reading from a second host (`sync`'s `src_host`) gets that host's connection.
-    let peers = match args.get("src_host").and_then(J::as_str) {
-        Some(src) => {
-            connect_all(run, &[src.to_string()]).await;
-            run.conns.lock().await.clone()
-        }
-        None => HashMap::new(),
+    // Modules reading other hosts (`sync`'s `src_host`, …) get their connections.
+    let wanted = modules::peer_hosts(&step.action.module, &args);
+    let peers = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        connect_all(run, &wanted).await;
+        run.conns.lock().await.clone()
     };
     let mctx = ModCtx {
         host: &conn,
@@ -938,7 +944,11 @@ async fn execute(
             // Unknown in the plan: the reviewer accepted whatever it turns out to be.
             if *outcome != crate::plan::Outcome::Unknown
                 && attempt == 0
-                && *fp != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(&probe.decision, &run.id))
+                && *fp
+                    != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(
+                        &probe.decision,
+                        &run.id,
+                    ))
             {
                 return Err(anyhow!("drift: the host no longer matches the reviewed plan for this step; nothing done"));
             }

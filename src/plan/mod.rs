@@ -23,7 +23,7 @@ use crate::modules::spec::Reversibility;
 use crate::modules::{self, Decision, ModCtx};
 use crate::playbook::{Playbook, Step, Undo};
 use crate::template::{self, Templates};
-use crate::transport::{Become, HostConn, TransportOptions};
+use crate::transport::{HostConn, TransportOptions};
 
 pub use render::{render_json, render_markdown, render_text, Format};
 
@@ -126,8 +126,13 @@ pub fn with_placeholder_run_id(d: &Decision, run_id: &str) -> Decision {
     let swap = |s: &str| s.replace(run_id, RUN_ID_PLACEHOLDER);
     match d {
         Decision::NoChange => Decision::NoChange,
-        Decision::Change { summary, diff } => Decision::Change { summary: swap(summary), diff: diff.as_deref().map(swap) },
-        Decision::Unknown { reason } => Decision::Unknown { reason: swap(reason) },
+        Decision::Change { summary, diff } => Decision::Change {
+            summary: swap(summary),
+            diff: diff.as_deref().map(swap),
+        },
+        Decision::Unknown { reason } => Decision::Unknown {
+            reason: swap(reason),
+        },
     }
 }
 
@@ -296,12 +301,7 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
             plan.entries.extend(entries);
         }
         for (hi, handler) in play.handlers.iter().enumerate() {
-            let names: Vec<&str> = handler
-                .name
-                .iter()
-                .map(String::as_str)
-                .chain(handler.listen.iter().map(String::as_str))
-                .collect();
+            let names = handler.answers_to();
             let targets: Vec<String> = reachable
                 .iter()
                 .filter(|h| {
@@ -383,14 +383,7 @@ fn one(d: Diagnostic) -> Diagnostics {
 }
 
 fn tags_allow(opts: &PlanOptions, play_tags: &[String], step_tags: &[String]) -> bool {
-    let all: Vec<&String> = play_tags.iter().chain(step_tags).collect();
-    if all.iter().any(|t| opts.skip_tags.contains(t)) {
-        return false;
-    }
-    opts.tags.is_empty()
-        || all
-            .iter()
-            .any(|t| opts.tags.contains(t) || t.as_str() == "always")
+    crate::playbook::tags_allow(&opts.tags, &opts.skip_tags, play_tags, step_tags)
 }
 
 struct PlanRun<'a> {
@@ -685,25 +678,20 @@ impl PlanRun<'_> {
             }
         }
         let args = crate::engine::render_args(&step.action.args, &ctx, step)?;
-        let conn_settings = self.inv.host(host).map(|h| &h.connection);
-        let on = step
-            .become_root
-            .or(*play_become)
-            .unwrap_or_else(|| conn_settings.is_some_and(|c| c.become_root));
-        let become_ = on.then(|| Become {
-            user: step
-                .become_user
-                .clone()
-                .or_else(|| play_become_user.clone())
-                .or_else(|| conn_settings.and_then(|c| c.become_user.clone())),
-        });
-        // A module reading from a second host (`sync`'s `src_host`) gets that host's connection.
-        let peers = match args.get("src_host").and_then(serde_json::Value::as_str) {
-            Some(src) => {
-                self.connect(&[src.to_string()]).await;
-                self.conns.lock().await.clone()
-            }
-            None => HashMap::new(),
+        let become_ = crate::engine::become_for(
+            &self.inv,
+            *play_become,
+            play_become_user.as_deref(),
+            step,
+            host,
+        );
+        // Modules reading other hosts (`sync`'s `src_host`, …) get their connections.
+        let wanted = modules::peer_hosts(&step.action.module, &args);
+        let peers = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            self.connect(&wanted).await;
+            self.conns.lock().await.clone()
         };
         let mctx = ModCtx {
             peers: &peers,

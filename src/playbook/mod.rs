@@ -82,6 +82,15 @@ pub struct Step {
 }
 
 impl Step {
+    /// The names a handler answers to in `notify:` (its name and its `listen:` names).
+    pub fn answers_to(&self) -> Vec<&str> {
+        self.name
+            .iter()
+            .map(String::as_str)
+            .chain(self.listen.iter().map(String::as_str))
+            .collect()
+    }
+
     /// The name shown in output: the step's own, or the module and its first argument.
     pub fn display_name(&self) -> String {
         match &self.name {
@@ -138,4 +147,22 @@ pub struct Playbook {
     pub path: PathBuf,
     /// Plays in run order, with `import_playbook` already expanded.
     pub plays: Vec<Play>,
+}
+
+/// Does `--tags`/`--skip-tags` let a step run? Tags of the play count for its steps; `always`
+/// runs unless skipped by name.
+pub fn tags_allow(
+    tags: &[String],
+    skip_tags: &[String],
+    play_tags: &[String],
+    step_tags: &[String],
+) -> bool {
+    let all: Vec<&String> = play_tags.iter().chain(step_tags).collect();
+    if all.iter().any(|t| skip_tags.contains(t)) {
+        return false;
+    }
+    tags.is_empty()
+        || all
+            .iter()
+            .any(|t| tags.contains(t) || t.as_str() == "always")
 }
