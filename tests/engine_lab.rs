@@ -694,3 +694,44 @@ fn a_failure_unwinds_the_run_newest_first() {
         .all(|e| e["ok"] == true));
     ssh_ok("app1", &format!("rm -rf {dir}"));
 }
+
+#[test]
+fn start_at_step_runs_and_show_replays_the_journal() {
+    let _g = serial();
+    let p = Project::new();
+    let f = format!("/tmp/cutover-start-at-{}", std::process::id());
+    p.write(
+        "pb.yml",
+        &format!(
+            "- hosts: lb\n  steps:\n    - name: one\n      copy: {{ content: \"1\\n\", dest: {f}-1 }}\n    - name: two\n      copy: {{ content: \"2\\n\", dest: {f}-2 }}\n"
+        ),
+    );
+    let o = p.apply("pb.yml", &["--output", "plain", "--start-at-step", "two"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !common::lab_ssh("lb", &format!("test -e {f}-1"))
+            .status
+            .success(),
+        "step one was skipped"
+    );
+    assert_eq!(ssh_ok("lb", &format!("cat {f}-2")), "2\n");
+    // `runs` lists it; `show` replays it as the admin saw it, with the way back of each change.
+    let runs = p.run(&["runs"]);
+    let listing = String::from_utf8_lossy(&runs.stdout).into_owned();
+    let id = listing.split_whitespace().next().unwrap_or("").to_string();
+    assert!(
+        listing.contains("pb.yml") && listing.contains(" ok "),
+        "{listing}"
+    );
+    let show = p.run(&["show", &id]);
+    let shown = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert!(
+        shown.contains("lb")
+            && shown.contains("changed")
+            && shown.contains("two")
+            && shown.contains("[undo: remove"),
+        "{shown}"
+    );
+    assert!(shown.contains("finished: ok"), "{shown}");
+    ssh_ok("lb", &format!("rm -f {f}-*"));
+}
