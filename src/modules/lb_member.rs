@@ -81,8 +81,11 @@ pub fn parse_show(text: &str, lb: &str, member: &str) -> JkShow {
     for l in text.lines() {
         let l = l.trim();
         if let Some(v) = l.strip_prefix(&bw) {
-            s.members
-                .extend(v.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()));
+            s.members.extend(
+                v.split(',')
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty()),
+            );
         } else if let Some(v) = l.strip_prefix(&act) {
             s.activation = normalize(v);
         } else if let Some(v) = l.strip_prefix(&st) {
@@ -101,12 +104,13 @@ pub fn parse_show(text: &str, lb: &str, member: &str) -> JkShow {
 pub fn file_activation(text: &str, member: &str) -> Option<&'static str> {
     let key = format!("worker.{member}.activation");
     text.lines()
+        .rev()
         .filter_map(|l| {
             let l = l.trim();
             let (k, v) = l.split_once('=')?;
             (k.trim() == key).then(|| normalize(v))?
         })
-        .last()
+        .next()
 }
 
 fn url_of(args: &Map<String, J>, lb: &str, extra: &str) -> String {
@@ -202,7 +206,10 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     let want = normalize(required(args, "activation")?)
         .ok_or_else(|| anyhow!("activation must be active, disabled or stopped"))?;
     let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
-    let was = probe.state["runtime"].as_str().unwrap_or("active").to_string();
+    let was = probe.state["runtime"]
+        .as_str()
+        .unwrap_or("active")
+        .to_string();
     let backup = format!("{file}.cutover-{}~", ctx.run_id);
     // Undo: `restore_from` puts the previous file back instead of editing it.
     let file_step = match arg_str(args, "restore_from") {

@@ -6,11 +6,16 @@
 
 pub mod spec;
 
+mod cluster_safety;
 mod command;
 mod control;
 mod files;
 mod group;
+pub mod http_check;
+pub mod lb_member;
 mod lineinfile;
+mod maintenance;
+pub mod mysql;
 mod package;
 mod service;
 pub mod snapshot;
@@ -133,6 +138,13 @@ pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
         "snapshot" => snapshot::probe(args, ctx).await,
         "snapshot_usage" => snapshot::probe_usage(args, ctx).await,
         "sync" => sync::probe(args, ctx).await,
+        "mysql_facts" => mysql::probe_facts(args, ctx).await,
+        "mysql_replication" => mysql::probe_replication(args, ctx).await,
+        "mysql_query" => mysql::probe_query(args, ctx).await,
+        "lb_member" => lb_member::probe(args, ctx).await,
+        "maintenance" => maintenance::probe(args, ctx).await,
+        "http_check" => Ok(http_check::probe()),
+        "cluster_safety" => Ok(cluster_safety::probe()),
         other => bail!("module `{other}` is not implemented by the engine yet"),
     }
 }
@@ -157,8 +169,37 @@ pub async fn apply(
         "snapshot" => snapshot::apply(args, probe, ctx).await,
         "snapshot_usage" => snapshot::apply_usage(args, probe, ctx).await,
         "sync" => sync::apply(args, probe, ctx).await,
+        "mysql_facts" => mysql::apply_facts(probe).await,
+        "mysql_replication" => mysql::apply_replication(args, probe, ctx).await,
+        "mysql_query" => mysql::apply_query(args, ctx).await,
+        "lb_member" => lb_member::apply(args, probe, ctx).await,
+        "maintenance" => maintenance::apply(args, probe, ctx).await,
+        "http_check" => http_check::apply(args, ctx).await,
+        "cluster_safety" => cluster_safety::apply(args, ctx).await,
         other => bail!("module `{other}` is not implemented by the engine yet"),
     }
+}
+
+/// Other hosts a step's module reads besides its own, by inventory name (`sync`'s
+/// `src_host`, `mysql_replication`'s `master`, `cluster_safety`'s `hosts`): the engine and
+/// plans connect to them and pass them in [`ModCtx::peers`].
+pub fn peer_hosts(module: &str, args: &Map<String, J>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = arg_str(args, "src_host") {
+        out.push(s.to_string());
+    }
+    match module {
+        "mysql_replication" => out.extend(arg_str(args, "master").map(str::to_string)),
+        "cluster_safety" => match args.get("hosts") {
+            Some(J::Array(a)) => {
+                out.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)))
+            }
+            Some(J::String(s)) => out.push(s.clone()),
+            _ => {}
+        },
+        _ => {}
+    }
+    out
 }
 
 /// Argument helpers (arguments were type-checked by validation; these only convert).

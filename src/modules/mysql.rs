@@ -544,7 +544,11 @@ pub fn dialect(flavour: Flavour, version: &str) -> Dialect {
         } else {
             "SHOW SLAVE STATUS"
         },
-        stop: if new_names { "STOP REPLICA" } else { "STOP SLAVE" },
+        stop: if new_names {
+            "STOP REPLICA"
+        } else {
+            "STOP SLAVE"
+        },
         start: if new_names {
             "START REPLICA"
         } else {
@@ -594,6 +598,8 @@ my -B --force -e "SELECT 'vars' AS cutover_section; SELECT VERSION() AS version,
     )
 }
 
+const CANNOT_READ: &str = "cannot read the database server's state";
+
 /// Read a server's facts (one round trip). `extra` adds `check_*` sections.
 pub(crate) async fn facts(
     conn: &HostConn,
@@ -604,9 +610,14 @@ pub(crate) async fn facts(
     let out = run_sql_script(conn, ctx, login, &facts_body(extra), None, None).await?;
     if out.rc == 3 || out.stdout.is_empty() {
         bail!(
-            "cannot read the database server's state on {}: {}",
+            "{CANNOT_READ} on {}: {}",
             conn.name,
-            out.stderr_text().trim()
+            out.stderr_text()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     facts_from_sections(&parse_sections(&out.stdout_text()))
@@ -672,10 +683,8 @@ pub fn slave_reached(slave: &Facts, master: &MasterPos) -> Option<bool> {
         }
     }
     match (&master.file, master.pos) {
-        (Some(f), Some(p)) => {
-            Some(r.relay_source_log_file == *f && r.exec_source_log_pos >= p)
-                .map(|b| b || r.relay_source_log_file.as_str() > f.as_str())
-        }
+        (Some(f), Some(p)) => Some(r.relay_source_log_file == *f && r.exec_source_log_pos >= p)
+            .map(|b| b || r.relay_source_log_file.as_str() > f.as_str()),
         _ => None,
     }
 }
@@ -686,11 +695,17 @@ pub fn slave_reached(slave: &Facts, master: &MasterPos) -> Option<bool> {
 
 pub async fn probe_facts(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let login = Login::from_args(args, ctx)?;
-    let f = facts(ctx.host, ctx, &login, "").await?;
-    Ok(Probe::no_change(serde_json::to_value(&f)?))
+    match facts(ctx.host, ctx, &login, "").await {
+        Ok(f) => Ok(Probe::no_change(serde_json::to_value(&f)?)),
+        // Not installed or not running yet (an earlier step may start it).
+        Err(e) => Ok(Probe::unknown(format!("{e:#}"), J::Null)),
+    }
 }
 
 pub async fn apply_facts(probe: &Probe) -> Result<Outcome> {
+    if let Decision::Unknown { reason } = &probe.decision {
+        bail!("{reason}");
+    }
     let result = match &probe.state {
         J::Object(m) => m.clone(),
         _ => Map::new(),
@@ -745,6 +760,17 @@ fn subset_check(master: &Facts) -> String {
 }
 
 pub async fn probe_replication(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    match probe_replication_inner(args, ctx).await {
+        // A server that is not installed or not running yet: an earlier step may start it.
+        Err(e) if format!("{e:#}").contains(CANNOT_READ) => Ok(Probe::unknown(
+            format!("{e:#}"),
+            json!({ "running": false }),
+        )),
+        other => other,
+    }
+}
+
+async fn probe_replication_inner(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let login = Login::from_args(args, ctx)?;
     let state = arg_str(args, "state");
     let want_ro = arg_bool(args, "read_only");
@@ -779,7 +805,9 @@ pub async fn probe_replication(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Resul
         Some("stopped") | Some("started") | Some("restore") => {
             let Some(r) = r else {
                 return Ok(Probe::unknown(
-                    format!("replication is not configured on {host} (an earlier step may set it up)"),
+                    format!(
+                        "replication is not configured on {host} (an earlier step may set it up)"
+                    ),
                     saw,
                 ));
             };
@@ -935,13 +963,10 @@ async fn poll_threads(
             bail!("replication is not configured on {}", ctx.host.name);
         };
         // A starting IO thread shows "Connecting" until it reached the master: wait for "Yes"
-        // (a while), unless it reports an error.
+        // (a timeout reports the last IO error, e.g. a master that cannot be reached).
         let io_ok = match io {
             None => true,
-            Some(true) => {
-                r.io_running == "Yes"
-                    || (r.io_running == "Connecting" && started.elapsed() >= limit / 2)
-            }
+            Some(true) => r.io_running == "Yes",
             Some(false) => !r.io(),
         };
         let sql_ok = sql.is_none_or(|w| r.sql() == w);
@@ -1026,17 +1051,21 @@ pub async fn apply_replication(
         });
     }
     // The probe may be old (a plan, a retry): decide again on fresh facts where it matters.
-    let before: Option<Facts> = if probe.state["running"] == json!(true) {
-        Some(facts(ctx.host, ctx, &login, "").await?)
-    } else {
-        None
-    };
+    // (Only `detached` may find the server down: it starts it.)
+    let before: Option<Facts> =
+        if state == Some("detached") && probe.state["running"] != json!(true) {
+            None
+        } else {
+            Some(facts(ctx.host, ctx, &login, "").await?)
+        };
     let mut undo = None;
     let mut changed = false;
     let mut failed = None;
     match state {
         Some("stopped") | Some("started") | Some("restore") => {
-            let f = before.as_ref().expect("running");
+            let f = before
+                .as_ref()
+                .ok_or_else(|| anyhow!("the database server on {host} is not running"))?;
             let d = dialect(f.flavour, &f.version);
             let r = f
                 .replica
@@ -1046,9 +1075,13 @@ pub async fn apply_replication(
             let sql_text = thread_statements(&d, r, io, sql);
             if !sql_text.is_empty() {
                 exec_sql(ctx, &login, &sql_text).await?;
-                let now = poll_threads(ctx, &login, io, sql, limit).await?;
                 changed = true;
-                result.insert("facts".into(), serde_json::to_value(&now)?);
+                match poll_threads(ctx, &login, io, sql, limit).await {
+                    Ok(now) => {
+                        result.insert("facts".into(), serde_json::to_value(&now)?);
+                    }
+                    Err(e) => failed = Some(e.to_string()),
+                }
                 undo = Some(undo_step(
                     args,
                     &login,
@@ -1083,7 +1116,9 @@ pub async fn apply_replication(
             }
         }
         Some("configured") => {
-            let f = before.as_ref().expect("running");
+            let f = before
+                .as_ref()
+                .ok_or_else(|| anyhow!("the database server on {host} is not running"))?;
             let d = dialect(f.flavour, &f.version);
             let sh = super::required(args, "source_host")?;
             let sp = arg_u64(args, "source_port")?.unwrap_or(3306);
@@ -1128,9 +1163,13 @@ pub async fn apply_replication(
                 p = sql_str(pw),
             );
             exec_sql(ctx, &login, &sql).await?;
-            let now = poll_threads(ctx, &login, Some(true), Some(true), limit).await?;
             changed = true;
-            result.insert("facts".into(), serde_json::to_value(&now)?);
+            match poll_threads(ctx, &login, Some(true), Some(true), limit).await {
+                Ok(now) => {
+                    result.insert("facts".into(), serde_json::to_value(&now)?);
+                }
+                Err(e) => failed = Some(e.to_string()),
+            }
             if f.replica.is_none() {
                 undo = Some(undo_step(
                     args,
@@ -1304,10 +1343,7 @@ async fn wait_synced(
         )
         .await?;
         if !out.ok() {
-            bail!(
-                "waiting on {host} failed: {}",
-                out.stderr_text().trim()
-            );
+            bail!("waiting on {host} failed: {}", out.stderr_text().trim());
         }
         let extra = match (&mp.gtid, f.flavour) {
             (Some(g), Flavour::Mysql) => format!(
@@ -1351,12 +1387,15 @@ pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outc
     let (body, stdin) = if let Some(p) = arg_str(args, "path") {
         (format!("my {opts} < {}\n", quote(p)), None)
     } else if let Some(src) = arg_str(args, "src") {
-        let data = std::fs::read(src)
-            .map_err(|e| anyhow!("cannot read {src} on the controller: {e}"))?;
+        let data =
+            std::fs::read(src).map_err(|e| anyhow!("cannot read {src} on the controller: {e}"))?;
         (format!("my {opts}\n"), Some(data))
     } else {
         let sql = super::required(args, "sql")?;
-        (format!("my {opts}\n"), Some(format!("{sql}\n").into_bytes()))
+        (
+            format!("my {opts}\n"),
+            Some(format!("{sql}\n").into_bytes()),
+        )
     };
     let out = run_sql_script(ctx.host, ctx, &login, &body, stdin.as_deref(), None).await?;
     let stdout = out.stdout_text();
@@ -1472,7 +1511,9 @@ mod tests {
         assert_eq!(y.seconds_behind, None, "NULL is no number");
         assert_eq!(y.last_sql_errno, 1062);
         assert!(y.gtid() && !y.sql());
-        assert!(y.describe().contains("last SQL error 1062: Could not execute"));
+        assert!(y
+            .describe()
+            .contains("last SQL error 1062: Could not execute"));
     }
 
     #[test]

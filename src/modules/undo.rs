@@ -76,6 +76,13 @@ pub enum UndoAction {
         module: String,
         args: serde_json::Map<String, serde_json::Value>,
     },
+    /// Put a module's target back in its previous state by running the module again with these
+    /// arguments (states and names only: credentials by variable name, never a secret value).
+    Rerun {
+        module: String,
+        args: serde_json::Map<String, serde_json::Value>,
+        what: String,
+    },
 }
 
 impl UndoAction {
@@ -125,6 +132,7 @@ impl UndoAction {
                 None => format!("remove {dest} (created by sync)"),
             },
             UndoAction::Step { module, .. } => format!("run {module} (declared undo)"),
+            UndoAction::Rerun { what, .. } => what.clone(),
         }
     }
 
@@ -201,7 +209,7 @@ impl UndoAction {
                 backup,
                 in_place,
             } => super::sync::undo_script(dest, backup.as_deref(), *in_place),
-            UndoAction::Step { module, args } => {
+            UndoAction::Step { module, args } | UndoAction::Rerun { module, args, .. } => {
                 let probe = super::probe(module, args, ctx).await?;
                 let out = super::apply(module, args, &probe, ctx).await?;
                 if let Some(f) = out.failed {

@@ -1,0 +1,315 @@
+//! `cluster_safety`: read-only checks against a cluster panic (DOMAIN.md 5.1).
+//!
+//! - `check: no_app_running` — on every host of `hosts` (default: this host), no process whose
+//!   command line matches `process` (default the Tomcat bootstrap class): the process table,
+//!   not the service state. The pattern reaches pgrep on standard input, so the checking shell
+//!   never matches itself.
+//! - `check: same_version` — `status_url` (default http://127.0.0.1:8080/status, fetched on each
+//!   host) reports the same `version` on every host of `hosts` (and `version`, if given).
+//! - `check: single_writer` — on the database master (this host): the `CLUSTERSAFETY` value
+//!   changes within `wait` seconds (the safety job is alive), every write comes from
+//!   `cluster_name` (if given), and the processlist's client hosts are all in `clients`.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Map, Value as J};
+
+use super::http_check::fetch;
+use super::mysql::{arg_u64, parse_sections, run_sql_script, sql_str, Login};
+use super::{arg_str, required, ModCtx, Outcome, Probe};
+use crate::transport::HostConn;
+
+pub const DEFAULT_PROCESS: &str = "org.apache.catalina.startup.Bootstrap";
+
+pub fn probe() -> Probe {
+    Probe::no_change(J::Null)
+}
+
+fn str_list(args: &Map<String, J>, key: &str) -> Vec<String> {
+    match args.get(key) {
+        Some(J::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn conns<'a>(args: &Map<String, J>, ctx: &'a ModCtx<'_>) -> Result<Vec<&'a HostConn>> {
+    let names = str_list(args, "hosts");
+    if names.is_empty() {
+        return Ok(vec![ctx.host]);
+    }
+    names
+        .iter()
+        .map(|n| {
+            if *n == ctx.host.name {
+                Ok(ctx.host)
+            } else {
+                ctx.peers
+                    .get(n)
+                    .map(|c| &**c)
+                    .ok_or_else(|| anyhow!("cluster_safety: no connection to {n}"))
+            }
+        })
+        .collect()
+}
+
+fn outcome(result: Map<String, J>, problems: Vec<String>) -> Outcome {
+    Outcome {
+        changed: false,
+        result,
+        undo: None,
+        failed: (!problems.is_empty()).then(|| problems.join("; ")),
+    }
+}
+
+pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    match required(args, "check")? {
+        "no_app_running" => no_app_running(args, ctx).await,
+        "same_version" => same_version(args, ctx).await,
+        "single_writer" => single_writer(args, ctx).await,
+        other => bail!("unknown cluster_safety check `{other}`"),
+    }
+}
+
+async fn no_app_running(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let pattern = arg_str(args, "process").unwrap_or(DEFAULT_PROCESS);
+    let hosts = conns(args, ctx)?;
+    let script = "IFS= read -r p; pgrep -a -f -- \"$p\"; rc=$?; [ $rc -le 1 ] || exit $rc; exit 0";
+    let input = format!("{pattern}\n");
+    let runs = hosts.iter().map(|c| {
+        let input = input.clone();
+        async move {
+            let out = c
+                .run(script, Some(input.as_bytes()), ctx.become_, ctx.timeout)
+                .await;
+            (c.name.clone(), out)
+        }
+    });
+    let mut found = Map::new();
+    let mut problems = Vec::new();
+    for (name, out) in in_order(runs).await {
+        let out = out?;
+        if !out.ok() {
+            bail!("pgrep failed on {name}: {}", out.stderr_text().trim());
+        }
+        let procs: Vec<String> = out
+            .stdout_text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.chars().take(200).collect())
+            .collect();
+        if !procs.is_empty() {
+            problems.push(format!(
+                "{name}: {} process{} still running ({})",
+                procs.len(),
+                if procs.len() == 1 { "" } else { "es" },
+                procs
+                    .iter()
+                    .map(|p| p.split_whitespace().next().unwrap_or("").to_string())
+                    .map(|pid| format!("pid {pid}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        found.insert(name, json!(procs));
+    }
+    let mut result = Map::new();
+    result.insert("processes".into(), J::Object(found));
+    Ok(outcome(result, problems))
+}
+
+/// Await futures one after the other (a handful of hosts, one short command each).
+async fn in_order<F, T>(it: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut out = Vec::new();
+    for f in it {
+        out.push(f.await);
+    }
+    out
+}
+
+async fn same_version(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let url = arg_str(args, "status_url").unwrap_or("http://127.0.0.1:8080/status");
+    let want = arg_str(args, "version");
+    let mut versions = Map::new();
+    let mut problems = Vec::new();
+    for c in conns(args, ctx)? {
+        let hctx = ModCtx {
+            host: c,
+            become_: ctx.become_,
+            timeout: ctx.timeout,
+            templates: ctx.templates,
+            vars: ctx.vars,
+            run_id: ctx.run_id,
+            approvals: ctx.approvals,
+            interactive: ctx.interactive,
+            peers: ctx.peers,
+        };
+        let v = match fetch(url, Some(&hctx), &[]).await {
+            Ok(r) => serde_json::from_str::<J>(r.body.trim())
+                .ok()
+                .and_then(|j| j.get("version").and_then(J::as_str).map(str::to_string)),
+            Err(e) => {
+                problems.push(format!("{}: {e}", c.name));
+                None
+            }
+        };
+        versions.insert(c.name.clone(), json!(v));
+    }
+    let distinct: std::collections::BTreeSet<Option<&str>> =
+        versions.values().map(J::as_str).collect();
+    if distinct.len() > 1 {
+        problems.push(format!(
+            "versions differ: {}",
+            versions
+                .iter()
+                .map(|(h, v)| format!("{h} {}", v.as_str().unwrap_or("unknown")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else if let Some(w) = want {
+        if distinct.iter().next() != Some(&Some(w)) {
+            problems.push(format!(
+                "version is {} (want {w})",
+                distinct
+                    .iter()
+                    .next()
+                    .copied()
+                    .flatten()
+                    .unwrap_or("unknown")
+            ));
+        }
+    }
+    let mut result = Map::new();
+    result.insert("versions".into(), J::Object(versions));
+    Ok(outcome(result, problems))
+}
+
+/// (safety number, cluster, node) and the client hosts, in one round trip.
+async fn safety_read(
+    ctx: &ModCtx<'_>,
+    login: &Login,
+    db: &str,
+) -> Result<(Vec<(String, String, String)>, Vec<String>)> {
+    let sql = format!(
+        "SELECT 'safety' AS cutover_section; SELECT SAFETY_NUMBER, CLUSTER_NAME, NODE FROM `{db}`.CLUSTERSAFETY; SELECT 'clients' AS cutover_section; SELECT DISTINCT SUBSTRING_INDEX(HOST, ':', 1) AS client FROM information_schema.PROCESSLIST WHERE COMMAND NOT LIKE 'Binlog Dump%' AND USER NOT IN ('system user', 'event_scheduler') AND HOST NOT IN ('', 'localhost') AND HOST NOT LIKE 'localhost:%' AND HOST NOT LIKE '127.0.0.1:%' AND ID <> CONNECTION_ID() AND (DB = {dbs} OR DB IS NULL);",
+        db = db.replace('`', "``"),
+        dbs = sql_str(db)
+    );
+    let out = run_sql_script(
+        ctx.host,
+        ctx,
+        login,
+        &format!("my -B -e {}\n", crate::shell::quote(&sql)),
+        None,
+        None,
+    )
+    .await?;
+    if !out.ok() {
+        bail!(
+            "cannot read CLUSTERSAFETY on {}: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    let s = parse_sections(&out.stdout_text());
+    let rows = s
+        .get("safety")
+        .map(|r| {
+            r.iter()
+                .map(|row| {
+                    let g = |k: &str| row.get(k).cloned().unwrap_or_default();
+                    (g("SAFETY_NUMBER"), g("CLUSTER_NAME"), g("NODE"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let clients = s
+        .get("clients")
+        .map(|r| {
+            r.iter()
+                .filter_map(|row| row.get("client").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((rows, clients))
+}
+
+async fn single_writer(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let login = Login::from_args(args, ctx)?;
+    let db = arg_str(args, "database").unwrap_or("wiki");
+    let wait = Duration::from_secs(arg_u64(args, "wait")?.unwrap_or(30));
+    let cluster = arg_str(args, "cluster_name");
+    let allowed = str_list(args, "clients");
+    let (first, c1) = safety_read(ctx, &login, db).await?;
+    let mut problems = Vec::new();
+    if first.len() != 1 {
+        problems.push(format!(
+            "CLUSTERSAFETY has {} rows (want exactly 1)",
+            first.len()
+        ));
+    }
+    let mut seen = vec![first.clone()];
+    let mut clients: std::collections::BTreeSet<String> = c1.into_iter().collect();
+    let started = std::time::Instant::now();
+    let mut moved = false;
+    while started.elapsed() < wait {
+        tokio::time::sleep(Duration::from_secs(2).min(wait)).await;
+        let (now, c) = safety_read(ctx, &login, db).await?;
+        clients.extend(c);
+        if now.first().map(|r| &r.0) != first.first().map(|r| &r.0) {
+            seen.push(now);
+            moved = true;
+            break;
+        }
+    }
+    if !moved {
+        problems.push(format!(
+            "the CLUSTERSAFETY value did not change in {}s: no cluster safety job is running (is the app up?)",
+            wait.as_secs()
+        ));
+    }
+    if let Some(c) = cluster {
+        for rows in &seen {
+            for (_, cl, node) in rows {
+                if cl != c {
+                    problems.push(format!(
+                        "CLUSTERSAFETY was written by node {node} of cluster {cl}, not {c}"
+                    ));
+                }
+            }
+        }
+    }
+    if !allowed.is_empty() {
+        let strangers: Vec<&String> = clients.iter().filter(|h| !allowed.contains(h)).collect();
+        if !strangers.is_empty() {
+            problems.push(format!(
+                "unexpected database clients: {}",
+                strangers
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    problems.dedup();
+    let mut result = Map::new();
+    result.insert(
+        "writers".into(),
+        json!(seen
+            .iter()
+            .flatten()
+            .map(|(_, c, n)| format!("{c}/{n}"))
+            .collect::<Vec<_>>()),
+    );
+    result.insert("clients".into(), json!(clients));
+    result.insert("moved".into(), json!(moved));
+    Ok(outcome(result, problems))
+}
