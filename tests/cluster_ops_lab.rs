@@ -757,3 +757,42 @@ fn replication_set_up_towards_an_unreachable_master_fails_and_unwinds_to_detache
         },
     );
 }
+
+#[test]
+fn jdbc_ping_rows_match_the_live_instances_and_zombies_are_reported() {
+    let _g = guard();
+    let p = Project::new();
+    let db = format!("cutover_ping_{}", std::process::id());
+    // A Keycloak 26 style table (JDBC_PING2 columns) with one row per live member.
+    ssh(
+        "db1",
+        &format!(
+            "mysql -e \"CREATE DATABASE {db}; CREATE TABLE {db}.JGROUPS_PING (address VARCHAR(200) PRIMARY KEY, name VARCHAR(200), cluster_name VARCHAR(200), ip VARCHAR(200), coord BOOLEAN); \
+             INSERT INTO {db}.JGROUPS_PING VALUES ('uuid://1','app1','kc','10.77.0.11:7800',1),('uuid://2','app2','kc','10.77.0.12:7800',0);\""
+        ),
+    );
+    let play = |hosts: &str| {
+        format!(
+            "- hosts: db1\n  steps:\n    - name: ping table\n      cluster_safety: {{ check: jdbc_ping, database: {db}, cluster_name: kc, hosts: [{hosts}] }}\n"
+        )
+    };
+    with_cleanup(
+        || {
+            let o = p.apply(&play("app1, app2"));
+            assert!(o.status.success(), "{}", text(&o));
+            // A member that died without leaving: one row too many.
+            ssh("db1", &format!("mysql -e \"INSERT INTO {db}.JGROUPS_PING VALUES ('uuid://3','old','kc','10.77.0.13:7800',0)\""));
+            let o = p.apply(&play("app1, app2"));
+            assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+            assert!(text(&o).contains("zombies"), "{}", text(&o));
+            // Two coordinators: a split brain.
+            ssh("db1", &format!("mysql -e \"DELETE FROM {db}.JGROUPS_PING WHERE name='old'; UPDATE {db}.JGROUPS_PING SET coord=1\""));
+            let o = p.apply(&play("app1, app2"));
+            assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+            assert!(text(&o).contains("2 coordinator rows"), "{}", text(&o));
+        },
+        || {
+            ssh("db1", &format!("mysql -e 'DROP DATABASE IF EXISTS {db}'"));
+        },
+    );
+}

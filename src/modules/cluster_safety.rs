@@ -71,6 +71,7 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
         "no_app_running" => no_app_running(args, ctx).await,
         "same_version" => same_version(args, ctx).await,
         "single_writer" => single_writer(args, ctx).await,
+        "jdbc_ping" => jdbc_ping(args, ctx).await,
         other => bail!("unknown cluster_safety check `{other}`"),
     }
 }
@@ -311,5 +312,100 @@ async fn single_writer(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcom
     );
     result.insert("clients".into(), json!(clients));
     result.insert("moved".into(), json!(moved));
+    Ok(outcome(result, problems))
+}
+
+/// JGroups JDBC_PING discovery (DOMAIN.md 5.2): once the view has settled, the ping table holds
+/// one row per live instance of the cluster. More rows are zombies of members that died without
+/// deregistering (they make new members try to join ghosts); fewer mean members missing. With
+/// Keycloak 26's JDBC_PING2 schema there must also be exactly one coordinator row.
+async fn jdbc_ping(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let login = Login::from_args(args, ctx)?;
+    let db = arg_str(args, "database").unwrap_or("keycloak");
+    // Keycloak 26: JGROUPS_PING (JDBC_PING2 columns, with `coord`); legacy JDBC_PING: JGROUPSPING.
+    let table = arg_str(args, "table").unwrap_or("JGROUPS_PING");
+    if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("`table: {table}` is not a table name");
+    }
+    let cluster = required(args, "cluster_name")?;
+    let expected = match arg_u64(args, "expected")? {
+        Some(n) => n,
+        None => str_list(args, "hosts").len() as u64,
+    };
+    let sql = format!(
+        "SELECT 'rows' AS cutover_section; SELECT COUNT(*) AS n FROM `{db}`.`{table}` WHERE cluster_name = {c}; \
+         SELECT 'coord' AS cutover_section; SELECT COUNT(*) AS n FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {dbs} AND TABLE_NAME = {ts} AND COLUMN_NAME = 'coord';",
+        db = db.replace('`', "``"),
+        c = sql_str(cluster),
+        dbs = sql_str(db),
+        ts = sql_str(table)
+    );
+    let read = |sql: String| async move {
+        run_sql_script(
+            ctx.host,
+            ctx,
+            &login,
+            &format!("my -B -e {}\n", crate::shell::quote(&sql)),
+            None,
+            None,
+        )
+        .await
+    };
+    let out = read(sql).await?;
+    if !out.ok() {
+        bail!(
+            "cannot read {db}.{table} on {}: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    let s = parse_sections(&out.stdout_text());
+    let count = |sec: &str| -> u64 {
+        s.get(sec)
+            .and_then(|r| r.first())
+            .and_then(|row| row.get("n"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let rows = count("rows");
+    let mut problems = Vec::new();
+    if rows > expected {
+        problems.push(format!(
+            "{rows} rows in {table} for cluster {cluster} but {expected} live instances: zombies of members that died without leaving; clear them (remove_all_data_on_view_change) before starting more nodes"
+        ));
+    } else if rows < expected {
+        problems.push(format!("{rows} rows in {table} for cluster {cluster} but {expected} live instances: members have not registered (yet)"));
+    }
+    let mut result = Map::new();
+    result.insert("rows".into(), json!(rows));
+    result.insert("expected".into(), json!(expected));
+    if count("coord") > 0 {
+        let coord_sql = format!(
+            "SELECT 'coord' AS cutover_section; SELECT COUNT(*) AS n FROM `{db}`.`{table}` WHERE cluster_name = {c} AND coord;",
+            db = db.replace('`', "``"),
+            c = sql_str(cluster)
+        );
+        let login = Login::from_args(args, ctx)?;
+        let out = run_sql_script(
+            ctx.host,
+            ctx,
+            &login,
+            &format!("my -B -e {}\n", crate::shell::quote(&coord_sql)),
+            None,
+            None,
+        )
+        .await?;
+        let s = parse_sections(&out.stdout_text());
+        let coords: u64 = s
+            .get("coord")
+            .and_then(|r| r.first())
+            .and_then(|row| row.get("n"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        result.insert("coordinators".into(), json!(coords));
+        if coords != 1 && expected > 0 {
+            problems.push(format!("{coords} coordinator rows for cluster {cluster} (want exactly 1; more suggests a split brain)"));
+        }
+    }
     Ok(outcome(result, problems))
 }
