@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::project::Project;
+
 use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -43,61 +44,6 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    /// `cutover apply|plan`, retried (bounded) while another run holds a host's lock.
-    fn cutover(&self, cmd: &str, playbook: &str) -> Output {
-        let pb = self.path("pb.yml");
-        std::fs::write(&pb, playbook).unwrap();
-        for _ in 0..60 {
-            let o = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    "cutover-ctl",
-                    env!("CARGO_BIN_EXE_cutover"),
-                    cmd,
-                    "-i",
-                ])
-                .arg(common::repo_root().join("inventory/lab.yml"))
-                .arg("--templates")
-                .arg(self.path("templates"))
-                .arg(&pb)
-                .env("CUTOVER_STATE_DIR", self.path("state"))
-                .env("XDG_RUNTIME_DIR", self.path("runtime"))
-                .current_dir(self.dir.path())
-                .output()
-                .unwrap();
-            // Another run holds a host (exit 5, "locked by run"), or a fault test has just
-            // killed a run and not yet broken its lock ("stale lock left by run"): wait.
-            let t = text(&o);
-            if o.status.code() != Some(5)
-                && !t.contains("locked by run")
-                && !t.contains("stale lock left by run")
-            {
-                return o;
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
-        panic!("a host stayed locked by another run for 5 minutes");
-    }
-    fn apply(&self, playbook: &str) -> Output {
-        self.cutover("apply", playbook)
-    }
-}
-
 fn guard() -> std::sync::MutexGuard<'static, ()> {
     common::require_lab();
     HOSTS.lock().unwrap_or_else(|e| e.into_inner())
@@ -129,7 +75,7 @@ fn synced_waits_for_a_slave_behind_and_a_stopped_replica_fails_at_once() {
     with_cleanup(
         || {
             // 1. SQL thread stopped, a write on the master: `synced` reports it at once.
-            let o = p.apply(&format!(
+            let o = p.apply_text(&format!(
                 r#"- name: behind
   hosts: db2
   steps:
@@ -169,7 +115,7 @@ fn synced_waits_for_a_slave_behind_and_a_stopped_replica_fails_at_once() {
                 "db2",
                 "mysql -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 5; START SLAVE;'",
             );
-            let o = p.apply(&format!(
+            let o = p.apply_text(&format!(
                 r#"- name: lagging
   hosts: db2
   steps:
@@ -245,7 +191,7 @@ fn replication_stop_start_and_read_only_are_undone_by_unwind() {
     let p = Project::new();
     with_cleanup(
         || {
-            let o = p.apply(
+            let o = p.apply_text(
                 r#"- name: change and fail
   hosts: db2
   on_failure: unwind
@@ -361,7 +307,7 @@ fn drained_member_keeps_its_sessions_stopped_gets_none_and_both_survive_an_apach
             assert!(on1, "no new session reached node1");
 
             // Drain node1.
-            let o = p.apply(&member_play("disabled"));
+            let o = p.apply_text(&member_play("disabled"));
             let out = text(&o);
             assert!(o.status.success() && out.contains("changed=1"), "{out}");
             assert!(out.contains("active → disabled"), "{out}");
@@ -386,11 +332,11 @@ fn drained_member_keeps_its_sessions_stopped_gets_none_and_both_survive_an_apach
             restart_apache();
             check_drained("after the Apache restart");
             // Idempotent: the persisted state is what the probe reads after the restart.
-            let o = p.apply(&member_play("disabled"));
+            let o = p.apply_text(&member_play("disabled"));
             assert!(text(&o).contains("changed=0"), "{}", text(&o));
 
             // Stop node1: no request at all, even for its sticky session.
-            let o = p.apply(&member_play("stopped"));
+            let o = p.apply_text(&member_play("stopped"));
             assert!(o.status.success(), "{}", text(&o));
             assert_eq!(jk_activation("node1"), ("STP".into(), "Stopped".into()));
             let check_stopped = |when: &str| {
@@ -410,7 +356,7 @@ fn drained_member_keeps_its_sessions_stopped_gets_none_and_both_survive_an_apach
             check_stopped("after the Apache restart");
 
             // Active again: node1 serves new sessions.
-            let o = p.apply(&member_play("active"));
+            let o = p.apply_text(&member_play("active"));
             assert!(o.status.success(), "{}", text(&o));
             assert_eq!(jk_activation("node1"), ("ACT".into(), "Active".into()));
             let nodes: Vec<String> = (0..6)
@@ -479,7 +425,7 @@ fn maintenance_page_on_gives_503_with_retry_after_and_off_gives_the_app_back() {
 "#
                 )
             };
-            let o = p.apply(&play("on"));
+            let o = p.apply_text(&play("on"));
             let out = text(&o);
             assert!(o.status.success() && out.contains("changed=1"), "{out}");
             assert!(out.contains("maintenance page off → on"), "{out}");
@@ -491,9 +437,9 @@ fn maintenance_page_on_gives_503_with_retry_after_and_off_gives_the_app_back() {
             // The controller is an admin address: it still gets through.
             assert!(curl(&["-s", "http://lb/status"]).contains("RUNNING"));
             // Again: nothing to do.
-            assert!(text(&p.apply(&play("on"))).contains("changed=0"));
+            assert!(text(&p.apply_text(&play("on"))).contains("changed=0"));
 
-            let o = p.apply(&play("off"));
+            let o = p.apply_text(&play("off"));
             let out = text(&o);
             assert!(o.status.success() && out.contains("changed=1"), "{out}");
             let (status, _, page) = http_from("app1", "http://lb/pages");
@@ -515,7 +461,7 @@ fn maintenance_page_on_gives_503_with_retry_after_and_off_gives_the_app_back() {
 fn http_check_positive_and_negative() {
     let _g = guard();
     let p = Project::new();
-    let o = p.apply(
+    let o = p.apply_text(
         r#"- name: checks
   hosts: app1
   steps:
@@ -538,7 +484,7 @@ fn http_check_positive_and_negative() {
 
     // Negative: a pattern that must be absent but is there, and a state never reached.
     let started = Instant::now();
-    let o = p.apply(
+    let o = p.apply_text(
         r#"- name: checks
   hosts: app1
   steps:
@@ -565,7 +511,7 @@ fn http_check_positive_and_negative() {
 fn cluster_safety_checks() {
     let _g = guard();
     let p = Project::new();
-    let o = p.apply(
+    let o = p.apply_text(
         r#"- name: safety
   hosts: db1
   steps:
@@ -604,7 +550,7 @@ fn a_plan_of_the_cluster_modules_shows_before_and_after_and_changes_nothing() {
         slave_threads(),
         ssh("db2", "mysql -N -e 'SELECT @@read_only'"),
     );
-    let o = p.cutover(
+    let o = p.run_text(
         "plan",
         r#"- name: drain and freeze
   hosts: lb
@@ -665,7 +611,7 @@ GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'cutover_t'@'localhost';
 SQL"#,
             );
             assert!(o.status.success(), "{}", text(&o));
-            let o = p.apply(
+            let o = p.apply_text(
                 r#"- name: login
   hosts: db1
   vars: { pw: "p\"w'\\x&<y> #z" }
@@ -709,7 +655,7 @@ fn replication_set_up_towards_an_unreachable_master_fails_and_unwinds_to_detache
         || {
             // 10.77.0.99 is no host: the IO thread never connects. (Never production's master:
             // staging must not replay production's binary log.)
-            let o = p.apply(
+            let o = p.apply_text(
                 r#"- name: staging
   hosts: staging
   on_failure: unwind
@@ -778,16 +724,16 @@ fn jdbc_ping_rows_match_the_live_instances_and_zombies_are_reported() {
     };
     with_cleanup(
         || {
-            let o = p.apply(&play("app1, app2"));
+            let o = p.apply_text(&play("app1, app2"));
             assert!(o.status.success(), "{}", text(&o));
             // A member that died without leaving: one row too many.
             ssh("db1", &format!("mysql -e \"INSERT INTO {db}.JGROUPS_PING VALUES ('uuid://3','old','kc','10.77.0.13:7800',0)\""));
-            let o = p.apply(&play("app1, app2"));
+            let o = p.apply_text(&play("app1, app2"));
             assert_eq!(o.status.code(), Some(3), "{}", text(&o));
             assert!(text(&o).contains("zombies"), "{}", text(&o));
             // Two coordinators: a split brain.
             ssh("db1", &format!("mysql -e \"DELETE FROM {db}.JGROUPS_PING WHERE name='old'; UPDATE {db}.JGROUPS_PING SET coord=1\""));
-            let o = p.apply(&play("app1, app2"));
+            let o = p.apply_text(&play("app1, app2"));
             assert_eq!(o.status.code(), Some(3), "{}", text(&o));
             assert!(text(&o).contains("2 coordinator rows"), "{}", text(&o));
         },

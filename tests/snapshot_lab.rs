@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::project::Project;
+
 use std::process::Output;
 use std::sync::Mutex;
-use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -35,60 +35,6 @@ fn ssh_ok(host: &str, cmd: &str) -> String {
     let o = ssh(host, cmd);
     assert!(o.status.success(), "ssh {host} {cmd}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A scratch project: playbooks and the run state of one test.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    /// `cutover apply` of a playbook text; retried while another run holds a host's lock
-    /// (another agent may be working on the same lab host).
-    fn apply(&self, playbook: &str) -> Output {
-        let pb = self.path("pb.yml");
-        std::fs::write(&pb, playbook).unwrap();
-        for _ in 0..60 {
-            let o = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    "cutover-ctl",
-                    env!("CARGO_BIN_EXE_cutover"),
-                    "apply",
-                    "-i",
-                ])
-                .arg(common::repo_root().join("inventory/lab.yml"))
-                .arg("--templates")
-                .arg(self.path("templates"))
-                .arg(&pb)
-                .env("CUTOVER_STATE_DIR", self.path("state"))
-                .env("XDG_RUNTIME_DIR", self.path("runtime"))
-                .current_dir(self.dir.path())
-                .output()
-                .unwrap();
-            // Exit 5, or a host refused as `locked by run …`: another run holds a lock.
-            if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
-                return o;
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
-        panic!("a host stayed locked by another run for 5 minutes");
-    }
-    fn apply_ok(&self, playbook: &str) -> String {
-        let o = self.apply(playbook);
-        assert!(o.status.success(), "cutover apply failed:\n{}", text(&o));
-        text(&o)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +142,7 @@ fn btrfs_snapshot_merge_and_commit() {
     assert!(before.starts_with("one\n"), "{before}");
 
     // Create: a read-only snapshot; a second run changes nothing.
-    let out = p.apply_ok(&f.play("pre", "present"));
+    let out = p.apply_text_ok(&f.play("pre", "present"));
     assert!(out.contains("changed") || out.contains("create"), "{out}");
     assert_eq!(
         ssh_ok(
@@ -206,7 +152,7 @@ fn btrfs_snapshot_merge_and_commit() {
         .trim(),
         "ro=true"
     );
-    let again = p.apply_ok(&f.play("pre", "present"));
+    let again = p.apply_text_ok(&f.play("pre", "present"));
     assert!(!again.contains("changed=1"), "{again}");
 
     // Change the data, then merge (roll back): the data is back exactly, the unit runs again.
@@ -218,7 +164,7 @@ fn btrfs_snapshot_merge_and_commit() {
         ),
     );
     assert_ne!(f.data(), before);
-    p.apply_ok(&f.play("pre", "merged"));
+    p.apply_text_ok(&f.play("pre", "merged"));
     assert_eq!(f.data(), before);
     assert_eq!(
         ssh_ok(BHOST, &format!("cat {}/sub/file", f.mount)),
@@ -242,12 +188,12 @@ fn btrfs_snapshot_merge_and_commit() {
         "0"
     );
     // Merging again: nothing to do.
-    p.apply_ok(&f.play("pre", "merged"));
+    p.apply_text_ok(&f.play("pre", "merged"));
 
     // Commit: snapshot, then absent removes it and leaves the data as it is.
-    p.apply_ok(&f.play("keep", "present"));
+    p.apply_text_ok(&f.play("keep", "present"));
     ssh_ok(BHOST, &format!("echo three > {}/data.txt", f.mount));
-    p.apply_ok(&f.play("keep", "absent"));
+    p.apply_text_ok(&f.play("keep", "absent"));
     assert_eq!(
         ssh_ok(
             BHOST,
@@ -287,7 +233,7 @@ fn btrfs_unwind_rolls_back_to_the_snapshot() {
         unit = f.unit,
         m = f.mount
     );
-    let o = p.apply(&pb);
+    let o = p.apply_text(&pb);
     assert!(!o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("UNWIND"), "{out}");
@@ -375,7 +321,7 @@ systemctl daemon-reload; systemctl start {unit}"#
         )
     };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.apply_ok(&play("present", ""));
+        p.apply_text_ok(&play("present", ""));
         let attr = ssh_ok(
             "lvm1",
             &format!("lvs --noheadings -o lv_attr,origin vg0/{set}-data"),
@@ -391,7 +337,7 @@ systemctl daemon-reload; systemctl start {unit}"#
         assert_ne!(state(), before);
         // /srv/data is mounted and busy: lvconvert defers; the module stops the unit, unmounts,
         // reactivates the LV, waits for the merge and mounts again.
-        let out = p.apply_ok(&play(
+        let out = p.apply_text_ok(&play(
             "merged",
             "    - name: it was deferred, then completed\n      assert: { that: [\"snap.deferred\"] }\n",
         ));
@@ -408,8 +354,8 @@ systemctl daemon-reload; systemctl start {unit}"#
             "active"
         );
         // Commit path: a new snapshot, removed again with state: absent.
-        p.apply_ok(&play("present", ""));
-        p.apply_ok(&play("absent", ""));
+        p.apply_text_ok(&play("present", ""));
+        p.apply_text_ok(&play("absent", ""));
         assert_eq!(lv_names(), lvs_before);
     }));
     let _ = ssh(
@@ -443,7 +389,7 @@ fn lvm_snapshot_set_too_big_is_refused_before_anything_changes() {
     );
     let before = lv_names();
     let p = Project::new();
-    let o = p.apply(&format!(
+    let o = p.apply_text(&format!(
         r#"- name: too big
   hosts: lvm1
   steps:
@@ -498,9 +444,9 @@ fn lvm_snapshot_usage_is_caught_before_the_snapshot_is_lost() {
         )
     };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.apply_ok(&play("snapshot", "        size: 8M\n"));
+        p.apply_text_ok(&play("snapshot", "        size: 8M\n"));
         let check = "        max_usage_percent: 50\n";
-        p.apply_ok(&play("snapshot_usage", check));
+        p.apply_text_ok(&play("snapshot_usage", check));
         // 5 MiB written to the origin: the 8 MiB COW is well over half full.
         ssh_ok(
             "lvm1",
@@ -508,12 +454,12 @@ fn lvm_snapshot_usage_is_caught_before_the_snapshot_is_lost() {
                 "dd if=/dev/urandom of=/dev/vg0/{origin} bs=1M count=5 oflag=direct status=none"
             ),
         );
-        let o = p.apply(&play("snapshot_usage", check));
+        let o = p.apply_text(&play("snapshot_usage", check));
         let out = text(&o);
         assert!(!o.status.success(), "{out}");
         assert!(out.contains("full (max 50%)"), "{out}");
         // autoextend grows it instead, before it fills.
-        p.apply_ok(&play(
+        p.apply_text_ok(&play(
             "snapshot_usage",
             "        max_usage_percent: 50\n        autoextend: true\n        extend_by: 16M\n",
         ));
@@ -522,20 +468,20 @@ fn lvm_snapshot_usage_is_caught_before_the_snapshot_is_lost() {
             "lvs --noheadings --units b --nosuffix -o lv_size vg0/s-u",
         );
         assert_eq!(size.trim(), "25165824");
-        p.apply_ok(&play("snapshot_usage", check));
+        p.apply_text_ok(&play("snapshot_usage", check));
         // Overflow it: the snapshot turns invalid and the check says the rollback point is gone.
         ssh_ok(
             "lvm1",
             &format!("dd if=/dev/urandom of=/dev/vg0/{origin} bs=1M count=40 oflag=direct status=none; sync"),
         );
-        let o = p.apply(&play("snapshot_usage", check));
+        let o = p.apply_text(&play("snapshot_usage", check));
         let out = text(&o);
         assert!(!o.status.success(), "{out}");
         assert!(out.contains("the rollback point is gone"), "{out}");
         // A merge of it is refused for the same reason; removing it (commit) works.
-        let o = p.apply(&play("snapshot", "        state: merged\n"));
+        let o = p.apply_text(&play("snapshot", "        state: merged\n"));
         assert!(text(&o).contains("rollback point is gone"), "{}", text(&o));
-        p.apply_ok(&play("snapshot", "        state: absent\n"));
+        p.apply_text_ok(&play("snapshot", "        state: absent\n"));
     }));
     let _ = ssh(
         "lvm1",

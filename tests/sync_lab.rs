@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::project::Project;
+
 use std::process::Output;
-use std::time::Duration;
 
 fn text(o: &Output) -> String {
     format!(
@@ -20,53 +20,6 @@ fn ssh_ok(host: &str, cmd: &str) -> String {
     let o = common::lab_ssh(host, cmd);
     assert!(o.status.success(), "ssh {host} {cmd}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    /// `cutover apply`, retried while another run holds a host's lock.
-    fn apply(&self, playbook: &str) -> Output {
-        let pb = self.path("pb.yml");
-        std::fs::write(&pb, playbook).unwrap();
-        for _ in 0..60 {
-            let o = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    "cutover-ctl",
-                    env!("CARGO_BIN_EXE_cutover"),
-                    "apply",
-                    "-i",
-                ])
-                .arg(common::repo_root().join("inventory/lab.yml"))
-                .arg("--templates")
-                .arg(self.path("templates"))
-                .arg(&pb)
-                .env("CUTOVER_STATE_DIR", self.path("state"))
-                .env("XDG_RUNTIME_DIR", self.path("runtime"))
-                .current_dir(self.dir.path())
-                .output()
-                .unwrap();
-            // Exit 5, or a host refused as `locked by run …`: another run holds a lock.
-            if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
-                return o;
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
-        panic!("a host stayed locked by another run for 5 minutes");
-    }
 }
 
 /// Type, mode, owner, size, path, link target and content hash of every entry, sorted; the
@@ -120,7 +73,7 @@ printf 'c\n' > {src}/cache/c1"#
     };
     let p = Project::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let o = p.apply(&play(""));
+        let o = p.apply_text(&play(""));
         let out = text(&o);
         assert!(o.status.success(), "{out}");
         assert!(out.contains("changed=1"), "{out}");
@@ -138,13 +91,13 @@ printf 'c\n' > {src}/cache/c1"#
         assert!(!got.contains(".log") && !got.contains("cache"), "{got}");
 
         // Second run: the checksums match, nothing to do.
-        let o = p.apply(&play(""));
+        let o = p.apply_text(&play(""));
         let out = text(&o);
         assert!(o.status.success() && out.contains("changed=0"), "{out}");
 
         // A change at the source, then a failing step: unwind puts the previous copy back.
         ssh_ok("app1", &format!("printf 'a=2\\n' > {src}/conf/app.conf"));
-        let o = p.apply(&format!(
+        let o = p.apply_text(&format!(
             "{}  on_failure: unwind\n",
             play("    - name: fails\n      fail: { msg: later step broke }\n")
         ));

@@ -65,7 +65,8 @@ impl Project {
     pub fn run(&self, args: &[&str]) -> Output {
         for _ in 0..90 {
             let o = self.command(args).output().unwrap();
-            if !text(&o).contains("locked by run") {
+            // Exit 5: the controller lock; "locked by run": a host's lock.
+            if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
                 return o;
             }
             std::thread::sleep(Duration::from_secs(2));
@@ -97,6 +98,25 @@ impl Project {
         let mut args = vec!["apply", "-i", &inv, "--templates", &templates, &pb];
         args.extend(extra);
         self.run(&args)
+    }
+
+    /// `cutover CMD` (apply or plan) of a playbook given as text, on the lab inventory.
+    pub fn run_text(&self, cmd: &str, playbook: &str) -> Output {
+        let pb = self.write("pb.yml", playbook).display().to_string();
+        let inv = lab_inventory().display().to_string();
+        let templates = self.templates();
+        self.run(&[cmd, "-i", &inv, "--templates", &templates, &pb])
+    }
+
+    pub fn apply_text(&self, playbook: &str) -> Output {
+        self.run_text("apply", playbook)
+    }
+
+    /// As `apply_text`, asserting success; returns the output.
+    pub fn apply_text_ok(&self, playbook: &str) -> String {
+        let o = self.apply_text(playbook);
+        assert!(o.status.success(), "cutover apply failed:\n{}", text(&o));
+        text(&o)
     }
 
     pub fn apply(&self, playbook: &str, extra: &[&str]) -> Output {
