@@ -244,6 +244,20 @@ impl UndoAction {
                 format!("rm -rf -- {}", quote(from)),
                 format!("removed {from}, kept for undo"),
             ),
+            // A module that kept a backup file for its rerun-undo (lb_member's workers.properties,
+            // which holds the AJP secret) names it in `restore_from`.
+            UndoAction::Rerun { args, .. }
+                if args.get("restore_from").and_then(|v| v.as_str()).is_some() =>
+            {
+                let backup = args["restore_from"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    format!("rm -f -- {}", quote(&backup)),
+                    format!("removed backup {backup}"),
+                )
+            }
             UndoAction::SnapshotMerge(m) => {
                 let mut args = serde_json::Map::new();
                 args.insert("backend".into(), m.backend.clone().into());
