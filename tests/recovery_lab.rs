@@ -193,6 +193,8 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
     let id = start_and_kill(&p, "pb.yml", "new file");
     let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
     assert!(o.status.success(), "{}", text(&o));
+    // The step in flight when the controller died is named: its change may be half done.
+    assert!(text(&o).contains("\"slow\" was changing db1") && text(&o).contains("half done"), "{}", text(&o));
     assert_eq!(
         ssh("db1", &format!("cat {dir}/conf; ls {dir}")),
         format!("before\nconf\n")

@@ -958,6 +958,16 @@ async fn execute(
             Decision::Change { summary, .. } => summary.clone(),
             Decision::Unknown { reason } => format!("unknown: {reason}"),
         };
+        // The intent goes to the journal first: if the controller dies during the change, a
+        // rollback can say which steps may be half done instead of silently missing them.
+        if probe.decision != Decision::NoChange {
+            run.journal
+                .record(
+                    "step_applying",
+                    json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name() }),
+                )
+                .await?;
+        }
         let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
         let mut result = outcome.result.clone();
         result.insert("changed".into(), J::Bool(outcome.changed));

@@ -45,6 +45,9 @@ pub struct JournalState {
     pub next_seq: u32,
     /// Results registered by finished steps, per host.
     pub registered: HashMap<String, serde_json::Map<String, J>>,
+    /// (host, step) whose change had begun when the journal ends without their result: the
+    /// controller died during the change, which may be half done and has no recorded undo.
+    pub in_flight: Vec<(String, String)>,
 }
 
 pub fn load_state(run_id: &str) -> Result<JournalState> {
@@ -134,6 +137,18 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
                 .insert(name.to_string(), e["registered"].clone());
         }
     }
+    let mut in_flight: Vec<(String, String)> = Vec::new();
+    for e in &events {
+        let key = (
+            e["host"].as_str().unwrap_or("").to_string(),
+            e["name"].as_str().unwrap_or("").to_string(),
+        );
+        match e["event"].as_str() {
+            Some("step_applying") => in_flight.push(key),
+            Some("step_result") => in_flight.retain(|k| *k != key),
+            _ => {}
+        }
+    }
     Ok(JournalState {
         started,
         finished,
@@ -143,6 +158,7 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
         committed,
         next_seq,
         registered,
+        in_flight,
     })
 }
 
@@ -296,6 +312,11 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     if state.done.is_empty() {
         reporter.say(&format!("run {}: nothing to roll back", opts.run_id));
         return Ok(true);
+    }
+    for (host, step) in &state.in_flight {
+        reporter.say(&format!(
+            "WARNING: the controller died while \"{step}\" was changing {host}; that change may be half done and has no recorded way back: check it by hand"
+        ));
     }
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
