@@ -37,15 +37,6 @@ fn inventory() -> String {
         .to_string()
 }
 
-fn secrets() -> String {
-    format!(
-        "@{}",
-        common::repo_root()
-            .join("inventory/lab-secrets.yml")
-            .display()
-    )
-}
-
 fn playbook(name: &str) -> String {
     common::repo_root()
         .join("playbooks")
@@ -130,8 +121,6 @@ fn upgrade_args(release: &str, build: u32, set: &str) -> Vec<String> {
         "apply".into(),
         "-i".into(),
         inventory(),
-        "-e".into(),
-        secrets(),
         "-e".into(),
         format!("app_release={release}"),
         "-e".into(),
@@ -586,8 +575,6 @@ fn killed_after_the_snapshots_then_resumed_finishes_the_upgrade() {
 
     let extra: Vec<String> = vec![
         "-e".into(),
-        secrets(),
-        "-e".into(),
         "app_release=2.0.0".into(),
         "-e".into(),
         "app_build_number=2".into(),
@@ -661,8 +648,6 @@ fn rehearsal_on_staging_never_touches_production() {
         "apply".into(),
         "-i".into(),
         inventory(),
-        "-e".into(),
-        secrets(),
         "-e".into(),
         "app_release=2.0.0".into(),
         "-e".into(),

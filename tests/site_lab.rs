@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
 
-const SECRETS: &str = "@inventory/lab-secrets.yml";
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -49,8 +47,6 @@ fn apply_site(state: &Path) -> (Option<i32>, J, String) {
             "apply",
             "-i",
             "inventory/lab.yml",
-            "-e",
-            SECRETS,
             "--output",
             "json",
             "playbooks/site.yml",
@@ -134,14 +130,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     // `check` passes with the lab secrets (and, with empty defaults, without them).
     let out = cutover(
         &state,
-        &[
-            "check",
-            "-i",
-            "inventory/lab.yml",
-            "-e",
-            SECRETS,
-            "playbooks/site.yml",
-        ],
+        &["check", "-i", "inventory/lab.yml", "playbooks/site.yml"],
     );
     assert_eq!(
         out.status.code(),
