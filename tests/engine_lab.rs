@@ -316,7 +316,17 @@ fn ctrl_c_stops_at_a_step_boundary_and_leaves_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Interrupt while the first step is under way (its intent is journaled before it runs).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p
+        .journal()
+        .iter()
+        .any(|e| e["event"] == "step_applying" && e["name"] == "first")
+    {
+        assert!(Instant::now() < deadline, "the first step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     // ip netns exec execs cutover in place, so the child's pid is cutover's.
     unsafe_kill(child.id(), 2);
     let started = Instant::now();
@@ -387,7 +397,16 @@ fn a_second_run_is_refused_and_names_the_owner() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    // Wait until the first run holds db1 (its journal says so), however loaded the machine is.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p
+        .journal()
+        .iter()
+        .any(|e| e["event"] == "host_connected" && e["host"] == "db1")
+    {
+        assert!(Instant::now() < deadline, "the first run never got db1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Same project: refused by the controller lock.
     let o = p.apply("quick.yml", &["--output", "plain"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
