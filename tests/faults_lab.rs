@@ -30,6 +30,20 @@ fn apply(p: &Project, playbook: &str, extra: &[&str]) -> Command {
     p.apply_command(&p.path("inventory.yml"), playbook, &args)
 }
 
+/// Wait until a step is under way on its host (its intent is journaled just before it runs).
+fn wait_for_step(p: &Project, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p
+        .journal()
+        .iter()
+        .any(|e| e["event"] == "step_applying" && e["name"] == name)
+    {
+        assert!(Instant::now() < deadline, "step {name} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
 fn link(host: &str, up: bool) {
     let st = Command::new("ip")
         .args([
@@ -106,7 +120,7 @@ fn a_host_lost_during_a_step_is_reported_and_its_lock_is_left_stale() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_step(&p, "long");
     link("app2", false);
     let started = Instant::now();
     let o = child.wait_with_output().unwrap();
@@ -150,7 +164,7 @@ fn sshd_killed_mid_step_is_a_lost_host_not_a_hang() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_step(&p, "long");
     // Kill the sshd serving cutover's connection (the listener stays, as after a crash of
     // one session). Done from another connection, which it also ends — that's fine.
     let _ = common::lab_ssh("db2", "pkill -9 -f 'sshd: root@' ");
