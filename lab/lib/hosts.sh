@@ -153,8 +153,10 @@ start_container() {
   if [[ $kind == full ]]; then
     args+=(--bind="$STATE/btrfs/$name:/srv/vol" --boot)
   else
-    # Fleet hosts: only sshd, under nspawn's stub init (no systemd: ~10 MB each).
-    args+=(--as-pid2 /bin/sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e')
+    # Fleet hosts: only sshd, under nspawn's stub init (no systemd: ~10 MB each). Its log goes
+    # to a file: on nspawn's passive console nobody reads it, and once that buffer fills sshd
+    # blocks on its log line and stops answering (seen after a few hundred logins).
+    args+=(--as-pid2 /bin/sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -D -E /var/log/sshd.log')
   fi
   # 9>&-: the daemon must not inherit lab.sh's lock.
   setsid systemd-nspawn "${args[@]}" </dev/null >"$STATE/logs/$name.log" 2>&1 9>&- &
