@@ -23,6 +23,47 @@ pub fn host_context(
     resolved: &Resolved,
     everyone: &BTreeMap<String, Resolved>,
 ) -> tera::Context {
+    host_context_with(inv, host, resolved, &Shared::new(inv, everyone))
+}
+
+/// What every host's context shares in a play: `groups` and `hostvars`. Building them costs
+/// O(hosts × groups), so a run builds them once per play, not once per step and host.
+pub struct Shared {
+    groups: J,
+    hostvars: J,
+}
+
+impl Shared {
+    pub fn new(inv: &Inventory, everyone: &BTreeMap<String, Resolved>) -> Shared {
+        let groups: serde_json::Map<String, J> = inv
+            .groups
+            .keys()
+            .map(|g| {
+                (
+                    g.clone(),
+                    J::from(
+                        inv.group_hosts(g)
+                            .into_iter()
+                            .map(J::from)
+                            .collect::<Vec<_>>(),
+                    ),
+                )
+            })
+            .collect();
+        Shared {
+            groups: J::Object(groups),
+            hostvars: hostvars(inv, everyone),
+        }
+    }
+}
+
+/// A host's context, with the play's shared part already built.
+pub fn host_context_with(
+    inv: &Inventory,
+    host: &str,
+    resolved: &Resolved,
+    shared: &Shared,
+) -> tera::Context {
     let mut ctx = tera::Context::new();
     for (k, (v, _)) in &resolved.vars {
         ctx.insert(k.as_str(), v);
@@ -36,23 +77,8 @@ pub fn host_context(
         "host",
         &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
     );
-    let groups: serde_json::Map<String, J> = inv
-        .groups
-        .keys()
-        .map(|g| {
-            (
-                g.clone(),
-                J::from(
-                    inv.group_hosts(g)
-                        .into_iter()
-                        .map(J::from)
-                        .collect::<Vec<_>>(),
-                ),
-            )
-        })
-        .collect();
-    ctx.insert("groups", &groups);
-    ctx.insert("hostvars", &hostvars(inv, everyone));
+    ctx.insert("groups", &shared.groups);
+    ctx.insert("hostvars", &shared.hostvars);
     ctx
 }
 

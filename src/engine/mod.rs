@@ -111,6 +111,17 @@ struct Run {
     step_counter: AtomicU32,
     /// What the journal of a resumed run says was done before.
     resumed: Option<recovery::JournalState>,
+    /// `groups` and `hostvars` of the current play, built once when the play starts.
+    shared: std::sync::Mutex<Option<Arc<template::Shared>>>,
+}
+
+/// The play's shared template context, set by `run_plays` when a play starts.
+fn shared_context(run: &Run, everyone: &BTreeMap<String, Resolved>) -> Arc<template::Shared> {
+    let slot = run.shared.lock().unwrap_or_else(|e| e.into_inner());
+    match &*slot {
+        Some(s) => s.clone(),
+        None => Arc::new(template::Shared::new(&run.inv, everyone)),
+    }
 }
 
 /// A run may be resumed only with the inputs it started with, and only if it did not finish.
@@ -223,6 +234,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         interrupted: AtomicBool::new(false),
         step_counter: AtomicU32::new(resumed.as_ref().map_or(0, |r| r.next_seq)),
         resumed,
+        shared: std::sync::Mutex::new(None),
     });
 
     // First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
@@ -347,6 +359,8 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 return RunStatus::Failed;
             }
         };
+        *run.shared.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(template::Shared::new(&run.inv, &everyone)));
         let _ = run
             .journal
             .record(
@@ -850,7 +864,8 @@ async fn execute(
     let resolved = everyone
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
-    let mut ctx = template::host_context(&run.inv, host, resolved, everyone);
+    let shared = shared_context(run, everyone);
+    let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
     // `run.id` names what a run leaves behind (snapshot sets, backups).
     ctx.insert("run", &json!({ "id": run.id }));
     if let Some(regs) = run
