@@ -32,8 +32,9 @@ fn ssh(host: &str, cmd: &str) -> String {
     String::from_utf8_lossy(&common::lab_ssh(host, cmd).stdout).into_owned()
 }
 
-/// Start the playbook and SIGKILL the controller once `marker` shows up in the journal.
-fn start_and_kill(p: &Project, playbook: &str, after_step: &str) -> String {
+/// Start the playbook and SIGKILL the controller as soon as the journal has `event` for `step`
+/// (`step_result`: the step finished; `step_applying`: its change is under way).
+fn start_and_kill(p: &Project, playbook: &str, event: &str, step: &str) -> String {
     let mut child = p
         .command(&[
             "apply",
@@ -55,8 +56,11 @@ fn start_and_kill(p: &Project, playbook: &str, after_step: &str) -> String {
             continue;
         };
         let done = rd.flatten().any(|e| {
-            std::fs::read_to_string(e.path().join("journal.jsonl"))
-                .is_ok_and(|t| t.contains(&format!("\"name\":\"{after_step}\"")))
+            std::fs::read_to_string(e.path().join("journal.jsonl")).is_ok_and(|t| {
+                t.lines()
+                    .filter_map(|l| serde_json::from_str::<J>(l).ok())
+                    .any(|ev| ev["event"] == event && ev["name"] == step)
+            })
         });
         if done {
             break;
@@ -102,7 +106,7 @@ fn a_killed_run_is_resumed_and_finishes() {
         ),
     )
     .unwrap();
-    let id = start_and_kill(&p, "pb.yml", "first");
+    let id = start_and_kill(&p, "pb.yml", "step_result", "first");
     assert!(!journal_of(&p, &id)
         .iter()
         .any(|e| e["event"] == "run_finished"));
@@ -190,11 +194,15 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
         ),
     )
     .unwrap();
-    let id = start_and_kill(&p, "pb.yml", "new file");
+    let id = start_and_kill(&p, "pb.yml", "step_applying", "slow");
     let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
     assert!(o.status.success(), "{}", text(&o));
     // The step in flight when the controller died is named: its change may be half done.
-    assert!(text(&o).contains("\"slow\" was changing db1") && text(&o).contains("half done"), "{}", text(&o));
+    assert!(
+        text(&o).contains("\"slow\" was changing db1") && text(&o).contains("half done"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(
         ssh("db1", &format!("cat {dir}/conf; ls {dir}")),
         format!("before\nconf\n")
