@@ -407,8 +407,11 @@ fn a_second_run_is_refused_and_names_the_owner() {
         assert!(Instant::now() < deadline, "the first run never got db1");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Same project: refused by the controller lock.
-    let o = p.apply("quick.yml", &["--output", "plain"]);
+    // Same project: refused by the controller lock (run once: no waiting for the lock).
+    let o = p
+        .apply_command(&lab_inventory(), "quick.yml", &["--output", "plain"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(
         text(&o).contains("another run is driving this cluster")

@@ -327,8 +327,11 @@ fn assert_cluster_serves(version: &str, schema: u32) {
     );
     assert_eq!(persisted.trim(), "2", "workers.properties: members Active");
     // Both nodes serve through the lb, and a session sticks to its node.
+    // A member that was down is in mod_jk's error state until its recover_time (60 s) passes,
+    // then gets requests again: poll for both nodes, bounded.
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..10 {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while seen.len() < 2 && Instant::now() < deadline {
         let h = curl(&["-sS", "-o", "/dev/null", "-D", "-", "http://lb/status"]);
         if let Some(l) = h
             .lines()
@@ -341,6 +344,9 @@ fn assert_cluster_serves(version: &str, schema: u32) {
             v.contains(&format!("X-Wiki-Version: {version}")),
             "through the lb: {v}"
         );
+        if seen.len() < 2 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
     assert_eq!(seen.len(), 2, "both nodes serve through the lb: {seen:?}");
     let jar = format!("/tmp/cutover-procedures-{}.jar", std::process::id());
