@@ -9,8 +9,9 @@
 
 mod common;
 
+use common::project::{repo_file, text, Project};
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,105 +23,11 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn inventory() -> String {
-    common::repo_root()
-        .join("inventory/lab.yml")
-        .display()
-        .to_string()
-}
-
-fn playbook(name: &str) -> String {
-    common::repo_root()
-        .join("playbooks")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn templates() -> String {
-    common::repo_root().join("templates").display().to_string()
-}
-
-/// A run-state directory of its own (journals, controller lock, ssh control sockets).
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn command(&self, args: &[String]) -> Command {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            "cutover-ctl",
-            env!("CARGO_BIN_EXE_cutover"),
-        ])
-        .args(args)
-        .env("CUTOVER_STATE_DIR", self.path("state"))
-        .env("XDG_RUNTIME_DIR", self.path("runtime"))
-        .current_dir(common::repo_root());
-        c
-    }
-    /// Run cutover; a cluster locked by another test binary's run is waited for.
-    fn run(&self, args: &[String]) -> Output {
-        for _ in 0..90 {
-            let o = self.command(args).output().unwrap();
-            let t = text(&o);
-            if !t.contains("locked by run") && !t.contains("stale lock left by run") {
-                return o;
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        panic!("hosts stayed locked by other runs for 3 minutes");
-    }
-    fn run_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.path("state/runs"))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    }
-    /// The run that appeared since `before`.
-    fn new_run(&self, before: &[String]) -> String {
-        let ids: Vec<String> = self
-            .run_ids()
-            .into_iter()
-            .filter(|i| !before.contains(i))
-            .collect();
-        assert_eq!(ids.len(), 1, "expected one new run, found {ids:?}");
-        ids[0].clone()
-    }
-    fn journal_text(&self, id: &str) -> String {
-        std::fs::read_to_string(self.path(&format!("state/runs/{id}/journal.jsonl")))
-            .unwrap_or_default()
-    }
-}
-
 fn upgrade_args(release: &str, build: u32, set: &str) -> Vec<String> {
     vec![
         "apply".into(),
         "-i".into(),
-        inventory(),
+        repo_file("inventory/lab.yml"),
         "-e".into(),
         format!("app_release={release}"),
         "-e".into(),
@@ -128,19 +35,19 @@ fn upgrade_args(release: &str, build: u32, set: &str) -> Vec<String> {
         "-e".into(),
         format!("snapshot_set={set}"),
         "--templates".into(),
-        templates(),
+        repo_file("templates"),
         "--approve".into(),
         "upgrade".into(),
         "--output".into(),
         "plain".into(),
-        playbook("upgrade.yml"),
+        repo_file(&format!("playbooks/{}", "upgrade.yml")),
     ]
 }
 
 /// Run upgrade.yml; returns its output and run id.
 fn upgrade(p: &Project, release: &str, build: u32, set: &str) -> (Output, String) {
     let before = p.run_ids();
-    let o = p.run(&upgrade_args(release, build, set));
+    let o = p.run_cluster(&upgrade_args(release, build, set));
     let id = p.new_run(&before);
     (o, id)
 }
@@ -149,9 +56,9 @@ fn after_args(verb: &str, id: &str, extra: &[String]) -> Vec<String> {
     let mut a = vec![
         verb.to_string(),
         "-i".into(),
-        inventory(),
+        repo_file("inventory/lab.yml"),
         "--templates".into(),
-        templates(),
+        repo_file("templates"),
     ];
     a.extend(extra.iter().cloned());
     a.extend([id.to_string(), "--output".into(), "plain".into()]);
@@ -159,7 +66,7 @@ fn after_args(verb: &str, id: &str, extra: &[String]) -> Vec<String> {
 }
 
 fn rollback(p: &Project, id: &str) {
-    let o = p.run(&after_args("rollback", id, &[]));
+    let o = p.run_cluster(&after_args("rollback", id, &[]));
     assert!(o.status.success(), "rollback {id}:\n{}", text(&o));
 }
 
@@ -413,7 +320,7 @@ fn maintenance_seconds(out: &str) -> u64 {
 fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
     let _g = lock();
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     // Restore point: upgrade.yml to the release already installed (v1) — a complete run with
     // snapshots, rolled back at the end to bring the cluster back to v1 after the commit.
     let restore_set = unique("restore");
@@ -452,14 +359,14 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
             "no snapshot of set {set} on {h}\n{snaps}"
         );
     }
-    let o = p.run(&after_args("commit", &id, &[]));
+    let o = p.run_cluster(&after_args("commit", &id, &[]));
     assert!(o.status.success(), "commit:\n{}", text(&o));
     assert_eq!(
         snapshots_of(&set),
         "",
         "commit removed every snapshot of {set}"
     );
-    let o = p.run(&after_args("rollback", &id, &[]));
+    let o = p.run_cluster(&after_args("rollback", &id, &[]));
     assert!(
         !o.status.success() && text(&o).contains("was committed"),
         "{}",
@@ -476,7 +383,7 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
 fn upgrade_to_broken_v3_rolls_back_by_itself() {
     let _g = lock();
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     let pages = write_pages("v3");
     let (m0, s0) = db_checksums();
     assert_eq!(m0, s0);
@@ -504,7 +411,7 @@ fn upgrade_to_broken_v3_rolls_back_by_itself() {
         "the rollback consumed the snapshots"
     );
     // Nothing left to roll back.
-    let o = p.run(&after_args("rollback", &id, &[]));
+    let o = p.run_cluster(&after_args("rollback", &id, &[]));
     assert!(
         o.status.success() && text(&o).contains("nothing to roll back"),
         "{}",
@@ -520,7 +427,7 @@ fn start_and_kill(p: &Project, args: &[String], step: &str) -> String {
     for _ in 0..90 {
         let before = p.run_ids();
         let mut child = p
-            .command(args)
+            .command_strings(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -569,7 +476,7 @@ fn start_and_kill(p: &Project, args: &[String], step: &str) -> String {
 fn killed_after_the_snapshots_then_resumed_finishes_the_upgrade() {
     let _g = lock();
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     let pages = write_pages("resume");
     let (m0, _) = db_checksums();
     let set = unique("resume");
@@ -589,7 +496,7 @@ fn killed_after_the_snapshots_then_resumed_finishes_the_upgrade() {
         "--approve".into(),
         "upgrade".into(),
     ];
-    let o = p.run(&after_args("resume", &id, &extra));
+    let o = p.run_cluster(&after_args("resume", &id, &extra));
     let out = text(&o);
     assert!(o.status.success(), "resume {id}:\n{out}");
     maintenance_seconds(&out);
@@ -610,7 +517,7 @@ fn killed_after_the_snapshots_then_resumed_finishes_the_upgrade() {
 fn killed_while_node1_starts_then_rolled_back_restores_v1() {
     let _g = lock();
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     let pages = write_pages("kill");
     let (m0, s0) = db_checksums();
     let set = unique("kill");
@@ -639,7 +546,7 @@ fn killed_while_node1_starts_then_rolled_back_restores_v1() {
 fn rehearsal_on_staging_never_touches_production() {
     let _g = lock();
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     let pages = write_pages("rehearsal");
     let (m0, s0) = db_checksums();
     // Every connection to the production master is logged while the rehearsal runs.
@@ -650,10 +557,10 @@ fn rehearsal_on_staging_never_touches_production() {
     );
 
     let before = p.run_ids();
-    let o = p.run(&[
+    let o = p.run_cluster(&[
         "apply".into(),
         "-i".into(),
-        inventory(),
+        repo_file("inventory/lab.yml"),
         "-e".into(),
         "app_release=2.0.0".into(),
         "-e".into(),
@@ -661,10 +568,10 @@ fn rehearsal_on_staging_never_touches_production() {
         "-e".into(),
         format!("snapshot_set={}", unique("rehearsal")),
         "--templates".into(),
-        templates(),
+        repo_file("templates"),
         "--output".into(),
         "plain".into(),
-        playbook("rehearse.yml"),
+        repo_file(&format!("playbooks/{}", "rehearse.yml")),
     ]);
     let id = p.new_run(&before);
     let out = text(&o);

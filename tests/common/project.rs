@@ -9,6 +9,8 @@ use serde_json::Value as J;
 
 pub struct Project {
     dir: tempfile::TempDir,
+    /// Run from the repository root, as an admin runs the shipped playbooks.
+    in_repo: bool,
 }
 
 impl Default for Project {
@@ -22,7 +24,19 @@ impl Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("templates")).unwrap();
         std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
+        Project {
+            dir,
+            in_repo: false,
+        }
+    }
+
+    /// For the shipped playbooks: cutover runs in the repository root (so `templates/` and
+    /// `playbooks/` resolve as they do for an admin), with this project's own run state.
+    pub fn in_repo() -> Project {
+        Project {
+            in_repo: true,
+            ..Project::new()
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -56,8 +70,69 @@ impl Project {
         .args(args)
         .env("CUTOVER_STATE_DIR", self.state())
         .env("XDG_RUNTIME_DIR", self.path("runtime"))
-        .current_dir(self.dir.path());
+        .current_dir(if self.in_repo {
+            super::repo_root()
+        } else {
+            self.dir.path().to_path_buf()
+        });
         c
+    }
+
+    pub fn command_strings(&self, args: &[String]) -> Command {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(&refs)
+    }
+
+    /// Run cutover against the whole cluster; hosts locked by another run (another test
+    /// binary, or one a test killed) are waited for, at most 5 minutes. A refused attempt's run
+    /// directory is removed, so that `new_run` sees only the run that really ran.
+    pub fn run_cluster(&self, args: &[String]) -> Output {
+        for _ in 0..150 {
+            let before = self.run_ids();
+            let o = self.command_strings(args).output().unwrap();
+            let t = text(&o);
+            if o.status.code() != Some(5)
+                && !t.contains("locked by run")
+                && !t.contains("stale lock left by run")
+            {
+                return o;
+            }
+            for id in self.run_ids().into_iter().filter(|i| !before.contains(i)) {
+                let _ = std::fs::remove_dir_all(self.state().join("runs").join(id));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        panic!("hosts stayed locked by other runs for 5 minutes");
+    }
+
+    /// The ids of this project's runs, oldest first.
+    pub fn run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state().join("runs"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The raw journal of one run.
+    pub fn journal_text(&self, id: &str) -> String {
+        std::fs::read_to_string(self.state().join("runs").join(id).join("journal.jsonl"))
+            .unwrap_or_default()
+    }
+
+    /// The one run started since `before` was taken.
+    pub fn new_run(&self, before: &[String]) -> String {
+        let ids: Vec<String> = self
+            .run_ids()
+            .into_iter()
+            .filter(|i| !before.contains(i))
+            .collect();
+        assert_eq!(ids.len(), 1, "expected one new run, found {ids:?}");
+        ids[0].clone()
     }
 
     /// Run cutover. A host held by another test binary's run (when test binaries overlap) is
@@ -161,6 +236,11 @@ impl Project {
         assert_eq!(ids.len(), 1, "{ids:?}");
         ids[0].clone()
     }
+}
+
+/// A file of the repository, as a string argument.
+pub fn repo_file(rel: &str) -> String {
+    super::repo_root().join(rel).display().to_string()
 }
 
 pub fn lab_inventory() -> PathBuf {
