@@ -107,6 +107,12 @@ customize_host() {
   [[ -f $dir/.customized ]] && return 0
   printf '%s\n' "$name" >"$root/etc/hostname"
   hosts_lines >"$root/etc/hosts"
+  # utmp bookkeeping means nothing in a lab container, and its runlevel unit sometimes fails
+  # at boot under load, leaving systemd "degraded" (seen once: app1, after a quick down/up).
+  local unit
+  for unit in systemd-update-utmp.service systemd-update-utmp-runlevel.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+  done
   tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
   rm -f "$root"/etc/ssh/ssh_host_*
   ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$root/etc/ssh/ssh_host_ed25519_key"

@@ -258,11 +258,7 @@ async fn reconnect(
             opts.run_id
         );
     }
-    let inventory = opts
-        .inventory
-        .clone()
-        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
-        .ok_or_else(|| anyhow!("no inventory"))?;
+    let inventory = inventory_of(opts, state);
     let inv = crate::inventory::load_checked(&inventory).map_err(|d| {
         anyhow!(
             "{}",
@@ -291,22 +287,30 @@ async fn release(conns: HashMap<String, Arc<HostConn>>, run_id: &str) {
     crate::transport::close_all(conns.into_values()).await;
 }
 
+/// The run's inventory: the one given on the command line, else the one it started with.
+fn inventory_of(opts: &AfterOptions, state: &JournalState) -> PathBuf {
+    opts.inventory
+        .clone()
+        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
+        .unwrap_or_default()
+}
+
+/// The controller lock of the run's cluster, taken in the run's own name.
+fn lock_controller_for(opts: &AfterOptions, state: &JournalState) -> Result<lock::ControllerLock> {
+    lock::lock_controller(
+        &journal::state_dir(),
+        &inventory_of(opts, state),
+        &lock::Owner::me(&opts.run_id),
+    )
+}
+
 /// `cutover rollback RUN`: undo every change of a finished or dead run that is not undone yet.
 pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     let state = load_state(&opts.run_id)?;
     if state.committed {
         bail!("run {} was committed: its snapshots and backups are gone, there is nothing to roll back to", opts.run_id);
     }
-    let inventory = opts
-        .inventory
-        .clone()
-        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
-        .unwrap_or_default();
-    let _controller_lock = lock::lock_controller(
-        &journal::state_dir(),
-        &inventory,
-        &lock::Owner::me(&opts.run_id),
-    )?;
+    let _controller_lock = lock_controller_for(&opts, &state)?;
     let hosts: BTreeSet<String> = state.done.iter().map(|d| d.host.clone()).collect();
     let reporter = Reporter::new(opts.output, None, true);
     if state.done.is_empty() {
@@ -351,16 +355,7 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
             opts.run_id
         );
     }
-    let inventory = opts
-        .inventory
-        .clone()
-        .or_else(|| state.started["inventory"].as_str().map(PathBuf::from))
-        .unwrap_or_default();
-    let _controller_lock = lock::lock_controller(
-        &journal::state_dir(),
-        &inventory,
-        &lock::Owner::me(&opts.run_id),
-    )?;
+    let _controller_lock = lock_controller_for(&opts, &state)?;
     let hosts: BTreeSet<String> = state.done.iter().map(|d| d.host.clone()).collect();
     let reporter = Reporter::new(opts.output, None, true);
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
