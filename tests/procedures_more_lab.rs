@@ -9,9 +9,10 @@
 
 mod common;
 
+use common::project::{repo_file, text, Project};
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -27,146 +28,55 @@ fn guard(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn inventory() -> String {
-    common::repo_root()
-        .join("inventory/lab.yml")
-        .display()
-        .to_string()
+    repo_file("inventory/lab.yml")
 }
 
-fn playbook(name: &str) -> String {
-    common::repo_root()
-        .join("playbooks")
-        .join(name)
-        .display()
-        .to_string()
+/// The journal of one run, parsed.
+fn journal(p: &Project, id: &str) -> Vec<J> {
+    p.journal_text(id)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
-fn templates() -> String {
-    common::repo_root().join("templates").display().to_string()
+/// `cutover apply PLAYBOOK` with `--output json`; returns the output, the run id and the
+/// recap event parsed from stdout.
+fn apply(p: &Project, pb: &str, extra: &[&str]) -> (Output, String, J) {
+    let mut args: Vec<String> = vec![
+        "apply".into(),
+        "-i".into(),
+        inventory(),
+        "--templates".into(),
+        repo_file("templates"),
+        "--output".into(),
+        "json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(repo_file(&format!("playbooks/{pb}")));
+    let before = p.run_ids();
+    let o = p.run_cluster(&args);
+    let id = p.new_run(&before);
+    let recap = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<J>(l).ok())
+        .find(|e| e["event"] == "recap")
+        .unwrap_or_else(|| panic!("no JSON recap on stdout:\n{}", text(&o)));
+    (o, id, recap)
 }
 
-/// A run-state directory of its own (journals, controller lock, ssh control sockets).
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn command(&self, args: &[String]) -> Command {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            "cutover-ctl",
-            env!("CARGO_BIN_EXE_cutover"),
-        ])
-        .args(args)
-        .env("CUTOVER_STATE_DIR", self.path("state"))
-        .env("XDG_RUNTIME_DIR", self.path("runtime"))
-        .current_dir(common::repo_root());
-        c
-    }
-    /// Run cutover; hosts locked by another run (another test binary) are waited for, at most
-    /// 5 minutes. A refused attempt leaves a run directory behind: it is removed, so that
-    /// `new_run` sees only the run that really ran.
-    fn run(&self, args: &[String]) -> Output {
-        for _ in 0..150 {
-            let before = self.run_ids();
-            let o = self.command(args).output().unwrap();
-            let t = text(&o);
-            if o.status.code() != Some(5)
-                && !t.contains("locked by run")
-                && !t.contains("stale lock left by run")
-            {
-                return o;
-            }
-            for id in self.run_ids().into_iter().filter(|i| !before.contains(i)) {
-                let _ = std::fs::remove_dir_all(self.path(&format!("state/runs/{id}")));
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        panic!("hosts stayed locked by other runs for 5 minutes");
-    }
-    fn run_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.path("state/runs"))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    }
-    fn new_run(&self, before: &[String]) -> String {
-        let ids: Vec<String> = self
-            .run_ids()
-            .into_iter()
-            .filter(|i| !before.contains(i))
-            .collect();
-        assert_eq!(ids.len(), 1, "expected one new run, found {ids:?}");
-        ids[0].clone()
-    }
-    fn journal(&self, id: &str) -> Vec<J> {
-        std::fs::read_to_string(self.path(&format!("state/runs/{id}/journal.jsonl")))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-    /// `cutover apply PLAYBOOK` with `--output json`; returns the output, the run id and the
-    /// recap event parsed from stdout.
-    fn apply(&self, pb: &str, extra: &[&str]) -> (Output, String, J) {
-        let mut args: Vec<String> = vec![
-            "apply".into(),
-            "-i".into(),
-            inventory(),
-            "--templates".into(),
-            templates(),
-            "--output".into(),
-            "json".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(playbook(pb));
-        let before = self.run_ids();
-        let o = self.run(&args);
-        let id = self.new_run(&before);
-        let recap = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<J>(l).ok())
-            .find(|e| e["event"] == "recap")
-            .unwrap_or_else(|| panic!("no JSON recap on stdout:\n{}", text(&o)));
-        (o, id, recap)
-    }
-    /// `cutover rollback|commit RUN`.
-    fn after(&self, verb: &str, id: &str) -> Output {
-        self.run(&[
-            verb.to_string(),
-            "-i".into(),
-            inventory(),
-            "--templates".into(),
-            templates(),
-            id.to_string(),
-            "--output".into(),
-            "plain".into(),
-        ])
-    }
+/// `cutover rollback|commit RUN`.
+fn after(p: &Project, verb: &str, id: &str) -> Output {
+    p.run_cluster(&[
+        verb.to_string(),
+        "-i".into(),
+        inventory(),
+        "--templates".into(),
+        repo_file("templates"),
+        id.to_string(),
+        "--output".into(),
+        "plain".into(),
+    ])
 }
 
 /// The step results of a run, in journal order.
@@ -355,11 +265,12 @@ fn require_v1() {
 fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time() {
     let _a = guard(&APP);
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
 
     // A release that changes the schema is refused before anything changes.
     let set = unique("rolling-refused");
-    let (o, id, recap) = p.apply(
+    let (o, id, recap) = apply(
+        &p,
         "upgrade-rolling.yml",
         &[
             "-e",
@@ -372,7 +283,7 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
     );
     assert_eq!(o.status.code(), Some(3), "refusal:\n{}", text(&o));
     assert_eq!(recap["status"], "failed", "{recap}");
-    let rs = results(&p.journal(&id));
+    let rs = results(&journal(&p, &id));
     let check = "The node is RUNNING at schema app_build_number (a compatible release)";
     for h in ["app1", "app2"] {
         assert_eq!(status_of(&rs, check, h), "failed", "{h}: {rs:?}");
@@ -420,7 +331,8 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
         })
     };
     let set = unique("rolling");
-    let (o, id, recap) = p.apply(
+    let (o, id, recap) = apply(
+        &p,
         "upgrade-rolling.yml",
         &[
             "-e",
@@ -440,7 +352,7 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
     }
 
     // Requests through the lb during this run's own window: none failed.
-    let journal = p.journal(&id);
+    let journal = journal(&p, &id);
     let start = ts(journal
         .iter()
         .find(|e| e["event"] == "run_started")
@@ -528,7 +440,7 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
             "{h}: snapshots of {set}: {s}"
         );
     }
-    let o = p.after("commit", &id);
+    let o = after(&p, "commit", &id);
     assert!(o.status.success(), "commit:\n{}", text(&o));
     for h in ["app1", "app2"] {
         assert!(!snapshots(h).contains(&set), "{h}: {}", snapshots(h));
@@ -606,7 +518,7 @@ fn assert_slave_caught_up() {
 #[test]
 fn backup_snapshot_and_copy_from_the_slave_which_catches_up() {
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     let had_backup_dir = ssh("db2", "test -d /var/backups/mysql && echo yes").trim() == "yes";
     db1_sql(&format!(
         "DROP DATABASE IF EXISTS {BDB}; CREATE DATABASE {BDB}; CREATE TABLE {BDB}.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(32))"
@@ -616,12 +528,12 @@ fn backup_snapshot_and_copy_from_the_slave_which_catches_up() {
     assert_eq!(rows("db2"), 1);
 
     // Default method: a snapshot of the stopped slave's datadir volume.
-    let ((o, id, recap), written) = with_writer(|| p.apply("backup.yml", &[]));
+    let ((o, id, recap), written) = with_writer(|| apply(&p, "backup.yml", &[]));
     assert!(o.status.success(), "backup (snapshot):\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert_eq!(recap_counts(&recap, "db2"), (0, 0));
     assert!(written >= 2, "rows written during the backup: {written}");
-    let rs = results(&p.journal(&id));
+    let rs = results(&journal(&p, &id));
     // Stopped cleanly: in sync, replication stopped, then the server shut down, then the
     // snapshot; started again, threads running, caught up.
     let order = [
@@ -669,7 +581,7 @@ fn backup_snapshot_and_copy_from_the_slave_which_catches_up() {
     );
     assert_slave_caught_up();
     // commit leaves a backup alone.
-    let o = p.after("commit", &id);
+    let o = after(&p, "commit", &id);
     assert!(o.status.success(), "commit:\n{}", text(&o));
     assert!(
         ssh("db2", &format!("test -d {snap} && echo kept")).contains("kept"),
@@ -678,11 +590,11 @@ fn backup_snapshot_and_copy_from_the_slave_which_catches_up() {
 
     // -e backup_method=copy: the datadir copied into backup_dir/RUN-ID, with its GTID.
     let ((o, id2, recap), written) =
-        with_writer(|| p.apply("backup.yml", &["-e", "backup_method=copy"]));
+        with_writer(|| apply(&p, "backup.yml", &["-e", "backup_method=copy"]));
     assert!(o.status.success(), "backup (copy):\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert!(written >= 2, "rows written during the backup: {written}");
-    let rs = results(&p.journal(&id2));
+    let rs = results(&journal(&p, &id2));
     assert_eq!(
         status_of(&rs, "Snapshot the datadir's volume", "db2"),
         "skipped"
@@ -803,7 +715,7 @@ fn clone_node_onto_staging_then_rollback_restores_it() {
     let _a = guard(&APP);
     let _s = guard(&STAGING);
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     let staging_ok =
         "\"state\":\"RUNNING\",\"version\":\"1.0.0\",\"schema\":1,\"node\":\"staging\"";
     wait_status("staging", staging_ok, 900);
@@ -811,22 +723,23 @@ fn clone_node_onto_staging_then_rollback_restores_it() {
     let unit_before = ssh("staging", "sha256sum /etc/systemd/system/wiki.service");
 
     // Without clone_target the guard refuses before anything changes.
-    let (o, id0, recap) = p.apply("clone-node.yml", &["--limit", "staging"]);
+    let (o, id0, recap) = apply(&p, "clone-node.yml", &["--limit", "staging"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(recap["status"], "failed");
-    let rs = results(&p.journal(&id0));
+    let rs = results(&journal(&p, &id0));
     assert_eq!(rs.len(), 1, "only the guard ran: {rs:?}");
     assert_eq!(rs[0]["status"], "failed");
     assert_eq!(manifest("staging"), before);
 
-    let (o, id, recap) = p.apply(
+    let (o, id, recap) = apply(
+        &p,
         "clone-node.yml",
         &["--limit", "staging", "-e", "clone_target=staging"],
     );
     assert!(o.status.success(), "clone:\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert_eq!(recap_counts(&recap, "staging"), (0, 0));
-    let rs = results(&p.journal(&id));
+    let rs = results(&journal(&p, &id));
     assert!(
         rs.iter().all(|r| r["host"] == "staging"),
         "only staging was touched: {rs:?}"
@@ -911,9 +824,9 @@ fn clone_node_onto_staging_then_rollback_restores_it() {
     assert_eq!(kept.lines().count(), 2, "previous trees kept: {kept}");
 
     // Rolled back: staging exactly as before, serving as before, nothing left.
-    let o = p.after("rollback", &id);
+    let o = after(&p, "rollback", &id);
     assert!(o.status.success(), "rollback:\n{}", text(&o));
-    let j = p.journal(&id);
+    let j = journal(&p, &id);
     assert!(
         j.iter()
             .any(|e| e["event"] == "rollback_finished" && e["ok"] == true),
@@ -981,7 +894,7 @@ fn staging_services_active() {
 fn system_upgrade_on_staging_commits_or_rolls_back() {
     let _s = guard(&STAGING);
     require_v1();
-    let p = Project::new();
+    let p = Project::in_repo();
     wait_status(
         "staging",
         "\"state\":\"RUNNING\",\"version\":\"1.0.0\",\"schema\":1,\"node\":\"staging\"",
@@ -1000,7 +913,7 @@ fn system_upgrade_on_staging_commits_or_rolls_back() {
             &set_arg,
         ];
         args.extend(extra);
-        p.apply("system-upgrade.yml", &args)
+        apply(&p, "system-upgrade.yml", &args)
     };
 
     // Success: 1.1 installed, services back, the snapshot kept until commit.
@@ -1009,7 +922,7 @@ fn system_upgrade_on_staging_commits_or_rolls_back() {
     assert!(o.status.success(), "system upgrade:\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert_eq!(recap_counts(&recap, "staging"), (0, 0));
-    let rs = results(&p.journal(&id));
+    let rs = results(&journal(&p, &id));
     for step in [
         "Stop the services that write to the data volumes",
         "Snapshot the data volumes",
@@ -1030,7 +943,7 @@ fn system_upgrade_on_staging_commits_or_rolls_back() {
     for v in ["app", "home", "mysql"] {
         assert!(s.contains(&format!("{set}-{v}")), "snapshot {set}-{v}: {s}");
     }
-    let o = p.after("commit", &id);
+    let o = after(&p, "commit", &id);
     assert!(o.status.success(), "commit:\n{}", text(&o));
     assert!(
         !snapshots("staging").contains(&set),
@@ -1050,7 +963,7 @@ fn system_upgrade_on_staging_commits_or_rolls_back() {
     assert_eq!(o.status.code(), Some(3), "forced failure:\n{}", text(&o));
     assert_eq!(recap["status"], "failed", "{recap}");
     assert_eq!(recap_counts(&recap, "staging").0, 1, "{recap}");
-    let j = p.journal(&id);
+    let j = journal(&p, &id);
     let rs = results(&j);
     assert_eq!(
         status_of(&rs, "The host works after the upgrade", "staging"),
@@ -1090,7 +1003,7 @@ fn system_upgrade_on_staging_commits_or_rolls_back() {
         snapshots("staging")
     );
     staging_services_active();
-    let o = p.after("rollback", &id);
+    let o = after(&p, "rollback", &id);
     assert!(
         o.status.success() && text(&o).contains("nothing to roll back"),
         "{}",
