@@ -11,6 +11,7 @@ pub mod modules;
 pub mod plan;
 pub mod playbook;
 pub mod secrets;
+pub mod session_shell;
 pub mod shell;
 pub mod template;
 pub mod terminal;

@@ -4,6 +4,7 @@
 //! Every command is a POSIX shell script run as `/bin/sh -c SCRIPT`, so the remote user's
 //! login shell only parses one quoted word; values are quoted by the callers (`crate::shell`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -14,11 +15,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::inventory::Connection;
+use crate::session_shell::{SessionShell, DRIVER};
 use crate::shell::quote;
 
-/// Channels opened at once on one master: below sshd's default MaxSessions (10), so a busy
-/// host never refuses us.
-const CHANNELS_PER_HOST: usize = 8;
+/// Channels opened at once on one master for single commands. With the session shells (one
+/// for the login user, one per sudo user, rarely more than two) this stays within sshd's
+/// default MaxSessions (10), so a busy host never refuses us.
+const CHANNELS_PER_HOST: usize = 7;
+
+/// How long a session shell may take to start before the host falls back to a channel per
+/// command.
+const SHELL_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a command produced.
 #[derive(Clone, Debug, Default)]
@@ -59,8 +66,17 @@ pub struct TransportOptions {
 }
 
 enum Kind {
-    Ssh(Box<openssh::Session>),
+    Ssh(Arc<openssh::Session>),
     Local,
+}
+
+/// The session shell for one sudo user (or none) on a host: started on first use, dropped
+/// when a command on it fails or is cancelled (the next command starts a new one).
+#[derive(Default)]
+struct ShellSlot {
+    shell: Option<SessionShell>,
+    /// It could not be started here (no `head`, sudo refuses…): use a channel per command.
+    unavailable: bool,
 }
 
 /// A connected host.
@@ -73,6 +89,9 @@ pub struct HostConn {
     sudo_needs_password: tokio::sync::OnceCell<bool>,
     /// Generated ssh config for this host (inventory ssh_options + the user's own config).
     _config: Option<tempfile::NamedTempFile>,
+    /// Long-lived shells, by sudo user ("" = the login user); see `crate::session_shell`.
+    shells: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<ShellSlot>>>>,
+    use_session_shell: bool,
 }
 
 impl HostConn {
@@ -85,6 +104,8 @@ impl HostConn {
             become_password: None,
             sudo_needs_password: tokio::sync::OnceCell::new(),
             _config: None,
+            shells: Default::default(),
+            use_session_shell: false,
         }
     }
 
@@ -132,11 +153,13 @@ impl HostConn {
             .map_err(|e| explain_connect_error(name, &c.address, e))?;
         Ok(HostConn {
             name: name.to_string(),
-            kind: Kind::Ssh(Box::new(session)),
+            kind: Kind::Ssh(Arc::new(session)),
             channels: Semaphore::new(CHANNELS_PER_HOST),
             become_password: opts.become_password.clone(),
             sudo_needs_password: tokio::sync::OnceCell::new(),
             _config: Some(config),
+            shells: Default::default(),
+            use_session_shell: !c.channel_per_command,
         })
     }
 
@@ -157,40 +180,14 @@ impl HostConn {
                 quote(&inner)
             );
         }
-        let mut password_line: Option<String> = None;
-        let command = match become_ {
-            None => format!("exec /bin/sh -c {}", quote(&inner)),
-            Some(b) => {
-                let user = b.user.as_deref().unwrap_or("root");
-                if self.sudo_password_needed().await? {
-                    let pw = self.become_password.as_ref().ok_or_else(|| {
-                        anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
-                    })?;
-                    password_line = Some(format!("{pw}\n"));
-                    format!(
-                        "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
-                        quote(user),
-                        quote(&inner)
-                    )
-                } else {
-                    format!(
-                        "exec sudo -n -u {} -- /bin/sh -c {}",
-                        quote(user),
-                        quote(&inner)
-                    )
-                }
-            }
-        };
-        let mut input = Vec::new();
-        if let Some(p) = &password_line {
-            input.extend_from_slice(p.as_bytes());
-        }
-        if let Some(s) = stdin {
-            input.extend_from_slice(s);
-        }
         let started = Instant::now();
         let backstop = timeout.map(|t| t + Duration::from_secs(15));
-        let fut = self.exec(&command, (!input.is_empty()).then_some(input));
+        let fut = async {
+            if let Some(done) = self.via_session_shell(&inner, stdin, become_).await {
+                return done;
+            }
+            self.via_channel(&inner, stdin, become_).await
+        };
         let mut out = match backstop {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r?,
@@ -208,6 +205,166 @@ impl HostConn {
             out.timed_out = true;
         }
         Ok(out)
+    }
+
+    /// The command on its own channel: `/bin/sh -c` (under sudo if asked).
+    async fn via_channel(
+        &self,
+        inner: &str,
+        stdin: Option<&[u8]>,
+        become_: Option<&Become>,
+    ) -> Result<Output> {
+        let mut password_line: Option<String> = None;
+        let command = match become_ {
+            None => format!("exec /bin/sh -c {}", quote(inner)),
+            Some(b) => {
+                let user = b.user.as_deref().unwrap_or("root");
+                if self.sudo_password_needed().await? {
+                    let pw = self.become_password.as_ref().ok_or_else(|| {
+                        anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
+                    })?;
+                    password_line = Some(format!("{pw}\n"));
+                    format!(
+                        "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
+                        quote(user),
+                        quote(inner)
+                    )
+                } else {
+                    format!(
+                        "exec sudo -n -u {} -- /bin/sh -c {}",
+                        quote(user),
+                        quote(inner)
+                    )
+                }
+            }
+        };
+        let mut input = Vec::new();
+        if let Some(p) = &password_line {
+            input.extend_from_slice(p.as_bytes());
+        }
+        if let Some(s) = stdin {
+            input.extend_from_slice(s);
+        }
+        self.exec(&command, (!input.is_empty()).then_some(input))
+            .await
+    }
+
+    /// The command in the host's session shell for this sudo user, started on first use.
+    /// `None` when there is none to use (local host, turned off, could not be started, or
+    /// busy with another command of this run): the caller then opens a channel.
+    async fn via_session_shell(
+        &self,
+        inner: &str,
+        stdin: Option<&[u8]>,
+        become_: Option<&Become>,
+    ) -> Option<Result<Output>> {
+        let Kind::Ssh(session) = &self.kind else {
+            return None;
+        };
+        if !self.use_session_shell {
+            return None;
+        }
+        let key = become_
+            .map(|b| b.user.clone().unwrap_or_else(|| "root".to_string()))
+            .unwrap_or_default();
+        let slot = self
+            .shells
+            .lock()
+            .expect("shell table")
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut slot = slot.try_lock().ok()?;
+        if slot.unavailable {
+            return None;
+        }
+        let mut reusable = slot.shell.take();
+        if let Some(shell) = reusable.as_mut() {
+            if shell.has_stray_output().await {
+                reusable = None;
+            }
+        }
+        let mut shell = match reusable {
+            Some(shell) => shell,
+            None => match tokio::time::timeout(
+                SHELL_START_TIMEOUT,
+                self.start_session_shell(session, become_),
+            )
+            .await
+            {
+                Ok(Ok(shell)) => shell,
+                Ok(Err(e)) if is_connection_text(&format!("{e:#}")) => return Some(Err(e)),
+                _ => {
+                    slot.unavailable = true;
+                    return None;
+                }
+            },
+        };
+        // On error or cancellation the shell is dropped here, closing its channel.
+        let done = shell.run(inner, stdin.unwrap_or_default()).await;
+        Some(done.map(|f| {
+            slot.shell = Some(shell);
+            Output {
+                rc: f.rc,
+                stdout: f.stdout,
+                stderr: f.stderr,
+                ..Default::default()
+            }
+        }))
+    }
+
+    async fn start_session_shell(
+        &self,
+        session: &Arc<openssh::Session>,
+        become_: Option<&Become>,
+    ) -> Result<SessionShell> {
+        let mut password_line: Option<String> = None;
+        let command = match become_ {
+            None => format!("exec /bin/sh -c {}", quote(DRIVER)),
+            Some(b) => {
+                let user = b.user.as_deref().unwrap_or("root");
+                if self.sudo_password_needed().await? {
+                    let pw = self.become_password.as_ref().ok_or_else(|| {
+                        anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
+                    })?;
+                    password_line = Some(format!("{pw}\n"));
+                    format!(
+                        "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
+                        quote(user),
+                        quote(DRIVER)
+                    )
+                } else {
+                    format!(
+                        "exec sudo -n -u {} -- /bin/sh -c {}",
+                        quote(user),
+                        quote(DRIVER)
+                    )
+                }
+            }
+        };
+        let mut child = session
+            .clone()
+            .arc_raw_command(command)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await?;
+        let (Some(i), Some(o), Some(e)) = (
+            child.stdin().take(),
+            child.stdout().take(),
+            child.stderr().take(),
+        ) else {
+            anyhow::bail!("the session shell's pipes are missing");
+        };
+        SessionShell::start(
+            Box::pin(i),
+            Box::pin(o),
+            Box::pin(e),
+            Box::new(child),
+            password_line.as_deref().map(str::as_bytes),
+        )
+        .await
     }
 
     async fn sudo_password_needed(&self) -> Result<bool> {
@@ -258,8 +415,23 @@ impl HostConn {
 
     /// Close the master connection (and its control socket).
     pub async fn close(self) {
+        // The session shells hold the session too; their channels end first.
+        drop(self.shells);
         if let Kind::Ssh(s) = self.kind {
-            let _ = s.close().await;
+            match Arc::try_unwrap(s) {
+                Ok(s) => {
+                    let _ = s.close().await;
+                }
+                Err(shared) => {
+                    let _ = std::process::Command::new("ssh")
+                        .arg("-S")
+                        .arg(shared.control_socket())
+                        .args(["-O", "exit", "cutover-master"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
         }
     }
 }
@@ -317,6 +489,12 @@ async fn exec_ssh(
         stderr: out.stderr,
         ..Default::default()
     })
+}
+
+/// Did the connection itself go away (as opposed to the shell not starting)?
+fn is_connection_text(text: &str) -> bool {
+    let t = text.to_lowercase();
+    t.contains("connection closed") || t.contains("disconnected") || t.contains("broken pipe")
 }
 
 fn is_channel_refusal(e: &anyhow::Error) -> bool {

@@ -757,3 +757,47 @@ fn start_at_step_runs_and_show_replays_the_journal() {
     assert!(shown.contains("finished: ok"), "{shown}");
     ssh_ok("lb", &format!("rm -f {f}-*"));
 }
+
+/// Every command of a run on a host goes through one long-lived shell per sudo user
+/// (`src/session_shell.rs`): consecutive steps see the same shell process; `session_shell:
+/// false` in the inventory gives each command its own channel and shell again.
+#[test]
+fn commands_share_one_session_shell_per_host_and_sudo_user() {
+    let _g = serial();
+    let p = Project::new();
+    let inv =
+        common::project::lab_inventory_text().replacen("  user: root\n", "  user: admin\n", 1);
+    let shared = p.write("shared.yml", &inv);
+    let separate = p.write(
+        "separate.yml",
+        &inv.replacen("connection:\n", "connection:\n  session_shell: false\n", 1),
+    );
+    p.write(
+        "pb.yml",
+        r#"- hosts: app1
+  steps:
+    - { name: a, shell: "echo $$ $(id -u)", register: a, changed_when: false }
+    - { name: b, shell: "echo $$ $(id -u)", register: b, changed_when: false }
+    - { name: c, shell: "echo $$ $(id -u)", register: c, changed_when: false, become: true }
+    - { name: d, shell: "echo $$ $(id -u)", register: d, changed_when: false, become: true }
+    - name: same shell per user, one per user
+      assert:
+        that:
+          - "a.stdout == b.stdout"
+          - "c.stdout == d.stdout"
+          - "a.stdout != c.stdout"
+          - "c.stdout is ending_with(' 0')"
+          - "a.stdout is not ending_with(' 0')"
+"#,
+    );
+    let o = p.apply_with(&shared, "pb.yml", &["--output", "plain"]);
+    assert!(o.status.success(), "session shell: {}", text(&o));
+    // The same playbook fails its assertion when every command has its own shell, so the
+    // assertion above really tells the two apart.
+    let o = p.apply_with(&separate, "pb.yml", &["--output", "plain"]);
+    assert!(
+        !o.status.success() && text(&o).contains("assertion failed: a.stdout == b.stdout"),
+        "a channel per command: {}",
+        text(&o)
+    );
+}

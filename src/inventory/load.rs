@@ -26,6 +26,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "accept_new_host_keys",
     "become",
     "become_user",
+    "session_shell",
 ];
 const HOST_KEYS: &[&str] = &[
     "address",
@@ -38,6 +39,7 @@ const HOST_KEYS: &[&str] = &[
     "accept_new_host_keys",
     "become",
     "become_user",
+    "session_shell",
     "vars",
 ];
 const GROUP_KEYS: &[&str] = &["hosts", "children", "vars", "priority"];
@@ -277,6 +279,9 @@ fn read_connection(
     }
     if let Some(u) = fields.str("become_user", diags) {
         c.become_user = Some(u);
+    }
+    if let Some(b) = fields.bool("session_shell", diags) {
+        c.channel_per_command = !b;
     }
     if let Some(n) = fields.get("ssh_options") {
         for (k, v) in decode::mapping(n, "`ssh_options`", diags).unwrap_or_default() {

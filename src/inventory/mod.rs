@@ -38,6 +38,10 @@ pub struct Connection {
     pub accept_new_host_keys: bool,
     pub become_root: bool,
     pub become_user: Option<String>,
+    /// `session_shell: false`: a new ssh channel (and sudo) for every command instead of one
+    /// long-lived shell per host (`crate::session_shell`), for hosts whose sshd or sudo
+    /// policy does not allow a long-lived session.
+    pub channel_per_command: bool,
 }
 
 /// A variable as written in a file, with where it was written.

@@ -1,0 +1,299 @@
+//! One long-lived shell per host (and per sudo user) that runs the run's commands one after
+//! another, instead of a new ssh channel per command.
+//!
+//! A channel per command makes sshd fork a session, start the user's login shell and then
+//! `/bin/sh`, and (with `become`) start sudo with its PAM stack — for every probe and every
+//! write. On a busy host that is most of a step's cost. Here the channel, the login shell
+//! and sudo are paid once; each command is a subshell (a fork, no exec) of the driver below.
+//!
+//! The protocol is line-framed with a random marker per command, so a command's output can
+//! never be mistaken for the frame (it cannot know the marker):
+//!
+//! ```text
+//! controller → host:  MARKER LEN\n SCRIPT\n MARKER\n  then LEN bytes of standard input
+//! host → controller:  stdout: OUTPUT MARKER RC\n      stderr: ERRORS MARKER\n
+//! ```
+//!
+//! A command is given exactly its LEN bytes (`head -c`), and whatever it leaves unread is
+//! drained, so the stream stays in step even when a command exits without reading.
+
+use std::pin::Pin;
+
+use anyhow::{anyhow, bail, Result};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The driver run on the host as `/bin/sh -c DRIVER`. Its variables have names no module
+/// script uses, and are unset in the subshell that runs the command.
+pub const DRIVER: &str = r#"LC_ALL=C; export LC_ALL
+printf 'cutover-shell-ready\n'
+while IFS= read -r __co_h; do
+  __co_m=${__co_h%% *}; __co_n=${__co_h#* }
+  __co_s=
+  while IFS= read -r __co_l; do
+    [ "$__co_l" = "$__co_m" ] && break
+    __co_s="$__co_s$__co_l
+"
+  done
+  if [ "$__co_n" -gt 0 ]; then
+    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
+  else
+    (unset __co_h __co_l __co_n __co_m; eval "$__co_s") </dev/null
+  fi
+  __co_rc=$?
+  printf '%s %d\n' "$__co_m" "$__co_rc"
+  printf '%s\n' "$__co_m" >&2
+done
+"#;
+
+const READY: &[u8] = b"cutover-shell-ready\n";
+
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// What one command produced through the shell.
+pub struct Finished {
+    pub rc: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A started driver. Dropping it closes its channel, which ends the driver on the host.
+pub struct SessionShell {
+    stdin: Writer,
+    stdout: Reader,
+    stderr: Reader,
+    /// Keeps the channel (or process) open for as long as the shell is in use.
+    _keep: Box<dyn Send>,
+}
+
+impl SessionShell {
+    /// Wrap a started driver's streams; `first_input` (a sudo password line) is written
+    /// before waiting for the driver to say it is ready.
+    pub async fn start(
+        stdin: Writer,
+        stdout: Reader,
+        stderr: Reader,
+        keep: Box<dyn Send>,
+        first_input: Option<&[u8]>,
+    ) -> Result<SessionShell> {
+        let mut shell = SessionShell {
+            stdin,
+            stdout,
+            stderr,
+            _keep: keep,
+        };
+        if let Some(bytes) = first_input {
+            shell.stdin.write_all(bytes).await?;
+            shell.stdin.flush().await?;
+        }
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !seen.ends_with(READY) {
+            let n = shell.stdout.read(&mut buf).await?;
+            if n == 0 {
+                let mut err = Vec::new();
+                let _ = shell.stderr.read_to_end(&mut err).await;
+                bail!(
+                    "the remote shell did not start: {}",
+                    String::from_utf8_lossy(&err).trim()
+                );
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.len() > 64 * 1024 {
+                bail!("the remote shell did not start: unexpected output before it was ready");
+            }
+        }
+        if seen.len() != READY.len() {
+            bail!("the remote shell did not start: unexpected output before it was ready");
+        }
+        Ok(shell)
+    }
+
+    /// Did anything arrive since the last command ended (a background process it left
+    /// holding its output)? Such a shell is not reused: the stray bytes would otherwise be
+    /// taken for the next command's output.
+    pub async fn has_stray_output(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        for r in [&mut self.stdout, &mut self.stderr] {
+            // A zero timeout polls the read once: ready means bytes (or the end) are there.
+            if let Ok(res) = tokio::time::timeout(std::time::Duration::ZERO, r.read(&mut b)).await {
+                let _ = res;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Run one script with the given standard input. An error leaves the shell unusable
+    /// (the caller drops it); a command that fails is an `Ok` with its exit code.
+    pub async fn run(&mut self, script: &str, stdin: &[u8]) -> Result<Finished> {
+        let marker = new_marker();
+        let mut frame = Vec::with_capacity(script.len() + 2 * marker.len() + stdin.len() + 32);
+        frame.extend_from_slice(format!("{marker} {}\n", stdin.len()).as_bytes());
+        frame.extend_from_slice(script.as_bytes());
+        if !script.ends_with('\n') {
+            frame.push(b'\n');
+        }
+        frame.extend_from_slice(marker.as_bytes());
+        frame.push(b'\n');
+        frame.extend_from_slice(stdin);
+        let (stdin_pipe, stdout, stderr) = (&mut self.stdin, &mut self.stdout, &mut self.stderr);
+        let write = async {
+            stdin_pipe.write_all(&frame).await?;
+            stdin_pipe.flush().await?;
+            Ok::<(), std::io::Error>(())
+        };
+        let (written, out, err) = tokio::join!(
+            write,
+            read_until_marker(stdout, marker.as_bytes(), true),
+            read_until_marker(stderr, marker.as_bytes(), false)
+        );
+        written
+            .map_err(|e| anyhow!("connection closed: the remote shell stopped reading ({e})"))?;
+        let (stdout, rc) = out?;
+        let (stderr, _) = err?;
+        Ok(Finished {
+            rc: rc.unwrap_or(-1),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Read a stream up to the marker. On stdout the marker is followed by ` RC\n`; on stderr by
+/// `\n`. Returns what came before the marker (and the exit code).
+async fn read_until_marker(
+    r: &mut Reader,
+    marker: &[u8],
+    with_rc: bool,
+) -> Result<(Vec<u8>, Option<i32>)> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut searched_to = 0;
+    loop {
+        if let Some(at) = find(&buf[searched_to..], marker).map(|i| i + searched_to) {
+            let tail = &buf[at + marker.len()..];
+            if let Some(nl) = tail.iter().position(|b| *b == b'\n') {
+                if nl + 1 != tail.len() {
+                    bail!("connection closed: the remote shell sent output after a command ended");
+                }
+                let rc = if with_rc {
+                    let text = std::str::from_utf8(&tail[..nl]).unwrap_or("").trim();
+                    Some(text.parse::<i32>().map_err(|_| {
+                        anyhow!("connection closed: the remote shell sent a garbled exit code")
+                    })?)
+                } else {
+                    None
+                };
+                buf.truncate(at);
+                return Ok((buf, rc));
+            }
+        } else {
+            searched_to = buf.len().saturating_sub(marker.len());
+        }
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed: the remote shell ended before the command finished");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A marker no command can guess: 128 random bits.
+fn new_marker() -> String {
+    let mut bytes = [0u8; 16];
+    // SAFETY: the buffer is valid for 16 bytes; getrandom(2) fills at most that many.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    assert_eq!(n, 16, "getrandom(2) failed");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("__cutover_{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver run locally by /bin/sh: the same code path as on a host, minus ssh.
+    async fn local_shell() -> SessionShell {
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(DRIVER)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = Box::pin(child.stdin.take().unwrap());
+        let stdout = Box::pin(child.stdout.take().unwrap());
+        let stderr = Box::pin(child.stderr.take().unwrap());
+        SessionShell::start(stdin, stdout, stderr, Box::new(child), None)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn runs_commands_one_after_another_with_their_own_output_and_status() {
+        let mut sh = local_shell().await;
+        let a = sh.run("echo out; echo err >&2; exit 3", b"").await.unwrap();
+        assert_eq!(a.rc, 3);
+        assert_eq!(a.stdout, b"out\n");
+        assert_eq!(a.stderr, b"err\n");
+        // Output without a final newline, and state that must not leak into the next command.
+        let b = sh.run("printf 'no newline'; cd /; x=1", b"").await.unwrap();
+        assert_eq!((b.rc, b.stdout.as_slice()), (0, &b"no newline"[..]));
+        let c = sh.run("pwd; echo \"[${x-unset}]\"", b"").await.unwrap();
+        assert_ne!(c.stdout, b"/\n[1]\n", "a command's cd or variable leaked");
+        assert!(String::from_utf8_lossy(&c.stdout).ends_with("[unset]\n"));
+    }
+
+    #[tokio::test]
+    async fn gives_each_command_exactly_its_input_even_when_it_reads_none() {
+        let mut sh = local_shell().await;
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let r = sh.run("wc -c", &data).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "200000");
+        // A command that ignores its input: the next command still gets its own frame.
+        let r = sh.run("exit 0", b"ignored input\nMARK 5\n").await.unwrap();
+        assert_eq!(r.rc, 0);
+        let r = sh.run("cat", b"second").await.unwrap();
+        assert_eq!(r.stdout, b"second");
+        // Binary output and a script with quotes, heredocs and blank lines.
+        let r = sh
+            .run("cat <<'EOF'\n'a' \"b\" $c\n\nEOF\nprintf '\\000\\001'", b"")
+            .await
+            .unwrap();
+        assert_eq!(r.stdout, b"'a' \"b\" $c\n\n\x00\x01");
+    }
+
+    #[tokio::test]
+    async fn a_command_without_input_does_not_eat_the_next_frame() {
+        let mut sh = local_shell().await;
+        let r = sh.run("cat; echo done", b"").await.unwrap();
+        assert_eq!(r.stdout, b"done\n");
+        let r = sh.run("echo still here", b"").await.unwrap();
+        assert_eq!(r.stdout, b"still here\n");
+    }
+
+    #[tokio::test]
+    async fn output_left_behind_by_a_background_process_is_noticed() {
+        let mut sh = local_shell().await;
+        assert!(!sh.has_stray_output().await);
+        let r = sh.run("(sleep 0.2; echo late) &", b"").await.unwrap();
+        assert_eq!(r.stdout, b"");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(sh.has_stray_output().await);
+    }
+
+    #[tokio::test]
+    async fn a_shell_that_ends_is_an_error_not_a_hang() {
+        let mut sh = local_shell().await;
+        let e = sh.run("kill -9 $$; sleep 1", b"").await;
+        let msg = format!("{:#}", e.err().expect("the driver was killed"));
+        assert!(msg.contains("connection closed"), "{msg}");
+    }
+}
