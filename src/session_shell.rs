@@ -126,32 +126,49 @@ impl SessionShell {
 
     /// Run one script with the given standard input. An error leaves the shell unusable
     /// (the caller drops it); a command that fails is an `Ok` with its exit code.
-    pub async fn run(&mut self, script: &str, stdin: &[u8]) -> Result<Finished> {
+    pub async fn run_bytes(&mut self, script: &str, stdin: &[u8]) -> Result<Finished> {
+        let mut input = stdin;
+        self.run(script, stdin.len() as u64, &mut input).await
+    }
+
+    /// Run one script with `len` bytes of standard input streamed from `input` (a large file
+    /// is never held in memory). Fewer bytes than promised is an error.
+    pub async fn run(
+        &mut self,
+        script: &str,
+        len: u64,
+        input: &mut (dyn AsyncRead + Unpin + Send),
+    ) -> Result<Finished> {
         let marker = new_marker();
-        let mut frame = Vec::with_capacity(script.len() + 2 * marker.len() + stdin.len() + 32);
-        frame.extend_from_slice(format!("{marker} {}\n", stdin.len()).as_bytes());
+        let mut frame = Vec::with_capacity(script.len() + 2 * marker.len() + 32);
+        frame.extend_from_slice(format!("{marker} {len}\n").as_bytes());
         frame.extend_from_slice(script.as_bytes());
         if !script.ends_with('\n') {
             frame.push(b'\n');
         }
         frame.extend_from_slice(marker.as_bytes());
         frame.push(b'\n');
-        frame.extend_from_slice(stdin);
         let (stdin_pipe, stdout, stderr) = (&mut self.stdin, &mut self.stdout, &mut self.stderr);
         let write = async {
-            stdin_pipe.write_all(&frame).await?;
-            stdin_pipe.flush().await?;
-            Ok::<(), std::io::Error>(())
+            let io = |e: std::io::Error| {
+                anyhow!("connection closed: the remote shell stopped reading ({e})")
+            };
+            stdin_pipe.write_all(&frame).await.map_err(io)?;
+            let sent = tokio::io::copy(&mut input.take(len), stdin_pipe)
+                .await
+                .map_err(io)?;
+            stdin_pipe.flush().await.map_err(io)?;
+            // The host still waits for the missing bytes: fail now (the shell is dropped).
+            if sent != len {
+                bail!("the input ended after {sent} of {len} bytes (did the file change while it was sent?)");
+            }
+            Ok(())
         };
-        let (written, out, err) = tokio::join!(
+        let ((), (stdout, rc), (stderr, _)) = tokio::try_join!(
             write,
             read_until_marker(stdout, marker.as_bytes(), true),
             read_until_marker(stderr, marker.as_bytes(), false)
-        );
-        written
-            .map_err(|e| anyhow!("connection closed: the remote shell stopped reading ({e})"))?;
-        let (stdout, rc) = out?;
-        let (stderr, _) = err?;
+        )?;
         Ok(Finished {
             rc: rc.unwrap_or(-1),
             stdout,
@@ -239,14 +256,23 @@ mod tests {
     #[tokio::test]
     async fn runs_commands_one_after_another_with_their_own_output_and_status() {
         let mut sh = local_shell().await;
-        let a = sh.run("echo out; echo err >&2; exit 3", b"").await.unwrap();
+        let a = sh
+            .run_bytes("echo out; echo err >&2; exit 3", b"")
+            .await
+            .unwrap();
         assert_eq!(a.rc, 3);
         assert_eq!(a.stdout, b"out\n");
         assert_eq!(a.stderr, b"err\n");
         // Output without a final newline, and state that must not leak into the next command.
-        let b = sh.run("printf 'no newline'; cd /; x=1", b"").await.unwrap();
+        let b = sh
+            .run_bytes("printf 'no newline'; cd /; x=1", b"")
+            .await
+            .unwrap();
         assert_eq!((b.rc, b.stdout.as_slice()), (0, &b"no newline"[..]));
-        let c = sh.run("pwd; echo \"[${x-unset}]\"", b"").await.unwrap();
+        let c = sh
+            .run_bytes("pwd; echo \"[${x-unset}]\"", b"")
+            .await
+            .unwrap();
         assert_ne!(c.stdout, b"/\n[1]\n", "a command's cd or variable leaked");
         assert!(String::from_utf8_lossy(&c.stdout).ends_with("[unset]\n"));
     }
@@ -255,16 +281,19 @@ mod tests {
     async fn gives_each_command_exactly_its_input_even_when_it_reads_none() {
         let mut sh = local_shell().await;
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let r = sh.run("wc -c", &data).await.unwrap();
+        let r = sh.run_bytes("wc -c", &data).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "200000");
         // A command that ignores its input: the next command still gets its own frame.
-        let r = sh.run("exit 0", b"ignored input\nMARK 5\n").await.unwrap();
+        let r = sh
+            .run_bytes("exit 0", b"ignored input\nMARK 5\n")
+            .await
+            .unwrap();
         assert_eq!(r.rc, 0);
-        let r = sh.run("cat", b"second").await.unwrap();
+        let r = sh.run_bytes("cat", b"second").await.unwrap();
         assert_eq!(r.stdout, b"second");
         // Binary output and a script with quotes, heredocs and blank lines.
         let r = sh
-            .run("cat <<'EOF'\n'a' \"b\" $c\n\nEOF\nprintf '\\000\\001'", b"")
+            .run_bytes("cat <<'EOF'\n'a' \"b\" $c\n\nEOF\nprintf '\\000\\001'", b"")
             .await
             .unwrap();
         assert_eq!(r.stdout, b"'a' \"b\" $c\n\n\x00\x01");
@@ -273,9 +302,9 @@ mod tests {
     #[tokio::test]
     async fn a_command_without_input_does_not_eat_the_next_frame() {
         let mut sh = local_shell().await;
-        let r = sh.run("cat; echo done", b"").await.unwrap();
+        let r = sh.run_bytes("cat; echo done", b"").await.unwrap();
         assert_eq!(r.stdout, b"done\n");
-        let r = sh.run("echo still here", b"").await.unwrap();
+        let r = sh.run_bytes("echo still here", b"").await.unwrap();
         assert_eq!(r.stdout, b"still here\n");
     }
 
@@ -283,7 +312,7 @@ mod tests {
     async fn output_left_behind_by_a_background_process_is_noticed() {
         let mut sh = local_shell().await;
         assert!(!sh.has_stray_output().await);
-        let r = sh.run("(sleep 0.2; echo late) &", b"").await.unwrap();
+        let r = sh.run_bytes("(sleep 0.2; echo late) &", b"").await.unwrap();
         assert_eq!(r.stdout, b"");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert!(sh.has_stray_output().await);
@@ -292,7 +321,7 @@ mod tests {
     #[tokio::test]
     async fn a_shell_that_ends_is_an_error_not_a_hang() {
         let mut sh = local_shell().await;
-        let e = sh.run("kill -9 $$; sleep 1", b"").await;
+        let e = sh.run_bytes("kill -9 $$; sleep 1", b"").await;
         let msg = format!("{:#}", e.err().expect("the driver was killed"));
         assert!(msg.contains("connection closed"), "{msg}");
     }

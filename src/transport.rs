@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::inventory::Connection;
@@ -172,6 +172,19 @@ impl HostConn {
         become_: Option<&Become>,
         timeout: Option<Duration>,
     ) -> Result<Output> {
+        self.run_input(script, stdin.map(Input::Bytes), become_, timeout)
+            .await
+    }
+
+    /// As `run`, with the standard input given as bytes or as a controller file streamed to
+    /// the host (a large file is never held in memory).
+    pub async fn run_input(
+        &self,
+        script: &str,
+        stdin: Option<Input<'_>>,
+        become_: Option<&Become>,
+        timeout: Option<Duration>,
+    ) -> Result<Output> {
         let mut inner = format!("LC_ALL=C; export LC_ALL\n{script}");
         if let Some(t) = timeout {
             inner = format!(
@@ -211,7 +224,7 @@ impl HostConn {
     async fn via_channel(
         &self,
         inner: &str,
-        stdin: Option<&[u8]>,
+        stdin: Option<Input<'_>>,
         become_: Option<&Become>,
     ) -> Result<Output> {
         let mut password_line: Option<String> = None;
@@ -238,15 +251,7 @@ impl HostConn {
                 }
             }
         };
-        let mut input = Vec::new();
-        if let Some(p) = &password_line {
-            input.extend_from_slice(p.as_bytes());
-        }
-        if let Some(s) = stdin {
-            input.extend_from_slice(s);
-        }
-        self.exec(&command, (!input.is_empty()).then_some(input))
-            .await
+        self.exec(&command, password_line.as_deref(), stdin).await
     }
 
     /// The command in the host's session shell for this sudo user, started on first use.
@@ -255,7 +260,7 @@ impl HostConn {
     async fn via_session_shell(
         &self,
         inner: &str,
-        stdin: Option<&[u8]>,
+        stdin: Option<Input<'_>>,
         become_: Option<&Become>,
     ) -> Option<Result<Output>> {
         let Kind::Ssh(session) = &self.kind else {
@@ -301,7 +306,11 @@ impl HostConn {
             },
         };
         // On error or cancellation the shell is dropped here, closing its channel.
-        let done = shell.run(inner, stdin.unwrap_or_default()).await;
+        let done = async {
+            let (len, mut reader) = Input::open_or_empty(stdin).await?;
+            shell.run(inner, len, &mut reader).await
+        }
+        .await;
         Some(done.map(|f| {
             slot.shell = Some(shell);
             Output {
@@ -370,15 +379,21 @@ impl HostConn {
     async fn sudo_password_needed(&self) -> Result<bool> {
         self.sudo_needs_password
             .get_or_try_init(|| async {
-                let probe = self.exec("exec sudo -n true", None).await?;
+                let probe = self.exec("exec sudo -n true", None, None).await?;
                 Ok::<bool, anyhow::Error>(!probe.ok())
             })
             .await
             .copied()
     }
 
-    /// One command on one channel, with retries when the server refuses a channel.
-    async fn exec(&self, command: &str, stdin: Option<Vec<u8>>) -> Result<Output> {
+    /// One command on one channel, with retries when the server refuses a channel. `prefix`
+    /// (a sudo password line) is written before the input.
+    async fn exec(
+        &self,
+        command: &str,
+        prefix: Option<&str>,
+        stdin: Option<Input<'_>>,
+    ) -> Result<Output> {
         let _permit = self
             .channels
             .acquire()
@@ -386,9 +401,17 @@ impl HostConn {
             .map_err(|_| anyhow!("connection to {} closed", self.name))?;
         let mut attempt = 0;
         loop {
+            let input = match (prefix, stdin) {
+                (None, None) => None,
+                (p, i) => {
+                    let (_, reader) = Input::open_or_empty(i).await?;
+                    let head: &[u8] = p.map(str::as_bytes).unwrap_or_default();
+                    Some(Box::new(head.chain(reader)) as BoxedReader<'_>)
+                }
+            };
             let result = match &self.kind {
-                Kind::Local => exec_local(command, stdin.as_deref()).await,
-                Kind::Ssh(s) => exec_ssh(s, command, stdin.as_deref()).await,
+                Kind::Local => exec_local(command, input).await,
+                Kind::Ssh(s) => exec_ssh(s, command, input).await,
             };
             match result {
                 Err(e) if attempt < 5 && is_channel_refusal(&e) => {
@@ -436,7 +459,7 @@ impl HostConn {
     }
 }
 
-async fn exec_local(command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+async fn exec_local(command: &str, stdin: Option<BoxedReader<'_>>) -> Result<Output> {
     let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
@@ -450,11 +473,10 @@ async fn exec_local(command: &str, stdin: Option<&[u8]>) -> Result<Output> {
         .kill_on_drop(true)
         .spawn()
         .context("cannot start /bin/sh")?;
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(data).await.ok();
-        drop(pipe);
-    }
-    let out = child.wait_with_output().await?;
+    let feed = feed(stdin, child.stdin.take());
+    let (fed, out) = tokio::join!(feed, child.wait_with_output());
+    fed?;
+    let out = out?;
     Ok(Output {
         rc: out.status.code().unwrap_or(-1),
         stdout: out.stdout,
@@ -466,7 +488,7 @@ async fn exec_local(command: &str, stdin: Option<&[u8]>) -> Result<Output> {
 async fn exec_ssh(
     session: &openssh::Session,
     command: &str,
-    stdin: Option<&[u8]>,
+    stdin: Option<BoxedReader<'_>>,
 ) -> Result<Output> {
     let mut cmd = session.raw_command(command);
     cmd.stdin(if stdin.is_some() {
@@ -477,18 +499,68 @@ async fn exec_ssh(
     .stdout(openssh::Stdio::piped())
     .stderr(openssh::Stdio::piped());
     let mut child = cmd.spawn().await?;
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin().take()) {
-        pipe.write_all(data).await.ok();
-        pipe.shutdown().await.ok();
-        drop(pipe);
-    }
-    let out = child.wait_with_output().await?;
+    let feed = feed(stdin, child.stdin().take());
+    let (fed, out) = tokio::join!(feed, child.wait_with_output());
+    fed?;
+    let out = out?;
     Ok(Output {
         rc: out.status.code().unwrap_or(-1),
         stdout: out.stdout,
         stderr: out.stderr,
         ..Default::default()
     })
+}
+
+/// Stream a command's input into its pipe, then close the pipe. A command that exits without
+/// reading all of it is not an error (its exit code says what happened); failing to read the
+/// controller's own file is.
+async fn feed<W: tokio::io::AsyncWrite + Unpin>(
+    input: Option<BoxedReader<'_>>,
+    pipe: Option<W>,
+) -> Result<()> {
+    let (Some(mut input), Some(mut pipe)) = (input, pipe) else {
+        return Ok(());
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = input
+            .read(&mut buf)
+            .await
+            .context("cannot read the input on the controller")?;
+        if n == 0 || pipe.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    pipe.shutdown().await.ok();
+    Ok(())
+}
+
+type BoxedReader<'a> = Box<dyn AsyncRead + Unpin + Send + 'a>;
+
+/// What a command reads on its standard input.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    /// A file on the controller, streamed to the host (never read into memory).
+    File(&'a std::path::Path),
+}
+
+impl<'a> Input<'a> {
+    /// Its length and a reader for it (nothing: zero bytes). A file is read up to the length
+    /// it had when opened.
+    async fn open_or_empty(input: Option<Input<'a>>) -> Result<(u64, BoxedReader<'a>)> {
+        match input {
+            None => Ok((0, Box::new(tokio::io::empty()))),
+            Some(Input::Bytes(b)) => Ok((b.len() as u64, Box::new(b))),
+            Some(Input::File(path)) => {
+                let f = tokio::fs::File::open(path)
+                    .await
+                    .with_context(|| format!("cannot read {} on the controller", path.display()))?;
+                let len = f.metadata().await?.len();
+                Ok((len, Box::new(f.take(len))))
+            }
+        }
+    }
 }
 
 /// Did the connection itself go away (as opposed to the shell not starting)?

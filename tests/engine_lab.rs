@@ -801,3 +801,89 @@ fn commands_share_one_session_shell_per_host_and_sudo_user() {
         text(&o)
     );
 }
+
+/// A copy whose `src:` is larger than the diff limit is hashed and sent in pieces: the
+/// controller never holds it whole (its peak memory stays far below the file's size), the
+/// host checks the SHA-256 before the rename, the plan summarises it, and a second run sends
+/// nothing.
+#[test]
+fn a_large_copy_is_streamed_not_held_in_memory() {
+    let _g = serial();
+    let p = Project::new();
+    const MIB: usize = 1024 * 1024;
+    let size_mib = 160;
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(p.path("big.bin")).unwrap());
+        let mut block = vec![0u8; MIB];
+        for i in 0..size_mib {
+            for (j, b) in block.iter_mut().enumerate() {
+                *b = ((i * 31 + j * 7 + j / 251) % 256) as u8;
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    let dest = format!("/var/tmp/cutover-big-{}.bin", std::process::id());
+    let src = p.path("big.bin").display().to_string();
+    let pb = format!(
+        "- hosts: app1\n  steps:\n    - name: big\n      copy: {{ src: {src}, dest: {dest}, mode: \"0640\" }}\n"
+    );
+    p.write("pb.yml", &pb);
+    let inv = common::project::lab_inventory().display().to_string();
+    let pb_path = p.path("pb.yml").display().to_string();
+
+    let plan = p.run(&["plan", "-i", &inv, &pb_path]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("binary or large content changes"),
+        "{}",
+        text(&plan)
+    );
+
+    // Peak memory of the cutover process, from /usr/bin/time.
+    let apply = |p: &Project| -> (std::process::Output, u64) {
+        let c = p.command(&["apply", "-i", &inv, &pb_path, "--output", "plain"]);
+        let mut t = Command::new("/usr/bin/time");
+        t.args(["-f", "maxrss_kb=%M"])
+            .arg(c.get_program())
+            .args(c.get_args());
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                t.env(k, v);
+            }
+        }
+        if let Some(d) = c.get_current_dir() {
+            t.current_dir(d);
+        }
+        let o = t.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let kb = err
+            .lines()
+            .find_map(|l| l.strip_prefix("maxrss_kb="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no maxrss from /usr/bin/time: {err}"));
+        (o, kb)
+    };
+    let (o, kb) = apply(&p);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("changed"), "{}", text(&o));
+    assert!(
+        kb < (size_mib as u64 * 1024) / 3,
+        "cutover peaked at {kb} KiB while sending a {size_mib} MiB file: it was held in memory"
+    );
+    let want = Command::new("sha256sum").arg(&src).output().unwrap();
+    let want = String::from_utf8_lossy(&want.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let got = ssh_ok("app1", &format!("sha256sum {dest}; stat -c %a {dest}"));
+    assert!(got.starts_with(&want), "sha on the host {got}, want {want}");
+    assert!(got.trim_end().ends_with("640"), "{got}");
+
+    let (o, _) = apply(&p);
+    assert!(o.status.success(), "{}", text(&o));
+    let results = p.last_run_results();
+    assert_eq!(status_of(&results, "big", "app1"), "ok", "{results:#?}");
+    ssh_ok("app1", &format!("rm -f {dest} {dest}.cutover-*"));
+}

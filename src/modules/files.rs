@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
 use crate::shell::quote;
+use crate::transport::Input;
 
 /// Files larger than this are summarised in plans instead of diffed.
 const DIFF_LIMIT: u64 = 1024 * 1024;
@@ -37,10 +38,11 @@ pub(crate) async fn stat(
     let script = format!(
         r#"p={p}
 if [ -L "$p" ] || [ -e "$p" ]; then
-  stat -c '%F|%U|%G|%a|%s' -- "$p" >&2
+  m=$(stat -c '%F|%U|%G|%a|%s' -- "$p") || exit 1
+  printf '%s\n' "$m" >&2
   if [ -L "$p" ]; then printf 'link|%s\n' "$(readlink -- "$p")" >&2; fi
   if [ -f "$p" ] && [ ! -L "$p" ]; then
-    printf 'sha|%s\n' "$(sha256sum -- "$p" | cut -d' ' -f1)" >&2
+    set -- $(sha256sum -- "$p") && printf 'sha|%s\n' "$1" >&2
     {content}
   fi
 else
@@ -48,7 +50,8 @@ else
 fi"#,
         p = quote(path),
         content = if want_content {
-            format!(r#"[ "$(stat -c %s -- "$p")" -le {DIFF_LIMIT} ] && cat -- "$p""#)
+            // Small files only (the size is the last field of the stat line).
+            format!(r#"if [ "${{m##*|}}" -le {DIFF_LIMIT} ]; then cat -- "$p"; fi"#)
         } else {
             String::new()
         }
@@ -144,8 +147,69 @@ fn attr_script(args: &Map<String, J>, target: &str) -> String {
     s
 }
 
+/// What a `copy` or `template` step wants on the host: bytes in memory, or — a large `src:` of
+/// a copy — a file on the controller, hashed and sent in pieces, never read into memory whole.
+enum Wanted {
+    Bytes(Vec<u8>),
+    File {
+        path: std::path::PathBuf,
+        len: u64,
+        sha: String,
+    },
+}
+
+impl Wanted {
+    fn sha(&self) -> String {
+        match self {
+            Wanted::Bytes(b) => sha256_hex(b),
+            Wanted::File { sha, .. } => sha.clone(),
+        }
+    }
+    fn input(&self) -> Input<'_> {
+        match self {
+            Wanted::Bytes(b) => Input::Bytes(b),
+            Wanted::File { path, .. } => Input::File(path),
+        }
+    }
+}
+
 /// The content a `copy` or `template` step wants on the host.
-fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Vec<u8>> {
+fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Wanted> {
+    if module == "copy" && arg_str(args, "content").is_none() {
+        let src = required(args, "src")?;
+        let len = std::fs::metadata(src)
+            .with_context(|| format!("cannot read {src} on the controller"))?
+            .len();
+        if len > DIFF_LIMIT {
+            let sha = sha256_file(std::path::Path::new(src))
+                .with_context(|| format!("cannot read {src} on the controller"))?;
+            return Ok(Wanted::File {
+                path: src.into(),
+                len,
+                sha,
+            });
+        }
+    }
+    small_content(module, args, ctx).map(Wanted::Bytes)
+}
+
+/// SHA-256 of a file on the controller, read in pieces.
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn small_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Vec<u8>> {
     if module == "template" {
         let src = required(args, "src")?;
         let mut vars = ctx.vars.clone();
@@ -195,16 +259,25 @@ pub fn content_diff(
                 .header(&format!("{label} (before)"), &format!("{label} (after)"))
                 .to_string()
         }
-        _ => format!(
-            "{label}: binary or large content changes ({} → {} bytes, sha256 {} → {})\n",
-            before_stat.map_or(0, |s| s.size),
-            after.len(),
-            before_stat
-                .and_then(|s| s.sha256.as_deref())
-                .map_or("-", |s| &s[..12.min(s.len())]),
-            &sha256_hex(after)[..12]
-        ),
+        _ => large_content_summary(label, before_stat, after.len() as u64, &sha256_hex(after)),
     }
+}
+
+/// The one line a plan shows for binary and large content instead of a diff.
+fn large_content_summary(
+    label: &str,
+    before_stat: Option<&Stat>,
+    after_len: u64,
+    after_sha: &str,
+) -> String {
+    format!(
+        "{label}: binary or large content changes ({} → {after_len} bytes, sha256 {} → {})\n",
+        before_stat.map_or(0, |s| s.size),
+        before_stat
+            .and_then(|s| s.sha256.as_deref())
+            .map_or("-", |s| &s[..12.min(s.len())]),
+        &after_sha[..12.min(after_sha.len())]
+    )
 }
 
 /// `ignore_lines:` of a template step: regular expressions of lines to leave out of the
@@ -232,7 +305,7 @@ fn ignore_patterns(args: &Map<String, J>) -> Result<Option<Vec<regex::Regex>>> {
 pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let dest = required(args, "dest")?;
     let want = desired_content(module, args, ctx)?;
-    let want_sha = sha256_hex(&want);
+    let want_sha = want.sha();
     let (st, old) = stat(ctx, dest, true).await?;
     if let Some(s) = &st {
         if s.kind != "regular file" && s.kind != "regular empty file" {
@@ -246,7 +319,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
     let mut content_changes =
         st.as_ref().and_then(|s| s.sha256.as_deref()) != Some(want_sha.as_str());
     // Lines the app rewrites itself (timestamps, build numbers) don't count as a change.
-    if content_changes {
+    if let (true, Wanted::Bytes(want)) = (content_changes, &want) {
         if let (Some(patterns), Some(old)) = (ignore_patterns(args)?, old.as_deref()) {
             let keep = |text: &[u8]| -> Vec<String> {
                 String::from_utf8_lossy(text)
@@ -255,7 +328,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
                     .map(str::to_string)
                     .collect()
             };
-            content_changes = keep(old) != keep(&want);
+            content_changes = keep(old) != keep(want);
         }
     }
     let attrs = attr_changes(args, st.as_ref());
@@ -264,7 +337,10 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
         return Ok(Probe::no_change(state));
     }
     let label = format!("{}:{dest}", ctx.host.name);
-    let diff = content_changes.then(|| content_diff(&label, old.as_deref(), st.as_ref(), &want));
+    let diff = content_changes.then(|| match &want {
+        Wanted::Bytes(want) => content_diff(&label, old.as_deref(), st.as_ref(), want),
+        Wanted::File { len, sha, .. } => large_content_summary(&label, st.as_ref(), *len, sha),
+    });
     let mut summary = match (&st, content_changes) {
         (None, _) => format!("create {dest}"),
         (Some(_), true) => format!("update {dest}"),
@@ -295,7 +371,10 @@ pub async fn apply_content(
     } else {
         None
     };
-    let undo = write_file(ctx, args, dest, want.as_deref(), existed.as_ref(), None).await?;
+    // What is written must be what was probed (and, from a saved plan, reviewed).
+    let probed_sha = probe.state["sha256"].as_str().unwrap_or_default();
+    let content = want.as_ref().map(|w| (w.input(), probed_sha));
+    let undo = write_file(ctx, args, dest, content, existed.as_ref(), None).await?;
     let mut result = Map::new();
     result.insert("dest".into(), J::String(dest.to_string()));
     result.insert("sha256".into(), probe.state["sha256"].clone());
@@ -307,15 +386,16 @@ pub async fn apply_content(
     })
 }
 
-/// Write `content` to `dest` atomically (temporary file in the same directory, then rename),
-/// keeping the previous file as a backup named after the run; with `content` None, only apply
-/// the owner/group/mode arguments. `expect_sha` guards against a change on the host since the
+/// Write `content` (its input and the SHA-256 it must have) to `dest` atomically (temporary
+/// file in the same directory, checked against the SHA-256, then renamed), keeping the
+/// previous file as a backup named after the run; with `content` None, only apply the
+/// owner/group/mode arguments. `expect_sha` guards against a change on the host since the
 /// probe read the file. Returns how to undo the write.
 pub(crate) async fn write_file(
     ctx: &ModCtx<'_>,
     args: &Map<String, J>,
     dest: &str,
-    content: Option<&[u8]>,
+    content: Option<(Input<'_>, &str)>,
     existed: Option<&Stat>,
     expect_sha: Option<&str>,
 ) -> Result<UndoAction> {
@@ -327,7 +407,7 @@ pub(crate) async fn write_file(
         ),
         None => String::new(),
     };
-    let (script, undo) = if content.is_some() {
+    let (script, undo) = if let Some((_, sha)) = content {
         let keep_attrs = if existed.is_some() {
             r#"chown --reference="$p" -- "$tmp" 2>/dev/null || true; chmod --reference="$p" -- "$tmp""#
         } else {
@@ -340,11 +420,14 @@ p={p}
 {guard}tmp=$(mktemp -- "$(dirname -- "$p")/.cutover.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
+set -- $(sha256sum -- "$tmp")
+[ "$1" = {sha} ] || {{ echo "the content of $p arrived incomplete or changed on the way (sha256 $1, expected {sha}); nothing written" >&2; exit 4; }}
 {keep_attrs}
 {attrs}{backup_cmd}
 mv -f -- "$tmp" "$p"
 trap - EXIT"#,
             p = quote(dest),
+            sha = quote(sha),
             attrs = attr_script(args, "\"$tmp\""),
             backup_cmd = if existed.is_some() {
                 format!("cp -p -- \"$p\" {}", quote(&backup))
@@ -376,7 +459,9 @@ trap - EXIT"#,
             },
         )
     };
-    let out = ctx.run(&script, content).await?;
+    let out = ctx
+        .run_input(&script, content.map(|(input, _)| input))
+        .await?;
     if !out.ok() {
         bail!("writing {dest} failed: {}", out.stderr_text().trim());
     }

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value as J};
 
 use super::files::{self, Stat};
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe};
+use crate::transport::Input;
 
 /// Where a missing line goes.
 #[derive(Debug)]
@@ -177,6 +178,10 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         .ok()
         .flatten();
     let content = probe.state["content"].as_str().map(str::as_bytes);
+    let sha = content.map(files::sha256_hex);
+    let content = content
+        .zip(sha.as_deref())
+        .map(|(c, sha)| (Input::Bytes(c), sha));
     let expect = existed.as_ref().and_then(|s| s.sha256.as_deref());
     let undo = files::write_file(ctx, args, path, content, existed.as_ref(), expect).await?;
     let mut result = Map::new();

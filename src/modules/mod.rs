@@ -64,6 +64,17 @@ impl ModCtx<'_> {
             .run(script, stdin, self.become_, self.timeout)
             .await
     }
+
+    /// As `run`, with the input as bytes or a controller file streamed to the host.
+    pub async fn run_input(
+        &self,
+        script: &str,
+        stdin: Option<crate::transport::Input<'_>>,
+    ) -> Result<crate::transport::Output> {
+        self.host
+            .run_input(script, stdin, self.become_, self.timeout)
+            .await
+    }
 }
 
 /// What a probe concluded.
