@@ -222,12 +222,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A marker no command can guess: 128 random bits.
 fn new_marker() -> String {
-    let mut bytes = [0u8; 16];
-    // SAFETY: the buffer is valid for 16 bytes; getrandom(2) fills at most that many.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    assert_eq!(n, 16, "getrandom(2) failed");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("__cutover_{hex}")
+    format!("__cutover_{}", crate::shell::random_hex(16))
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// `bytes` random bytes as hex (getrandom(2)): for names and markers no one can guess.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // SAFETY: the buffer is valid for `bytes` bytes; getrandom(2) fills at most that many.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(n as usize, bytes, "getrandom(2) failed");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A command line from words, each quoted.
 pub fn join<S: AsRef<str>>(words: &[S]) -> String {
     words

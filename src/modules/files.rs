@@ -35,6 +35,17 @@ pub(crate) async fn stat(
     path: &str,
     want_content: bool,
 ) -> Result<(Option<Stat>, Option<Vec<u8>>)> {
+    stat_unless(ctx, path, want_content, None).await
+}
+
+/// As `stat`; the content is not sent when the file already has the SHA-256 `unless_sha`
+/// (there is nothing to diff, so nothing to read).
+pub(crate) async fn stat_unless(
+    ctx: &ModCtx<'_>,
+    path: &str,
+    want_content: bool,
+    unless_sha: Option<&str>,
+) -> Result<(Option<Stat>, Option<Vec<u8>>)> {
     let script = format!(
         r#"p={p}
 if [ -L "$p" ] || [ -e "$p" ]; then
@@ -51,7 +62,10 @@ fi"#,
         p = quote(path),
         content = if want_content {
             // Small files only (the size is the last field of the stat line).
-            format!(r#"if [ "${{m##*|}}" -le {DIFF_LIMIT} ]; then cat -- "$p"; fi"#)
+            format!(
+                r#"if [ "$1" != {unless} ] && [ "${{m##*|}}" -le {DIFF_LIMIT} ]; then cat -- "$p"; fi"#,
+                unless = quote(unless_sha.unwrap_or("-"))
+            )
         } else {
             String::new()
         }
@@ -86,8 +100,11 @@ fi"#,
             st.link_target = Some(t.to_string());
         }
     }
-    let content =
-        (want_content && st.sha256.is_some() && st.size <= DIFF_LIMIT).then_some(out.stdout);
+    let sent = want_content
+        && st.sha256.is_some()
+        && st.sha256.as_deref() != unless_sha
+        && st.size <= DIFF_LIMIT;
+    let content = sent.then_some(out.stdout);
     Ok((Some(st), content))
 }
 
@@ -306,7 +323,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
     let dest = required(args, "dest")?;
     let want = desired_content(module, args, ctx)?;
     let want_sha = want.sha();
-    let (st, old) = stat(ctx, dest, true).await?;
+    let (st, old) = stat_unless(ctx, dest, true, Some(&want_sha)).await?;
     if let Some(s) = &st {
         if s.kind != "regular file" && s.kind != "regular empty file" {
             bail!(
@@ -402,35 +419,60 @@ pub(crate) async fn write_file(
     let backup = format!("{dest}.cutover-{}~", ctx.run_id);
     let guard = match expect_sha {
         Some(sha) => format!(
-            "if [ -e \"$p\" ] && [ \"$(sha256sum -- \"$p\" | cut -d' ' -f1)\" != {} ]; then echo \"$p changed on the host since it was probed; nothing written\" >&2; exit 3; fi\n",
+            "if [ -e \"$p\" ]; then set -- $(sha256sum -- \"$p\"); if [ \"$1\" != {} ]; then echo \"$p changed on the host since it was probed; nothing written\" >&2; exit 3; fi; fi\n",
             quote(sha)
         ),
         None => String::new(),
     };
     let (script, undo) = if let Some((_, sha)) = content {
-        let keep_attrs = if existed.is_some() {
-            r#"chown --reference="$p" -- "$tmp" 2>/dev/null || true; chmod --reference="$p" -- "$tmp""#
-        } else {
-            // mktemp makes 0600; a new file gets the mode the umask gives (mode: overrides).
-            r#"chmod -- "$(printf '%o' $((0666 & ~0$(umask))))" "$tmp""#
-        };
+        // Each external command is a process on the host, so only the ones needed run: the
+        // old file's owner and mode are copied only where the step does not set them.
+        let (owner_set, mode_set) = (
+            arg_str(args, "owner").is_some() && arg_str(args, "group").is_some(),
+            arg_str(args, "mode").is_some(),
+        );
+        let mut keep_attrs = String::new();
+        if existed.is_some() {
+            if !owner_set {
+                keep_attrs.push_str("chown --reference=\"$p\" -- \"$tmp\" 2>/dev/null || true\n");
+            }
+            if !mode_set {
+                keep_attrs.push_str("chmod --reference=\"$p\" -- \"$tmp\"\n");
+            }
+        } else if !mode_set {
+            // Created 0600; a new file gets the mode the umask gives (mode: overrides).
+            keep_attrs.push_str("chmod -- \"$(printf '%o' $((0666 & ~0$u)))\" \"$tmp\"\n");
+        }
+        // The temporary file: a random name next to the target, created exclusively (noclobber
+        // opens with O_EXCL, so no link planted there is followed) and private until renamed.
         let script = format!(
             r#"set -e
 p={p}
-{guard}tmp=$(mktemp -- "$(dirname -- "$p")/.cutover.XXXXXX")
+{guard}case $p in */*) d=${{p%/*}} ;; *) d=. ;; esac
+tmp=${{d:-/}}/.cutover.{random}
+u=$(umask)
+umask 077
+set -C
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
+set +C
+umask "$u"
 set -- $(sha256sum -- "$tmp")
 [ "$1" = {sha} ] || {{ echo "the content of $p arrived incomplete or changed on the way (sha256 $1, expected {sha}); nothing written" >&2; exit 4; }}
-{keep_attrs}
-{attrs}{backup_cmd}
+{keep_attrs}{attrs}{backup_cmd}
 mv -f -- "$tmp" "$p"
 trap - EXIT"#,
             p = quote(dest),
+            random = crate::shell::random_hex(8),
             sha = quote(sha),
             attrs = attr_script(args, "\"$tmp\""),
             backup_cmd = if existed.is_some() {
-                format!("cp -p -- \"$p\" {}", quote(&backup))
+                // A hard link keeps the old file as it is (the rename replaces only the name);
+                // copied where links are not possible.
+                format!(
+                    "ln -f -- \"$p\" {b} 2>/dev/null || cp -p -- \"$p\" {b}\n",
+                    b = quote(&backup)
+                )
             } else {
                 String::new()
             },
