@@ -35,26 +35,146 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(inv: &Inventory, everyone: &BTreeMap<String, Resolved>) -> Shared {
-        let groups: serde_json::Map<String, J> = inv
-            .groups
-            .keys()
-            .map(|g| {
-                (
-                    g.clone(),
-                    J::from(
-                        inv.group_hosts(g)
-                            .into_iter()
-                            .map(J::from)
-                            .collect::<Vec<_>>(),
-                    ),
-                )
-            })
-            .collect();
         Shared {
-            groups: J::Object(groups),
+            groups: groups_json(inv),
             hostvars: hostvars(inv, everyone),
         }
     }
+}
+
+/// `groups`: each group's hosts.
+fn groups_json(inv: &Inventory) -> J {
+    J::Object(
+        inv.groups
+            .keys()
+            .map(|g| {
+                let hosts: Vec<J> = inv.group_hosts(g).into_iter().map(J::from).collect();
+                (g.clone(), J::from(hosts))
+            })
+            .collect(),
+    )
+}
+
+/// Variables whose values are templates (`url: "http://{{ host.address }}:{{ port }}"`) are
+/// rendered against the host's other variables, as deep as they nest. A value that reads
+/// what exists only while the run goes (registered results, facts, `run`) is left as it is;
+/// the step using it renders it again then (`render_args`).
+pub fn expand_var_templates(
+    inv: &Inventory,
+    host: &str,
+    resolved: &mut Resolved,
+    groups: &J,
+) -> Result<(), Diagnostic> {
+    const DEPTH: usize = 10;
+    let templated = |v: &J| v.to_string().contains("{{") || v.to_string().contains("{%");
+    if !resolved.vars.values().any(|(v, _)| templated(v)) {
+        return Ok(());
+    }
+    for _ in 0..DEPTH {
+        let mut ctx = tera::Context::new();
+        for (k, (v, _)) in &resolved.vars {
+            ctx.insert(k.as_str(), v);
+        }
+        let address = inv
+            .host(host)
+            .map(|h| h.connection.address.clone())
+            .unwrap_or_default();
+        ctx.insert("inventory_hostname", host);
+        ctx.insert(
+            "host",
+            &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
+        );
+        ctx.insert("groups", groups);
+        let mut changed = false;
+        for (v, origin) in resolved.vars.values_mut() {
+            if !templated(v) {
+                continue;
+            }
+            match render_json_strings(v, &ctx, origin.pos()) {
+                Ok(new) if new != *v => {
+                    *v = new;
+                    changed = true;
+                }
+                Ok(_) => {}
+                // Not known before the run (a registered result, facts): left for the step.
+                Err(d) if d.message.contains("undefined variable") => {}
+                Err(d) => return Err(d),
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+    let names: Vec<&str> = resolved
+        .vars
+        .iter()
+        .filter(|(_, (v, _))| templated(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let pos = resolved
+        .vars
+        .values()
+        .find(|(v, _)| templated(v))
+        .map(|(_, o)| o.pos().clone())
+        .expect("a templated variable");
+    Err(Diagnostic::new(
+        pos,
+        format!(
+            "variables of {host} refer to each other in a loop or nest more than {DEPTH} levels deep: {}",
+            names.join(", ")
+        ),
+    ))
+}
+
+/// Render, in a step's context, the variables `expand_var_templates` had to leave because
+/// they read registered results or facts; a value that still cannot be rendered stays as
+/// written (it may be meant literally, for the host).
+pub fn expand_deferred(ctx: &mut tera::Context, resolved: &Resolved) {
+    let deferred: Vec<(&String, &J, &Pos)> = resolved
+        .vars
+        .iter()
+        .filter(|(_, (v, _))| {
+            let t = v.to_string();
+            t.contains("{{") || t.contains("{%")
+        })
+        // A registered result of the same name overrides the variable: left alone.
+        .filter(|(k, (v, _))| ctx.get(k.as_str()) == Some(v))
+        .map(|(k, (v, o))| (k, v, o.pos()))
+        .collect();
+    for _ in 0..deferred.len().min(10) {
+        let mut changed = false;
+        for (k, v, pos) in &deferred {
+            let current = ctx.get(k.as_str()).cloned().unwrap_or_else(|| (*v).clone());
+            if let Ok(new) = render_json_strings(&current, ctx, pos) {
+                if new != current {
+                    ctx.insert(k.as_str(), &new);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// Render every string of a value (inside lists and mappings too).
+pub fn render_json_strings(v: &J, ctx: &tera::Context, pos: &Pos) -> Result<J, Diagnostic> {
+    Ok(match v {
+        J::String(s) if s.contains("{{") || s.contains("{%") => render_value(s, ctx, pos)?,
+        J::Array(items) => J::Array(
+            items
+                .iter()
+                .map(|i| render_json_strings(i, ctx, pos))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(m) => J::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json_strings(v, ctx, pos)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// A host's context, with the play's shared part already built.
@@ -104,8 +224,17 @@ pub fn resolve_all(
 ) -> Result<BTreeMap<String, Resolved>, crate::diag::Diagnostics> {
     let mut out = BTreeMap::new();
     let mut diags = crate::diag::Diagnostics::default();
+    let groups = groups_json(inv);
     for h in &inv.hosts {
-        match vars::resolve(inv, &h.name, layers) {
+        let resolved = vars::resolve(inv, &h.name, layers).and_then(|mut r| {
+            expand_var_templates(inv, &h.name, &mut r, &groups).map_err(|d| {
+                let mut ds = crate::diag::Diagnostics::default();
+                ds.push(d);
+                ds
+            })?;
+            Ok(r)
+        });
+        match resolved {
             Ok(r) => {
                 // Values of variables declared secret are hidden from all output from now on.
                 for name in &inv.secret_vars {
@@ -686,6 +815,48 @@ mod tests {
             ["groups", "v"]
         );
         assert!(expression_variables("1.5 > 0.5 and true").is_empty());
+    }
+
+    fn inventory(text: &str) -> Inventory {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.yml");
+        std::fs::write(&path, text).unwrap();
+        let mut d = crate::diag::Diagnostics::default();
+        crate::inventory::load(&path, &mut d).unwrap_or_else(|| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn variables_holding_templates_are_rendered_as_deep_as_they_nest() {
+        let inv = inventory(
+            "hosts:\n  a:\n    address: 10.0.0.1\n    vars:\n      port: 8009\n      base: \"/srv/{{ inventory_hostname }}\"\n      url: \"http://{{ host.address }}:{{ port }}{{ path }}\"\n      path: \"{{ base }}/x\"\n      list: [\"{{ port }}\", { k: \"{{ base }}\" }]\n      later: \"{{ out.stdout }} in {{ base }}\"\n",
+        );
+        let all = resolve_all(&inv, Layers::default()).unwrap();
+        let r = &all["a"];
+        assert_eq!(r.get("url").unwrap(), "http://10.0.0.1:8009/srv/a/x");
+        assert_eq!(
+            r.get("list").unwrap(),
+            &serde_json::json!(["8009", { "k": "/srv/a" }])
+        );
+        // Reads a registered result: left for the step, which renders it then.
+        assert_eq!(r.get("later").unwrap(), "{{ out.stdout }} in {{ base }}");
+        let mut ctx = host_context(&inv, "a", r, &all);
+        ctx.insert("out", &serde_json::json!({ "stdout": "hello" }));
+        expand_deferred(&mut ctx, r);
+        assert_eq!(
+            ctx.get("later").unwrap(),
+            &serde_json::json!("hello in /srv/a")
+        );
+    }
+
+    #[test]
+    fn variables_referring_to_each_other_in_a_loop_are_an_error_with_a_position() {
+        let inv = inventory(
+            "hosts:\n  a:\n    address: x\n    vars:\n      one: \"{{ two }}\"\n      two: \"x{{ one }}\"\n",
+        );
+        let e = resolve_all(&inv, Layers::default()).unwrap_err();
+        let text = format!("{e:?}");
+        assert!(text.contains("refer to each other in a loop"), "{text}");
+        assert!(text.contains("one") && text.contains("two"), "{text}");
     }
 
     #[test]

@@ -887,3 +887,40 @@ fn a_large_copy_is_streamed_not_held_in_memory() {
     assert_eq!(status_of(&results, "big", "app1"), "ok", "{results:#?}");
     ssh_ok("app1", &format!("rm -f {dest} {dest}.cutover-*"));
 }
+
+/// Variables holding templates are rendered (nested, and those reading a registered result
+/// at the step), and `delegate_to` is rendered too.
+#[test]
+fn templated_variables_and_delegate_to_are_rendered() {
+    let _g = serial();
+    let p = Project::new();
+    let dir = format!("/tmp/cutover-vt-{}", std::process::id());
+    p.write(
+        "pb.yml",
+        &format!(
+            r#"- hosts: app1
+  vars:
+    base: "{dir}/{{{{ inventory_hostname }}}}"
+    file: "{{{{ base }}}}/greeting"
+    greeting: "{{{{ out.stdout }}}} from {{{{ inventory_hostname }}}}"
+    writer: "{{{{ groups.db_master[0] }}}}"
+  steps:
+    - {{ name: say, command: echo hello, register: out, changed_when: false }}
+    - {{ name: dir, file: {{ path: "{{{{ base }}}}", state: directory }} }}
+    - {{ name: write, copy: {{ content: "{{{{ greeting }}}}", dest: "{{{{ file }}}}" }} }}
+    - {{ name: where, command: cat /etc/hostname, register: on, changed_when: false, delegate_to: "{{{{ writer }}}}" }}
+    - name: checked
+      assert:
+        that:
+          - "on.stdout == 'db1'"
+"#
+        ),
+    );
+    let o = p.apply("pb.yml", &["--output", "plain", "-e", "unused=1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        ssh_ok("app1", &format!("cat {dir}/app1/greeting")),
+        "hello from app1"
+    );
+    ssh_ok("app1", &format!("rm -rf {dir}"));
+}

@@ -36,8 +36,14 @@ fn read(rel: &str) -> Vec<u8> {
 
 /// Lines in a file as an editor counts them, plus one for "just past the last newline",
 /// where a parser reports an unexpected end of input.
+/// Lines as YAML counts them: a line break is CR LF, LF, or a lone CR.
 fn line_bound(bytes: &[u8]) -> u32 {
-    bytes.iter().filter(|b| **b == b'\n').count() as u32 + 1
+    let lone_cr = bytes
+        .windows(2)
+        .filter(|w| w[0] == b'\r' && w[1] != b'\n')
+        .count()
+        + usize::from(bytes.last() == Some(&b'\r'));
+    (bytes.iter().filter(|b| **b == b'\n').count() + lone_cr) as u32 + 1
 }
 
 fn assert_diag_in(d: &Diagnostic, bytes: &[u8]) {

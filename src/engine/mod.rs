@@ -728,12 +728,12 @@ async fn run_step_on_host(
             .insert(r.clone(), registered);
     }
     let become_ = effective_become(run, play, step, host);
-    if let Some(u) = &undo {
+    if let Some((u, undo_host)) = &undo {
         run.done
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Done {
-                host: delegate_or(step, host),
+                host: undo_host.clone(),
                 step: label.clone(),
                 seq: seq as u64,
                 undo: u.clone(),
@@ -748,9 +748,9 @@ async fn run_step_on_host(
     }
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
-    if let Some(u) = &undo {
+    if let Some((u, undo_host)) = &undo {
         fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
-        fields["undo_host"] = json!(delegate_or(step, host));
+        fields["undo_host"] = json!(undo_host);
         fields["become_user"] = json!(become_
             .as_ref()
             .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
@@ -791,10 +791,31 @@ async fn run_step_on_host(
     }
 }
 
-fn delegate_or(step: &Step, host: &str) -> String {
-    step.delegate_to
-        .as_ref()
-        .map_or_else(|| host.to_string(), |(d, _)| d.clone())
+/// Where a step runs: its `delegate_to` — rendered, so `"{{ groups.db_master[0] }}"` works —
+/// else the host itself.
+pub(crate) fn delegate_target(
+    inv: &crate::inventory::Inventory,
+    step: &Step,
+    host: &str,
+    ctx: &tera::Context,
+) -> Result<String> {
+    let Some((text, pos)) = &step.delegate_to else {
+        return Ok(host.to_string());
+    };
+    let name = if text.contains("{{") || text.contains("{%") {
+        template::render_str(text, ctx, pos)
+            .map_err(|d| anyhow!("{d}"))?
+            .trim()
+            .to_string()
+    } else {
+        text.clone()
+    };
+    if inv.host(&name).is_none() {
+        return Err(anyhow!(
+            "{pos}: `delegate_to` is {name:?} here, which names no host of the inventory"
+        ));
+    }
+    Ok(name)
 }
 
 fn is_connection_loss(msg: &str) -> bool {
@@ -839,7 +860,15 @@ pub(crate) fn become_for(
     })
 }
 
-type StepResult = (Status, String, Option<UndoAction>, Option<String>, J);
+/// Status, detail, the undo with the host it runs on (the delegate, if any), the decision,
+/// and the registered result.
+type StepResult = (
+    Status,
+    String,
+    Option<(UndoAction, String)>,
+    Option<String>,
+    J,
+);
 
 /// One step on one host: when → render → probe → apply (with retries/until) → verdict.
 async fn execute(
@@ -878,7 +907,7 @@ async fn execute(
             ctx.insert(k.as_str(), v);
         }
     }
-    let target = delegate_or(step, host);
+    let target = delegate_target(&run.inv, step, host, &ctx)?;
     let conn = {
         let conns = run.conns.lock().await;
         conns.get(&target).cloned()
@@ -907,6 +936,8 @@ async fn execute(
         let f = cell.get_or_try_init(|| facts::gather(&conn)).await?;
         ctx.insert("facts", f);
     }
+    // Variables reading registered results or facts can be rendered now that those exist.
+    template::expand_deferred(&mut ctx, resolved);
     if let Some(w) = &step.when {
         if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
             let planned_to_run = reviewed.as_ref().is_some_and(|(o, _)| {
@@ -1058,6 +1089,7 @@ async fn execute(
                 .map(str::to_string)
                 .unwrap_or_default(),
         };
+        let undo = undo.map(|u| (u, target.clone()));
         return Ok((status, detail, undo, Some(decision), J::Object(result)));
     }
 }

@@ -30,6 +30,20 @@ pub enum Origin {
     Secrets(Pos),
 }
 
+impl Origin {
+    /// Where the value was written.
+    pub fn pos(&self) -> &Pos {
+        match self {
+            Origin::PlayDefaults(p)
+            | Origin::Host(p)
+            | Origin::PlayVars(p)
+            | Origin::CommandLine(p)
+            | Origin::Secrets(p)
+            | Origin::Group { pos: p, .. } => p,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

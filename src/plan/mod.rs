@@ -655,10 +655,7 @@ impl PlanRun<'_> {
         let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
         // The run id is only known when the plan is applied.
         ctx.insert("run", &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }));
-        let target = step
-            .delegate_to
-            .as_ref()
-            .map_or(host.to_string(), |(d, _)| d.clone());
+        let target = crate::engine::delegate_target(&self.inv, step, host, &ctx)?;
         if self.conns.lock().await.get(&target).is_none() {
             self.connect(std::slice::from_ref(&target)).await;
         }
