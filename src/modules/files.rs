@@ -439,24 +439,25 @@ pub(crate) async fn write_file(
             if !mode_set {
                 keep_attrs.push_str("chmod --reference=\"$p\" -- \"$tmp\"\n");
             }
-        } else if !mode_set {
-            // Created 0600; a new file gets the mode the umask gives (mode: overrides).
-            keep_attrs.push_str("chmod -- \"$(printf '%o' $((0666 & ~0$u)))\" \"$tmp\"\n");
         }
+        // A new file without `mode:` is created with the mode the umask gives, as any new
+        // file; otherwise the temporary file is private (0600) until its mode is set.
+        let private = if existed.is_some() || mode_set {
+            "umask 077\n"
+        } else {
+            ""
+        };
         // The temporary file: a random name next to the target, created exclusively (noclobber
-        // opens with O_EXCL, so no link planted there is followed) and private until renamed.
+        // opens with O_EXCL, so no link planted there is followed).
         let script = format!(
             r#"set -e
 p={p}
 {guard}case $p in */*) d=${{p%/*}} ;; *) d=. ;; esac
 tmp=${{d:-/}}/.cutover.{random}
-u=$(umask)
-umask 077
-set -C
+{private}set -C
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
 set +C
-umask "$u"
 set -- $(sha256sum -- "$tmp")
 [ "$1" = {sha} ] || {{ echo "the content of $p arrived incomplete or changed on the way (sha256 $1, expected {sha}); nothing written" >&2; exit 4; }}
 {keep_attrs}{attrs}{backup_cmd}
