@@ -83,7 +83,7 @@ struct ShellSlot {
 pub struct HostConn {
     pub name: String,
     kind: Kind,
-    channels: Semaphore,
+    channels: Arc<Semaphore>,
     become_password: Option<Arc<String>>,
     /// Does sudo need the password on this host? Asked once (`sudo -n true`), then remembered.
     sudo_needs_password: tokio::sync::OnceCell<bool>,
@@ -100,7 +100,7 @@ impl HostConn {
         HostConn {
             name: name.to_string(),
             kind: Kind::Local,
-            channels: Semaphore::new(64),
+            channels: Arc::new(Semaphore::new(64)),
             become_password: None,
             sudo_needs_password: tokio::sync::OnceCell::new(),
             _config: None,
@@ -154,7 +154,7 @@ impl HostConn {
         Ok(HostConn {
             name: name.to_string(),
             kind: Kind::Ssh(Arc::new(session)),
-            channels: Semaphore::new(CHANNELS_PER_HOST),
+            channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
             become_password: opts.become_password.clone(),
             sudo_needs_password: tokio::sync::OnceCell::new(),
             _config: Some(config),
@@ -185,14 +185,7 @@ impl HostConn {
         become_: Option<&Become>,
         timeout: Option<Duration>,
     ) -> Result<Output> {
-        let mut inner = format!("LC_ALL=C; export LC_ALL\n{script}");
-        if let Some(t) = timeout {
-            inner = format!(
-                "exec timeout -k 5 {} /bin/sh -c {}",
-                t.as_secs().max(1),
-                quote(&inner)
-            );
-        }
+        let inner = wrap_script(script, timeout);
         let started = Instant::now();
         let backstop = timeout.map(|t| t + Duration::from_secs(15));
         let fut = async {
@@ -227,31 +220,43 @@ impl HostConn {
         stdin: Option<Input<'_>>,
         become_: Option<&Become>,
     ) -> Result<Output> {
-        let mut password_line: Option<String> = None;
-        let command = match become_ {
-            None => format!("exec /bin/sh -c {}", quote(inner)),
-            Some(b) => {
-                let user = b.user.as_deref().unwrap_or("root");
-                if self.sudo_password_needed().await? {
-                    let pw = self.become_password.as_ref().ok_or_else(|| {
-                        anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
-                    })?;
-                    password_line = Some(format!("{pw}\n"));
-                    format!(
-                        "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
-                        quote(user),
-                        quote(inner)
-                    )
-                } else {
-                    format!(
-                        "exec sudo -n -u {} -- /bin/sh -c {}",
-                        quote(user),
-                        quote(inner)
-                    )
-                }
-            }
-        };
+        let (command, password_line) = self.command_line(inner, become_).await?;
         self.exec(&command, password_line.as_deref(), stdin).await
+    }
+
+    /// The remote command line for a script (`/bin/sh -c`, under sudo if asked), and the
+    /// sudo password line to write first on its input when sudo needs one.
+    async fn command_line(
+        &self,
+        inner: &str,
+        become_: Option<&Become>,
+    ) -> Result<(String, Option<String>)> {
+        let Some(b) = become_ else {
+            return Ok((format!("exec /bin/sh -c {}", quote(inner)), None));
+        };
+        let user = b.user.as_deref().unwrap_or("root");
+        if self.sudo_password_needed().await? {
+            let pw = self.become_password.as_ref().ok_or_else(|| {
+                anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
+            })?;
+            Ok((
+                format!(
+                    "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
+                    quote(user),
+                    quote(inner)
+                ),
+                Some(format!("{pw}\n")),
+            ))
+        } else {
+            Ok((
+                format!(
+                    "exec sudo -n -u {} -- /bin/sh -c {}",
+                    quote(user),
+                    quote(inner)
+                ),
+                None,
+            ))
+        }
     }
 
     /// The command in the host's session shell for this sudo user, started on first use.
@@ -327,30 +332,7 @@ impl HostConn {
         session: &Arc<openssh::Session>,
         become_: Option<&Become>,
     ) -> Result<SessionShell> {
-        let mut password_line: Option<String> = None;
-        let command = match become_ {
-            None => format!("exec /bin/sh -c {}", quote(DRIVER)),
-            Some(b) => {
-                let user = b.user.as_deref().unwrap_or("root");
-                if self.sudo_password_needed().await? {
-                    let pw = self.become_password.as_ref().ok_or_else(|| {
-                        anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)
-                    })?;
-                    password_line = Some(format!("{pw}\n"));
-                    format!(
-                        "exec sudo -S -p '' -u {} -- /bin/sh -c {}",
-                        quote(user),
-                        quote(DRIVER)
-                    )
-                } else {
-                    format!(
-                        "exec sudo -n -u {} -- /bin/sh -c {}",
-                        quote(user),
-                        quote(DRIVER)
-                    )
-                }
-            }
-        };
+        let (command, password_line) = self.command_line(DRIVER, become_).await?;
         let mut child = session
             .clone()
             .arc_raw_command(command)
@@ -421,6 +403,70 @@ impl HostConn {
                 other => return other,
             }
         }
+    }
+
+    /// Start a script on a channel of its own with its streams open, for `pipe`.
+    async fn spawn(
+        &self,
+        script: &str,
+        become_: Option<&Become>,
+        timeout: Option<Duration>,
+    ) -> Result<Spawned> {
+        let inner = wrap_script(script, timeout);
+        let (command, password_line) = self.command_line(&inner, become_).await?;
+        let permit = self
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow!("connection to {} closed", self.name))?;
+        let mut spawned = match &self.kind {
+            Kind::Local => {
+                let mut child = tokio::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(&command)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .context("cannot start /bin/sh")?;
+                let (i, o, e) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+                Spawned {
+                    stdin: i.map(|i| Box::new(i) as _),
+                    stdout: o.map(|o| Box::new(o) as _),
+                    stderr: e.map(|e| Box::new(e) as _),
+                    wait: Box::pin(async move { Ok(child.wait().await?.code().unwrap_or(-1)) }),
+                    _permit: permit,
+                }
+            }
+            Kind::Ssh(session) => {
+                let mut child = session
+                    .clone()
+                    .arc_raw_command(&command)
+                    .stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::piped())
+                    .spawn()
+                    .await?;
+                let (i, o, e) = (
+                    child.stdin().take(),
+                    child.stdout().take(),
+                    child.stderr().take(),
+                );
+                Spawned {
+                    stdin: i.map(|i| Box::new(i) as _),
+                    stdout: o.map(|o| Box::new(o) as _),
+                    stderr: e.map(|e| Box::new(e) as _),
+                    wait: Box::pin(async move { Ok(child.wait().await?.code().unwrap_or(-1)) }),
+                    _permit: permit,
+                }
+            }
+        };
+        if let (Some(pw), Some(stdin)) = (password_line, spawned.stdin.as_mut()) {
+            stdin.write_all(pw.as_bytes()).await?;
+        }
+        Ok(spawned)
     }
 
     /// Ask the master to exit through its control socket, when the session is shared.
@@ -563,6 +609,104 @@ impl<'a> Input<'a> {
     }
 }
 
+/// The script as the host runs it: C locale, and under coreutils `timeout` when the step has
+/// one (so the remote command is killed, not only abandoned).
+fn wrap_script(script: &str, timeout: Option<Duration>) -> String {
+    let inner = format!("LC_ALL=C; export LC_ALL\n{script}");
+    match timeout {
+        Some(t) => format!(
+            "exec timeout -k 5 {} /bin/sh -c {}",
+            t.as_secs().max(1),
+            quote(&inner)
+        ),
+        None => inner,
+    }
+}
+
+/// Stream what a script prints on one host into a script's input on another (or the same)
+/// host, through the controller but never held in its memory: each side on a channel of its
+/// own. Returns both sides' results (the source's stdout is what went through, so it is
+/// empty here).
+pub async fn pipe(
+    from: (&HostConn, &str, Option<&Become>),
+    to: (&HostConn, &str, Option<&Become>),
+    timeout: Option<Duration>,
+) -> Result<(Output, Output)> {
+    let started = Instant::now();
+    let work = async {
+        let mut src = from.0.spawn(from.1, from.2, timeout).await?;
+        let mut dst = to.0.spawn(to.1, to.2, timeout).await?;
+        let (mut src_out, mut dst_in) = (
+            src.stdout.take().context("source output")?,
+            dst.stdin.take().context("destination input")?,
+        );
+        let carry = async {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = src_out.read(&mut buf).await?;
+                if n == 0 || dst_in.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            dst_in.shutdown().await.ok();
+            drop(dst_in);
+            Ok::<(), std::io::Error>(())
+        };
+        let (carried, a, b) = tokio::join!(carry, src.finish(), dst.finish());
+        carried.context("reading the source")?;
+        Ok::<_, anyhow::Error>((a?, b?))
+    };
+    let (mut a, mut b) = match timeout.map(|t| t + Duration::from_secs(15)) {
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| anyhow!("the copy did not finish in time"))??,
+        None => work.await?,
+    };
+    a.duration = started.elapsed();
+    b.duration = a.duration;
+    Ok((a, b))
+}
+
+/// A command started on its own channel with its streams open (`HostConn::spawn`).
+struct Spawned {
+    stdin: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>,
+    stdout: Option<BoxedReader<'static>>,
+    stderr: Option<BoxedReader<'static>>,
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32>> + Send>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Spawned {
+    /// Read what is left of its output and its errors, and wait for its exit.
+    async fn finish(mut self) -> Result<Output> {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let read_out = async {
+            if let Some(mut o) = self.stdout.take() {
+                o.read_to_end(&mut out).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        let read_err = async {
+            if let Some(mut e) = self.stderr.take() {
+                e.read_to_end(&mut err).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        let (a, b) = tokio::join!(read_out, read_err);
+        a?;
+        b?;
+        drop(self.stdin.take());
+        let rc = self.wait.await?;
+        Ok(Output {
+            rc,
+            stdout: out,
+            stderr: err,
+            ..Default::default()
+        })
+    }
+}
+
 /// Did the connection itself go away (as opposed to the shell not starting)?
 fn is_connection_text(text: &str) -> bool {
     let t = text.to_lowercase();
@@ -700,4 +844,39 @@ fn explain_connect_error(name: &str, address: &str, e: openssh::Error) -> anyhow
         return anyhow!("{name} ({address}) is unreachable: {}", text.trim());
     }
     anyhow!("{name} ({address}): cannot connect: {}", text.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pipe_streams_one_command_into_another_and_reports_both() {
+        let (a, b) = (HostConn::local("a"), HostConn::local("b"));
+        let (src, dst) = pipe(
+            (&a, "head -c 50000000 /dev/zero; echo done >&2", None),
+            (&b, "wc -c; echo read >&2; exit 3", None),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!((src.rc, src.stderr_text().trim()), (0, "done"));
+        assert_eq!(dst.rc, 3);
+        assert_eq!(dst.stdout_text().trim(), "50000000");
+        assert_eq!(dst.stderr_text().trim(), "read");
+    }
+
+    #[tokio::test]
+    async fn pipe_reports_a_failing_source() {
+        let (a, b) = (HostConn::local("a"), HostConn::local("b"));
+        let (src, dst) = pipe(
+            (&a, "printf partial; exit 7", None),
+            (&b, "cat", None),
+            Some(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(src.rc, 7);
+        assert_eq!(dst.stdout_text(), "partial");
+    }
 }
