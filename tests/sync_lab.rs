@@ -380,3 +380,78 @@ fn the_ephemeral_key_only_lets_rsync_read_from_the_pulling_host() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A destination that is a mount point (a data volume) cannot be moved aside: the direct copy
+/// refills it in place, keeping the previous content as the backup, and an unwind puts that
+/// back — still the same mount.
+#[test]
+fn sync_direct_refills_a_mount_point_in_place_and_unwinds() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::require_lab();
+    let pid = std::process::id();
+    let src = format!("/srv/cutover-sync-mnt-{pid}");
+    let dest = format!("/srv/cutover-sync-mnt-{pid}-dest");
+    make_tree(&src);
+    ssh_ok(
+        "staging",
+        &format!("mkdir -p {dest} && mount -t tmpfs -o size=64m,mode=0711 tmpfs {dest} && printf 'old\\n' > {dest}/previous"),
+    );
+    let p = Project::new();
+    let before = traces(&dest);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (o, result) = apply_sync(&p, &play(&src, &dest, "direct", "", ""));
+        let out = text(&o);
+        assert!(o.status.success() && out.contains("changed=1"), "{out}");
+        assert_eq!(result["via"], "direct", "{result}");
+        assert_eq!(result["src_digest"], result["dest_digest"], "{result}");
+        let prune = r"\( -name '*.log' -o -name cache \) -prune -o";
+        assert_eq!(listing("staging", &dest, ""), listing("app1", &src, prune));
+        assert!(
+            ssh_ok("staging", &format!("mountpoint {dest}")).contains("is a mountpoint"),
+            "still the mount"
+        );
+        let backup = result["backup"].as_str().expect("a backup").to_string();
+        assert_eq!(
+            ssh_ok("staging", &format!("cat {backup}/previous")),
+            "old\n"
+        );
+        assert_eq!(traces(&dest), before, "left behind by the copy");
+
+        // Unwind: the previous content is back in the mount, the backup gone.
+        ssh_ok("app1", &format!("printf 'a=3\\n' > {src}/conf/app.conf"));
+        let (o, _) = apply_sync(
+            &p,
+            &format!(
+                "{}  on_failure: unwind\n",
+                play(
+                    &src,
+                    &dest,
+                    "direct",
+                    "",
+                    "    - name: fails\n      fail: { msg: later step broke }\n"
+                )
+            ),
+        );
+        assert!(
+            !o.status.success() && text(&o).contains("UNWIND"),
+            "{}",
+            text(&o)
+        );
+        assert_eq!(
+            ssh_ok("staging", &format!("cat {dest}/conf/app.conf")),
+            "a=1\n"
+        );
+        assert!(
+            ssh_ok("staging", &format!("mountpoint {dest}")).contains("is a mountpoint"),
+            "still the mount"
+        );
+    }));
+    let _ = common::lab_ssh("app1", &format!("rm -rf {src}"));
+    let _ = common::lab_ssh(
+        "staging",
+        &format!("umount {dest}; rm -rf {dest} {dest}.cutover-*"),
+    );
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -446,8 +446,9 @@ pub fn key_options(from: Option<&str>, expiry: Option<&str>) -> String {
     o.join(",")
 }
 
-/// On the source host, as the user the copy reads as: authorise `line` (from stdin) under
-/// `flock`, and print that user, the port sshd listens on for us, and the host's public keys.
+/// On the source host, as the user the copy reads as: authorise the line read from stdin
+/// (under `flock`, against concurrent copies), and print that user, what had to be created
+/// (`.ssh`, `authorized_keys`: removed again when empty) and the host's public keys.
 fn authorise_script() -> String {
     r#"set -e
 umask 077
@@ -462,8 +463,7 @@ if [ ! -e "$ak" ]; then created="$created file"; fi
 flock -w 30 "$h/.ssh" sh -c '
   ak=$1; line=$2
   if [ -s "$ak" ] && [ -n "$(tail -c1 -- "$ak")" ]; then echo >> "$ak"; fi
-  printf "%s
-" "$line" >> "$ak"' _ "$ak" "$line"
+  printf "%s\n" "$line" >> "$ak"' _ "$ak" "$line"
 echo "user $u"
 echo "created $created"
 for k in /etc/ssh/ssh_host_*_key.pub; do [ -r "$k" ] && echo "hostkey $(cut -d' ' -f1,2 < "$k")"; done
