@@ -767,6 +767,8 @@ fn finish_run(
             RunStatus::Failed => engine::exit::HOST_FAILED,
             RunStatus::Unreachable => engine::exit::UNREACHABLE,
             RunStatus::Interrupted => engine::exit::INTERRUPTED,
+            RunStatus::Locked => engine::exit::LOCKED,
+            RunStatus::Refused => engine::exit::UNREACHABLE,
         }),
         Err(RunError::Invalid(d)) => Err(d),
         Err(RunError::Locked(msg)) => {

@@ -115,7 +115,7 @@ impl HostConn {
         if c.address == "local" {
             return Ok(HostConn::local(name));
         }
-        let config = ssh_config_for(c)?;
+        let config = ssh_config_for(c, opts)?;
         let mut b = openssh::SessionBuilder::default();
         b.known_hosts_check(if c.accept_new_host_keys || opts.accept_new_host_keys {
             openssh::KnownHosts::Add
@@ -147,10 +147,19 @@ impl HostConn {
         if let Some(j) = &c.jump_host {
             b.jump_hosts([j.as_str()]);
         }
-        let session = b
-            .connect_mux(&c.address)
-            .await
-            .map_err(|e| explain_connect_error(name, &c.address, e))?;
+        let session = match b.connect_mux(&c.address).await {
+            Ok(s) => s,
+            Err(e) => {
+                // The hop's own messages go to the master's stderr, which is not kept: ask
+                // the hop again, the way ssh does, to say why.
+                if let Some(j) = &c.jump_host {
+                    if let Some(why) = diagnose_jump(name, c, j, config.path()).await {
+                        return Err(why);
+                    }
+                }
+                return Err(explain_connect_error(name, &c.address, e));
+            }
+        };
         Ok(HostConn {
             name: name.to_string(),
             kind: Kind::Ssh(Arc::new(session)),
@@ -793,16 +802,41 @@ fn sockets_under(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-/// A config file for one host: the inventory's `ssh_options` first (ssh takes the first value
-/// it reads), then the user's and the system's own config, so both are honoured.
-fn ssh_config_for(c: &Connection) -> Result<tempfile::NamedTempFile> {
+/// A config file for one host. ssh takes the first value it reads, and passes this file (`-F`)
+/// to the ssh it starts for a `ProxyJump` hop, but none of its own `-o`/`-i` options (OpenSSH
+/// ssh.c builds the hop's command from `-l`, `-p`, `-J`, `-F` and `-v` only). So the host-key
+/// policy, known_hosts file and identity are written here too, first, so the hop checks keys
+/// exactly like the connection to the host itself; then the inventory's `ssh_options`, then
+/// the user's and the system's own config, so both are honoured.
+fn ssh_config_for(c: &Connection, opts: &TransportOptions) -> Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut f = tempfile::Builder::new()
         .prefix("cutover-ssh-")
         .tempfile()
         .context("cannot write ssh config")?;
+    let accept_new = c.accept_new_host_keys || opts.accept_new_host_keys;
+    writeln!(
+        f,
+        "StrictHostKeyChecking {}",
+        if accept_new { "accept-new" } else { "yes" }
+    )?;
+    if let Some(k) = &c.known_hosts_file {
+        writeln!(f, "UserKnownHostsFile {}", config_path(k))?;
+    }
+    if let Some(k) = &c.identity_file {
+        writeln!(f, "IdentityFile {}", config_path(k))?;
+        writeln!(f, "IdentitiesOnly yes")?;
+    }
+    writeln!(f, "BatchMode yes")?;
+    if !c.ssh_options.contains_key("ConnectTimeout") {
+        let t = opts.connect_timeout.unwrap_or(Duration::from_secs(10));
+        writeln!(f, "ConnectTimeout {}", t.as_secs().max(1))?;
+    }
     for (k, v) in &c.ssh_options {
         writeln!(f, "{k} {v}")?;
+    }
+    if !c.ssh_options.contains_key("ServerAliveInterval") {
+        writeln!(f, "ServerAliveInterval 15")?;
     }
     if let Some(home) = std::env::var_os("HOME") {
         let user = PathBuf::from(home).join(".ssh/config");
@@ -815,6 +849,103 @@ fn ssh_config_for(c: &Connection) -> Result<tempfile::NamedTempFile> {
     }
     f.flush()?;
     Ok(f)
+}
+
+/// A path as an ssh_config value: `%` is ssh's token character, and blanks need quotes.
+fn config_path(p: &std::path::Path) -> String {
+    let s = p.display().to_string().replace('%', "%%");
+    if s.contains(char::is_whitespace) {
+        format!("\"{s}\"")
+    } else {
+        s
+    }
+}
+
+/// `[user@]host[:port]` (the last hop of `-J a,b`), as an `ssh://` destination, and the hops
+/// before it.
+fn jump_hop(jump: &str) -> (String, Option<String>) {
+    let (before, last) = match jump.rsplit_once(',') {
+        Some((b, l)) => (Some(b.trim().to_string()), l.trim()),
+        None => (None, jump.trim()),
+    };
+    let dest = if last.starts_with("ssh://") {
+        last.to_string()
+    } else {
+        format!("ssh://{last}")
+    };
+    (dest, before)
+}
+
+/// After a failed connection through a jump host: run the hop as ssh itself does (`ssh -F
+/// CONFIG -W HOST:PORT HOP`) and, if the hop is what failed, say so. None when the hop is fine
+/// or says nothing recognisable.
+async fn diagnose_jump(
+    name: &str,
+    c: &Connection,
+    jump: &str,
+    config: &std::path::Path,
+) -> Option<anyhow::Error> {
+    let (hop, before) = jump_hop(jump);
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.arg("-F").arg(config);
+    if let Some(b) = &before {
+        cmd.arg("-J").arg(b);
+    }
+    let target = if c.address.contains(':') {
+        format!("[{}]:{}", c.address, c.port)
+    } else {
+        format!("{}:{}", c.address, c.port)
+    };
+    cmd.arg("-W")
+        .arg(target)
+        .arg("--")
+        .arg(&hop)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .ok()?
+        .ok()?;
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let lower = said.to_lowercase();
+    let known = c
+        .known_hosts_file
+        .as_ref()
+        .map_or("known_hosts".to_string(), |k| k.display().to_string());
+    if lower.contains("host key verification failed")
+        || lower.contains("remote host identification has changed")
+        || lower.contains("no matching host key")
+    {
+        return Some(anyhow!(
+            "{name} ({}): the jump host {jump} was refused: its host key is unknown or has changed (host key verification failed on the hop); nothing was run on {name}. Check the jump host's key and add it to {known} (or allow new keys with accept_new_host_keys: true). ssh said: {said}",
+            c.address
+        ));
+    }
+    if lower.contains("open failed") || lower.contains("stdio forwarding failed") {
+        return Some(anyhow!(
+            "{name} ({}) is unreachable from the jump host {jump}: {said}",
+            c.address
+        ));
+    }
+    if lower.contains("permission denied") {
+        return Some(anyhow!(
+            "{name} ({}): ssh authentication to the jump host {jump} failed (permission denied): {said}",
+            c.address
+        ));
+    }
+    if lower.contains("timed out")
+        || lower.contains("no route")
+        || lower.contains("connection refused")
+        || lower.contains("could not resolve")
+    {
+        return Some(anyhow!(
+            "{name} ({}): the jump host {jump} is unreachable: {said}",
+            c.address
+        ));
+    }
+    None
 }
 
 /// Turn ssh's failure into a sentence an admin can act on.

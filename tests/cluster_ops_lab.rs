@@ -385,6 +385,119 @@ fn drained_member_keeps_its_sessions_stopped_gets_none_and_both_survive_an_apach
     );
 }
 
+fn jk_state(member: &str) -> String {
+    ssh(
+        "lb",
+        &format!("curl -s 'http://localhost/jkstatus?cmd=show&mime=prop&w=wiki_lb' | sed -n 's/^worker.{member}.state=//p'"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// The node that answered a request through the lb (its X-Wiki-Node header).
+fn node_via_lb() -> String {
+    let h = curl(&[
+        "-sS",
+        "--max-time",
+        "10",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "http://lb/status",
+    ]);
+    h.lines()
+        .find(|l| l.to_lowercase().starts_with("x-wiki-node:"))
+        .map(|l| l[12..].trim().to_string())
+        .unwrap_or_default()
+}
+
+fn app1_running() -> bool {
+    common::lab_ssh("app1", "curl -s --max-time 3 http://127.0.0.1:8080/status")
+        .stdout
+        .windows(9)
+        .any(|w| w == b"\"RUNNING\"")
+}
+
+/// A member in mod_jk's error state (a request failed on it while its app was down) gets no
+/// requests until the lb's recover_time (60 s) passes; `lb_member ... activation: active`
+/// recovers it at once (status worker cmd=recover), and the plan says so first.
+#[test]
+fn an_active_member_in_the_error_state_is_recovered_at_once() {
+    let _g = guard();
+    let p = Project::new();
+    with_cleanup(
+        || {
+            // node1's app down: a request that mod_jk sends to node1 fails over, node1 → ERR.
+            ssh("app1", "systemctl stop wiki");
+            let mut tries = 0;
+            while jk_state("node1") != "ERR" {
+                tries += 1;
+                assert!(
+                    tries < 40,
+                    "node1 never went into the error state: {}",
+                    jk_state("node1")
+                );
+                let _ = node_via_lb();
+            }
+            let failed_at = Instant::now();
+            // The app back up: mod_jk still holds node1 in ERR.
+            ssh("app1", "systemctl start wiki");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !app1_running() {
+                assert!(Instant::now() < deadline, "app1 did not come back");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            assert_eq!(jk_state("node1"), "ERR");
+            for _ in 0..4 {
+                assert_eq!(node_via_lb(), "node2", "node1 is in ERR: no requests");
+            }
+
+            // The plan shows the recovery; applying does it.
+            let pb = p
+                .write("pb.yml", &member_play("active"))
+                .display()
+                .to_string();
+            let inv = common::project::lab_inventory().display().to_string();
+            let templates = p.templates();
+            let o = p.run(&["plan", "-i", &inv, "--templates", &templates, &pb]);
+            let out = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{out}");
+            assert!(out.contains("state ERR → recover now"), "{out}");
+            let o = p.apply_text(&member_play("active"));
+            let out = text(&o);
+            assert!(o.status.success() && out.contains("changed=1"), "{out}");
+            assert!(out.contains("recover now"), "{out}");
+            let state = jk_state("node1");
+            assert!(state == "ERR/REC" || state.starts_with("OK"), "{state}");
+            // node1 serves again within a few requests, long before recover_time.
+            let nodes: Vec<String> = (0..6).map(|_| node_via_lb()).collect();
+            assert!(nodes.iter().any(|n| n == "node1"), "{nodes:?}");
+            assert!(
+                failed_at.elapsed() < Duration::from_secs(55),
+                "too slow to prove anything: {:?}",
+                failed_at.elapsed()
+            );
+            assert!(jk_state("node1").starts_with("OK"), "{}", jk_state("node1"));
+            // Nothing left to do.
+            let o = p.apply_text(&member_play("active"));
+            assert!(text(&o).contains("changed=0"), "{}", text(&o));
+            assert_eq!(jk_activation("node1"), ("ACT".into(), "Active".into()));
+        },
+        || {
+            let _ = common::lab_ssh("app1", "systemctl start wiki");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !app1_running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let _ = common::lab_ssh(
+                "lb",
+                "curl -s 'http://localhost/jkstatus?cmd=recover&mime=prop&w=wiki_lb&sw=node1' >/dev/null",
+            );
+        },
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 
 const FLAG: &str = "/var/www/maintenance/ENABLED";

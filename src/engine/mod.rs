@@ -73,6 +73,11 @@ pub enum RunStatus {
     Failed,
     Unreachable,
     Interrupted,
+    /// Refused before any step: a host of the run is locked by another (live) run.
+    Locked,
+    /// Refused before any step: a host's lock could not be taken (a stale lock, or a file
+    /// that is not a cutover lock).
+    Refused,
 }
 
 pub struct RunResult {
@@ -113,6 +118,8 @@ struct Run {
     resumed: Option<recovery::JournalState>,
     /// `groups` and `hostvars` of the current play, built once when the play starts.
     shared: std::sync::Mutex<Option<Arc<template::Shared>>>,
+    /// Hosts found unreachable when the run started (reported then, not tried again).
+    down: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// The play's shared template context, set by `run_plays` when a play starts.
@@ -235,6 +242,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         step_counter: AtomicU32::new(resumed.as_ref().map_or(0, |r| r.next_seq)),
         resumed,
         shared: std::sync::Mutex::new(None),
+        down: std::sync::Mutex::new(BTreeSet::new()),
     });
 
     // First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
@@ -256,7 +264,13 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         }
     });
 
-    let status = run_plays(&run, &playbook, limited.as_ref()).await;
+    // Every host the run may touch is locked before its first step: a run that would meet a
+    // locked host is refused before it changes anything anywhere.
+    let everywhere = hosts_of_run(&run, &playbook, limited.as_ref());
+    let status = match lock_run_hosts(&run, &everywhere).await {
+        Ok(()) => run_plays(&run, &playbook, limited.as_ref()).await,
+        Err(refused) => refused,
+    };
     signals.abort();
 
     // Release host locks and close every master connection, whatever happened.
@@ -270,6 +284,8 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         RunStatus::Failed => "failed",
         RunStatus::Unreachable => "unreachable",
         RunStatus::Interrupted => "interrupted",
+        RunStatus::Locked => "locked",
+        RunStatus::Refused => "refused",
     };
     let recap: BTreeMap<String, J> = run
         .reporter
@@ -541,12 +557,154 @@ pub fn batches(hosts: &[String], serial: &[Batch]) -> Vec<Vec<String>> {
     out
 }
 
-/// Connect (and lock) every host of a batch not yet connected, in parallel.
+/// The hosts a run may touch, in inventory order: the hosts of every play it runs (after
+/// `--limit` and tags), and the delegates and peer hosts (`sync`'s `src_host`, …) their steps
+/// name literally. A name computed by a template is only known when its step runs; such a
+/// host is locked when it is first reached.
+fn hosts_of_run(run: &Run, pb: &Playbook, limited: Option<&BTreeSet<String>>) -> Vec<String> {
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let literal = |name: &str| !name.contains("{{") && run.inv.host(name).is_some();
+    for play in &pb.plays {
+        if !tags_allow(&run.opts, &play.tags, &[])
+            && play
+                .steps
+                .iter()
+                .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
+        {
+            continue;
+        }
+        let hosts: Vec<String> = pattern::select(&run.inv, &play.hosts)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| limited.is_none_or(|l| l.contains(*h)))
+            .map(str::to_string)
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        wanted.extend(hosts);
+        for step in play.steps.iter().chain(play.handlers.iter()) {
+            if let Some((d, _)) = &step.delegate_to {
+                if literal(d) {
+                    wanted.insert(d.clone());
+                }
+            }
+            for peer in modules::peer_hosts(&step.action.module, &step.action.args) {
+                if literal(&peer) {
+                    wanted.insert(peer);
+                }
+            }
+        }
+    }
+    pattern::select(&run.inv, "all")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| wanted.contains(*h))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Connect to and lock every host of the run, in parallel, before anything runs. A host held
+/// by another run (or whose lock cannot be taken) refuses the whole run: the locks taken are
+/// released by the caller and nothing has changed anywhere. An unreachable host is reported
+/// now and left out of the run, as when a batch reaches it.
+async fn lock_run_hosts(run: &Arc<Run>, hosts: &[String]) -> std::result::Result<(), RunStatus> {
+    let closed = open_hosts(run, hosts).await;
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for (h, why) in &closed {
+        report_closed(run, h, why).await;
+        match why {
+            Closed::Lock(lock::HostLockError::Held(_)) => held.push(h.clone()),
+            Closed::Lock(_) => refused.push(h.clone()),
+            Closed::Unreachable(_) => {
+                run.down
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(h.clone());
+            }
+        }
+    }
+    if held.is_empty() && refused.is_empty() {
+        return Ok(());
+    }
+    let blocked: Vec<String> = held.iter().chain(refused.iter()).cloned().collect();
+    let _ = run
+        .journal
+        .record(
+            "run_refused",
+            json!({ "hosts": blocked, "why": if held.is_empty() { "lock" } else { "locked by another run" } }),
+        )
+        .await;
+    run.reporter.say(&format!(
+        "run refused before its first step: {} cannot be locked for this run (see above); nothing was changed on any host",
+        blocked.join(", ")
+    ));
+    Err(if held.is_empty() {
+        RunStatus::Refused
+    } else {
+        RunStatus::Locked
+    })
+}
+
+/// Why a host could not be opened for the run.
+enum Closed {
+    Unreachable(anyhow::Error),
+    Lock(lock::HostLockError),
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::Unreachable(e) => write!(f, "{e:#}"),
+            Closed::Lock(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+async fn report_closed(run: &Arc<Run>, h: &str, why: &Closed) {
+    let msg = why.to_string();
+    let _ = run
+        .journal
+        .record("host_unreachable", json!({ "host": h, "error": msg }))
+        .await;
+    run.reporter.step_result(
+        "connect",
+        "connect",
+        h,
+        Status::Unreachable,
+        &msg,
+        Duration::ZERO,
+    );
+}
+
+/// Connect (and lock) every host of a batch not yet connected, in parallel. Hosts found
+/// unreachable when the run started are not tried again.
 async fn connect_all(run: &Arc<Run>, hosts: &[String]) -> BTreeSet<String> {
+    for (h, why) in open_hosts(run, hosts).await {
+        report_closed(run, &h, &why).await;
+    }
+    let conns = run.conns.lock().await;
+    hosts
+        .iter()
+        .filter(|h| conns.contains_key(*h))
+        .cloned()
+        .collect()
+}
+
+/// Connect to and lock the hosts not yet connected (nor down since the start), in parallel;
+/// the ones that could not be opened, and why.
+async fn open_hosts(run: &Arc<Run>, hosts: &[String]) -> Vec<(String, Closed)> {
     let sem = Arc::new(Semaphore::new(run.opts.forks.max(1)));
     let mut tasks = Vec::new();
     for h in hosts {
-        if run.conns.lock().await.contains_key(h) {
+        if run.conns.lock().await.contains_key(h)
+            || run
+                .down
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(h)
+        {
             continue;
         }
         let run = run.clone();
@@ -555,18 +713,18 @@ async fn connect_all(run: &Arc<Run>, hosts: &[String]) -> BTreeSet<String> {
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
             let Some(host) = run.inv.host(&h) else {
-                return (h, Err(anyhow!("not in the inventory")));
+                return (h, Err(Closed::Unreachable(anyhow!("not in the inventory"))));
             };
             let started = Instant::now();
             let conn = match HostConn::connect(&h, &host.connection, &run.opts.transport).await {
                 Ok(c) => c,
-                Err(e) => return (h, Err(e)),
+                Err(e) => return (h, Err(Closed::Unreachable(e))),
             };
             if let Err(e) =
                 lock::lock_host(&conn, &lock::Owner::me(&run.id), run.opts.break_lock).await
             {
                 conn.close().await;
-                return (h, Err(anyhow!("{e}")));
+                return (h, Err(Closed::Lock(e)));
             }
             let _ = run
                 .journal
@@ -579,29 +737,13 @@ async fn connect_all(run: &Arc<Run>, hosts: &[String]) -> BTreeSet<String> {
             (h, Ok(()))
         }));
     }
+    let mut closed = Vec::new();
     for t in tasks {
-        if let Ok((h, Err(e))) = t.await {
-            let msg = format!("{e:#}");
-            let _ = run
-                .journal
-                .record("host_unreachable", json!({ "host": h, "error": msg }))
-                .await;
-            run.reporter.step_result(
-                "connect",
-                "connect",
-                &h,
-                Status::Unreachable,
-                &msg,
-                Duration::ZERO,
-            );
+        if let Ok((h, Err(why))) = t.await {
+            closed.push((h, why));
         }
     }
-    let conns = run.conns.lock().await;
-    hosts
-        .iter()
-        .filter(|h| conns.contains_key(*h))
-        .cloned()
-        .collect()
+    closed
 }
 
 struct HostOutcome {

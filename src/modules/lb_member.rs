@@ -9,6 +9,13 @@
 //! of the file (the file holds the AJP secret: it is never read whole). The file is rewritten
 //! atomically (copy with owner and mode, edit, rename); the previous one is kept as
 //! `FILE.cutover-RUN~` for the undo, which puts back the previous file and activation.
+//!
+//! A member that should be `active` but that mod_jk holds in its error state (`ERR`: a request
+//! failed on it, e.g. while its Tomcat was down) gets no requests until the lb's
+//! `recover_time` (60 s by default) has passed. lb_member recovers it at once with the status
+//! worker's `cmd=recover` (the state becomes `ERR/REC`: it gets requests again, and `OK` after
+//! the first one succeeds); the probe reports that as a change. `ERR/REC` and `ERR/FRC` already
+//! get requests: nothing to do. Recovering needs no undo.
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
@@ -174,7 +181,8 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
     }
     let runtime = show.activation.unwrap_or("active");
     let persisted = file_act.unwrap_or("active");
-    if runtime == want && persisted == want {
+    let recover = needs_recover(want, show.state.as_deref());
+    if runtime == want && persisted == want && !recover {
         return Ok(Probe::no_change(saw));
     }
     let mut parts = Vec::new();
@@ -188,11 +196,28 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
             file_word(want)
         ));
     }
+    if recover {
+        parts.push(format!(
+            "state {} → recover now (status worker cmd=recover), not after the lb's recover_time",
+            show.state.as_deref().unwrap_or("ERR")
+        ));
+    }
+    let head = if runtime == want {
+        format!("{lb}/{member}: {want}, in error state")
+    } else {
+        format!("{lb}/{member}: {runtime} → {want}")
+    };
     Ok(Probe::change(
-        format!("{lb}/{member}: {runtime} → {want} ({})", parts.join(", ")),
+        format!("{head} ({})", parts.join(", ")),
         None,
         saw,
     ))
+}
+
+/// An active member that mod_jk holds in its error state (`ERR`) is recovered. `ERR/REC`
+/// (marked for recovery) and `ERR/FRC` (forced recovery) already get requests.
+pub fn needs_recover(want: &str, state: Option<&str>) -> bool {
+    want == "active" && state.map(str::trim) == Some("ERR")
 }
 
 pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
@@ -210,6 +235,14 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         .as_str()
         .unwrap_or("active")
         .to_string();
+    let recover = needs_recover(want, probe.state["state"].as_str());
+    // Only the error state to clear: the activation (at run time and in the file) is right.
+    let activation_ok = was == want
+        && probe.state["file"].as_str().unwrap_or("active") == want
+        && arg_str(args, "restore_from").is_none();
+    if activation_ok && recover {
+        return recover_only(args, lb, member, ctx).await;
+    }
     let backup = format!("{file}.cutover-{}~", ctx.run_id);
     // Undo: `restore_from` puts the previous file back instead of editing it.
     let file_step = match arg_str(args, "restore_from") {
@@ -243,7 +276,16 @@ re='^[[:space:]]*worker\.{m}\.activation[[:space:]]*='
 {file_step}
 curl -sS --max-time 10 -- {update}
 echo {MARK}
+{recover_step}
 curl -sS --max-time 10 -- {show}"#,
+        recover_step = if recover {
+            format!(
+                "curl -sS --max-time 10 -- {} >/dev/null || true",
+                quote(&format!("{}&sw={member}", url_of(args, lb, "recover")))
+            )
+        } else {
+            String::new()
+        },
         f = quote(file),
         m = member,
         update = quote(&format!(
@@ -296,14 +338,71 @@ curl -sS --max-time 10 -- {show}"#,
     } else {
         None
     };
+    let failed = failed.or_else(|| {
+        (recover && show.state.as_deref() == Some("ERR"))
+            .then(|| format!("{lb}/{member} is still in the error state (ERR) after cmd=recover"))
+    });
     let mut result = Map::new();
     result.insert("activation".into(), json!(show.activation));
     result.insert("previous".into(), json!(was));
     result.insert("state".into(), json!(show.state));
+    result.insert("recovered".into(), json!(recover));
     Ok(Outcome {
         changed: true,
         result,
         undo,
+        failed,
+    })
+}
+
+/// `cmd=recover` for a member whose activation is already right, then read back. mod_jk may
+/// have recovered it on its own in the meantime (its recover_time passed): then the command
+/// is refused ("not an error state") and the member is fine all the same.
+async fn recover_only(
+    args: &Map<String, J>,
+    lb: &str,
+    member: &str,
+    ctx: &ModCtx<'_>,
+) -> Result<Outcome> {
+    let script = format!(
+        r#"curl -sS --max-time 10 -- {recover}
+echo {MARK}
+curl -sS --max-time 10 -- {show}"#,
+        recover = quote(&format!("{}&sw={member}", url_of(args, lb, "recover"))),
+        show = quote(&url_of(args, lb, "show")),
+    );
+    let out = ctx.run(&script, None).await?;
+    let text = out.stdout_text();
+    if !out.ok() {
+        bail!(
+            "recovering {lb}/{member} on {} failed: {}{}",
+            ctx.host.name,
+            out.stderr_text().trim(),
+            text.trim()
+        );
+    }
+    let (rec, show_text) = text.split_once(MARK).unwrap_or(("", &text));
+    let rec = parse_show(rec, lb, member);
+    let show = parse_show(show_text, lb, member);
+    let failed = (show.state.as_deref() == Some("ERR")).then(|| {
+        format!(
+            "{lb}/{member} is still in the error state (ERR) after cmd=recover: {}",
+            if rec.result_ok {
+                "recovered, then failed again at once (is the node up?)".to_string()
+            } else {
+                format!("the status worker refused: {}", rec.message)
+            }
+        )
+    });
+    let mut result = Map::new();
+    result.insert("activation".into(), json!(show.activation));
+    result.insert("previous".into(), json!(show.activation));
+    result.insert("state".into(), json!(show.state));
+    result.insert("recovered".into(), json!(true));
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: None,
         failed,
     })
 }
@@ -354,6 +453,23 @@ worker.result.message=Action finished
         assert_eq!(file_activation(f, "node2"), Some("stopped"));
         assert_eq!(file_activation(f, "node3"), None);
         assert_eq!(file_activation(f, "node"), None);
+    }
+
+    #[test]
+    fn only_an_active_member_in_err_is_recovered() {
+        let s = parse_show(
+            &SHOW.replace("worker.node1.state=OK", "worker.node1.state=ERR"),
+            "wiki_lb",
+            "node1",
+        );
+        assert_eq!(s.state.as_deref(), Some("ERR"));
+        assert!(needs_recover("active", s.state.as_deref()));
+        assert!(!needs_recover("disabled", s.state.as_deref()));
+        assert!(!needs_recover("stopped", Some("ERR")));
+        for fine in ["OK", "OK/IDLE", "ERR/REC", "ERR/FRC"] {
+            assert!(!needs_recover("active", Some(fine)), "{fine}");
+        }
+        assert!(!needs_recover("active", None));
     }
 
     #[test]

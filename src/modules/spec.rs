@@ -322,6 +322,13 @@ pub static MODULES: &[ModuleSpec] = &[
             req("src", Path),
             req("dest", Path),
             arg("exclude", StrList),
+            ArgSpec {
+                name: "via",
+                ty: Str,
+                required: false,
+                choices: &["auto", "direct", "controller"],
+            },
+            arg("src_address", Str),
         ],
         free_form: None,
         one_of: &[],

@@ -2,11 +2,27 @@
 //! preserving owners (by name, as tar does as root), modes, symlinks and hard links, with
 //! `exclude` patterns, verified by checksums on both sides afterwards.
 //!
-//! The copy goes through the controller (`tar` on the source host → cutover → `tar -x` on this
-//! host over the two hosts' ssh connections): it needs no ssh trust between the hosts, which
-//! production hosts (and the lab's) do not have. The archive is held in the controller's
-//! memory on the way (the transport has no streaming pipe yet), which suits application homes
-//! and configuration trees, not multi-gigabyte data sets.
+//! Two ways to copy (`via: auto|direct|controller`, default `auto`: direct when possible,
+//! else through the controller):
+//!
+//! - **direct**: this host pulls the tree from the source host with rsync over ssh. The hosts
+//!   need no standing trust: for this one copy an ephemeral ed25519 key pair is generated on
+//!   this host (in a private temporary directory), its public key is authorised on the source
+//!   host — restricted (`restrict`, `from=` this host's address, an `expiry-time`, and a
+//!   forced command that only lets `rsync --server --sender`, i.e. reading, through), marked
+//!   with a comment naming the run — and removed again whatever happens; the private key is
+//!   removed with its directory. The source's host key is read over the controller's own,
+//!   already verified connection (`/etc/ssh/ssh_host_*_key.pub`) into a temporary known_hosts
+//!   file, so this host checks it strictly too; no ssh config of either host is used. The file
+//!   list is the same `find` (with the same excludes) as the controller path's, fed to
+//!   `rsync --files-from`, so both paths copy exactly the same entries. The tree lands in a
+//!   staging directory next to `dest` and is swapped into place as below. If rsync is missing
+//!   on either host, or this host cannot reach or log in to the source, `auto` falls back to
+//!   the controller path before anything changed; `direct` fails the step.
+//! - **controller**: `tar` on the source host → cutover → `tar -x` on this host over the two
+//!   hosts' ssh connections. The archive is held in the controller's memory on the way (the
+//!   transport has no streaming pipe yet), which suits application homes and configuration
+//!   trees, not multi-gigabyte data sets.
 //!
 //! The destination becomes an exact copy of the source minus the excluded paths. The previous
 //! destination is kept as `DEST.cutover-RUN~` (moved aside, or copied when DEST is a mount
@@ -19,7 +35,7 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
-use super::{required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -114,6 +130,22 @@ fn source<'a>(ctx: &'a ModCtx<'_>, src_host: &str) -> Result<&'a HostConn> {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Via {
+    Auto,
+    Direct,
+    Controller,
+}
+
+fn via_of(args: &Map<String, J>) -> Result<Via> {
+    Ok(match arg_str(args, "via").unwrap_or("auto") {
+        "auto" => Via::Auto,
+        "direct" => Via::Direct,
+        "controller" => Via::Controller,
+        other => bail!("sync: via must be auto, direct or controller, found `{other}`"),
+    })
+}
+
 fn check_paths(src: &str, dest: &str) -> Result<()> {
     for (what, p) in [("src", src), ("dest", dest)] {
         let t = p.trim_end_matches('/');
@@ -141,14 +173,20 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let Some((src_digest, entries)) = a else {
         bail!("sync: {src_host}:{src} does not exist");
     };
+    let via = via_of(args)?;
     let saw = json!({ "src_digest": src_digest, "dest_digest": b.as_ref().map(|x| x.0.clone()), "entries": entries });
     if b.as_ref().map(|x| &x.0) == Some(&src_digest) {
         return Ok(Probe::no_change(saw));
     }
+    let how = match via {
+        Via::Auto => "",
+        Via::Direct => ", host to host",
+        Via::Controller => ", through the controller",
+    };
     let summary = match &b {
-        None => format!("copy {src_host}:{src} → {dest} ({entries} entries, new)"),
+        None => format!("copy {src_host}:{src} → {dest} ({entries} entries, new{how})"),
         Some((_, n)) => format!(
-            "replace {dest} ({n} entries) with a copy of {src_host}:{src} ({entries} entries); the old tree is kept for undo"
+            "replace {dest} ({n} entries) with a copy of {src_host}:{src} ({entries} entries{how}); the old tree is kept for undo"
         ),
     };
     Ok(Probe::change(summary, None, saw))
@@ -166,6 +204,33 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     let dest = dest.trim_end_matches('/');
     let excl = excludes(args);
     let from = source(ctx, src_host)?;
+    let via = via_of(args)?;
+    let mut direct_skipped: Option<String> = None;
+    if via != Via::Controller {
+        let why = match direct_unavailable(args, src_host, from, ctx).await? {
+            Some(why) => why,
+            None => {
+                let job = DirectJob {
+                    src_host,
+                    src,
+                    dest,
+                    excl: &excl,
+                    from,
+                };
+                match copy_direct(&job, args, ctx).await? {
+                    Direct::Done(outcome) => return Ok(outcome),
+                    Direct::Unavailable(why) => why,
+                }
+            }
+        };
+        if via == Via::Direct {
+            bail!(
+                "sync via: direct from {src_host} to {}: {why}; nothing was changed",
+                ctx.host.name
+            );
+        }
+        direct_skipped = Some(why);
+    }
     // 1. The archive, from the source host.
     let pack = format!(
         "cd -- {src} && {find} -print0 | LC_ALL=C sort -z | tar --null --no-recursion -T - -cf -",
@@ -223,6 +288,10 @@ fi"#,
     );
     let (a, b) = (a?, b?);
     let mut result = Map::new();
+    result.insert("via".into(), json!("controller"));
+    if let Some(why) = &direct_skipped {
+        result.insert("direct_skipped".into(), json!(why));
+    }
     result.insert("bytes".into(), json!(archive.stdout.len()));
     result.insert("src_digest".into(), json!(a.as_ref().map(|x| x.0.clone())));
     result.insert("dest_digest".into(), json!(b.as_ref().map(|x| x.0.clone())));
@@ -241,6 +310,552 @@ fi"#,
         undo: Some(undo),
         failed,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The direct path: this host pulls from the source host with rsync over ssh.
+
+/// The name the pulling host's ssh uses for the source (`HostKeyAlias` and rsync's host part;
+/// the real address is given as `HostName`).
+const SRC_ALIAS: &str = "cutover-sync-src";
+
+struct DirectJob<'a> {
+    src_host: &'a str,
+    src: &'a str,
+    dest: &'a str,
+    excl: &'a [String],
+    from: &'a HostConn,
+}
+
+enum Direct {
+    Done(Outcome),
+    /// Could not copy directly; nothing changed at the destination (and nothing is left on
+    /// either host).
+    Unavailable(String),
+}
+
+/// Where this host reaches the source's sshd: `src_address`, else the source's inventory
+/// address (`hostvars`).
+fn source_address(args: &Map<String, J>, src_host: &str, ctx: &ModCtx<'_>) -> Option<String> {
+    if let Some(a) = arg_str(args, "src_address") {
+        return Some(a.to_string());
+    }
+    ctx.vars
+        .get("hostvars")
+        .and_then(|h| h.get(src_host))
+        .and_then(|h| h.get("address"))
+        .and_then(J::as_str)
+        .map(str::to_string)
+}
+
+/// A host name or IP address that can go on an ssh command line as it is.
+fn plain_address(a: &str) -> bool {
+    !a.is_empty()
+        && !a.starts_with('-')
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_' | '%'))
+}
+
+/// A user name that can go on an ssh command line as it is.
+fn plain_user(u: &str) -> bool {
+    !u.is_empty()
+        && !u.starts_with('-')
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Why the direct path cannot be tried (read-only checks), or None.
+async fn direct_unavailable(
+    args: &Map<String, J>,
+    src_host: &str,
+    from: &HostConn,
+    ctx: &ModCtx<'_>,
+) -> Result<Option<String>> {
+    if src_host == ctx.host.name {
+        return Ok(Some("src_host is this host".into()));
+    }
+    let Some(addr) = source_address(args, src_host, ctx) else {
+        return Ok(Some(format!("no address known for {src_host}")));
+    };
+    if addr == "local" {
+        return Ok(Some(format!(
+            "{src_host} is the controller (address: local)"
+        )));
+    }
+    if !plain_address(&addr) {
+        return Ok(Some(format!(
+            "{src_host}'s address `{addr}` is not a plain host name or IP address"
+        )));
+    }
+    let missing = |tools: &str| {
+        format!("for c in {tools}; do command -v \"$c\" >/dev/null 2>&1 || echo \"$c\"; done")
+    };
+    let (need_here, need_there) = (
+        missing("rsync ssh ssh-keygen mktemp flock"),
+        missing("rsync flock"),
+    );
+    let (here, there) = tokio::join!(
+        ctx.run(&need_here, None),
+        from.run(&need_there, None, ctx.become_, ctx.timeout)
+    );
+    let (here, there) = (here?, there?);
+    for (name, out) in [(&ctx.host.name, here), (&from.name, there)] {
+        let lacking: Vec<String> = out
+            .stdout_text()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !lacking.is_empty() {
+            return Ok(Some(format!(
+                "{} is not installed on {name}",
+                lacking.join(", ")
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// A comment that names this one authorisation (and nothing else in authorized_keys).
+fn key_marker(run_id: &str, dest_host: &str, dest: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let salt = super::sha256_hex(
+        format!("{dest_host}\0{dest}\0{nanos}\0{}", std::process::id()).as_bytes(),
+    );
+    let run: String = run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    format!("cutover-sync-{run}-{}", &salt[..12])
+}
+
+/// The authorized_keys options of the ephemeral key: no forwarding, no pty, only from `from`
+/// (when known), only until `expiry` (when sshd knows the option), and only rsync reading.
+pub fn key_options(from: Option<&str>, expiry: Option<&str>) -> String {
+    let mut o = vec!["restrict".to_string()];
+    if let Some(f) = from {
+        o.push(format!("from=\"{f}\""));
+    }
+    if let Some(e) = expiry {
+        o.push(format!("expiry-time=\"{e}\""));
+    }
+    // The forced command runs the client's command only if it is rsync's sending (read-only)
+    // server, word-split without globbing and never through eval.
+    o.push(r#"command="/bin/sh -c 'set -f; case \"$SSH_ORIGINAL_COMMAND\" in \"rsync --server --sender \"*) exec $SSH_ORIGINAL_COMMAND ;; esac; echo cutover: only rsync --sender is allowed with this key >&2; exit 1'""#.to_string());
+    o.join(",")
+}
+
+/// On the source host, as the user the copy reads as: authorise the line read from stdin
+/// (under `flock`, against concurrent copies), and print that user, what had to be created
+/// (`.ssh`, `authorized_keys`: removed again when empty) and the host's public keys.
+fn authorise_script() -> String {
+    r#"set -e
+umask 077
+u=$(id -un)
+h=$(getent passwd "$u" | cut -d: -f6)
+[ -n "$h" ] || h=$HOME
+IFS= read -r line
+created=
+if [ ! -d "$h/.ssh" ]; then mkdir -p -- "$h/.ssh"; created="dir"; fi
+ak="$h/.ssh/authorized_keys"
+if [ ! -e "$ak" ]; then created="$created file"; fi
+flock -w 30 "$h/.ssh" sh -c '
+  ak=$1; line=$2
+  if [ -s "$ak" ] && [ -n "$(tail -c1 -- "$ak")" ]; then echo >> "$ak"; fi
+  printf "%s\n" "$line" >> "$ak"' _ "$ak" "$line"
+echo "user $u"
+echo "created $created"
+for k in /etc/ssh/ssh_host_*_key.pub; do [ -r "$k" ] && echo "hostkey $(cut -d' ' -f1,2 < "$k")"; done
+true"#
+        .to_string()
+}
+
+/// On the source host: remove the line marked `marker` (atomically, under `flock`), and the
+/// file and directory if this copy created them and they are empty now. Prints `removed`.
+fn revoke_script(marker: &str, created: &str) -> String {
+    format!(
+        r#"set -e
+m={m}
+created={c}
+u=$(id -un)
+h=$(getent passwd "$u" | cut -d: -f6)
+[ -n "$h" ] || h=$HOME
+ak="$h/.ssh/authorized_keys"
+if [ -f "$ak" ]; then
+  flock -w 60 "$h/.ssh" sh -c '
+    ak=$1; m=$2
+    t=$(mktemp -- "$ak.cutover.XXXXXX")
+    trap "rm -f -- "$t"" EXIT
+    cp -p -- "$ak" "$t"
+    grep -vF -- "$m" "$ak" > "$t" || true
+    mv -f -- "$t" "$ak"
+    trap - EXIT' _ "$ak" "$m"
+  if grep -qF -- "$m" "$ak"; then echo "the key $m is still in $ak" >&2; exit 1; fi
+  case " $created " in *" file "*) [ -s "$ak" ] || rm -f -- "$ak" ;; esac
+fi
+case " $created " in *" dir "*) rmdir -- "$h/.ssh" 2>/dev/null || true ;; esac
+echo removed"#,
+        m = quote(marker),
+        c = quote(created)
+    )
+}
+
+/// Copy with rsync, pulled by this host from the source host. `Unavailable` when the copy
+/// could not be made (nothing changed, nothing left behind); errors when the source or this
+/// host fail otherwise, or when the temporary key could not be removed again.
+async fn copy_direct(
+    job: &DirectJob<'_>,
+    args: &Map<String, J>,
+    ctx: &ModCtx<'_>,
+) -> Result<Direct> {
+    let DirectJob {
+        src_host,
+        src,
+        dest,
+        excl,
+        from,
+    } = *job;
+    let here = &ctx.host.name;
+    let addr = source_address(args, src_host, ctx).unwrap_or_default();
+    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
+    let marker = key_marker(ctx.run_id, here, dest);
+
+    // 1. Here: a private directory with the key pair, and the staging directory next to dest.
+    let prepare = format!(
+        r#"set -e
+d={d}; b={b}; a={a}
+parent=$(dirname -- "$d"); mkdir -p -- "$parent"
+if [ -e "$b" ] || [ -L "$b" ]; then echo "backup $b already exists; nothing changed" >&2; exit 3; fi
+k=$(mktemp -d /tmp/cutover-sync-key.XXXXXX)
+s=
+trap 'rm -rf -- "$k" ${{s:+"$s"}}' EXIT
+ssh-keygen -q -t ed25519 -N '' -C {m} -f "$k/id" </dev/null >/dev/null
+s=$(mktemp -d -- "$parent/.cutover-sync.XXXXXX")
+via=$(ip -o route get "$a" 2>/dev/null | sed -n 's/.* src \([^ ]*\).*//p' | head -n1) || true
+echo "keydir $k"
+echo "stage $s"
+echo "from $via"
+echo "pub $(cat -- "$k/id.pub")"
+trap - EXIT"#,
+        d = quote(dest),
+        b = quote(&backup),
+        a = quote(&addr),
+        m = quote(&marker),
+    );
+    let out = ctx.run(&prepare, None).await?;
+    if out.rc == 3 {
+        bail!("sync: {here}:{dest}: {}", out.stderr_text().trim());
+    }
+    if !out.ok() {
+        return Ok(Direct::Unavailable(format!(
+            "cannot prepare the copy on {here}: {}",
+            out.stderr_text().trim()
+        )));
+    }
+    let text = out.stdout_text();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let (keydir, stage, via_addr, public) =
+        (field("keydir"), field("stage"), field("from"), field("pub"));
+    let cleanup_here = format!("rm -rf -- {} {}", quote(&keydir), quote(&stage));
+    let public_ok = public.starts_with("ssh-ed25519 ")
+        && public.split_whitespace().count() == 3
+        && public.ends_with(&marker);
+    if keydir.is_empty() || stage.is_empty() || !public_ok {
+        let _ = ctx.run(&cleanup_here, None).await;
+        return Ok(Direct::Unavailable(format!(
+            "unexpected output preparing the copy on {here}: {}",
+            text.trim()
+        )));
+    }
+    let from_ip = plain_address(&via_addr).then_some(via_addr.as_str());
+
+    // 2. There: sshd's version (for expiry-time), the port it serves us on.
+    let facts = from
+        .run(
+            r#"echo "port ${SSH_CONNECTION##* }"; ssh -V 2>&1 | head -n1; date -d '+15 min' +%Y%m%d%H%M"#,
+            None,
+            None,
+            ctx.timeout,
+        )
+        .await?;
+    let ftext = facts.stdout_text();
+    let port: u16 = ftext
+        .lines()
+        .find_map(|l| l.strip_prefix("port "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(22);
+    let expiry = ftext
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|e| e.len() == 12 && e.chars().all(|c| c.is_ascii_digit()))
+        .filter(|_| openssh_at_least(&ftext, 8, 2))
+        .map(str::to_string);
+    let line = format!("{} {public}\n", key_options(from_ip, expiry.as_deref()));
+
+    // 3. There: authorise the key; read the host keys and the login user.
+    let auth = from
+        .run(
+            &authorise_script(),
+            Some(line.as_bytes()),
+            ctx.become_,
+            ctx.timeout,
+        )
+        .await;
+    let auth = match auth {
+        Ok(a) => a,
+        Err(e) => {
+            // Whether the line went in is unknown: take it out again.
+            let _ = revoke(from, ctx, &marker, "").await;
+            let _ = ctx.run(&cleanup_here, None).await;
+            return Err(e);
+        }
+    };
+    let atext = auth.stdout_text();
+    let created = atext
+        .lines()
+        .find_map(|l| l.strip_prefix("created"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let user = atext
+        .lines()
+        .find_map(|l| l.strip_prefix("user "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let hostkeys: Vec<String> = atext
+        .lines()
+        .filter_map(|l| l.strip_prefix("hostkey "))
+        .map(str::trim)
+        .filter(|k| {
+            let mut p = k.split(' ');
+            let (t, b) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
+            p.next().is_none()
+                && !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '@' | '.'))
+                && !b.is_empty()
+                && b.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        })
+        .map(|k| format!("{SRC_ALIAS} {k}"))
+        .collect();
+
+    // 4. Here: the file list (the controller path's find), then rsync pulls it. Whatever
+    // happens, the key is revoked on the source and the key pair removed here.
+    let result = async {
+        if !auth.ok() || !plain_user(&user) || hostkeys.is_empty() {
+            return Ok::<_, anyhow::Error>(Err(format!(
+                "cannot authorise a temporary key on {src_host}: {}",
+                if auth.ok() {
+                    format!("no usable user or host key in: {}", atext.trim())
+                } else {
+                    auth.stderr_text().trim().to_string()
+                }
+            )));
+        }
+        // The top directory's own mode, owner and time, then the entries below it. `.` is
+        // left out of rsync's list: there it would mean "the directory's contents" and bring
+        // excluded entries along; its attributes are set from the stat line instead.
+        let listed = from
+            .run(
+                &format!(
+                    "cd -- {src} && stat -c '%a %U %G %u %g %Y' . && {find} -print0 | LC_ALL=C sort -z",
+                    src = quote(src),
+                    find = find_pruned(excl)
+                ),
+                None,
+                ctx.become_,
+                ctx.timeout,
+            )
+            .await?;
+        if !listed.ok() {
+            bail!("sync: reading {src_host}:{src} failed: {}", listed.stderr_text().trim());
+        }
+        let (top, entries) = match listed.stdout.iter().position(|b| *b == b'\n') {
+            Some(i) => (String::from_utf8_lossy(&listed.stdout[..i]).to_string(), &listed.stdout[i + 1..]),
+            None => bail!("sync: unexpected listing of {src_host}:{src}"),
+        };
+        let top: Vec<&str> = top.split_whitespace().collect();
+        if top.len() != 6 || !top[0].chars().all(|c| c.is_ascii_digit()) {
+            bail!("sync: unexpected stat of {src_host}:{src}: {}", top.join(" "));
+        }
+        let list: Vec<u8> = entries
+            .split(|b| *b == 0)
+            .filter(|e| !e.is_empty() && *e != b".")
+            .flat_map(|e| e.iter().copied().chain(std::iter::once(0)))
+            .collect();
+        let ssh = format!(
+            "ssh -F /dev/null -i {k}/id -o IdentitiesOnly=yes -o UserKnownHostsFile={k}/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o HostKeyAlias={SRC_ALIAS} -o CheckHostIP=no -o BatchMode=yes -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 -o ServerAliveInterval=15 -o HostName={addr} -p {port} -l {user}",
+            k = keydir
+        );
+        let pull = format!(
+            r#"set -e
+k={k}; s={s}
+printf '%s
+' {keys} > "$k/known_hosts"
+rsync -a --no-recursive -H -s --from0 --files-from=- --stats -e {ssh} -- {remote} "$s/"
+chmod ug-s -- "$s"; chmod -- {mode} "$s"
+chown -- {owner} "$s" 2>/dev/null || chown -- {ids} "$s"
+touch -d @{mtime} -- "$s""#,
+            k = quote(&keydir),
+            s = quote(&stage),
+            mode = quote(top[0]),
+            owner = quote(&format!("{}:{}", top[1], top[2])),
+            ids = quote(&format!("{}:{}", top[3], top[4])),
+            mtime = quote(top[5]),
+            keys = hostkeys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(" "),
+            ssh = quote(&ssh),
+            remote = quote(&format!("{SRC_ALIAS}:{}/", src.trim_end_matches('/'))),
+        );
+        let out = ctx.run(&pull, Some(&list)).await?;
+        if !out.ok() {
+            return Ok(Err(format!(
+                "rsync from {src_host} ({addr}:{port}) failed on {here} (exit {}): {}",
+                out.rc,
+                out.stderr_text().trim()
+            )));
+        }
+        Ok(Ok(out.stdout_text()))
+    }
+    .await;
+    let revoked = revoke(from, ctx, &marker, &created).await;
+    let removed_here = ctx
+        .run(&format!("rm -rf -- {}", quote(&keydir)), None)
+        .await;
+    if let Err(e) = revoked {
+        let _ = ctx.run(&cleanup_here, None).await;
+        bail!(
+            "sync: the temporary key {marker} could not be removed from {src_host} (~{user}/.ssh/authorized_keys): {e:#}; remove that line by hand"
+        );
+    }
+    match removed_here {
+        Ok(o) if o.ok() => {}
+        Ok(o) => bail!(
+            "sync: cannot remove the temporary key pair {keydir} on {here}: {}",
+            o.stderr_text().trim()
+        ),
+        Err(e) => bail!("sync: cannot remove the temporary key pair {keydir} on {here}: {e:#}"),
+    }
+    let stats = match result {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(why)) => {
+            let _ = ctx.run(&cleanup_here, None).await;
+            return Ok(Direct::Unavailable(why));
+        }
+        Err(e) => {
+            let _ = ctx.run(&cleanup_here, None).await;
+            return Err(e);
+        }
+    };
+
+    // 5. Here: the staged tree into place (or a mount point refilled in place).
+    let swap = format!(
+        r#"set -e
+d={d}; b={b}; s={s}
+if [ -e "$b" ] || [ -L "$b" ]; then rm -rf -- "$s"; echo "backup $b already exists; nothing changed" >&2; exit 3; fi
+if mountpoint -q -- "$d"; then
+  cp -a -- "$d" "$b"
+  find "$d" -mindepth 1 -delete
+  cp -a -- "$s"/. "$d"/
+  chown --reference="$s" -- "$d"; chmod --reference="$s" -- "$d"; touch -r "$s" -- "$d"
+  rm -rf -- "$s"
+  echo inplace
+else
+  if [ -e "$d" ] || [ -L "$d" ]; then mv -- "$d" "$b"; echo moved; else echo new; fi
+  mv -- "$s" "$d"
+fi"#,
+        d = quote(dest),
+        b = quote(&backup),
+        s = quote(&stage)
+    );
+    let out = ctx.run(&swap, None).await?;
+    let how = out.stdout_text().trim().to_string();
+    if !out.ok() {
+        bail!(
+            "sync: writing {here}:{dest} failed: {}",
+            out.stderr_text().trim()
+        );
+    }
+    let undo = UndoAction::SyncRestore {
+        dest: dest.to_string(),
+        backup: (how != "new").then(|| backup.clone()),
+        in_place: how == "inplace",
+    };
+    // 6. Verify: both trees checksummed again.
+    let (a, b) = tokio::join!(
+        manifest(from, ctx, src, excl),
+        manifest(ctx.host, ctx, dest, excl)
+    );
+    let (a, b) = (a?, b?);
+    let mut result = Map::new();
+    result.insert("via".into(), json!("direct"));
+    result.insert(
+        "bytes".into(),
+        json!(rsync_stat(&stats, "Total bytes received").unwrap_or(0)),
+    );
+    result.insert("src_digest".into(), json!(a.as_ref().map(|x| x.0.clone())));
+    result.insert("dest_digest".into(), json!(b.as_ref().map(|x| x.0.clone())));
+    if how != "new" {
+        result.insert("backup".into(), json!(backup));
+    }
+    let failed = (a.as_ref().map(|x| &x.0) != b.as_ref().map(|x| &x.0)).then(|| {
+        format!(
+            "sync: {here}:{dest} does not match {src_host}:{src} after the copy (checksums differ: the source changed during the copy, or an owner/group does not exist on {here})"
+        )
+    });
+    Ok(Direct::Done(Outcome {
+        changed: true,
+        result,
+        undo: Some(undo),
+        failed,
+    }))
+}
+
+/// Take the temporary key out of the source's authorized_keys again.
+async fn revoke(from: &HostConn, ctx: &ModCtx<'_>, marker: &str, created: &str) -> Result<()> {
+    let out = from
+        .run(
+            &revoke_script(marker, created),
+            None,
+            ctx.become_,
+            ctx.timeout,
+        )
+        .await?;
+    if !out.ok() || out.stdout_text().trim() != "removed" {
+        bail!("{}", out.stderr_text().trim());
+    }
+    Ok(())
+}
+
+/// Does `ssh -V`'s output (somewhere in `text`) name OpenSSH `major.minor` or newer?
+fn openssh_at_least(text: &str, major: u32, minor: u32) -> bool {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .find_map(|w| w.strip_prefix("OpenSSH_"))
+        .and_then(|v| {
+            let mut p = v.split(|c: char| !c.is_ascii_digit());
+            let a: u32 = p.next()?.parse().ok()?;
+            let b: u32 = p.next()?.parse().ok()?;
+            Some((a, b) >= (major, minor))
+        })
+        .unwrap_or(false)
+}
+
+/// A number from rsync's `--stats` (`Total bytes received: 1,234`).
+fn rsync_stat(stats: &str, name: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .and_then(|r| r.trim_start_matches(':').split_whitespace().next())
+        .and_then(|n| n.replace(',', "").parse().ok())
 }
 
 /// The shell script that undoes a sync: the previous tree back in place (or the new one gone).
@@ -267,6 +882,57 @@ mod tests {
             find_pruned(&["*.log".into(), "cache/".into(), "a/b c".into()]),
             r"find . \( -name '*.log' -o -name cache -o -path './a/b c' \) -prune -o"
         );
+    }
+
+    #[test]
+    fn direct_path_pieces() {
+        let o = key_options(Some("10.77.0.41"), Some("202601011200"));
+        assert!(
+            o.starts_with(r#"restrict,from="10.77.0.41",expiry-time="202601011200",command=""#),
+            "{o}"
+        );
+        assert!(
+            o.contains(r#"in \"rsync --server --sender \"*) exec $SSH_ORIGINAL_COMMAND"#),
+            "{o}"
+        );
+        assert_eq!(
+            key_options(None, None).matches("restrict,command=").count(),
+            1
+        );
+        let m = key_marker("20260101-000000-abcd", "staging", "/srv/x");
+        assert!(
+            m.starts_with("cutover-sync-20260101-000000-abcd-") && m.len() == 46,
+            "{m}"
+        );
+        assert!(m.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(openssh_at_least(
+            "OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0",
+            8,
+            2
+        ));
+        assert!(!openssh_at_least(
+            "OpenSSH_7.4p1, OpenSSL 1.0.2k-fips",
+            8,
+            2
+        ));
+        assert!(openssh_at_least("port 22\nOpenSSH_8.2p1 Ubuntu", 8, 2));
+        assert!(!openssh_at_least("ssh: not found", 8, 2));
+        assert_eq!(
+            rsync_stat(
+                "Total bytes sent: 130\nTotal bytes received: 1,372\n",
+                "Total bytes received"
+            ),
+            Some(1372)
+        );
+        assert!(
+            plain_address("10.77.0.11")
+                && plain_address("fe80::1%eth0")
+                && plain_address("db1.lab")
+        );
+        assert!(
+            !plain_address("-oProxyCommand=x") && !plain_address("a b") && !plain_address("a;b")
+        );
+        assert!(plain_user("root") && !plain_user("-l") && !plain_user("a b"));
     }
 
     #[test]
