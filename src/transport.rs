@@ -635,12 +635,12 @@ fn wrap_script(script: &str, timeout: Option<Duration>) -> String {
 /// Stream what a script prints on one host into a script's input on another (or the same)
 /// host, through the controller but never held in its memory: each side on a channel of its
 /// own. Returns both sides' results (the source's stdout is what went through, so it is
-/// empty here).
+/// empty here) and the number of bytes carried.
 pub async fn pipe(
     from: (&HostConn, &str, Option<&Become>),
     to: (&HostConn, &str, Option<&Become>),
     timeout: Option<Duration>,
-) -> Result<(Output, Output)> {
+) -> Result<(Output, Output, u64)> {
     let started = Instant::now();
     let work = async {
         let mut src = from.0.spawn(from.1, from.2, timeout).await?;
@@ -651,21 +651,31 @@ pub async fn pipe(
         );
         let carry = async {
             let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            let mut open = true;
             loop {
                 let n = src_out.read(&mut buf).await?;
-                if n == 0 || dst_in.write_all(&buf[..n]).await.is_err() {
+                if n == 0 {
                     break;
+                }
+                // A destination that stopped reading: the rest is drained, so the source
+                // ends too instead of blocking on a full pipe.
+                if open && dst_in.write_all(&buf[..n]).await.is_err() {
+                    open = false;
+                }
+                if open {
+                    total += n as u64;
                 }
             }
             dst_in.shutdown().await.ok();
             drop(dst_in);
-            Ok::<(), std::io::Error>(())
+            Ok::<u64, std::io::Error>(total)
         };
         let (carried, a, b) = tokio::join!(carry, src.finish(), dst.finish());
-        carried.context("reading the source")?;
-        Ok::<_, anyhow::Error>((a?, b?))
+        let carried = carried.context("reading the source")?;
+        Ok::<_, anyhow::Error>((a?, b?, carried))
     };
-    let (mut a, mut b) = match timeout.map(|t| t + Duration::from_secs(15)) {
+    let (mut a, mut b, carried) = match timeout.map(|t| t + Duration::from_secs(15)) {
         Some(limit) => tokio::time::timeout(limit, work)
             .await
             .map_err(|_| anyhow!("the copy did not finish in time"))??,
@@ -673,7 +683,7 @@ pub async fn pipe(
     };
     a.duration = started.elapsed();
     b.duration = a.duration;
-    Ok((a, b))
+    Ok((a, b, carried))
 }
 
 /// A command started on its own channel with its streams open (`HostConn::spawn`).
@@ -984,7 +994,7 @@ mod tests {
     #[tokio::test]
     async fn pipe_streams_one_command_into_another_and_reports_both() {
         let (a, b) = (HostConn::local("a"), HostConn::local("b"));
-        let (src, dst) = pipe(
+        let (src, dst, _) = pipe(
             (&a, "head -c 50000000 /dev/zero; echo done >&2", None),
             (&b, "wc -c; echo read >&2; exit 3", None),
             None,
@@ -998,9 +1008,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_destination_that_stops_reading_does_not_block_the_source() {
+        let (a, b) = (HostConn::local("a"), HostConn::local("b"));
+        let (src, dst, _) = pipe(
+            (&a, "head -c 20000000 /dev/zero", None),
+            (&b, "exit 3", None),
+            Some(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+        assert_eq!((src.rc, dst.rc), (0, 3));
+    }
+
+    #[tokio::test]
     async fn pipe_reports_a_failing_source() {
         let (a, b) = (HostConn::local("a"), HostConn::local("b"));
-        let (src, dst) = pipe(
+        let (src, dst, _) = pipe(
             (&a, "printf partial; exit 7", None),
             (&b, "cat", None),
             Some(Duration::from_secs(20)),

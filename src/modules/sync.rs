@@ -20,9 +20,9 @@
 //!   on either host, or this host cannot reach or log in to the source, `auto` falls back to
 //!   the controller path before anything changed; `direct` fails the step.
 //! - **controller**: `tar` on the source host → cutover → `tar -x` on this host over the two
-//!   hosts' ssh connections. The archive is held in the controller's memory on the way (the
-//!   transport has no streaming pipe yet), which suits application homes and configuration
-//!   trees, not multi-gigabyte data sets.
+//!   hosts' ssh connections, streamed (`transport::pipe`: the archive is never held in the
+//!   controller's memory) into a staging directory, swapped into place only when both sides
+//!   succeeded.
 //!
 //! The destination becomes an exact copy of the source minus the excluded paths. The previous
 //! destination is kept as `DEST.cutover-RUN~` (moved aside, or copied when DEST is a mount
@@ -146,6 +146,31 @@ fn via_of(args: &Map<String, J>) -> Result<Via> {
     })
 }
 
+/// Put a staged tree (`stage`, next to `dest`) into place: the old `dest` moved aside as
+/// `backup`, or — a mount point, which cannot be moved — copied to `backup` and refilled in
+/// place. Prints how: `new`, `moved` or `inplace`.
+fn swap_script(dest: &str, backup: &str, stage: &str) -> String {
+    format!(
+        r#"set -e
+d={d}; b={b}; s={s}
+if [ -e "$b" ] || [ -L "$b" ]; then rm -rf -- "$s"; echo "backup $b already exists; nothing changed" >&2; exit 3; fi
+if mountpoint -q -- "$d"; then
+  cp -a -- "$d" "$b"
+  find "$d" -mindepth 1 -delete
+  cp -a -- "$s"/. "$d"/
+  chown --reference="$s" -- "$d"; chmod --reference="$s" -- "$d"; touch -r "$s" -- "$d"
+  rm -rf -- "$s"
+  echo inplace
+else
+  if [ -e "$d" ] || [ -L "$d" ]; then mv -- "$d" "$b"; echo moved; else echo new; fi
+  mv -- "$s" "$d"
+fi"#,
+        d = quote(dest),
+        b = quote(backup),
+        s = quote(stage)
+    )
+}
+
 fn check_paths(src: &str, dest: &str) -> Result<()> {
     for (what, p) in [("src", src), ("dest", dest)] {
         let t = p.trim_end_matches('/');
@@ -231,43 +256,52 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         }
         direct_skipped = Some(why);
     }
-    // 1. The archive, from the source host.
+    // 1. The archive, streamed from the source host through the controller (never held in
+    //    its memory) into a staging directory next to the destination.
+    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
     let pack = format!(
         "cd -- {src} && {find} -print0 | LC_ALL=C sort -z | tar --null --no-recursion -T - -cf -",
         src = quote(src),
         find = find_pruned(&excl)
     );
-    let archive = from.run(&pack, None, ctx.become_, ctx.timeout).await?;
-    if !archive.ok() {
-        bail!(
-            "sync: reading {src_host}:{src} failed: {}",
-            archive.stderr_text().trim()
-        );
-    }
-    // 2. Unpack next to the destination, then swap (or refill a mount point in place).
-    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
-    let unpack = format!(
+    let receive = format!(
         r#"set -e
 d={d}; b={b}
-parent=$(dirname -- "$d"); mkdir -p -- "$parent"
 if [ -e "$b" ] || [ -L "$b" ]; then echo "backup $b already exists; nothing changed" >&2; exit 3; fi
-if mountpoint -q -- "$d"; then
-  cp -a -- "$d" "$b"
-  find "$d" -mindepth 1 -delete
-  tar -xpf - -C "$d"
-  echo inplace
-else
-  tmp=$(mktemp -d -- "$parent/.cutover-sync.XXXXXX")
-  trap 'rm -rf -- "$tmp"' EXIT
-  tar -xpf - -C "$tmp"
-  if [ -e "$d" ] || [ -L "$d" ]; then mv -- "$d" "$b"; echo moved; else echo new; fi
-  mv -- "$tmp" "$d"
-  trap - EXIT
-fi"#,
+parent=$(dirname -- "$d"); mkdir -p -- "$parent"
+s=$(mktemp -d -- "$parent/.cutover-sync.XXXXXX")
+printf '%s\n' "$s"
+tar -xpf - -C "$s" || {{ rm -rf -- "$s"; exit 1; }}"#,
         d = quote(dest),
         b = quote(&backup)
     );
-    let out = ctx.run(&unpack, Some(&archive.stdout)).await?;
+    let (sent, got, bytes) = crate::transport::pipe(
+        (from, &pack, ctx.become_),
+        (ctx.host, &receive, ctx.become_),
+        ctx.timeout,
+    )
+    .await?;
+    let stage = got.stdout_text().lines().next().unwrap_or("").to_string();
+    if !sent.ok() || !got.ok() {
+        // A source that failed part-way may still have sent a readable archive: nothing is
+        // put in place unless both sides succeeded.
+        if stage.starts_with('/') {
+            let _ = ctx.run(&format!("rm -rf -- {}", quote(&stage)), None).await;
+        }
+        if !sent.ok() {
+            bail!(
+                "sync: reading {src_host}:{src} failed: {}; nothing was changed",
+                sent.stderr_text().trim()
+            );
+        }
+        bail!(
+            "sync: receiving into {}:{dest} failed: {}; nothing was changed",
+            ctx.host.name,
+            got.stderr_text().trim()
+        );
+    }
+    // 2. The staged tree into place (or a mount point refilled in place).
+    let out = ctx.run(&swap_script(dest, &backup, &stage), None).await?;
     let how = out.stdout_text().trim().to_string();
     if !out.ok() {
         bail!(
@@ -292,7 +326,7 @@ fi"#,
     if let Some(why) = &direct_skipped {
         result.insert("direct_skipped".into(), json!(why));
     }
-    result.insert("bytes".into(), json!(archive.stdout.len()));
+    result.insert("bytes".into(), json!(bytes));
     result.insert("src_digest".into(), json!(a.as_ref().map(|x| x.0.clone())));
     result.insert("dest_digest".into(), json!(b.as_ref().map(|x| x.0.clone())));
     if how != "new" {
@@ -758,25 +792,7 @@ touch -d @{mtime} -- "$s""#,
     };
 
     // 5. Here: the staged tree into place (or a mount point refilled in place).
-    let swap = format!(
-        r#"set -e
-d={d}; b={b}; s={s}
-if [ -e "$b" ] || [ -L "$b" ]; then rm -rf -- "$s"; echo "backup $b already exists; nothing changed" >&2; exit 3; fi
-if mountpoint -q -- "$d"; then
-  cp -a -- "$d" "$b"
-  find "$d" -mindepth 1 -delete
-  cp -a -- "$s"/. "$d"/
-  chown --reference="$s" -- "$d"; chmod --reference="$s" -- "$d"; touch -r "$s" -- "$d"
-  rm -rf -- "$s"
-  echo inplace
-else
-  if [ -e "$d" ] || [ -L "$d" ]; then mv -- "$d" "$b"; echo moved; else echo new; fi
-  mv -- "$s" "$d"
-fi"#,
-        d = quote(dest),
-        b = quote(&backup),
-        s = quote(&stage)
-    );
+    let swap = swap_script(dest, &backup, &stage);
     let out = ctx.run(&swap, None).await?;
     let how = out.stdout_text().trim().to_string();
     if !out.ok() {
