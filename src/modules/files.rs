@@ -464,7 +464,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
     if st.is_none() && !parent_dir {
         return Ok(Probe::unknown(
             format!(
-                "the directory of {dest} does not exist on {} (no earlier step creates it)",
+                "the directory of {dest} does not exist on {} (no earlier step of the plan is known to create it)",
                 ctx.host.name
             ),
             json!({ "stat": null }),

@@ -108,7 +108,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         if arg_bool(args, "create") != Some(true) {
             return Ok(Probe::unknown(
                 format!(
-                    "{path} does not exist on {} (no earlier step creates it; create: true would)",
+                    "{path} does not exist on {} (no earlier step of the plan is known to create it; create: true would)",
                     ctx.host.name
                 ),
                 saw,
@@ -117,7 +117,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         if !parent_dir {
             return Ok(Probe::unknown(
                 format!(
-                    "the directory of {path} does not exist on {} (no earlier step creates it)",
+                    "the directory of {path} does not exist on {} (no earlier step of the plan is known to create it)",
                     ctx.host.name
                 ),
                 saw,
