@@ -330,7 +330,7 @@ fn ctrl_c_stops_at_a_step_boundary_and_leaves_nothing() {
     // ip netns exec execs cutover in place, so the child's pid is cutover's.
     unsafe_kill(child.id(), 2);
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let out = p.wait_logged(&["apply", "pb.yml", "(interrupted)"], child);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -350,7 +350,7 @@ fn ctrl_c_stops_at_a_step_boundary_and_leaves_nothing() {
         "no step after the interrupt"
     );
     std::thread::sleep(Duration::from_millis(300));
-    let runtime = p.path("runtime");
+    let runtime = p.runtime();
     assert_eq!(ssh_processes_using(&runtime), 0, "an ssh master survived");
     let leftovers: Vec<_> = walk(&runtime)
         .into_iter()
@@ -408,10 +408,7 @@ fn a_second_run_is_refused_and_names_the_owner() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Same project: refused by the controller lock (run once: no waiting for the lock).
-    let o = p
-        .apply_command(&lab_inventory(), "quick.yml", &["--output", "plain"])
-        .output()
-        .unwrap();
+    let o = p.output(p.apply_command(&lab_inventory(), "quick.yml", &["--output", "plain"]));
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(
         text(&o).contains("another run is driving this cluster")
@@ -425,10 +422,8 @@ fn a_second_run_is_refused_and_names_the_owner() {
         "quick.yml",
         "- hosts: db1\n  steps:\n    - name: quick\n      command: 'true'\n",
     );
-    let o = other
-        .apply_command(&lab_inventory(), "quick.yml", &["--output", "plain"])
-        .output()
-        .unwrap();
+    let o =
+        other.output(other.apply_command(&lab_inventory(), "quick.yml", &["--output", "plain"]));
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("locked by run") && text(&o).contains(&format!("pid {}", first.id())),
@@ -439,7 +434,7 @@ fn a_second_run_is_refused_and_names_the_owner() {
         .journal()
         .iter()
         .any(|e| e["event"] == "step_result" && e["name"] == "quick"));
-    let out = first.wait_with_output().unwrap();
+    let out = p.wait_logged(&["apply", "slow.yml"], first);
     assert!(out.status.success(), "{}", text(&out));
     // Released: the next run gets through.
     let o = other.apply("quick.yml", &["--output", "plain"]);
@@ -506,7 +501,10 @@ fn become_with_and_without_a_password() {
         "{}",
         text(&o)
     );
-    let pwfile = p.write("pw", &password);
+    // The password file stays out of the kept artifacts (the secret sweep looks for it there).
+    let secret_dir = tempfile::tempdir().unwrap();
+    let pwfile = secret_dir.path().join("pw");
+    std::fs::write(&pwfile, &password).unwrap();
     let o = p.apply_with(
         &operator_inv,
         "pb.yml",

@@ -79,7 +79,7 @@ fn a_host_unreachable_before_the_run_drops_out_and_the_others_finish() {
     std::fs::write(p.path("pb.yml"), format!("- hosts: app_nodes\n  steps:\n    - name: mark\n      copy: {{ content: \"x\\n\", dest: {marker} }}\n")).unwrap();
     let _up = LinkGuard("app2");
     link("app2", false);
-    let o = apply(&p, "pb.yml", &[]).output().unwrap();
+    let o = p.output(apply(&p, "pb.yml", &[]));
     link("app2", true);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(
@@ -123,7 +123,7 @@ fn a_host_lost_during_a_step_is_reported_and_its_lock_is_left_stale() {
     wait_for_step(&p, "long");
     link("app2", false);
     let started = Instant::now();
-    let o = child.wait_with_output().unwrap();
+    let o = p.wait_logged(&["apply", "pb.yml"], child);
     link("app2", true);
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -143,10 +143,10 @@ fn a_host_lost_during_a_step_is_reported_and_its_lock_is_left_stale() {
     );
     // The run could not release the host's lock: the next run says so, and --break-lock frees it.
     std::thread::sleep(Duration::from_millis(500));
-    let o = apply(&p, "pb.yml", &[]).output().unwrap();
+    let o = p.output(apply(&p, "pb.yml", &[]));
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains("stale lock"), "{}", text(&o));
-    let o = apply(&p, "pb.yml", &["--break-lock"]).output().unwrap();
+    let o = p.output(apply(&p, "pb.yml", &["--break-lock"]));
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -169,7 +169,7 @@ fn sshd_killed_mid_step_is_a_lost_host_not_a_hang() {
     // one session). Done from another connection, which it also ends — that's fine.
     let _ = common::lab_ssh("db2", "pkill -9 -f 'sshd: root@' ");
     let started = Instant::now();
-    let o = child.wait_with_output().unwrap();
+    let o = p.wait_logged(&["apply", "pb.yml"], child);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let j = p.journal();
@@ -182,7 +182,7 @@ fn sshd_killed_mid_step_is_a_lost_host_not_a_hang() {
         j.iter().any(|e| e["event"] == "run_finished"),
         "the journal ends with the run's end"
     );
-    let o = apply(&p, "pb.yml", &["--break-lock"]).output().unwrap();
+    let o = p.output(apply(&p, "pb.yml", &["--break-lock"]));
     assert!(o.status.success(), "the host is usable again: {}", text(&o));
 }
 
@@ -196,7 +196,7 @@ fn a_disk_that_fills_during_a_write_leaves_the_old_file_whole() {
     let big = "x".repeat(1024 * 1024);
     std::fs::write(p.path("templates/big.txt"), &big).unwrap();
     std::fs::write(p.path("pb.yml"), format!("- hosts: staging\n  steps:\n    - name: write big\n      template: {{ src: big.txt, dest: {mnt}/data }}\n")).unwrap();
-    let o = apply(&p, "pb.yml", &[]).output().unwrap();
+    let o = p.output(apply(&p, "pb.yml", &[]));
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("No space left on device"), "{}", text(&o));
     assert_eq!(

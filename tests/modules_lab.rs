@@ -8,10 +8,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::project::Project;
 use common::{lab_ssh, lab_ssh_ok, repo_root, require_lab};
 use serde_json::Value as J;
 
@@ -68,36 +68,27 @@ impl Run {
     }
 }
 
-/// Apply `playbook` (YAML text) with the lab inventory, from a fresh temporary directory with
-/// an empty templates directory and its own state directory. A run refused because another
-/// run (another test binary) holds the cluster or the host is retried for a while.
+/// Apply `playbook` (YAML text) with the lab inventory, in a fresh project (empty templates
+/// directory, its own state directory; outputs kept with the test's artifacts). A run refused
+/// because another run (another test binary) holds the cluster or the host is retried for a
+/// while.
 fn apply(playbook: &str) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let templates = dir.path().join("templates");
-    std::fs::create_dir(&templates).expect("templates dir");
-    let pb = dir.path().join("playbook.yml");
-    std::fs::write(&pb, playbook).expect("write playbook");
-    let inventory = repo_root().join("inventory/lab.yml");
+    let p = Project::new();
+    let pb = p.write("playbook.yml", playbook).display().to_string();
+    let inventory = repo_root().join("inventory/lab.yml").display().to_string();
+    let templates = p.templates();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "cutover-ctl",
-                env!("CARGO_BIN_EXE_cutover"),
-            ])
-            .arg("apply")
-            .arg("-i")
-            .arg(&inventory)
-            .arg("--templates")
-            .arg(&templates)
-            .args(["--output", "json"])
-            .arg(&pb)
-            .env("CUTOVER_STATE_DIR", dir.path().join("state"))
-            .current_dir(dir.path())
-            .output()
-            .expect("run cutover");
+        let out = p.output(p.command(&[
+            "apply",
+            "-i",
+            &inventory,
+            "--templates",
+            &templates,
+            "--output",
+            "json",
+            &pb,
+        ]));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let run = Run {
             ok: out.status.success(),

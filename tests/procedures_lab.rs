@@ -12,7 +12,7 @@ mod common;
 use common::project::{repo_file, text, Project};
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -452,15 +452,9 @@ fn upgrade_to_broken_v3_rolls_back_by_itself() {
 /// A start refused because another test binary's run holds the cluster is retried.
 fn start_and_kill(p: &Project, args: &[String], step: &str) -> String {
     let marker = format!("\"name\":\"{step}\"");
-    let log = p.path("killed-run.log");
     for _ in 0..90 {
         let before = p.run_ids();
-        let mut child = p
-            .command_strings(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let (mut child, log) = p.spawn_logged(p.command_strings(args));
         let deadline = Instant::now() + Duration::from_secs(300);
         let mut ended = None;
         let id = loop {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::project::{text, Project};
 use std::sync::Mutex;
@@ -35,21 +35,16 @@ fn ssh(host: &str, cmd: &str) -> String {
 /// Start the playbook and SIGKILL the controller as soon as the journal has `event` for `step`
 /// (`step_result`: the step finished; `step_applying`: its change is under way).
 fn start_and_kill(p: &Project, playbook: &str, event: &str, step: &str) -> String {
-    let mut child = p
-        .command(&[
-            "apply",
-            "-i",
-            &inventory(),
-            "--templates",
-            p.path("templates").to_str().unwrap(),
-            p.path(playbook).to_str().unwrap(),
-            "--output",
-            "plain",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, _) = p.spawn_logged(p.command(&[
+        "apply",
+        "-i",
+        &inventory(),
+        "--templates",
+        p.path("templates").to_str().unwrap(),
+        p.path(playbook).to_str().unwrap(),
+        "--output",
+        "plain",
+    ]));
     for _ in 0..200 {
         std::thread::sleep(Duration::from_millis(100));
         let Ok(rd) = std::fs::read_dir(p.path("state/runs")) else {
@@ -75,7 +70,7 @@ fn start_and_kill(p: &Project, playbook: &str, event: &str, step: &str) -> Strin
 }
 
 fn masters_of_dead_controllers(p: &Project) -> usize {
-    let root = p.path("runtime/cutover");
+    let root = p.runtime().join("cutover");
     std::fs::read_dir(root)
         .map(|rd| rd.flatten().count())
         .unwrap_or(0)

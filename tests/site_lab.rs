@@ -9,10 +9,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::project::Project;
 use serde_json::Value as J;
 
 fn text(b: &[u8]) -> String {
@@ -20,29 +20,15 @@ fn text(b: &[u8]) -> String {
 }
 
 /// `cutover ARGS…` in the controller namespace, from the repository root (so `templates/` is
-/// found), with its run state in `state`.
-fn cutover(state: &Path, args: &[&str]) -> Output {
-    let runtime = state.join("runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            "cutover-ctl",
-            env!("CARGO_BIN_EXE_cutover"),
-        ])
-        .args(args)
-        .env("CUTOVER_STATE_DIR", state.join("state"))
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .current_dir(common::repo_root())
-        .output()
-        .expect("run cutover")
+/// found), with the project's run state; the output is kept with the test's artifacts.
+fn cutover(p: &Project, args: &[&str]) -> Output {
+    p.output(p.command(args))
 }
 
 /// Run site.yml with JSON output; returns the exit code, the `recap` event and all output.
-fn apply_site(state: &Path) -> (Option<i32>, J, String) {
+fn apply_site(p: &Project) -> (Option<i32>, J, String) {
     let out = cutover(
-        state,
+        p,
         &[
             "apply",
             "-i",
@@ -124,12 +110,11 @@ fn unique() -> String {
 #[test]
 fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     common::require_lab();
-    let tmp = tempfile::tempdir().unwrap();
-    let state: PathBuf = tmp.path().to_path_buf();
+    let p = Project::in_repo();
 
     // `check` passes with the lab secrets (and, with empty defaults, without them).
     let out = cutover(
-        &state,
+        &p,
         &["check", "-i", "inventory/lab.yml", "playbooks/site.yml"],
     );
     assert_eq!(
@@ -140,7 +125,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     );
 
     // First run: provisions what is missing (everything on bare hosts).
-    let (code, recap, all) = apply_site(&state);
+    let (code, recap, all) = apply_site(&p);
     assert_eq!(code, Some(0), "first run failed:\n{all}");
     assert_eq!(recap["status"], "ok", "{recap}");
     for h in ["app1", "app2", "db1", "db2", "lb", "staging"] {
@@ -170,7 +155,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     assert_eq!(body, content);
 
     // Sticky sessions: one cookie jar stays on one node, and the counter goes up.
-    let jar = state.join("cookies.txt");
+    let jar = p.path("cookies.txt");
     let jar = jar.to_str().unwrap();
     let mut nodes = BTreeSet::new();
     for i in 1..=5 {
@@ -281,7 +266,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     assert_eq!(after, "200");
 
     // Second run: nothing to change anywhere.
-    let (code, recap, all) = apply_site(&state);
+    let (code, recap, all) = apply_site(&p);
     assert_eq!(code, Some(0), "second run failed:\n{all}");
     let hosts = recap["hosts"].as_object().expect("recap hosts");
     assert_eq!(hosts.len(), 6, "{recap}");

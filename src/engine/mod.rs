@@ -1124,6 +1124,7 @@ async fn execute(
         approvals: &approvals,
         interactive: run.opts.output != OutputMode::Json,
         peers: &peers,
+        planned: None,
     };
     let mut attempt = 0;
     loop {

@@ -201,6 +201,7 @@ pub async fn undo_all(
                     approvals: &approvals,
                     interactive: false,
                     peers: conns,
+                    planned: None,
                 };
                 d.undo.run(&ctx).await
             }
@@ -381,6 +382,7 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
             approvals: &approvals,
             interactive: false,
             peers: &conns,
+            planned: None,
         };
         let started = Instant::now();
         let result = d.undo.commit(&ctx).await;

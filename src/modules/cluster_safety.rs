@@ -151,6 +151,7 @@ async fn same_version(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome
             approvals: ctx.approvals,
             interactive: ctx.interactive,
             peers: ctx.peers,
+            planned: ctx.planned,
         };
         let v = match fetch(url, Some(&hctx), &[]).await {
             Ok(r) => serde_json::from_str::<J>(r.body.trim())

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
 use super::{arg_str, ModCtx, Outcome, Probe};
+use crate::plan::overlay::{Effect, PathState};
 use crate::shell::quote;
 
 pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
@@ -16,11 +17,9 @@ pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Re
                 json!({ "skip": format!("{path} exists") }),
             ));
         }
-        return Ok(Probe::change(
-            format!("run (creates {path})"),
-            None,
-            J::Null,
-        ));
+        return Ok(
+            Probe::change(format!("run (creates {path})"), None, J::Null).with_after(effects(args)),
+        );
     }
     if let Some(path) = arg_str(args, "removes") {
         if !path_exists(ctx, path).await? {
@@ -28,11 +27,9 @@ pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Re
                 json!({ "skip": format!("{path} does not exist") }),
             ));
         }
-        return Ok(Probe::change(
-            format!("run (removes {path})"),
-            None,
-            J::Null,
-        ));
+        return Ok(
+            Probe::change(format!("run (removes {path})"), None, J::Null).with_after(effects(args)),
+        );
     }
     Ok(Probe::unknown(
         "command without a check (creates:, removes: or changed_when: would tell)",
@@ -125,7 +122,69 @@ fn last_line(s: &str) -> String {
         .collect()
 }
 
+/// What a command leaves for a plan's later steps: the path it `creates:` or `removes:`, and
+/// every absolute path its command line (and `chdir:`) names, unknown after it.
+pub(crate) fn effects(args: &Map<String, J>) -> Vec<Effect> {
+    let mut out = vec![Effect::Command {
+        text: command_text(args),
+    }];
+    // After the command's own text, so that what it promises to create is what later steps
+    // are told about.
+    for (key, verb) in [("creates", "creates"), ("removes", "removes")] {
+        if let Some(p) = arg_str(args, key) {
+            out.push(Effect::Path {
+                path: p.to_string(),
+                state: PathState::Unknown {
+                    why: format!(
+                        "{{by}} runs a command that {verb} {p}; what is there after it is known only when it runs"
+                    ),
+                },
+            });
+        }
+    }
+    out
+}
+
+/// A command's text: `chdir`, the command line (or argv) and its stdin.
+fn command_text(args: &Map<String, J>) -> String {
+    let mut text = String::new();
+    if let Some(dir) = arg_str(args, "chdir") {
+        text.push_str(dir);
+        text.push(' ');
+    }
+    match (args.get("argv"), arg_str(args, "cmd")) {
+        (Some(J::Array(items)), _) => {
+            for i in items {
+                text.push_str(i.as_str().unwrap_or_default());
+                text.push(' ');
+            }
+        }
+        (_, Some(cmd)) => text.push_str(cmd),
+        _ => {}
+    }
+    if let Some(stdin) = arg_str(args, "stdin") {
+        text.push(' ');
+        text.push_str(stdin);
+    }
+    text
+}
+
+/// Does the path exist (as the step will find it: in a plan, after the earlier steps)?
 pub(crate) async fn path_exists(ctx: &ModCtx<'_>, path: &str) -> Result<bool> {
+    use crate::plan::overlay::{not_derivable, Planned, Seen};
+    match ctx.overlay().map_or(Seen::Host, |o| o.path(path)) {
+        Seen::Host => {}
+        Seen::NotDerivable(why) => return Err(not_derivable(why)),
+        Seen::Planned(Planned { value, .. }) => match value {
+            PathState::Absent => return Ok(false),
+            PathState::Unknown { why } => return Err(not_derivable(why)),
+            PathState::File {
+                content: crate::plan::overlay::Val::Host,
+                ..
+            } => {}
+            _ => return Ok(true),
+        },
+    }
     let out = ctx
         .run(
             &format!("test -e {} || test -L {}", quote(path), quote(path)),

@@ -16,7 +16,7 @@ use crate::transport::Input;
 /// Files larger than this are summarised in plans instead of diffed.
 const DIFF_LIMIT: u64 = 1024 * 1024;
 
-/// What `stat` says of a path on the host.
+/// What `stat` says of a path on the host (or, in a plan, what earlier steps leave there).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
     pub kind: String,
@@ -26,6 +26,23 @@ pub struct Stat {
     pub size: u64,
     pub sha256: Option<String>,
     pub link_target: Option<String>,
+    /// In a plan: the earlier step this state comes from. An owner, group or mode it leaves
+    /// to the host (umask, connecting user) is [`UNKNOWN_ATTR`].
+    #[serde(skip)]
+    pub planned_by: Option<String>,
+}
+
+/// An attribute of a planned path that only the run will tell.
+pub const UNKNOWN_ATTR: &str = "?";
+
+/// A path as a probe sees it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Looked {
+    pub stat: Option<Stat>,
+    /// Content of a small regular file, when asked for.
+    pub content: Option<Vec<u8>>,
+    /// For a missing path: does its directory exist?
+    pub parent_dir: bool,
 }
 
 /// Stat a path; metadata comes back on stderr and (small regular files) content on stdout,
@@ -35,17 +52,197 @@ pub(crate) async fn stat(
     path: &str,
     want_content: bool,
 ) -> Result<(Option<Stat>, Option<Vec<u8>>)> {
-    stat_unless(ctx, path, want_content, None).await
+    let l = look(ctx, path, want_content).await?;
+    Ok((l.stat, l.content))
 }
 
-/// As `stat`; the content is not sent when the file already has the SHA-256 `unless_sha`
-/// (there is nothing to diff, so nothing to read).
-pub(crate) async fn stat_unless(
+/// A path as the step will find it: on the host, or in a plan, as the earlier steps of the
+/// plan leave it (an error [`NotDerivable`](crate::plan::overlay::NotDerivable) when that
+/// cannot be known).
+pub(crate) async fn look(ctx: &ModCtx<'_>, path: &str, want_content: bool) -> Result<Looked> {
+    look_unless(ctx, path, want_content, None).await
+}
+
+/// As `look`; on the host, the content is not sent when the file already has the SHA-256
+/// `unless_sha` (there is nothing to diff, so nothing to read).
+pub(crate) async fn look_unless(
     ctx: &ModCtx<'_>,
     path: &str,
     want_content: bool,
     unless_sha: Option<&str>,
-) -> Result<(Option<Stat>, Option<Vec<u8>>)> {
+) -> Result<Looked> {
+    use crate::plan::overlay::{not_derivable, PathState, Planned, Seen, Val};
+    let seen = ctx.overlay().map_or(Seen::Host, |o| o.path(path));
+    let Planned { value, by } = match seen {
+        Seen::Host => {
+            let mut l = look_on_host(ctx, path, want_content, unless_sha).await?;
+            // Not on the host: its directory may be one that an earlier step creates.
+            if l.stat.is_none() {
+                let parent = parent_of(path);
+                if ctx.overlay().is_some_and(|o| o.path(&parent) != Seen::Host) {
+                    l.parent_dir = dir_exists(ctx, &parent).await?;
+                }
+            }
+            return Ok(l);
+        }
+        Seen::NotDerivable(why) => return Err(not_derivable(why)),
+        Seen::Planned(p) => p,
+    };
+    // Reasons about owner, group and mode name the step that left them to the host.
+    let attrs_by = ctx
+        .overlay()
+        .and_then(|o| o.attrs_left_by(path))
+        .map_or(by.clone(), str::to_string);
+    let attr = |v: &Val<String>, host: Option<&str>| match v {
+        Val::Set(s) => s.clone(),
+        Val::Host => host.unwrap_or(UNKNOWN_ATTR).to_string(),
+        Val::Unknown => UNKNOWN_ATTR.to_string(),
+    };
+    match value {
+        PathState::Absent => Ok(Looked {
+            stat: None,
+            content: None,
+            parent_dir: dir_exists(ctx, &parent_of(path)).await?,
+        }),
+        PathState::Unknown { why } => Err(not_derivable(why)),
+        PathState::File {
+            content: Val::Unknown,
+            ..
+        } => Err(not_derivable(format!(
+            "{path} is written by {by}; its content is known only when it runs"
+        ))),
+        PathState::File { content, attrs } => {
+            let any_host = [&attrs.owner, &attrs.group, &attrs.mode]
+                .iter()
+                .any(|v| **v == Val::Host);
+            let host = if content == Val::Host || any_host {
+                // Parts of it are the host's: read them there.
+                Some(look_on_host(ctx, path, want_content && content == Val::Host, None).await?)
+            } else {
+                None
+            };
+            let hs = host.as_ref().and_then(|h| h.stat.clone());
+            let data = match content {
+                Val::Set(d) => d,
+                // Only attributes are planned: a path the host does not have stays absent.
+                _ => {
+                    let Some(h) = host else {
+                        return Ok(Looked::default());
+                    };
+                    let Some(mut st) = h.stat else {
+                        return Ok(h);
+                    };
+                    st.owner = attr(&attrs.owner, Some(&st.owner));
+                    st.group = attr(&attrs.group, Some(&st.group));
+                    st.mode = attr(&attrs.mode, Some(&st.mode));
+                    st.planned_by = Some(by);
+                    return Ok(Looked {
+                        stat: Some(st),
+                        content: h.content,
+                        parent_dir: true,
+                    });
+                }
+            };
+            let st = Stat {
+                kind: if data.is_empty() {
+                    "regular empty file".into()
+                } else {
+                    "regular file".into()
+                },
+                owner: attr(&attrs.owner, hs.as_ref().map(|s| s.owner.as_str())),
+                group: attr(&attrs.group, hs.as_ref().map(|s| s.group.as_str())),
+                mode: attr(&attrs.mode, hs.as_ref().map(|s| s.mode.as_str())),
+                size: data.len() as u64,
+                sha256: Some(sha256_hex(&data)),
+                link_target: None,
+                planned_by: Some(attrs_by.clone()),
+            };
+            let content = (want_content && st.size <= DIFF_LIMIT).then(|| data.to_vec());
+            Ok(Looked {
+                stat: Some(st),
+                content,
+                parent_dir: true,
+            })
+        }
+        PathState::Dir { attrs } => {
+            let any_host = [&attrs.owner, &attrs.group, &attrs.mode]
+                .iter()
+                .any(|v| **v == Val::Host);
+            let hs = if any_host {
+                look_on_host(ctx, path, false, None)
+                    .await?
+                    .stat
+                    .filter(|s| s.kind == "directory")
+            } else {
+                None
+            };
+            Ok(Looked {
+                stat: Some(Stat {
+                    kind: "directory".into(),
+                    owner: attr(&attrs.owner, hs.as_ref().map(|s| s.owner.as_str())),
+                    group: attr(&attrs.group, hs.as_ref().map(|s| s.group.as_str())),
+                    mode: attr(&attrs.mode, hs.as_ref().map(|s| s.mode.as_str())),
+                    size: 0,
+                    sha256: None,
+                    link_target: None,
+                    planned_by: Some(attrs_by.clone()),
+                }),
+                content: None,
+                parent_dir: true,
+            })
+        }
+        PathState::Link { target } => Ok(Looked {
+            stat: Some(Stat {
+                kind: "symbolic link".into(),
+                owner: UNKNOWN_ATTR.into(),
+                group: UNKNOWN_ATTR.into(),
+                mode: UNKNOWN_ATTR.into(),
+                size: 0,
+                sha256: None,
+                link_target: Some(target),
+                planned_by: Some(attrs_by.clone()),
+            }),
+            content: None,
+            parent_dir: true,
+        }),
+    }
+}
+
+/// The directory a path is in.
+pub(crate) fn parent_of(path: &str) -> String {
+    let t = path.trim_end_matches('/');
+    match t.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => t[..i].to_string(),
+    }
+}
+
+/// Is `dir` a directory (as the step will find it)?
+pub(crate) async fn dir_exists(ctx: &ModCtx<'_>, dir: &str) -> Result<bool> {
+    use crate::plan::overlay::{not_derivable, PathState, Planned, Seen};
+    match ctx.overlay().map_or(Seen::Host, |o| o.path(dir)) {
+        Seen::Host => {}
+        Seen::NotDerivable(why) => return Err(not_derivable(why)),
+        Seen::Planned(Planned { value, .. }) => match value {
+            PathState::Dir { .. } => return Ok(true),
+            PathState::Absent | PathState::File { .. } | PathState::Link { .. } => {
+                return Ok(false)
+            }
+            PathState::Unknown { why } => return Err(not_derivable(why)),
+        },
+    }
+    let out = ctx.run(&format!("test -d {}", quote(dir)), None).await?;
+    Ok(out.rc == 0)
+}
+
+/// Metadata comes back on stderr and (small regular files) content on stdout, so one round
+/// trip gives both; shell built-ins where they do (every external command is a process).
+async fn look_on_host(
+    ctx: &ModCtx<'_>,
+    path: &str,
+    want_content: bool,
+    unless_sha: Option<&str>,
+) -> Result<Looked> {
     let script = format!(
         r#"p={p}
 if [ -L "$p" ] || [ -e "$p" ]; then
@@ -58,6 +255,8 @@ if [ -L "$p" ] || [ -e "$p" ]; then
   fi
 else
   echo absent >&2
+  case $p in */*) d=${{p%/*}} ;; *) d=. ;; esac
+  if [ -d "${{d:-/}}" ]; then echo parent-dir >&2; fi
 fi"#,
         p = quote(path),
         content = if want_content {
@@ -78,7 +277,11 @@ fi"#,
     let mut lines = meta.lines();
     let first = lines.next().unwrap_or("absent");
     if first == "absent" {
-        return Ok((None, None));
+        return Ok(Looked {
+            stat: None,
+            content: None,
+            parent_dir: lines.any(|l| l == "parent-dir"),
+        });
     }
     let f: Vec<&str> = first.split('|').collect();
     if f.len() < 5 {
@@ -92,6 +295,7 @@ fi"#,
         size: f[4].parse().unwrap_or(0),
         sha256: None,
         link_target: None,
+        planned_by: None,
     };
     for l in lines {
         if let Some(s) = l.strip_prefix("sha|") {
@@ -105,7 +309,11 @@ fi"#,
         && st.sha256.as_deref() != unless_sha
         && st.size <= DIFF_LIMIT;
     let content = sent.then_some(out.stdout);
-    Ok((Some(st), content))
+    Ok(Looked {
+        stat: Some(st),
+        content,
+        parent_dir: true,
+    })
 }
 
 fn normalize_mode(mode: &str) -> Option<String> {
@@ -114,40 +322,63 @@ fn normalize_mode(mode: &str) -> Option<String> {
         .map(|m| format!("{m:04o}"))
 }
 
-/// Attribute changes (owner, group, mode) a step asks for, compared with the host.
-pub(crate) fn attr_changes(args: &Map<String, J>, st: Option<&Stat>) -> Vec<String> {
+/// Attribute changes (owner, group, mode) a step asks for, compared with the host (in a plan:
+/// with what earlier steps leave; one they leave to the host is not derivable).
+pub(crate) fn attr_changes(
+    args: &Map<String, J>,
+    path: &str,
+    st: Option<&Stat>,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let (owner, group, mode) = (
-        arg_str(args, "owner"),
-        arg_str(args, "group"),
-        arg_str(args, "mode"),
-    );
-    if let Some(o) = owner {
-        if st.is_none_or(|s| s.owner != o) {
-            out.push(format!(
-                "owner {} → {o}",
-                st.map_or("-", |s| s.owner.as_str())
-            ));
+    let wanted = [
+        ("owner", arg_str(args, "owner").map(str::to_string)),
+        ("group", arg_str(args, "group").map(str::to_string)),
+        (
+            "mode",
+            arg_str(args, "mode").map(|m| normalize_mode(m).unwrap_or_else(|| m.to_string())),
+        ),
+    ];
+    for (what, want) in wanted {
+        let Some(want) = want else { continue };
+        let have = st.map(|s| match what {
+            "owner" => s.owner.as_str(),
+            "group" => s.group.as_str(),
+            _ => s.mode.as_str(),
+        });
+        if have == Some(UNKNOWN_ATTR) {
+            return Err(crate::plan::overlay::not_derivable(format!(
+                "the {what} of {path} after {} depends on the host (umask, the connecting user); known only when it runs",
+                st.and_then(|s| s.planned_by.as_deref()).unwrap_or("an earlier step")
+            )));
+        }
+        if have != Some(want.as_str()) {
+            out.push(format!("{what} {} → {want}", have.unwrap_or("-")));
         }
     }
-    if let Some(g) = group {
-        if st.is_none_or(|s| s.group != g) {
-            out.push(format!(
-                "group {} → {g}",
-                st.map_or("-", |s| s.group.as_str())
-            ));
+    Ok(out)
+}
+
+/// The owner, group and mode a path has after a step that sets `args`' attributes on it:
+/// what it asks for; otherwise, for a path that exists, as it was (`Val::Host`), and for a new
+/// one, whatever the host gives it (unknown). Only numeric modes and names are derived.
+pub(crate) fn planned_attrs(args: &Map<String, J>, existed: bool) -> crate::plan::overlay::Attrs {
+    use crate::plan::overlay::Val;
+    let keep = || if existed { Val::Host } else { Val::Unknown };
+    let name = |key: &str| match arg_str(args, key) {
+        Some(v) if !v.is_empty() && !v.chars().all(|c| c.is_ascii_digit()) => {
+            Val::Set(v.to_string())
         }
+        Some(_) => Val::Unknown,
+        None => keep(),
+    };
+    crate::plan::overlay::Attrs {
+        owner: name("owner"),
+        group: name("group"),
+        mode: match arg_str(args, "mode") {
+            Some(m) => normalize_mode(m).map_or(Val::Unknown, Val::Set),
+            None => keep(),
+        },
     }
-    if let Some(m) = mode {
-        let want = normalize_mode(m).unwrap_or_else(|| m.to_string());
-        if st.is_none_or(|s| s.mode != want) {
-            out.push(format!(
-                "mode {} → {want}",
-                st.map_or("-", |s| s.mode.as_str())
-            ));
-        }
-    }
-    out
 }
 
 fn attr_script(args: &Map<String, J>, target: &str) -> String {
@@ -323,7 +554,20 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
     let dest = required(args, "dest")?;
     let want = desired_content(module, args, ctx)?;
     let want_sha = want.sha();
-    let (st, old) = stat_unless(ctx, dest, true, Some(&want_sha)).await?;
+    let Looked {
+        stat: st,
+        content: old,
+        parent_dir,
+    } = look_unless(ctx, dest, true, Some(&want_sha)).await?;
+    if st.is_none() && !parent_dir {
+        return Ok(Probe::unknown(
+            format!(
+                "the directory of {dest} does not exist on {} (no earlier step of the plan is known to create it)",
+                ctx.host.name
+            ),
+            json!({ "stat": null }),
+        ));
+    }
     if let Some(s) = &st {
         if s.kind != "regular file" && s.kind != "regular empty file" {
             bail!(
@@ -348,7 +592,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
             content_changes = keep(old) != keep(want);
         }
     }
-    let attrs = attr_changes(args, st.as_ref());
+    let attrs = attr_changes(args, dest, st.as_ref())?;
     let state = json!({ "stat": st, "content_changes": content_changes, "sha256": want_sha });
     if !content_changes && attrs.is_empty() {
         return Ok(Probe::no_change(state));
@@ -366,7 +610,37 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
     if !attrs.is_empty() {
         summary.push_str(&format!(" ({})", attrs.join(", ")));
     }
-    Ok(Probe::change(summary, diff, state))
+    let after = match (want, content_changes) {
+        (_, false) => file_written(dest, None, args, st.is_some()),
+        (Wanted::Bytes(b), true) => file_written(dest, Some(b), args, st.is_some()),
+        // A large file is not kept in the plan: later steps reading it are not derivable.
+        (Wanted::File { .. }, true) => crate::plan::overlay::Effect::Path {
+            path: dest.to_string(),
+            state: crate::plan::overlay::PathState::File {
+                content: crate::plan::overlay::Val::Unknown,
+                attrs: planned_attrs(args, st.is_some()),
+            },
+        },
+    };
+    Ok(Probe::change(summary, diff, state).with_after(vec![after]))
+}
+
+/// What a path is after `write_file`: the new content (None: the same as before), the
+/// attributes asked for, the others kept (or, for a new file, the host's).
+pub(crate) fn file_written(
+    path: &str,
+    content: Option<Vec<u8>>,
+    args: &Map<String, J>,
+    existed: bool,
+) -> crate::plan::overlay::Effect {
+    use crate::plan::overlay::{Effect, PathState, Val};
+    Effect::Path {
+        path: path.to_string(),
+        state: PathState::File {
+            content: content.map_or(Val::Host, |c| Val::Set(std::sync::Arc::new(c))),
+            attrs: planned_attrs(args, existed),
+        },
+    }
 }
 
 pub async fn apply_content(
@@ -512,11 +786,12 @@ trap - EXIT"#,
 }
 
 pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    use crate::plan::overlay::{Effect, PathState, TreeState, Val};
     let path = required(args, "path")?;
     let state = arg_str(args, "state").unwrap_or("file");
     let (st, _) = stat(ctx, path, false).await?;
     let saw = json!({ "stat": st });
-    let attrs = attr_changes(args, st.as_ref());
+    let attrs = attr_changes(args, path, st.as_ref())?;
     let with_attrs = |s: String| {
         if attrs.is_empty() {
             s
@@ -526,34 +801,95 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
     };
     if arg_bool(args, "recurse") == Some(true) && st.as_ref().is_some_and(|s| s.kind == "directory")
     {
+        // What earlier steps of a plan put below it is not on the host to be searched.
+        if let Some(by) = ctx.overlay().and_then(|o| o.anything_within(path)) {
+            return Err(crate::plan::overlay::not_derivable(format!(
+                "{by} changes what is below {path}; the owners and modes there are known only when it runs"
+            )));
+        }
         if let Some(what) = recursive_attr_changes(args, path, ctx).await? {
             return Ok(Probe::change(
                 format!("{what} below {path}"),
                 None,
                 json!({ "stat": st, "recurse": true }),
-            ));
+            )
+            .with_after(vec![Effect::Tree {
+                path: path.to_string(),
+                state: TreeState::Attrs(planned_attrs(args, true)),
+            }]));
         }
     }
-    let decision = match (state, &st) {
+    let at = |state: PathState| Effect::Path {
+        path: path.to_string(),
+        state,
+    };
+    let attrs_only = |s: &Stat| match s.kind.as_str() {
+        "directory" => at(PathState::Dir {
+            attrs: planned_attrs(args, true),
+        }),
+        "regular file" | "regular empty file" => at(PathState::File {
+            content: Val::Host,
+            attrs: planned_attrs(args, true),
+        }),
+        _ => at(PathState::Unknown {
+            why: format!("{{by}} changes the attributes of {path}"),
+        }),
+    };
+    let decision: Option<(String, Vec<Effect>)> = match (state, &st) {
         ("absent", None) => None,
-        ("absent", Some(s)) => Some(format!("remove {} {path} (kept as backup for undo)", s.kind)),
-        ("directory", Some(s)) if s.kind == "directory" => (!attrs.is_empty()).then(|| with_attrs(format!("change attributes of {path}"))),
-        ("directory", None) => Some(with_attrs(format!("create directory {path}"))),
+        ("absent", Some(s)) => Some((
+            format!("remove {} {path} (kept as backup for undo)", s.kind),
+            vec![
+                at(PathState::Absent),
+                Effect::Tree {
+                    path: path.to_string(),
+                    state: TreeState::Absent,
+                },
+            ],
+        )),
+        ("directory", Some(s)) if s.kind == "directory" => (!attrs.is_empty()).then(|| {
+            (
+                with_attrs(format!("change attributes of {path}")),
+                vec![attrs_only(s)],
+            )
+        }),
+        ("directory", None) => Some((
+            with_attrs(format!("create directory {path}")),
+            vec![at(PathState::Dir {
+                attrs: planned_attrs(args, false),
+            })],
+        )),
         ("directory", Some(s)) => bail!("{path} is a {} on {}, not a directory", s.kind, ctx.host.name),
         ("link", Some(s)) if s.link_target.as_deref() == arg_str(args, "src") => None,
-        ("link", _) => Some(format!(
-            "link {path} → {} (was {})",
-            required(args, "src")?,
-            st.as_ref().map_or("absent".into(), |s| s.link_target.clone().map_or(s.kind.clone(), |t| format!("→ {t}")))
+        ("link", _) => Some((
+            format!(
+                "link {path} → {} (was {})",
+                required(args, "src")?,
+                st.as_ref().map_or("absent".into(), |s| s.link_target.clone().map_or(s.kind.clone(), |t| format!("→ {t}")))
+            ),
+            vec![at(PathState::Link {
+                target: required(args, "src")?.to_string(),
+            })],
         )),
-        ("touch", None) | ("file", None) if state == "touch" => Some(with_attrs(format!("create empty file {path}"))),
+        ("touch", None) | ("file", None) if state == "touch" => Some((
+            with_attrs(format!("create empty file {path}")),
+            vec![at(PathState::File {
+                content: Val::Set(std::sync::Arc::new(Vec::new())),
+                attrs: planned_attrs(args, false),
+            })],
+        )),
         ("file", None) => bail!("{path} does not exist on {} (state: file only changes attributes; use touch to create)", ctx.host.name),
-        (_, Some(_)) => (!attrs.is_empty()).then(|| with_attrs(format!("change attributes of {path}"))),
+        (_, Some(s)) => (!attrs.is_empty()).then(|| {
+            (
+                with_attrs(format!("change attributes of {path}")),
+                vec![attrs_only(s)],
+            )
+        }),
         (other, _) => bail!("unknown file state `{other}`"),
     };
     Ok(match decision {
         None => Probe::no_change(saw),
-        Some(summary) => Probe::change(summary, None, saw),
+        Some((summary, after)) => Probe::change(summary, None, saw).with_after(after),
     })
 }
 
@@ -703,4 +1039,69 @@ pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) 
         undo: Some(undo),
         failed: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::overlay::{NotDerivable, Val};
+
+    fn args(v: J) -> Map<String, J> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn planned_stat(owner: &str, mode: &str) -> Stat {
+        Stat {
+            kind: "regular file".into(),
+            owner: owner.into(),
+            group: "root".into(),
+            mode: mode.into(),
+            size: 3,
+            sha256: None,
+            link_target: None,
+            planned_by: Some("step 2 (conf)".into()),
+        }
+    }
+
+    #[test]
+    fn attributes_left_to_the_host_are_not_derivable() {
+        let st = planned_stat(UNKNOWN_ATTR, "0640");
+        // Asked for: the owner nobody planned.
+        let e = attr_changes(&args(json!({"owner": "wiki"})), "/srv/a", Some(&st)).unwrap_err();
+        let nd = e.downcast_ref::<NotDerivable>().expect("not derivable");
+        assert!(nd.0.contains("owner of /srv/a after step 2 (conf)"), "{nd}");
+        // Not asked for: no matter.
+        assert_eq!(
+            attr_changes(&args(json!({"mode": "640"})), "/srv/a", Some(&st)).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            attr_changes(&args(json!({"mode": "0600"})), "/srv/a", Some(&st)).unwrap(),
+            ["mode 0640 → 0600"]
+        );
+        assert_eq!(
+            attr_changes(&args(json!({"owner": "wiki"})), "/srv/a", None).unwrap(),
+            ["owner - → wiki"]
+        );
+    }
+
+    #[test]
+    fn planned_attributes() {
+        let a = planned_attrs(&args(json!({"owner": "wiki", "mode": "640"})), false);
+        assert_eq!(a.owner, Val::Set("wiki".into()));
+        assert_eq!(a.mode, Val::Set("0640".into()));
+        // A new file's group is whatever the host gives it; an existing one keeps its own.
+        assert_eq!(a.group, Val::Unknown);
+        assert_eq!(planned_attrs(&args(json!({})), true).group, Val::Host);
+        // Numeric owners and symbolic modes are not derived.
+        let b = planned_attrs(&args(json!({"owner": "1000", "mode": "u+x"})), true);
+        assert_eq!((b.owner, b.mode), (Val::Unknown, Val::Unknown));
+    }
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_of("/srv/a/b.conf"), "/srv/a");
+        assert_eq!(parent_of("/srv/a/"), "/srv");
+        assert_eq!(parent_of("/srv"), "/");
+    }
 }

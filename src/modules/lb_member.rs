@@ -147,10 +147,50 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
     let out = ctx.run(&script, None).await?;
     let text = out.stdout_text();
     let (show_text, file_text) = text.split_once(MARK).unwrap_or((&text, ""));
-    let show = parse_show(show_text, lb, member);
+    let mut show = parse_show(show_text, lb, member);
     let mut fl = file_text.lines().filter(|l| !l.is_empty());
-    let file_present = fl.next() == Some("present");
-    let file_act = file_activation(&fl.collect::<Vec<_>>().join("\n"), member);
+    let mut file_present = fl.next() == Some("present");
+    let mut file_act = file_activation(&fl.collect::<Vec<_>>().join("\n"), member);
+    // In a plan: what earlier steps leave (this member set by an earlier step; the workers
+    // file written by one).
+    if let Some(ov) = ctx.overlay() {
+        use crate::plan::overlay::{not_derivable, PathState, Planned, Seen, Val};
+        if let Some(Planned { value, by }) = ov.lb_member(lb, member) {
+            let Some(act) = value.as_deref().and_then(normalize) else {
+                return Err(not_derivable(format!(
+                    "{lb}/{member} is changed by {by}; its activation after that is known only when it runs"
+                )));
+            };
+            show.activation = Some(act);
+            file_act = Some(act);
+            file_present = true;
+        } else {
+            match ov.path_besides_lb_edits(file) {
+                Seen::Host => {}
+                Seen::Planned(Planned {
+                    value: PathState::Absent,
+                    ..
+                }) => file_present = false,
+                Seen::Planned(Planned {
+                    value:
+                        PathState::File {
+                            content: Val::Set(text),
+                            ..
+                        },
+                    ..
+                }) => {
+                    file_present = true;
+                    file_act = file_activation(&String::from_utf8_lossy(&text), member);
+                }
+                Seen::NotDerivable(why) => return Err(not_derivable(why)),
+                Seen::Planned(Planned { by, .. }) => {
+                    return Err(not_derivable(format!(
+                        "{file} is written by {by}; its content is known only when it runs"
+                    )))
+                }
+            }
+        }
+    }
     let saw = json!({
         "runtime": show.activation,
         "state": show.state,
@@ -207,11 +247,16 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
     } else {
         format!("{lb}/{member}: {runtime} → {want}")
     };
-    Ok(Probe::change(
-        format!("{head} ({})", parts.join(", ")),
-        None,
-        saw,
-    ))
+    Ok(
+        Probe::change(format!("{head} ({})", parts.join(", ")), None, saw).with_after(vec![
+            crate::plan::overlay::Effect::LbMember {
+                lb: lb.to_string(),
+                member: member.to_string(),
+                activation: Some(want.to_string()),
+                workers_file: file.to_string(),
+            },
+        ]),
+    )
 }
 
 /// An active member that mod_jk holds in its error state (`ERR`) is recovered. `ERR/REC`

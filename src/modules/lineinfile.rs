@@ -95,7 +95,11 @@ fn edit(old: &str, args: &Map<String, J>) -> Result<String> {
 pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let path = required(args, "path")?;
     let state = arg_str(args, "state").unwrap_or("present");
-    let (st, content) = files::stat(ctx, path, true).await?;
+    let files::Looked {
+        stat: st,
+        content,
+        parent_dir,
+    } = files::look(ctx, path, true).await?;
     let label = format!("{}:{path}", ctx.host.name);
     let Some(st) = st else {
         let saw = json!({ "stat": null });
@@ -105,7 +109,16 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         if arg_bool(args, "create") != Some(true) {
             return Ok(Probe::unknown(
                 format!(
-                    "{path} does not exist on {} (an earlier step may create it; create: true would)",
+                    "{path} does not exist on {} (no earlier step of the plan is known to create it; create: true would)",
+                    ctx.host.name
+                ),
+                saw,
+            ));
+        }
+        if !parent_dir {
+            return Ok(Probe::unknown(
+                format!(
+                    "the directory of {path} does not exist on {} (no earlier step of the plan is known to create it)",
                     ctx.host.name
                 ),
                 saw,
@@ -114,15 +127,15 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         let new = edit("", args)?;
         let diff = files::content_diff(&label, None, None, new.as_bytes());
         let mut summary = format!("create {path}");
-        let attrs = files::attr_changes(args, None);
+        let attrs = files::attr_changes(args, path, None)?;
         if !attrs.is_empty() {
             summary.push_str(&format!(" ({})", attrs.join(", ")));
         }
-        return Ok(Probe::change(
-            summary,
-            Some(diff),
-            json!({ "stat": null, "content": new }),
-        ));
+        let after = files::file_written(path, Some(new.clone().into_bytes()), args, false);
+        return Ok(
+            Probe::change(summary, Some(diff), json!({ "stat": null, "content": new }))
+                .with_after(vec![after]),
+        );
     };
     if st.kind != "regular file" && st.kind != "regular empty file" {
         bail!(
@@ -144,7 +157,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     };
     let new = edit(old, args)?;
     let content_changes = new != old;
-    let attrs = files::attr_changes(args, Some(&st));
+    let attrs = files::attr_changes(args, path, Some(&st))?;
     let saw = json!({ "stat": st, "content": content_changes.then_some(&new) });
     if !content_changes && attrs.is_empty() {
         return Ok(Probe::no_change(saw));
@@ -164,7 +177,13 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     if !attrs.is_empty() {
         summary.push_str(&format!(" ({})", attrs.join(", ")));
     }
-    Ok(Probe::change(summary, diff, saw))
+    let after = files::file_written(
+        path,
+        content_changes.then(|| new.clone().into_bytes()),
+        args,
+        true,
+    );
+    Ok(Probe::change(summary, diff, saw).with_after(vec![after]))
 }
 
 pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {

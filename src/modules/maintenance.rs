@@ -41,9 +41,15 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         )
         .await?;
     let text = out.stdout_text();
-    let is_on = text.lines().next() == Some("on");
+    let mut is_on = text.lines().next() == Some("on");
+    let mut dir = text.contains("dir");
+    // In a plan: the flag file and its directory as earlier steps leave them.
+    if ctx.overlay().is_some() {
+        is_on = super::command::path_exists(ctx, path).await?;
+        dir = super::files::dir_exists(ctx, &super::files::parent_of(path)).await?;
+    }
     let saw = json!({ "on": is_on });
-    if !text.contains("dir") {
+    if !dir {
         return Ok(Probe::unknown(
             format!(
                 "the directory of {path} does not exist on {} (the maintenance page is not installed yet?)",
@@ -56,6 +62,23 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         return Ok(Probe::no_change(saw));
     }
     let w = |b: bool| if b { "on" } else { "off" };
+    use crate::plan::overlay::{Attrs, Effect, PathState, Val};
+    let after = Effect::Path {
+        path: path.to_string(),
+        state: if on {
+            // The flag names the run that set it.
+            PathState::File {
+                content: Val::Unknown,
+                attrs: Attrs {
+                    owner: Val::Unknown,
+                    group: Val::Unknown,
+                    mode: Val::Set("0644".into()),
+                },
+            }
+        } else {
+            PathState::Absent
+        },
+    };
     Ok(Probe::change(
         format!(
             "maintenance page {} → {} ({path} {})",
@@ -65,7 +88,8 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         ),
         None,
         saw,
-    ))
+    )
+    .with_after(vec![after]))
 }
 
 /// Why an answer is not what the state wants (None: it is).

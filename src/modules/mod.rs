@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{Map, Value as J};
 
+use crate::plan::overlay::{Effect, HostOverlay, Overlay, PathState, TreeState, UnitState};
 use crate::template::Templates;
 use crate::transport::{Become, HostConn};
 
@@ -51,9 +52,23 @@ pub struct ModCtx<'a> {
     /// Other hosts' connections, for modules that read from a second host (`sync`'s
     /// `src_host`); empty when unwinding.
     pub peers: &'a std::collections::HashMap<String, std::sync::Arc<HostConn>>,
+    /// In a plan: what the earlier steps of the plan leave on every host, for probes to
+    /// compare with instead of the host as it is now. `None` when a run applies steps (the
+    /// host then *is* what the earlier steps left).
+    pub planned: Option<&'a Overlay>,
 }
 
 impl ModCtx<'_> {
+    /// The planned state of this host (plan mode only).
+    pub fn overlay(&self) -> Option<&HostOverlay> {
+        self.planned.and_then(|p| p.host(&self.host.name))
+    }
+
+    /// The planned state of another host (plan mode only).
+    pub fn overlay_of(&self, host: &str) -> Option<&HostOverlay> {
+        self.planned.and_then(|p| p.host(host))
+    }
+
     /// Run a script on the host with the step's become and timeout.
     pub async fn run(
         &self,
@@ -95,6 +110,10 @@ pub enum Decision {
 pub struct Probe {
     pub decision: Decision,
     pub state: J,
+    /// For a change: what the host looks like after it (as far as the probe can derive it),
+    /// so that a plan shows later steps against it. Empty: not modelled; the plan then takes
+    /// what the step touches ([`touches`]) as unknown after it.
+    pub after: Vec<Effect>,
 }
 
 impl Probe {
@@ -102,6 +121,7 @@ impl Probe {
         Probe {
             decision: Decision::NoChange,
             state,
+            after: Vec::new(),
         }
     }
     pub fn change(summary: impl Into<String>, diff: Option<String>, state: J) -> Probe {
@@ -111,6 +131,7 @@ impl Probe {
                 diff,
             },
             state,
+            after: Vec::new(),
         }
     }
     pub fn unknown(reason: impl Into<String>, state: J) -> Probe {
@@ -119,7 +140,13 @@ impl Probe {
                 reason: reason.into(),
             },
             state,
+            after: Vec::new(),
         }
+    }
+    /// With what the host looks like after the change.
+    pub fn with_after(mut self, after: Vec<Effect>) -> Probe {
+        self.after = after;
+        self
     }
 }
 
@@ -213,6 +240,103 @@ pub fn peer_hosts(module: &str, args: &Map<String, J>) -> Vec<String> {
     out
 }
 
+/// What a step may change on its host, none of it known in advance: for a plan, the state
+/// after a step whose outcome is unknown (or whose module does not derive it). `{by}` in a
+/// reason is replaced by the step's name when it is recorded.
+pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
+    let path = |p: &str| Effect::Path {
+        path: p.to_string(),
+        state: PathState::Unknown {
+            why: format!(
+                "{{by}} may change {p}; what it looks like after that is known only when it runs"
+            ),
+        },
+    };
+    let tree = |p: &str| Effect::Tree {
+        path: p.to_string(),
+        state: TreeState::Unknown {
+            why: format!("{{by}} may change {p} and what is below it; known only when it runs"),
+        },
+    };
+    let mut out = Vec::new();
+    match module {
+        "copy" | "template" => out.extend(arg_str(args, "dest").map(path)),
+        "lineinfile" | "maintenance" => out.extend(arg_str(args, "path").map(path)),
+        "file" => {
+            if let Some(p) = arg_str(args, "path") {
+                out.push(path(p));
+                if arg_str(args, "state") == Some("absent")
+                    || arg_bool(args, "recurse") == Some(true)
+                {
+                    out.push(tree(p));
+                }
+            }
+        }
+        "command" | "shell" => {
+            out.extend(command::effects(args));
+        }
+        "sync" => out.extend(arg_str(args, "dest").map(tree)),
+        "service" => {
+            if let Some(n) = arg_str(args, "name") {
+                out.push(Effect::Unit {
+                    name: n.to_string(),
+                    state: UnitState::unknown(),
+                });
+            }
+        }
+        "user" => {
+            for p in ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"] {
+                out.push(path(p));
+            }
+            out.extend(arg_str(args, "home").map(tree));
+        }
+        "group" => {
+            for p in ["/etc/group", "/etc/gshadow"] {
+                out.push(path(p));
+            }
+        }
+        "lb_member" => {
+            if let (Some(lb), Some(member)) = (arg_str(args, "lb"), arg_str(args, "member")) {
+                out.push(Effect::LbMember {
+                    lb: lb.to_string(),
+                    member: member.to_string(),
+                    activation: None,
+                    workers_file: arg_str(args, "workers_file")
+                        .unwrap_or(lb_member::DEFAULT_WORKERS_FILE)
+                        .to_string(),
+                });
+            }
+        }
+        "mysql_replication" => out.push(Effect::Replication(
+            crate::plan::overlay::ReplicationState {
+                io_running: crate::plan::overlay::Val::Unknown,
+                sql_running: crate::plan::overlay::Val::Unknown,
+                read_only: crate::plan::overlay::Val::Unknown,
+                reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
+            },
+        )),
+        "snapshot" if arg_str(args, "state") == Some("merged") => {
+            if let Some(J::Array(vols)) = args.get("volumes") {
+                for v in vols {
+                    if let Some(m) = v.get("mount").and_then(J::as_str) {
+                        out.push(tree(m));
+                    }
+                }
+            }
+            if let Some(J::Array(services)) = args.get("services") {
+                for s in services.iter().filter_map(J::as_str) {
+                    out.push(Effect::Unit {
+                        name: s.to_string(),
+                        state: UnitState::unknown(),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
 /// Argument helpers (arguments were type-checked by validation; these only convert).
 pub(crate) fn arg_str<'a>(args: &'a Map<String, J>, key: &str) -> Option<&'a str> {
     args.get(key).and_then(J::as_str)
@@ -231,5 +355,43 @@ pub(crate) fn required<'a>(args: &'a Map<String, J>, key: &str) -> Result<&'a st
     match arg_str(args, key) {
         Some(s) => Ok(s),
         None => bail!("argument `{key}` is missing or not a string"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_steps_touch_when_their_outcome_is_unknown() {
+        let args = |v: J| v.as_object().cloned().unwrap_or_default();
+        let t = touches("file", &args(json!({"path": "/srv/x", "state": "absent"})));
+        assert!(
+            matches!(&t[..], [Effect::Path { .. }, Effect::Tree { .. }]),
+            "{t:?}"
+        );
+        let t = touches(
+            "template",
+            &args(json!({"src": "a", "dest": "/etc/a.conf"})),
+        );
+        assert!(
+            matches!(&t[..], [Effect::Path { path, state: PathState::Unknown { why } }]
+                if path == "/etc/a.conf" && why.contains("{by}")),
+            "{t:?}"
+        );
+        // A command: the paths it names, then what it promises to create.
+        let t = touches(
+            "shell",
+            &args(json!({"cmd": "tar xf /tmp/r.tgz -C /opt/app", "creates": "/opt/app/bin"})),
+        );
+        match &t[..] {
+            [Effect::Command { text }, Effect::Path { path, .. }] => {
+                assert!(text.contains("/opt/app"));
+                assert_eq!(path, "/opt/app/bin");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(touches("debug", &args(json!({"msg": "/etc/passwd"}))).is_empty());
     }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value as J};
 
 use super::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::Planned;
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -607,6 +608,91 @@ pub(crate) async fn facts(
     login: &Login,
     extra: &str,
 ) -> Result<Facts> {
+    // In a plan: a server that earlier steps stop cannot be read as it will be then.
+    if let Some(ov) = ctx.overlay_of(&conn.name) {
+        use crate::plan::overlay::{not_derivable, Planned, Val};
+        for unit in DB_UNITS {
+            if let Some(Planned { value, by }) = ov.unit(unit) {
+                match value.active {
+                    Val::Set(false) => {
+                        return Err(not_derivable(format!(
+                            "the database server on {} is stopped by {by}; its state is known only when the run gets there",
+                            conn.name
+                        )))
+                    }
+                    Val::Unknown => {
+                        return Err(not_derivable(format!(
+                            "the database server on {} is changed by {by}; its state after that is known only when it runs",
+                            conn.name
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut f = facts_on_host(conn, ctx, login, extra).await?;
+    if let Some(Planned { value, by }) = ctx.overlay_of(&conn.name).and_then(|o| o.replication()) {
+        use crate::plan::overlay::{not_derivable, Val};
+        let unknown = || {
+            not_derivable(format!(
+                "the replication state of the database server on {} (threads, read_only, binary log position) after {by} is known only when it runs",
+                conn.name
+            ))
+        };
+        if value.reconfigured {
+            return Err(unknown());
+        }
+        match value.read_only {
+            Val::Set(b) => f.read_only = b,
+            Val::Unknown => return Err(unknown()),
+            Val::Host => {}
+        }
+        if let Some(r) = f.replica.as_mut() {
+            for (v, field) in [
+                (&value.io_running, &mut r.io_running),
+                (&value.sql_running, &mut r.sql_running),
+            ] {
+                match v {
+                    Val::Set(b) => *field = if *b { "Yes" } else { "No" }.to_string(),
+                    Val::Unknown => return Err(unknown()),
+                    Val::Host => {}
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// The systemd units a database server runs as (Debian's MariaDB, MySQL).
+pub const DB_UNITS: [&str; 3] = ["mariadb", "mysql", "mysqld"];
+
+/// What a `mysql_replication` change leaves for a plan's later steps.
+fn replication_after(args: &Map<String, J>) -> Vec<crate::plan::overlay::Effect> {
+    use crate::plan::overlay::{Effect, ReplicationState, Val};
+    let set = |b: Option<bool>| b.map_or(Val::Host, Val::Set);
+    let (io, sql) = match arg_str(args, "state") {
+        Some("started" | "stopped" | "restore") => match thread_targets(args) {
+            Ok((io, sql)) => (set(io), set(sql)),
+            Err(_) => (Val::Unknown, Val::Unknown),
+        },
+        Some("configured" | "detached") => (Val::Unknown, Val::Unknown),
+        _ => (Val::Host, Val::Host),
+    };
+    vec![Effect::Replication(ReplicationState {
+        io_running: io,
+        sql_running: sql,
+        read_only: set(arg_bool(args, "read_only")),
+        reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
+    })]
+}
+
+async fn facts_on_host(
+    conn: &HostConn,
+    ctx: &ModCtx<'_>,
+    login: &Login,
+    extra: &str,
+) -> Result<Facts> {
     let out = run_sql_script(conn, ctx, login, &facts_body(extra), None, None).await?;
     if out.rc == 3 || out.stdout.is_empty() {
         bail!(
@@ -766,6 +852,9 @@ pub async fn probe_replication(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Resul
             format!("{e:#}"),
             json!({ "running": false }),
         )),
+        Ok(p) if matches!(p.decision, Decision::Change { .. }) => {
+            Ok(p.with_after(replication_after(args)))
+        }
         other => other,
     }
 }

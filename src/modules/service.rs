@@ -35,9 +35,118 @@ async fn state(ctx: &ModCtx<'_>, name: &str) -> Result<(bool, Option<bool>, Opti
     Ok((active, enabled, socket, loaded))
 }
 
+/// A unit's state as the step will find it: on the host, or in a plan, after the earlier
+/// steps (a unit file an earlier step writes makes the unit loaded; a service step before
+/// this one starts, stops or enables it).
+async fn planned_state(
+    ctx: &ModCtx<'_>,
+    name: &str,
+) -> Result<(bool, Option<bool>, Option<String>, bool)> {
+    use crate::plan::overlay::{not_derivable, PathState, Planned, Seen, Val};
+    let (mut active, mut enabled, mut socket, mut loaded) = state(ctx, name).await?;
+    let Some(ov) = ctx.overlay() else {
+        return Ok((active, enabled, socket, loaded));
+    };
+    let unit = crate::plan::overlay::unit_key(name);
+    if !loaded {
+        for dir in [
+            "/etc/systemd/system",
+            "/lib/systemd/system",
+            "/usr/lib/systemd/system",
+        ] {
+            let file = format!("{dir}/{unit}.service");
+            match ov.path(&file) {
+                Seen::Host | Seen::Planned(Planned { value: PathState::Absent, .. }) => continue,
+                Seen::NotDerivable(why) => return Err(not_derivable(why)),
+                Seen::Planned(Planned { value: PathState::File { content: Val::Set(text), .. }, .. }) => {
+                    // A new unit: loaded on first use, inactive, and "disabled" if it can be
+                    // enabled at all (an [Install] section), else "static".
+                    loaded = true;
+                    active = false;
+                    socket = None;
+                    enabled = has_install_section(&String::from_utf8_lossy(&text)).then_some(false);
+                    break;
+                }
+                Seen::Planned(Planned { by, .. }) => {
+                    return Err(not_derivable(format!(
+                        "the unit file {file} is written by {by}; what it defines is known only when it runs"
+                    )))
+                }
+            }
+        }
+    }
+    if let Some(Planned { value, by }) = ov.unit(name) {
+        let unknown = || {
+            not_derivable(format!(
+                "unit {name} is changed by {by}; its state after that is known only when it runs"
+            ))
+        };
+        match &value.loaded {
+            Val::Set(b) => loaded = *b,
+            Val::Unknown => return Err(unknown()),
+            Val::Host => {}
+        }
+        match &value.active {
+            Val::Set(b) => active = *b,
+            Val::Unknown => return Err(unknown()),
+            Val::Host => {}
+        }
+        match &value.enabled {
+            Val::Set(b) => enabled = *b,
+            Val::Unknown => return Err(unknown()),
+            Val::Host => {}
+        }
+        match &value.socket_active {
+            Val::Set(false) => socket = None,
+            Val::Set(true) => {
+                socket = Some(format!("{}.socket", name.trim_end_matches(".service")))
+            }
+            Val::Unknown => return Err(unknown()),
+            Val::Host => {}
+        }
+    }
+    Ok((active, enabled, socket, loaded))
+}
+
+/// Does a unit file have an `[Install]` section with something in it?
+fn has_install_section(text: &str) -> bool {
+    let mut in_install = false;
+    for l in text.lines().map(str::trim) {
+        if l.starts_with('[') {
+            in_install = l == "[Install]";
+        } else if in_install && !l.is_empty() && !l.starts_with('#') && !l.starts_with(';') {
+            return true;
+        }
+    }
+    false
+}
+
+/// What the unit is after the step.
+fn after(args: &Map<String, J>, name: &str) -> Vec<crate::plan::overlay::Effect> {
+    use crate::plan::overlay::{Effect, UnitState, Val};
+    let active = match arg_str(args, "state") {
+        Some("started") | Some("restarted") => Val::Set(true),
+        Some("stopped") => Val::Set(false),
+        _ => Val::Host,
+    };
+    vec![Effect::Unit {
+        name: name.to_string(),
+        state: UnitState {
+            loaded: Val::Host,
+            active,
+            enabled: arg_bool(args, "enabled").map_or(Val::Host, |b| Val::Set(Some(b))),
+            socket_active: if arg_str(args, "state") == Some("stopped") {
+                Val::Set(false)
+            } else {
+                Val::Host
+            },
+        },
+    }]
+}
+
 pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let name = required(args, "name")?;
-    let (active, enabled, socket, loaded) = state(ctx, name).await?;
+    let (active, enabled, socket, loaded) = planned_state(ctx, name).await?;
     let saw = json!({ "active": active, "enabled": enabled, "socket": socket, "loaded": loaded });
     if !loaded {
         return Ok(Probe::unknown(
@@ -74,7 +183,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     Ok(if changes.is_empty() {
         Probe::no_change(saw)
     } else {
-        Probe::change(changes.join("; "), None, saw)
+        Probe::change(changes.join("; "), None, saw).with_after(after(args, name))
     })
 }
 
@@ -143,4 +252,37 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         undo,
         failed: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_sections() {
+        assert!(has_install_section(
+            "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+        ));
+        assert!(!has_install_section(
+            "[Unit]\nDescription=x\n[Install]\n# none\n"
+        ));
+        assert!(!has_install_section("[Service]\nExecStart=/bin/true\n"));
+    }
+
+    #[test]
+    fn a_stop_plans_the_unit_and_its_socket_stopped() {
+        use crate::plan::overlay::{Effect, Val};
+        let args = serde_json::json!({"name": "mariadb", "state": "stopped", "enabled": false});
+        let e = after(args.as_object().unwrap(), "mariadb");
+        match &e[..] {
+            [Effect::Unit { name, state }] => {
+                assert_eq!(name, "mariadb");
+                assert_eq!(state.active, Val::Set(false));
+                assert_eq!(state.socket_active, Val::Set(false));
+                assert_eq!(state.enabled, Val::Set(Some(false)));
+                assert_eq!(state.loaded, Val::Host);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -188,6 +188,14 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         required(args, "dest")?,
     );
     check_paths(src, dest)?;
+    // In a plan: trees that earlier steps change are not on the hosts to be compared.
+    for (host, tree) in [(src_host, src), (ctx.host.name.as_str(), dest)] {
+        if let Some(by) = ctx.overlay_of(host).and_then(|o| o.anything_within(tree)) {
+            return Err(crate::plan::overlay::not_derivable(format!(
+                "{by} changes {host}:{tree}; what it holds then is known only when it runs"
+            )));
+        }
+    }
     let excl = excludes(args);
     let from = source(ctx, src_host)?;
     let (a, b) = tokio::join!(
@@ -214,7 +222,14 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
             "replace {dest} ({n} entries) with a copy of {src_host}:{src} ({entries} entries{how}); the old tree is kept for undo"
         ),
     };
-    Ok(Probe::change(summary, None, saw))
+    // The copy's content is the source's at the time it runs; later steps see it as unknown.
+    let after = crate::plan::overlay::Effect::Tree {
+        path: dest.to_string(),
+        state: crate::plan::overlay::TreeState::Unknown {
+            why: format!("{{by}} replaces {dest} with a copy of {src_host}:{src}; what is below it is known only when it runs"),
+        },
+    };
+    Ok(Probe::change(summary, None, saw).with_after(vec![after]))
 }
 
 pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {

@@ -5,6 +5,7 @@
 //! (a command without a check, a result registered by an earlier step, an approval), the plan
 //! says "unknown" and why — never "no change".
 
+pub mod overlay;
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +25,7 @@ use crate::modules::{self, Decision, ModCtx};
 use crate::playbook::{Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{HostConn, TransportOptions};
+use overlay::{Effect, NotDerivable, Overlay};
 
 pub use render::{render_json, render_markdown, render_text, Format};
 
@@ -233,6 +235,7 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         templates,
         opts,
         conns: tokio::sync::Mutex::new(HashMap::new()),
+        many_plays: pb.plays.len() > 1,
     };
     let mut plan = Plan {
         schema: SCHEMA.into(),
@@ -249,6 +252,8 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         entries: Vec::new(),
     };
     let mut memory: HashMap<String, HostMemory> = HashMap::new();
+    // What the steps planned so far leave on each host, for the steps after them.
+    let mut planned = Overlay::default();
     let mut unreachable: BTreeSet<String> = BTreeSet::new();
     for (pi, play) in pb.plays.iter().enumerate() {
         let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
@@ -290,12 +295,13 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
                     &play.name,
                     si,
                     step,
-                    false,
+                    None,
                     &reachable,
                     &everyone,
                     &play.become_root,
                     &play.become_user,
                     &mut memory,
+                    &mut planned,
                 )
                 .await;
             plan.entries.extend(entries);
@@ -314,30 +320,21 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
             if targets.is_empty() {
                 continue;
             }
-            let mut entries = run
+            let entries = run
                 .step_everywhere(
                     pi,
                     &play.name,
                     hi,
                     handler,
-                    true,
+                    Some(&names),
                     &targets,
                     &everyone,
                     &play.become_root,
                     &play.become_user,
                     &mut memory,
+                    &mut planned,
                 )
                 .await;
-            for e in &mut entries {
-                let sure = memory
-                    .get(&e.host)
-                    .is_some_and(|m| names.iter().any(|n| m.notified.get(*n) == Some(&true)));
-                if !sure && e.outcome != Outcome::NoChange {
-                    e.outcome = Outcome::Unknown;
-                    e.reason =
-                        Some("runs only if a step that notifies it changes something".into());
-                }
-            }
             plan.entries.extend(entries);
         }
     }
@@ -391,6 +388,19 @@ struct PlanRun<'a> {
     templates: Templates,
     opts: &'a PlanOptions,
     conns: tokio::sync::Mutex<HashMap<String, Arc<HostConn>>>,
+    /// The playbook has more than one play: name the play where a reason names a step.
+    many_plays: bool,
+}
+
+/// One step on one host, as planned.
+struct StepPlan {
+    entry: Entry,
+    /// The host the step runs on (its delegate, if any).
+    target: String,
+    /// What the host looks like after the step, as its probe derived it.
+    after: Vec<Effect>,
+    /// What the step may change, for when its outcome is unknown.
+    touches: Vec<Effect>,
 }
 
 impl PlanRun<'_> {
@@ -459,6 +469,21 @@ impl PlanRun<'_> {
         crate::transport::close_all(self.conns.into_inner().into_values()).await;
     }
 
+    /// How a reason names a step of this plan.
+    fn step_label(&self, play_name: &str, index: usize, name: &str, handler: bool) -> String {
+        let mut by = if handler {
+            format!("handler \"{name}\"")
+        } else {
+            format!("step {} ({name})", index + 1)
+        };
+        if self.many_plays {
+            by.push_str(&format!(" of play \"{play_name}\""));
+        }
+        by
+    }
+
+    /// One step (or handler) on every host. `handler`: the names a handler answers to; on a
+    /// host where it is only maybe notified, a change becomes "unknown".
     #[allow(clippy::too_many_arguments)]
     async fn step_everywhere(
         &self,
@@ -466,54 +491,94 @@ impl PlanRun<'_> {
         play_name: &str,
         index: usize,
         step: &Step,
-        handler: bool,
+        handler: Option<&[&str]>,
         hosts: &[String],
         everyone: &Arc<BTreeMap<String, Resolved>>,
         play_become: &Option<bool>,
         play_become_user: &Option<String>,
         memory: &mut HashMap<String, HostMemory>,
+        planned: &mut Overlay,
     ) -> Vec<Entry> {
         let targets: Vec<&String> = if step.run_once {
             hosts.iter().take(1).collect()
         } else {
             hosts.iter().collect()
         };
-        let futs = targets.iter().map(|h| {
-            let mem = memory.remove(*h).unwrap_or_default();
-            let everyone = everyone.clone();
-            async move {
-                let entry = self
-                    .step_on_host(
-                        play,
-                        play_name,
-                        index,
-                        step,
-                        handler,
-                        h,
-                        &everyone,
-                        play_become,
-                        play_become_user,
-                        &mem,
-                    )
-                    .await;
-                (h.to_string(), entry, mem)
-            }
-        });
-        let results = futures_join_all(futs).await;
+        let results = {
+            let seen: &Overlay = planned;
+            let futs = targets.iter().map(|h| {
+                let mem = memory.remove(*h).unwrap_or_default();
+                let everyone = everyone.clone();
+                async move {
+                    let sp = self
+                        .step_on_host(
+                            play,
+                            play_name,
+                            index,
+                            step,
+                            handler.is_some(),
+                            h,
+                            &everyone,
+                            play_become,
+                            play_become_user,
+                            &mem,
+                            seen,
+                        )
+                        .await;
+                    (h.to_string(), sp, mem)
+                }
+            });
+            futures_join_all(futs).await
+        };
         let mut out = Vec::new();
-        for (h, entry, mut mem) in results {
+        for (h, sp, mut mem) in results {
+            let StepPlan {
+                mut entry,
+                target,
+                after,
+                touches,
+            } = sp;
+            if let Some(names) = handler {
+                let sure = names.iter().any(|n| mem.notified.get(*n) == Some(&true));
+                if !sure && entry.outcome != Outcome::NoChange {
+                    entry.outcome = Outcome::Unknown;
+                    entry.reason =
+                        Some("runs only if a step that notifies it changes something".into());
+                }
+            }
+            // What the later steps see: the derived state after a change; after a step whose
+            // outcome is unknown (or not derived), whatever it touches, as unknown.
+            let effects = match entry.outcome {
+                Outcome::Change if !after.is_empty() => after,
+                Outcome::Change | Outcome::Unknown => touches,
+                Outcome::NoChange | Outcome::Skipped => Vec::new(),
+            };
+            if !effects.is_empty() {
+                let by = self.step_label(play_name, index, &entry.name, handler.is_some());
+                planned
+                    .hosts
+                    .entry(target)
+                    .or_default()
+                    .record(&effects, &by);
+            }
             if let Some(r) = &step.register {
                 if entry.outcome != Outcome::Skipped {
-                    mem.unknown_registers
-                        .insert(r.clone(), format!("step {} ({})", index + 1, entry.name));
+                    mem.unknown_registers.insert(
+                        r.clone(),
+                        self.step_label(play_name, index, &entry.name, handler.is_some()),
+                    );
                 }
             }
             if step.action.module == "package"
                 && entry.outcome != Outcome::NoChange
                 && entry.outcome != Outcome::Skipped
             {
-                mem.package_changes
-                    .push(format!("step {} ({})", index + 1, entry.name));
+                mem.package_changes.push(self.step_label(
+                    play_name,
+                    index,
+                    &entry.name,
+                    handler.is_some(),
+                ));
             }
             for (n, _) in &step.notify {
                 match entry.outcome {
@@ -545,35 +610,54 @@ impl PlanRun<'_> {
         play_become: &Option<bool>,
         play_become_user: &Option<String>,
         mem: &HostMemory,
-    ) -> Entry {
+        planned: &Overlay,
+    ) -> StepPlan {
         let spec = modules::spec::find(&step.action.module);
         let irreversible = match &step.undo {
             Undo::Irreversible(_) => true,
             Undo::Custom(_) => false,
             Undo::Module => spec.is_some_and(|s| s.reversibility == Reversibility::Irreversible),
         };
-        let mut entry = Entry {
-            play,
-            play_name: play_name.to_string(),
-            step: index,
-            handler,
-            name: step.display_name(),
-            module: step.action.module.clone(),
-            host: host.to_string(),
-            outcome: Outcome::Unknown,
-            summary: String::new(),
-            diff: None,
-            reason: None,
-            irreversible,
-            undo: match &step.undo {
-                Undo::Custom(a) => Some(format!("declared: {}", a.module)),
-                Undo::Irreversible(_) => None,
-                Undo::Module => spec
-                    .filter(|s| s.reversibility == Reversibility::Reversible)
-                    .map(|_| "recorded by the module when applied".to_string()),
+        let target = step
+            .delegate_to
+            .as_ref()
+            .map_or(host.to_string(), |(d, _)| d.clone());
+        // What the step may touch, whatever its outcome (arguments that need a result only a
+        // run knows cannot be rendered: then nothing is known of them).
+        let touches = self
+            .context(host, everyone)
+            .ok()
+            .and_then(|ctx| crate::engine::render_args(&step.action.args, &ctx, step).ok())
+            .map(|args| modules::touches(&step.action.module, &args))
+            .unwrap_or_default();
+        let mut sp = StepPlan {
+            entry: Entry {
+                play,
+                play_name: play_name.to_string(),
+                step: index,
+                handler,
+                name: step.display_name(),
+                module: step.action.module.clone(),
+                host: host.to_string(),
+                outcome: Outcome::Unknown,
+                summary: String::new(),
+                diff: None,
+                reason: None,
+                irreversible,
+                undo: match &step.undo {
+                    Undo::Custom(a) => Some(format!("declared: {}", a.module)),
+                    Undo::Irreversible(_) => None,
+                    Undo::Module => spec
+                        .filter(|s| s.reversibility == Reversibility::Reversible)
+                        .map(|_| "recorded by the module when applied".to_string()),
+                },
+                fingerprint: String::new(),
             },
-            fingerprint: String::new(),
+            target,
+            after: Vec::new(),
+            touches,
         };
+        let entry = &mut sp.entry;
         // A step reading a result registered earlier can only be known when it runs.
         let texts = step_texts(step);
         if let Some((name, by)) = mem
@@ -587,18 +671,32 @@ impl PlanRun<'_> {
             entry.fingerprint = fingerprint(&Decision::Unknown {
                 reason: entry.reason.clone().unwrap_or_default(),
             });
-            return entry;
+            return sp;
         }
+        let mut derived_unknown = false;
         let decision = match self
-            .probe(step, host, everyone, play_become, play_become_user)
+            .probe(step, host, everyone, play_become, play_become_user, planned)
             .await
         {
-            Ok(Some(d)) => d,
+            Ok(Some(p)) => {
+                sp.after = p.after;
+                p.decision
+            }
             Ok(None) => {
                 entry.outcome = Outcome::Skipped;
                 entry.reason = Some("`when:` is false".into());
                 entry.fingerprint = modules::sha256_hex(b"skipped");
-                return entry;
+                return sp;
+            }
+            // An earlier step of the plan leaves something this probe cannot see.
+            Err(e) if e.downcast_ref::<NotDerivable>().is_some() => {
+                derived_unknown = true;
+                Decision::Unknown {
+                    reason: e
+                        .downcast_ref::<NotDerivable>()
+                        .map(|n| n.0.clone())
+                        .unwrap_or_default(),
+                }
             }
             Err(e) => Decision::Unknown {
                 reason: format!("cannot probe: {e:#}"),
@@ -616,7 +714,9 @@ impl PlanRun<'_> {
             entry.irreversible = false;
             entry.reason =
                 Some("runs during apply; declared read-only (changed_when: false)".into());
-            return entry;
+            sp.after.clear();
+            sp.touches.clear();
+            return sp;
         }
         match decision {
             Decision::NoChange => {
@@ -630,14 +730,25 @@ impl PlanRun<'_> {
             Decision::Unknown { reason } => {
                 entry.outcome = Outcome::Unknown;
                 entry.reason = Some(match mem.package_changes.last() {
-                    Some(by) if !reason.starts_with("command") => {
+                    Some(by) if !reason.starts_with("command") && !derived_unknown => {
                         format!("{reason}; depends on {by}, which changes packages this step reads")
                     }
                     _ => reason,
                 });
             }
         }
-        entry
+        sp
+    }
+
+    /// The template context of a host for a step of the plan.
+    fn context(&self, host: &str, everyone: &BTreeMap<String, Resolved>) -> Result<tera::Context> {
+        let resolved = everyone
+            .get(host)
+            .ok_or_else(|| anyhow!("no variables for {host}"))?;
+        let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
+        // The run id is only known when the plan is applied.
+        ctx.insert("run", &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }));
+        Ok(ctx)
     }
 
     /// `Ok(None)`: the step is skipped on this host.
@@ -648,13 +759,9 @@ impl PlanRun<'_> {
         everyone: &BTreeMap<String, Resolved>,
         play_become: &Option<bool>,
         play_become_user: &Option<String>,
-    ) -> Result<Option<Decision>> {
-        let resolved = everyone
-            .get(host)
-            .ok_or_else(|| anyhow!("no variables for {host}"))?;
-        let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
-        // The run id is only known when the plan is applied.
-        ctx.insert("run", &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }));
+        planned: &Overlay,
+    ) -> Result<Option<modules::Probe>> {
+        let mut ctx = self.context(host, everyone)?;
         let target = crate::engine::delegate_target(&self.inv, step, host, &ctx)?;
         if self.conns.lock().await.get(&target).is_none() {
             self.connect(std::slice::from_ref(&target)).await;
@@ -700,11 +807,10 @@ impl PlanRun<'_> {
             run_id: "plan",
             approvals: &self.opts.approvals,
             interactive: false,
+            planned: Some(planned),
         };
         Ok(Some(
-            modules::probe(&step.action.module, &args, &mctx)
-                .await?
-                .decision,
+            modules::probe(&step.action.module, &args, &mctx).await?,
         ))
     }
 }

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests that drive the lab (see lab/README.md).
 #![allow(dead_code)]
 
+pub mod artifacts;
 pub mod project;
+pub mod sweep;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

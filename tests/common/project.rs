@@ -1,14 +1,21 @@
 //! A scratch project for tests that run cutover against the lab: its own playbooks, templates,
 //! run state (journals, locks) and ssh control directory, so tests never see each other's runs.
+//!
+//! The project lives in the suite's artifacts directory (see [`super::artifacts`]) and is kept:
+//! its journals, saved plans, JSON and JUnit files, and every invocation's stdout and stderr
+//! (`cutover/NNN-*.stdout|stderr|cmd`), are what the secret sweep greps after the suite. Only
+//! the ssh control sockets live in a temporary directory (a socket path must be short).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value as J;
 
 pub struct Project {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// XDG_RUNTIME_DIR of the runs: ssh control sockets.
+    runtime: tempfile::TempDir,
     /// Run from the repository root, as an admin runs the shipped playbooks.
     in_repo: bool,
 }
@@ -21,11 +28,15 @@ impl Default for Project {
 
 impl Project {
     pub fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
+        let dir = super::artifacts::case_dir();
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        let runtime = tempfile::Builder::new()
+            .prefix("cutover-rt")
+            .tempdir()
+            .unwrap();
         Project {
             dir,
+            runtime,
             in_repo: false,
         }
     }
@@ -40,7 +51,12 @@ impl Project {
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.dir.join(rel)
+    }
+
+    /// The runs' XDG_RUNTIME_DIR (ssh control sockets).
+    pub fn runtime(&self) -> PathBuf {
+        self.runtime.path().to_path_buf()
     }
 
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
@@ -69,13 +85,58 @@ impl Project {
         ])
         .args(args)
         .env("CUTOVER_STATE_DIR", self.state())
-        .env("XDG_RUNTIME_DIR", self.path("runtime"))
+        .env("XDG_RUNTIME_DIR", self.runtime.path())
         .current_dir(if self.in_repo {
             super::repo_root()
         } else {
-            self.dir.path().to_path_buf()
+            self.dir.clone()
         });
         c
+    }
+
+    /// The arguments of a cutover command made by [`command`](Self::command).
+    fn args_of(cmd: &Command) -> Vec<String> {
+        // ip netns exec cutover-ctl CUTOVER ARGS…
+        cmd.get_args()
+            .skip(4)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Keep an invocation's output with the project's artifacts.
+    pub fn record(&self, args: &[String], out: &Output) {
+        super::artifacts::record(&self.dir, args, out);
+    }
+
+    /// Run a command made by [`command`](Self::command) (or `apply_command`) to its end,
+    /// keeping its output with the project's artifacts.
+    pub fn output(&self, mut cmd: Command) -> Output {
+        let args = Self::args_of(&cmd);
+        let o = cmd.output().expect("run cutover");
+        self.record(&args, &o);
+        o
+    }
+
+    /// Start a command made by [`command`](Self::command) with its stdout and stderr going to
+    /// files among the project's artifacts (for tests that signal it and do not read them as
+    /// it runs). Returns the child and the path of its stderr file.
+    pub fn spawn_logged(&self, mut cmd: Command) -> (Child, PathBuf) {
+        let args = Self::args_of(&cmd);
+        let (out, err, err_path) = super::artifacts::output_files(&self.dir, &args);
+        let child = cmd
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start cutover");
+        (child, err_path)
+    }
+
+    /// Wait for a spawned command whose stdout and stderr are piped, keeping its output.
+    pub fn wait_logged(&self, args: &[&str], child: Child) -> Output {
+        let o = child.wait_with_output().expect("wait for cutover");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        self.record(&args, &o);
+        o
     }
 
     pub fn command_strings(&self, args: &[String]) -> Command {
@@ -89,7 +150,7 @@ impl Project {
     pub fn run_cluster(&self, args: &[String]) -> Output {
         for _ in 0..150 {
             let before = self.run_ids();
-            let o = self.command_strings(args).output().unwrap();
+            let o = self.output(self.command_strings(args));
             let t = text(&o);
             if o.status.code() != Some(5)
                 && !t.contains("locked by run")
@@ -139,7 +200,7 @@ impl Project {
     /// waited for rather than counted as a failure.
     pub fn run(&self, args: &[&str]) -> Output {
         for _ in 0..90 {
-            let o = self.command(args).output().unwrap();
+            let o = self.output(self.command(args));
             // Exit 5: the controller lock; "locked by run": a host's lock.
             if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
                 return o;
