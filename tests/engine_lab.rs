@@ -838,29 +838,8 @@ fn a_large_copy_is_streamed_not_held_in_memory() {
         text(&plan)
     );
 
-    // Peak memory of the cutover process, from /usr/bin/time.
-    let apply = |p: &Project| -> (std::process::Output, u64) {
-        let c = p.command(&["apply", "-i", &inv, &pb_path, "--output", "plain"]);
-        let mut t = Command::new("/usr/bin/time");
-        t.args(["-f", "maxrss_kb=%M"])
-            .arg(c.get_program())
-            .args(c.get_args());
-        for (k, v) in c.get_envs() {
-            if let Some(v) = v {
-                t.env(k, v);
-            }
-        }
-        if let Some(d) = c.get_current_dir() {
-            t.current_dir(d);
-        }
-        let o = t.output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        let kb = err
-            .lines()
-            .find_map(|l| l.strip_prefix("maxrss_kb="))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no maxrss from /usr/bin/time: {err}"));
-        (o, kb)
+    let apply = |p: &Project| {
+        p.output_with_peak_memory(p.command(&["apply", "-i", &inv, &pb_path, "--output", "plain"]))
     };
     let (o, kb) = apply(&p);
     assert!(o.status.success(), "{}", text(&o));

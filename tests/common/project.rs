@@ -103,6 +103,32 @@ impl Project {
             .collect()
     }
 
+    /// Run a cutover command under `/usr/bin/time`: its output (kept with the artifacts) and
+    /// the peak resident memory of the cutover process, in KiB.
+    pub fn output_with_peak_memory(&self, cmd: Command) -> (Output, u64) {
+        let mut t = Command::new("/usr/bin/time");
+        t.args(["-f", "maxrss_kb=%M"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                t.env(k, v);
+            }
+        }
+        if let Some(d) = cmd.get_current_dir() {
+            t.current_dir(d);
+        }
+        let o = t.output().expect("run cutover under /usr/bin/time");
+        self.record(&Self::args_of(&cmd), &o);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let kb = err
+            .lines()
+            .find_map(|l| l.strip_prefix("maxrss_kb="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no maxrss from /usr/bin/time: {err}"));
+        (o, kb)
+    }
+
     /// Keep an invocation's output with the project's artifacts.
     pub fn record(&self, args: &[String], out: &Output) {
         super::artifacts::record(&self.dir, args, out);
