@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that drive the lab (see lab/README.md).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod project;
 
 use std::path::PathBuf;
