@@ -1033,6 +1033,69 @@ fn undo_step(
     }
 }
 
+/// The way back of a thread or read_only change, from the probe (the same as the one `apply`
+/// records; known before the change, so it is journaled with the intent). Restoring thread
+/// states and read_only is safe whether or not the change happened.
+pub(crate) fn pending_undo_replication(
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Option<UndoAction> {
+    if probe.decision == Decision::NoChange {
+        return None;
+    }
+    let login = Login::from_args(args, ctx).ok()?;
+    let host = &ctx.host.name;
+    let facts = &probe.state["facts"];
+    let mut undo = None;
+    if matches!(
+        arg_str(args, "state"),
+        Some("started") | Some("stopped") | Some("restore")
+    ) {
+        let r = facts.get("replica").filter(|r| r.is_object())?;
+        let io = matches!(r["io_running"].as_str(), Some("Yes" | "Connecting"));
+        let sql = r["sql_running"].as_str() == Some("Yes");
+        undo = Some(undo_step(
+            args,
+            &login,
+            &[
+                ("state", json!("restore")),
+                ("io", json!(io)),
+                ("sql", json!(sql)),
+            ],
+            format!(
+                "replication on {host} back to {}",
+                describe_targets(Some(io), Some(sql))
+            ),
+        ));
+    }
+    if let (Some(want), Some(was)) = (arg_bool(args, "read_only"), facts["read_only"].as_bool()) {
+        if want != was {
+            undo = Some(match undo {
+                Some(UndoAction::Rerun {
+                    module,
+                    mut args,
+                    what,
+                }) => {
+                    args.insert("read_only".into(), json!(was));
+                    UndoAction::Rerun {
+                        module,
+                        args,
+                        what: format!("{what}; read_only back to {was}"),
+                    }
+                }
+                _ => undo_step(
+                    args,
+                    &login,
+                    &[("read_only", json!(was))],
+                    format!("read_only on {host} back to {was}"),
+                ),
+            });
+        }
+    }
+    undo
+}
+
 pub async fn apply_replication(
     args: &Map<String, J>,
     probe: &Probe,
