@@ -187,9 +187,17 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     let _controller_lock = lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner)
         .map_err(|e| RunError::Locked(format!("{e:#}")))?;
     let journal = match &resumed {
-        Some(_) => {
+        Some(r) => {
             let j = Journal::reopen(&run_id)?;
-            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user() })).await?;
+            // Steps cut off by the kill: their way back (journaled with the intent) stays part
+            // of the run, so a later rollback undoes them even if the resumed step finds
+            // nothing left to change.
+            let cut_off: Vec<J> = r
+                .in_flight
+                .iter()
+                .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
+                .collect();
+            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user(), "cut_off": cut_off })).await?;
             j
         }
         None => {
@@ -215,6 +223,20 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         opts.playbook.display(),
         opts.inventory.display()
     ));
+    for f in resumed.iter().flat_map(|r| &r.in_flight) {
+        reporter.say(&match &f.undo {
+            Some(u) => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again, and its way back ({}) stays recorded",
+                f.step,
+                f.host,
+                u.describe()
+            ),
+            None => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again (no recorded way back for what it may have done)",
+                f.step, f.host
+            ),
+        });
+    }
     let run = Arc::new(Run {
         id: run_id.clone(),
         inv,
@@ -687,15 +709,21 @@ async fn run_step_on_host(
     run.reporter.step_started(&label, host);
     let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
     let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
+    let mut pending: Option<UndoAction> = None;
     let result = execute(
         run,
         play,
-        (play_index, step_index, handler),
+        (play_index, step_index, handler, seq),
         step,
         host,
         everyone,
+        &mut pending,
     )
     .await;
+    // An error after the change began (the module failed half way, the host was lost): the
+    // change may be partly made; its way back, journaled with the intent, is kept as the step's
+    // undo (safe to run on a change that was only partly made).
+    let mut partial = false;
     let (status, detail, undo, decision, registered) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -705,10 +733,11 @@ async fn run_step_on_host(
             } else {
                 Status::Failed
             };
+            partial = pending.is_some();
             (
                 status,
                 msg,
-                None,
+                pending.take(),
                 None,
                 json!({ "failed": true, "msg": format!("{e:#}") }),
             )
@@ -738,6 +767,7 @@ async fn run_step_on_host(
                 seq: seq as u64,
                 undo: u.clone(),
                 become_: become_.clone(),
+                partial,
             });
     }
     let mut fields = where_;
@@ -751,6 +781,9 @@ async fn run_step_on_host(
     if let Some(u) = &undo {
         fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
         fields["undo_host"] = json!(delegate_or(step, host));
+        if partial {
+            fields["undo_partial"] = json!(true);
+        }
         fields["become_user"] = json!(become_
             .as_ref()
             .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
@@ -842,13 +875,16 @@ pub(crate) fn become_for(
 type StepResult = (Status, String, Option<UndoAction>, Option<String>, J);
 
 /// One step on one host: when → render → probe → apply (with retries/until) → verdict.
+/// `pending` receives the way back journaled with the intent, once the change has begun.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     run: &Arc<Run>,
     play: &Play,
-    at: (usize, usize, bool),
+    at: (usize, usize, bool, u32),
     step: &Step,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
+    pending: &mut Option<UndoAction>,
 ) -> Result<StepResult> {
     let reviewed = match &run.opts.expected {
         Some(exp) => match exp.get(&(at.0, at.1, at.2, host.to_string())) {
@@ -973,15 +1009,33 @@ async fn execute(
             Decision::Change { summary, .. } => summary.clone(),
             Decision::Unknown { reason } => format!("unknown: {reason}"),
         };
-        // The intent goes to the journal first: if the controller dies during the change, a
-        // rollback can say which steps may be half done instead of silently missing them.
+        // The intent goes to the journal first, with the way back the step will record if it
+        // completes: if the controller dies during the change, a rollback (or the resumed run)
+        // still undoes it, and names the steps that may be half done with no way back.
         if probe.decision != Decision::NoChange {
-            run.journal
-                .record(
-                    "step_applying",
-                    json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name() }),
-                )
-                .await?;
+            let read_only = step
+                .changed_when
+                .as_ref()
+                .is_some_and(|e| e.text.trim() == "false")
+                || modules::changes_nothing(&step.action.module, &args);
+            *pending = match &step.undo {
+                _ if read_only => None,
+                Undo::Module => modules::pending_undo(&step.action.module, &args, &probe, &mctx),
+                Undo::Irreversible(_) => None,
+                Undo::Custom(action) => Some(UndoAction::Step {
+                    module: action.module.clone(),
+                    args: render_args(&action.args, &ctx, step)?,
+                }),
+            };
+            let mut fields = json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name(), "seq": at.3, "changes": !read_only });
+            if let Some(u) = pending.as_ref() {
+                fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
+                fields["undo_host"] = json!(target);
+                fields["become_user"] = json!(become_
+                    .as_ref()
+                    .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+            }
+            run.journal.record("step_applying", fields).await?;
         }
         let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
         let mut result = outcome.result.clone();
