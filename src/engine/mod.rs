@@ -130,7 +130,12 @@ fn resume_state(
     fingerprint: &str,
 ) -> std::result::Result<recovery::JournalState, RunError> {
     let state = recovery::load_state(id)?;
-    if let Some(f) = &state.finished {
+    // A run stopped by Ctrl-C (at a step boundary) may be resumed like a killed one.
+    if let Some(f) = state
+        .finished
+        .as_ref()
+        .filter(|f| f["status"] != "interrupted")
+    {
         return Err(RunError::Other(anyhow!(
             "run {id} already finished ({}); roll it back with `cutover rollback {id}` or start a new run",
             f["status"].as_str().unwrap_or("?")
