@@ -367,6 +367,50 @@ async fn release(conns: HashMap<String, Arc<HostConn>>, run_id: &str) {
     crate::transport::close_all(conns.into_values()).await;
 }
 
+/// A killed run leaves its lock on every host it had connected to. Rolling it back releases
+/// those too (the hosts in `skip` were released already); a host that cannot be reached now
+/// keeps its lock and is named.
+async fn release_dead_locks(
+    opts: &AfterOptions,
+    state: &JournalState,
+    skip: &BTreeSet<String>,
+    reporter: &Reporter,
+) {
+    if state.finished.is_some() {
+        return; // a run that ended released its locks itself
+    }
+    let Ok(events) = journal::read(&opts.run_id) else {
+        return;
+    };
+    let left: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["event"] == "host_connected")
+        .filter_map(|e| e["host"].as_str().map(str::to_string))
+        .filter(|h| !skip.contains(h))
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    let Ok(inv) = crate::inventory::load_checked(&inventory_of(opts, state)) else {
+        return;
+    };
+    for h in left {
+        let Some(host) = inv.host(&h) else {
+            continue;
+        };
+        match HostConn::connect(&h, &host.connection, &opts.transport).await {
+            Ok(conn) => {
+                lock::unlock_host(&conn, &opts.run_id).await;
+                conn.close().await;
+            }
+            Err(e) => reporter.say(&format!(
+                "WARNING: {h} cannot be reached ({e:#}): the lock of run {} stays there (remove it later with --break-lock)",
+                opts.run_id
+            )),
+        }
+    }
+}
+
 /// The run's inventory: the one given on the command line, else the one it started with.
 fn inventory_of(opts: &AfterOptions, state: &JournalState) -> PathBuf {
     opts.inventory
@@ -408,6 +452,7 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     }
     if state.done.is_empty() {
         reporter.say(&format!("run {}: nothing to roll back", opts.run_id));
+        release_dead_locks(&opts, &state, &BTreeSet::new(), &reporter).await;
         return Ok(true);
     }
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
@@ -425,6 +470,7 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     )
     .await;
     release(conns, &opts.run_id).await;
+    release_dead_locks(&opts, &state, &hosts, &reporter).await;
     let _ = reporter.finish(if ok {
         "rolled back"
     } else {
