@@ -6,6 +6,7 @@
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
 pub mod facts;
+mod fault;
 pub mod journal;
 pub mod lock;
 pub mod output;
@@ -109,6 +110,8 @@ struct Run {
     done: std::sync::Mutex<Vec<Done>>,
     interrupted: AtomicBool,
     step_counter: AtomicU32,
+    /// Step results this process journaled (for the fault-injection points of the tests).
+    results_journaled: AtomicU32,
     /// What the journal of a resumed run says was done before.
     resumed: Option<recovery::JournalState>,
     /// `groups` and `hostvars` of the current play, built once when the play starts.
@@ -260,6 +263,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         done: std::sync::Mutex::new(resumed.as_ref().map(|r| r.done.clone()).unwrap_or_default()),
         interrupted: AtomicBool::new(false),
         step_counter: AtomicU32::new(resumed.as_ref().map_or(0, |r| r.next_seq)),
+        results_journaled: AtomicU32::new(0),
         resumed,
         shared: std::sync::Mutex::new(None),
     });
@@ -815,6 +819,12 @@ async fn run_step_on_host(
             notify: false,
         };
     }
+    if let Some(pause) = fault::after_result(
+        run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
+        &label,
+    ) {
+        tokio::time::sleep(pause).await;
+    }
     let shown = if step.ignore_errors && status == Status::Failed {
         format!("{detail} (ignored)")
     } else {
@@ -1041,8 +1051,10 @@ async fn execute(
                     .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
             }
             run.journal.record("step_applying", fields).await?;
+            fault::after_applying(&step.display_name());
         }
         let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
+        fault::after_apply(&step.display_name());
         let mut result = outcome.result.clone();
         result.insert("changed".into(), J::Bool(outcome.changed));
         result.insert("failed".into(), J::Bool(outcome.failed.is_some()));
