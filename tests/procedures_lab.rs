@@ -135,8 +135,7 @@ fn killed_after_the_snapshots_then_resumed_finishes_the_upgrade() {
     let set = unique("resume");
     let args = upgrade_args("2.0.0", 2, &set);
     // Killed once every snapshot is journaled (the master's start comes right after them). A
-    // kill in the middle of the snapshot step itself leaves a set the journal does not know:
-    // the resumed step then finds it and records no undo (reported as an engine gap).
+    // kill in the middle of the snapshot step itself: faults_upgrade_lab.
     let id = start_and_kill(&p, &args, "Start the master");
 
     let extra: Vec<String> = vec![
