@@ -71,22 +71,35 @@ fn signal(sig: i32) {
     }
 }
 
-/// After this process journaled its `n`-th step result, a result of `step`. Returns how long
-/// the run is to pause there (`pause-after-step`).
-pub fn after_result(n: u32, step: &str) -> Option<std::time::Duration> {
+/// What the run does after a fault point.
+#[derive(Debug, PartialEq)]
+pub enum Then {
+    Go,
+    /// Pause this long (`pause-after-step`).
+    Pause(std::time::Duration),
+    /// A SIGINT was sent: wait until the engine has seen it, so it stops at this very
+    /// boundary (the signal reaches the engine asynchronously).
+    AwaitInterrupt,
+}
+
+/// After this process journaled its `n`-th step result, a result of `step`.
+pub fn after_result(n: u32, step: &str) -> Then {
     static SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nth_of_step = || SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     match fault() {
-        Some(Fault::Results(at, sig)) if *at == n => signal(*sig),
+        Some(Fault::Results(at, sig)) if *at == n => {
+            signal(*sig);
+            return Then::AwaitInterrupt;
+        }
         Some(Fault::StepResults(k, name)) if name == step && nth_of_step() == *k => {
             signal(libc::SIGKILL)
         }
         Some(Fault::Pause(k, secs, name)) if name == step && nth_of_step() == *k => {
-            return Some(std::time::Duration::from_secs(*secs));
+            return Then::Pause(std::time::Duration::from_secs(*secs));
         }
         _ => {}
     }
-    None
+    Then::Go
 }
 
 /// After a step's intent (`step_applying`) is journaled, before its change.

@@ -819,11 +819,20 @@ async fn run_step_on_host(
             notify: false,
         };
     }
-    if let Some(pause) = fault::after_result(
+    match fault::after_result(
         run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
         &label,
     ) {
-        tokio::time::sleep(pause).await;
+        fault::Then::Go => {}
+        fault::Then::Pause(d) => tokio::time::sleep(d).await,
+        fault::Then::AwaitInterrupt => {
+            for _ in 0..400 {
+                if run.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
     let shown = if step.ignore_errors && status == Status::Failed {
         format!("{detail} (ignored)")
