@@ -884,6 +884,12 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
                 .with_help("list runs with `cutover runs`"),
         )
     })?;
+    // Steps whose change began but whose result never came (the controller died meanwhile).
+    let finished_seqs: std::collections::BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "step_result")
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
     for e in &events {
         if raw {
             println!("{e}");
@@ -935,6 +941,32 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
                     undo
                 );
             }
+            "step_applying"
+                if e["seq"]
+                    .as_u64()
+                    .is_some_and(|q| !finished_seqs.contains(&q)) =>
+            {
+                let undo = e
+                    .get("undo_pending")
+                    .and_then(|u| {
+                        serde_json::from_value::<crate::modules::UndoAction>(u.clone()).ok()
+                    })
+                    .map_or_else(
+                        || "no recorded way back".to_string(),
+                        |u| format!("undo: {}", u.describe()),
+                    );
+                println!(
+                    "{time} {:<12} {:<11} {} — the change began and the run stopped before its result [{undo}]",
+                    e["host"].as_str().unwrap_or(""),
+                    "CUT OFF",
+                    e["name"].as_str().unwrap_or(""),
+                );
+            }
+            "run_resumed" => println!(
+                "{time} run resumed by {} (pid {})",
+                e["user"].as_str().unwrap_or(""),
+                e["pid"]
+            ),
             "handler_notified" => println!(
                 "{time} {:<12} notified    {}",
                 e["host"].as_str().unwrap_or(""),

@@ -6,6 +6,7 @@
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
 pub mod facts;
+mod fault;
 pub mod journal;
 pub mod lock;
 pub mod output;
@@ -114,6 +115,8 @@ struct Run {
     done: std::sync::Mutex<Vec<Done>>,
     interrupted: AtomicBool,
     step_counter: AtomicU32,
+    /// Step results this process journaled (for the fault-injection points of the tests).
+    results_journaled: AtomicU32,
     /// What the journal of a resumed run says was done before.
     resumed: Option<recovery::JournalState>,
     /// `groups` and `hostvars` of the current play, built once when the play starts.
@@ -137,7 +140,12 @@ fn resume_state(
     fingerprint: &str,
 ) -> std::result::Result<recovery::JournalState, RunError> {
     let state = recovery::load_state(id)?;
-    if let Some(f) = &state.finished {
+    // A run stopped by Ctrl-C (at a step boundary) may be resumed like a killed one.
+    if let Some(f) = state
+        .finished
+        .as_ref()
+        .filter(|f| f["status"] != "interrupted")
+    {
         return Err(RunError::Other(anyhow!(
             "run {id} already finished ({}); roll it back with `cutover rollback {id}` or start a new run",
             f["status"].as_str().unwrap_or("?")
@@ -194,9 +202,17 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     let _controller_lock = lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner)
         .map_err(|e| RunError::Locked(format!("{e:#}")))?;
     let journal = match &resumed {
-        Some(_) => {
+        Some(r) => {
             let j = Journal::reopen(&run_id)?;
-            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user() })).await?;
+            // Steps cut off by the kill: their way back (journaled with the intent) stays part
+            // of the run, so a later rollback undoes them even if the resumed step finds
+            // nothing left to change.
+            let cut_off: Vec<J> = r
+                .in_flight
+                .iter()
+                .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
+                .collect();
+            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user(), "cut_off": cut_off })).await?;
             j
         }
         None => {
@@ -222,6 +238,20 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         opts.playbook.display(),
         opts.inventory.display()
     ));
+    for f in resumed.iter().flat_map(|r| &r.in_flight) {
+        reporter.say(&match &f.undo {
+            Some(u) => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again, and its way back ({}) stays recorded",
+                f.step,
+                f.host,
+                u.describe()
+            ),
+            None => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again (no recorded way back for what it may have done)",
+                f.step, f.host
+            ),
+        });
+    }
     let run = Arc::new(Run {
         id: run_id.clone(),
         inv,
@@ -240,6 +270,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         done: std::sync::Mutex::new(resumed.as_ref().map(|r| r.done.clone()).unwrap_or_default()),
         interrupted: AtomicBool::new(false),
         step_counter: AtomicU32::new(resumed.as_ref().map_or(0, |r| r.next_seq)),
+        results_journaled: AtomicU32::new(0),
         resumed,
         shared: std::sync::Mutex::new(None),
         down: std::sync::Mutex::new(BTreeSet::new()),
@@ -829,15 +860,21 @@ async fn run_step_on_host(
     run.reporter.step_started(&label, host);
     let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
     let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
+    let mut pending: Option<(UndoAction, String)> = None;
     let result = execute(
         run,
         play,
-        (play_index, step_index, handler),
+        (play_index, step_index, handler, seq),
         step,
         host,
         everyone,
+        &mut pending,
     )
     .await;
+    // An error after the change began (the module failed half way, the host was lost): the
+    // change may be partly made; its way back, journaled with the intent, is kept as the step's
+    // undo (safe to run on a change that was only partly made).
+    let mut partial = false;
     let (status, detail, undo, decision, registered) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -847,10 +884,11 @@ async fn run_step_on_host(
             } else {
                 Status::Failed
             };
+            partial = pending.is_some();
             (
                 status,
                 msg,
-                None,
+                pending.take(),
                 None,
                 json!({ "failed": true, "msg": format!("{e:#}") }),
             )
@@ -880,6 +918,7 @@ async fn run_step_on_host(
                 seq: seq as u64,
                 undo: u.clone(),
                 become_: become_.clone(),
+                partial,
             });
     }
     let mut fields = where_;
@@ -893,6 +932,9 @@ async fn run_step_on_host(
     if let Some((u, undo_host)) = &undo {
         fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
         fields["undo_host"] = json!(undo_host);
+        if partial {
+            fields["undo_partial"] = json!(true);
+        }
         fields["become_user"] = json!(become_
             .as_ref()
             .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
@@ -918,6 +960,21 @@ async fn run_step_on_host(
             status: Status::Failed,
             notify: false,
         };
+    }
+    match fault::after_result(
+        run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
+        &label,
+    ) {
+        fault::Then::Go => {}
+        fault::Then::Pause(d) => tokio::time::sleep(d).await,
+        fault::Then::AwaitInterrupt => {
+            for _ in 0..400 {
+                if run.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
     let shown = if step.ignore_errors && status == Status::Failed {
         format!("{detail} (ignored)")
@@ -1013,13 +1070,16 @@ type StepResult = (
 );
 
 /// One step on one host: when → render → probe → apply (with retries/until) → verdict.
+/// `pending` receives the way back journaled with the intent, once the change has begun.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     run: &Arc<Run>,
     play: &Play,
-    at: (usize, usize, bool),
+    at: (usize, usize, bool, u32),
     step: &Step,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
+    pending: &mut Option<(UndoAction, String)>,
 ) -> Result<StepResult> {
     let reviewed = match &run.opts.expected {
         Some(exp) => match exp.get(&(at.0, at.1, at.2, host.to_string())) {
@@ -1147,17 +1207,38 @@ async fn execute(
             Decision::Change { summary, .. } => summary.clone(),
             Decision::Unknown { reason } => format!("unknown: {reason}"),
         };
-        // The intent goes to the journal first: if the controller dies during the change, a
-        // rollback can say which steps may be half done instead of silently missing them.
+        // The intent goes to the journal first, with the way back the step will record if it
+        // completes: if the controller dies during the change, a rollback (or the resumed run)
+        // still undoes it, and names the steps that may be half done with no way back.
         if probe.decision != Decision::NoChange {
-            run.journal
-                .record(
-                    "step_applying",
-                    json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name() }),
-                )
-                .await?;
+            let read_only = step
+                .changed_when
+                .as_ref()
+                .is_some_and(|e| e.text.trim() == "false")
+                || modules::changes_nothing(&step.action.module, &args);
+            *pending = match &step.undo {
+                _ if read_only => None,
+                Undo::Module => modules::pending_undo(&step.action.module, &args, &probe, &mctx),
+                Undo::Irreversible(_) => None,
+                Undo::Custom(action) => Some(UndoAction::Step {
+                    module: action.module.clone(),
+                    args: render_args(&action.args, &ctx, step)?,
+                }),
+            }
+            .map(|u| (u, target.clone()));
+            let mut fields = json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name(), "seq": at.3, "changes": !read_only });
+            if let Some((u, _)) = pending.as_ref() {
+                fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
+                fields["undo_host"] = json!(target);
+                fields["become_user"] = json!(become_
+                    .as_ref()
+                    .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+            }
+            run.journal.record("step_applying", fields).await?;
+            fault::after_applying(&step.display_name());
         }
         let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
+        fault::after_apply(&step.display_name());
         let mut result = outcome.result.clone();
         result.insert("changed".into(), J::Bool(outcome.changed));
         result.insert("failed".into(), J::Bool(outcome.failed.is_some()));

@@ -28,6 +28,20 @@ pub struct Done {
     pub seq: u64,
     pub undo: UndoAction,
     pub become_: Option<Become>,
+    /// The change may be only partly made (cut off by a kill, or failed half way): its undo
+    /// skips what was never made ([`UndoAction::run_partial`]).
+    pub partial: bool,
+}
+
+/// A step whose change had begun when the journal ends without its result.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    pub host: String,
+    pub step: String,
+    /// Its way back, journaled with the intent (and part of `done`), if the module has one.
+    pub undo: Option<UndoAction>,
+    /// False for a step declared read-only (`changed_when: false`).
+    pub changes: bool,
 }
 
 /// What a run's journal says.
@@ -45,9 +59,12 @@ pub struct JournalState {
     pub next_seq: u32,
     /// Results registered by finished steps, per host.
     pub registered: HashMap<String, serde_json::Map<String, J>>,
-    /// (host, step) whose change had begun when the journal ends without their result: the
-    /// controller died during the change, which may be half done and has no recorded undo.
-    pub in_flight: Vec<(String, String)>,
+    /// Steps whose change had begun when the journal ends without their result: the
+    /// controller died during the change, which may be half done. Their journaled way back
+    /// (if any) is in `done`, marked partial.
+    pub in_flight: Vec<InFlight>,
+    /// The pid of the controller that ran the run last (started or resumed it).
+    pub pid: u32,
 }
 
 pub fn load_state(run_id: &str) -> Result<JournalState> {
@@ -67,13 +84,48 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
         .filter(|e| e["event"] == "undo_result" && e["ok"] == true)
         .filter_map(|e| e["seq"].as_u64())
         .collect();
-    let mut done = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
     let mut completed = BTreeSet::new();
     let mut notified: Vec<(usize, String, String)> = Vec::new();
+    let become_of = |e: &J| {
+        e["become_user"].as_str().map(|u| Become {
+            user: Some(u.to_string()),
+        })
+    };
     for e in &events {
         match e["event"].as_str() {
+            // The intent of a change, with the way back it will have: kept (as a partial
+            // change) until the step's result replaces it, so a run killed during the change
+            // still undoes it.
+            Some("step_applying") => {
+                let (Some(seq), Some(u)) = (
+                    e["seq"].as_u64(),
+                    e.get("undo_pending").filter(|u| !u.is_null()),
+                ) else {
+                    continue;
+                };
+                done.retain(|d| !(d.partial && d.seq == seq));
+                if undone.contains(&seq) {
+                    continue;
+                }
+                let undo: UndoAction = serde_json::from_value(u.clone())
+                    .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?;
+                done.push(Done {
+                    host: e["undo_host"]
+                        .as_str()
+                        .or(e["host"].as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    step: e["name"].as_str().unwrap_or("").to_string(),
+                    seq,
+                    undo,
+                    become_: become_of(e),
+                    partial: true,
+                });
+            }
             Some("step_result") => {
                 let seq = e["seq"].as_u64().unwrap_or(0);
+                done.retain(|d| !(d.partial && d.seq == seq));
                 let status = e["status"].as_str().unwrap_or("");
                 let key = (
                     e["play"].as_u64().unwrap_or(0) as usize,
@@ -103,9 +155,8 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
                         step: e["name"].as_str().unwrap_or("").to_string(),
                         seq,
                         undo,
-                        become_: e["become_user"].as_str().map(|u| Become {
-                            user: Some(u.to_string()),
-                        }),
+                        become_: become_of(e),
+                        partial: e["undo_partial"] == true,
                     });
                 }
             }
@@ -137,18 +188,42 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
                 .insert(name.to_string(), e["registered"].clone());
         }
     }
-    let mut in_flight: Vec<(String, String)> = Vec::new();
+    // Keyed by seq where the journal has it (older journals: by host and step name).
+    let mut in_flight: Vec<(J, InFlight)> = Vec::new();
     for e in &events {
-        let key = (
-            e["host"].as_str().unwrap_or("").to_string(),
-            e["name"].as_str().unwrap_or("").to_string(),
-        );
+        let key = match e["seq"].as_u64() {
+            Some(seq) => json!(seq),
+            None => json!([e["host"], e["name"]]),
+        };
         match e["event"].as_str() {
-            Some("step_applying") => in_flight.push(key),
-            Some("step_result") => in_flight.retain(|k| *k != key),
+            Some("step_applying") => {
+                in_flight.retain(|(k, _)| *k != key);
+                in_flight.push((
+                    key,
+                    InFlight {
+                        host: e["host"].as_str().unwrap_or("").to_string(),
+                        step: e["name"].as_str().unwrap_or("").to_string(),
+                        undo: e
+                            .get("undo_pending")
+                            .and_then(|u| serde_json::from_value(u.clone()).ok()),
+                        changes: e["changes"] != false,
+                    },
+                ))
+            }
+            Some("step_result") => {
+                let by_name = json!([e["host"], e["name"]]);
+                in_flight.retain(|(k, _)| *k != key && *k != by_name)
+            }
             _ => {}
         }
     }
+    let in_flight = in_flight.into_iter().map(|(_, f)| f).collect();
+    let pid = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "run_started" || e["event"] == "run_resumed")
+        .and_then(|e| e["pid"].as_u64())
+        .unwrap_or(0) as u32;
     Ok(JournalState {
         started,
         finished,
@@ -159,6 +234,7 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
         next_seq,
         registered,
         in_flight,
+        pid,
     })
 }
 
@@ -203,7 +279,11 @@ pub async fn undo_all(
                     peers: conns,
                     planned: None,
                 };
-                d.undo.run(&ctx).await
+                if d.partial {
+                    d.undo.run_partial(&ctx).await
+                } else {
+                    d.undo.run(&ctx).await
+                }
             }
             None => Err(anyhow!("no connection to {}", d.host)),
         };
@@ -213,7 +293,7 @@ pub async fn undo_all(
             Err(e) => (Status::Failed, format!("{e:#}")),
         };
         let _ = journal
-            .record("undo_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "undo": d.undo, "ok": result.is_ok(), "detail": detail }))
+            .record("undo_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "undo": d.undo, "partial": d.partial, "ok": result.is_ok(), "detail": detail }))
             .await;
         reporter.step_result(
             label,
@@ -247,7 +327,7 @@ async fn reconnect(
     hosts: &BTreeSet<String>,
 ) -> Result<(crate::inventory::Inventory, HashMap<String, Arc<HostConn>>)> {
     // A run still alive must be stopped first: two controllers on one cluster is what locks prevent.
-    let pid = state.started["pid"].as_u64().unwrap_or(0) as u32;
+    let pid = state.pid;
     let controller = state.started["controller"].as_str().unwrap_or("");
     if state.finished.is_none()
         && controller == lock::controller_name()
@@ -288,6 +368,50 @@ async fn release(conns: HashMap<String, Arc<HostConn>>, run_id: &str) {
     crate::transport::close_all(conns.into_values()).await;
 }
 
+/// A killed run leaves its lock on every host it had connected to. Rolling it back releases
+/// those too (the hosts in `skip` were released already); a host that cannot be reached now
+/// keeps its lock and is named.
+async fn release_dead_locks(
+    opts: &AfterOptions,
+    state: &JournalState,
+    skip: &BTreeSet<String>,
+    reporter: &Reporter,
+) {
+    if state.finished.is_some() {
+        return; // a run that ended released its locks itself
+    }
+    let Ok(events) = journal::read(&opts.run_id) else {
+        return;
+    };
+    let left: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["event"] == "host_connected")
+        .filter_map(|e| e["host"].as_str().map(str::to_string))
+        .filter(|h| !skip.contains(h))
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    let Ok(inv) = crate::inventory::load_checked(&inventory_of(opts, state)) else {
+        return;
+    };
+    for h in left {
+        let Some(host) = inv.host(&h) else {
+            continue;
+        };
+        match HostConn::connect(&h, &host.connection, &opts.transport).await {
+            Ok(conn) => {
+                lock::unlock_host(&conn, &opts.run_id).await;
+                conn.close().await;
+            }
+            Err(e) => reporter.say(&format!(
+                "WARNING: {h} cannot be reached ({e:#}): the lock of run {} stays there (remove it later with --break-lock)",
+                opts.run_id
+            )),
+        }
+    }
+}
+
 /// The run's inventory: the one given on the command line, else the one it started with.
 fn inventory_of(opts: &AfterOptions, state: &JournalState) -> PathBuf {
     opts.inventory
@@ -314,19 +438,28 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     let _controller_lock = lock_controller_for(&opts, &state)?;
     let hosts: BTreeSet<String> = state.done.iter().map(|d| d.host.clone()).collect();
     let reporter = Reporter::new(opts.output, None, true);
+    for f in &state.in_flight {
+        match &f.undo {
+            Some(u) => reporter.say(&format!(
+                "the controller died while \"{}\" was changing {}; its way back ({}) is run too, skipping what was never made",
+                f.step, f.host, u.describe()
+            )),
+            None if f.changes => reporter.say(&format!(
+                "WARNING: the controller died while \"{}\" was changing {}; that change may be half done and has no recorded way back: check it by hand",
+                f.step, f.host
+            )),
+            None => {}
+        }
+    }
     if state.done.is_empty() {
         reporter.say(&format!("run {}: nothing to roll back", opts.run_id));
+        release_dead_locks(&opts, &state, &BTreeSet::new(), &reporter).await;
         return Ok(true);
-    }
-    for (host, step) in &state.in_flight {
-        reporter.say(&format!(
-            "WARNING: the controller died while \"{step}\" was changing {host}; that change may be half done and has no recorded way back: check it by hand"
-        ));
     }
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
     let journal = Journal::reopen(&opts.run_id)?;
-    let done: Vec<Done> = state.done.into_iter().rev().collect();
+    let done: Vec<Done> = state.done.iter().rev().cloned().collect();
     let ok = undo_all(
         done,
         &conns,
@@ -338,6 +471,7 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     )
     .await;
     release(conns, &opts.run_id).await;
+    release_dead_locks(&opts, &state, &hosts, &reporter).await;
     let _ = reporter.finish(if ok {
         "rolled back"
     } else {

@@ -677,6 +677,61 @@ pub async fn apply_content(
     })
 }
 
+/// How a write of `dest` is undone (`content_changes`: new content; else only attributes), from
+/// what the probe saw. Known before the write starts, so it is journaled with the intent: the
+/// backup is made before the file is replaced, and the undo of a write that was cut off skips
+/// a backup that was never made (`UndoAction::run_partial`).
+pub(crate) fn write_undo(
+    dest: &str,
+    content_changes: bool,
+    existed: Option<&Stat>,
+    run_id: &str,
+) -> Option<UndoAction> {
+    Some(match (content_changes, existed) {
+        (true, Some(_)) => UndoAction::RestoreFile {
+            path: dest.to_string(),
+            backup: format!("{dest}.cutover-{run_id}~"),
+        },
+        (true, None) => UndoAction::RemovePath {
+            path: dest.to_string(),
+        },
+        (false, Some(st)) => UndoAction::SetAttrs {
+            path: dest.to_string(),
+            owner: st.owner.clone(),
+            group: st.group.clone(),
+            mode: st.mode.clone(),
+        },
+        (false, None) => return None,
+    })
+}
+
+/// The way back of a `copy`/`template`/`lineinfile` step, known before it writes.
+pub(crate) fn pending_content_undo(
+    module: &str,
+    args: &Map<String, J>,
+    probe: &Probe,
+    run_id: &str,
+) -> Option<UndoAction> {
+    if probe.decision == super::Decision::NoChange {
+        return None;
+    }
+    let existed: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
+        .ok()
+        .flatten();
+    let (dest, content_changes) = if module == "lineinfile" {
+        (
+            required(args, "path").ok()?,
+            probe.state["content"].is_string(),
+        )
+    } else {
+        (
+            required(args, "dest").ok()?,
+            probe.state["content_changes"].as_bool().unwrap_or(true),
+        )
+    };
+    write_undo(dest, content_changes, existed.as_ref(), run_id)
+}
+
 /// Write `content` (its input and the SHA-256 it must have) to `dest` atomically (temporary
 /// file in the same directory, checked against the SHA-256, then renamed), keeping the
 /// previous file as a backup named after the run; with `content` None, only apply the
@@ -752,29 +807,13 @@ trap - EXIT"#,
                 String::new()
             },
         );
-        let undo = if existed.is_some() {
-            UndoAction::RestoreFile {
-                path: dest.to_string(),
-                backup,
-            }
-        } else {
-            UndoAction::RemovePath {
-                path: dest.to_string(),
-            }
-        };
+        let undo = write_undo(dest, true, existed, ctx.run_id).context("no way back")?;
         (script, undo)
     } else {
-        let st = existed.context("attribute change on a missing file")?;
+        existed.context("attribute change on a missing file")?;
         let script = format!("set -e\np={}\n{}", quote(dest), attr_script(args, "\"$p\""));
-        (
-            script,
-            UndoAction::SetAttrs {
-                path: dest.to_string(),
-                owner: st.owner.clone(),
-                group: st.group.clone(),
-                mode: st.mode.clone(),
-            },
-        )
+        let undo = write_undo(dest, false, existed, ctx.run_id).context("no way back")?;
+        (script, undo)
     };
     let out = ctx
         .run_input(&script, content.map(|(input, _)| input))
@@ -933,6 +972,62 @@ async fn recursive_attr_changes(
     }))
 }
 
+/// How a `file` step is undone, from what the probe saw (`before`); known before it starts.
+/// Recursive attribute changes have none.
+fn file_undo(path: &str, state: &str, before: Option<&Stat>, run_id: &str) -> Option<UndoAction> {
+    let backup = format!("{path}.cutover-{run_id}~");
+    let path = path.to_string();
+    Some(match (state, before) {
+        ("absent", _) => UndoAction::MovePath {
+            from: backup,
+            to: path,
+        },
+        ("directory", None) => UndoAction::RemoveDir { path },
+        ("link", None) | ("touch", None) => UndoAction::RemovePath { path },
+        (
+            "link",
+            Some(Stat {
+                link_target: Some(t),
+                ..
+            }),
+        ) => UndoAction::Link {
+            path,
+            target: t.clone(),
+        },
+        ("link", Some(_)) => UndoAction::MovePath {
+            from: backup,
+            to: path,
+        },
+        (_, Some(st)) => UndoAction::SetAttrs {
+            path,
+            owner: st.owner.clone(),
+            group: st.group.clone(),
+            mode: st.mode.clone(),
+        },
+        (_, None) => return None,
+    })
+}
+
+/// The way back of a `file` step, known before it changes anything.
+pub(crate) fn pending_file_undo(
+    args: &Map<String, J>,
+    probe: &Probe,
+    run_id: &str,
+) -> Option<UndoAction> {
+    if probe.decision == super::Decision::NoChange || probe.state["recurse"] == true {
+        return None;
+    }
+    let before: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
+        .ok()
+        .flatten();
+    file_undo(
+        required(args, "path").ok()?,
+        arg_str(args, "state").unwrap_or("file"),
+        before.as_ref(),
+        run_id,
+    )
+}
+
 pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == super::Decision::NoChange {
         return Ok(Outcome::default());
@@ -969,66 +1064,32 @@ pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) 
         .flatten();
     let p = quote(path);
     let backup = format!("{path}.cutover-{}~", ctx.run_id);
-    let (script, undo) = match state {
-        "absent" => (
-            format!("mv -f -- {p} {}", quote(&backup)),
-            UndoAction::MovePath {
-                from: backup.clone(),
-                to: path.to_string(),
-            },
-        ),
-        "directory" if before.is_none() => (
-            format!("set -e\nmkdir -p -- {p}\n{}", attr_script(args, &p)),
-            UndoAction::RemoveDir {
-                path: path.to_string(),
-            },
-        ),
+    let script = match state {
+        "absent" => format!("mv -f -- {p} {}", quote(&backup)),
+        "directory" if before.is_none() => {
+            format!("set -e\nmkdir -p -- {p}\n{}", attr_script(args, &p))
+        }
         "link" => {
             let src = required(args, "src")?;
-            let undo = match &before {
-                None => UndoAction::RemovePath {
-                    path: path.to_string(),
-                },
-                Some(Stat {
-                    link_target: Some(t),
-                    ..
-                }) => UndoAction::Link {
-                    path: path.to_string(),
-                    target: t.clone(),
-                },
-                Some(_) => UndoAction::MovePath {
-                    from: backup.clone(),
-                    to: path.to_string(),
-                },
-            };
             let save = if before.as_ref().is_some_and(|s| s.link_target.is_none()) {
                 format!("mv -f -- {p} {}\n", quote(&backup))
             } else {
                 String::new()
             };
-            (format!("set -e\n{save}ln -sfn -- {} {p}", quote(src)), undo)
+            format!("set -e\n{save}ln -sfn -- {} {p}", quote(src))
         }
-        "touch" if before.is_none() => (
-            format!("set -e\ntouch -- {p}\n{}", attr_script(args, &p)),
-            UndoAction::RemovePath {
-                path: path.to_string(),
-            },
-        ),
+        "touch" if before.is_none() => {
+            format!("set -e\ntouch -- {p}\n{}", attr_script(args, &p))
+        }
         _ => {
-            let st = before
-                .clone()
+            before
+                .as_ref()
                 .context("attribute change on a missing path")?;
-            (
-                format!("set -e\n{}", attr_script(args, &p)),
-                UndoAction::SetAttrs {
-                    path: path.to_string(),
-                    owner: st.owner,
-                    group: st.group,
-                    mode: st.mode,
-                },
-            )
+            format!("set -e\n{}", attr_script(args, &p))
         }
     };
+    let undo = file_undo(path, state, before.as_ref(), ctx.run_id)
+        .context("attribute change on a missing path")?;
     let out = ctx.run(&script, None).await?;
     if !out.ok() {
         bail!("file {path} ({state}) failed: {}", out.stderr_text().trim());

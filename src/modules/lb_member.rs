@@ -265,6 +265,38 @@ pub fn needs_recover(want: &str, state: Option<&str>) -> bool {
     want == "active" && state.map(str::trim) == Some("ERR")
 }
 
+/// The way back, from the probe (known before the change starts): the previous runtime
+/// activation, and the file as it was before the run's first change of it. Safe when the change
+/// was cut off: the backup is put back only if it was made, and the activation set is the one
+/// the member had.
+pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe, run_id: &str) -> Option<UndoAction> {
+    if probe.decision == Decision::NoChange {
+        return None;
+    }
+    let lb = arg_str(args, "lb")?;
+    let member = arg_str(args, "member")?;
+    let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
+    let was = probe.state["runtime"].as_str().unwrap_or("active");
+    let mut a = Map::new();
+    for k in ["lb", "member", "status_url", "workers_file"] {
+        if let Some(v) = args.get(k) {
+            a.insert(k.into(), v.clone());
+        }
+    }
+    a.insert("activation".into(), json!(was));
+    if arg_str(args, "restore_from").is_none() {
+        a.insert(
+            "restore_from".into(),
+            json!(format!("{file}.cutover-{run_id}~")),
+        );
+    }
+    Some(UndoAction::Rerun {
+        module: "lb_member".into(),
+        args: a,
+        what: format!("{lb}/{member} back to {was} (runtime and {file})"),
+    })
+}
+
 pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == Decision::NoChange {
         return Ok(Outcome::default());
@@ -353,23 +385,7 @@ curl -sS --max-time 10 -- {show}"#,
     let (upd, show_text) = text.split_once(MARK).unwrap_or(("", &text));
     let upd = parse_show(upd, lb, member);
     let show = parse_show(show_text, lb, member);
-    let undo = Some(UndoAction::Rerun {
-        module: "lb_member".into(),
-        args: {
-            let mut a = Map::new();
-            for k in ["lb", "member", "status_url", "workers_file"] {
-                if let Some(v) = args.get(k) {
-                    a.insert(k.into(), v.clone());
-                }
-            }
-            a.insert("activation".into(), json!(was));
-            if arg_str(args, "restore_from").is_none() {
-                a.insert("restore_from".into(), json!(backup));
-            }
-            a
-        },
-        what: format!("{lb}/{member} back to {was} (runtime and {file})"),
-    });
+    let undo = undo_of(args, probe, ctx.run_id);
     let failed = if !upd.result_ok {
         Some(format!(
             "the status worker refused the update of {lb}/{member}: {}",

@@ -187,24 +187,30 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
             Err(e) => failed = Some(format!("admin check: {e}")),
         }
     }
-    let undo = changed.then(|| {
-        let mut a = args.clone();
-        a.insert("state".into(), json!(if on { "off" } else { "on" }));
-        a.remove("admin_url");
-        UndoAction::Rerun {
-            module: "maintenance".into(),
-            args: a,
-            what: format!(
-                "maintenance page back {} ({path})",
-                if on { "off" } else { "on" }
-            ),
-        }
-    });
+    let undo = if changed { undo_of(args) } else { None };
     Ok(Outcome {
         changed,
         result,
         undo,
         failed,
+    })
+}
+
+/// The way back: the page in the opposite state (known before the change; safe to run whether
+/// or not the switch happened).
+pub(crate) fn undo_of(args: &Map<String, J>) -> Option<UndoAction> {
+    let on = want_on(args).ok()?;
+    let path = arg_str(args, "path")?;
+    let mut a = args.clone();
+    a.insert("state".into(), json!(if on { "off" } else { "on" }));
+    a.remove("admin_url");
+    Some(UndoAction::Rerun {
+        module: "maintenance".into(),
+        args: a,
+        what: format!(
+            "maintenance page back {} ({path})",
+            if on { "off" } else { "on" }
+        ),
     })
 }
 

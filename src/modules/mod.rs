@@ -218,6 +218,45 @@ pub async fn apply(
     }
 }
 
+/// The way back a step will record if its change completes, computed from the probe before
+/// the change starts, so the engine can journal it with the intent (`step_applying`): a
+/// controller killed in the middle of the change still leaves a way back. Every action returned
+/// here is safe to run when the change was only partly made or not at all (run with
+/// [`UndoAction::run_partial`]). `None`: the module keeps no way back (or cannot know it before
+/// it acts: packages, users, groups, sync, commands).
+pub fn pending_undo(
+    module: &str,
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Option<UndoAction> {
+    match module {
+        "snapshot" => snapshot::pending_undo(args, probe),
+        "copy" | "template" | "lineinfile" => {
+            files::pending_content_undo(module, args, probe, ctx.run_id)
+        }
+        "file" => files::pending_file_undo(args, probe, ctx.run_id),
+        "service" => service::undo_of(args, probe),
+        "lb_member" => lb_member::undo_of(args, probe, ctx.run_id),
+        "maintenance" if probe.decision != Decision::NoChange => maintenance::undo_of(args),
+        "mysql_replication" => mysql::pending_undo_replication(args, probe, ctx),
+        _ => None,
+    }
+}
+
+/// Does this module, with these arguments, only read (though its probe cannot say "no change"
+/// in advance: a wait for the replica, a read-only query)? Such a step cut off by a kill left
+/// nothing half done.
+pub fn changes_nothing(module: &str, args: &Map<String, J>) -> bool {
+    match module {
+        "mysql_replication" => {
+            arg_str(args, "state") == Some("synced") && !args.contains_key("read_only")
+        }
+        "mysql_query" => arg_bool(args, "read_only") == Some(true),
+        _ => false,
+    }
+}
+
 /// Other hosts a step's module reads besides its own, by inventory name (`sync`'s
 /// `src_host`, `mysql_replication`'s `master`, `cluster_safety`'s `hosts`): the engine and
 /// plans connect to them and pass them in [`ModCtx::peers`].

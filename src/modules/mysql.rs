@@ -735,6 +735,25 @@ pub fn mariadb_gtid_reached(have: &str, want: &str) -> bool {
         .all(|(d, s)| h.get(d).is_some_and(|hs| hs >= s))
 }
 
+/// Has the slave's IO thread already received the master's point into its relay log (so the
+/// SQL thread can reach it with the IO thread stopped)? None: cannot tell.
+pub fn relay_log_holds(slave: &Facts, master: &MasterPos) -> Option<bool> {
+    let r = slave.replica.as_ref()?;
+    if r.gtid() {
+        return match (&master.gtid, slave.flavour) {
+            (Some(g), Flavour::Mariadb) => Some(mariadb_gtid_reached(&r.gtid_io_pos, g)),
+            _ => None,
+        };
+    }
+    match (&master.file, master.pos) {
+        (Some(f), Some(p)) => Some(
+            r.source_log_file.as_str() > f.as_str()
+                || (r.source_log_file == *f && r.read_source_log_pos >= p),
+        ),
+        _ => None,
+    }
+}
+
 /// The master's current point, read on the master.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MasterPos {
@@ -1122,6 +1141,69 @@ fn undo_step(
     }
 }
 
+/// The way back of a thread or read_only change, from the probe (the same as the one `apply`
+/// records; known before the change, so it is journaled with the intent). Restoring thread
+/// states and read_only is safe whether or not the change happened.
+pub(crate) fn pending_undo_replication(
+    args: &Map<String, J>,
+    probe: &Probe,
+    ctx: &ModCtx<'_>,
+) -> Option<UndoAction> {
+    if probe.decision == Decision::NoChange {
+        return None;
+    }
+    let login = Login::from_args(args, ctx).ok()?;
+    let host = &ctx.host.name;
+    let facts = &probe.state["facts"];
+    let mut undo = None;
+    if matches!(
+        arg_str(args, "state"),
+        Some("started") | Some("stopped") | Some("restore")
+    ) {
+        let r = facts.get("replica").filter(|r| r.is_object())?;
+        let io = matches!(r["io_running"].as_str(), Some("Yes" | "Connecting"));
+        let sql = r["sql_running"].as_str() == Some("Yes");
+        undo = Some(undo_step(
+            args,
+            &login,
+            &[
+                ("state", json!("restore")),
+                ("io", json!(io)),
+                ("sql", json!(sql)),
+            ],
+            format!(
+                "replication on {host} back to {}",
+                describe_targets(Some(io), Some(sql))
+            ),
+        ));
+    }
+    if let (Some(want), Some(was)) = (arg_bool(args, "read_only"), facts["read_only"].as_bool()) {
+        if want != was {
+            undo = Some(match undo {
+                Some(UndoAction::Rerun {
+                    module,
+                    mut args,
+                    what,
+                }) => {
+                    args.insert("read_only".into(), json!(was));
+                    UndoAction::Rerun {
+                        module,
+                        args,
+                        what: format!("{what}; read_only back to {was}"),
+                    }
+                }
+                _ => undo_step(
+                    args,
+                    &login,
+                    &[("read_only", json!(was))],
+                    format!("read_only on {host} back to {was}"),
+                ),
+            });
+        }
+    }
+    undo
+}
+
 pub async fn apply_replication(
     args: &Map<String, J>,
     probe: &Probe,
@@ -1397,6 +1479,13 @@ async fn wait_synced(
                 r.describe()
             );
         }
+        if !r.io() && relay_log_holds(&f, mp) == Some(false) {
+            bail!(
+                "{host} is behind {mname} ({}) and its IO thread is stopped ({}): what it has not received yet will never arrive; start replication first",
+                mp.describe(),
+                r.describe()
+            );
+        }
         let left = limit.saturating_sub(started.elapsed());
         if left.is_zero() {
             bail!(
@@ -1648,6 +1737,29 @@ mod tests {
             pos: Some(9000),
         };
         assert_eq!(slave_reached(&f, &mp), Some(true), "a later file is past");
+        // What the IO thread received (read position 900 of binlog.000003).
+        let at = |file: &str, pos: u64| MasterPos {
+            gtid: None,
+            file: Some(file.into()),
+            pos: Some(pos),
+        };
+        assert_eq!(relay_log_holds(&f, &at("binlog.000003", 900)), Some(true));
+        assert_eq!(relay_log_holds(&f, &at("binlog.000003", 901)), Some(false));
+        assert_eq!(relay_log_holds(&f, &at("binlog.000004", 4)), Some(false));
+        assert_eq!(relay_log_holds(&f, &at("binlog.000002", 9000)), Some(true));
+        // MariaDB with GTID: Gtid_IO_Pos against the master's GTID.
+        let mut g = f.clone();
+        g.flavour = Flavour::Mariadb;
+        let r = g.replica.as_mut().unwrap();
+        r.using_gtid = "Slave_Pos".into();
+        r.gtid_io_pos = "0-1-20".into();
+        let gtid = |g: &str| MasterPos {
+            gtid: Some(g.into()),
+            file: None,
+            pos: None,
+        };
+        assert_eq!(relay_log_holds(&g, &gtid("0-1-20")), Some(true));
+        assert_eq!(relay_log_holds(&g, &gtid("0-1-21")), Some(false));
     }
 
     #[test]

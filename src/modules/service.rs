@@ -226,7 +226,24 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     if !out.ok() {
         bail!("systemctl failed for {name}: {}", out.stderr_text().trim());
     }
-    let undo = match arg_str(args, "state") {
+    Ok(Outcome {
+        changed: true,
+        result: Map::new(),
+        undo: undo_of(args, probe),
+        failed: None,
+    })
+}
+
+/// The unit's previous state, from the probe: the way back, known before the change starts.
+pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction> {
+    if probe.decision == super::Decision::NoChange {
+        return None;
+    }
+    let name = required(args, "name").ok()?;
+    let was_active = probe.state["active"].as_bool().unwrap_or(false);
+    let was_enabled = probe.state["enabled"].as_bool();
+    let socket = probe.state["socket"].as_str().map(str::to_string);
+    match arg_str(args, "state") {
         Some("started") | Some("stopped") => Some(UndoAction::Service {
             name: name.to_string(),
             active: was_active,
@@ -245,13 +262,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         }),
         // A restart or reload has nothing to undo.
         _ => None,
-    };
-    Ok(Outcome {
-        changed: true,
-        result: Map::new(),
-        undo,
-        failed: None,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -688,11 +688,53 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     }
 }
 
+/// The volumes a create will snapshot, as the probe found them missing.
+fn to_create(a: &Args, probe: &Probe) -> Vec<SnapVolume> {
+    let names: Vec<String> = match a.backend {
+        Backend::Lvm => probe.state["create"]
+            .as_array()
+            .map(|x| {
+                x.iter()
+                    .filter_map(|c| c["volume"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Backend::Btrfs => probe.state["volumes"]
+            .as_array()
+            .map(|x| {
+                x.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    a.volumes
+        .iter()
+        .filter(|v| names.contains(&v.name))
+        .cloned()
+        .collect()
+}
+
+/// The way back a create will record, known before it starts (journaled with the intent, so a
+/// controller killed in the middle of the create still has it): the merge of the snapshots it
+/// makes. A merge skips the snapshots that do not exist, so it is safe when the create was cut
+/// off before making some or all of them.
+pub fn pending_undo(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction> {
+    if arg_str(args, "state").unwrap_or("present") != "present"
+        || probe.decision == Decision::NoChange
+    {
+        return None;
+    }
+    let a = Args::parse(args).ok()?;
+    let made = to_create(&a, probe);
+    (!made.is_empty()).then(|| UndoAction::SnapshotMerge(a.merge_spec(made)))
+}
+
 async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let mut script = String::from(
         "created=''\nundo() { for s in $created; do $1 \"$s\" >/dev/null 2>&1; done; }\n",
     );
-    let mut made = Vec::new();
+    let made = to_create(a, probe);
     match a.backend {
         Backend::Lvm => {
             for c in probe.state["create"]
@@ -712,35 +754,19 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
                     vg = quote(vg),
                     lv = quote(lv)
                 ));
-                if let Some(v) = a
-                    .volumes
-                    .iter()
-                    .find(|v| Some(v.name.as_str()) == c["volume"].as_str())
-                {
-                    made.push(v.clone());
-                }
             }
         }
         Backend::Btrfs => {
-            let names: Vec<String> = probe.state["volumes"]
-                .as_array()
-                .map(|x| {
-                    x.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
             script.push_str(&format!(
                 "mkdir -p -- {}\n",
                 quote(&format!("{}/.snapshots", a.pool))
             ));
-            for v in a.volumes.iter().filter(|v| names.contains(&v.name)) {
+            for v in &made {
                 let snap = quote(&btrfs_snap(&a.pool, &a.name, v));
                 script.push_str(&format!(
                     "btrfs subvolume snapshot -r -- {src} {snap} >&2 || {{ rc=$?; undo 'btrfs subvolume delete --'; exit $rc; }}\ncreated=\"$created {snap}\"\n",
                     src = quote(&format!("{}/{}", a.pool, v.name)),
                 ));
-                made.push(v.clone());
             }
         }
     }

@@ -136,6 +136,28 @@ impl UndoAction {
         }
     }
 
+    /// Undo a change that may have been cut off (the controller died during it, or the module
+    /// failed half way): what was never made is skipped — a backup that does not exist is not
+    /// put back, attributes of a path that is not there are not set. The other actions are
+    /// safe as they are (removals tolerate absence, states are set absolutely, a snapshot
+    /// merge skips missing snapshots).
+    pub async fn run_partial(&self, ctx: &ModCtx<'_>) -> Result<()> {
+        let guard = match self {
+            UndoAction::RestoreFile { backup: p, .. }
+            | UndoAction::MovePath { from: p, .. }
+            | UndoAction::SetAttrs { path: p, .. } => p,
+            _ => return self.run(ctx).await,
+        };
+        let out = ctx
+            .run(&format!("test -e {0} || test -L {0}", quote(guard)), None)
+            .await?;
+        if out.ok() {
+            self.run(ctx).await
+        } else {
+            Ok(())
+        }
+    }
+
     pub async fn run(&self, ctx: &ModCtx<'_>) -> Result<()> {
         let script = match self {
             UndoAction::RestoreFile { path, backup } => {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod artifacts;
+pub mod cluster;
 pub mod project;
 pub mod sweep;
 

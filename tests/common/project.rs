@@ -174,9 +174,21 @@ impl Project {
     /// binary, or one a test killed) are waited for, at most 5 minutes. A refused attempt's run
     /// directory is removed, so that `new_run` sees only the run that really ran.
     pub fn run_cluster(&self, args: &[String]) -> Output {
+        self.run_cluster_with(args, &[])
+    }
+
+    /// As `run_cluster`, with extra environment variables for cutover.
+    pub fn run_cluster_with(&self, args: &[String], env: &[(&str, &str)]) -> Output {
         for _ in 0..150 {
             let before = self.run_ids();
-            let o = self.output(self.command_strings(args));
+            let mut c = self.command_strings(args);
+            if !env.is_empty() {
+                // Its own process group, as a shell's foreground job: a test fault signals the
+                // group as a terminal's Ctrl-C does (src/engine/fault.rs).
+                std::os::unix::process::CommandExt::process_group(&mut c, 0);
+            }
+            c.envs(env.iter().copied());
+            let o = self.output(c);
             let t = text(&o);
             if o.status.code() != Some(5)
                 && !t.contains("locked by run")

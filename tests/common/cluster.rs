@@ -1,0 +1,410 @@
+//! The wiki cluster of the lab, as the procedure tests see it: running upgrade.yml and the
+//! commands after it, writing and checking data through the load balancer, database
+//! checksums, and the "serves version X" check of the whole cluster.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use super::project::{repo_file, text, Project};
+
+pub fn upgrade_args(release: &str, build: u32, set: &str) -> Vec<String> {
+    vec![
+        "apply".into(),
+        "-i".into(),
+        repo_file("inventory/lab.yml"),
+        "-e".into(),
+        format!("app_release={release}"),
+        "-e".into(),
+        format!("app_build_number={build}"),
+        "-e".into(),
+        format!("snapshot_set={set}"),
+        "--templates".into(),
+        repo_file("templates"),
+        "--approve".into(),
+        "upgrade".into(),
+        "--output".into(),
+        "plain".into(),
+        repo_file(&format!("playbooks/{}", "upgrade.yml")),
+    ]
+}
+
+/// Run upgrade.yml; returns its output and run id.
+pub fn upgrade(p: &Project, release: &str, build: u32, set: &str) -> (Output, String) {
+    let before = p.run_ids();
+    let o = p.run_cluster(&upgrade_args(release, build, set));
+    let id = p.new_run(&before);
+    (o, id)
+}
+
+pub fn after_args(verb: &str, id: &str, extra: &[String]) -> Vec<String> {
+    let mut a = vec![
+        verb.to_string(),
+        "-i".into(),
+        repo_file("inventory/lab.yml"),
+        "--templates".into(),
+        repo_file("templates"),
+    ];
+    a.extend(extra.iter().cloned());
+    a.extend([id.to_string(), "--output".into(), "plain".into()]);
+    a
+}
+
+pub fn rollback(p: &Project, id: &str) {
+    let o = p.run_cluster(&after_args("rollback", id, &[]));
+    assert!(o.status.success(), "rollback {id}:\n{}", text(&o));
+}
+
+pub fn ssh(host: &str, cmd: &str) -> String {
+    String::from_utf8_lossy(&super::lab_ssh(host, cmd).stdout).into_owned()
+}
+
+/// From the controller (an admin network: it passes the maintenance page).
+pub fn curl(args: &[&str]) -> String {
+    String::from_utf8_lossy(&super::in_controller("curl", args).stdout).into_owned()
+}
+
+pub fn unique(tag: &str) -> String {
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        tag,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 100000
+    )
+}
+
+/// Pages written through the load balancer: name → body.
+pub fn write_pages(tag: &str) -> BTreeMap<String, String> {
+    let mut pages = BTreeMap::new();
+    for i in 0..3 {
+        let name = format!("{}-{i}", unique(tag));
+        let body = format!("page {i} of {tag}: ünïcode & <xml> 'quotes'");
+        let code = curl(&[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--data-binary",
+            &body,
+            &format!("http://lb/pages/{name}"),
+        ]);
+        assert_eq!(code, "201", "PUT /pages/{name}");
+        pages.insert(name, body);
+    }
+    pages
+}
+
+pub fn assert_pages(pages: &BTreeMap<String, String>) {
+    for (name, body) in pages {
+        let got = curl(&["-sS", &format!("http://lb/pages/{name}")]);
+        assert_eq!(&got, body, "page {name} after the run");
+    }
+}
+
+/// `CHECKSUM TABLE` of every table of the wiki database on `host` (CLUSTERSAFETY's row is
+/// rewritten every 10 s by the running nodes, so only its presence is compared).
+pub fn checksums(host: &str) -> BTreeMap<String, String> {
+    let tables = ssh(host, "mysql -NB -e 'SHOW TABLES FROM wiki'");
+    let mut out = BTreeMap::new();
+    for t in tables.split_whitespace() {
+        if t == "CLUSTERSAFETY" {
+            out.insert(t.to_string(), "(present)".to_string());
+            continue;
+        }
+        let c = ssh(host, &format!("mysql -NB -e 'CHECKSUM TABLE wiki.`{t}`'"));
+        let sum = c.split_whitespace().nth(1).unwrap_or("?").to_string();
+        out.insert(t.to_string(), sum);
+    }
+    assert!(
+        out.contains_key("PAGES"),
+        "no PAGES table on {host}: {out:?}"
+    );
+    out
+}
+
+pub fn db_checksums() -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    wait_replication_in_sync();
+    (checksums("db1"), checksums("db2"))
+}
+
+pub fn status(host: &str) -> String {
+    ssh(
+        host,
+        "curl -sS --max-time 5 http://127.0.0.1:8080/status 2>&1",
+    )
+}
+
+/// Replication runs (both threads) and the slave has applied all the master wrote.
+pub fn wait_replication_in_sync() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = ssh("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
+        let running = st.contains("Slave_IO_Running: Yes") && st.contains("Slave_SQL_Running: Yes");
+        let master = ssh("db1", "mysql -NB -e 'SELECT @@global.gtid_binlog_pos'");
+        let slave = ssh("db2", "mysql -NB -e 'SELECT @@global.gtid_slave_pos'");
+        if running && master.trim() == slave.trim() && !master.trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replication not running or not in sync: master {master} slave {slave}\n{st}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The whole cluster serves `version` (schema `schema`): both nodes, through the load balancer,
+/// maintenance page off, members active, replication in sync, sticky sessions.
+/// `lb_member ... activation: active` for every member the jk status worker shows in the error
+/// state.
+fn recover_members_in_error() {
+    let show = ssh(
+        "lb",
+        "curl -sS 'http://127.0.0.1/jkstatus?cmd=show&mime=prop&w=wiki_lb'",
+    );
+    let in_error: Vec<&str> = ["node1", "node2"]
+        .into_iter()
+        .filter(|n| show.contains(&format!("worker.{n}.state=ERR\n")))
+        .collect();
+    if in_error.is_empty() {
+        return;
+    }
+    let steps: String = in_error
+        .iter()
+        .map(|n| {
+            format!(
+                "    - name: {n} recovered\n      lb_member: {{ lb: wiki_lb, member: {n}, activation: active }}\n"
+            )
+        })
+        .collect();
+    let p = Project::new();
+    let out = p.apply_text_ok(&format!("- hosts: lb\n  steps:\n{steps}"));
+    assert!(out.contains("recover now"), "{out}");
+}
+
+pub fn assert_cluster_serves(version: &str, schema: u32) {
+    let want = format!("\"state\":\"RUNNING\",\"version\":\"{version}\",\"schema\":{schema},");
+    for h in ["app1", "app2"] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = status(h);
+            if s.contains(&want) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{h}: /status {s}, wanted {want}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let panic = ssh(
+            h,
+            "grep -c ClusterPanicListener /var/lib/wiki/logs/wiki.log",
+        );
+        assert_eq!(panic.trim(), "0", "{h}: cluster panic in wiki.log");
+        let pages = ssh(
+            h,
+            "curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/pages",
+        );
+        assert_eq!(pages, "200", "{h}: GET /pages");
+    }
+    // Maintenance page off: a client outside the admin networks (the lb itself) gets the wiki.
+    assert_eq!(
+        ssh(
+            "lb",
+            "test -e /var/www/maintenance/ENABLED && echo on || echo off"
+        )
+        .trim(),
+        "off"
+    );
+    let code = ssh(
+        "lb",
+        "curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1/pages",
+    );
+    assert_eq!(
+        code, "200",
+        "GET /pages through the lb from a non-admin address"
+    );
+    // Members active, at run time and in workers.properties.
+    let show = ssh(
+        "lb",
+        "curl -sS 'http://127.0.0.1/jkstatus?cmd=show&mime=prop&w=wiki_lb'",
+    );
+    for n in ["node1", "node2"] {
+        assert!(
+            show.contains(&format!("worker.{n}.activation=ACT")),
+            "{n} not active:\n{show}"
+        );
+    }
+    let persisted = ssh(
+        "lb",
+        "grep -c '^worker.node[12].activation=Active$' /etc/libapache2-mod-jk/workers.properties",
+    );
+    assert_eq!(persisted.trim(), "2", "workers.properties: members Active");
+    // Both nodes serve through the lb, and a session sticks to its node. A member whose node
+    // was still starting when it got requests again (an unwind starts the old release and
+    // puts the member back at once) is in mod_jk's error state, where it would get none until
+    // the lb's recover_time (60 s) passes: `lb_member` recovers it at once instead.
+    recover_members_in_error();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 2 && Instant::now() < deadline {
+        let h = curl(&["-sS", "-o", "/dev/null", "-D", "-", "http://lb/status"]);
+        if let Some(l) = h
+            .lines()
+            .find(|l| l.to_lowercase().starts_with("x-wiki-node:"))
+        {
+            seen.insert(l[12..].trim().to_string());
+        }
+        let v = curl(&["-sS", "-D", "-", "-o", "/dev/null", "http://lb/status"]);
+        assert!(
+            v.contains(&format!("X-Wiki-Version: {version}")),
+            "through the lb: {v}"
+        );
+        if seen.len() < 2 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    assert_eq!(seen.len(), 2, "both nodes serve through the lb: {seen:?}");
+    let jar = format!("/tmp/cutover-procedures-{}.jar", std::process::id());
+    let _ = std::fs::remove_file(&jar);
+    let mut node = String::new();
+    for i in 1..=6 {
+        let s = curl(&["-sS", "-c", &jar, "-b", &jar, "http://lb/session"]);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_else(|_| panic!("{s}"));
+        if i == 1 {
+            node = v["node"].as_str().unwrap().to_string();
+        }
+        assert_eq!(
+            v["node"],
+            node.as_str(),
+            "session moved to another node: {s}"
+        );
+        assert_eq!(v["count"], i, "session counter: {s}");
+    }
+    let _ = std::fs::remove_file(&jar);
+    wait_replication_in_sync();
+}
+
+pub fn snapshots_of(set: &str) -> String {
+    let mut all = String::new();
+    for h in ["app1", "app2", "db1", "db2"] {
+        all.push_str(&ssh(
+            h,
+            &format!("ls /srv/vol/.snapshots 2>/dev/null | grep '^{set}-' | sed 's/^/{h}:/'"),
+        ));
+    }
+    all
+}
+
+pub fn require_v1() {
+    super::require_lab();
+    for h in ["app1", "app2"] {
+        let s = status(h);
+        assert!(
+            s.contains("\"version\":\"1.0.0\"") && s.contains("\"schema\":1"),
+            "{h} is not at v1 ({s}): provision the lab with playbooks/site.yml first"
+        );
+    }
+}
+
+pub fn maintenance_seconds(out: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.contains("MAINTENANCE WINDOW:"))
+        .unwrap_or_else(|| panic!("no maintenance window printed:\n{out}"));
+    let n: u64 = line
+        .split("MAINTENANCE WINDOW:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!("measured: {line}");
+    n
+}
+
+/// Start upgrade.yml and SIGKILL the controller once `step` has a result in the journal.
+/// A start refused because another test binary's run holds the cluster is retried.
+pub fn start_and_kill(p: &Project, args: &[String], step: &str) -> String {
+    let marker = format!("\"name\":\"{step}\"");
+    for _ in 0..90 {
+        let before = p.run_ids();
+        let (mut child, log) = p.spawn_logged(p.command_strings(args));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut ended = None;
+        let id = loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let hit = p
+                .run_ids()
+                .into_iter()
+                .filter(|i| !before.contains(i))
+                .find(|i| p.journal_text(i).contains(&marker));
+            if let Some(id) = hit {
+                break Some(id);
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                ended = Some(st);
+                break None;
+            }
+            assert!(Instant::now() < deadline, "step `{step}` never came");
+        };
+        if let Some(id) = id {
+            Command::new("kill")
+                .args(["-9", &child.id().to_string()])
+                .status()
+                .unwrap();
+            let _ = child.wait();
+            assert!(
+                !p.journal_text(&id).contains("\"event\":\"run_finished\""),
+                "the run was killed before it finished"
+            );
+            return id;
+        }
+        let err = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            err.contains("locked by run"),
+            "the run ended ({ended:?}) before step `{step}`:\n{err}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    panic!("the cluster stayed locked by other runs for 3 minutes");
+}
+
+/// `cutover resume RUN` of an upgrade started with `upgrade_args(release, build, set)`: the
+/// same `-e` variables (resume refuses other inputs) and the approval.
+pub fn resume_args(id: &str, release: &str, build: u32, set: &str) -> Vec<String> {
+    let extra: Vec<String> = vec![
+        "-e".into(),
+        format!("app_release={release}"),
+        "-e".into(),
+        format!("app_build_number={build}"),
+        "-e".into(),
+        format!("snapshot_set={set}"),
+        "--approve".into(),
+        "upgrade".into(),
+    ];
+    after_args("resume", id, &extra)
+}
+
+/// A run's journal, event by event.
+pub fn journal_of(p: &Project, id: &str) -> Vec<serde_json::Value> {
+    p.journal_text(id)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// No host of the cluster holds a cutover lock (`/var/tmp/cutover.lock`).
+pub fn assert_no_host_locks() {
+    for h in ["app1", "app2", "db1", "db2", "lb"] {
+        let l = ssh(h, "cat /var/tmp/cutover.lock 2>/dev/null");
+        assert_eq!(l.trim(), "", "{h} still holds a lock: {l}");
+    }
+}
