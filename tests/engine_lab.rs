@@ -677,6 +677,8 @@ fn a_failure_unwinds_the_run_newest_first() {
       copy: {{ content: "new\n", dest: {dir}/new/file }}
     - name: change config
       copy: {{ content: "changed\n", dest: {dir}/config, mode: "0644" }}
+    - name: change config again
+      copy: {{ content: "changed again\n", dest: {dir}/config }}
     - name: boom
       fail: {{ msg: boom }}
 "#
@@ -705,8 +707,13 @@ fn a_failure_unwinds_the_run_newest_first() {
         .collect();
     assert_eq!(
         undone,
-        ["change config", "new file", "new dir"],
-        "newest first"
+        [
+            "change config again",
+            "change config",
+            "new file",
+            "new dir"
+        ],
+        "newest first (a file written twice keeps a backup per write)"
     );
     assert!(j
         .iter()

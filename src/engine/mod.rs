@@ -929,6 +929,11 @@ async fn run_step_on_host(
     }
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
+    // The handlers this result notifies are journaled with it, in the same event, so a kill
+    // between the result and its `handler_notified` events cannot lose them.
+    if status == Status::Changed && !step.notify.is_empty() {
+        fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    }
     if let Some((u, undo_host)) = &undo {
         fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
         fields["undo_host"] = json!(undo_host);
@@ -1233,6 +1238,10 @@ async fn execute(
                 fields["become_user"] = json!(become_
                     .as_ref()
                     .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+            }
+            // A change cut off by a kill may be made: its handlers count as notified.
+            if !read_only && !step.notify.is_empty() {
+                fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
             }
             run.journal.record("step_applying", fields).await?;
             fault::after_applying(&step.display_name());

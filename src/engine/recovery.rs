@@ -4,7 +4,7 @@
 //!
 //! Everything here works from the journal alone, so it works after the controller was killed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +92,35 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
             user: Some(u.to_string()),
         })
     };
+    // Handlers of changes under way (intent journaled, no result): notified if the change
+    // was cut off, since it may have been made (and a resumed step then finds nothing to do).
+    let mut notified_by_cut_off: BTreeMap<u64, Vec<(usize, String, String)>> = BTreeMap::new();
+    for e in &events {
+        if let (Some("step_applying"), Some(seq), Some(names)) = (
+            e["event"].as_str(),
+            e["seq"].as_u64(),
+            e["notify"].as_array(),
+        ) {
+            let play = e["play"].as_u64().unwrap_or(0) as usize;
+            let host = e["host"].as_str().unwrap_or("").to_string();
+            notified_by_cut_off.insert(
+                seq,
+                names
+                    .iter()
+                    .filter_map(J::as_str)
+                    .map(|n| (play, host.clone(), n.to_string()))
+                    .collect(),
+            );
+        }
+        if let (Some("step_result"), Some(seq)) = (e["event"].as_str(), e["seq"].as_u64()) {
+            notified_by_cut_off.remove(&seq);
+        }
+    }
+    for item in notified_by_cut_off.into_values().flatten() {
+        if !notified.contains(&item) {
+            notified.push(item);
+        }
+    }
     for e in &events {
         match e["event"].as_str() {
             // The intent of a change, with the way back it will have: kept (as a partial
@@ -133,6 +162,16 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
                     e["handler"] == true,
                     e["host"].as_str().unwrap_or("").to_string(),
                 );
+                // Notifications are part of the result (a kill right after it must not lose
+                // them); `handler_notified` events say the same.
+                if let Some(names) = e["notify"].as_array() {
+                    for n in names.iter().filter_map(J::as_str) {
+                        let item = (key.0, key.3.clone(), n.to_string());
+                        if !notified.contains(&item) {
+                            notified.push(item);
+                        }
+                    }
+                }
                 if matches!(status, "ok" | "changed" | "skipped") {
                     if key.2 {
                         let name = e["name"].as_str().unwrap_or("").to_string();

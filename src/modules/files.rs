@@ -649,10 +649,17 @@ pub async fn apply_content(
     probe: &Probe,
     ctx: &ModCtx<'_>,
 ) -> Result<Outcome> {
-    if probe.decision == super::Decision::NoChange {
-        return Ok(Outcome::default());
-    }
     let dest = required(args, "dest")?;
+    if probe.decision == super::Decision::NoChange {
+        // The same fields as a write's result, so a registered result reads the same.
+        let mut result = Map::new();
+        result.insert("dest".into(), J::String(dest.to_string()));
+        result.insert("sha256".into(), probe.state["sha256"].clone());
+        return Ok(Outcome {
+            result,
+            ..Outcome::default()
+        });
+    }
     let existed: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
         .ok()
         .flatten();
@@ -677,6 +684,16 @@ pub async fn apply_content(
     })
 }
 
+/// Where a write keeps the file it replaces: named after the run and the old content, so two
+/// steps of one run writing the same file keep one backup each (the second does not replace
+/// the first's, and the unwind, newest first, ends at the original).
+pub(crate) fn write_backup(dest: &str, run_id: &str, old: &Stat) -> String {
+    match old.sha256.as_deref() {
+        Some(sha) => format!("{dest}.cutover-{run_id}-{}~", &sha[..12.min(sha.len())]),
+        None => format!("{dest}.cutover-{run_id}~"),
+    }
+}
+
 /// How a write of `dest` is undone (`content_changes`: new content; else only attributes), from
 /// what the probe saw. Known before the write starts, so it is journaled with the intent: the
 /// backup is made before the file is replaced, and the undo of a write that was cut off skips
@@ -688,9 +705,9 @@ pub(crate) fn write_undo(
     run_id: &str,
 ) -> Option<UndoAction> {
     Some(match (content_changes, existed) {
-        (true, Some(_)) => UndoAction::RestoreFile {
+        (true, Some(st)) => UndoAction::RestoreFile {
             path: dest.to_string(),
-            backup: format!("{dest}.cutover-{run_id}~"),
+            backup: write_backup(dest, run_id, st),
         },
         (true, None) => UndoAction::RemovePath {
             path: dest.to_string(),
@@ -745,7 +762,7 @@ pub(crate) async fn write_file(
     existed: Option<&Stat>,
     expect_sha: Option<&str>,
 ) -> Result<UndoAction> {
-    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
+    let backup = existed.map_or_else(String::new, |st| write_backup(dest, ctx.run_id, st));
     let guard = match expect_sha {
         Some(sha) => format!(
             "if [ -e \"$p\" ]; then set -- $(sha256sum -- \"$p\"); if [ \"$1\" != {} ]; then echo \"$p changed on the host since it was probed; nothing written\" >&2; exit 3; fi; fi\n",
