@@ -664,8 +664,9 @@ def report(results, args_line):
               f"| the host alone: {s} × `/bin/sh -c true` in one remote shell | {fmt(med.get('remote_loop', 0))} | {per_remote:.2f} |",
               "",
               f"So a `command` step costs cutover {per_cmd:.2f} ms on a warm connection, of which about {per_remote:.2f} ms",
-              f"is the host starting the shell; the rest ({per_cmd - per_remote:.2f} ms) is the channel open and",
-              "session start-up in sshd, the round trips, the engine and the journal together. The engine alone",
+              f"is the host starting the shell; the rest ({per_cmd - per_remote:.2f} ms) is the round trip through",
+              "the host's session shell (one per host, no channel or sshd session per command), the engine and",
+              "the journal together. The engine alone",
               f"(a step that does not touch the host) costs {per_debug:.2f} ms; a new ssh client per",
               f"command (what a tool without a mux client pays) would cost {per_ssh:.2f} ms.", ""]
     of = results.get("overhead_fleet")
