@@ -15,7 +15,10 @@
 //! ```
 //!
 //! A command is given exactly its LEN bytes (`head -c`), and whatever it leaves unread is
-//! drained, so the stream stays in step even when a command exits without reading.
+//! drained, so the stream stays in step even when a command exits without reading. Small
+//! inputs (up to 1 MiB: file contents, templates) go through one private temporary file of
+//! the shell (`mktemp`, emptied after each command, removed when the shell ends), which
+//! costs the host two processes fewer than the pipe used for large ones.
 
 use std::pin::Pin;
 
@@ -25,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The driver run on the host as `/bin/sh -c DRIVER`. Its variables have names no module
 /// script uses, and are unset in the subshell that runs the command.
 pub const DRIVER: &str = r#"LC_ALL=C; export LC_ALL
+__co_f=$(mktemp 2>/dev/null) || __co_f=
+trap '[ -z "$__co_f" ] || rm -f -- "$__co_f"' EXIT
 printf 'cutover-shell-ready\n'
 while IFS= read -r __co_h; do
   __co_m=${__co_h%% *}; __co_n=${__co_h#* }
@@ -34,12 +39,18 @@ while IFS= read -r __co_h; do
     __co_s="$__co_s$__co_l
 "
   done
-  if [ "$__co_n" -gt 0 ]; then
-    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
+  if [ "$__co_n" -gt 0 ] && [ "$__co_n" -le 1048576 ] && [ -n "$__co_f" ]; then
+    head -c "$__co_n" > "$__co_f"
+    (unset __co_h __co_l __co_n __co_m __co_f; eval "$__co_s") < "$__co_f"
+    __co_rc=$?
+    : > "$__co_f"
+  elif [ "$__co_n" -gt 0 ]; then
+    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
+    __co_rc=$?
   else
-    (unset __co_h __co_l __co_n __co_m; eval "$__co_s") </dev/null
+    (unset __co_h __co_l __co_n __co_m __co_f; eval "$__co_s") </dev/null
+    __co_rc=$?
   fi
-  __co_rc=$?
   printf '%s %d\n' "$__co_m" "$__co_rc"
   printf '%s\n' "$__co_m" >&2
 done
@@ -107,6 +118,19 @@ impl SessionShell {
             bail!("the remote shell did not start: unexpected output before it was ready");
         }
         Ok(shell)
+    }
+
+    /// End the shell as a closed connection does: its input ends, it cleans up and exits.
+    pub async fn close(self) {
+        let SessionShell {
+            stdin,
+            mut stdout,
+            _keep,
+            ..
+        } = self;
+        drop(stdin);
+        let mut rest = Vec::new();
+        let _ = stdout.read_to_end(&mut rest).await;
     }
 
     /// Did anything arrive since the last command ended (a background process it left
@@ -231,7 +255,12 @@ mod tests {
 
     /// The driver run locally by /bin/sh: the same code path as on a host, minus ssh.
     async fn local_shell() -> SessionShell {
+        local_shell_in(&std::env::temp_dir()).await
+    }
+
+    async fn local_shell_in(tmp: &std::path::Path) -> SessionShell {
         let mut child = tokio::process::Command::new("/bin/sh")
+            .env("TMPDIR", tmp)
             .arg("-c")
             .arg(DRIVER)
             .stdin(std::process::Stdio::piped())
@@ -275,9 +304,14 @@ mod tests {
     #[tokio::test]
     async fn gives_each_command_exactly_its_input_even_when_it_reads_none() {
         let mut sh = local_shell().await;
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let r = sh.run_bytes("wc -c", &data).await.unwrap();
-        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "200000");
+        // Both ways in: the shell's temporary file (small) and the pipe (over 1 MiB).
+        for size in [200_000u32, 3_000_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let r = sh.run_bytes("wc -c; exit 0", &data).await.unwrap();
+            assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), size.to_string());
+            let r = sh.run_bytes("head -c 10 >/dev/null", &data).await.unwrap();
+            assert_eq!(r.rc, 0, "a command reading part of its input");
+        }
         // A command that ignores its input: the next command still gets its own frame.
         let r = sh
             .run_bytes("exit 0", b"ignored input\nMARK 5\n")
@@ -292,6 +326,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.stdout, b"'a' \"b\" $c\n\n\x00\x01");
+    }
+
+    #[tokio::test]
+    async fn small_inputs_pass_through_a_private_file_that_is_emptied_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sh = local_shell_in(dir.path()).await;
+        sh.run_bytes("cat >/dev/null", b"secret content")
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one temporary file for the shell");
+        let meta = files[0].metadata().unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 0, "emptied after the command");
+        sh.close().await;
+        for _ in 0..50 {
+            if std::fs::read_dir(dir.path()).unwrap().next().is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the shell's temporary file outlived it");
     }
 
     #[tokio::test]
