@@ -23,6 +23,8 @@ ensure_host_packages() {
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${HOST_TOOLS[$cmd]}")
   done
   [[ -x $PYTHON ]] || missing+=(python3)
+  # GNU time (peak memory of a run, for the streaming tests; `time` alone is the shell's keyword)
+  [[ -x /usr/bin/time ]] || missing+=(time)
   if ((${#missing[@]} == 0)); then
     log "build-machine packages already installed"
     return 0
