@@ -66,28 +66,14 @@ pub fn expand_var_templates(
     groups: &J,
 ) -> Result<(), Diagnostic> {
     const DEPTH: usize = 10;
-    let templated = |v: &J| v.to_string().contains("{{") || v.to_string().contains("{%");
-    if !resolved.vars.values().any(|(v, _)| templated(v)) {
+    if !resolved.vars.values().any(|(v, _)| holds_template(v)) {
         return Ok(());
     }
     for _ in 0..DEPTH {
-        let mut ctx = tera::Context::new();
-        for (k, (v, _)) in &resolved.vars {
-            ctx.insert(k.as_str(), v);
-        }
-        let address = inv
-            .host(host)
-            .map(|h| h.connection.address.clone())
-            .unwrap_or_default();
-        ctx.insert("inventory_hostname", host);
-        ctx.insert(
-            "host",
-            &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
-        );
-        ctx.insert("groups", groups);
+        let ctx = own_context(inv, host, resolved, groups);
         let mut changed = false;
         for (v, origin) in resolved.vars.values_mut() {
-            if !templated(v) {
+            if !holds_template(v) {
                 continue;
             }
             match render_json_strings(v, &ctx, origin.pos()) {
@@ -108,13 +94,13 @@ pub fn expand_var_templates(
     let names: Vec<&str> = resolved
         .vars
         .iter()
-        .filter(|(_, (v, _))| templated(v))
+        .filter(|(_, (v, _))| holds_template(v))
         .map(|(k, _)| k.as_str())
         .collect();
     let pos = resolved
         .vars
         .values()
-        .find(|(v, _)| templated(v))
+        .find(|(v, _)| holds_template(v))
         .map(|(_, o)| o.pos().clone())
         .expect("a templated variable");
     Err(Diagnostic::new(
@@ -133,10 +119,7 @@ pub fn expand_deferred(ctx: &mut tera::Context, resolved: &Resolved) {
     let deferred: Vec<(&String, &J, &Pos)> = resolved
         .vars
         .iter()
-        .filter(|(_, (v, _))| {
-            let t = v.to_string();
-            t.contains("{{") || t.contains("{%")
-        })
+        .filter(|(_, (v, _))| holds_template(v))
         // A registered result of the same name overrides the variable: left alone.
         .filter(|(k, (v, _))| ctx.get(k.as_str()) == Some(v))
         .map(|(k, (v, o))| (k, v, o.pos()))
@@ -177,13 +160,8 @@ pub fn render_json_strings(v: &J, ctx: &tera::Context, pos: &Pos) -> Result<J, D
     })
 }
 
-/// A host's context, with the play's shared part already built.
-pub fn host_context_with(
-    inv: &Inventory,
-    host: &str,
-    resolved: &Resolved,
-    shared: &Shared,
-) -> tera::Context {
+/// A host's variables, `inventory_hostname`, `host` and `groups` (not `hostvars`).
+fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> tera::Context {
     let mut ctx = tera::Context::new();
     for (k, (v, _)) in &resolved.vars {
         ctx.insert(k.as_str(), v);
@@ -197,7 +175,28 @@ pub fn host_context_with(
         "host",
         &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
     );
-    ctx.insert("groups", &shared.groups);
+    ctx.insert("groups", groups);
+    ctx
+}
+
+/// Does a value (or a string inside it) hold template syntax?
+fn holds_template(v: &J) -> bool {
+    match v {
+        J::String(s) => s.contains("{{") || s.contains("{%"),
+        J::Array(items) => items.iter().any(holds_template),
+        J::Object(m) => m.values().any(holds_template),
+        _ => false,
+    }
+}
+
+/// A host's context, with the play's shared part already built.
+pub fn host_context_with(
+    inv: &Inventory,
+    host: &str,
+    resolved: &Resolved,
+    shared: &Shared,
+) -> tera::Context {
+    let mut ctx = own_context(inv, host, resolved, &shared.groups);
     ctx.insert("hostvars", &shared.hostvars);
     ctx
 }

@@ -481,13 +481,7 @@ impl HostConn {
     /// Ask the master to exit through its control socket, when the session is shared.
     fn exit_master(&self) {
         if let Kind::Ssh(s) = &self.kind {
-            let _ = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(s.control_socket())
-                .args(["-O", "exit", "cutover-master"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            tell_master_to_exit(s.control_socket(), "cutover-master");
         }
     }
 
@@ -500,15 +494,7 @@ impl HostConn {
                 Ok(s) => {
                     let _ = s.close().await;
                 }
-                Err(shared) => {
-                    let _ = std::process::Command::new("ssh")
-                        .arg("-S")
-                        .arg(shared.control_socket())
-                        .args(["-O", "exit", "cutover-master"])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
-                }
+                Err(shared) => tell_master_to_exit(shared.control_socket(), "cutover-master"),
             }
         }
     }
@@ -768,13 +754,7 @@ pub fn reap_stale_masters() {
             continue;
         }
         for socket in sockets_under(&e.path()) {
-            let _ = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(&socket)
-                .args(["-O", "exit", "cutover-stale-master"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            tell_master_to_exit(&socket, "cutover-stale-master");
         }
         let _ = std::fs::remove_dir_all(e.path());
     }
@@ -790,6 +770,18 @@ pub async fn close_all(conns: impl IntoIterator<Item = Arc<HostConn>>) {
         }
     }
     remove_own_control_dir();
+}
+
+/// `ssh -S SOCKET -O exit`: the master behind a control socket ends (`name` is only what
+/// ssh wants as a host argument).
+fn tell_master_to_exit(socket: &std::path::Path, name: &str) {
+    let _ = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "exit", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Remove this process's control directory once every master is closed.

@@ -92,6 +92,22 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
             user: Some(u.to_string()),
         })
     };
+    // A change to undo, from an intent (`undo_pending`) or a result (`undo`).
+    let done_of = |e: &J, undo: &J, seq: u64, partial: bool| -> Result<Done> {
+        Ok(Done {
+            host: e["undo_host"]
+                .as_str()
+                .or(e["host"].as_str())
+                .unwrap_or("")
+                .to_string(),
+            step: e["name"].as_str().unwrap_or("").to_string(),
+            seq,
+            undo: serde_json::from_value(undo.clone())
+                .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?,
+            become_: become_of(e),
+            partial,
+        })
+    };
     // Handlers of changes under way (intent journaled, no result): notified if the change
     // was cut off, since it may have been made (and a resumed step then finds nothing to do).
     let mut notified_by_cut_off: BTreeMap<u64, Vec<(usize, String, String)>> = BTreeMap::new();
@@ -137,20 +153,7 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
                 if undone.contains(&seq) {
                     continue;
                 }
-                let undo: UndoAction = serde_json::from_value(u.clone())
-                    .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?;
-                done.push(Done {
-                    host: e["undo_host"]
-                        .as_str()
-                        .or(e["host"].as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                    step: e["name"].as_str().unwrap_or("").to_string(),
-                    seq,
-                    undo,
-                    become_: become_of(e),
-                    partial: true,
-                });
+                done.push(done_of(e, u, seq, true)?);
             }
             Some("step_result") => {
                 let seq = e["seq"].as_u64().unwrap_or(0);
@@ -183,20 +186,7 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
                     if undone.contains(&seq) {
                         continue;
                     }
-                    let undo: UndoAction = serde_json::from_value(u.clone())
-                        .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?;
-                    done.push(Done {
-                        host: e["undo_host"]
-                            .as_str()
-                            .or(e["host"].as_str())
-                            .unwrap_or("")
-                            .to_string(),
-                        step: e["name"].as_str().unwrap_or("").to_string(),
-                        seq,
-                        undo,
-                        become_: become_of(e),
-                        partial: e["undo_partial"] == true,
-                    });
+                    done.push(done_of(e, u, seq, e["undo_partial"] == true)?);
                 }
             }
             Some("handler_notified") => {

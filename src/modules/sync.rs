@@ -315,33 +315,55 @@ tar -xpf - -C "$s" || {{ rm -rf -- "$s"; exit 1; }}"#,
             got.stderr_text().trim()
         );
     }
-    // 2. The staged tree into place (or a mount point refilled in place).
-    let out = ctx.run(&swap_script(dest, &backup, &stage), None).await?;
-    let how = out.stdout_text().trim().to_string();
-    if !out.ok() {
-        bail!(
-            "sync: writing {}:{dest} failed: {}",
-            ctx.host.name,
-            out.stderr_text().trim()
-        );
-    }
-    let undo = UndoAction::SyncRestore {
-        dest: dest.to_string(),
-        backup: (how != "new").then(|| backup.clone()),
-        in_place: how == "inplace",
-    };
-    // 3. Verify: both trees checksummed again.
-    let (a, b) = tokio::join!(
-        manifest(from, ctx, src, &excl),
-        manifest(ctx.host, ctx, dest, &excl)
-    );
-    let (a, b) = (a?, b?);
+    // 2. The staged tree into place, and checked.
     let mut result = Map::new();
     result.insert("via".into(), json!("controller"));
     if let Some(why) = &direct_skipped {
         result.insert("direct_skipped".into(), json!(why));
     }
     result.insert("bytes".into(), json!(bytes));
+    swap_and_verify(
+        ctx,
+        (from, src_host, src),
+        dest,
+        &backup,
+        &stage,
+        &excl,
+        result,
+    )
+    .await
+}
+
+/// Put the staged tree in place (`swap_script`), then checksum both trees again: the step's
+/// outcome, with its undo, `result` completed by the digests and the backup.
+async fn swap_and_verify(
+    ctx: &ModCtx<'_>,
+    (from, src_host, src): (&HostConn, &str, &str),
+    dest: &str,
+    backup: &str,
+    stage: &str,
+    excl: &[String],
+    mut result: Map<String, J>,
+) -> Result<Outcome> {
+    let here = &ctx.host.name;
+    let out = ctx.run(&swap_script(dest, backup, stage), None).await?;
+    let how = out.stdout_text().trim().to_string();
+    if !out.ok() {
+        bail!(
+            "sync: writing {here}:{dest} failed: {}",
+            out.stderr_text().trim()
+        );
+    }
+    let undo = UndoAction::SyncRestore {
+        dest: dest.to_string(),
+        backup: (how != "new").then(|| backup.to_string()),
+        in_place: how == "inplace",
+    };
+    let (a, b) = tokio::join!(
+        manifest(from, ctx, src, excl),
+        manifest(ctx.host, ctx, dest, excl)
+    );
+    let (a, b) = (a?, b?);
     result.insert("src_digest".into(), json!(a.as_ref().map(|x| x.0.clone())));
     result.insert("dest_digest".into(), json!(b.as_ref().map(|x| x.0.clone())));
     if how != "new" {
@@ -349,8 +371,7 @@ tar -xpf - -C "$s" || {{ rm -rf -- "$s"; exit 1; }}"#,
     }
     let failed = (a.as_ref().map(|x| &x.0) != b.as_ref().map(|x| &x.0)).then(|| {
         format!(
-            "sync: {}:{dest} does not match {src_host}:{src} after the copy (checksums differ: the source changed during the copy, or an owner/group does not exist on {})",
-            ctx.host.name, ctx.host.name
+            "sync: {here}:{dest} does not match {src_host}:{src} after the copy (checksums differ: the source changed during the copy, or an owner/group does not exist on {here})"
         )
     });
     Ok(Outcome {
@@ -806,49 +827,24 @@ touch -d @{mtime} -- "$s""#,
         }
     };
 
-    // 5. Here: the staged tree into place (or a mount point refilled in place).
-    let swap = swap_script(dest, &backup, &stage);
-    let out = ctx.run(&swap, None).await?;
-    let how = out.stdout_text().trim().to_string();
-    if !out.ok() {
-        bail!(
-            "sync: writing {here}:{dest} failed: {}",
-            out.stderr_text().trim()
-        );
-    }
-    let undo = UndoAction::SyncRestore {
-        dest: dest.to_string(),
-        backup: (how != "new").then(|| backup.clone()),
-        in_place: how == "inplace",
-    };
-    // 6. Verify: both trees checksummed again.
-    let (a, b) = tokio::join!(
-        manifest(from, ctx, src, excl),
-        manifest(ctx.host, ctx, dest, excl)
-    );
-    let (a, b) = (a?, b?);
+    // 5. Here: the staged tree into place, and checked.
     let mut result = Map::new();
     result.insert("via".into(), json!("direct"));
     result.insert(
         "bytes".into(),
         json!(rsync_stat(&stats, "Total bytes received").unwrap_or(0)),
     );
-    result.insert("src_digest".into(), json!(a.as_ref().map(|x| x.0.clone())));
-    result.insert("dest_digest".into(), json!(b.as_ref().map(|x| x.0.clone())));
-    if how != "new" {
-        result.insert("backup".into(), json!(backup));
-    }
-    let failed = (a.as_ref().map(|x| &x.0) != b.as_ref().map(|x| &x.0)).then(|| {
-        format!(
-            "sync: {here}:{dest} does not match {src_host}:{src} after the copy (checksums differ: the source changed during the copy, or an owner/group does not exist on {here})"
-        )
-    });
-    Ok(Direct::Done(Outcome {
-        changed: true,
+    swap_and_verify(
+        ctx,
+        (from, src_host, src),
+        dest,
+        &backup,
+        &stage,
+        excl,
         result,
-        undo: Some(undo),
-        failed,
-    }))
+    )
+    .await
+    .map(Direct::Done)
 }
 
 /// Take the temporary key out of the source's authorized_keys again.
