@@ -10,51 +10,84 @@
 //! never be mistaken for the frame (it cannot know the marker):
 //!
 //! ```text
-//! controller → host:  MARKER LEN\n SCRIPT\n MARKER\n  then LEN bytes of standard input
+//! controller → host:  MARKER LEN[ UMASK PATH]\n SCRIPT\n MARKER\n  then LEN bytes of input, MARKER\n
 //! host → controller:  stdout: OUTPUT MARKER RC\n      stderr: ERRORS MARKER\n
 //! ```
 //!
 //! A command is given exactly its LEN bytes (`head -c`), and whatever it leaves unread is
-//! drained, so the stream stays in step even when a command exits without reading. Small
-//! inputs (up to 1 MiB: file contents, templates) go through one private temporary file of
-//! the shell (`mktemp`, emptied after each command, removed when the shell ends), which
-//! costs the host two processes fewer than the pipe used for large ones.
+//! drained, so the stream stays in step even when a command exits without reading. The marker
+//! line after the input says it arrived whole: a connection lost in the middle of it ends the
+//! shell instead of running the command on part of its input. Small inputs (up to 1 MiB: file
+//! contents, templates) go through one private temporary file of the shell (`mktemp`, emptied
+//! after each command, removed when the shell ends), which costs the host two processes fewer
+//! than the pipe used for large ones.
+//!
+//! With `UMASK PATH` (a [`Put`]), the input is not the command's standard input but a new file
+//! at PATH (created exclusively, its permissions from UMASK, `-` for the shell's own) that the
+//! command then works on — a file write costs the host one process (`head`) instead of a
+//! `cat` into place and a `sha256sum` to check it: the controller hashes what it sends and
+//! sends the closing marker only when the bytes are the ones expected.
 
 use std::pin::Pin;
 
 use anyhow::{anyhow, bail, Result};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The driver run on the host as `/bin/sh -c DRIVER`. Its variables have names no module
 /// script uses, and are unset in the subshell that runs the command.
 pub const DRIVER: &str = r#"LC_ALL=C; export LC_ALL
 __co_f=$(mktemp 2>/dev/null) || __co_f=
+__co_um=$(umask)
 trap '[ -z "$__co_f" ] || rm -f -- "$__co_f"' EXIT
 printf 'cutover-shell-ready\n'
 while IFS= read -r __co_h; do
-  __co_m=${__co_h%% *}; __co_n=${__co_h#* }
+  __co_m=${__co_h%% *}; __co_n=${__co_h#* }; __co_p=; __co_in=/dev/null; __co_rc=
+  case $__co_n in *' '*) __co_p=${__co_n#* }; __co_n=${__co_n%% *}; __co_u=${__co_p%% *}; __co_p=${__co_p#* } ;; esac
   __co_s=
   while IFS= read -r __co_l; do
     [ "$__co_l" = "$__co_m" ] && break
     __co_s="$__co_s$__co_l
 "
   done
-  if [ "$__co_n" -gt 0 ] && [ "$__co_n" -le 1048576 ] && [ -n "$__co_f" ]; then
-    head -c "$__co_n" > "$__co_f"
-    (unset __co_h __co_l __co_n __co_m __co_f; eval "$__co_s") < "$__co_f"
-    __co_rc=$?
-    : > "$__co_f"
+  if [ -n "$__co_p" ]; then
+    [ "$__co_u" = - ] || umask "$__co_u"
+    set -C
+    if ! head -c "$__co_n" > "$__co_p"; then
+      __co_rc=125; head -c "$__co_n" > /dev/null
+    fi
+    set +C; umask "$__co_um"
+  elif [ "$__co_n" -gt 0 ] && [ "$__co_n" -le 1048576 ] && [ -n "$__co_f" ]; then
+    head -c "$__co_n" >| "$__co_f"; __co_in=$__co_f
   elif [ "$__co_n" -gt 0 ]; then
-    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
-    __co_rc=$?
-  else
-    (unset __co_h __co_l __co_n __co_m __co_f; eval "$__co_s") </dev/null
+    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
     __co_rc=$?
   fi
+  if [ "$__co_n" -gt 0 ] && { ! IFS= read -r __co_l || [ "$__co_l" != "$__co_m" ]; }; then
+    [ -z "$__co_p" ] || [ -n "$__co_rc" ] || rm -f -- "$__co_p"
+    exit 1
+  fi
+  if [ -z "$__co_rc" ]; then
+    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc; eval "$__co_s") < "$__co_in"
+    __co_rc=$?
+  fi
+  [ "$__co_in" = /dev/null ] || : >| "$__co_f"
   printf '%s %d\n' "$__co_m" "$__co_rc"
   printf '%s\n' "$__co_m" >&2
 done
 "#;
+
+/// A command's input written to a new file on the host before the command runs, instead of
+/// being its standard input.
+#[derive(Clone, Copy, Debug)]
+pub struct Put<'a> {
+    /// Where: a path that must not exist yet (it is created exclusively; no newline in it).
+    pub path: &'a str,
+    /// The umask it is created with (`None`: the shell's own).
+    pub umask: Option<u32>,
+    /// The SHA-256 (hex) the bytes must have; anything else is never completed on the host.
+    pub sha256: &'a str,
+}
 
 const READY: &[u8] = b"cutover-shell-ready\n";
 
@@ -163,9 +196,40 @@ impl SessionShell {
         len: u64,
         input: &mut (dyn AsyncRead + Unpin + Send),
     ) -> Result<Finished> {
+        self.run_framed(script, len, input, None).await
+    }
+
+    /// Run one script after its `len` bytes of input are written to a new file on the host
+    /// (see [`Put`]). The file is completed only if the bytes sent hash to `put.sha256`; if it
+    /// cannot be created the script does not run and the exit code is 125.
+    pub async fn run_put(
+        &mut self,
+        script: &str,
+        len: u64,
+        input: &mut (dyn AsyncRead + Unpin + Send),
+        put: Put<'_>,
+    ) -> Result<Finished> {
+        if put.path.contains(['\n', '\0']) || put.path.is_empty() {
+            bail!("cannot write {:?} through the session shell", put.path);
+        }
+        self.run_framed(script, len, input, Some(put)).await
+    }
+
+    async fn run_framed(
+        &mut self,
+        script: &str,
+        len: u64,
+        input: &mut (dyn AsyncRead + Unpin + Send),
+        put: Option<Put<'_>>,
+    ) -> Result<Finished> {
         let marker = new_marker();
         let mut frame = Vec::with_capacity(script.len() + 2 * marker.len() + 32);
-        frame.extend_from_slice(format!("{marker} {len}\n").as_bytes());
+        frame.extend_from_slice(format!("{marker} {len}").as_bytes());
+        if let Some(p) = &put {
+            let umask = p.umask.map_or("-".to_string(), |u| format!("{u:04o}"));
+            frame.extend_from_slice(format!(" {umask} {}", p.path).as_bytes());
+        }
+        frame.push(b'\n');
         frame.extend_from_slice(script.as_bytes());
         if !script.ends_with('\n') {
             frame.push(b'\n');
@@ -178,14 +242,27 @@ impl SessionShell {
                 anyhow!("connection closed: the remote shell stopped reading ({e})")
             };
             stdin_pipe.write_all(&frame).await.map_err(io)?;
-            let sent = tokio::io::copy(&mut input.take(len), stdin_pipe)
-                .await
-                .map_err(io)?;
-            stdin_pipe.flush().await.map_err(io)?;
-            // The host still waits for the missing bytes: fail now (the shell is dropped).
+            let mut hashed = HashingReader {
+                inner: input.take(len),
+                hash: put.map(|_| Sha256::new()),
+            };
+            let sent = tokio::io::copy(&mut hashed, stdin_pipe).await.map_err(io)?;
+            // The host still waits for the missing bytes, or for the line that says they are
+            // whole: fail now (the shell is dropped, and the host removes what it wrote).
             if sent != len {
                 bail!("the input ended after {sent} of {len} bytes (did the file change while it was sent?)");
             }
+            if let (Some(p), Some(h)) = (&put, hashed.hash) {
+                let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                if got != p.sha256 {
+                    bail!("the content sent for {} has SHA-256 {got}, not the expected {} (did the file change while it was sent?); nothing written", p.path, p.sha256);
+                }
+            }
+            if len > 0 {
+                stdin_pipe.write_all(marker.as_bytes()).await.map_err(io)?;
+                stdin_pipe.write_all(b"\n").await.map_err(io)?;
+            }
+            stdin_pipe.flush().await.map_err(io)?;
             Ok(())
         };
         let ((), (stdout, rc), (stderr, _)) = tokio::try_join!(
@@ -198,6 +275,28 @@ impl SessionShell {
             stdout,
             stderr,
         })
+    }
+}
+
+/// Passes bytes through, hashing them on the way (when asked).
+struct HashingReader<R> {
+    inner: R,
+    hash: Option<Sha256>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (std::task::Poll::Ready(Ok(())), Some(h)) = (&r, this.hash.as_mut()) {
+            h.update(&buf.filled()[before..]);
+        }
+        r
     }
 }
 
@@ -259,6 +358,12 @@ mod tests {
     }
 
     async fn local_shell_in(tmp: &std::path::Path) -> SessionShell {
+        local_shell_with(tmp, true).await
+    }
+
+    /// `kill_on_drop: false`: dropping the shell only closes its input, as a lost connection
+    /// does, and the driver decides what to do.
+    async fn local_shell_with(tmp: &std::path::Path, kill_on_drop: bool) -> SessionShell {
         let mut child = tokio::process::Command::new("/bin/sh")
             .env("TMPDIR", tmp)
             .arg("-c")
@@ -266,7 +371,7 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(kill_on_drop)
             .spawn()
             .unwrap();
         let stdin = Box::pin(child.stdin.take().unwrap());
@@ -349,6 +454,138 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("the shell's temporary file outlived it");
+    }
+
+    /// Gives `n` bytes, then ends (a connection lost in the middle of an input).
+    fn cut_off(n: usize) -> impl AsyncRead + Unpin + Send {
+        std::io::Cursor::new(vec![b'x'; n])
+    }
+
+    async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_input_is_cut_off_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let mut sh = local_shell_with(dir.path(), false).await;
+        let script = format!("touch {}", ran.display());
+        let e = sh.run(&script, 1000, &mut cut_off(600)).await;
+        assert!(e.is_err(), "fewer bytes than promised is an error");
+        drop(sh);
+        // The driver sees its input end without the closing marker and exits: the shell's
+        // own temporary file goes, and the command has not run on its 600 bytes.
+        wait_for("the driver to exit", || {
+            std::fs::read_dir(dir.path()).unwrap().next().is_none()
+        })
+        .await;
+        assert!(!ran.exists(), "a command ran on a truncated input");
+    }
+
+    #[tokio::test]
+    async fn a_put_writes_the_file_with_its_umask_before_the_command_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sh = local_shell_in(dir.path()).await;
+        for size in [5_000usize, 3_000_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+            let path = dir.path().join(format!("put-{size} with space"));
+            let sha = crate::modules::sha256_hex(&data);
+            let put = Put {
+                path: path.to_str().unwrap(),
+                umask: Some(0o027),
+                sha256: &sha,
+            };
+            let script = format!("wc -c < {}; cat", crate::shell::quote(put.path));
+            let r = sh
+                .run_put(&script, size as u64, &mut &data[..], put)
+                .await
+                .unwrap();
+            assert_eq!(r.rc, 0, "{}", String::from_utf8_lossy(&r.stderr));
+            // Whole when the command runs; its own standard input is empty.
+            assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), size.to_string());
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "created with the put's umask");
+        }
+        // The command had no standard input, and the shell's umask is back to what it was.
+        let r = sh.run_bytes("cat; umask", b"").await.unwrap();
+        assert_ne!(String::from_utf8_lossy(&r.stdout).trim(), "0027");
+    }
+
+    #[tokio::test]
+    async fn a_put_leaks_no_driver_variable_into_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sh = local_shell_in(dir.path()).await;
+        let path = dir.path().join("f");
+        let sha = crate::modules::sha256_hex(b"abc");
+        let put = Put {
+            path: path.to_str().unwrap(),
+            umask: None,
+            sha256: &sha,
+        };
+        let script = format!(
+            "cat {}; echo \"[${{__co_p-unset}}${{__co_n-unset}}]\"",
+            crate::shell::quote(path.to_str().unwrap())
+        );
+        let r = sh.run_put(&script, 3, &mut &b"abc"[..], put).await.unwrap();
+        assert_eq!(r.stdout, b"abc[unsetunset]\n");
+    }
+
+    #[tokio::test]
+    async fn a_put_over_an_existing_path_runs_nothing_and_keeps_the_stream_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sh = local_shell_in(dir.path()).await;
+        let path = dir.path().join("exists");
+        std::fs::write(&path, b"old").unwrap();
+        let ran = dir.path().join("ran");
+        let sha = crate::modules::sha256_hex(b"new content");
+        let put = Put {
+            path: path.to_str().unwrap(),
+            umask: None,
+            sha256: &sha,
+        };
+        let script = format!("touch {}", ran.display());
+        let r = sh
+            .run_put(&script, 11, &mut &b"new content"[..], put)
+            .await
+            .unwrap();
+        assert_eq!(r.rc, 125);
+        assert!(!r.stderr.is_empty(), "says why");
+        assert!(!ran.exists(), "the command ran without its file");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let r = sh.run_bytes("echo next", b"").await.unwrap();
+        assert_eq!(r.stdout, b"next\n");
+    }
+
+    #[tokio::test]
+    async fn a_put_whose_bytes_do_not_hash_as_promised_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sh = local_shell_with(dir.path(), false).await;
+        let path = dir.path().join("f");
+        let ran = dir.path().join("ran");
+        let put = Put {
+            path: path.to_str().unwrap(),
+            umask: None,
+            sha256: &crate::modules::sha256_hex(b"expected"),
+        };
+        let script = format!("touch {}", ran.display());
+        let e = sh.run_put(&script, 8, &mut &b"changed!"[..], put).await;
+        let msg = format!("{:#}", e.err().expect("a wrong hash is an error"));
+        assert!(msg.contains("nothing written"), "{msg}");
+        drop(sh);
+        wait_for("the driver to exit", || {
+            std::fs::read_dir(dir.path()).unwrap().next().is_none()
+        })
+        .await;
+        assert!(!path.exists() && !ran.exists());
     }
 
     #[tokio::test]

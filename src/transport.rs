@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::inventory::Connection;
-use crate::session_shell::{SessionShell, DRIVER};
+use crate::session_shell::{Put, SessionShell, DRIVER};
 use crate::shell::quote;
 
 /// Channels opened at once on one master for single commands. With the session shells (one
@@ -196,13 +196,57 @@ impl HostConn {
     ) -> Result<Output> {
         let inner = wrap_script(script, timeout);
         let started = Instant::now();
-        let backstop = timeout.map(|t| t + Duration::from_secs(15));
         let fut = async {
-            if let Some(done) = self.via_session_shell(&inner, stdin, become_).await {
+            if let Some(done) = self.via_session_shell(&inner, stdin, None, become_).await {
                 return done;
             }
             self.via_channel(&inner, stdin, become_).await
         };
+        self.timed(fut, started, timeout).await
+    }
+
+    /// Run a script that works on a new file: `input` is first written to `put.path` (created
+    /// exclusively, with `put.umask`), and kept only if it arrived whole with the SHA-256
+    /// `put.sha256`; then `script` runs (with no standard input). When that file cannot be
+    /// created the script does not run and the exit code is 125.
+    ///
+    /// Through the session shell this costs the host one process; otherwise the same steps run
+    /// as a script of their own (`cat` into place and `sha256sum` to check it).
+    pub async fn run_put(
+        &self,
+        script: &str,
+        input: Input<'_>,
+        put: Put<'_>,
+        become_: Option<&Become>,
+        timeout: Option<Duration>,
+    ) -> Result<Output> {
+        let inner = wrap_script(script, timeout);
+        let started = Instant::now();
+        // A path the frame cannot carry (a newline in it) takes the long way.
+        let framable = !put.path.is_empty() && !put.path.contains(['\n', '\0']);
+        let fut = async {
+            if framable {
+                if let Some(done) = self
+                    .via_session_shell(&inner, Some(input), Some(put), become_)
+                    .await
+                {
+                    return done;
+                }
+            }
+            let both = wrap_script(&format!("{}\n{script}", put_script(&put)), timeout);
+            self.via_channel(&both, Some(input), become_).await
+        };
+        self.timed(fut, started, timeout).await
+    }
+
+    /// A command's output, with its duration and whether it was stopped by its timeout.
+    async fn timed(
+        &self,
+        fut: impl std::future::Future<Output = Result<Output>>,
+        started: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<Output> {
+        let backstop = timeout.map(|t| t + Duration::from_secs(15));
         let mut out = match backstop {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r?,
@@ -275,6 +319,7 @@ impl HostConn {
         &self,
         inner: &str,
         stdin: Option<Input<'_>>,
+        put: Option<Put<'_>>,
         become_: Option<&Become>,
     ) -> Option<Result<Output>> {
         let Kind::Ssh(session) = &self.kind else {
@@ -322,7 +367,10 @@ impl HostConn {
         // On error or cancellation the shell is dropped here, closing its channel.
         let done = async {
             let (len, mut reader) = Input::open_or_empty(stdin).await?;
-            shell.run(inner, len, &mut reader).await
+            match put {
+                Some(p) => shell.run_put(inner, len, &mut reader, p).await,
+                None => shell.run(inner, len, &mut reader).await,
+            }
         }
         .await;
         Some(done.map(|f| {
@@ -602,6 +650,21 @@ impl<'a> Input<'a> {
             }
         }
     }
+}
+
+/// A [`Put`] as a script of its own, for a command without the session shell: the input is
+/// its standard input, copied into place and checked there.
+fn put_script(put: &Put<'_>) -> String {
+    let p = quote(put.path);
+    let umask = put
+        .umask
+        .map_or(String::new(), |u| format!("umask {u:04o}; "));
+    format!(
+        r#"({umask}set -C; exec cat > {p}) || exit 125
+set -- $(sha256sum -- {p})
+if [ "$1" != {sha} ]; then rm -f -- {p}; echo "the content of {p} arrived incomplete or changed on the way (sha256 $1, expected {sha}); nothing written" >&2; exit 4; fi"#,
+        sha = quote(put.sha256)
+    )
 }
 
 /// The script as the host runs it: C locale, and under coreutils `timeout` when the step has

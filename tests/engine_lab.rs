@@ -807,6 +807,81 @@ fn commands_share_one_session_shell_per_host_and_sudo_user() {
     );
 }
 
+/// A file write puts the new content next to the target before the script that renames it
+/// runs (`session_shell::Put`): through the session shell the shell itself writes it, with a
+/// channel per command a `cat` does and `sha256sum` checks it. Both ways give the same file,
+/// owner and mode, under sudo too; a write that cannot create its file fails with the path
+/// and the reason, runs nothing further and leaves no temporary file behind.
+#[test]
+fn file_writes_are_the_same_through_the_session_shell_and_a_channel_per_command() {
+    let _g = serial();
+    let p = Project::new();
+    let inv =
+        common::project::lab_inventory_text().replacen("  user: root\n", "  user: admin\n", 1);
+    let shared = p.write("shared.yml", &inv);
+    let separate = p.write(
+        "separate.yml",
+        &inv.replacen("connection:\n", "connection:\n  session_shell: false\n", 1),
+    );
+    let dir = format!("/var/tmp/cutover-put-{}", std::process::id());
+    ssh_ok(
+        "app1",
+        &format!("rm -rf {dir}; mkdir -p {dir}/ro && chown admin {dir} && chmod 0755 {dir}/ro"),
+    );
+    for (way, inv) in [("session", &shared), ("channel", &separate)] {
+        p.write(
+            "pb.yml",
+            &format!(
+                r#"- hosts: app1
+  steps:
+    - name: as the login user
+      copy: {{ content: "plain {way}\n", dest: {dir}/{way}-user.txt, mode: "0640" }}
+    - name: as root
+      copy: {{ content: "root {way}\n", dest: {dir}/{way}-root.txt, owner: www-data, group: www-data, mode: "0604" }}
+      become: true
+    - name: replaced as root, keeping owner and mode
+      copy: {{ content: "root {way} again\n", dest: {dir}/{way}-root.txt }}
+      become: true
+"#
+            ),
+        );
+        let o = p.apply_with(inv, "pb.yml", &["--output", "plain"]);
+        assert!(o.status.success(), "{way}: {}", text(&o));
+        let got = ssh_ok(
+            "app1",
+            &format!(
+                "cd {dir} && for f in {way}-user.txt {way}-root.txt; do stat -c '%n %U:%G %a' $f; cat $f; done"
+            ),
+        );
+        assert_eq!(
+            got,
+            format!(
+                "{way}-user.txt admin:admin 640\nplain {way}\n{way}-root.txt www-data:www-data 604\nroot {way} again\n"
+            ),
+            "{way}"
+        );
+        // The login user cannot create files in ro/: the step fails, saying where and why.
+        p.write(
+            "fail.yml",
+            &format!(
+                "- hosts: app1\n  steps:\n    - name: denied\n      copy: {{ content: x, dest: {dir}/ro/f.txt }}\n    - name: after\n      command: touch {dir}/after-{way}\n"
+            ),
+        );
+        let o = p.apply_with(inv, "fail.yml", &["--output", "plain"]);
+        assert!(!o.status.success(), "{way}: {}", text(&o));
+        assert!(
+            text(&o).contains(&format!("writing {dir}/ro/f.txt failed"))
+                && text(&o).contains("Permission denied"),
+            "{way}: {}",
+            text(&o)
+        );
+    }
+    let left = ssh_ok("app1", &format!("find {dir} -name '.cutover.*'; ls {dir}"));
+    assert!(!left.contains(".cutover."), "temporary files left: {left}");
+    assert!(!left.contains("after-"), "a step ran after the failed write: {left}");
+    ssh_ok("app1", &format!("rm -rf {dir}"));
+}
+
 /// A copy whose `src:` is larger than the diff limit is hashed and sent in pieces: the
 /// controller never holds it whole (its peak memory stays far below the file's size), the
 /// host checks the SHA-256 before the rename, the plan summarises it, and a second run sends

@@ -770,71 +770,72 @@ pub(crate) async fn write_file(
         ),
         None => String::new(),
     };
-    let (script, undo) = if let Some((_, sha)) = content {
-        // Each external command is a process on the host, so only the ones needed run: the
-        // old file's owner and mode are copied only where the step does not set them.
-        let (owner_set, mode_set) = (
-            arg_str(args, "owner").is_some() && arg_str(args, "group").is_some(),
-            arg_str(args, "mode").is_some(),
-        );
-        let mut keep_attrs = String::new();
-        if existed.is_some() {
-            if !owner_set {
-                keep_attrs.push_str("chown --reference=\"$p\" -- \"$tmp\" 2>/dev/null || true\n");
-            }
-            if !mode_set {
-                keep_attrs.push_str("chmod --reference=\"$p\" -- \"$tmp\"\n");
-            }
-        }
-        // A new file without `mode:` is created with the mode the umask gives, as any new
-        // file; otherwise the temporary file is private (0600) until its mode is set.
-        let private = if existed.is_some() || mode_set {
-            "umask 077\n"
-        } else {
-            ""
-        };
-        // The temporary file: a random name next to the target, created exclusively (noclobber
-        // opens with O_EXCL, so no link planted there is followed).
-        let script = format!(
-            r#"set -e
-p={p}
-{guard}case $p in */*) d=${{p%/*}} ;; *) d=. ;; esac
-tmp=${{d:-/}}/.cutover.{random}
-{private}set -C
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-set +C
-set -- $(sha256sum -- "$tmp")
-[ "$1" = {sha} ] || {{ echo "the content of $p arrived incomplete or changed on the way (sha256 $1, expected {sha}); nothing written" >&2; exit 4; }}
-{keep_attrs}{attrs}{backup_cmd}
-mv -f -- "$tmp" "$p"
-trap - EXIT"#,
-            p = quote(dest),
-            random = crate::shell::random_hex(8),
-            sha = quote(sha),
-            attrs = attr_script(args, "\"$tmp\""),
-            backup_cmd = if existed.is_some() {
-                // A hard link keeps the old file as it is (the rename replaces only the name);
-                // copied where links are not possible.
-                format!(
-                    "ln -f -- \"$p\" {b} 2>/dev/null || cp -p -- \"$p\" {b}\n",
-                    b = quote(&backup)
-                )
-            } else {
-                String::new()
-            },
-        );
-        let undo = write_undo(dest, true, existed, ctx.run_id).context("no way back")?;
-        (script, undo)
-    } else {
+    let Some((input, sha)) = content else {
         existed.context("attribute change on a missing file")?;
         let script = format!("set -e\np={}\n{}", quote(dest), attr_script(args, "\"$p\""));
         let undo = write_undo(dest, false, existed, ctx.run_id).context("no way back")?;
-        (script, undo)
+        let out = ctx.run(&script, None).await?;
+        if !out.ok() {
+            bail!("writing {dest} failed: {}", out.stderr_text().trim());
+        }
+        return Ok(undo);
     };
-    let out = ctx
-        .run_input(&script, content.map(|(input, _)| input))
-        .await?;
+    // Each external command is a process on the host, so only the ones needed run: the old
+    // file's owner and mode are copied only where the step does not set them. (`mode:` is
+    // always a `chmod`: creating the file with a umask that gives the mode would save it, but
+    // a directory's default ACL overrides the umask.)
+    let (owner_set, mode_set) = (
+        arg_str(args, "owner").is_some() && arg_str(args, "group").is_some(),
+        arg_str(args, "mode").is_some(),
+    );
+    let mut keep_attrs = String::new();
+    if existed.is_some() {
+        if !owner_set {
+            keep_attrs.push_str("chown --reference=\"$p\" -- \"$tmp\" 2>/dev/null || true\n");
+        }
+        if !mode_set {
+            keep_attrs.push_str("chmod --reference=\"$p\" -- \"$tmp\"\n");
+        }
+    }
+    // Until its owner and mode are set, the new file is private (0600); a new file without
+    // `mode:` gets the mode the umask gives, as any new file.
+    let umask = (existed.is_some() || mode_set).then_some(0o077);
+    let attrs = attr_script(args, "\"$tmp\"");
+    // The new content goes to a random name next to the target (created exclusively: no link
+    // planted there is followed), and is renamed over it once complete.
+    let dir = match dest.rfind('/') {
+        Some(0) => "",
+        Some(i) => &dest[..i],
+        None => ".",
+    };
+    let tmp = format!("{dir}/.cutover.{}", crate::shell::random_hex(8));
+    let script = format!(
+        r#"set -e
+p={p}
+tmp={t}
+trap 'rm -f -- "$tmp"' EXIT
+{guard}{keep_attrs}{attrs}{backup_cmd}mv -f -- "$tmp" "$p"
+trap - EXIT"#,
+        p = quote(dest),
+        t = quote(&tmp),
+        backup_cmd = if existed.is_some() {
+            // A hard link keeps the old file as it is (the rename replaces only the name);
+            // copied where links are not possible.
+            format!(
+                "ln -f -- \"$p\" {b} 2>/dev/null || cp -p -- \"$p\" {b}\n",
+                b = quote(&backup)
+            )
+        } else {
+            String::new()
+        },
+    );
+    let undo = write_undo(dest, true, existed, ctx.run_id).context("no way back")?;
+    let put = crate::session_shell::Put {
+        path: &tmp,
+        umask,
+        sha256: sha,
+    };
+    let out = ctx.run_put(&script, input, put).await?;
     if !out.ok() {
         bail!("writing {dest} failed: {}", out.stderr_text().trim());
     }

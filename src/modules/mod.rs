@@ -80,6 +80,19 @@ impl ModCtx<'_> {
             .await
     }
 
+    /// Write `input` to a new file on the host, then run a script that works on it (see
+    /// [`HostConn::run_put`](crate::transport::HostConn::run_put)).
+    pub async fn run_put(
+        &self,
+        script: &str,
+        input: crate::transport::Input<'_>,
+        put: crate::session_shell::Put<'_>,
+    ) -> Result<crate::transport::Output> {
+        self.host
+            .run_put(script, input, put, self.become_, self.timeout)
+            .await
+    }
+
     /// As `run`, with the input as bytes or a controller file streamed to the host.
     pub async fn run_input(
         &self,
