@@ -235,9 +235,10 @@ pub async fn lock_host(
 
 /// Release our lock on a host (only if it is still ours).
 pub async fn unlock_host(host: &HostConn, run_id: &str) {
+    // The lock is one line: read by the shell itself (a `grep` would be one more process).
     let script = format!(
-        "grep -q {} {lock} 2>/dev/null && rm -f -- {lock}; true",
-        quote(&format!("\"run_id\":\"{run_id}\"")),
+        "IFS= read -r l < {lock} 2>/dev/null || exit 0\ncase $l in *{id}*) rm -f -- {lock} ;; esac",
+        id = quote(&format!("\"run_id\":\"{run_id}\"")),
         lock = quote(HOST_LOCK)
     );
     let _ = host.run(&script, None, None, None).await;
