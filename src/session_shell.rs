@@ -50,25 +50,33 @@ while IFS= read -r __co_h; do
     __co_s="$__co_s$__co_l
 "
   done
+  __co_w=; __co_d=
   if [ -n "$__co_p" ]; then
     [ "$__co_u" = - ] || umask "$__co_u"
     set -C
-    if ! head -c "$__co_n" > "$__co_p"; then
-      __co_rc=125; head -c "$__co_n" > /dev/null
-    fi
+    true > "$__co_p" && [ -f "$__co_p" ] && __co_w=$__co_p
     set +C; umask "$__co_um"
+    if [ -z "$__co_w" ]; then __co_rc=125; head -c "$__co_n" > /dev/null
+    elif ! head -c "$__co_n" >> "$__co_p"; then __co_rc=126; __co_d=1
+    fi
   elif [ "$__co_n" -gt 0 ] && [ "$__co_n" -le 1048576 ] && [ -n "$__co_f" ]; then
-    head -c "$__co_n" >| "$__co_f"; __co_in=$__co_f
+    head -c "$__co_n" >| "$__co_f" || { __co_rc=126; __co_d=1; }; __co_in=$__co_f
   elif [ "$__co_n" -gt 0 ]; then
-    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
+    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
     __co_rc=$?
   fi
-  if [ "$__co_n" -gt 0 ] && { ! IFS= read -r __co_l || [ "$__co_l" != "$__co_m" ]; }; then
-    [ -z "$__co_p" ] || [ -n "$__co_rc" ] || rm -f -- "$__co_p"
+  if [ -n "$__co_d" ]; then
+    # Writing the input failed part-way (a full disk): an unknown part of it was read. Nothing
+    # follows its end line until this shell answers, so reading up to that line is exact.
+    grep -q -- "$__co_m\$"
+    printf 'the input could not be written whole to %s on the host\n' "${__co_w:-a temporary file}" >&2
+  elif [ "$__co_n" -gt 0 ] && { ! IFS= read -r __co_l || [ "$__co_l" != "$__co_m" ]; }; then
+    [ -z "$__co_w" ] || rm -f -- "$__co_w"
     exit 1
   fi
+  [ -z "$__co_d" ] || [ -z "$__co_w" ] || rm -f -- "$__co_w"
   if [ -z "$__co_rc" ]; then
-    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc; eval "$__co_s") < "$__co_in"
+    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d; eval "$__co_s") < "$__co_in"
     __co_rc=$?
   fi
   [ "$__co_in" = /dev/null ] || : >| "$__co_f"
@@ -200,8 +208,9 @@ impl SessionShell {
     }
 
     /// Run one script after its `len` bytes of input are written to a new file on the host
-    /// (see [`Put`]). The file is completed only if the bytes sent hash to `put.sha256`; if it
-    /// cannot be created the script does not run and the exit code is 125.
+    /// (see [`Put`]). The file is completed only if the bytes sent hash to `put.sha256`. If it
+    /// cannot be created (exit code 125) or written (126: a full disk; the part written is
+    /// removed), the script does not run.
     pub async fn run_put(
         &mut self,
         script: &str,
@@ -364,10 +373,24 @@ mod tests {
     /// `kill_on_drop: false`: dropping the shell only closes its input, as a lost connection
     /// does, and the driver decides what to do.
     async fn local_shell_with(tmp: &std::path::Path, kill_on_drop: bool) -> SessionShell {
+        local_shell_limited(tmp, kill_on_drop, None).await
+    }
+
+    /// `max_file_kib`: the shell's limit on the size of a file it writes (`ulimit -f`), to
+    /// make a write fail part-way as on a full disk.
+    async fn local_shell_limited(
+        tmp: &std::path::Path,
+        kill_on_drop: bool,
+        max_file_kib: Option<u32>,
+    ) -> SessionShell {
+        let limit = max_file_kib.map_or(String::new(), |k| format!("ulimit -f {}; ", k * 2));
         let mut child = tokio::process::Command::new("/bin/sh")
             .env("TMPDIR", tmp)
             .arg("-c")
-            .arg(DRIVER)
+            .arg(format!(
+                "{limit}exec /bin/sh -c {}",
+                crate::shell::quote(DRIVER)
+            ))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -561,6 +584,43 @@ mod tests {
         assert!(!r.stderr.is_empty(), "says why");
         assert!(!ran.exists(), "the command ran without its file");
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let r = sh.run_bytes("echo next", b"").await.unwrap();
+        assert_eq!(r.stdout, b"next\n");
+    }
+
+    #[tokio::test]
+    async fn an_input_that_cannot_be_written_whole_runs_nothing_and_keeps_the_stream_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        // Files of at most 16 KiB, as a disk that fills up in the middle of a write.
+        let mut sh = local_shell_limited(dir.path(), true, Some(16)).await;
+        let ran = dir.path().join("ran");
+        let script = format!("touch {}", ran.display());
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sha = crate::modules::sha256_hex(&data);
+        let path = dir.path().join("big");
+        let put = Put {
+            path: path.to_str().unwrap(),
+            umask: None,
+            sha256: &sha,
+        };
+        let r = sh
+            .run_put(&script, data.len() as u64, &mut &data[..], put)
+            .await
+            .unwrap();
+        assert_eq!(r.rc, 126, "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(
+            String::from_utf8_lossy(&r.stderr).contains("could not be written whole"),
+            "says why: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert!(!path.exists(), "the part written is removed");
+        // The same through the shell's own input file (a command's standard input).
+        let r = sh.run_bytes(&script, &data).await.unwrap();
+        assert_eq!(r.rc, 126, "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(!ran.exists(), "a command ran without its whole input");
+        // In step: the next commands get their own frames and inputs.
+        let r = sh.run_bytes("wc -c", b"12345").await.unwrap();
+        assert_eq!((r.rc, String::from_utf8_lossy(&r.stdout).trim()), (0, "5"));
         let r = sh.run_bytes("echo next", b"").await.unwrap();
         assert_eq!(r.stdout, b"next\n");
     }

@@ -208,7 +208,7 @@ impl HostConn {
     /// Run a script that works on a new file: `input` is first written to `put.path` (created
     /// exclusively, with `put.umask`), and kept only if it arrived whole with the SHA-256
     /// `put.sha256`; then `script` runs (with no standard input). When that file cannot be
-    /// created the script does not run and the exit code is 125.
+    /// created (exit code 125) or written (126) the script does not run.
     ///
     /// Through the session shell this costs the host one process; otherwise the same steps run
     /// as a script of their own (`cat` into place and `sha256sum` to check it).
@@ -660,7 +660,8 @@ fn put_script(put: &Put<'_>) -> String {
         .umask
         .map_or(String::new(), |u| format!("umask {u:04o}; "));
     format!(
-        r#"({umask}set -C; exec cat > {p}) || exit 125
+        r#"({umask}set -C; true > {p}) || exit 125
+cat >> {p} || {{ rm -f -- {p}; exit 126; }}
 set -- $(sha256sum -- {p})
 if [ "$1" != {sha} ]; then rm -f -- {p}; echo "the content of {p} arrived incomplete or changed on the way (sha256 $1, expected {sha}); nothing written" >&2; exit 4; fi"#,
         sha = quote(put.sha256)
