@@ -367,7 +367,7 @@ def bench_size(runner, hosts, workloads, runs, results, ansible_runs, ansible_ca
                 if tool == "ansible" and (rep >= ansible_runs or STEPS[w] * n > ansible_cap):
                     continue
                 on_hosts(hosts, RESET[w])
-                results["meta"].setdefault("load", []).append(os.getloadavg()[0])
+                results["meta"].setdefault("busy", []).append(machine_busy())
                 first, rss1, cpu1 = runner.run(tool, w, hosts, inv_dir, "first")
                 second, rss2, cpu2 = runner.run(tool, w, hosts, inv_dir, "second")
                 got = on_hosts(hosts, VERIFY[w])
@@ -539,6 +539,19 @@ def fmt(v):
     return f"{v:.2f}"
 
 
+def machine_busy(seconds=0.5):
+    """Share of the machine's CPU in use just before a timed pair (0-100 %): what else runs.
+    (The load average would mostly count the benchmark's own previous runs.)"""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return 100.0 * (1 - (i1 - i0) / max(t1 - t0, 1))
+
+
 def report(results, args_line):
     meta = results.get("meta", {})
     L = ["# Benchmarks: cutover vs ansible-core vs pyinfra", "",
@@ -547,10 +560,14 @@ def report(results, args_line):
          f"Run: {meta.get('date', '?')}, took {meta.get('duration_s', '?')} s. Runs per tool, workload and run kind, by fleet size: "
          + ", ".join(f"{k} hosts: {v}" for k, v in meta.get("runs", {}).items()) + ".", "",
          "## Machine and versions", ""]
-    if meta.get("load"):
+    if meta.get("busy"):
+        b = sorted(meta["busy"])
+        L[-2:-2] = [f"Machine CPU in use in the half second before each timed pair (other work on the machine adds noise): "
+                    f"median {statistics.median(b):.0f} %, max {b[-1]:.0f} %.", ""]
+    elif meta.get("load"):
         ld = sorted(meta["load"])
         L[-2:-2] = [f"1-minute load average before each timed pair: median {statistics.median(ld):.1f}, max {ld[-1]:.1f}"
-                    " (other work on the machine — builds, tests — runs at the same time and adds noise).", ""]
+                    " (it mostly counts the benchmark's own previous runs).", ""]
     for k, v in meta.get("machine", {}).items():
         L.append(f"- {k}: {v}")
     for k, v in meta.get("versions", {}).items():

@@ -878,7 +878,10 @@ fn file_writes_are_the_same_through_the_session_shell_and_a_channel_per_command(
     }
     let left = ssh_ok("app1", &format!("find {dir} -name '.cutover.*'; ls {dir}"));
     assert!(!left.contains(".cutover."), "temporary files left: {left}");
-    assert!(!left.contains("after-"), "a step ran after the failed write: {left}");
+    assert!(
+        !left.contains("after-"),
+        "a step ran after the failed write: {left}"
+    );
     ssh_ok("app1", &format!("rm -rf {dir}"));
 }
 
