@@ -180,14 +180,9 @@ impl SessionShell {
     pub async fn has_stray_output(&mut self) -> bool {
         let mut b = [0u8; 1];
         for r in [&mut self.stdout, &mut self.stderr] {
-            // One poll of a read: ready means bytes (or the end) are there. (Not a zero
-            // timeout: tokio's timer waits for its next 1 ms tick, twice per command.)
-            let ready = std::future::poll_fn(|cx| {
-                let mut buf = tokio::io::ReadBuf::new(&mut b);
-                std::task::Poll::Ready(r.as_mut().poll_read(cx, &mut buf).is_ready())
-            })
-            .await;
-            if ready {
+            // A zero timeout polls the read once: ready means bytes (or the end) are there.
+            if let Ok(res) = tokio::time::timeout(std::time::Duration::ZERO, r.read(&mut b)).await {
+                let _ = res;
                 return true;
             }
         }
