@@ -97,6 +97,13 @@ pub struct Put<'a> {
     pub sha256: &'a str,
 }
 
+impl Put<'_> {
+    /// Can the frame's header line carry the path (no newline or NUL in it)?
+    pub fn fits_a_frame(&self) -> bool {
+        !self.path.is_empty() && !self.path.contains(['\n', '\0'])
+    }
+}
+
 const READY: &[u8] = b"cutover-shell-ready\n";
 
 type Reader = Pin<Box<dyn AsyncRead + Send>>;
@@ -218,7 +225,7 @@ impl SessionShell {
         input: &mut (dyn AsyncRead + Unpin + Send),
         put: Put<'_>,
     ) -> Result<Finished> {
-        if put.path.contains(['\n', '\0']) || put.path.is_empty() {
+        if !put.fits_a_frame() {
             bail!("cannot write {:?} through the session shell", put.path);
         }
         self.run_framed(script, len, input, Some(put)).await

@@ -223,9 +223,8 @@ impl HostConn {
         let inner = wrap_script(script, timeout);
         let started = Instant::now();
         // A path the frame cannot carry (a newline in it) takes the long way.
-        let framable = !put.path.is_empty() && !put.path.contains(['\n', '\0']);
         let fut = async {
-            if framable {
+            if put.fits_a_frame() {
                 if let Some(done) = self
                     .via_session_shell(&inner, Some(input), Some(put), become_)
                     .await

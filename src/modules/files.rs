@@ -802,7 +802,8 @@ pub(crate) async fn write_file(
     let umask = (existed.is_some() || mode_set).then_some(0o077);
     let attrs = attr_script(args, "\"$tmp\"");
     // The new content goes to a random name next to the target (created exclusively: no link
-    // planted there is followed), and is renamed over it once complete.
+    // planted there is followed), and is renamed over it once complete. (Not `parent_of`: a
+    // relative `dest` is relative to the shell's directory, so its temporary file is too.)
     let dir = match dest.rfind('/') {
         Some(0) => "",
         Some(i) => &dest[..i],
