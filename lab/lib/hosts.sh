@@ -100,6 +100,18 @@ ensure_overlay() {
   fi
 }
 
+# Units that mean nothing in a lab container and sometimes fail at boot under load, leaving
+# systemd "degraded" and the lab not ready: utmp's runlevel unit (seen once: app1, after a
+# quick down/up); e2scrub_reap, which scans every block device with lvs (seen once: app2,
+# in CI). Masked at every boot, not once, so hosts customised by an older lab.sh get them too.
+mask_boot_units() {
+  local root=$HOSTS_DIR/$1/root unit
+  for unit in systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+    e2scrub_reap.service e2scrub_all.timer; do
+    ln -sfn /dev/null "$root/etc/systemd/system/$unit"
+  done
+}
+
 # Per-host files, written once into the host's overlay (they land in upper/).
 customize_host() {
   local name=$1 vols=$2 dir=$HOSTS_DIR/$1
@@ -107,12 +119,6 @@ customize_host() {
   [[ -f $dir/.customized ]] && return 0
   printf '%s\n' "$name" >"$root/etc/hostname"
   hosts_lines >"$root/etc/hosts"
-  # utmp bookkeeping means nothing in a lab container, and its runlevel unit sometimes fails
-  # at boot under load, leaving systemd "degraded" (seen once: app1, after a quick down/up).
-  local unit
-  for unit in systemd-update-utmp.service systemd-update-utmp-runlevel.service; do
-    ln -sf /dev/null "$root/etc/systemd/system/$unit"
-  done
   tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
   rm -f "$root"/etc/ssh/ssh_host_*
   ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$root/etc/ssh/ssh_host_ed25519_key"
@@ -157,6 +163,7 @@ start_container() {
     --link-journal=no --resolv-conf=off --timezone=off
   )
   if [[ $kind == full ]]; then
+    mask_boot_units "$name"
     args+=(--bind="$STATE/btrfs/$name:/srv/vol" --boot)
   else
     # Fleet hosts: only sshd, under nspawn's stub init (no systemd: ~10 MB each). Its log goes
