@@ -253,6 +253,7 @@ pub fn assert_cluster_serves(version: &str, schema: u32) {
     // Tomcat an earlier test restarted, and the first request through it puts the member in
     // error (seen once in CI: a cping/cpong timeout after a rollback, only node2 for 20 s).
     let mut seen = std::collections::BTreeSet::new();
+    let since = ssh("lb", "date '+%a %b %d %H:%M:%S'");
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.len() < 2 && Instant::now() < deadline {
         recover_members_in_error();
@@ -272,7 +273,12 @@ pub fn assert_cluster_serves(version: &str, schema: u32) {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    assert_eq!(seen.len(), 2, "both nodes serve through the lb: {seen:?}");
+    if seen.len() < 2 {
+        panic!(
+            "both nodes serve through the lb: only {seen:?} in 20 s\n{}",
+            lb_diagnostics(since.trim())
+        );
+    }
     let jar = format!("/tmp/cutover-procedures-{}.jar", std::process::id());
     let _ = std::fs::remove_file(&jar);
     let mut node = String::new();
@@ -291,6 +297,31 @@ pub fn assert_cluster_serves(version: &str, schema: u32) {
     }
     let _ = std::fs::remove_file(&jar);
     wait_replication_in_sync();
+}
+
+/// What the lb knew while a check of it failed: the members' run-time state in every Apache
+/// process's view (the status worker), mod_jk's and Apache's logs since `since`, and the
+/// AJP connections each app node has open.
+fn lb_diagnostics(since: &str) -> String {
+    let show = ssh(
+        "lb",
+        "curl -sS 'http://127.0.0.1/jkstatus?cmd=show&mime=prop&w=wiki_lb' | grep -E '^worker\\.(node[12]|wiki_lb)\\.'",
+    );
+    let logs = ssh(
+        "lb",
+        &format!(
+            "for f in /var/log/apache2/mod_jk.log /var/log/apache2/error.log /var/log/apache2/wiki_error.log; do \
+               echo \"== $f\"; awk -v s='[{since}' 'substr($0, 1, length(s)) >= s' $f | tail -n 60; done"
+        ),
+    );
+    let mut ajp = String::new();
+    for h in ["app1", "app2"] {
+        ajp.push_str(&format!(
+            "== {h}: AJP sockets\n{}",
+            ssh(h, "ss -tanp 'sport = :8009' 2>&1 | head -n 20")
+        ));
+    }
+    format!("== jkstatus\n{show}\n{logs}\n{ajp}")
 }
 
 pub fn snapshots_of(set: &str) -> String {
