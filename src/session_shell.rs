@@ -11,8 +11,14 @@
 //!
 //! ```text
 //! controller → host:  MARKER LEN[ UMASK PATH]\n SCRIPT\n MARKER\n  then LEN bytes of input, MARKER\n
-//! host → controller:  stdout: OUTPUT MARKER RC\n      stderr: ERRORS MARKER\n
+//! host → controller:  stdout: MARKER<\n OUTPUT MARKER RC\n      stderr: MARKER<\n ERRORS MARKER\n
 //! ```
+//!
+//! The `MARKER<` line the driver prints before each command tells its output from whatever a
+//! background process of an earlier command (a daemon that kept the shell's output) wrote in
+//! between: bytes before it, or after the end line, are not the command's; they mark the shell
+//! as not to be used again (the next command gets a new one). What such a process writes while
+//! a command runs cannot be told apart; that is why the shell is not kept once one is seen.
 //!
 //! A command is given exactly its LEN bytes (`head -c`), and whatever it leaves unread is
 //! drained, so the stream stays in step even when a command exits without reading. The marker
@@ -40,9 +46,12 @@ pub const DRIVER: &str = r#"LC_ALL=C; export LC_ALL
 __co_f=$(mktemp 2>/dev/null) || __co_f=
 __co_um=$(umask)
 trap '[ -z "$__co_f" ] || rm -f -- "$__co_f"' EXIT
-printf 'cutover-shell-ready\n'
+# The start line of a command's output, printed once its input is whole (printing to a closed
+# connection before that would kill the shell before it cleans up).
+__co_start() { printf '%s<\n' "$__co_m"; printf '%s<\n' "$__co_m" >&2; __co_start_done=1; }
+printf 'cutover-shell-ready\n'; printf 'cutover-shell-ready\n' >&2
 while IFS= read -r __co_h; do
-  __co_m=${__co_h%% *}; __co_n=${__co_h#* }; __co_p=; __co_in=/dev/null; __co_rc=
+  __co_m=${__co_h%% *}; __co_n=${__co_h#* }; __co_p=; __co_in=/dev/null; __co_rc=; __co_start_done=
   case $__co_n in *' '*) __co_p=${__co_n#* }; __co_n=${__co_n%% *}; __co_u=${__co_p%% *}; __co_p=${__co_p#* } ;; esac
   __co_s=
   while IFS= read -r __co_l; do
@@ -54,7 +63,7 @@ while IFS= read -r __co_h; do
   if [ -n "$__co_p" ]; then
     [ "$__co_u" = - ] || umask "$__co_u"
     set -C
-    true > "$__co_p" && [ -f "$__co_p" ] && __co_w=$__co_p
+    true 2>|"${__co_f:-/dev/null}" > "$__co_p" && [ -f "$__co_p" ] && __co_w=$__co_p
     set +C; umask "$__co_um"
     if [ -z "$__co_w" ]; then __co_rc=125; head -c "$__co_n" > /dev/null
     elif ! head -c "$__co_n" >> "$__co_p"; then __co_rc=126; __co_d=1
@@ -62,21 +71,31 @@ while IFS= read -r __co_h; do
   elif [ "$__co_n" -gt 0 ] && [ "$__co_n" -le 1048576 ] && [ -n "$__co_f" ]; then
     head -c "$__co_n" >| "$__co_f" || { __co_rc=126; __co_d=1; }; __co_in=$__co_f
   elif [ "$__co_n" -gt 0 ]; then
-    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
+    __co_start
+    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d __co_start_done; unset -f __co_start; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
     __co_rc=$?
   fi
   if [ -n "$__co_d" ]; then
     # Writing the input failed part-way (a full disk): an unknown part of it was read. Nothing
     # follows its end line until this shell answers, so reading up to that line is exact.
-    grep -q -- "$__co_m\$"
+    grep -q -- "$__co_m\$" || { [ -z "$__co_w" ] || rm -f -- "$__co_w"; exit 1; }
+    __co_start
     printf 'the input could not be written whole to %s on the host\n' "${__co_w:-a temporary file}" >&2
   elif [ "$__co_n" -gt 0 ] && { ! IFS= read -r __co_l || [ "$__co_l" != "$__co_m" ]; }; then
     [ -z "$__co_w" ] || rm -f -- "$__co_w"
     exit 1
+  elif [ -z "$__co_start_done" ]; then
+    __co_start
+    # Why the file could not be created: the shell's own message, kept until now.
+    if [ "$__co_rc" = 125 ] && [ -s "$__co_f" ]; then
+      while IFS= read -r __co_l; do printf '%s\n' "$__co_l" >&2; done < "$__co_f"; : >| "$__co_f"
+    elif [ "$__co_rc" = 125 ]; then
+      printf 'cannot create %s: not a new regular file\n' "$__co_p" >&2
+    fi
   fi
   [ -z "$__co_d" ] || [ -z "$__co_w" ] || rm -f -- "$__co_w"
   if [ -z "$__co_rc" ]; then
-    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d; eval "$__co_s") < "$__co_in"
+    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d __co_start_done; unset -f __co_start; eval "$__co_s") < "$__co_in"
     __co_rc=$?
   fi
   [ "$__co_in" = /dev/null ] || : >| "$__co_f"
@@ -123,6 +142,8 @@ pub struct SessionShell {
     stderr: Reader,
     /// Keeps the channel (or process) open for as long as the shell is in use.
     _keep: Box<dyn Send>,
+    /// Output came that no command wrote (see the module doc): do not use this shell again.
+    stray: bool,
 }
 
 impl SessionShell {
@@ -140,6 +161,7 @@ impl SessionShell {
             stdout,
             stderr,
             _keep: keep,
+            stray: false,
         };
         if let Some(bytes) = first_input {
             shell.stdin.write_all(bytes).await?;
@@ -165,6 +187,18 @@ impl SessionShell {
         if seen.len() != READY.len() {
             bail!("the remote shell did not start: unexpected output before it was ready");
         }
+        // What came on stderr before the driver (a login script's warning) is not stray output.
+        let mut seen = Vec::new();
+        while !seen.ends_with(READY) {
+            let n = shell.stderr.read(&mut buf).await?;
+            if n == 0 {
+                bail!("the remote shell did not start: its error output ended");
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.len() > 64 * 1024 {
+                seen.drain(..seen.len() - READY.len());
+            }
+        }
         Ok(shell)
     }
 
@@ -181,19 +215,11 @@ impl SessionShell {
         let _ = stdout.read_to_end(&mut rest).await;
     }
 
-    /// Did anything arrive since the last command ended (a background process it left
-    /// holding its output)? Such a shell is not reused: the stray bytes would otherwise be
-    /// taken for the next command's output.
-    pub async fn has_stray_output(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        for r in [&mut self.stdout, &mut self.stderr] {
-            // A zero timeout polls the read once: ready means bytes (or the end) are there.
-            if let Ok(res) = tokio::time::timeout(std::time::Duration::ZERO, r.read(&mut b)).await {
-                let _ = res;
-                return true;
-            }
-        }
-        false
+    /// Has output come that no command of this shell wrote (a background process left
+    /// holding its output)? Such a shell is not used again: what that process writes while a
+    /// later command runs would be taken for that command's output.
+    pub fn saw_stray_output(&self) -> bool {
+        self.stray
     }
 
     /// Run one script with the given standard input. An error leaves the shell unusable
@@ -281,11 +307,12 @@ impl SessionShell {
             stdin_pipe.flush().await.map_err(io)?;
             Ok(())
         };
-        let ((), (stdout, rc), (stderr, _)) = tokio::try_join!(
+        let ((), (stdout, rc, stray_out), (stderr, _, stray_err)) = tokio::try_join!(
             write,
             read_until_marker(stdout, marker.as_bytes(), true),
             read_until_marker(stderr, marker.as_bytes(), false)
         )?;
+        self.stray |= stray_out || stray_err;
         Ok(Finished {
             rc: rc.unwrap_or(-1),
             stdout,
@@ -316,23 +343,40 @@ impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
     }
 }
 
-/// Read a stream up to the marker. On stdout the marker is followed by ` RC\n`; on stderr by
-/// `\n`. Returns what came before the marker (and the exit code).
+/// Read one command's output from a stream: from the `MARKER<` line to the end line (on
+/// stdout the marker and ` RC\n`; on stderr the marker and `\n`). Returns that output, the exit
+/// code, and whether other bytes came before the start line or after the end line.
 async fn read_until_marker(
     r: &mut Reader,
     marker: &[u8],
     with_rc: bool,
-) -> Result<(Vec<u8>, Option<i32>)> {
+) -> Result<(Vec<u8>, Option<i32>, bool)> {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
+    let start = [marker, b"<\n"].concat();
+    let mut stray = false;
+    loop {
+        if let Some(at) = find(&buf, &start) {
+            stray |= at > 0;
+            buf.drain(..at + start.len());
+            break;
+        }
+        // Keep only what could still be the start of the line: the rest is not the command's.
+        let keep = buf.len().min(start.len() - 1);
+        stray |= buf.len() > keep;
+        buf.drain(..buf.len() - keep);
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed: the remote shell ended before the command started");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     let mut searched_to = 0;
     loop {
         if let Some(at) = find(&buf[searched_to..], marker).map(|i| i + searched_to) {
             let tail = &buf[at + marker.len()..];
             if let Some(nl) = tail.iter().position(|b| *b == b'\n') {
-                if nl + 1 != tail.len() {
-                    bail!("connection closed: the remote shell sent output after a command ended");
-                }
+                stray |= nl + 1 != tail.len();
                 let rc = if with_rc {
                     let text = std::str::from_utf8(&tail[..nl]).unwrap_or("").trim();
                     Some(text.parse::<i32>().map_err(|_| {
@@ -342,7 +386,7 @@ async fn read_until_marker(
                     None
                 };
                 buf.truncate(at);
-                return Ok((buf, rc));
+                return Ok((buf, rc, stray));
             }
         } else {
             searched_to = buf.len().saturating_sub(marker.len());
@@ -588,7 +632,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.rc, 125);
-        assert!(!r.stderr.is_empty(), "says why");
+        let why = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            why.contains(&format!("{}: File exists", path.display())),
+            "{why}"
+        );
+        assert!(
+            !sh.saw_stray_output(),
+            "the driver's own message is the command's"
+        );
         assert!(!ran.exists(), "the command ran without its file");
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         let r = sh.run_bytes("echo next", b"").await.unwrap();
@@ -665,13 +717,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn output_left_behind_by_a_background_process_is_noticed() {
+    async fn output_left_behind_by_a_background_process_is_not_the_next_commands() {
         let mut sh = local_shell().await;
-        assert!(!sh.has_stray_output().await);
-        let r = sh.run_bytes("(sleep 0.2; echo late) &", b"").await.unwrap();
-        assert_eq!(r.stdout, b"");
+        let r = sh
+            .run_bytes("(sleep 0.2; echo late; echo late >&2) &", b"")
+            .await
+            .unwrap();
+        assert_eq!((&r.stdout[..], &r.stderr[..]), (&b""[..], &b""[..]));
+        assert!(!sh.saw_stray_output());
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        assert!(sh.has_stray_output().await);
+        let r = sh.run_bytes("echo next; echo err >&2", b"").await.unwrap();
+        assert_eq!(r.stdout, b"next\n");
+        assert_eq!(r.stderr, b"err\n");
+        assert!(sh.saw_stray_output());
+    }
+
+    /// Stray output longer than the start line (and than one read) is dropped, not kept. (What
+    /// does not fit the pipe is still being written while the next command runs: that part
+    /// cannot be told apart, the reason the shell is not kept.)
+    #[tokio::test]
+    async fn what_came_on_stderr_before_the_driver_is_not_stray() {
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "echo 'a login warning' >&2; exec /bin/sh -c {}",
+                crate::shell::quote(DRIVER)
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = Box::pin(child.stdin.take().unwrap());
+        let stdout = Box::pin(child.stdout.take().unwrap());
+        let stderr = Box::pin(child.stderr.take().unwrap());
+        let mut sh = SessionShell::start(stdin, stdout, stderr, Box::new(child), None)
+            .await
+            .unwrap();
+        let r = sh.run_bytes("echo ok >&2", b"").await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.stderr), "ok\n");
+        assert!(!sh.saw_stray_output());
+    }
+
+    #[tokio::test]
+    async fn a_long_stray_output_is_dropped_not_kept() {
+        let mut sh = local_shell().await;
+        sh.run_bytes("(sleep 0.1; head -c 20000 /dev/zero) &", b"")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let r = sh.run_bytes("echo next", b"").await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "next\n");
+        assert!(sh.saw_stray_output());
     }
 
     #[tokio::test]

@@ -341,13 +341,7 @@ impl HostConn {
         if slot.unavailable {
             return None;
         }
-        let mut reusable = slot.shell.take();
-        if let Some(shell) = reusable.as_mut() {
-            if shell.has_stray_output().await {
-                reusable = None;
-            }
-        }
-        let mut shell = match reusable {
+        let mut shell = match slot.shell.take() {
             Some(shell) => shell,
             None => match tokio::time::timeout(
                 SHELL_START_TIMEOUT,
@@ -373,7 +367,9 @@ impl HostConn {
         }
         .await;
         Some(done.map(|f| {
-            slot.shell = Some(shell);
+            if !shell.saw_stray_output() {
+                slot.shell = Some(shell);
+            }
             Output {
                 rc: f.rc,
                 stdout: f.stdout,

@@ -807,6 +807,37 @@ fn commands_share_one_session_shell_per_host_and_sudo_user() {
     );
 }
 
+/// A step that leaves a background process holding the shell's output (a daemon started
+/// without redirecting it): what that process writes later is not taken for a later step's
+/// output, and the shell it wrote into is replaced by a new one after the step that saw it.
+#[test]
+fn output_of_a_background_process_is_not_a_later_steps() {
+    let _g = serial();
+    let p = Project::new();
+    p.write(
+        "pb.yml",
+        r#"- hosts: app1
+  steps:
+    - { name: before, shell: "echo $$", register: before, changed_when: false }
+    - name: leaves a writer behind
+      shell: "(sleep 0.3; echo stray-out; echo stray-err >&2) &"
+      changed_when: false
+    # In root's own shell, so nothing runs in the first one while the writer writes.
+    - { name: wait, command: sleep 1, become: true, changed_when: false }
+    - { name: next, shell: "echo $$; echo err >&2", register: next, changed_when: false }
+    - { name: after, shell: "echo $$", register: after, changed_when: false }
+    - name: the stray output is in no step, and the shell it went to is not used again
+      assert:
+        that:
+          - "next.stdout == before.stdout"
+          - "next.stderr == 'err'"
+          - "after.stdout != before.stdout"
+"#,
+    );
+    let o = p.apply("pb.yml", &["--output", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// A file write puts the new content next to the target before the script that renames it
 /// runs (`session_shell::Put`): through the session shell the shell itself writes it, with a
 /// channel per command a `cat` does and `sha256sum` checks it. Both ways give the same file,
