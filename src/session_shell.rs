@@ -43,12 +43,20 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The driver run on the host as `/bin/sh -c DRIVER`. Its variables have names no module
 /// script uses, and are unset in the subshell that runs the command.
 pub const DRIVER: &str = r#"LC_ALL=C; export LC_ALL
-__co_f=$(mktemp 2>/dev/null) || __co_f=
+if __co_t=$(mktemp -d 2>/dev/null); then __co_f=$__co_t/in; __co_e=$__co_t/err
+else __co_t=; __co_f=; __co_e=/dev/null; fi
 __co_um=$(umask)
-trap '[ -z "$__co_f" ] || rm -f -- "$__co_f"' EXIT
+trap '[ -z "$__co_t" ] || rm -rf -- "$__co_t"' EXIT
 # The start line of a command's output, printed once its input is whole (printing to a closed
-# connection before that would kill the shell before it cleans up).
-__co_start() { printf '%s<\n' "$__co_m"; printf '%s<\n' "$__co_m" >&2; __co_start_done=1; }
+# connection before that would kill the shell before it cleans up); then what the driver's own
+# programs said while taking the input (kept in $__co_e until now).
+__co_start() {
+  printf '%s<\n' "$__co_m"; printf '%s<\n' "$__co_m" >&2; __co_start_done=1
+  if [ -s "$__co_e" ]; then
+    while IFS= read -r __co_l || [ -n "$__co_l" ]; do printf '%s\n' "$__co_l" >&2; done < "$__co_e"
+    : >| "$__co_e"
+  fi
+}
 printf 'cutover-shell-ready\n'; printf 'cutover-shell-ready\n' >&2
 while IFS= read -r __co_h; do
   __co_m=${__co_h%% *}; __co_n=${__co_h#* }; __co_p=; __co_in=/dev/null; __co_rc=; __co_start_done=
@@ -63,16 +71,18 @@ while IFS= read -r __co_h; do
   if [ -n "$__co_p" ]; then
     [ "$__co_u" = - ] || umask "$__co_u"
     set -C
-    true 2>|"${__co_f:-/dev/null}" > "$__co_p" && [ -f "$__co_p" ] && __co_w=$__co_p
+    true 2>|"$__co_e" > "$__co_p" && [ -f "$__co_p" ] && __co_w=$__co_p
     set +C; umask "$__co_um"
-    if [ -z "$__co_w" ]; then __co_rc=125; head -c "$__co_n" > /dev/null
-    elif ! head -c "$__co_n" >> "$__co_p"; then __co_rc=126; __co_d=1
+    if [ -z "$__co_w" ]; then
+      __co_rc=125; head -c "$__co_n" > /dev/null
+      [ -s "$__co_e" ] || printf 'cannot create %s: not a new regular file\n' "$__co_p" >| "$__co_e"
+    elif ! head -c "$__co_n" >> "$__co_p" 2>>"$__co_e"; then __co_rc=126; __co_d=1
     fi
   elif [ "$__co_n" -gt 0 ] && [ "$__co_n" -le 1048576 ] && [ -n "$__co_f" ]; then
-    head -c "$__co_n" >| "$__co_f" || { __co_rc=126; __co_d=1; }; __co_in=$__co_f
+    head -c "$__co_n" >| "$__co_f" 2>>"$__co_e" || { __co_rc=126; __co_d=1; }; __co_in=$__co_f
   elif [ "$__co_n" -gt 0 ]; then
     __co_start
-    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d __co_start_done; unset -f __co_start; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
+    head -c "$__co_n" | { (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d __co_start_done __co_t __co_e; unset -f __co_start; eval "$__co_s"); __co_rc=$?; cat >/dev/null; exit $__co_rc; }
     __co_rc=$?
   fi
   if [ -n "$__co_d" ]; then
@@ -86,16 +96,10 @@ while IFS= read -r __co_h; do
     exit 1
   elif [ -z "$__co_start_done" ]; then
     __co_start
-    # Why the file could not be created: the shell's own message, kept until now.
-    if [ "$__co_rc" = 125 ] && [ -s "$__co_f" ]; then
-      while IFS= read -r __co_l; do printf '%s\n' "$__co_l" >&2; done < "$__co_f"; : >| "$__co_f"
-    elif [ "$__co_rc" = 125 ]; then
-      printf 'cannot create %s: not a new regular file\n' "$__co_p" >&2
-    fi
   fi
   [ -z "$__co_d" ] || [ -z "$__co_w" ] || rm -f -- "$__co_w"
   if [ -z "$__co_rc" ]; then
-    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d __co_start_done; unset -f __co_start; eval "$__co_s") < "$__co_in"
+    (unset __co_h __co_l __co_n __co_m __co_f __co_p __co_u __co_um __co_in __co_rc __co_w __co_d __co_start_done __co_t __co_e; unset -f __co_start; eval "$__co_s") < "$__co_in"
     __co_rc=$?
   fi
   [ "$__co_in" = /dev/null ] || : >| "$__co_f"
@@ -515,11 +519,13 @@ mod tests {
         sh.run_bytes("cat >/dev/null", b"secret content")
             .await
             .unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
-        assert_eq!(files.len(), 1, "one temporary file for the shell");
-        let meta = files[0].metadata().unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(meta.len(), 0, "emptied after the command");
+        let dirs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(dirs.len(), 1, "one temporary directory for the shell");
+        let private = dirs[0].path();
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "only the shell's user can look inside");
+        let input = std::fs::metadata(private.join("in")).unwrap();
+        assert_eq!(input.len(), 0, "the input is emptied after the command");
         sh.close().await;
         for _ in 0..50 {
             if std::fs::read_dir(dir.path()).unwrap().next().is_none() {
@@ -527,7 +533,7 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("the shell's temporary file outlived it");
+        panic!("the shell's temporary directory outlived it");
     }
 
     /// Gives `n` bytes, then ends (a connection lost in the middle of an input).
@@ -673,6 +679,10 @@ mod tests {
             String::from_utf8_lossy(&r.stderr)
         );
         assert!(!path.exists(), "the part written is removed");
+        assert!(
+            !sh.saw_stray_output(),
+            "what the write said is the command's"
+        );
         // The same through the shell's own input file (a command's standard input).
         let r = sh.run_bytes(&script, &data).await.unwrap();
         assert_eq!(r.rc, 126, "{}", String::from_utf8_lossy(&r.stderr));
