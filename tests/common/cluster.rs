@@ -246,29 +246,29 @@ pub fn assert_cluster_serves(version: &str, schema: u32) {
     );
     assert_eq!(persisted.trim(), "2", "workers.properties: members Active");
     // Both nodes serve through the lb, and a session sticks to its node. A member whose node
-    // was still starting when it got requests again (an unwind starts the old release and
-    // puts the member back at once) is in mod_jk's error state, where it would get none until
-    // the lb's recover_time (60 s) passes: `lb_member` recovers it at once instead. It is
-    // looked for again while waiting: an Apache child may still hold an AJP connection to a
-    // Tomcat an earlier test restarted, and the first request through it puts the member in
-    // error (seen once in CI: a cping/cpong timeout after a rollback, only node2 for 20 s).
+    // was still starting when it got requests again is in mod_jk's error state, where it would
+    // get none until the lb's recover_time (60 s) passes: `lb_member` recovers it at once.
+    // Every response counts: with two members and method=Request the lb alternates strictly,
+    // so looking at only the first of two requests per round would see one node forever (what
+    // made this check fail in CI, with both members OK and elected alike).
     let mut seen = std::collections::BTreeSet::new();
     let since = ssh("lb", "date '+%a %b %d %H:%M:%S'");
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.len() < 2 && Instant::now() < deadline {
         recover_members_in_error();
-        let h = curl(&["-sS", "-o", "/dev/null", "-D", "-", "http://lb/status"]);
-        if let Some(l) = h
-            .lines()
-            .find(|l| l.to_lowercase().starts_with("x-wiki-node:"))
-        {
-            seen.insert(l[12..].trim().to_string());
+        for _ in 0..2 {
+            let h = curl(&["-sS", "-o", "/dev/null", "-D", "-", "http://lb/status"]);
+            assert!(
+                h.contains(&format!("X-Wiki-Version: {version}")),
+                "through the lb: {h}"
+            );
+            if let Some(l) = h
+                .lines()
+                .find(|l| l.to_lowercase().starts_with("x-wiki-node:"))
+            {
+                seen.insert(l[12..].trim().to_string());
+            }
         }
-        let v = curl(&["-sS", "-D", "-", "-o", "/dev/null", "http://lb/status"]);
-        assert!(
-            v.contains(&format!("X-Wiki-Version: {version}")),
-            "through the lb: {v}"
-        );
         if seen.len() < 2 {
             std::thread::sleep(Duration::from_millis(500));
         }
