@@ -416,9 +416,17 @@ fn new_marker() -> String {
 mod tests {
     use super::*;
 
-    /// The driver run locally by /bin/sh: the same code path as on a host, minus ssh.
+    /// The driver run locally by /bin/sh: the same code path as on a host, minus ssh. Its
+    /// temporary directory is in one of its own, removed with the shell (a driver killed on
+    /// drop cannot remove it itself).
     async fn local_shell() -> SessionShell {
-        local_shell_in(&std::env::temp_dir()).await
+        local_shell_owning("").await
+    }
+
+    async fn local_shell_owning(prelude: &str) -> SessionShell {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        local_shell_after(&path, true, prelude, Some(dir)).await
     }
 
     async fn local_shell_in(tmp: &std::path::Path) -> SessionShell {
@@ -439,11 +447,22 @@ mod tests {
         max_file_kib: Option<u32>,
     ) -> SessionShell {
         let limit = max_file_kib.map_or(String::new(), |k| format!("ulimit -f {}; ", k * 2));
+        local_shell_after(tmp, kill_on_drop, &limit, None).await
+    }
+
+    /// The driver started by a shell that first runs `prelude` (as a login shell runs its
+    /// profile before the command); `owned` is dropped after the driver.
+    async fn local_shell_after(
+        tmp: &std::path::Path,
+        kill_on_drop: bool,
+        prelude: &str,
+        owned: Option<tempfile::TempDir>,
+    ) -> SessionShell {
         let mut child = tokio::process::Command::new("/bin/sh")
             .env("TMPDIR", tmp)
             .arg("-c")
             .arg(format!(
-                "{limit}exec /bin/sh -c {}",
+                "{prelude}exec /bin/sh -c {}",
                 crate::shell::quote(DRIVER)
             ))
             .stdin(std::process::Stdio::piped())
@@ -455,7 +474,7 @@ mod tests {
         let stdin = Box::pin(child.stdin.take().unwrap());
         let stdout = Box::pin(child.stdout.take().unwrap());
         let stderr = Box::pin(child.stderr.take().unwrap());
-        SessionShell::start(stdin, stdout, stderr, Box::new(child), None)
+        SessionShell::start(stdin, stdout, stderr, Box::new((child, owned)), None)
             .await
             .unwrap()
     }
@@ -742,34 +761,17 @@ mod tests {
         assert!(sh.saw_stray_output());
     }
 
-    /// Stray output longer than the start line (and than one read) is dropped, not kept. (What
-    /// does not fit the pipe is still being written while the next command runs: that part
-    /// cannot be told apart, the reason the shell is not kept.)
     #[tokio::test]
     async fn what_came_on_stderr_before_the_driver_is_not_stray() {
-        let mut child = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(format!(
-                "echo 'a login warning' >&2; exec /bin/sh -c {}",
-                crate::shell::quote(DRIVER)
-            ))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = Box::pin(child.stdin.take().unwrap());
-        let stdout = Box::pin(child.stdout.take().unwrap());
-        let stderr = Box::pin(child.stderr.take().unwrap());
-        let mut sh = SessionShell::start(stdin, stdout, stderr, Box::new(child), None)
-            .await
-            .unwrap();
+        let mut sh = local_shell_owning("echo 'a login warning' >&2; ").await;
         let r = sh.run_bytes("echo ok >&2", b"").await.unwrap();
         assert_eq!(String::from_utf8_lossy(&r.stderr), "ok\n");
         assert!(!sh.saw_stray_output());
     }
 
+    /// Stray output longer than the start line (and than one read) is dropped, not kept. (What
+    /// does not fit the pipe is still being written while the next command runs: that part
+    /// cannot be told apart, the reason the shell is not kept.)
     #[tokio::test]
     async fn a_long_stray_output_is_dropped_not_kept() {
         let mut sh = local_shell().await;
