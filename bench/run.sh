@@ -22,11 +22,10 @@ mkdir -p "$BENCH_WORK"
 report_only=false
 for a in "$@"; do [[ $a == --report-only ]] && report_only=true; done
 
-# `time` for peak memory (/usr/bin/time -v)
-if [[ ! -x /usr/bin/time ]]; then
-  say "installing time"
-  apt-get install -y -q time >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q time >/dev/null; }
-fi
+# `time` for peak memory (/usr/bin/time -v), through the project's one install helper.
+# shellcheck source=../lab/lib/apt.sh
+source "$REPO/lab/lib/apt.sh"
+apt_install time >/dev/null
 
 # The venv: latest ansible-core and pyinfra from PyPI, made once and reused. ansible-core's
 # newest releases need python >= 3.12 on the controller: take the newest python3.x there is.

@@ -2,7 +2,7 @@
 # The cutover test lab: systemd-nspawn hosts on a private bridge, btrfs data
 # volumes, a local apt repository, a benchmark fleet. See lab/README.md.
 #
-#   lab.sh up | status | down | fleet up N | fleet down | exec CMD...
+#   lab.sh up | status | down | fleet up N | fleet down | exec CMD... | missing-packages
 set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,10 +44,11 @@ cmd_up() {
   timed "controller key" ensure_controller_key
   timed "network" up_network
   # The VM boots slowly (TCG): start it now and collect it at the end.
-  local vm_pid=""
+  local vm_pid="" vm_log
   if [[ -x $VM_SCRIPT ]]; then
-    log "starting the LVM VM in the background (log: $STATE/logs/vm-up.log)"
-    "$VM_SCRIPT" up >"$STATE/logs/vm-up.log" 2>&1 9>&- &
+    vm_log=$(step_log vm-up)
+    log "starting the LVM VM in the background (log: $vm_log)"
+    "$VM_SCRIPT" up >"$vm_log" 2>&1 9>&- &
     vm_pid=$!
   else
     log "SKIP VM $VM_NAME: $VM_SCRIPT does not exist yet"
@@ -63,12 +64,16 @@ cmd_up() {
   if [[ -n $vm_pid ]]; then
     if wait "$vm_pid"; then
       log "VM $VM_NAME up"
+      if grep -q 'image cached' "$vm_log"; then skipped "VM image (cached)"; fi
       write_ssh_files # picks up the VM's host key if it wrote one
     else
-      log "WARNING: lab/vm/vm.sh up failed, see $STATE/logs/vm-up.log (containers are fine)"
+      { log "WARNING: lab/vm/vm.sh up failed (containers are fine)"; log_tail "$vm_log"; } >&2
     fi
   fi
   log "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "lab up in %.1f s", b - a }')"
+  if ((${#SKIPPED[@]})); then
+    log "skipped (cached from an earlier run): $(printf '%s; ' "${SKIPPED[@]}")"
+  fi
   log "try: lab/lab.sh exec ssh -F $SSH_DIR/config app1 hostname"
 }
 
@@ -110,7 +115,7 @@ check_hosts() {
     # shellcheck disable=SC2016 # expanded on the host, not here
     in_ctl ssh -F "$SSH_DIR/config" "$name" \
       'timeout 60 systemctl is-system-running --wait >/dev/null; s=$(systemctl is-system-running); [ "$s" = running ] || { echo "$s"; systemctl --failed --no-legend; exit 1; }' \
-      >"$STATE/logs/check-$name.log" 2>&1 &
+      >"$(step_log "check-$name")" 2>&1 &
     pids+=($!)
   done
   local i hosts=("$@")
@@ -235,6 +240,10 @@ main() {
     up) need_root; take_lock; cmd_up ;;
     down) need_root; take_lock; cmd_down ;;
     status) cmd_status ;;
+    missing-packages)
+      # What `up` would install on this machine (scripts/main-job announces it).
+      apt_missing "${LAB_HOST_PACKAGES[@]}" "${APP_BUILD_PACKAGES[@]}" "${VM_HOST_PACKAGES[@]}" | sort -u
+      ;;
     exec)
       (($#)) || die "usage: lab.sh exec CMD..."
       netns_exists "$CTL_NS" || die "the lab is not up: run lab/lab.sh up"

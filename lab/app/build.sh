@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build the three stand-in "wiki" release bundles into OUTDIR:
 #   wiki-1.0.0.tar.gz, wiki-2.0.0.tar.gz, wiki-3.0.0.tar.gz (+ .sha256 in sha256sum format).
-# Installs the Debian build dependencies if missing. Deterministic (fixed mtimes/owners, gzip -n), idempotent.
+# Installs the Debian build dependencies if missing (lab/lib/apt.sh). Deterministic (fixed mtimes/owners, gzip -n), idempotent.
 set -euo pipefail
 
 OUT=${1:?usage: build.sh OUTDIR}
@@ -17,16 +17,13 @@ RELEASES=(
   "3.0.0 3 true"
 )
 
-need=()
-command -v javac >/dev/null || need+=(default-jdk-headless)
-[ -e "$SERVLET_JAR" ] || need+=(libtomcat10-java)
-[ -e "$MARIADB_JAR" ] || need+=(libmariadb-java)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "build.sh: installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${need[@]}" >&2 ||
-    { apt-get update >&2 && apt-get install -y --no-install-recommends "${need[@]}" >&2; }
-fi
+# The build tools (lab/lib/packages.sh), through the project's one install helper: lab.sh has
+# installed them already; run alone, this installs what is missing and waits its turn.
+# shellcheck source=../lib/apt.sh
+source "$HERE/../lib/apt.sh"
+# shellcheck source=../lib/packages.sh
+source "$HERE/../lib/packages.sh"
+apt_install --no-install-recommends "${APP_BUILD_PACKAGES[@]}" >&2
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

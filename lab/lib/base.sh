@@ -1,44 +1,21 @@
 # shellcheck shell=bash
 # Build-machine packages and the shared debootstrap tree. Sourced by lab.sh.
 
-# command -> Debian package that provides it on the build machine
-declare -A HOST_TOOLS=(
-  [debootstrap]=debootstrap
-  [systemd-nspawn]=systemd-container
-  [mkfs.btrfs]=btrfs-progs
-  [dpkg-scanpackages]=dpkg-dev
-  [ip]=iproute2
-  [ssh]=openssh-client
-  [ssh-keygen]=openssh-client
-  [qemu-system-x86_64]=qemu-system-x86
-  [qemu-img]=qemu-utils
-  [curl]=curl
-  [losetup]=mount
-  [apt-ftparchive]=apt-utils
-)
-
+# Every package the lab needs on the build machine, installed in the foreground before
+# anything runs in the background (the VM build), so no two installs ever race.
 ensure_host_packages() {
-  local cmd missing=()
-  for cmd in "${!HOST_TOOLS[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${HOST_TOOLS[$cmd]}")
-  done
-  [[ -x $PYTHON ]] || missing+=(python3)
-  # GNU time (peak memory of a run, for the streaming tests; `time` alone is the shell's keyword)
-  [[ -x /usr/bin/time ]] || missing+=(time)
+  local missing=() logf
+  mapfile -t missing < <(apt_missing "${LAB_HOST_PACKAGES[@]}" "${APP_BUILD_PACKAGES[@]}" "${VM_HOST_PACKAGES[@]}" | sort -u)
   if ((${#missing[@]} == 0)); then
-    log "build-machine packages already installed"
+    skipped "build-machine packages (all installed)"
     return 0
   fi
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  log "installing on the build machine: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  # Only refresh the package lists when they are missing or too old to install from.
-  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null ||
-    ! apt-get install -y -qq "${missing[@]}" >"$STATE/logs/apt-host.log" 2>&1; then
-    apt-get update -qq >>"$STATE/logs/apt-host.log" 2>&1 || die "apt-get update failed, see $STATE/logs/apt-host.log"
-    apt-get install -y -qq "${missing[@]}" >>"$STATE/logs/apt-host.log" 2>&1 ||
-      die "apt-get install ${missing[*]} failed, see $STATE/logs/apt-host.log"
-  fi
+  logf=$(step_log apt-host)
+  log "installing on the build machine: ${missing[*]} (log: $logf)"
+  { apt_install "${LAB_HOST_PACKAGES[@]}" && apt_install --no-install-recommends "${APP_BUILD_PACKAGES[@]}"; } >>"$logf" 2>&1 ||
+    die_with_log "installing the build machine's packages failed" "$logf"
+  # The VM's tools through vm.sh, which knows how to pair qemu-utils with qemu-system-x86.
+  "$VM_SCRIPT" host-tools >>"$logf" 2>&1 || die_with_log "installing the VM's host tools failed" "$logf"
 }
 
 # Any overlay of the lab still using the tree as its lower layer?
@@ -48,7 +25,7 @@ tree_in_use() {
 
 ensure_base_tree() {
   if [[ -f $TREE/.lab-tree-version && $(cat "$TREE/.lab-tree-version") == "$TREE_VERSION" ]]; then
-    log "base tree cached at $TREE"
+    skipped "base tree (cached at $TREE)"
     return 0
   fi
   if [[ -d $TREE ]]; then
@@ -62,12 +39,14 @@ ensure_base_tree() {
   mirror=$(debian_mirror)
   rm -rf "$tmp"
   mkdir -p "$CACHE/debootstrap-debs"
-  log "debootstrap $SUITE (log: $STATE/logs/debootstrap.log)"
+  local logf
+  logf=$(step_log debootstrap)
+  log "debootstrap $SUITE (log: $logf)"
   # minbase + what a bare server of this cluster has: systemd, sshd, sudo, btrfs-progs.
   debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap-debs" \
     --include=systemd-sysv,dbus,openssh-server,sudo,btrfs-progs,ca-certificates,iproute2,procps \
-    "$SUITE" "$tmp" "$mirror" >"$STATE/logs/debootstrap.log" 2>&1 ||
-    die "debootstrap failed, see $STATE/logs/debootstrap.log"
+    "$SUITE" "$tmp" "$mirror" >"$logf" 2>&1 ||
+    die_with_log "debootstrap failed" "$logf"
   customize_tree "$tmp"
   mv "$tmp" "$TREE"
 }

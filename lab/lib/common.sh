@@ -42,8 +42,33 @@ REPO_PACKAGES=(
   libmariadb-java rsync curl
 )
 
+LAB_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=logs.sh
+source "$LAB_LIB/logs.sh"
+# shellcheck source=apt.sh
+source "$LAB_LIB/apt.sh"
+# shellcheck source=packages.sh
+source "$LAB_LIB/packages.sh"
+
 log() { printf '[lab] %s\n' "$*" >&2; }
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# die_with_log MESSAGE LOGFILE: fail a step, quoting the end of its log, so the reason is on
+# the screen (and in CI's output) without opening the file.
+die_with_log() {
+  { printf '[lab] ERROR: %s (log: %s)\n' "$1" "$2"; log_tail "$2"; } >&2
+  exit 1
+}
+
+# step_log NAME: a fresh log for a step, the previous attempts kept beside it (logs.sh).
+step_log() { rotate_log "$STATE/logs/$1.log"; }
+
+# What `up` found done already and skipped; printed once at the end.
+SKIPPED=()
+skipped() {
+  SKIPPED+=("$1")
+  log "cached, skipped: $1"
+}
 
 # Run a named step and print how long it took.
 timed() {

@@ -172,7 +172,9 @@ start_container() {
     args+=(--as-pid2 /bin/sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -D -E /var/log/sshd.log')
   fi
   # 9>&-: the daemon must not inherit lab.sh's lock.
-  setsid systemd-nspawn "${args[@]}" </dev/null >"$STATE/logs/$name.log" 2>&1 9>&- &
+  local logf
+  logf=$(step_log "$name")
+  setsid systemd-nspawn "${args[@]}" </dev/null >"$logf" 2>&1 9>&- &
   echo $! >"$RUN_DIR/$name.pid"
 }
 
@@ -188,7 +190,7 @@ wait_ssh_port() {
       if ! in_ctl timeout 1 bash -c "exec 3<>/dev/tcp/$addr/22" 2>/dev/null; then
         still+=("$name")
         if ! alive "$(host_pid "$name")"; then
-          die "container $name exited, see $STATE/logs/$name.log"
+          die_with_log "container $name exited" "$STATE/logs/$name.log"
         fi
       fi
     done

@@ -14,7 +14,7 @@ ensure_repo() {
   local stamp
   stamp=$(repo_stamp)
   if [[ -f $CACHE/repo/.stamp && $(cat "$CACHE/repo/.stamp") == "$stamp" && -f $REPO_DIR/Packages ]]; then
-    log "apt repository cached at $REPO_DIR ($(find "$REPO_DIR" -name '*.deb' | wc -l) packages)"
+    skipped "apt repository (cached at $REPO_DIR, $(find "$REPO_DIR" -name '*.deb' | wc -l) packages)"
     return 0
   fi
   rm -rf "$CACHE/repo"
@@ -32,7 +32,8 @@ ensure_repo() {
 # Exact closure of REPO_PACKAGES over the bare host tree: apt-get --download-only
 # in a throw-away overlay of the base tree, against the build machine's mirror.
 download_closure() {
-  local out=$1 work=$CACHE/closure.tmp rc=0
+  local out=$1 work=$CACHE/closure.tmp rc=0 logf
+  logf=$(step_log closure)
   cleanup_closure "$work"
   mkdir -p "$work"/{upper,work,root}
   mount -t overlay overlay -o "lowerdir=$TREE,upperdir=$work/upper,workdir=$work/work" "$work/root"
@@ -49,7 +50,7 @@ download_closure() {
   {
     chroot "$root" apt-get update &&
       chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --download-only "${REPO_PACKAGES[@]}"
-  } >"$STATE/logs/closure.log" 2>&1 || rc=$?
+  } >"$logf" 2>&1 || rc=$?
   if ((rc == 0)); then
     # Pool-style names without the epoch: apt's cache names carry it as "%3a",
     # which would need URL-escaping.
@@ -60,7 +61,7 @@ download_closure() {
     done
   fi
   cleanup_closure "$work"
-  ((rc == 0)) || die "downloading the package closure failed, see $STATE/logs/closure.log"
+  ((rc == 0)) || die_with_log "downloading the package closure failed" "$logf"
 }
 
 cleanup_closure() {
@@ -102,7 +103,7 @@ index_repo() {
 
 # The app bundles from lab/app/build.sh (written by another part of the lab).
 ensure_app_bundles() {
-  local build=$LAB_DIR/app/build.sh out=$CACHE/app v
+  local build=$LAB_DIR/app/build.sh out=$CACHE/app v logf
   if [[ ! -x $build ]]; then
     log "SKIP app bundles: $build does not exist yet (releases/ stays empty)"
     return 0
@@ -110,8 +111,11 @@ ensure_app_bundles() {
   # Rebuild when anything under lab/app is newer than the cached bundles.
   if [[ ! -f $out/wiki-1.0.0.tar.gz || -n $(find "$LAB_DIR/app" -newer "$out/wiki-1.0.0.tar.gz" -print -quit) ]]; then
     mkdir -p "$out"
-    log "building app bundles with $build (log: $STATE/logs/app-build.log)"
-    "$build" "$out" >"$STATE/logs/app-build.log" 2>&1 || die "lab/app/build.sh failed, see $STATE/logs/app-build.log"
+    logf=$(step_log app-build)
+    log "building app bundles with $build (log: $logf)"
+    "$build" "$out" >"$logf" 2>&1 || die_with_log "lab/app/build.sh failed" "$logf"
+  else
+    skipped "app bundles (cached in $out)"
   fi
   mkdir -p "$STATE/www/releases"
   for v in 1.0.0 2.0.0 3.0.0; do
@@ -131,8 +135,10 @@ start_http() {
     log "repo HTTP server already running (pid $pid)"
     return 0
   fi
+  local logf
+  logf=$(step_log http)
   ip netns exec "$CTL_NS" setsid "$PYTHON" -m http.server "$REPO_PORT" --bind "$CTL_ADDR" \
-    --directory "$STATE/www" </dev/null >"$STATE/logs/http.log" 2>&1 9>&- &
+    --directory "$STATE/www" </dev/null >"$logf" 2>&1 9>&- &
   echo $! >"$STATE/run/http.pid"
   local i
   for ((i = 0; i < 50; i++)); do
@@ -142,7 +148,7 @@ start_http() {
     fi
     sleep 0.1
   done
-  die "repo HTTP server did not start, see $STATE/logs/http.log"
+  die_with_log "repo HTTP server did not start" "$logf"
 }
 
 stop_http() {

@@ -5,6 +5,8 @@
 # inside a VM. See lab/vm/README.md for the layout and measured times.
 #
 #   vm.sh build   debootstrap + kernel/initrd + base qcow2 (cached; no-op if cached)
+#   vm.sh host-tools  install the build machine's packages the VM needs (lab.sh up does
+#                 this in the foreground, before it starts `up` in the background)
 #   vm.sh up      fresh overlay + data disk, start qemu in netns cutover-ctl, wait for ssh
 #   vm.sh down    poweroff (kill after a timeout), remove tap and per-run state
 #   vm.sh status  print whether the VM runs and answers ssh (exit 0 only if it does)
@@ -52,6 +54,19 @@ CONSOLE=$STATE/console.log
 
 log() { printf '[vm.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[vm.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+# die_with_log MESSAGE LOGFILE: fail, quoting the end of the step's log.
+die_with_log() {
+    { printf '[vm.sh] ERROR: %s (log: %s)\n' "$1" "$2"; log_tail "$2"; } >&2
+    exit 1
+}
+
+LAB_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)
+# shellcheck source=../lib/logs.sh
+source "$LAB_LIB/logs.sh"
+# shellcheck source=../lib/apt.sh
+source "$LAB_LIB/apt.sh"
+# shellcheck source=../lib/packages.sh
+source "$LAB_LIB/packages.sh"
 
 # Serialise concurrent callers (lab.sh starts `up` in the background; people run it by hand).
 # The lock fds (7 build, 8 state) must not leak into the daemonized qemu, or a lock
@@ -67,20 +82,14 @@ need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (netns, tap devices,
 
 # ---------------------------------------------------------------- host tools
 
-# Install the host packages we need, only when a tool is missing.
+# Install the host packages we need (lab/lib/packages.sh), only what is missing, through the
+# project's one install helper (lab/lib/apt.sh: waits its turn, never two installs at once).
 ensure_host_tools() {
     local missing=()
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
-    command -v qemu-img >/dev/null || missing+=(qemu-utils)
-    command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
-    command -v ssh >/dev/null || missing+=(openssh-client)
-    command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+    mapfile -t missing < <(apt_missing "${VM_HOST_PACKAGES[@]}")
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "installing host packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || die "apt-get update failed"
-    if ! apt-get install -y -qq "${missing[@]}" >/dev/null; then
+    if ! apt_install "${missing[@]}"; then
         # A backported qemu-utils (>= 8) Breaks bookworm's qemu-system-common: install
         # qemu-utils at the same version as qemu-system-x86 so the pair is consistent.
         local v
@@ -89,7 +98,7 @@ ensure_host_tools() {
         log "retrying with qemu-utils=$v (matching qemu-system-x86)"
         local p others=()
         for p in "${missing[@]}"; do [[ $p == qemu-utils || $p == qemu-system-x86 ]] || others+=("$p"); done
-        apt-get install -y -qq --allow-downgrades "${others[@]}" qemu-system-x86 "qemu-utils=$v" >/dev/null \
+        apt_install --allow-downgrades "${others[@]}" qemu-system-x86 "qemu-utils=$v" \
             || die "apt-get install ${missing[*]} failed"
     fi
 }
@@ -300,7 +309,7 @@ cmd_build() {
         return 0
     fi
     ensure_host_tools
-    local t0=$SECONDS mirror tree=$CACHE/rootfs
+    local t0=$SECONDS mirror tree=$CACHE/rootfs logf
     mirror=$(debian_mirror)
     mkdir -p "$CACHE"
     rm -f "$STAMP"
@@ -311,8 +320,8 @@ cmd_build() {
         log "debootstrap $SUITE into $tree (a few minutes)"
         debootstrap --variant=minbase \
             --include=linux-image-amd64,initramfs-tools,systemd-sysv,udev,dbus,kmod,iproute2,procps,openssh-server,lvm2,e2fsprogs,xfsprogs,sudo,util-linux \
-            "$SUITE" "$tree" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
-            || die "debootstrap failed, see $CACHE/debootstrap.log"
+            "$SUITE" "$tree" "$mirror" >"$(rotate_log "$CACHE/debootstrap.log")" 2>&1 \
+            || die_with_log "debootstrap failed" "$CACHE/debootstrap.log"
         touch "$tree/.debootstrap.done"
         log "debootstrap done after $((SECONDS - t0)) s"
     fi
@@ -327,8 +336,9 @@ cmd_build() {
     mount -t proc proc "$tree/proc" && mounted+=("$tree/proc")
     mount -t sysfs sys "$tree/sys" && mounted+=("$tree/sys")
     mount --bind /dev "$tree/dev" && mounted+=("$tree/dev")
-    chroot "$tree" update-initramfs -u -k all >"$CACHE/initramfs.log" 2>&1 \
-        || die "update-initramfs failed, see $CACHE/initramfs.log"
+    logf=$(rotate_log "$CACHE/initramfs.log")
+    chroot "$tree" update-initramfs -u -k all >"$logf" 2>&1 \
+        || die_with_log "update-initramfs failed" "$logf"
     cleanup_mounts
     mounted=()
     trap - EXIT
@@ -459,7 +469,7 @@ EOF
 wait_ready() {
     local limit=$1 t0=$SECONDS
     while (( SECONDS - t0 < limit )); do
-        vm_running || die "qemu exited during boot; see $CONSOLE"
+        vm_running || die_with_log "qemu exited during boot" "$CONSOLE"
         # Ready = ssh works and first-boot LVM setup finished (vg0 exists, /srv/data mounted).
         if vm_ssh 'vgs vg0 >/dev/null 2>&1 && mountpoint -q /srv/data' 2>/dev/null; then
             return 0
@@ -503,6 +513,7 @@ cmd_up() {
     write_ssh_config
 
     local t0=$SECONDS
+    rotate_log "$CONSOLE" >/dev/null # the consoles of the last boots stay beside it
     log "starting qemu (TCG) for $VM_NAME"
     # No -no-reboot: a guest reboot resets the machine and boots the same kernel again.
     ip netns exec "$NETNS" qemu-system-x86_64 \
@@ -524,7 +535,7 @@ cmd_up() {
 
     local wait=${CUTOVER_LAB_VM_WAIT:-120}
     if ! wait_ready "$wait"; then
-        die "$VM_NAME did not answer ssh (with vg0 ready) within $wait s; see $CONSOLE"
+        die_with_log "$VM_NAME did not answer ssh (with vg0 ready) within $wait s" "$CONSOLE"
     fi
     log "$VM_NAME up: ssh ready after $((SECONDS - t0)) s (pid $(qemu_pid))"
 }
@@ -601,6 +612,7 @@ main() {
     [[ $# -gt 0 ]] && shift
     case $cmd in
         build) cmd_build ;;
+        host-tools) need_root; ensure_host_tools ;;
         up) cmd_up ;;
         down) cmd_down ;;
         status) cmd_status ;;
