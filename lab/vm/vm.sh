@@ -84,23 +84,29 @@ need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (netns, tap devices,
 
 # Install the host packages we need (lab/lib/packages.sh), only what is missing, through the
 # project's one install helper (lab/lib/apt.sh: waits its turn, never two installs at once).
+# qemu-utils is pinned to qemu-system-x86's version: a backported qemu-utils (>= 8) Breaks
+# bookworm's qemu-system-common, and apt resolves that by *removing* qemu-utils while it
+# installs qemu-system-x86 (seen on a fresh machine of this kind). Hence a second pass.
 ensure_host_tools() {
-    local missing=()
+    local pass missing=() v
+    for pass in 1 2; do
+        mapfile -t missing < <(apt_missing "${VM_HOST_PACKAGES[@]}")
+        [[ ${#missing[@]} -eq 0 ]] && return 0
+        v=$(qemu_system_version)
+        [[ -n $v ]] && missing=("${missing[@]/#qemu-utils/qemu-utils=$v}")
+        log "installing host packages (pass $pass): ${missing[*]}"
+        apt_install --allow-downgrades "${missing[@]}" || die "apt-get install ${missing[*]} failed"
+    done
     mapfile -t missing < <(apt_missing "${VM_HOST_PACKAGES[@]}")
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    log "installing host packages: ${missing[*]}"
-    if ! apt_install "${missing[@]}"; then
-        # A backported qemu-utils (>= 8) Breaks bookworm's qemu-system-common: install
-        # qemu-utils at the same version as qemu-system-x86 so the pair is consistent.
-        local v
-        v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/{print $2}')
-        [[ -n $v && $v != "(none)" ]] || die "apt-get install ${missing[*]} failed"
-        log "retrying with qemu-utils=$v (matching qemu-system-x86)"
-        local p others=()
-        for p in "${missing[@]}"; do [[ $p == qemu-utils || $p == qemu-system-x86 ]] || others+=("$p"); done
-        apt_install --allow-downgrades "${others[@]}" qemu-system-x86 "qemu-utils=$v" \
-            || die "apt-get install ${missing[*]} failed"
-    fi
+    [[ ${#missing[@]} -eq 0 ]] || die "still missing after installing them: ${missing[*]}"
+}
+
+# The version of qemu-system-x86: installed, else apt's candidate (empty if neither).
+qemu_system_version() {
+    local v
+    v=$(dpkg-query -W -f='${db:Status-Status} ${Version}' qemu-system-x86 2>/dev/null | awk '$1 == "installed" { print $2 }')
+    [[ -n $v ]] || v=$(apt-cache policy qemu-system-x86 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" { print $2 }')
+    printf '%s\n' "$v"
 }
 
 # The Debian mirror for $SUITE, read from the host's apt configuration (never hard-coded).
