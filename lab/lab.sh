@@ -65,6 +65,7 @@ cmd_up() {
     if wait "$vm_pid"; then
       log "VM $VM_NAME up"
       if grep -q 'image cached' "$vm_log"; then skipped "VM image (cached)"; fi
+      if grep -q 'already running' "$vm_log"; then skipped "VM (already running)"; fi
       write_ssh_files # picks up the VM's host key if it wrote one
     else
       { log "WARNING: lab/vm/vm.sh up failed (containers are fine)"; log_tail "$vm_log"; } >&2
@@ -72,7 +73,7 @@ cmd_up() {
   fi
   log "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "lab up in %.1f s", b - a }')"
   if ((${#SKIPPED[@]})); then
-    log "skipped (cached from an earlier run): $(printf '%s; ' "${SKIPPED[@]}")"
+    log "skipped (done by an earlier run): $(printf '%s; ' "${SKIPPED[@]}" | sed 's/; $//')"
   fi
   log "try: lab/lab.sh exec ssh -F $SSH_DIR/config app1 hostname"
 }
