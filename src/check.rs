@@ -101,7 +101,7 @@ fn check_playbook(
         .iter()
         .flat_map(|p| p.steps.iter().chain(&p.handlers))
         .filter_map(|s| s.register.clone())
-        .chain(["facts".to_string(), "run".to_string()])
+        .chain([template::names::FACTS, template::names::RUN].map(String::from))
         .collect();
     for play in &pb.plays {
         let hosts = match pattern::select(inv, &play.hosts) {
@@ -187,6 +187,9 @@ fn check_step(
         };
         let ctx = template::host_context(inv, host, resolved, everyone);
         let mut problems: Vec<Diagnostic> = Vec::new();
+        if let Some(d) = delegate_problem(step, inv, &ctx) {
+            problems.push(d);
+        }
         if let (Some(src), Some(t)) = (template_src, templates) {
             if let Err(d) = t.render(src, &ctx) {
                 problems.push(d);
@@ -234,6 +237,29 @@ fn check_step(
             };
             diags.push(d);
         }
+    }
+}
+
+/// A templated `delegate_to:` rendered for one host: an undefined variable, or a result that
+/// names no host of the inventory. (A literal one is checked once, above.)
+fn delegate_problem(step: &Step, inv: &Inventory, ctx: &tera::Context) -> Option<Diagnostic> {
+    let (text, pos) = step.delegate_to.as_ref()?;
+    if !(text.contains("{{") || text.contains("{%")) {
+        return None;
+    }
+    match template::render_str(text, ctx, pos) {
+        Err(d) => Some(d),
+        Ok(name) if inv.host(name.trim()).is_none() => Some(
+            Diagnostic::new(
+                pos.clone(),
+                format!(
+                    "`delegate_to: {text}` is `{}` here, which names no host of the inventory",
+                    name.trim()
+                ),
+            )
+            .suggest(name.trim(), inv.host_names()),
+        ),
+        Ok(_) => None,
     }
 }
 

@@ -16,6 +16,31 @@ use crate::diag::{Diagnostic, Pos};
 use crate::inventory::vars::{self, Layers, Resolved};
 use crate::inventory::Inventory;
 
+/// The names the engine itself puts into a step's context, next to the host's variables.
+/// Every place that inserts one uses these constants, and `RESERVED` lists them all, so a
+/// `register:` (which the engine inserts after them) cannot silently replace one.
+pub mod names {
+    pub const INVENTORY_HOSTNAME: &str = "inventory_hostname";
+    pub const HOST: &str = "host";
+    pub const GROUPS: &str = "groups";
+    pub const HOSTVARS: &str = "hostvars";
+    /// `run.id`: the run's id (engine, plan).
+    pub const RUN: &str = "run";
+    /// Gathered facts, when a step refers to them (engine, plan).
+    pub const FACTS: &str = "facts";
+    /// The step's own result, in `changed_when`, `failed_when` and `until`.
+    pub const RESULT: &str = "result";
+    pub const RESERVED: &[&str] = &[
+        INVENTORY_HOSTNAME,
+        HOST,
+        GROUPS,
+        HOSTVARS,
+        RUN,
+        FACTS,
+        RESULT,
+    ];
+}
+
 /// Everything a template can see for one host.
 pub fn host_context(
     inv: &Inventory,
@@ -170,12 +195,12 @@ fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> 
         .host(host)
         .map(|h| h.connection.address.clone())
         .unwrap_or_default();
-    ctx.insert("inventory_hostname", host);
+    ctx.insert(names::INVENTORY_HOSTNAME, host);
     ctx.insert(
-        "host",
+        names::HOST,
         &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
     );
-    ctx.insert("groups", groups);
+    ctx.insert(names::GROUPS, groups);
     ctx
 }
 
@@ -197,7 +222,7 @@ pub fn host_context_with(
     shared: &Shared,
 ) -> tera::Context {
     let mut ctx = own_context(inv, host, resolved, &shared.groups);
-    ctx.insert("hostvars", &shared.hostvars);
+    ctx.insert(names::HOSTVARS, &shared.hostvars);
     ctx
 }
 

@@ -747,7 +747,10 @@ impl PlanRun<'_> {
             .ok_or_else(|| anyhow!("no variables for {host}"))?;
         let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
         // The run id is only known when the plan is applied.
-        ctx.insert("run", &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }));
+        ctx.insert(
+            template::names::RUN,
+            &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }),
+        );
         Ok(ctx)
     }
 
@@ -774,7 +777,10 @@ impl PlanRun<'_> {
             .cloned()
             .ok_or_else(|| anyhow!("{target} is unreachable"))?;
         if crate::engine::facts::mentions_facts(&step_texts(step).join("\n")) {
-            ctx.insert("facts", &crate::engine::facts::gather(&conn).await?);
+            ctx.insert(
+                template::names::FACTS,
+                &crate::engine::facts::gather(&conn).await?,
+            );
         }
         if let Some(w) = &step.when {
             if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {

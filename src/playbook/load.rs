@@ -259,6 +259,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             }
         }
     }
+    check_handler_names(&play, diags);
     check_handler_references(&play, diags);
     check_register_names(&play, diags);
     Some(play)
@@ -411,15 +412,11 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
     };
     let register = f.str("register", diags);
     if let (Some(r), Some(n)) = (&register, f.get("register")) {
-        if !decode::is_identifier(r) {
-            diags.push(Diagnostic::new(
-                n.pos.clone(),
-                format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
-            ));
-        }
+        check_register_name(r, &n.pos, diags);
     }
     Some(Step {
         name: f.str("name", diags),
+        name_pos: f.get("name").map(|n| n.pos.clone()),
         pos: node.pos.clone(),
         when: expr("when", diags),
         register,
@@ -452,6 +449,28 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
             .collect(),
         action,
     })
+}
+
+/// A registered result becomes a variable of that name; one of the names the engine sets
+/// itself (`template::names::RESERVED`) would hide it, or be hidden by it.
+fn check_register_name(r: &str, pos: &Pos, diags: &mut Diagnostics) {
+    if !decode::is_identifier(r) {
+        diags.push(Diagnostic::new(
+            pos.clone(),
+            format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
+        ));
+    } else if crate::template::names::RESERVED.contains(&r) {
+        diags.push(
+            Diagnostic::new(
+                pos.clone(),
+                format!("`register: {r}` uses a name cutover reserves for its own variables"),
+            )
+            .with_help(format!(
+                "reserved: {}; choose another name, e.g. `{r}_result`",
+                crate::template::names::RESERVED.join(", ")
+            )),
+        );
+    }
 }
 
 fn module_key_str(k: &Node) -> &'static str {
@@ -744,6 +763,30 @@ fn check_template_syntax(s: &str, v: &Node, diags: &mut Diagnostics) -> bool {
                 format!("invalid template in value: {e}"),
             ));
             false
+        }
+    }
+}
+
+/// `notify:` runs the handler a name stands for; two handlers with one name would leave that
+/// to file order. (Several handlers may `listen:` to one topic: that is what it is for.)
+fn check_handler_names(play: &Play, diags: &mut Diagnostics) {
+    let mut seen: Vec<(&str, &Pos)> = Vec::new();
+    for h in &play.handlers {
+        let (Some(name), Some(pos)) = (&h.name, &h.name_pos) else {
+            continue;
+        };
+        match seen.iter().find(|(n, _)| n == name) {
+            Some((_, first)) => diags.push(
+                Diagnostic::new(
+                    pos.clone(),
+                    format!("two handlers are named `{name}` in this play"),
+                )
+                .with_help(format!(
+                    "the first is at line {}; rename one, or give both one `listen:` topic",
+                    first.line
+                )),
+            ),
+            None => seen.push((name, pos)),
         }
     }
 }
