@@ -163,6 +163,9 @@ fn check_step(
             );
         }
     }
+    if let Some(d) = controller_source_problem(step) {
+        diags.push(d);
+    }
     let template_src = (step.action.module == "template")
         .then(|| step.action.args.get("src").and_then(|v| v.as_str()))
         .flatten()
@@ -237,6 +240,30 @@ fn check_step(
             };
             diags.push(d);
         }
+    }
+}
+
+/// Modules whose `src:` is a file on the controller.
+const CONTROLLER_SOURCE_MODULES: &[&str] = &["copy", "mysql_query"];
+
+/// A literal controller `src:` that exists but is no regular file (a FIFO would block the
+/// run, a device never end). A missing one may be made by an earlier step: left to the run.
+fn controller_source_problem(step: &Step) -> Option<Diagnostic> {
+    if !CONTROLLER_SOURCE_MODULES.contains(&step.action.module.as_str()) {
+        return None;
+    }
+    let src = step.action.args.get("src")?.as_str()?;
+    if src.contains("{{") || std::fs::symlink_metadata(src).is_err() {
+        return None;
+    }
+    match crate::input::open_regular(Path::new(src)) {
+        Err(
+            e @ (crate::input::InputError::NotRegular(_) | crate::input::InputError::Directory),
+        ) => Some(Diagnostic::new(
+            arg_pos(step, "src"),
+            format!("`src: {src}` on the controller {e}"),
+        )),
+        _ => None,
     }
 }
 

@@ -123,11 +123,8 @@ fn source_line(pos: &Pos) -> Option<String> {
     if pos.line == 0 {
         return None;
     }
-    let meta = std::fs::metadata(&pos.file).ok()?;
-    if meta.len() > crate::yaml::MAX_INPUT_BYTES {
-        return None;
-    }
-    let text = std::fs::read_to_string(&pos.file).ok()?;
+    let bytes = crate::input::read(&pos.file, crate::input::MAX_INPUT_BYTES).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let line = text.lines().nth(pos.line as usize - 1)?;
     // Long or control-laden lines would wreck the terminal; show a clean prefix.
     let clean: String = line

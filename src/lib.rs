@@ -6,6 +6,7 @@ pub mod cli;
 pub mod decode;
 pub mod diag;
 pub mod engine;
+pub mod input;
 pub mod inventory;
 pub mod modules;
 pub mod plan;

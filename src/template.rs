@@ -315,16 +315,13 @@ impl Templates {
         }
         let mut diags = Vec::new();
         for (name, path) in &files {
-            match std::fs::read_to_string(path) {
+            match read_template(path) {
                 Ok(text) => {
                     if let Err(e) = tera.add_raw_template(name, &text) {
                         diags.push(syntax_error(path, &text, &e));
                     }
                 }
-                Err(e) => diags.push(Diagnostic::file_error(
-                    path,
-                    format!("cannot read template: {e}"),
-                )),
+                Err(e) => diags.push(Diagnostic::file_error(path, format!("template: {e}"))),
             }
         }
         if diags.is_empty() {
@@ -349,7 +346,7 @@ impl Templates {
     pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, Diagnostic> {
         self.tera.render(name, ctx).map_err(|e| {
             let path = self.dir.join(name);
-            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            let source = read_template(&path).unwrap_or_default();
             render_error(&path, &source, &e)
         })
     }
@@ -410,6 +407,13 @@ fn unclosed_block(text: &str) -> Option<(String, u32, u32)> {
         }
     }
     stack.pop()
+}
+
+/// A template file's text: a regular file of at most `input::MAX_INPUT_BYTES`, UTF-8.
+fn read_template(path: &Path) -> Result<String, String> {
+    let bytes =
+        crate::input::read(path, crate::input::MAX_INPUT_BYTES).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "file is not UTF-8 text".to_string())
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {

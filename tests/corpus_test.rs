@@ -351,7 +351,7 @@ fn ten_megabyte_file_is_refused() {
         let reported = check_failure_shape(&out).unwrap_or_else(|e| panic!("{e}: {out:?}"));
         assert!(
             reported.iter().any(|r| r.position == big_s
-                && r.message.contains("cutover reads YAML files of at most")),
+                && r.message.contains("cutover reads files of at most 4 MiB")),
             "{reported:#?}"
         );
     }
