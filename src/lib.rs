@@ -14,6 +14,7 @@ pub mod playbook;
 pub mod secrets;
 pub mod session_shell;
 pub mod shell;
+pub mod ssh_args;
 pub mod template;
 pub mod terminal;
 pub mod transport;

@@ -365,3 +365,48 @@ fn usage_errors_exit_64() {
     let out = cutover(&corpus_dir(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(64), "{out:?}");
 }
+
+/// What the ssh and sudo checks must keep accepting (issue 15, class 4): the escape hatch for
+/// a risky keyword it names, keywords in any case, `jump_host: none` for the bastion itself
+/// when `connection:` names it, jump chains with users and ports, IPv6 addresses, sudo's
+/// `#UID`, ssh's `-`/`+` algorithm list syntax and multi-word values where ssh takes them.
+#[test]
+fn valid_ssh_settings_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yml");
+    std::fs::write(
+        &inv,
+        r##"connection:
+  user: deploy
+  jump_host: admin@bastion.example:2222
+  become: true
+  become_user: "#0"
+  ssh_options:
+    connecttimeout: 5
+    KexAlgorithms: "-diffie-hellman-group1-sha1,+curve25519-sha256"
+    IPQoS: af21 cs1
+hosts:
+  bastion:
+    address: bastion.example
+    jump_host: none
+  app1:
+    address: "fe80::1%eth0"
+    jump_host: "ssh://admin@bastion.example:2222,[2001:db8::1]:22"
+  app2:
+    allow_unsafe_ssh_options: [ProxyCommand]
+    ssh_options:
+      ProxyCommand: "ssh -W %h:%p -l admin bastion.example"
+"##,
+    )
+    .unwrap();
+    let out = cutover(
+        &corpus_dir(),
+        &["check", "-i", inv.to_str().unwrap(), "noop.yml"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -224,7 +224,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             .map(|(t, _)| t)
             .collect(),
         become_root: f.bool("become", diags),
-        become_user: f.str("become_user", diags),
+        become_user: become_user(&f, diags),
         on_failure: match f.get("on_failure") {
             None => OnFailure::Stop,
             Some(n) => match n.as_str() {
@@ -440,7 +440,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         failed_when: expr("failed_when", diags),
         ignore_errors: f.bool("ignore_errors", diags).unwrap_or(false),
         become_root: f.bool("become", diags),
-        become_user: f.str("become_user", diags),
+        become_user: become_user(&f, diags),
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()
@@ -449,6 +449,23 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
             .collect(),
         action,
     })
+}
+
+/// `become_user:` goes to sudo's `-u`: a user name or `#UID` (`ssh_args`), nothing that
+/// could read as an option.
+fn become_user(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<String> {
+    let u = f.str("become_user", diags)?;
+    match crate::ssh_args::become_user_problem(&u) {
+        None => Some(u),
+        Some(why) => {
+            let pos = f.get("become_user")?.pos.clone();
+            diags.push(Diagnostic::new(
+                pos,
+                format!("`become_user: {}` {why}", crate::diag::one_line(&u)),
+            ));
+            None
+        }
+    }
 }
 
 /// A registered result becomes a variable of that name; one of the names the engine sets
@@ -836,20 +853,6 @@ fn check_register_names(play: &Play, diags: &mut Diagnostics) {
                 );
             }
             seen.push((r, &step.pos));
-        }
-    }
-}
-
-trait HelpIfNone {
-    fn with_help_if_none(self, help: String) -> Self;
-}
-
-impl HelpIfNone for Diagnostic {
-    fn with_help_if_none(self, help: String) -> Self {
-        if self.help.is_some() {
-            self
-        } else {
-            self.with_help(help)
         }
     }
 }
