@@ -50,7 +50,7 @@ impl fmt::Display for InputError {
                 limit,
             } => write!(
                 f,
-                "file is {} ({size} bytes); cutover reads files of at most {} (is this the right file?)",
+                "file is {} ({size} bytes); cutover reads files of at most {} ({limit} bytes) (is this the right file?)",
                 mib(*size),
                 mib(*limit)
             ),
@@ -233,7 +233,7 @@ mod tests {
         let e = read(&p, MAX_INPUT_BYTES).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "file is 5.0 MiB (5242881 bytes); cutover reads files of at most 4 MiB (is this the right file?)"
+            "file is 5.0 MiB (5242881 bytes); cutover reads files of at most 4 MiB (4194304 bytes) (is this the right file?)"
         );
         std::fs::write(&p, b"ok").unwrap();
         assert_eq!(read(&p, 2).unwrap(), b"ok");

@@ -231,7 +231,7 @@ fn a_file_over_the_limit_is_refused_naming_its_size_and_the_limit() {
     assert_refused(
         &run,
         "big.yml",
-        "file is 4.0 MiB (4194314 bytes); cutover reads files of at most 4 MiB",
+        "file is 4.0 MiB (4194314 bytes); cutover reads files of at most 4 MiB (4194304 bytes)",
     );
     std::fs::write(p.path().join("templates/big.j2"), &big).unwrap();
     let run = cutover(
@@ -248,7 +248,7 @@ fn a_file_over_the_limit_is_refused_naming_its_size_and_the_limit() {
     assert_refused(
         &run,
         "templates/big.j2",
-        "template: file is 4.0 MiB (4194314 bytes); cutover reads files of at most 4 MiB",
+        "template: file is 4.0 MiB (4194314 bytes); cutover reads files of at most 4 MiB (4194304 bytes)",
     );
 }
 
