@@ -750,6 +750,22 @@ fn check_arg(
             }
             _ => fail(diags, "a quoted mode like \"0644\""),
         },
+        ArgType::Address => match &v.value {
+            Value::Str(s) => match crate::ssh_args::address_problem(s) {
+                None => true,
+                Some(why) => {
+                    diags.push(Diagnostic::new(
+                        v.pos.clone(),
+                        format!(
+                            "`{what}`: `{}` is not a usable address: it {why}",
+                            crate::diag::one_line(s)
+                        ),
+                    ));
+                    false
+                }
+            },
+            _ => fail(diags, "a host name or IP address"),
+        },
         ArgType::Expr => read_expr(v, &what, diags).is_some(),
         ArgType::ExprList => match &v.value {
             Value::Seq(items) => items.iter().all(|i| read_expr(i, &what, diags).is_some()),
