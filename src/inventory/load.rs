@@ -472,58 +472,61 @@ fn read_ssh_options(n: &Node, c: &mut Connection, diags: &mut Diagnostics) {
                 continue;
             }
         };
-        let (canonical, problem) = match ssh_args::keyword(&key) {
-            ssh_args::Keyword::Safe(kw) => (kw, ssh_args::safe_value_problem(kw, &value)),
-            ssh_args::Keyword::Unsafe(kw, _)
-                if c.allow_unsafe_ssh_options.iter().any(|a| a == kw) =>
-            {
-                (kw, ssh_args::unsafe_value_problem(&value))
-            }
-            ssh_args::Keyword::Unsafe(kw, risk) => {
-                diags.push(
-                    Diagnostic::new(
-                        k.pos.clone(),
-                        format!("ssh option `{kw}` is refused: it {risk}"),
-                    )
-                    .with_help(format!(
-                        "if you accept that risk, name it in `allow_unsafe_ssh_options: [{kw}]` (see the README)"
+        let checked = ssh_option_keyword(&key, &k.pos, &c.allow_unsafe_ssh_options).and_then(
+            |(canonical, safe)| {
+                let problem = if safe {
+                    ssh_args::safe_value_problem(canonical, &value)
+                } else {
+                    ssh_args::unsafe_value_problem(&value)
+                };
+                match problem {
+                    Some(why) => Err(Diagnostic::new(
+                        v.pos.clone(),
+                        format!("ssh option `{canonical}`: `{}` {why}", one_line(&value)),
                     )),
-                );
-                continue;
-            }
-            ssh_args::Keyword::Never(kw, instead) => {
-                diags.push(
-                    Diagnostic::new(
-                        k.pos.clone(),
-                        format!("ssh option `{kw}` is not allowed in `ssh_options`"),
-                    )
-                    .with_help(instead),
-                );
-                continue;
-            }
-            ssh_args::Keyword::Unknown => {
-                let d = Diagnostic::new(
-                    k.pos.clone(),
-                    format!("unknown ssh option `{}`", one_line(&key)),
-                );
-                diags.push(
-                    d.suggest(&key, ssh_args::known_keywords())
-                        .with_help_if_none(
-                            "cutover accepts the ssh_config(5) keywords listed in the README",
-                        ),
-                );
-                continue;
-            }
-        };
-        match problem {
-            Some(why) => diags.push(Diagnostic::new(
-                v.pos.clone(),
-                format!("ssh option `{canonical}`: `{}` {why}", one_line(&value)),
-            )),
-            None => {
+                    None => Ok(canonical),
+                }
+            },
+        );
+        match checked {
+            Ok(canonical) => {
                 c.ssh_options.insert(canonical.to_string(), value);
             }
+            Err(d) => diags.push(d),
         }
+    }
+}
+
+/// How ssh spells an `ssh_options` keyword and whether it is a safe one (an allowed unsafe
+/// one's value is held only to one line), or why the keyword is refused (at `pos`).
+fn ssh_option_keyword(
+    key: &str,
+    pos: &Pos,
+    allowed_unsafe: &[String],
+) -> Result<(&'static str, bool), Diagnostic> {
+    match ssh_args::keyword(key) {
+        ssh_args::Keyword::Safe(kw) => Ok((kw, true)),
+        ssh_args::Keyword::Unsafe(kw, _) if allowed_unsafe.iter().any(|a| a == kw) => {
+            Ok((kw, false))
+        }
+        ssh_args::Keyword::Unsafe(kw, risk) => Err(Diagnostic::new(
+            pos.clone(),
+            format!("ssh option `{kw}` is refused: it {risk}"),
+        )
+        .with_help(format!(
+            "if you accept that risk, name it in `allow_unsafe_ssh_options: [{kw}]` (see the README)"
+        ))),
+        ssh_args::Keyword::Never(kw, instead) => Err(Diagnostic::new(
+            pos.clone(),
+            format!("ssh option `{kw}` is not allowed in `ssh_options`"),
+        )
+        .with_help(instead)),
+        ssh_args::Keyword::Unknown => Err(Diagnostic::new(
+            pos.clone(),
+            format!("unknown ssh option `{}`", one_line(key)),
+        )
+        .suggest(key, ssh_args::known_keywords())
+        .with_help_if_none("cutover accepts the ssh_config(5) keywords listed in the README")),
     }
 }
 
