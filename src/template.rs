@@ -309,10 +309,11 @@ impl Templates {
 
     pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
         let mut tera = new_tera();
-        let mut files = Vec::new();
-        if dir.is_dir() {
-            collect_files(dir, dir, &mut files);
-        }
+        let files = if dir.is_dir() {
+            template_files(dir)
+        } else {
+            Vec::new()
+        };
         let mut diags = Vec::new();
         for (name, path) in &files {
             match read_template(path) {
@@ -416,7 +417,25 @@ fn read_template(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "file is not UTF-8 text".to_string())
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+/// Every file under a templates directory, by name relative to it, in name order. A
+/// symlinked directory is followed, but no real directory twice: two links back to `.` would
+/// otherwise make the walk exponential.
+pub fn template_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    collect_files(dir, dir, &mut std::collections::BTreeSet::new(), &mut out);
+    out
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    seen: &mut std::collections::BTreeSet<PathBuf>,
+    out: &mut Vec<(String, PathBuf)>,
+) {
+    let fresh = std::fs::canonicalize(dir).is_ok_and(|real| seen.insert(real));
+    if !fresh {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -425,7 +444,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     for e in entries {
         let p = e.path();
         if p.is_dir() {
-            collect_files(root, &p, out);
+            collect_files(root, &p, seen, out);
         } else if let Ok(rel) = p.strip_prefix(root) {
             out.push((rel.to_string_lossy().into_owned(), p.clone()));
         }

@@ -289,3 +289,33 @@ fn a_fifo_as_a_copy_source_is_refused_by_check_or_when_probed() {
     );
     assert!(!dest.exists());
 }
+
+/// Two links back to the templates directory made the walk exponential (2^40 paths before
+/// the kernel's symlink limit): now no real directory is entered twice.
+#[test]
+fn symlink_loops_in_the_templates_directory_end_at_once() {
+    let p = project();
+    let t = p.path().join("templates");
+    std::fs::write(t.join("app.conf.j2"), "port={{ app_port }}\n").unwrap();
+    std::os::unix::fs::symlink(".", t.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", t.join("b")).unwrap();
+    let run = cutover(
+        p.path(),
+        &[
+            "check",
+            "-i",
+            "inventory.yml",
+            "--templates",
+            "templates",
+            "noop.yml",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.took < Duration::from_secs(2), "took {:?}", run.took);
+    assert!(
+        run.stdout.contains("1 templates"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+}

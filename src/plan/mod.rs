@@ -160,7 +160,11 @@ pub fn input_hashes(
     let mut out = BTreeMap::new();
     let mut files: BTreeSet<PathBuf> = pb.plays.iter().map(|p| p.file.clone()).collect();
     files.insert(inventory.to_path_buf());
-    collect(templates_dir, &mut files);
+    files.extend(
+        template::template_files(templates_dir)
+            .into_iter()
+            .map(|(_, p)| p),
+    );
     for f in files {
         out.insert(
             f.display().to_string(),
@@ -174,19 +178,6 @@ pub fn input_hashes(
         );
     }
     out
-}
-
-fn collect(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                collect(&p, out);
-            } else {
-                out.insert(p);
-            }
-        }
-    }
 }
 
 /// What earlier steps of the plan leave behind on a host, for the steps after them.
