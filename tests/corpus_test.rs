@@ -410,3 +410,48 @@ hosts:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `plan` and `apply` validate exactly as `check` does: a hostile ssh setting (issue 15,
+/// class 4) and a semantic error (class 7) stop both before any host is touched.
+#[test]
+fn plan_and_apply_refuse_what_check_refuses() {
+    let state = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "inventory/ssh_option_proxycommand.yml",
+            "noop.yml",
+            "inventory/ssh_option_proxycommand.yml:4:5",
+        ),
+        (
+            "inventory/jump_host_loop.yml",
+            "noop.yml",
+            "inventory/jump_host_loop.yml:4:16",
+        ),
+        (
+            "inventory.yml",
+            "playbooks/handler_same_name.yml",
+            "playbooks/handler_same_name.yml:9:13",
+        ),
+    ];
+    for (inv, pb, position) in cases {
+        for cmd in ["plan", "apply"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+                .current_dir(corpus_dir())
+                .env_remove("CUTOVER_INVENTORY")
+                .env("CUTOVER_STATE_DIR", state.path())
+                .args([cmd, pb, "-i", inv, "--templates", "templates"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {pb} -i {inv}:\n{stderr}");
+            assert!(
+                stderr.contains(&format!("  --> {position}\n")),
+                "{cmd} {pb} -i {inv}: want an error at {position}:\n{stderr}"
+            );
+        }
+    }
+    assert!(
+        std::fs::read_dir(state.path()).unwrap().next().is_none(),
+        "a refused run left state behind"
+    );
+}
