@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::vars::{Layers, Resolved};
 use crate::inventory::{pattern, Inventory, Var};
-use crate::playbook::{Play, Playbook, Step};
+use crate::playbook::{Action, Play, Playbook, Step, Undo};
 use crate::template::{self, Templates};
 
 /// What `check` was asked to look at.
@@ -101,7 +101,7 @@ fn check_playbook(
         .iter()
         .flat_map(|p| p.steps.iter().chain(&p.handlers))
         .filter_map(|s| s.register.clone())
-        .chain(["facts".to_string(), "run".to_string()])
+        .chain([template::names::FACTS, template::names::RUN].map(String::from))
         .collect();
     for play in &pb.plays {
         let hosts = match pattern::select(inv, &play.hosts) {
@@ -163,6 +163,9 @@ fn check_step(
             );
         }
     }
+    if let Some(d) = controller_source_problem(step) {
+        diags.push(d);
+    }
     let template_src = (step.action.module == "template")
         .then(|| step.action.args.get("src").and_then(|v| v.as_str()))
         .flatten()
@@ -187,43 +190,16 @@ fn check_step(
         };
         let ctx = template::host_context(inv, host, resolved, everyone);
         let mut problems: Vec<Diagnostic> = Vec::new();
+        problems.extend(delegate_problem(step, inv, &ctx));
         if let (Some(src), Some(t)) = (template_src, templates) {
-            if let Err(d) = t.render(src, &ctx) {
-                problems.push(d);
-            }
+            problems.extend(t.render(src, &ctx).err());
         }
-        for (name, value) in &step.action.args {
-            for s in strings_in(value) {
-                if s.contains("{{") || s.contains("{%") {
-                    if let Err(d) = template::render_str(s, &ctx, &arg_pos(step, name)) {
-                        problems.push(d);
-                    }
-                }
-            }
+        problems.extend(arg_problems(&step.action, &ctx));
+        // The way back runs at unwind time, the worst moment to find a typo in it.
+        if let Undo::Custom(undo) = &step.undo {
+            problems.extend(arg_problems(undo, &ctx));
         }
-        if let Some(w) = &step.when {
-            // tera reads an undefined name as false in `when: x` or `not x`: look names up first.
-            let undefined: Vec<String> = template::expression_variables(&w.text)
-                .into_iter()
-                .filter(|v| !ctx.contains_key(v))
-                .collect();
-            for var in &undefined {
-                problems.push(
-                    Diagnostic::new(
-                        w.pos.clone(),
-                        format!("undefined variable `{var}` in `when:`"),
-                    )
-                    .with_help(format!(
-                        "define `{var}` in the inventory, the play's vars or with -e"
-                    )),
-                );
-            }
-            if undefined.is_empty() {
-                if let Err(d) = template::eval_bool(&w.text, &ctx, &w.pos) {
-                    problems.push(d);
-                }
-            }
-        }
+        problems.extend(expression_problems(step, &ctx));
         for d in problems {
             if is_runtime_variable(&d, runtime) {
                 continue;
@@ -237,12 +213,140 @@ fn check_step(
     }
 }
 
+/// `{{ }}` values of a module's arguments rendered for one host.
+fn arg_problems(action: &Action, ctx: &tera::Context) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (name, value) in &action.args {
+        for s in strings_in(value) {
+            if s.contains("{{") || s.contains("{%") {
+                out.extend(template::render_str(s, ctx, &action_arg_pos(action, name)).err());
+            }
+        }
+    }
+    out
+}
+
+/// A step's expressions: `when:` and `assert`'s `that:` before the module runs;
+/// `changed_when:`, `failed_when:` and `until:` after it, when `result` and the step's own
+/// registered name exist too. tera reads an undefined name as false in `when: x` or `not x`,
+/// so names are looked up first.
+fn expression_problems(step: &Step, ctx: &tera::Context) -> Vec<Diagnostic> {
+    let mut exprs: Vec<(&str, Pos, &str, bool)> = Vec::new();
+    if let Some(w) = &step.when {
+        exprs.push((&w.text, w.pos.clone(), "when", false));
+    }
+    for (e, key) in [
+        (&step.changed_when, "changed_when"),
+        (&step.failed_when, "failed_when"),
+        (&step.until, "until"),
+    ] {
+        if let Some(e) = e {
+            exprs.push((&e.text, e.pos.clone(), key, true));
+        }
+    }
+    if step.action.module == "assert" {
+        if let Some(that) = step.action.args.get("that") {
+            let pos = action_arg_pos(&step.action, "that");
+            for t in strings_in(that) {
+                exprs.push((t, pos.clone(), "that", false));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (text, pos, key, after) in exprs {
+        let known = |v: &String| {
+            ctx.contains_key(v)
+                || (after && (v == template::names::RESULT || step.register.as_ref() == Some(v)))
+        };
+        let undefined: Vec<String> = template::expression_variables(text)
+            .into_iter()
+            .filter(|v| !known(v) && !asks_if_defined(text, v))
+            .collect();
+        for var in &undefined {
+            out.push(
+                Diagnostic::new(
+                    pos.clone(),
+                    format!("undefined variable `{var}` in `{key}:`"),
+                )
+                .with_help(format!(
+                    "define `{var}` in the inventory, the play's vars or with -e"
+                )),
+            );
+        }
+        if undefined.is_empty() && !after {
+            out.extend(template::eval_bool(text, ctx, &pos).err());
+        }
+    }
+    out
+}
+
+/// Does the expression ask whether `var` is defined (`var is defined`, `var.x is not
+/// defined`, `var is undefined`)? Then its being undefined is the point, not a mistake.
+fn asks_if_defined(text: &str, var: &str) -> bool {
+    let pattern = format!(
+        r"(^|[^\w.]){}(\.\w+)*\s+is\s+(not\s+)?(un)?defined\b",
+        regex::escape(var)
+    );
+    regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(text))
+}
+
+/// Modules whose `src:` is a file on the controller.
+const CONTROLLER_SOURCE_MODULES: &[&str] = &["copy", "mysql_query"];
+
+/// A literal controller `src:` that exists but is no regular file (a FIFO would block the
+/// run, a device never end). A missing one may be made by an earlier step: left to the run.
+fn controller_source_problem(step: &Step) -> Option<Diagnostic> {
+    if !CONTROLLER_SOURCE_MODULES.contains(&step.action.module.as_str()) {
+        return None;
+    }
+    let src = step.action.args.get("src")?.as_str()?;
+    if src.contains("{{") || std::fs::symlink_metadata(src).is_err() {
+        return None;
+    }
+    match crate::input::open_regular(Path::new(src)) {
+        Err(
+            e @ (crate::input::InputError::NotRegular(_) | crate::input::InputError::Directory),
+        ) => Some(Diagnostic::new(
+            arg_pos(step, "src"),
+            format!("`src: {src}` on the controller {e}"),
+        )),
+        _ => None,
+    }
+}
+
+/// A templated `delegate_to:` rendered for one host: an undefined variable, or a result that
+/// names no host of the inventory. (A literal one is checked once, above.)
+fn delegate_problem(step: &Step, inv: &Inventory, ctx: &tera::Context) -> Option<Diagnostic> {
+    let (text, pos) = step.delegate_to.as_ref()?;
+    if !(text.contains("{{") || text.contains("{%")) {
+        return None;
+    }
+    match template::render_str(text, ctx, pos) {
+        Err(d) => Some(d),
+        Ok(name) if inv.host(name.trim()).is_none() => Some(
+            Diagnostic::new(
+                pos.clone(),
+                format!(
+                    "`delegate_to: {text}` is `{}` here, which names no host of the inventory",
+                    name.trim()
+                ),
+            )
+            .suggest(name.trim(), inv.host_names()),
+        ),
+        Ok(_) => None,
+    }
+}
+
 fn arg_pos(step: &Step, name: &str) -> Pos {
-    step.action
+    action_arg_pos(&step.action, name)
+}
+
+fn action_arg_pos(action: &Action, name: &str) -> Pos {
+    action
         .arg_pos
         .iter()
         .find(|(n, _)| n == name)
-        .map_or(step.action.pos.clone(), |(_, p)| p.clone())
+        .map_or(action.pos.clone(), |(_, p)| p.clone())
 }
 
 fn strings_in(v: &serde_json::Value) -> Vec<&str> {
@@ -276,4 +380,19 @@ pub fn default_playbooks(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_if_defined;
+
+    #[test]
+    fn a_definedness_test_is_not_an_undefined_variable() {
+        assert!(asks_if_defined("foo is defined", "foo"));
+        assert!(asks_if_defined("x and foo.bar is not defined", "foo"));
+        assert!(asks_if_defined("(foo is undefined)", "foo"));
+        assert!(!asks_if_defined("foo == 1", "foo"));
+        assert!(!asks_if_defined("xfoo is defined", "foo"));
+        assert!(!asks_if_defined("a.foo is defined", "foo"));
+    }
 }

@@ -634,12 +634,14 @@ fn cli_error(what: &str, e: impl std::fmt::Display) -> Diagnostics {
 }
 
 fn read_first_line(f: &Path) -> Result<String, Diagnostics> {
-    let text = std::fs::read_to_string(f).map_err(|e| {
-        cli_error(
-            "become password",
-            format!("cannot read {}: {e}", f.display()),
-        )
-    })?;
+    password_from_file(f).map_err(|e| cli_error("become password", e))
+}
+
+/// The first line of a password file, which may be a pipe (`<(pass show sudo)`); bounded.
+fn password_from_file(f: &Path) -> Result<String, String> {
+    let bytes = crate::input::read_stream(f, crate::input::MAX_CREDENTIAL_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{} is not text", f.display()))?;
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
@@ -782,9 +784,14 @@ fn finish_run(
     }
 }
 
+/// A saved plan holds diffs of every host: allowed to be larger than a playbook.
+const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A saved plan is JSON with cutover's plan schema; a playbook is YAML.
 fn read_saved_plan(path: &Path) -> Option<crate::plan::Plan> {
-    let text = std::fs::read_to_string(path).ok()?;
+    // Not a readable regular file: not a plan (loading it as a playbook says why).
+    let bytes = crate::input::read(path, MAX_PLAN_BYTES).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     if !text.trim_start().starts_with('{') {
         return None;
     }
@@ -842,9 +849,7 @@ fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, D
 /// argument (it would show in `ps`).
 fn become_password(args: &RunArgs) -> anyhow::Result<Option<String>> {
     if let Some(f) = &args.become_password_file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
-        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+        return password_from_file(f).map(Some).map_err(anyhow::Error::msg);
     }
     if let Ok(p) = std::env::var("CUTOVER_BECOME_PASSWORD") {
         return Ok(Some(p));
@@ -1045,7 +1050,8 @@ fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
             recipient,
             out,
         } => {
-            let plain = std::fs::read_to_string(&input)?;
+            let plain =
+                String::from_utf8(crate::input::read(&input, crate::input::MAX_INPUT_BYTES)?)?;
             validate(&plain, &input)?;
             std::fs::write(&out, crate::secrets::encrypt(&plain, &recipient)?)?;
             eprintln!("encrypted {} → {}", input.display(), out.display());

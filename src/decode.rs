@@ -265,9 +265,29 @@ pub fn variables(
             );
             continue;
         }
+        if let Some(d) = reserved_variable(&name, &k.pos) {
+            diags.push(d);
+            continue;
+        }
         out.push((name, v.to_json(), k.pos.clone()));
     }
     out
+}
+
+/// A variable named like one cutover sets itself for every step (`template::names`) would
+/// never be seen: the engine's value hides it.
+pub fn reserved_variable(name: &str, pos: &Pos) -> Option<Diagnostic> {
+    use crate::template::names::RESERVED;
+    RESERVED.contains(&name).then(|| {
+        Diagnostic::new(
+            pos.clone(),
+            format!("variable `{name}` is set by cutover itself; this value would never be seen"),
+        )
+        .with_help(format!(
+            "reserved: {}; rename the variable",
+            RESERVED.join(", ")
+        ))
+    })
 }
 
 pub fn is_identifier(s: &str) -> bool {

@@ -75,6 +75,14 @@ impl Diagnostic {
         self.help = Some(help.into());
         self
     }
+    /// A help line, unless one is already attached (a "did you mean" is more specific).
+    pub fn with_help_if_none(self, help: impl Into<String>) -> Self {
+        if self.help.is_some() {
+            self
+        } else {
+            self.with_help(help)
+        }
+    }
     /// Attach "did you mean `x`?" when one of `candidates` is close to `wrong`.
     pub fn suggest<'a>(self, wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
         match closest(wrong, candidates) {
@@ -117,17 +125,28 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// A value as it may be shown inside a one-line message: control characters (a line break
+/// that would fake another message line) escaped.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Read the line a position points at, for the snippet. Files are re-read here on purpose:
 /// rendering is rare and keeping every source in memory for it is not worth the plumbing.
 fn source_line(pos: &Pos) -> Option<String> {
     if pos.line == 0 {
         return None;
     }
-    let meta = std::fs::metadata(&pos.file).ok()?;
-    if meta.len() > crate::yaml::MAX_INPUT_BYTES {
-        return None;
-    }
-    let text = std::fs::read_to_string(&pos.file).ok()?;
+    let bytes = crate::input::read(&pos.file, crate::input::MAX_INPUT_BYTES).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let line = text.lines().nth(pos.line as usize - 1)?;
     // Long or control-laden lines would wreck the terminal; show a clean prefix.
     let clean: String = line

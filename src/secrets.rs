@@ -100,11 +100,8 @@ pub fn identity_or(fallback: Option<&Path>) -> Result<age::x25519::Identity> {
         fallback,
     ) {
         (Ok(k), _, _) => k,
-        (_, Ok(f), _) => {
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read key file {f}"))?
-        }
-        (_, _, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read key file {}", f.display()))?,
+        (_, Ok(f), _) => read_key_file(Path::new(&f))?,
+        (_, _, Some(f)) => read_key_file(f)?,
         _ => bail!("no key to decrypt it: set CUTOVER_SECRETS_KEY_FILE (or CUTOVER_SECRETS_KEY)"),
     };
     let line = text
@@ -115,13 +112,21 @@ pub fn identity_or(fallback: Option<&Path>) -> Result<age::x25519::Identity> {
     age::x25519::Identity::from_str(line).map_err(|e| anyhow!("invalid age key: {e}"))
 }
 
+/// A key file may be a pipe (`CUTOVER_SECRETS_KEY_FILE=<(pass show key)`); it is read bounded.
+fn read_key_file(f: &Path) -> Result<String> {
+    let bytes = crate::input::read_stream(f, crate::input::MAX_CREDENTIAL_BYTES)
+        .with_context(|| format!("cannot read key file {}", f.display()))?;
+    String::from_utf8(bytes).map_err(|_| anyhow!("key file {} is not text", f.display()))
+}
+
 /// Decrypt a secrets file: a YAML mapping of variable names to values.
 pub fn decrypt_file(path: &Path) -> Result<String> {
     decrypt_file_with(path, None)
 }
 
 pub fn decrypt_file_with(path: &Path, fallback_key: Option<&Path>) -> Result<String> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let data = crate::input::read(path, crate::input::MAX_INPUT_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let id = identity_or(fallback_key)?;
     let plain = age::decrypt(&id, &data)
         .map_err(|e| anyhow!("cannot decrypt {}: {e} (wrong key?)", path.display()))?;

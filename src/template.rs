@@ -16,6 +16,31 @@ use crate::diag::{Diagnostic, Pos};
 use crate::inventory::vars::{self, Layers, Resolved};
 use crate::inventory::Inventory;
 
+/// The names the engine itself puts into a step's context, next to the host's variables.
+/// Every place that inserts one uses these constants, and `RESERVED` lists them all, so a
+/// `register:` (which the engine inserts after them) cannot silently replace one.
+pub mod names {
+    pub const INVENTORY_HOSTNAME: &str = "inventory_hostname";
+    pub const HOST: &str = "host";
+    pub const GROUPS: &str = "groups";
+    pub const HOSTVARS: &str = "hostvars";
+    /// `run.id`: the run's id (engine, plan).
+    pub const RUN: &str = "run";
+    /// Gathered facts, when a step refers to them (engine, plan).
+    pub const FACTS: &str = "facts";
+    /// The step's own result, in `changed_when`, `failed_when` and `until`.
+    pub const RESULT: &str = "result";
+    pub const RESERVED: &[&str] = &[
+        INVENTORY_HOSTNAME,
+        HOST,
+        GROUPS,
+        HOSTVARS,
+        RUN,
+        FACTS,
+        RESULT,
+    ];
+}
+
 /// Everything a template can see for one host.
 pub fn host_context(
     inv: &Inventory,
@@ -170,12 +195,12 @@ fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> 
         .host(host)
         .map(|h| h.connection.address.clone())
         .unwrap_or_default();
-    ctx.insert("inventory_hostname", host);
+    ctx.insert(names::INVENTORY_HOSTNAME, host);
     ctx.insert(
-        "host",
+        names::HOST,
         &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
     );
-    ctx.insert("groups", groups);
+    ctx.insert(names::GROUPS, groups);
     ctx
 }
 
@@ -197,7 +222,7 @@ pub fn host_context_with(
     shared: &Shared,
 ) -> tera::Context {
     let mut ctx = own_context(inv, host, resolved, &shared.groups);
-    ctx.insert("hostvars", &shared.hostvars);
+    ctx.insert(names::HOSTVARS, &shared.hostvars);
     ctx
 }
 
@@ -284,22 +309,20 @@ impl Templates {
 
     pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
         let mut tera = new_tera();
-        let mut files = Vec::new();
-        if dir.is_dir() {
-            collect_files(dir, dir, &mut files);
-        }
+        let files = if dir.is_dir() {
+            template_files(dir)
+        } else {
+            Vec::new()
+        };
         let mut diags = Vec::new();
         for (name, path) in &files {
-            match std::fs::read_to_string(path) {
+            match read_template(path) {
                 Ok(text) => {
                     if let Err(e) = tera.add_raw_template(name, &text) {
                         diags.push(syntax_error(path, &text, &e));
                     }
                 }
-                Err(e) => diags.push(Diagnostic::file_error(
-                    path,
-                    format!("cannot read template: {e}"),
-                )),
+                Err(e) => diags.push(Diagnostic::file_error(path, format!("template: {e}"))),
             }
         }
         if diags.is_empty() {
@@ -324,7 +347,7 @@ impl Templates {
     pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, Diagnostic> {
         self.tera.render(name, ctx).map_err(|e| {
             let path = self.dir.join(name);
-            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            let source = read_template(&path).unwrap_or_default();
             render_error(&path, &source, &e)
         })
     }
@@ -387,7 +410,32 @@ fn unclosed_block(text: &str) -> Option<(String, u32, u32)> {
     stack.pop()
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+/// A template file's text: a regular file of at most `input::MAX_INPUT_BYTES`, UTF-8.
+fn read_template(path: &Path) -> Result<String, String> {
+    let bytes =
+        crate::input::read(path, crate::input::MAX_INPUT_BYTES).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "file is not UTF-8 text".to_string())
+}
+
+/// Every file under a templates directory, by name relative to it, in name order. A
+/// symlinked directory is followed, but no real directory twice: two links back to `.` would
+/// otherwise make the walk exponential.
+pub fn template_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    collect_files(dir, dir, &mut std::collections::BTreeSet::new(), &mut out);
+    out
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    seen: &mut std::collections::BTreeSet<PathBuf>,
+    out: &mut Vec<(String, PathBuf)>,
+) {
+    let fresh = std::fs::canonicalize(dir).is_ok_and(|real| seen.insert(real));
+    if !fresh {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -396,7 +444,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     for e in entries {
         let p = e.path();
         if p.is_dir() {
-            collect_files(root, &p, out);
+            collect_files(root, &p, seen, out);
         } else if let Ok(rel) = p.strip_prefix(root) {
             out.push((rel.to_string_lossy().into_owned(), p.clone()));
         }

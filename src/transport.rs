@@ -115,6 +115,11 @@ impl HostConn {
         if c.address == "local" {
             return Ok(HostConn::local(name));
         }
+        // The inventory loader refused these with their positions; never put one on ssh's
+        // command line or in its config however the connection was made.
+        if let Some(why) = crate::ssh_args::connection_problem(c) {
+            return Err(anyhow!("{name}: not connecting: {why}"));
+        }
         let config = ssh_config_for(c, opts)?;
         let mut b = openssh::SessionBuilder::default();
         b.known_hosts_check(if c.accept_new_host_keys || opts.accept_new_host_keys {
@@ -287,6 +292,10 @@ impl HostConn {
             return Ok((format!("exec /bin/sh -c {}", quote(inner)), None));
         };
         let user = b.user.as_deref().unwrap_or("root");
+        // Quoted, after `-u`, before `--`: still, only a user name or `#UID` goes to sudo.
+        if let Some(why) = crate::ssh_args::become_user_problem(user) {
+            return Err(anyhow!("{}: sudo user `{user}` {why}", self.name));
+        }
         if self.sudo_password_needed().await? {
             let pw = self.become_password.as_ref().ok_or_else(|| {
                 anyhow!("sudo on {} asks for a password; give it with --ask-become-pass, CUTOVER_BECOME_PASSWORD or --become-password-file", self.name)

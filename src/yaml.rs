@@ -17,7 +17,7 @@ use crate::diag::{Diagnostic, Pos};
 
 /// Inputs larger than this are refused before parsing: no inventory or playbook is this big,
 /// and a runaway file should not eat the controller's memory.
-pub const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_INPUT_BYTES: u64 = crate::input::MAX_INPUT_BYTES;
 
 /// A parsed YAML node with its position in its file.
 #[derive(Clone, Debug)]
@@ -108,26 +108,12 @@ pub struct Source {
 /// Read and parse one YAML file. Every failure is a diagnostic naming the file and position.
 pub fn load_file(path: &Path) -> Result<(Arc<Source>, Node), Diagnostic> {
     let file = path.to_path_buf();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Diagnostic::file_error(&file, format!("cannot read file: {e}")))?;
-    if meta.is_dir() {
-        return Err(Diagnostic::file_error(
-            &file,
-            "is a directory, expected a YAML file",
-        ));
-    }
-    if meta.len() > MAX_INPUT_BYTES {
-        return Err(Diagnostic::file_error(
-            &file,
-            format!(
-                "file is {:.1} MiB; cutover reads YAML files of at most {} MiB (is this the right file?)",
-                meta.len() as f64 / (1024.0 * 1024.0),
-                MAX_INPUT_BYTES / (1024 * 1024)
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::file_error(&file, format!("cannot read file: {e}")))?;
+    let bytes = crate::input::read(path, MAX_INPUT_BYTES).map_err(|e| match e {
+        crate::input::InputError::Directory => {
+            Diagnostic::file_error(&file, "is a directory, expected a YAML file")
+        }
+        e => Diagnostic::file_error(&file, e.to_string()),
+    })?;
     let source = Arc::new(Source {
         path: file,
         text: String::new(),

@@ -351,7 +351,7 @@ fn ten_megabyte_file_is_refused() {
         let reported = check_failure_shape(&out).unwrap_or_else(|e| panic!("{e}: {out:?}"));
         assert!(
             reported.iter().any(|r| r.position == big_s
-                && r.message.contains("cutover reads YAML files of at most")),
+                && r.message.contains("cutover reads files of at most 4 MiB")),
             "{reported:#?}"
         );
     }
@@ -364,4 +364,94 @@ fn usage_errors_exit_64() {
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     let out = cutover(&corpus_dir(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(64), "{out:?}");
+}
+
+/// What the ssh and sudo checks must keep accepting (issue 15, class 4): the escape hatch for
+/// a risky keyword it names, keywords in any case, `jump_host: none` for the bastion itself
+/// when `connection:` names it, jump chains with users and ports, IPv6 addresses, sudo's
+/// `#UID`, ssh's `-`/`+` algorithm list syntax and multi-word values where ssh takes them.
+#[test]
+fn valid_ssh_settings_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yml");
+    std::fs::write(
+        &inv,
+        r##"connection:
+  user: deploy
+  jump_host: admin@bastion.example:2222
+  become: true
+  become_user: "#0"
+  ssh_options:
+    connecttimeout: 5
+    KexAlgorithms: "-diffie-hellman-group1-sha1,+curve25519-sha256"
+    IPQoS: af21 cs1
+hosts:
+  bastion:
+    address: bastion.example
+    jump_host: none
+  app1:
+    address: "fe80::1%eth0"
+    jump_host: "ssh://admin@bastion.example:2222,[2001:db8::1]:22"
+  app2:
+    allow_unsafe_ssh_options: [ProxyCommand]
+    ssh_options:
+      ProxyCommand: "ssh -W %h:%p -l admin bastion.example"
+"##,
+    )
+    .unwrap();
+    let out = cutover(
+        &corpus_dir(),
+        &["check", "-i", inv.to_str().unwrap(), "noop.yml"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `plan` and `apply` validate exactly as `check` does: a hostile ssh setting (issue 15,
+/// class 4) and a semantic error (class 7) stop both before any host is touched.
+#[test]
+fn plan_and_apply_refuse_what_check_refuses() {
+    let state = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "inventory/ssh_option_proxycommand.yml",
+            "noop.yml",
+            "inventory/ssh_option_proxycommand.yml:4:5",
+        ),
+        (
+            "inventory/jump_host_loop.yml",
+            "noop.yml",
+            "inventory/jump_host_loop.yml:4:16",
+        ),
+        (
+            "inventory.yml",
+            "playbooks/handler_same_name.yml",
+            "playbooks/handler_same_name.yml:9:13",
+        ),
+    ];
+    for (inv, pb, position) in cases {
+        for cmd in ["plan", "apply"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+                .current_dir(corpus_dir())
+                .env_remove("CUTOVER_INVENTORY")
+                .env("CUTOVER_STATE_DIR", state.path())
+                .args([cmd, pb, "-i", inv, "--templates", "templates"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {pb} -i {inv}:\n{stderr}");
+            assert!(
+                stderr.contains(&format!("  --> {position}\n")),
+                "{cmd} {pb} -i {inv}: want an error at {position}:\n{stderr}"
+            );
+        }
+    }
+    assert!(
+        std::fs::read_dir(state.path()).unwrap().next().is_none(),
+        "a refused run left state behind"
+    );
 }

@@ -1103,7 +1103,7 @@ async fn execute(
     let shared = shared_context(run, everyone);
     let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
     // `run.id` names what a run leaves behind (snapshot sets, backups).
-    ctx.insert("run", &json!({ "id": run.id }));
+    ctx.insert(template::names::RUN, &json!({ "id": run.id }));
     if let Some(regs) = run
         .registered
         .lock()
@@ -1141,7 +1141,7 @@ async fn execute(
             .or_default()
             .clone();
         let f = cell.get_or_try_init(|| facts::gather(&conn)).await?;
-        ctx.insert("facts", f);
+        ctx.insert(template::names::FACTS, f);
     }
     // Variables reading registered results or facts can be rendered now that those exist.
     template::expand_deferred(&mut ctx, resolved);
@@ -1255,7 +1255,7 @@ async fn execute(
             result.insert("msg".into(), J::String(f.clone()));
         }
         let mut rctx = ctx.clone();
-        rctx.insert("result", &result);
+        rctx.insert(template::names::RESULT, &result);
         if let Some(r) = &step.register {
             rctx.insert(r.as_str(), &result);
         }
@@ -1276,7 +1276,7 @@ async fn execute(
         }
         result.insert("changed".into(), J::Bool(changed));
         result.insert("failed".into(), J::Bool(failed.is_some()));
-        rctx.insert("result", &result);
+        rctx.insert(template::names::RESULT, &result);
         if let Some(r) = &step.register {
             rctx.insert(r.as_str(), &result);
         }

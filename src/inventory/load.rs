@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::{Connection, Group, Host, Inventory, Var};
 use crate::decode::{self, Fields};
-use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::diag::{one_line, Diagnostic, Diagnostics, Pos};
+use crate::ssh_args;
 use crate::yaml::{self, Node, Value};
 
 const TOP_KEYS: &[&str] = &[
@@ -22,6 +23,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "identity_file",
     "known_hosts_file",
     "ssh_options",
+    "allow_unsafe_ssh_options",
     "jump_host",
     "accept_new_host_keys",
     "become",
@@ -35,6 +37,7 @@ const HOST_KEYS: &[&str] = &[
     "identity_file",
     "known_hosts_file",
     "ssh_options",
+    "allow_unsafe_ssh_options",
     "jump_host",
     "accept_new_host_keys",
     "become",
@@ -93,6 +96,10 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         },
     };
 
+    let default_jump_pos = top
+        .get("connection")
+        .and_then(|n| value_pos(n, "jump_host"));
+    let mut jump_pos = BTreeMap::new();
     let mut hosts = Vec::new();
     match top.get("hosts") {
         Some(node) => {
@@ -111,6 +118,9 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
                     continue;
                 }
                 if let Some(h) = read_host(&name, k, v, &defaults, diags) {
+                    if let Some(p) = value_pos(v, "jump_host").or(default_jump_pos.clone()) {
+                        jump_pos.insert(name.clone(), p);
+                    }
                     hosts.push(h);
                 }
             }
@@ -187,7 +197,111 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
     };
     check_references(&inv, members, diags);
     check_cycles(&inv, diags);
+    check_jump_loops(&inv.hosts, &jump_pos, diags);
     Some(inv)
+}
+
+/// Where `key` of a mapping node was written.
+fn value_pos(node: &Node, key: &str) -> Option<Pos> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.key_text() == key)
+            .map(|(_, v)| v.pos.clone()),
+        _ => None,
+    }
+}
+
+/// The inventory hosts a host's `jump_host` goes through (a hop names one by its name or
+/// its address).
+fn jump_targets<'a>(host: &Host, hosts: &'a [Host]) -> Vec<&'a str> {
+    let Some(hops) = host
+        .connection
+        .jump_host
+        .as_deref()
+        .and_then(|j| ssh_args::parse_jump(j).ok())
+    else {
+        return Vec::new();
+    };
+    hosts
+        .iter()
+        .filter(|h| {
+            hops.iter()
+                .any(|hop| hop.host == h.name || hop.host == h.connection.address)
+        })
+        .map(|h| h.name.as_str())
+        .collect()
+}
+
+/// A host reached through itself, directly or through other hosts' jump hosts, can never be
+/// reached: each such loop is an error at the `jump_host:` that closes it.
+fn check_jump_loops(hosts: &[Host], jump_pos: &BTreeMap<String, Pos>, diags: &mut Diagnostics) {
+    let edges: BTreeMap<&str, Vec<&str>> = hosts
+        .iter()
+        .map(|h| (h.name.as_str(), jump_targets(h, hosts)))
+        .collect();
+    let mut reported: Vec<Vec<&str>> = Vec::new();
+    for start in hosts.iter().map(|h| h.name.as_str()) {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(cycle) = find_loop(&edges, &mut vec![start], &mut seen) {
+            let mut key = cycle.clone();
+            key.sort();
+            key.dedup();
+            if !reported.contains(&key) {
+                reported.push(key);
+                push_loop(&cycle, jump_pos, diags);
+            }
+        }
+    }
+}
+
+/// Depth-first from the last host of `path`: the first loop back to `path[0]`.
+/// (`seen`: hosts already explored from this start; a loop not through the start is found
+/// from its own start.)
+fn find_loop<'a>(
+    edges: &BTreeMap<&'a str, Vec<&'a str>>,
+    path: &mut Vec<&'a str>,
+    seen: &mut std::collections::BTreeSet<&'a str>,
+) -> Option<Vec<&'a str>> {
+    let last = *path.last()?;
+    for &next in edges.get(last).into_iter().flatten() {
+        if next == path[0] {
+            let mut cycle = path.clone();
+            cycle.push(next);
+            return Some(cycle);
+        }
+        if !seen.insert(next) {
+            continue;
+        }
+        path.push(next);
+        if let Some(c) = find_loop(edges, path, seen) {
+            return Some(c);
+        }
+        path.pop();
+    }
+    None
+}
+
+fn push_loop(cycle: &[&str], jump_pos: &BTreeMap<String, Pos>, diags: &mut Diagnostics) {
+    let Some(pos) = jump_pos.get(cycle[0]) else {
+        return;
+    };
+    diags.push(if cycle.len() == 2 {
+        Diagnostic::new(
+            pos.clone(),
+            format!("host `{}` is its own jump host", cycle[0]),
+        )
+        .with_help(format!(
+            "a host reached directly needs `jump_host: none` under `{}` when `connection:` names a jump host",
+            cycle[0]
+        ))
+    } else {
+        Diagnostic::new(
+            pos.clone(),
+            format!("jump hosts form a loop: {}", cycle.join(" → ")),
+        )
+        .with_help("each host here is reached through the next; one of them must be reachable without the others")
+    });
 }
 
 fn valid_host_name(name: &str) -> bool {
@@ -209,18 +323,18 @@ fn read_host(
     let fields = Fields::new(node, &what, HOST_KEYS, diags)?;
     let mut connection = read_connection(node, &what, HOST_KEYS, defaults.clone(), diags)?;
     connection.address = match fields.str("address", diags) {
-        Some(a)
-            if a.trim().is_empty() || a.starts_with('-') || a.chars().any(char::is_whitespace) =>
-        {
-            diags.push(Diagnostic::new(
-                fields
-                    .get("address")
-                    .map_or(key.pos.clone(), |n| n.pos.clone()),
-                format!("`{a}` is not a usable address"),
-            ));
-            return None;
-        }
-        Some(a) => a,
+        Some(a) => match ssh_args::address_problem(&a) {
+            Some(why) => {
+                diags.push(Diagnostic::new(
+                    fields
+                        .get("address")
+                        .map_or(key.pos.clone(), |n| n.pos.clone()),
+                    format!("`{}` is not a usable address: it {why}", one_line(&a)),
+                ));
+                return None;
+            }
+            None => a,
+        },
         None => name.to_string(),
     };
     let vars = fields
@@ -235,7 +349,9 @@ fn read_host(
     })
 }
 
-/// Connection settings, starting from `base` (the inventory-wide defaults for a host).
+/// Connection settings, starting from `base` (the inventory-wide defaults for a host). Every
+/// value that reaches ssh's or sudo's command line is checked here (`crate::ssh_args`), with
+/// its position, so `check`, `plan` and `apply` all refuse it before any host is touched.
 fn read_connection(
     node: &Node,
     what: &str,
@@ -259,17 +375,33 @@ fn read_connection(
     if let Some(p) = fields.int("port", 1, 65535, diags) {
         c.port = p as u16;
     }
-    if let Some(u) = fields.str("user", diags) {
+    let checked = |key: &str, problem: fn(&str) -> Option<String>, diags: &mut Diagnostics| {
+        let value = fields.str(key, diags)?;
+        match problem(&value) {
+            None => Some(value),
+            Some(why) => {
+                let pos = fields.get(key).map(|n| n.pos.clone())?;
+                diags.push(Diagnostic::new(
+                    pos,
+                    format!("`{key}: {}` {why}", one_line(&value)),
+                ));
+                None
+            }
+        }
+    };
+    if let Some(u) = checked("user", ssh_args::user_problem, diags) {
         c.user = Some(u);
     }
-    if let Some(f) = fields.str("identity_file", diags) {
+    if let Some(f) = checked("identity_file", ssh_args::path_problem, diags) {
         c.identity_file = Some(PathBuf::from(f));
     }
-    if let Some(f) = fields.str("known_hosts_file", diags) {
+    if let Some(f) = checked("known_hosts_file", ssh_args::path_problem, diags) {
         c.known_hosts_file = Some(PathBuf::from(f));
     }
-    if let Some(j) = fields.str("jump_host", diags) {
-        c.jump_host = Some(j);
+    if let Some(j) = checked("jump_host", jump_problem, diags) {
+        // `none` (as in ssh's `ProxyJump none`): this host is reached directly, e.g. the
+        // bastion itself when `connection:` names it for every host.
+        c.jump_host = (j != "none").then_some(j);
     }
     if let Some(b) = fields.bool("accept_new_host_keys", diags) {
         c.accept_new_host_keys = b;
@@ -277,49 +409,125 @@ fn read_connection(
     if let Some(b) = fields.bool("become", diags) {
         c.become_root = b;
     }
-    if let Some(u) = fields.str("become_user", diags) {
+    if let Some(u) = checked("become_user", ssh_args::become_user_problem, diags) {
         c.become_user = Some(u);
     }
     if let Some(b) = fields.bool("session_shell", diags) {
         c.channel_per_command = !b;
     }
+    read_allowed_unsafe(&fields, &mut c, diags);
     if let Some(n) = fields.get("ssh_options") {
-        for (k, v) in decode::mapping(n, "`ssh_options`", diags).unwrap_or_default() {
-            let key = k.key_text();
-            let value = match &v.value {
-                Value::Str(s) => s.clone(),
-                Value::Int(i) => i.to_string(),
-                // ssh takes yes/no; a YAML boolean here is almost certainly meant that way.
-                Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
-                other => {
-                    diags.push(Diagnostic::new(
-                        v.pos.clone(),
-                        format!(
-                            "ssh option `{key}` needs a string or number, found {}",
-                            other.kind()
-                        ),
-                    ));
-                    continue;
-                }
-            };
-            if key.is_empty() || !key.chars().all(|ch| ch.is_ascii_alphanumeric()) {
-                diags.push(Diagnostic::new(
-                    k.pos.clone(),
-                    format!("`{key}` is not an ssh option name (see ssh_config(5))"),
-                ));
-                continue;
-            }
-            if value.contains('\n') {
-                diags.push(Diagnostic::new(
-                    v.pos.clone(),
-                    format!("ssh option `{key}` must be on one line"),
-                ));
-                continue;
-            }
-            c.ssh_options.insert(key, value);
-        }
+        read_ssh_options(n, &mut c, diags);
     }
     Some(c)
+}
+
+fn jump_problem(j: &str) -> Option<String> {
+    if j == "none" {
+        return None;
+    }
+    ssh_args::parse_jump(j).err()
+}
+
+/// `allow_unsafe_ssh_options: [ProxyCommand, …]`: the escape hatch for keywords that are
+/// refused by default (see `ssh_args`). A host's list adds to the `connection:` one.
+fn read_allowed_unsafe(fields: &Fields<'_>, c: &mut Connection, diags: &mut Diagnostics) {
+    for (name, pos) in fields
+        .str_list("allow_unsafe_ssh_options", diags)
+        .unwrap_or_default()
+    {
+        match ssh_args::keyword(&name) {
+            ssh_args::Keyword::Unsafe(k, _) => c.allow_unsafe_ssh_options.push(k.to_string()),
+            ssh_args::Keyword::Safe(_) => {}
+            ssh_args::Keyword::Never(k, instead) => diags.push(
+                Diagnostic::new(pos, format!("ssh option `{k}` cannot be allowed"))
+                    .with_help(instead),
+            ),
+            ssh_args::Keyword::Unknown => diags.push(
+                Diagnostic::new(pos, format!("unknown ssh option `{name}`"))
+                    .suggest(&name, ssh_args::known_keywords()),
+            ),
+        }
+    }
+}
+
+/// `ssh_options:` — known keywords only (case-insensitive, stored in ssh's spelling), each
+/// value checked; risky keywords only when `allow_unsafe_ssh_options` names them.
+fn read_ssh_options(n: &Node, c: &mut Connection, diags: &mut Diagnostics) {
+    for (k, v) in decode::mapping(n, "`ssh_options`", diags).unwrap_or_default() {
+        let key = k.key_text();
+        let value = match &v.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            // ssh takes yes/no; a YAML boolean here is almost certainly meant that way.
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            other => {
+                diags.push(Diagnostic::new(
+                    v.pos.clone(),
+                    format!(
+                        "ssh option `{key}` needs a string or number, found {}",
+                        other.kind()
+                    ),
+                ));
+                continue;
+            }
+        };
+        let checked = ssh_option_keyword(&key, &k.pos, &c.allow_unsafe_ssh_options).and_then(
+            |(canonical, safe)| {
+                let problem = if safe {
+                    ssh_args::safe_value_problem(canonical, &value)
+                } else {
+                    ssh_args::unsafe_value_problem(&value)
+                };
+                match problem {
+                    Some(why) => Err(Diagnostic::new(
+                        v.pos.clone(),
+                        format!("ssh option `{canonical}`: `{}` {why}", one_line(&value)),
+                    )),
+                    None => Ok(canonical),
+                }
+            },
+        );
+        match checked {
+            Ok(canonical) => {
+                c.ssh_options.insert(canonical.to_string(), value);
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+}
+
+/// How ssh spells an `ssh_options` keyword and whether it is a safe one (an allowed unsafe
+/// one's value is held only to one line), or why the keyword is refused (at `pos`).
+fn ssh_option_keyword(
+    key: &str,
+    pos: &Pos,
+    allowed_unsafe: &[String],
+) -> Result<(&'static str, bool), Diagnostic> {
+    match ssh_args::keyword(key) {
+        ssh_args::Keyword::Safe(kw) => Ok((kw, true)),
+        ssh_args::Keyword::Unsafe(kw, _) if allowed_unsafe.iter().any(|a| a == kw) => {
+            Ok((kw, false))
+        }
+        ssh_args::Keyword::Unsafe(kw, risk) => Err(Diagnostic::new(
+            pos.clone(),
+            format!("ssh option `{kw}` is refused: it {risk}"),
+        )
+        .with_help(format!(
+            "if you accept that risk, name it in `allow_unsafe_ssh_options: [{kw}]` (see the README)"
+        ))),
+        ssh_args::Keyword::Never(kw, instead) => Err(Diagnostic::new(
+            pos.clone(),
+            format!("ssh option `{kw}` is not allowed in `ssh_options`"),
+        )
+        .with_help(instead)),
+        ssh_args::Keyword::Unknown => Err(Diagnostic::new(
+            pos.clone(),
+            format!("unknown ssh option `{}`", one_line(key)),
+        )
+        .suggest(key, ssh_args::known_keywords())
+        .with_help_if_none("cutover accepts the ssh_config(5) keywords listed in the README")),
+    }
 }
 
 fn read_group(

@@ -32,6 +32,8 @@ pub struct Connection {
     pub known_hosts_file: Option<PathBuf>,
     /// Passed to ssh as `-o Key=Value`, after cutover's own options.
     pub ssh_options: BTreeMap<String, String>,
+    /// Risky `ssh_options` keywords the inventory accepts anyway (`allow_unsafe_ssh_options`).
+    pub allow_unsafe_ssh_options: Vec<String>,
     pub jump_host: Option<String>,
     /// Off by default: an unknown host key refuses the host. On: accept a *new* key once
     /// (ssh's `accept-new`); a *changed* key is always refused.

@@ -191,6 +191,10 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
         }
         match arg.split_once('=') {
             Some((k, v)) if crate::decode::is_identifier(k) => {
+                if let Some(d) = crate::decode::reserved_variable(k, &pos) {
+                    diags.push(d);
+                    continue;
+                }
                 out.push(Var {
                     name: k.to_string(),
                     value: serde_json::Value::String(v.to_string()),
@@ -305,5 +309,17 @@ mod tests {
         );
         assert!(parse_extra_vars(&["no-equals".into()]).is_err());
         assert!(parse_extra_vars(&["@/nonexistent.yml".into()]).is_err());
+    }
+
+    #[test]
+    fn extra_vars_cannot_take_a_name_cutover_sets_itself() {
+        let e = parse_extra_vars(&["a=1".into(), "hostvars=x".into()]).unwrap_err();
+        let d = e.items;
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].pos.to_string(), "<-e #2>");
+        assert_eq!(
+            d[0].message,
+            "variable `hostvars` is set by cutover itself; this value would never be seen"
+        );
     }
 }

@@ -425,9 +425,10 @@ impl Wanted {
 fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Wanted> {
     if module == "copy" && arg_str(args, "content").is_none() {
         let src = required(args, "src")?;
-        let len = std::fs::metadata(src)
-            .with_context(|| format!("cannot read {src} on the controller"))?
-            .len();
+        // A regular file only: a FIFO or device as `src` would block or never end.
+        let (_, meta) = crate::input::open_regular(std::path::Path::new(src))
+            .with_context(|| format!("cannot read {src} on the controller"))?;
+        let len = meta.len();
         if len > DIFF_LIMIT {
             let sha = sha256_file(std::path::Path::new(src))
                 .with_context(|| format!("cannot read {src} on the controller"))?;
@@ -444,7 +445,7 @@ fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
 /// SHA-256 of a file on the controller, read in pieces.
 fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let (mut f, _) = crate::input::open_regular(path).map_err(std::io::Error::other)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -476,7 +477,8 @@ fn small_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Resul
         return Ok(c.as_bytes().to_vec());
     }
     let src = required(args, "src")?;
-    std::fs::read(src).with_context(|| format!("cannot read {src} on the controller"))
+    crate::input::read(std::path::Path::new(src), DIFF_LIMIT)
+        .with_context(|| format!("cannot read {src} on the controller"))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

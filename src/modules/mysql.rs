@@ -166,6 +166,16 @@ my() {{ mysql --defaults-extra-file="$cutover_my_cnf" "$@"; }}
     }
 }
 
+/// A `src:` SQL file on the controller: a regular file only (a FIFO would block the run).
+fn read_controller_file(src: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (mut f, _) =
+        crate::input::open_regular(std::path::Path::new(src)).map_err(std::io::Error::other)?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    Ok(data)
+}
+
 /// A value inside double quotes in a MySQL option file.
 fn option_escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"")
@@ -1565,8 +1575,8 @@ pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outc
     let (body, stdin) = if let Some(p) = arg_str(args, "path") {
         (format!("my {opts} < {}\n", quote(p)), None)
     } else if let Some(src) = arg_str(args, "src") {
-        let data =
-            std::fs::read(src).map_err(|e| anyhow!("cannot read {src} on the controller: {e}"))?;
+        let data = read_controller_file(src)
+            .map_err(|e| anyhow!("cannot read {src} on the controller: {e}"))?;
         (format!("my {opts}\n"), Some(data))
     } else {
         let sql = super::required(args, "sql")?;

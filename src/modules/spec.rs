@@ -17,6 +17,9 @@ pub enum ArgType {
     /// A file mode, as a quoted octal string ("0644") or symbolic ("u+rwx"): an unquoted
     /// 0644 is the number 644 in YAML 1.2, which is never what an admin meant.
     Mode,
+    /// A host name or IP address that reaches an ssh command line on a host
+    /// (`crate::ssh_args::address_problem`).
+    Address,
     /// An expression evaluated per host (like `when:`).
     Expr,
     /// A list of expressions, or one.
@@ -328,7 +331,7 @@ pub static MODULES: &[ModuleSpec] = &[
                 required: false,
                 choices: &["auto", "direct", "controller"],
             },
-            arg("src_address", Str),
+            arg("src_address", Address),
         ],
         free_form: None,
         one_of: &[],

@@ -420,18 +420,12 @@ fn source_address(args: &Map<String, J>, src_host: &str, ctx: &ModCtx<'_>) -> Op
 
 /// A host name or IP address that can go on an ssh command line as it is.
 fn plain_address(a: &str) -> bool {
-    !a.is_empty()
-        && !a.starts_with('-')
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_' | '%'))
+    crate::ssh_args::address_problem(a).is_none()
 }
 
 /// A user name that can go on an ssh command line as it is.
 fn plain_user(u: &str) -> bool {
-    !u.is_empty()
-        && !u.starts_with('-')
-        && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    crate::ssh_args::user_problem(u).is_none()
 }
 
 /// Why the direct path cannot be tried (read-only checks), or None.

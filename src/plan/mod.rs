@@ -160,7 +160,11 @@ pub fn input_hashes(
     let mut out = BTreeMap::new();
     let mut files: BTreeSet<PathBuf> = pb.plays.iter().map(|p| p.file.clone()).collect();
     files.insert(inventory.to_path_buf());
-    collect(templates_dir, &mut files);
+    files.extend(
+        template::template_files(templates_dir)
+            .into_iter()
+            .map(|(_, p)| p),
+    );
     for f in files {
         out.insert(
             f.display().to_string(),
@@ -174,19 +178,6 @@ pub fn input_hashes(
         );
     }
     out
-}
-
-fn collect(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                collect(&p, out);
-            } else {
-                out.insert(p);
-            }
-        }
-    }
 }
 
 /// What earlier steps of the plan leave behind on a host, for the steps after them.
@@ -747,7 +738,10 @@ impl PlanRun<'_> {
             .ok_or_else(|| anyhow!("no variables for {host}"))?;
         let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
         // The run id is only known when the plan is applied.
-        ctx.insert("run", &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }));
+        ctx.insert(
+            template::names::RUN,
+            &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }),
+        );
         Ok(ctx)
     }
 
@@ -774,7 +768,10 @@ impl PlanRun<'_> {
             .cloned()
             .ok_or_else(|| anyhow!("{target} is unreachable"))?;
         if crate::engine::facts::mentions_facts(&step_texts(step).join("\n")) {
-            ctx.insert("facts", &crate::engine::facts::gather(&conn).await?);
+            ctx.insert(
+                template::names::FACTS,
+                &crate::engine::facts::gather(&conn).await?,
+            );
         }
         if let Some(w) = &step.when {
             if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {

@@ -224,7 +224,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             .map(|(t, _)| t)
             .collect(),
         become_root: f.bool("become", diags),
-        become_user: f.str("become_user", diags),
+        become_user: become_user(&f, diags),
         on_failure: match f.get("on_failure") {
             None => OnFailure::Stop,
             Some(n) => match n.as_str() {
@@ -259,6 +259,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             }
         }
     }
+    check_handler_names(&play, diags);
     check_handler_references(&play, diags);
     check_register_names(&play, diags);
     Some(play)
@@ -411,15 +412,11 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
     };
     let register = f.str("register", diags);
     if let (Some(r), Some(n)) = (&register, f.get("register")) {
-        if !decode::is_identifier(r) {
-            diags.push(Diagnostic::new(
-                n.pos.clone(),
-                format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
-            ));
-        }
+        check_register_name(r, &n.pos, diags);
     }
     Some(Step {
         name: f.str("name", diags),
+        name_pos: f.get("name").map(|n| n.pos.clone()),
         pos: node.pos.clone(),
         when: expr("when", diags),
         register,
@@ -443,7 +440,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         failed_when: expr("failed_when", diags),
         ignore_errors: f.bool("ignore_errors", diags).unwrap_or(false),
         become_root: f.bool("become", diags),
-        become_user: f.str("become_user", diags),
+        become_user: become_user(&f, diags),
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()
@@ -452,6 +449,45 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
             .collect(),
         action,
     })
+}
+
+/// `become_user:` goes to sudo's `-u`: a user name or `#UID` (`ssh_args`), nothing that
+/// could read as an option.
+fn become_user(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<String> {
+    let u = f.str("become_user", diags)?;
+    match crate::ssh_args::become_user_problem(&u) {
+        None => Some(u),
+        Some(why) => {
+            let pos = f.get("become_user")?.pos.clone();
+            diags.push(Diagnostic::new(
+                pos,
+                format!("`become_user: {}` {why}", crate::diag::one_line(&u)),
+            ));
+            None
+        }
+    }
+}
+
+/// A registered result becomes a variable of that name; one of the names the engine sets
+/// itself (`template::names::RESERVED`) would hide it, or be hidden by it.
+fn check_register_name(r: &str, pos: &Pos, diags: &mut Diagnostics) {
+    if !decode::is_identifier(r) {
+        diags.push(Diagnostic::new(
+            pos.clone(),
+            format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
+        ));
+    } else if crate::template::names::RESERVED.contains(&r) {
+        diags.push(
+            Diagnostic::new(
+                pos.clone(),
+                format!("`register: {r}` uses a name cutover reserves for its own variables"),
+            )
+            .with_help(format!(
+                "reserved: {}; choose another name, e.g. `{r}_result`",
+                crate::template::names::RESERVED.join(", ")
+            )),
+        );
+    }
 }
 
 fn module_key_str(k: &Node) -> &'static str {
@@ -714,6 +750,22 @@ fn check_arg(
             }
             _ => fail(diags, "a quoted mode like \"0644\""),
         },
+        ArgType::Address => match &v.value {
+            Value::Str(s) => match crate::ssh_args::address_problem(s) {
+                None => true,
+                Some(why) => {
+                    diags.push(Diagnostic::new(
+                        v.pos.clone(),
+                        format!(
+                            "`{what}`: `{}` is not a usable address: it {why}",
+                            crate::diag::one_line(s)
+                        ),
+                    ));
+                    false
+                }
+            },
+            _ => fail(diags, "a host name or IP address"),
+        },
         ArgType::Expr => read_expr(v, &what, diags).is_some(),
         ArgType::ExprList => match &v.value {
             Value::Seq(items) => items.iter().all(|i| read_expr(i, &what, diags).is_some()),
@@ -744,6 +796,30 @@ fn check_template_syntax(s: &str, v: &Node, diags: &mut Diagnostics) -> bool {
                 format!("invalid template in value: {e}"),
             ));
             false
+        }
+    }
+}
+
+/// `notify:` runs the handler a name stands for; two handlers with one name would leave that
+/// to file order. (Several handlers may `listen:` to one topic: that is what it is for.)
+fn check_handler_names(play: &Play, diags: &mut Diagnostics) {
+    let mut seen: Vec<(&str, &Pos)> = Vec::new();
+    for h in &play.handlers {
+        let (Some(name), Some(pos)) = (&h.name, &h.name_pos) else {
+            continue;
+        };
+        match seen.iter().find(|(n, _)| n == name) {
+            Some((_, first)) => diags.push(
+                Diagnostic::new(
+                    pos.clone(),
+                    format!("two handlers are named `{name}` in this play"),
+                )
+                .with_help(format!(
+                    "the first is at line {}; rename one, or give both one `listen:` topic",
+                    first.line
+                )),
+            ),
+            None => seen.push((name, pos)),
         }
     }
 }
@@ -793,20 +869,6 @@ fn check_register_names(play: &Play, diags: &mut Diagnostics) {
                 );
             }
             seen.push((r, &step.pos));
-        }
-    }
-}
-
-trait HelpIfNone {
-    fn with_help_if_none(self, help: String) -> Self;
-}
-
-impl HelpIfNone for Diagnostic {
-    fn with_help_if_none(self, help: String) -> Self {
-        if self.help.is_some() {
-            self
-        } else {
-            self.with_help(help)
         }
     }
 }

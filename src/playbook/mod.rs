@@ -59,6 +59,8 @@ pub enum Undo {
 #[derive(Clone, Debug)]
 pub struct Step {
     pub name: Option<String>,
+    /// Where `name:` was written, for errors about the name.
+    pub name_pos: Option<Pos>,
     pub pos: Pos,
     pub action: Action,
     pub when: Option<Expr>,
