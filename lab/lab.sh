@@ -234,6 +234,7 @@ cmd_status() {
 }
 
 main() {
+  close_inherited_fds
   (($#)) || usage
   local cmd=$1
   shift

@@ -234,3 +234,23 @@ fn a_failing_lab_step_quotes_its_log_in_the_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn lab_scripts_pass_no_inherited_descriptor_to_what_they_start() {
+    // `flock LOCK lab.sh up` once left the lock on fd 3 in every container and the repo's
+    // HTTP server, so the lock never came free. A child started after
+    // close_inherited_fds must not see the caller's descriptors.
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "exec 7>{0}/held 9>{0}/also; source lab/lib/logs.sh; close_inherited_fds; \
+         sh -c 'for fd in 7 9; do test -e /proc/self/fd/$fd && echo \"leaked $fd\"; done; echo checked'",
+        dir.path().display()
+    );
+    let out = bash(&script, dir.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "checked\n");
+}

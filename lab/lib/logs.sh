@@ -20,6 +20,20 @@ rotate_log() {
   printf '%s\n' "$file"
 }
 
+# close_inherited_fds: close every descriptor above 2 that this script inherited. The lab
+# starts long-lived daemons (nspawn, the repo's HTTP server, qemu); any descriptor they
+# inherit lives as long as the lab. A caller's lock (`flock LOCK lab.sh up`) then never
+# comes free: seen on this machine, where every later `flock LOCK …` waited forever.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    # 255: bash's own handle on the script it is reading (close-on-exec already).
+    ((fd > 2 && fd != 255)) || continue
+    eval "exec $fd>&-" 2>/dev/null || true
+  done
+}
+
 # log_tail FILE: the last lines of a failing step's log, indented, for its error message.
 log_tail() {
   local file=$1

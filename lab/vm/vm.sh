@@ -614,6 +614,7 @@ cmd_ssh() {
 usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 main() {
+    close_inherited_fds
     local cmd=${1:-}
     [[ $# -gt 0 ]] && shift
     case $cmd in
