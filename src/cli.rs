@@ -328,7 +328,7 @@ pub fn report(diags: Diagnostics) {
     let n = diags.len();
     let mut err = std::io::stderr().lock();
     for d in diags.sorted() {
-        let _ = write!(err, "{}", crate::secrets::redact(&d.render()));
+        let _ = write!(err, "{}", d.render());
     }
     let _ = writeln!(
         err,
@@ -352,6 +352,18 @@ fn inventory_path(common: &Common) -> Result<&Path, Diagnostics> {
     })
 }
 
+/// The `-e` variables, read after what the inventory declares secret: an error in a -e file
+/// may quote a line holding a secret's value.
+fn extra_vars(
+    common: &Common,
+    inventory: &Path,
+) -> Result<Vec<crate::inventory::Var>, Diagnostics> {
+    if !common.extra_vars.is_empty() {
+        inventory::declare_secrets(inventory);
+    }
+    vars::parse_extra_vars(&common.extra_vars)
+}
+
 fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
     if let Some(t) = &common.templates {
         return t.clone();
@@ -370,7 +382,7 @@ fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
 
 fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnostics> {
     let inv = inventory_path(common)?;
-    let extra = vars::parse_extra_vars(&common.extra_vars)?;
+    let extra = extra_vars(common, inv)?;
     if playbooks.is_empty() {
         playbooks = check::default_playbooks(Path::new("playbooks"));
     }
@@ -404,8 +416,8 @@ fn cmd_inventory(
     limit: Option<&str>,
     format: Format,
 ) -> Result<u8, Diagnostics> {
+    let extra = extra_vars(common, inventory_path(common)?)?;
     let inv = load_inventory(common)?;
-    let extra = vars::parse_extra_vars(&common.extra_vars)?;
     let selected: Vec<&str> = match limit {
         Some(p) => pattern::select(&inv, p).map_err(|e| {
             one(Diagnostic::new(
@@ -529,8 +541,8 @@ fn cmd_inventory(
 }
 
 fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Diagnostics> {
+    let extra = extra_vars(common, inventory_path(common)?)?;
     let inv = load_inventory(common)?;
-    let extra = vars::parse_extra_vars(&common.extra_vars)?;
     if inv.host(host).is_none() {
         return Err(one(Diagnostic::new(
             crate::diag::Pos::cli("--host"),
@@ -646,7 +658,7 @@ fn read_first_line(f: &Path) -> Result<String, Diagnostics> {
 fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Diagnostics> {
     use std::io::IsTerminal;
     let inventory = inventory_path(common)?.to_path_buf();
-    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let extra_vars = extra_vars(common, &inventory)?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
@@ -800,7 +812,7 @@ fn run_options(
     playbook: PathBuf,
     inventory: PathBuf,
 ) -> Result<crate::engine::RunOptions, Diagnostics> {
-    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let extra_vars = extra_vars(common, &inventory)?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password =
         become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;

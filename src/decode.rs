@@ -265,7 +265,9 @@ pub fn variables(
             );
             continue;
         }
-        out.push((name, v.to_json(), k.pos.clone()));
+        let value = v.to_json();
+        crate::secrets::note_variable(&name, &value);
+        out.push((name, value, k.pos.clone()));
     }
     out
 }

@@ -75,6 +75,26 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         return None;
     }
     let top = Fields::new(root, "the inventory", TOP_KEYS, diags)?;
+    // What is secret is known before any variable is read: every value of these names,
+    // here or in any file read after the inventory, is masked from then on.
+    let secret_vars: Vec<String> = top
+        .str_list("secret_vars", diags)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let secrets = match top.get("secrets_file") {
+        Some(node) => {
+            let key = top
+                .str("secrets_key_file", diags)
+                .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
+            read_secrets(path, node, key.as_deref(), diags)
+        }
+        None => Vec::new(),
+    };
+    for name in secret_vars.iter().chain(secrets.iter().map(|v| &v.name)) {
+        crate::secrets::declare(name);
+    }
     let defaults = match top.get("connection") {
         Some(n) => read_connection(
             n,
@@ -163,21 +183,6 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         );
     }
 
-    let secret_vars: Vec<String> = top
-        .str_list("secret_vars", diags)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let secrets = match top.get("secrets_file") {
-        Some(node) => {
-            let key = top
-                .str("secrets_key_file", diags)
-                .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
-            read_secrets(path, node, key.as_deref(), diags)
-        }
-        None => Vec::new(),
-    };
     let inv = Inventory {
         path: path.to_path_buf(),
         hosts,

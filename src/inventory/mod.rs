@@ -184,6 +184,13 @@ impl Inventory {
     }
 }
 
+/// Read an inventory only for what it declares secret (the secrets file, `secret_vars:` and
+/// their values), so that files read before it — `-e @file` — cannot quote a secret in an
+/// error. Its own problems are reported when the command loads it.
+pub fn declare_secrets(path: &Path) {
+    let _ = load(path, &mut Diagnostics::default());
+}
+
 /// Load an inventory, or return every problem found in it.
 pub fn load_checked(path: &Path) -> Result<Inventory, Diagnostics> {
     let mut diags = Diagnostics::default();

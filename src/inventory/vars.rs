@@ -191,9 +191,11 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
         }
         match arg.split_once('=') {
             Some((k, v)) if crate::decode::is_identifier(k) => {
+                let value = serde_json::Value::String(v.to_string());
+                crate::secrets::note_variable(k, &value);
                 out.push(Var {
                     name: k.to_string(),
-                    value: serde_json::Value::String(v.to_string()),
+                    value,
                     pos,
                 });
             }
