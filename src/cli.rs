@@ -12,8 +12,9 @@ use crate::inventory::vars::{self, Layers};
 use crate::inventory::{self, pattern, Inventory};
 use crate::template::{self, Templates};
 
-/// Exit codes, documented in the README.
+/// Exit codes: the one table the README's and `--help`'s are (a test compares them).
 pub mod exit {
+    use crate::engine::exit as run;
     /// Everything worked (for `check`: the input is valid).
     pub const OK: u8 = 0;
     /// The input is invalid, or the command failed.
@@ -22,6 +23,48 @@ pub mod exit {
     pub const CHANGES: u8 = 2;
     /// The command line itself is wrong (unknown flag, missing argument).
     pub const USAGE: u8 = 64;
+
+    /// Every exit code and what it means.
+    pub const TABLE: &[(u8, &str)] = &[
+        (OK, "success; for `check`, the input is valid; for `plan`, no changes"),
+        (FAILED, "invalid input (every problem is listed, each with file:line:column), a saved plan that drifted or cannot be applied as reviewed, or another error"),
+        (CHANGES, "`plan`: changes (or steps whose outcome is unknown) are pending — like `terraform plan -detailed-exitcode`"),
+        (run::HOST_FAILED, "`apply`: a host failed"),
+        (run::UNREACHABLE, "`apply`: a host was unreachable (or refused: unknown host key; a stale lock, which refuses the whole run)"),
+        (run::LOCKED, "`apply`: another run holds the cluster's lock, on the controller or on a host of the run (nothing ran)"),
+        (USAGE, "the command line itself is wrong (unknown flag or subcommand, missing or invalid argument, no inventory, options that conflict); nothing was run"),
+        (run::INTERRUPTED, "interrupted (Ctrl-C)"),
+    ];
+
+    /// The table as `--help` shows it.
+    pub fn help() -> String {
+        let mut out = String::from("Exit codes:\n");
+        for (code, meaning) in TABLE {
+            out.push_str(&format!("  {code:<4} {meaning}\n"));
+        }
+        out
+    }
+}
+
+/// Why a command stopped before its work: the command line is wrong (exit 64), or what it
+/// names is (exit 1). Diagnostics convert to the latter, so `?` keeps working.
+#[derive(Debug)]
+pub enum Refusal {
+    Usage(Diagnostics),
+    Invalid(Diagnostics),
+}
+
+impl From<Diagnostics> for Refusal {
+    fn from(d: Diagnostics) -> Self {
+        Refusal::Invalid(d)
+    }
+}
+
+/// A usage error at the command line's option `what`.
+fn usage(what: &str, message: impl Into<String>, help: &str) -> Refusal {
+    Refusal::Usage(one(
+        Diagnostic::new(crate::diag::Pos::cli(what), message).with_help(help)
+    ))
 }
 
 #[derive(Parser, Debug)]
@@ -29,7 +72,7 @@ pub mod exit {
     name = "cutover",
     version,
     about = "Provision and upgrade an on-premises application cluster over ssh, with snapshots and rollback",
-    after_help = "Exit codes: 0 ok, 1 invalid input or failure, 64 usage error."
+    after_help = exit::help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -107,7 +150,7 @@ pub enum Command {
         tags: Vec<String>,
         #[arg(long = "skip-tags", value_delimiter = ',')]
         skip_tags: Vec<String>,
-        #[arg(short = 'f', long, default_value_t = 50)]
+        #[arg(short = 'f', long, default_value_t = 50, value_parser = at_least_one)]
         forks: usize,
         /// Output format.
         #[arg(long, value_enum, default_value_t = crate::plan::Format::Text)]
@@ -183,7 +226,7 @@ pub struct RunArgs {
     #[arg(long = "skip-tags", value_delimiter = ',')]
     pub skip_tags: Vec<String>,
     /// Hosts worked on at once.
-    #[arg(short = 'f', long, default_value_t = 50)]
+    #[arg(short = 'f', long, default_value_t = 50, value_parser = at_least_one)]
     pub forks: usize,
     /// Start at the step with this name (skipping the steps before it).
     #[arg(long, value_name = "NAME")]
@@ -204,7 +247,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub accept_new_host_keys: bool,
     /// Ask for the sudo password on the terminal.
-    #[arg(short = 'K', long)]
+    #[arg(short = 'K', long, conflicts_with = "become_password_file")]
     pub ask_become_pass: bool,
     /// Read the sudo password from this file (first line). CUTOVER_BECOME_PASSWORD also works.
     #[arg(long, value_name = "FILE")]
@@ -212,6 +255,14 @@ pub struct RunArgs {
     /// Show every step result, also on a terminal.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// `--forks 0` would run nothing: a wrong command line, not a silent 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of hosts (1 or more)")),
+    }
 }
 
 /// Options of `rollback` and `commit`.
@@ -285,7 +336,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run,
         } => cmd_resume(&common, &run_args, &run),
         Command::Secrets { action } => {
-            cmd_secrets(action).map_err(|e| cli_error("secrets", format!("{e:#}")))
+            cmd_secrets(action).map_err(|e| cli_error("secrets", format!("{e:#}")).into())
         }
         Command::Plan {
             common,
@@ -316,9 +367,13 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(diags) => {
+        Err(Refusal::Invalid(diags)) => {
             report(diags);
             ExitCode::from(exit::FAILED)
+        }
+        Err(Refusal::Usage(diags)) => {
+            report(diags);
+            ExitCode::from(exit::USAGE)
         }
     }
 }
@@ -343,25 +398,28 @@ fn one(d: Diagnostic) -> Diagnostics {
     ds
 }
 
-fn inventory_path(common: &Common) -> Result<&Path, Diagnostics> {
+fn inventory_path(common: &Common) -> Result<&Path, Refusal> {
     common.inventory.as_deref().ok_or_else(|| {
-        one(
-            Diagnostic::new(crate::diag::Pos::cli("command line"), "no inventory given")
-                .with_help("pass -i FILE or set CUTOVER_INVENTORY"),
+        usage(
+            "command line",
+            "no inventory given",
+            "pass -i FILE or set CUTOVER_INVENTORY",
         )
     })
 }
 
 /// The `-e` variables, read after what the inventory declares secret: an error in a -e file
 /// may quote a line holding a secret's value.
-fn extra_vars(
-    common: &Common,
-    inventory: &Path,
-) -> Result<Vec<crate::inventory::Var>, Diagnostics> {
-    if !common.extra_vars.is_empty() {
-        inventory::declare_secrets(inventory);
+fn extra_vars(common: &Common, inventory: &Path) -> Result<Vec<crate::inventory::Var>, Refusal> {
+    if common.extra_vars.is_empty() {
+        return Ok(Vec::new());
     }
-    vars::parse_extra_vars(&common.extra_vars)
+    inventory::declare_secrets(inventory);
+    let malformed = vars::malformed_extra_vars(&common.extra_vars);
+    if !malformed.is_empty() {
+        return Err(Refusal::Usage(malformed));
+    }
+    Ok(vars::parse_extra_vars(&common.extra_vars)?)
 }
 
 fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
@@ -380,7 +438,7 @@ fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
         .unwrap_or(local)
 }
 
-fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnostics> {
+fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Refusal> {
     let inv = inventory_path(common)?;
     let extra = extra_vars(common, inv)?;
     if playbooks.is_empty() {
@@ -406,8 +464,8 @@ fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnos
     Ok(exit::OK)
 }
 
-fn load_inventory(common: &Common) -> Result<Inventory, Diagnostics> {
-    inventory::load_checked(inventory_path(common)?)
+fn load_inventory(common: &Common) -> Result<Inventory, Refusal> {
+    Ok(inventory::load_checked(inventory_path(common)?)?)
 }
 
 fn cmd_inventory(
@@ -415,7 +473,7 @@ fn cmd_inventory(
     host: Option<&str>,
     limit: Option<&str>,
     format: Format,
-) -> Result<u8, Diagnostics> {
+) -> Result<u8, Refusal> {
     let extra = extra_vars(common, inventory_path(common)?)?;
     let inv = load_inventory(common)?;
     let selected: Vec<&str> = match limit {
@@ -540,7 +598,7 @@ fn cmd_inventory(
     Ok(exit::OK)
 }
 
-fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Diagnostics> {
+fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Refusal> {
     let extra = extra_vars(common, inventory_path(common)?)?;
     let inv = load_inventory(common)?;
     if inv.host(host).is_none() {
@@ -548,7 +606,8 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
             crate::diag::Pos::cli("--host"),
             format!("no host `{host}` in {}", inv.path.display()),
         )
-        .suggest(host, inv.host_names())));
+        .suggest(host, inv.host_names()))
+        .into());
     }
     let dir = templates_dir(common, &[]);
     let templates = Templates::load(&dir).map_err(|errs| {
@@ -561,7 +620,8 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
             crate::diag::Pos::cli("TEMPLATE"),
             format!("no template `{template_name}` in {}", dir.display()),
         )
-        .suggest(template_name, templates.names())));
+        .suggest(template_name, templates.names()))
+        .into());
     }
     let everyone = template::resolve_all(
         &inv,
@@ -586,7 +646,7 @@ fn shown(inv: &Inventory, name: &str, v: &serde_json::Value) -> serde_json::Valu
 }
 
 /// `cutover lab …` runs the lab script shipped in the repository.
-fn cmd_lab(args: &[String]) -> Result<u8, Diagnostics> {
+fn cmd_lab(args: &[String]) -> Result<u8, Refusal> {
     let script = lab_script().ok_or_else(|| {
         one(
             Diagnostic::new(crate::diag::Pos::cli("lab"), "lab/lab.sh not found")
@@ -655,7 +715,7 @@ fn read_first_line(f: &Path) -> Result<String, Diagnostics> {
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
-fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Diagnostics> {
+fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Refusal> {
     use std::io::IsTerminal;
     let inventory = inventory_path(common)?.to_path_buf();
     let extra_vars = extra_vars(common, &inventory)?;
@@ -717,7 +777,7 @@ fn apply_saved_plan(
     args: &RunArgs,
     path: &Path,
     saved: crate::plan::Plan,
-) -> Result<u8, Diagnostics> {
+) -> Result<u8, Refusal> {
     let playbook = PathBuf::from(&saved.playbook);
     let inventory = common
         .inventory
@@ -769,9 +829,7 @@ fn apply_saved_plan(
     finish_run(rt.block_on(crate::engine::apply(run)))
 }
 
-fn finish_run(
-    r: Result<crate::engine::RunResult, crate::engine::RunError>,
-) -> Result<u8, Diagnostics> {
+fn finish_run(r: Result<crate::engine::RunResult, crate::engine::RunError>) -> Result<u8, Refusal> {
     use crate::engine::{self, RunError, RunStatus};
     match r {
         Ok(r) => Ok(match r.status {
@@ -782,7 +840,7 @@ fn finish_run(
             RunStatus::Locked => engine::exit::LOCKED,
             RunStatus::Refused => engine::exit::UNREACHABLE,
         }),
-        Err(RunError::Invalid(d)) => Err(d),
+        Err(RunError::Invalid(d)) => Err(d.into()),
         Err(RunError::Locked(msg)) => {
             eprintln!("error: {msg}");
             Ok(engine::exit::LOCKED)
@@ -811,7 +869,7 @@ fn run_options(
     args: &RunArgs,
     playbook: PathBuf,
     inventory: PathBuf,
-) -> Result<crate::engine::RunOptions, Diagnostics> {
+) -> Result<crate::engine::RunOptions, Refusal> {
     let extra_vars = extra_vars(common, &inventory)?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password =
@@ -841,7 +899,7 @@ fn run_options(
     })
 }
 
-fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
+fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Refusal> {
     if let Some(saved) = read_saved_plan(&playbook) {
         return apply_saved_plan(common, args, &playbook, saved);
     }
@@ -867,7 +925,7 @@ fn become_password(args: &RunArgs) -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
-fn cmd_runs() -> Result<u8, Diagnostics> {
+fn cmd_runs() -> Result<u8, Refusal> {
     let runs = crate::engine::journal::list_runs().map_err(|e| {
         one(Diagnostic::new(
             crate::diag::Pos::cli("runs"),
@@ -889,7 +947,7 @@ fn cmd_runs() -> Result<u8, Diagnostics> {
     Ok(exit::OK)
 }
 
-fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
+fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
     let events = crate::engine::journal::read(run).map_err(|e| {
         one(
             Diagnostic::new(crate::diag::Pos::cli("show"), format!("{e:#}"))
@@ -1094,7 +1152,7 @@ fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Diagnostics> {
+fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Refusal> {
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
         None => std::env::var("CUTOVER_BECOME_PASSWORD").ok(),
@@ -1127,7 +1185,7 @@ fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Resul
     }
 }
 
-fn cmd_resume(common: &Common, args: &RunArgs, run: &str) -> Result<u8, Diagnostics> {
+fn cmd_resume(common: &Common, args: &RunArgs, run: &str) -> Result<u8, Refusal> {
     let events =
         crate::engine::journal::read(run).map_err(|e| cli_error("resume", format!("{e:#}")))?;
     let started = events
