@@ -719,6 +719,7 @@ fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Refus
     use std::io::IsTerminal;
     let inventory = inventory_path(common)?.to_path_buf();
     let extra_vars = extra_vars(common, &inventory)?;
+    output_file_dir("--out", a.out.as_deref())?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
@@ -783,8 +784,9 @@ fn apply_saved_plan(
         .inventory
         .clone()
         .unwrap_or_else(|| PathBuf::from(&saved.inventory));
-    // What the plan was made with, not what this command line says.
     let mut run = run_options(common, args, playbook, inventory)?;
+    refuse_unreviewable(path, &saved, args, &run)?;
+    // What the plan was made with (the command line may only repeat it).
     run.limit = saved.limit.clone();
     run.tags = saved.tags.clone();
     run.skip_tags = saved.skip_tags.clone();
@@ -852,15 +854,117 @@ fn finish_run(r: Result<crate::engine::RunResult, crate::engine::RunError>) -> R
     }
 }
 
-/// A saved plan is JSON with cutover's plan schema; a playbook is YAML.
-fn read_saved_plan(path: &Path) -> Option<crate::plan::Plan> {
-    let text = std::fs::read_to_string(path).ok()?;
-    if !text.trim_start().starts_with('{') {
-        return None;
+/// Refuse, before any host is contacted, a saved plan that cannot be applied as it was
+/// reviewed: options naming nothing in its playbook (exit 1), options that would apply
+/// something else than the plan (exit 64), hosts that were unreachable when it was made and
+/// inputs other than its own (exit 1).
+fn refuse_unreviewable(
+    path: &Path,
+    saved: &crate::plan::Plan,
+    args: &RunArgs,
+    run: &crate::engine::RunOptions,
+) -> Result<(), Refusal> {
+    let mut problems = Diagnostics::default();
+    let pb = crate::playbook::load(&run.playbook, &mut problems);
+    let inv = inventory::load(&run.inventory, &mut problems);
+    let (Some(pb), Some(inv)) = (pb, inv) else {
+        return Err(problems.into());
+    };
+    let wrong = pb.check_run_options(args.start_at_step.as_deref(), &args.tags, &args.approve);
+    if !wrong.is_empty() {
+        return Err(wrong.into());
     }
-    serde_json::from_str::<crate::plan::Plan>(&text)
-        .ok()
-        .filter(|p| p.schema == crate::plan::SCHEMA)
+    plan_options_conflict(path, saved, args)?;
+    let inputs = crate::plan::inputs(&pb, &inv, &run.templates_dir, &run.extra_vars);
+    let refused = crate::plan::saved::refusals(path, saved, &inputs);
+    if !refused.is_empty() {
+        return Err(refused.into());
+    }
+    if !problems.is_empty() {
+        return Err(problems.into());
+    }
+    Ok(())
+}
+
+/// A saved plan is applied whole, to the hosts and steps it was made for: `--limit`, `--tags`
+/// and `--skip-tags` may only repeat the plan's, and `--start-at-step` has no place.
+fn plan_options_conflict(
+    path: &Path,
+    saved: &crate::plan::Plan,
+    args: &RunArgs,
+) -> Result<(), Refusal> {
+    let mut diags = Diagnostics::default();
+    let mut conflict = |option: &str, message: String| {
+        diags.push(
+            Diagnostic::new(crate::diag::Pos::cli(option), message).with_help(
+                "a saved plan is applied as it was reviewed; drop the option, or make a new plan with it",
+            ),
+        );
+    };
+    let plan = path.display();
+    if let Some(l) = args
+        .limit
+        .as_ref()
+        .filter(|l| saved.limit.as_ref() != Some(*l))
+    {
+        let was = saved
+            .limit
+            .as_ref()
+            .map_or("without --limit".to_string(), |w| {
+                format!("with --limit {w}")
+            });
+        conflict("--limit", format!("--limit {l}: {plan} was made {was}"));
+    }
+    for (option, given, planned) in [
+        ("--tags", &args.tags, &saved.tags),
+        ("--skip-tags", &args.skip_tags, &saved.skip_tags),
+    ] {
+        if !given.is_empty() && given != planned {
+            conflict(
+                option,
+                format!(
+                    "{option} {}: {plan} was made with {option} [{}]",
+                    given.join(","),
+                    planned.join(",")
+                ),
+            );
+        }
+    }
+    if let Some(step) = &args.start_at_step {
+        conflict(
+            "--start-at-step",
+            format!("--start-at-step {step}: {plan} is applied whole, from its first step"),
+        );
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::Usage(diags))
+    }
+}
+
+/// A file a command writes when it is done (`--junit`, `--out`) must have a directory to go
+/// to, or the work would be done and its record lost.
+fn output_file_dir(option: &str, file: Option<&Path>) -> Result<(), Refusal> {
+    let Some(file) = file else {
+        return Ok(());
+    };
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(cli_error(
+        option,
+        format!(
+            "{option} {}: directory {} does not exist",
+            file.display(),
+            dir.display()
+        ),
+    )
+    .into())
 }
 
 /// Run options from the command line, for a playbook and inventory.
@@ -871,6 +975,7 @@ fn run_options(
     inventory: PathBuf,
 ) -> Result<crate::engine::RunOptions, Refusal> {
     let extra_vars = extra_vars(common, &inventory)?;
+    output_file_dir("--junit", args.junit.as_deref())?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password =
         become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
@@ -900,7 +1005,12 @@ fn run_options(
 }
 
 fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Refusal> {
-    if let Some(saved) = read_saved_plan(&playbook) {
+    if crate::plan::saved::looks_like_plan(&playbook) {
+        if let Some(i) = &common.inventory {
+            // A hand-edited plan's error may quote a line: know the secrets first.
+            inventory::declare_secrets(i);
+        }
+        let saved = crate::plan::saved::read(&playbook)?;
         return apply_saved_plan(common, args, &playbook, saved);
     }
     let inventory = inventory_path(common)?.to_path_buf();

@@ -251,3 +251,28 @@ fn a_secret_across_the_cut_of_a_long_line_does_not_show_in_part() {
         "regster",
     );
 }
+
+#[test]
+fn a_broken_saved_plan_does_not_quote_a_secret_from_the_secrets_file() {
+    let p = project();
+    let d = p.path();
+    encrypted_secrets(d, "sec.age", &format!("vault_pw: \"{SECRET}\"\n"));
+    write(
+        d,
+        "inv2.yml",
+        "secrets_file: sec.age\nsecrets_key_file: key.txt\nhosts:\n  app1: { address: 127.0.0.1, port: 1 }\n",
+    );
+    write(
+        d,
+        "plan.json",
+        &format!("{{\n  \"schema\": \"cutover.plan/v1\",\n  \"note\": \"{SECRET}\" ]\n}}\n"),
+    );
+    let out = cutover(d, &["apply", "-i", "inv2.yml", "plan.json"]);
+    assert_masked(
+        &out,
+        "plan.json:3:25",
+        "plan.json is not valid JSON",
+        "\"note\": \"[secret:vault_pw]\" ]",
+        "]",
+    );
+}

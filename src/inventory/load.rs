@@ -83,14 +83,14 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let secrets = match top.get("secrets_file") {
+    let (secrets_file, secrets) = match top.get("secrets_file") {
         Some(node) => {
             let key = top
                 .str("secrets_key_file", diags)
                 .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
             read_secrets(path, node, key.as_deref(), diags)
         }
-        None => Vec::new(),
+        None => (None, Vec::new()),
     };
     for name in secret_vars.iter().chain(secrets.iter().map(|v| &v.name)) {
         crate::secrets::declare(name);
@@ -188,6 +188,7 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         hosts,
         groups,
         secrets,
+        secrets_file,
         secret_vars,
     };
     check_references(&inv, members, diags);
@@ -483,9 +484,9 @@ fn read_secrets(
     node: &Node,
     key: Option<&Path>,
     diags: &mut Diagnostics,
-) -> Vec<Var> {
+) -> (Option<PathBuf>, Vec<Var>) {
     let Some(rel) = decode::string(node, "secrets_file", diags) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
     let file = inventory.parent().unwrap_or(Path::new(".")).join(&rel);
     let plain = match crate::secrets::decrypt_file_with(&file, key) {
@@ -495,7 +496,7 @@ fn read_secrets(
                 node.pos.clone(),
                 format!("secrets file {}: {e:#}", file.display()),
             ));
-            return Vec::new();
+            return (Some(file), Vec::new());
         }
     };
     let source = std::sync::Arc::new(yaml::Source {
@@ -506,7 +507,7 @@ fn read_secrets(
         Ok((_, root)) => root,
         Err(d) => {
             diags.push(d);
-            return Vec::new();
+            return (Some(file), Vec::new());
         }
     };
     let vars = to_vars(&root, "the secrets file", diags);
@@ -516,5 +517,5 @@ fn read_secrets(
             other => crate::secrets::register(&v.name, &other.to_string()),
         }
     }
-    vars
+    (Some(file), vars)
 }

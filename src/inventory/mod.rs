@@ -80,6 +80,8 @@ pub struct Inventory {
     pub groups: BTreeMap<String, Group>,
     /// Variables decrypted from `secrets_file:` (all secret).
     pub secrets: Vec<Var>,
+    /// The encrypted secrets file, if the inventory names one.
+    pub secrets_file: Option<PathBuf>,
     /// Names of variables, set anywhere, whose values are secret (`secret_vars:`).
     pub secret_vars: Vec<String>,
 }
