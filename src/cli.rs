@@ -79,6 +79,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line, with the exit-code table under each command's `--help` as well.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommands(|c| c.after_help(exit::help()))
+}
+
+/// Parse the process's arguments (`--help` and `--version` come back as errors, as clap's).
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Inventory file (YAML).

@@ -47,6 +47,17 @@ pub fn register(name: &str, value: &str) {
     forms.push(xml);
     forms.push(crate::shell::quote(value));
     forms.push(value.replace('\'', r"'\''"));
+    // As written in a single-quoted YAML scalar (the source line an error message quotes).
+    forms.push(value.replace('\'', "''"));
+    // A multi-line value (a key, a certificate) shows a line at a time in a quoted source
+    // line or a diff: each line long enough not to mask ordinary text is hidden on its own.
+    forms.extend(
+        value
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() >= 8 && l.len() < value.len())
+            .map(str::to_string),
+    );
     // Inside JSON text (the journal, plans): the escaped form, without the enclosing quotes.
     if let Ok(j) = serde_json::to_string(value) {
         forms.push(j[1..j.len() - 1].to_string());
@@ -239,6 +250,18 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&redacted).unwrap()["d"],
             "x [secret:t_q] y"
         );
+    }
+
+    #[test]
+    fn yaml_quoted_and_multi_line_values_are_hidden_as_written() {
+        register("t_yaml", "it's-a-secret");
+        assert_eq!(redact("pw: 'it''s-a-secret'"), "pw: '[secret:t_yaml]'");
+        register(
+            "t_key",
+            "-----BEGIN KEY-----\nAAAAB3NzaC1yc2EAAAADAQAB\nshort\n",
+        );
+        assert_eq!(redact("    AAAAB3NzaC1yc2EAAAADAQAB"), "    [secret:t_key]");
+        assert_eq!(redact("short"), "short", "short lines are not hidden alone");
     }
 
     #[test]

@@ -41,22 +41,30 @@ fn readme_table() -> Vec<(String, String)> {
 #[test]
 fn help_shows_the_readme_exit_code_table() {
     let state = tempfile::tempdir().unwrap();
-    let out = cutover(state.path(), &[], &["--help"]);
-    assert_eq!(out.status.code(), Some(0));
-    let help = String::from_utf8_lossy(&out.stdout);
-    let shown: Vec<(String, String)> = help
-        .lines()
-        .skip_while(|l| *l != "Exit codes:")
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .map(|l| {
-            let (code, meaning) = l.trim().split_once(' ').unwrap();
-            (code.to_string(), meaning.trim().to_string())
-        })
-        .collect();
     let documented = readme_table();
     assert!(documented.len() >= 8, "{documented:?}");
-    assert_eq!(shown, documented, "--help:\n{help}");
+    for args in [
+        vec!["--help"],
+        vec!["help"],
+        vec!["apply", "--help"],
+        vec!["plan", "--help"],
+        vec!["check", "-h"],
+    ] {
+        let out = cutover(state.path(), &[], &args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let shown: Vec<(String, String)> = help
+            .lines()
+            .skip_while(|l| *l != "Exit codes:")
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| {
+                let (code, meaning) = l.trim().split_once(' ').unwrap();
+                (code.to_string(), meaning.trim().to_string())
+            })
+            .collect();
+        assert_eq!(shown, documented, "cutover {args:?}:\n{help}");
+    }
 }
 
 #[test]

@@ -276,3 +276,29 @@ fn a_broken_saved_plan_does_not_quote_a_secret_from_the_secrets_file() {
         "]",
     );
 }
+
+#[test]
+fn a_line_of_a_multi_line_secret_is_masked_where_an_error_quotes_it() {
+    let p = project();
+    let d = p.path();
+    let line = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+    write(
+        d,
+        "key.yml",
+        &format!("db_password: |\n  -----BEGIN PRIVATE KEY-----\n  {line}\n  -----END PRIVATE KEY-----\n"),
+    );
+    write(
+        d,
+        "pb.yml",
+        &format!("- hosts: app1\n  steps:\n    - {{ regster: y, command: \"echo {line}\" }}\n"),
+    );
+    let out = cutover(d, &["check", "-i", "inv.yml", "-e", "@key.yml", "pb.yml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("  --> pb.yml:3:9\n"), "{stderr}");
+    assert!(!stderr.contains(line), "{stderr}");
+    assert!(
+        stderr.contains("command: \"echo [secret:db_password]\" }"),
+        "{stderr}"
+    );
+}
