@@ -884,7 +884,12 @@ fn refuse_unreviewable(
     let (Some(pb), Some(inv)) = (pb, inv) else {
         return Err(problems.into());
     };
-    let wrong = pb.check_run_options(args.start_at_step.as_deref(), &args.tags, &args.approve);
+    let wrong = pb.check_run_options(
+        args.start_at_step.as_deref(),
+        &args.tags,
+        &args.skip_tags,
+        &args.approve,
+    );
     if !wrong.is_empty() {
         return Err(wrong.into());
     }

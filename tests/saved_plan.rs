@@ -247,6 +247,8 @@ fn options_that_name_nothing_are_refused_with_a_suggestion_before_connecting() {
             "write teh file",
             "--tags",
             "copis",
+            "--skip-tags",
+            "copy",
             "--approve",
             "upgrade",
         ]);
@@ -260,6 +262,12 @@ fn options_that_name_nothing_are_refused_with_a_suggestion_before_connecting() {
         assert_refused(
             &o,
             1,
+            "<--skip-tags>",
+            "--skip-tags `copy` names no tag of pb.yml",
+        );
+        assert_refused(
+            &o,
+            1,
             "<--approve>",
             "--approve `upgrade` names no approve stage",
         );
@@ -270,7 +278,7 @@ fn options_that_name_nothing_are_refused_with_a_suggestion_before_connecting() {
         );
         assert!(err.contains("= help: did you mean `copies`?"), "{err}");
         assert!(
-            err.ends_with("3 errors found; nothing was run on any host\n"),
+            err.ends_with("4 errors found; nothing was run on any host\n"),
             "{err}"
         );
     }

@@ -170,8 +170,12 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     report.map_err(RunError::Invalid)?;
     let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
     let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
-    let wrong_options =
-        playbook.check_run_options(opts.start_at_step.as_deref(), &opts.tags, &opts.approvals);
+    let wrong_options = playbook.check_run_options(
+        opts.start_at_step.as_deref(),
+        &opts.tags,
+        &opts.skip_tags,
+        &opts.approvals,
+    );
     if !wrong_options.is_empty() {
         return Err(RunError::Invalid(wrong_options));
     }

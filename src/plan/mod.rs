@@ -239,7 +239,7 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
     })?;
     let inv = crate::inventory::load_checked(&opts.inventory)?;
     let pb = crate::playbook::load_checked(&opts.playbook)?;
-    let wrong_options = pb.check_run_options(None, &opts.tags, &opts.approvals);
+    let wrong_options = pb.check_run_options(None, &opts.tags, &opts.skip_tags, &opts.approvals);
     if !wrong_options.is_empty() {
         return Err(wrong_options);
     }

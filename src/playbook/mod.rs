@@ -151,12 +151,14 @@ pub struct Playbook {
 
 impl Playbook {
     /// The run options that name parts of this playbook, checked before any host is touched:
-    /// `--start-at-step` must name a step and each `--tags` and `--approve` something the
-    /// playbook has, or the run would skip steps (or wait for approval) over a typo.
+    /// `--start-at-step` must name a step and each `--tags`, `--skip-tags` and `--approve`
+    /// something the playbook has, or a typo would skip steps, run a step meant to be skipped,
+    /// or wait for an approval.
     pub fn check_run_options(
         &self,
         start_at_step: Option<&str>,
         tags: &[String],
+        skip_tags: &[String],
         approvals: &[String],
     ) -> Diagnostics {
         let steps = || self.plays.iter().flat_map(|p| p.steps.iter());
@@ -186,8 +188,10 @@ impl Playbook {
             })
             .map(String::as_str)
             .collect();
-        for t in tags.iter().filter(|t| !known_tags.contains(&t.as_str())) {
-            refuse("--tags", "tag", t, known_tags.clone());
+        for (option, given) in [("--tags", tags), ("--skip-tags", skip_tags)] {
+            for t in given.iter().filter(|t| !known_tags.contains(&t.as_str())) {
+                refuse(option, "tag", t, known_tags.clone());
+            }
         }
         let stages: Vec<&str> = steps()
             .filter(|s| s.action.module == "approve")
