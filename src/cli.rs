@@ -423,17 +423,30 @@ fn inventory_path(common: &Common) -> Result<&Path, Refusal> {
 }
 
 /// The `-e` variables, read after what the inventory declares secret: an error in a -e file
-/// may quote a line holding a secret's value.
-fn extra_vars(common: &Common, inventory: &Path) -> Result<Vec<crate::inventory::Var>, Refusal> {
+/// may quote a line holding a secret's value. When they are wrong, the playbooks are read
+/// before the error is shown, for the same reason: a value they set for a secret name may be
+/// what it quotes.
+fn extra_vars(
+    common: &Common,
+    inventory: &Path,
+    playbooks: &[PathBuf],
+) -> Result<Vec<crate::inventory::Var>, Refusal> {
     if common.extra_vars.is_empty() {
         return Ok(Vec::new());
     }
     inventory::declare_secrets(inventory);
     let malformed = vars::malformed_extra_vars(&common.extra_vars);
-    if !malformed.is_empty() {
-        return Err(Refusal::Usage(malformed));
+    let parsed = if malformed.is_empty() {
+        vars::parse_extra_vars(&common.extra_vars).map_err(Refusal::Invalid)
+    } else {
+        Err(Refusal::Usage(malformed))
+    };
+    if parsed.is_err() {
+        for pb in playbooks {
+            let _ = crate::playbook::load(pb, &mut Diagnostics::default());
+        }
     }
-    Ok(vars::parse_extra_vars(&common.extra_vars)?)
+    parsed
 }
 
 fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
@@ -454,10 +467,10 @@ fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
 
 fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Refusal> {
     let inv = inventory_path(common)?;
-    let extra = extra_vars(common, inv)?;
     if playbooks.is_empty() {
         playbooks = check::default_playbooks(Path::new("playbooks"));
     }
+    let extra = extra_vars(common, inv, &playbooks)?;
     let templates_dir = templates_dir(common, &playbooks);
     let r = check::check(&CheckInput {
         inventory: inv,
@@ -488,7 +501,7 @@ fn cmd_inventory(
     limit: Option<&str>,
     format: Format,
 ) -> Result<u8, Refusal> {
-    let extra = extra_vars(common, inventory_path(common)?)?;
+    let extra = extra_vars(common, inventory_path(common)?, &[])?;
     let inv = load_inventory(common)?;
     let selected: Vec<&str> = match limit {
         Some(p) => pattern::select(&inv, p).map_err(|e| {
@@ -613,7 +626,7 @@ fn cmd_inventory(
 }
 
 fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Refusal> {
-    let extra = extra_vars(common, inventory_path(common)?)?;
+    let extra = extra_vars(common, inventory_path(common)?, &[])?;
     let inv = load_inventory(common)?;
     if inv.host(host).is_none() {
         return Err(one(Diagnostic::new(
@@ -732,7 +745,7 @@ fn read_first_line(f: &Path) -> Result<String, Diagnostics> {
 fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Refusal> {
     use std::io::IsTerminal;
     let inventory = inventory_path(common)?.to_path_buf();
-    let extra_vars = extra_vars(common, &inventory)?;
+    let extra_vars = extra_vars(common, &inventory, std::slice::from_ref(&playbook))?;
     output_file_dir("--out", a.out.as_deref())?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password = match &a.become_password_file {
@@ -993,7 +1006,7 @@ fn run_options(
     playbook: PathBuf,
     inventory: PathBuf,
 ) -> Result<crate::engine::RunOptions, Refusal> {
-    let extra_vars = extra_vars(common, &inventory)?;
+    let extra_vars = extra_vars(common, &inventory, std::slice::from_ref(&playbook))?;
     output_file_dir("--junit", args.junit.as_deref())?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password =

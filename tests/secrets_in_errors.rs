@@ -302,3 +302,25 @@ fn a_line_of_a_multi_line_secret_is_masked_where_an_error_quotes_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_extra_vars_file_error_does_not_quote_a_secret_from_play_vars() {
+    let p = project();
+    let d = p.path();
+    write(
+        d,
+        "pb.yml",
+        &format!("- hosts: app1\n  vars: {{ db_password: \"{SECRET}\" }}\n  steps:\n    - command: echo hi\n"),
+    );
+    write(d, "vars.yml", &format!("bad-name: {SECRET}\n"));
+    for cmd in ["check", "plan", "apply"] {
+        let out = cutover(d, &[cmd, "-i", "inv.yml", "-e", "@vars.yml", "pb.yml"]);
+        assert_masked(
+            &out,
+            "vars.yml:1:1",
+            "variable name `bad-name`",
+            "bad-name: [secret:db_password]",
+            "bad-name",
+        );
+    }
+}
