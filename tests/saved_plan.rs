@@ -433,3 +433,40 @@ fn output_files_need_a_directory_before_any_host_is_touched() {
     assert!(o.stdout.is_empty(), "no host was probed");
     p.assert_untouched();
 }
+
+/// Valid options still run as before: `--start-at-step` naming a step starts there. (The
+/// host lock of `address: local` is the controller's own: another local run is waited for.)
+#[test]
+fn start_at_step_naming_a_step_starts_there() {
+    let p = Project::new();
+    let args = [
+        "apply",
+        "-i",
+        "inv.yml",
+        "-e",
+        "@vars.yml",
+        "pb.yml",
+        "--start-at-step",
+        "and its copy",
+        "--output",
+        "plain",
+    ];
+    let mut o = p.cutover(&args);
+    for _ in 0..60 {
+        if o.status.code() != Some(5) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        o = p.cutover(&args);
+    }
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(p.path("out.txt")).unwrap(),
+        "line1\nline2\nline3\n",
+        "the step before it did not run"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("out.txt.copy")).unwrap(),
+        "v=1\n"
+    );
+}
