@@ -128,7 +128,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
         /// Only hosts matching this pattern (`app_nodes:!app2`, `db*`, `a:&b`).
-        #[arg(short = 'l', long, value_name = "PATTERN")]
+        #[arg(short = 'l', long, value_name = "PATTERN", value_parser = host_pattern)]
         limit: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -158,7 +158,7 @@ pub enum Command {
         common: Common,
         /// The playbook to plan.
         playbook: PathBuf,
-        #[arg(short = 'l', long, value_name = "PATTERN")]
+        #[arg(short = 'l', long, value_name = "PATTERN", value_parser = host_pattern)]
         limit: Option<String>,
         #[arg(short = 't', long = "tags", value_delimiter = ',')]
         tags: Vec<String>,
@@ -231,7 +231,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Only hosts matching this pattern.
-    #[arg(short = 'l', long, value_name = "PATTERN")]
+    #[arg(short = 'l', long, value_name = "PATTERN", value_parser = host_pattern)]
     pub limit: Option<String>,
     /// Only steps (or plays) with one of these tags (`always` always runs). Repeatable, or comma-separated.
     #[arg(short = 't', long = "tags", value_delimiter = ',')]
@@ -269,6 +269,20 @@ pub struct RunArgs {
     /// Show every step result, also on a terminal.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// A `--limit` with no term (`''`, `a:&`) is a wrong command line, whatever the inventory.
+fn host_pattern(s: &str) -> Result<String, String> {
+    let terms: Vec<&str> = s
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let bare = |t: &&str| t.trim_start_matches(['&', '!']).is_empty();
+    if terms.is_empty() || terms.iter().any(bare) {
+        return Err(format!("`{s}` is not a host pattern: a term is empty"));
+    }
+    Ok(s.to_string())
 }
 
 /// `--forks 0` would run nothing: a wrong command line, not a silent 1.

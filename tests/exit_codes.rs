@@ -153,6 +153,23 @@ fn command_line_mistakes_exit_64_and_touch_nothing() {
             "unexpected argument '--no-such-flag'",
             None,
         ),
+        (
+            vec![
+                "apply",
+                "-i",
+                "inventory.yml",
+                "--limit",
+                "app1:&",
+                "noop.yml",
+            ],
+            "invalid value 'app1:&' for '--limit <PATTERN>': `app1:&` is not a host pattern",
+            None,
+        ),
+        (
+            vec!["inventory", "-i", "inventory.yml", "-l", ""],
+            "invalid value '' for '--limit <PATTERN>'",
+            None,
+        ),
         (vec!["frobnicate"], "unrecognized subcommand", None),
         (vec![], "Usage: cutover <COMMAND>", None),
         (
