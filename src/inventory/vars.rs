@@ -214,7 +214,7 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
 pub fn malformed_extra_vars(args: &[String]) -> Diagnostics {
     let mut diags = Diagnostics::default();
     for (i, arg) in args.iter().enumerate() {
-        let ok = arg.starts_with('@')
+        let ok = arg.strip_prefix('@').is_some_and(|f| !f.is_empty())
             || arg
                 .split_once('=')
                 .is_some_and(|(k, _)| crate::decode::is_identifier(k));
