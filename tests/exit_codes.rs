@@ -126,6 +126,11 @@ fn command_line_mistakes_exit_64_and_touch_nothing() {
             Some("<-e #1>"),
         ),
         (
+            vec!["plan", "-i", "inventory.yml", "-e", "@", "noop.yml"],
+            "error: `-e @`: expected `name=value` or `@file.yml`",
+            Some("<-e #1>"),
+        ),
+        (
             vec!["apply", "-i", "inventory.yml", "--forks", "0", "noop.yml"],
             "'--forks <FORKS>': `0` is not a number of hosts",
             None,
