@@ -434,8 +434,56 @@ fn output_files_need_a_directory_before_any_host_is_touched() {
     p.assert_untouched();
 }
 
-/// Valid options still run as before: `--start-at-step` naming a step starts there. (The
-/// host lock of `address: local` is the controller's own: another local run is waited for.)
+/// A plan made from the same inputs, hosts unchanged, applies exactly (with a -e file, a
+/// template and `--tags`/`--limit` repeating the plan's).
+#[test]
+fn an_unchanged_plan_applies() {
+    let p = Project::new();
+    assert_eq!(
+        p.plan("pb.yml", &["--limit", "loc", "--tags", "copies"]),
+        Some(2)
+    );
+    let args = [
+        "apply",
+        "-i",
+        "inv.yml",
+        "-e",
+        "@vars.yml",
+        "plan.json",
+        "--limit",
+        "loc",
+        "--tags",
+        "copies",
+        "--output",
+        "plain",
+    ];
+    let o = apply_waiting_for_the_local_lock(&p, &args);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(p.path("out.txt.copy")).unwrap(),
+        "v=1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("out.txt")).unwrap(),
+        "line1\nline2\nline3\n",
+        "only the tagged step, as planned"
+    );
+}
+
+/// The host lock of `address: local` is the controller's own: another local run is waited for.
+fn apply_waiting_for_the_local_lock(p: &Project, args: &[&str]) -> Output {
+    let mut o = p.cutover(args);
+    for _ in 0..60 {
+        if o.status.code() != Some(5) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        o = p.cutover(args);
+    }
+    o
+}
+
+/// Valid options still run as before: `--start-at-step` naming a step starts there.
 #[test]
 fn start_at_step_naming_a_step_starts_there() {
     let p = Project::new();
@@ -451,14 +499,7 @@ fn start_at_step_naming_a_step_starts_there() {
         "--output",
         "plain",
     ];
-    let mut o = p.cutover(&args);
-    for _ in 0..60 {
-        if o.status.code() != Some(5) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        o = p.cutover(&args);
-    }
+    let o = apply_waiting_for_the_local_lock(&p, &args);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(
         std::fs::read_to_string(p.path("out.txt")).unwrap(),
