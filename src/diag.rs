@@ -124,7 +124,8 @@ fn snippet(pos: &Pos) -> Option<(String, usize)> {
         return None;
     }
     let meta = std::fs::metadata(&pos.file).ok()?;
-    if meta.len() > crate::yaml::MAX_INPUT_BYTES {
+    // Only a regular file is read again (a FIFO or a device would block or never end).
+    if !meta.is_file() || meta.len() > crate::yaml::MAX_INPUT_BYTES {
         return None;
     }
     let text = std::fs::read_to_string(&pos.file).ok()?;

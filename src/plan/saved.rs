@@ -8,25 +8,55 @@ use std::path::Path;
 use super::{Entry, Input, Plan, SCHEMA};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 
-/// Is `path` meant as a saved plan? A plan is a JSON object; a playbook is a YAML list.
+/// The largest saved plan read (its diffs make it much larger than a playbook).
+const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Is `path` meant as a saved plan? A plan is a JSON object; a playbook is a YAML list. Only
+/// the start of a regular file is looked at (a FIFO or a device is left to the playbook's
+/// reader, which refuses it).
 pub fn looks_like_plan(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| t.trim_start().starts_with('{'))
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut start = Vec::new();
+    if f.take(4096).read_to_end(&mut start).is_err() {
+        return false;
+    }
+    start
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
 }
 
 /// Read `path` as a saved plan of the format this cutover knows.
 pub fn read(path: &Path) -> Result<Plan, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let mut ds = Diagnostics::default();
-        ds.push(Diagnostic::file_error(
-            path,
-            format!("cannot read {}: {e}", path.display()),
-        ));
-        ds
-    })?;
     let fail = |d: Diagnostic| {
         let mut ds = Diagnostics::default();
         ds.push(d);
         Err(ds)
+    };
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_PLAN_BYTES {
+        return fail(Diagnostic::file_error(
+            path,
+            format!(
+                "{} is {size} bytes; cutover reads saved plans of at most {MAX_PLAN_BYTES} bytes",
+                path.display()
+            ),
+        ));
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(Diagnostic::file_error(
+                path,
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
     };
     let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
