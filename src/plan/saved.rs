@@ -16,12 +16,13 @@ const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
 /// reader, which refuses it).
 pub fn looks_like_plan(path: &Path) -> bool {
     use std::io::Read;
+    // Looked at before opening: opening a FIFO to read waits for a writer.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(f) = std::fs::File::open(path) else {
         return false;
     };
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return false;
-    }
     let mut start = Vec::new();
     if f.take(4096).read_to_end(&mut start).is_err() {
         return false;
@@ -261,6 +262,21 @@ mod tests {
         let other = entry(&format!("{head} a\n-port=80\n+port=9090\n c\n"));
         let d = content_drift(&planned, &other).unwrap();
         assert!(d.contains("-+port=8080\n++port=9090\n"), "{d}");
+    }
+
+    #[test]
+    fn only_the_start_of_a_regular_file_is_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates the file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(!looks_like_plan(&fifo), "a FIFO is not opened for reading");
+        let plan = dir.path().join("p.json");
+        std::fs::write(&plan, format!("\n  {{{}", " ".repeat(10_000))).unwrap();
+        assert!(looks_like_plan(&plan));
+        std::fs::write(&plan, "- hosts: all\n").unwrap();
+        assert!(!looks_like_plan(&plan));
     }
 
     #[test]
