@@ -12,8 +12,9 @@ use crate::inventory::vars::{self, Layers};
 use crate::inventory::{self, pattern, Inventory};
 use crate::template::{self, Templates};
 
-/// Exit codes, documented in the README.
+/// Exit codes: the one table the README's and `--help`'s are (a test compares them).
 pub mod exit {
+    use crate::engine::exit as run;
     /// Everything worked (for `check`: the input is valid).
     pub const OK: u8 = 0;
     /// The input is invalid, or the command failed.
@@ -22,6 +23,48 @@ pub mod exit {
     pub const CHANGES: u8 = 2;
     /// The command line itself is wrong (unknown flag, missing argument).
     pub const USAGE: u8 = 64;
+
+    /// Every exit code and what it means.
+    pub const TABLE: &[(u8, &str)] = &[
+        (OK, "success; for `check`, the input is valid; for `plan`, no changes"),
+        (FAILED, "invalid input (every problem is listed, each with file:line:column), a saved plan that drifted or cannot be applied as reviewed, or another error"),
+        (CHANGES, "`plan`: changes (or steps whose outcome is unknown) are pending — like `terraform plan -detailed-exitcode`"),
+        (run::HOST_FAILED, "`apply`: a host failed"),
+        (run::UNREACHABLE, "`apply`: a host was unreachable (or refused: unknown host key; a stale lock, which refuses the whole run)"),
+        (run::LOCKED, "`apply`: another run holds the cluster's lock, on the controller or on a host of the run (nothing ran)"),
+        (USAGE, "the command line itself is wrong (unknown flag or subcommand, missing or invalid argument, no inventory, options that conflict); nothing was run"),
+        (run::INTERRUPTED, "interrupted (Ctrl-C)"),
+    ];
+
+    /// The table as `--help` shows it.
+    pub fn help() -> String {
+        let mut out = String::from("Exit codes:\n");
+        for (code, meaning) in TABLE {
+            out.push_str(&format!("  {code:<4} {meaning}\n"));
+        }
+        out
+    }
+}
+
+/// Why a command stopped before its work: the command line is wrong (exit 64), or what it
+/// names is (exit 1). Diagnostics convert to the latter, so `?` keeps working.
+#[derive(Debug)]
+pub enum Refusal {
+    Usage(Diagnostics),
+    Invalid(Diagnostics),
+}
+
+impl From<Diagnostics> for Refusal {
+    fn from(d: Diagnostics) -> Self {
+        Refusal::Invalid(d)
+    }
+}
+
+/// A usage error at the command line's option `what`.
+fn usage(what: &str, message: impl Into<String>, help: &str) -> Refusal {
+    Refusal::Usage(one(
+        Diagnostic::new(crate::diag::Pos::cli(what), message).with_help(help)
+    ))
 }
 
 #[derive(Parser, Debug)]
@@ -29,11 +72,25 @@ pub mod exit {
     name = "cutover",
     version,
     about = "Provision and upgrade an on-premises application cluster over ssh, with snapshots and rollback",
-    after_help = "Exit codes: 0 ok, 1 invalid input or failure, 64 usage error."
+    after_help = exit::help()
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The command line, with the exit-code table under each command's `--help` as well.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommands(|c| c.after_help(exit::help()))
+}
+
+/// Parse the process's arguments (`--help` and `--version` come back as errors, as clap's).
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -71,7 +128,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
         /// Only hosts matching this pattern (`app_nodes:!app2`, `db*`, `a:&b`).
-        #[arg(short = 'l', long, value_name = "PATTERN")]
+        #[arg(short = 'l', long, value_name = "PATTERN", value_parser = host_pattern)]
         limit: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -101,13 +158,13 @@ pub enum Command {
         common: Common,
         /// The playbook to plan.
         playbook: PathBuf,
-        #[arg(short = 'l', long, value_name = "PATTERN")]
+        #[arg(short = 'l', long, value_name = "PATTERN", value_parser = host_pattern)]
         limit: Option<String>,
         #[arg(short = 't', long = "tags", value_delimiter = ',')]
         tags: Vec<String>,
         #[arg(long = "skip-tags", value_delimiter = ',')]
         skip_tags: Vec<String>,
-        #[arg(short = 'f', long, default_value_t = 50)]
+        #[arg(short = 'f', long, default_value_t = 50, value_parser = at_least_one)]
         forks: usize,
         /// Output format.
         #[arg(long, value_enum, default_value_t = crate::plan::Format::Text)]
@@ -174,7 +231,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Only hosts matching this pattern.
-    #[arg(short = 'l', long, value_name = "PATTERN")]
+    #[arg(short = 'l', long, value_name = "PATTERN", value_parser = host_pattern)]
     pub limit: Option<String>,
     /// Only steps (or plays) with one of these tags (`always` always runs). Repeatable, or comma-separated.
     #[arg(short = 't', long = "tags", value_delimiter = ',')]
@@ -183,7 +240,7 @@ pub struct RunArgs {
     #[arg(long = "skip-tags", value_delimiter = ',')]
     pub skip_tags: Vec<String>,
     /// Hosts worked on at once.
-    #[arg(short = 'f', long, default_value_t = 50)]
+    #[arg(short = 'f', long, default_value_t = 50, value_parser = at_least_one)]
     pub forks: usize,
     /// Start at the step with this name (skipping the steps before it).
     #[arg(long, value_name = "NAME")]
@@ -204,7 +261,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub accept_new_host_keys: bool,
     /// Ask for the sudo password on the terminal.
-    #[arg(short = 'K', long)]
+    #[arg(short = 'K', long, conflicts_with = "become_password_file")]
     pub ask_become_pass: bool,
     /// Read the sudo password from this file (first line). CUTOVER_BECOME_PASSWORD also works.
     #[arg(long, value_name = "FILE")]
@@ -212,6 +269,28 @@ pub struct RunArgs {
     /// Show every step result, also on a terminal.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// A `--limit` with no term (`''`, `a:&`) is a wrong command line, whatever the inventory.
+fn host_pattern(s: &str) -> Result<String, String> {
+    let terms: Vec<&str> = s
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let bare = |t: &&str| t.trim_start_matches(['&', '!']).is_empty();
+    if terms.is_empty() || terms.iter().any(bare) {
+        return Err(format!("`{s}` is not a host pattern: a term is empty"));
+    }
+    Ok(s.to_string())
+}
+
+/// `--forks 0` would run nothing: a wrong command line, not a silent 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of hosts (1 or more)")),
+    }
 }
 
 /// Options of `rollback` and `commit`.
@@ -285,7 +364,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run,
         } => cmd_resume(&common, &run_args, &run),
         Command::Secrets { action } => {
-            cmd_secrets(action).map_err(|e| cli_error("secrets", format!("{e:#}")))
+            cmd_secrets(action).map_err(|e| cli_error("secrets", format!("{e:#}")).into())
         }
         Command::Plan {
             common,
@@ -316,9 +395,13 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(diags) => {
+        Err(Refusal::Invalid(diags)) => {
             report(diags);
             ExitCode::from(exit::FAILED)
+        }
+        Err(Refusal::Usage(diags)) => {
+            report(diags);
+            ExitCode::from(exit::USAGE)
         }
     }
 }
@@ -328,7 +411,7 @@ pub fn report(diags: Diagnostics) {
     let n = diags.len();
     let mut err = std::io::stderr().lock();
     for d in diags.sorted() {
-        let _ = write!(err, "{}", crate::secrets::redact(&d.render()));
+        let _ = write!(err, "{}", d.render());
     }
     let _ = writeln!(
         err,
@@ -343,13 +426,41 @@ fn one(d: Diagnostic) -> Diagnostics {
     ds
 }
 
-fn inventory_path(common: &Common) -> Result<&Path, Diagnostics> {
+fn inventory_path(common: &Common) -> Result<&Path, Refusal> {
     common.inventory.as_deref().ok_or_else(|| {
-        one(
-            Diagnostic::new(crate::diag::Pos::cli("command line"), "no inventory given")
-                .with_help("pass -i FILE or set CUTOVER_INVENTORY"),
+        usage(
+            "command line",
+            "no inventory given",
+            "pass -i FILE or set CUTOVER_INVENTORY",
         )
     })
+}
+
+/// The `-e` variables, read after what the inventory declares secret: an error in a -e file
+/// may quote a line holding a secret's value. When they are wrong, the playbooks are read
+/// before the error is shown, for the same reason: a value they set for a secret name may be
+/// what it quotes.
+fn extra_vars(
+    common: &Common,
+    inventory: &Path,
+    playbooks: &[PathBuf],
+) -> Result<Vec<crate::inventory::Var>, Refusal> {
+    if common.extra_vars.is_empty() {
+        return Ok(Vec::new());
+    }
+    inventory::declare_secrets(inventory);
+    let malformed = vars::malformed_extra_vars(&common.extra_vars);
+    let parsed = if malformed.is_empty() {
+        vars::parse_extra_vars(&common.extra_vars).map_err(Refusal::Invalid)
+    } else {
+        Err(Refusal::Usage(malformed))
+    };
+    if parsed.is_err() {
+        for pb in playbooks {
+            let _ = crate::playbook::load(pb, &mut Diagnostics::default());
+        }
+    }
+    parsed
 }
 
 fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
@@ -368,12 +479,12 @@ fn templates_dir(common: &Common, playbooks: &[PathBuf]) -> PathBuf {
         .unwrap_or(local)
 }
 
-fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnostics> {
+fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Refusal> {
     let inv = inventory_path(common)?;
-    let extra = vars::parse_extra_vars(&common.extra_vars)?;
     if playbooks.is_empty() {
         playbooks = check::default_playbooks(Path::new("playbooks"));
     }
+    let extra = extra_vars(common, inv, &playbooks)?;
     let templates_dir = templates_dir(common, &playbooks);
     let r = check::check(&CheckInput {
         inventory: inv,
@@ -394,8 +505,8 @@ fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnos
     Ok(exit::OK)
 }
 
-fn load_inventory(common: &Common) -> Result<Inventory, Diagnostics> {
-    inventory::load_checked(inventory_path(common)?)
+fn load_inventory(common: &Common) -> Result<Inventory, Refusal> {
+    Ok(inventory::load_checked(inventory_path(common)?)?)
 }
 
 fn cmd_inventory(
@@ -403,9 +514,9 @@ fn cmd_inventory(
     host: Option<&str>,
     limit: Option<&str>,
     format: Format,
-) -> Result<u8, Diagnostics> {
+) -> Result<u8, Refusal> {
+    let extra = extra_vars(common, inventory_path(common)?, &[])?;
     let inv = load_inventory(common)?;
-    let extra = vars::parse_extra_vars(&common.extra_vars)?;
     let selected: Vec<&str> = match limit {
         Some(p) => pattern::select(&inv, p).map_err(|e| {
             one(Diagnostic::new(
@@ -528,15 +639,16 @@ fn cmd_inventory(
     Ok(exit::OK)
 }
 
-fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Diagnostics> {
+fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Refusal> {
+    let extra = extra_vars(common, inventory_path(common)?, &[])?;
     let inv = load_inventory(common)?;
-    let extra = vars::parse_extra_vars(&common.extra_vars)?;
     if inv.host(host).is_none() {
         return Err(one(Diagnostic::new(
             crate::diag::Pos::cli("--host"),
             format!("no host `{host}` in {}", inv.path.display()),
         )
-        .suggest(host, inv.host_names())));
+        .suggest(host, inv.host_names()))
+        .into());
     }
     let dir = templates_dir(common, &[]);
     let templates = Templates::load(&dir).map_err(|errs| {
@@ -549,7 +661,8 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
             crate::diag::Pos::cli("TEMPLATE"),
             format!("no template `{template_name}` in {}", dir.display()),
         )
-        .suggest(template_name, templates.names())));
+        .suggest(template_name, templates.names()))
+        .into());
     }
     let everyone = template::resolve_all(
         &inv,
@@ -574,7 +687,7 @@ fn shown(inv: &Inventory, name: &str, v: &serde_json::Value) -> serde_json::Valu
 }
 
 /// `cutover lab …` runs the lab script shipped in the repository.
-fn cmd_lab(args: &[String]) -> Result<u8, Diagnostics> {
+fn cmd_lab(args: &[String]) -> Result<u8, Refusal> {
     let script = lab_script().ok_or_else(|| {
         one(
             Diagnostic::new(crate::diag::Pos::cli("lab"), "lab/lab.sh not found")
@@ -645,10 +758,11 @@ fn password_from_file(f: &Path) -> Result<String, String> {
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
-fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Diagnostics> {
+fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Refusal> {
     use std::io::IsTerminal;
     let inventory = inventory_path(common)?.to_path_buf();
-    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+    let extra_vars = extra_vars(common, &inventory, std::slice::from_ref(&playbook))?;
+    output_file_dir("--out", a.out.as_deref())?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
@@ -707,14 +821,15 @@ fn apply_saved_plan(
     args: &RunArgs,
     path: &Path,
     saved: crate::plan::Plan,
-) -> Result<u8, Diagnostics> {
+) -> Result<u8, Refusal> {
     let playbook = PathBuf::from(&saved.playbook);
     let inventory = common
         .inventory
         .clone()
         .unwrap_or_else(|| PathBuf::from(&saved.inventory));
-    // What the plan was made with, not what this command line says.
     let mut run = run_options(common, args, playbook, inventory)?;
+    refuse_unreviewable(path, &saved, args, &run)?;
+    // What the plan was made with (the command line may only repeat it).
     run.limit = saved.limit.clone();
     run.tags = saved.tags.clone();
     run.skip_tags = saved.skip_tags.clone();
@@ -759,9 +874,7 @@ fn apply_saved_plan(
     finish_run(rt.block_on(crate::engine::apply(run)))
 }
 
-fn finish_run(
-    r: Result<crate::engine::RunResult, crate::engine::RunError>,
-) -> Result<u8, Diagnostics> {
+fn finish_run(r: Result<crate::engine::RunResult, crate::engine::RunError>) -> Result<u8, Refusal> {
     use crate::engine::{self, RunError, RunStatus};
     match r {
         Ok(r) => Ok(match r.status {
@@ -772,7 +885,7 @@ fn finish_run(
             RunStatus::Locked => engine::exit::LOCKED,
             RunStatus::Refused => engine::exit::UNREACHABLE,
         }),
-        Err(RunError::Invalid(d)) => Err(d),
+        Err(RunError::Invalid(d)) => Err(d.into()),
         Err(RunError::Locked(msg)) => {
             eprintln!("error: {msg}");
             Ok(engine::exit::LOCKED)
@@ -784,20 +897,122 @@ fn finish_run(
     }
 }
 
-/// A saved plan holds diffs of every host: allowed to be larger than a playbook.
-const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
-
-/// A saved plan is JSON with cutover's plan schema; a playbook is YAML.
-fn read_saved_plan(path: &Path) -> Option<crate::plan::Plan> {
-    // Not a readable regular file: not a plan (loading it as a playbook says why).
-    let bytes = crate::input::read(path, MAX_PLAN_BYTES).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    if !text.trim_start().starts_with('{') {
-        return None;
+/// Refuse, before any host is contacted, a saved plan that cannot be applied as it was
+/// reviewed: options naming nothing in its playbook (exit 1), options that would apply
+/// something else than the plan (exit 64), hosts that were unreachable when it was made and
+/// inputs other than its own (exit 1).
+fn refuse_unreviewable(
+    path: &Path,
+    saved: &crate::plan::Plan,
+    args: &RunArgs,
+    run: &crate::engine::RunOptions,
+) -> Result<(), Refusal> {
+    let mut problems = Diagnostics::default();
+    let pb = crate::playbook::load(&run.playbook, &mut problems);
+    let inv = inventory::load(&run.inventory, &mut problems);
+    let (Some(pb), Some(inv)) = (pb, inv) else {
+        return Err(problems.into());
+    };
+    let wrong = pb.check_run_options(
+        args.start_at_step.as_deref(),
+        &args.tags,
+        &args.skip_tags,
+        &args.approve,
+    );
+    if !wrong.is_empty() {
+        return Err(wrong.into());
     }
-    serde_json::from_str::<crate::plan::Plan>(&text)
-        .ok()
-        .filter(|p| p.schema == crate::plan::SCHEMA)
+    plan_options_conflict(path, saved, args)?;
+    let inputs = crate::plan::inputs(&pb, &inv, &run.templates_dir, &run.extra_vars);
+    let refused = crate::plan::saved::refusals(path, saved, &inputs);
+    if !refused.is_empty() {
+        return Err(refused.into());
+    }
+    if !problems.is_empty() {
+        return Err(problems.into());
+    }
+    Ok(())
+}
+
+/// A saved plan is applied whole, to the hosts and steps it was made for: `--limit`, `--tags`
+/// and `--skip-tags` may only repeat the plan's, and `--start-at-step` has no place.
+fn plan_options_conflict(
+    path: &Path,
+    saved: &crate::plan::Plan,
+    args: &RunArgs,
+) -> Result<(), Refusal> {
+    let mut diags = Diagnostics::default();
+    let mut conflict = |option: &str, message: String| {
+        diags.push(
+            Diagnostic::new(crate::diag::Pos::cli(option), message).with_help(
+                "a saved plan is applied as it was reviewed; drop the option, or make a new plan with it",
+            ),
+        );
+    };
+    let plan = path.display();
+    if let Some(l) = args
+        .limit
+        .as_ref()
+        .filter(|l| saved.limit.as_ref() != Some(*l))
+    {
+        let was = saved
+            .limit
+            .as_ref()
+            .map_or("without --limit".to_string(), |w| {
+                format!("with --limit {w}")
+            });
+        conflict("--limit", format!("--limit {l}: {plan} was made {was}"));
+    }
+    for (option, given, planned) in [
+        ("--tags", &args.tags, &saved.tags),
+        ("--skip-tags", &args.skip_tags, &saved.skip_tags),
+    ] {
+        if !given.is_empty() && given != planned {
+            conflict(
+                option,
+                format!(
+                    "{option} {}: {plan} was made with {option} [{}]",
+                    given.join(","),
+                    planned.join(",")
+                ),
+            );
+        }
+    }
+    if let Some(step) = &args.start_at_step {
+        conflict(
+            "--start-at-step",
+            format!("--start-at-step {step}: {plan} is applied whole, from its first step"),
+        );
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::Usage(diags))
+    }
+}
+
+/// A file a command writes when it is done (`--junit`, `--out`) must have a directory to go
+/// to, or the work would be done and its record lost.
+fn output_file_dir(option: &str, file: Option<&Path>) -> Result<(), Refusal> {
+    let Some(file) = file else {
+        return Ok(());
+    };
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(cli_error(
+        option,
+        format!(
+            "{option} {}: directory {} does not exist",
+            file.display(),
+            dir.display()
+        ),
+    )
+    .into())
 }
 
 /// Run options from the command line, for a playbook and inventory.
@@ -806,8 +1021,9 @@ fn run_options(
     args: &RunArgs,
     playbook: PathBuf,
     inventory: PathBuf,
-) -> Result<crate::engine::RunOptions, Diagnostics> {
-    let extra_vars = vars::parse_extra_vars(&common.extra_vars)?;
+) -> Result<crate::engine::RunOptions, Refusal> {
+    let extra_vars = extra_vars(common, &inventory, std::slice::from_ref(&playbook))?;
+    output_file_dir("--junit", args.junit.as_deref())?;
     let templates_dir = templates_dir(common, std::slice::from_ref(&playbook));
     let become_password =
         become_password(args).map_err(|e| cli_error("become password", format!("{e:#}")))?;
@@ -836,8 +1052,13 @@ fn run_options(
     })
 }
 
-fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Diagnostics> {
-    if let Some(saved) = read_saved_plan(&playbook) {
+fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> Result<u8, Refusal> {
+    if crate::plan::saved::looks_like_plan(&playbook) {
+        if let Some(i) = &common.inventory {
+            // A hand-edited plan's error may quote a line: know the secrets first.
+            inventory::declare_secrets(i);
+        }
+        let saved = crate::plan::saved::read(&playbook)?;
         return apply_saved_plan(common, args, &playbook, saved);
     }
     let inventory = inventory_path(common)?.to_path_buf();
@@ -860,7 +1081,7 @@ fn become_password(args: &RunArgs) -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
-fn cmd_runs() -> Result<u8, Diagnostics> {
+fn cmd_runs() -> Result<u8, Refusal> {
     let runs = crate::engine::journal::list_runs().map_err(|e| {
         one(Diagnostic::new(
             crate::diag::Pos::cli("runs"),
@@ -882,7 +1103,7 @@ fn cmd_runs() -> Result<u8, Diagnostics> {
     Ok(exit::OK)
 }
 
-fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
+fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
     let events = crate::engine::journal::read(run).map_err(|e| {
         one(
             Diagnostic::new(crate::diag::Pos::cli("show"), format!("{e:#}"))
@@ -1088,7 +1309,7 @@ fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Diagnostics> {
+fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Refusal> {
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
         None => std::env::var("CUTOVER_BECOME_PASSWORD").ok(),
@@ -1121,7 +1342,7 @@ fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Resul
     }
 }
 
-fn cmd_resume(common: &Common, args: &RunArgs, run: &str) -> Result<u8, Diagnostics> {
+fn cmd_resume(common: &Common, args: &RunArgs, run: &str) -> Result<u8, Refusal> {
     let events =
         crate::engine::journal::read(run).map_err(|e| cli_error("resume", format!("{e:#}")))?;
     let started = events

@@ -269,7 +269,9 @@ pub fn variables(
             diags.push(d);
             continue;
         }
-        out.push((name, v.to_json(), k.pos.clone()));
+        let value = v.to_json();
+        crate::secrets::note_variable(&name, &value);
+        out.push((name, value, k.pos.clone()));
     }
     out
 }

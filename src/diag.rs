@@ -92,22 +92,21 @@ impl Diagnostic {
     }
 
     /// Render for a terminal: position, message, the offending source line and a caret.
+    /// This is where every error text is made, so secrets are masked here, in the message,
+    /// the help and the quoted source line alike.
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n  --> {}\n", self.message, self.pos);
-        if let Some(line) = source_line(&self.pos) {
+        use crate::secrets::redact;
+        let mut out = format!("error: {}\n  --> {}\n", redact(&self.message), self.pos);
+        if let Some((line, caret_at)) = snippet(&self.pos) {
             let n = self.pos.line.to_string();
             let pad = " ".repeat(n.len());
-            let caret_at = line
-                .chars()
-                .take(self.pos.col.saturating_sub(1) as usize)
-                .count();
             out.push_str(&format!(
                 "{pad} |\n{n} | {line}\n{pad} | {}^\n",
                 " ".repeat(caret_at)
             ));
         }
         if let Some(help) = &self.help {
-            out.push_str(&format!("  = help: {help}\n"));
+            out.push_str(&format!("  = help: {}\n", redact(help)));
         }
         out
     }
@@ -139,22 +138,37 @@ pub fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Read the line a position points at, for the snippet. Files are re-read here on purpose:
-/// rendering is rare and keeping every source in memory for it is not worth the plumbing.
-fn source_line(pos: &Pos) -> Option<String> {
+/// The line a position points at, secrets masked, and the caret's column in it. Files are
+/// re-read here on purpose: rendering is rare and keeping every source in memory for it is not
+/// worth the plumbing.
+fn snippet(pos: &Pos) -> Option<(String, usize)> {
     if pos.line == 0 {
         return None;
     }
+    // The one bounded, non-blocking reader: a FIFO or a device is refused, never read.
     let bytes = crate::input::read(&pos.file, crate::input::MAX_INPUT_BYTES).ok()?;
     let text = String::from_utf8(bytes).ok()?;
+    // An encrypted secrets file: its lines on disk are not the ones the position counts.
+    if text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+        || text.starts_with("age-encryption.org/")
+    {
+        return None;
+    }
     let line = text.lines().nth(pos.line as usize - 1)?;
+    let col = line
+        .char_indices()
+        .nth(pos.col.saturating_sub(1) as usize)
+        .map_or(line.len(), |(i, _)| i);
+    // Masked whole before it is cut, so a secret across the cut cannot show in part.
+    let (masked, at) = crate::secrets::redact_at(line, col);
+    let caret_at = masked[..at].chars().count();
     // Long or control-laden lines would wreck the terminal; show a clean prefix.
-    let clean: String = line
+    let clean: String = masked
         .chars()
         .take(160)
         .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
         .collect();
-    Some(clean)
+    Some((clean, caret_at))
 }
 
 /// A set of diagnostics gathered during validation, sorted by position for output.

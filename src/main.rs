@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = match cutover::cli::Cli::try_parse() {
+    let cli = match cutover::cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

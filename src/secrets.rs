@@ -8,6 +8,7 @@
 //! command's output is caught as well.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{OnceLock, RwLock};
@@ -46,6 +47,17 @@ pub fn register(name: &str, value: &str) {
     forms.push(xml);
     forms.push(crate::shell::quote(value));
     forms.push(value.replace('\'', r"'\''"));
+    // As written in a single-quoted YAML scalar (the source line an error message quotes).
+    forms.push(value.replace('\'', "''"));
+    // A multi-line value (a key, a certificate) shows a line at a time in a quoted source
+    // line or a diff: each line long enough not to mask ordinary text is hidden on its own.
+    forms.extend(
+        value
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() >= 8 && l.len() < value.len())
+            .map(str::to_string),
+    );
     // Inside JSON text (the journal, plans): the escaped form, without the enclosing quotes.
     if let Ok(j) = serde_json::to_string(value) {
         forms.push(j[1..j.len() - 1].to_string());
@@ -57,6 +69,38 @@ pub fn register(name: &str, value: &str) {
         }
     }
     r.needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
+}
+
+fn declared() -> &'static RwLock<BTreeSet<String>> {
+    static D: OnceLock<RwLock<BTreeSet<String>>> = OnceLock::new();
+    D.get_or_init(|| RwLock::new(BTreeSet::new()))
+}
+
+/// Declare a variable secret wherever it is set (`secret_vars:`, the secrets file's names).
+/// The inventory declares them before any other file is read, so every value read after is
+/// known to be secret before an error message could quote it.
+pub fn declare(name: &str) {
+    let mut d = declared().write().unwrap_or_else(|e| e.into_inner());
+    d.insert(name.to_string());
+}
+
+/// A variable just read (from any file or the command line): if its name is declared secret,
+/// its value is hidden from all output from now on. A value holding a template is hidden once
+/// rendered (see `template::resolve_all`); its text as written is not the secret.
+pub fn note_variable(name: &str, value: &serde_json::Value) {
+    let is_secret = declared()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(name);
+    if !is_secret {
+        return;
+    }
+    let text = value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string);
+    if !(text.contains("{{") || text.contains("{%")) {
+        register(name, &text);
+    }
 }
 
 /// Replace every registered secret in `text` by its marker.
@@ -72,6 +116,42 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// As [`redact`], for a line of source with a position in it (a byte offset): returns the
+/// masked line and where that position is in it (a marker's start when it fell inside a
+/// secret), so a caret under the line still points at the same thing.
+pub fn redact_at(line: &str, at: usize) -> (String, usize) {
+    let r = redactor().read().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::with_capacity(line.len());
+    let mut new_at = None;
+    let mut i = 0;
+    while i < line.len() {
+        let hit = r
+            .needles
+            .iter()
+            .find(|(n, _)| line[i..].starts_with(n.as_str()));
+        let len = match hit {
+            Some((n, name)) => {
+                if (i..i + n.len()).contains(&at) {
+                    new_at = Some(out.len());
+                }
+                out.push_str(&marker(name));
+                n.len()
+            }
+            None => {
+                let c = line[i..].chars().next().unwrap_or(' ');
+                if i == at {
+                    new_at = Some(out.len());
+                }
+                out.push(c);
+                c.len_utf8()
+            }
+        };
+        i += len;
+    }
+    let end = out.len();
+    (out, new_at.unwrap_or(end))
 }
 
 /// Redact every string inside a JSON value.
@@ -175,6 +255,43 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&redacted).unwrap()["d"],
             "x [secret:t_q] y"
         );
+    }
+
+    #[test]
+    fn yaml_quoted_and_multi_line_values_are_hidden_as_written() {
+        register("t_yaml", "it's-a-secret");
+        assert_eq!(redact("pw: 'it''s-a-secret'"), "pw: '[secret:t_yaml]'");
+        register(
+            "t_key",
+            "-----BEGIN KEY-----\nAAAAB3NzaC1yc2EAAAADAQAB\nshort\n",
+        );
+        assert_eq!(redact("    AAAAB3NzaC1yc2EAAAADAQAB"), "    [secret:t_key]");
+        assert_eq!(redact("short"), "short", "short lines are not hidden alone");
+    }
+
+    #[test]
+    fn a_masked_line_keeps_its_caret_on_the_same_thing() {
+        register("t_caret", "p4ss");
+        let line = "a: p4ss, bad: x";
+        let at = line.find("bad").unwrap();
+        let (masked, new_at) = redact_at(line, at);
+        assert_eq!(masked, "a: [secret:t_caret], bad: x");
+        assert_eq!(&masked[new_at..new_at + 3], "bad");
+        // A position inside the secret points at its marker.
+        let (_, inside) = redact_at(line, line.find("ss").unwrap());
+        assert_eq!(inside, 3);
+        assert_eq!(redact_at("plain", 2), ("plain".to_string(), 2));
+    }
+
+    #[test]
+    fn declared_names_are_masked_when_read_but_templates_are_not() {
+        note_variable("t_undeclared", &serde_json::json!("v4lue-one"));
+        assert_eq!(redact("v4lue-one"), "v4lue-one");
+        declare("t_declared");
+        note_variable("t_declared", &serde_json::json!("v4lue-two"));
+        note_variable("t_declared", &serde_json::json!("{{ other }}"));
+        assert_eq!(redact("x v4lue-two"), "x [secret:t_declared]");
+        assert_eq!(redact("{{ other }}"), "{{ other }}");
     }
 
     #[test]

@@ -440,6 +440,15 @@ fn a_saved_plan_is_refused_after_drift_and_applied_without() {
         "{}",
         text(&o)
     );
+    // What drifted, not only that it did: the file the plan would have created is on the host
+    // now, with this content.
+    assert!(
+        text(&o).contains(
+            "      --- on the host when planned\n      +++ on the host now\n      @@ -0,0 +1 @@\n      +value = hand-made\n"
+        ),
+        "{}",
+        text(&o)
+    );
     assert_eq!(
         String::from_utf8_lossy(&common::lab_ssh("app1", &format!("cat {dir}/a.conf")).stdout),
         "value = hand-made\n"
@@ -476,12 +485,17 @@ fn a_saved_plan_is_refused_after_drift_and_applied_without() {
         "--output",
         "plain",
     ]);
+    // Found before any host is contacted, naming the file and what it is.
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("input changed") && text(&o).contains("a.conf"),
+        text(&o).contains(&format!(
+            "error: {saved}: template `{}/a.conf` differs from the one the plan was made from",
+            p.templates()
+        )),
         "{}",
         text(&o)
     );
+    assert!(o.stdout.is_empty(), "no run was started: {}", text(&o));
     common::lab_ssh("app1", &format!("rm -rf {dir}"));
 }
 

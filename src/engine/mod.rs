@@ -170,6 +170,15 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     report.map_err(RunError::Invalid)?;
     let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
     let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
+    let wrong_options = playbook.check_run_options(
+        opts.start_at_step.as_deref(),
+        &opts.tags,
+        &opts.skip_tags,
+        &opts.approvals,
+    );
+    if !wrong_options.is_empty() {
+        return Err(RunError::Invalid(wrong_options));
+    }
     let templates = Templates::load(&opts.templates_dir).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));

@@ -78,6 +78,26 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         return None;
     }
     let top = Fields::new(root, "the inventory", TOP_KEYS, diags)?;
+    // What is secret is known before any variable is read: every value of these names,
+    // here or in any file read after the inventory, is masked from then on.
+    let secret_vars: Vec<String> = top
+        .str_list("secret_vars", diags)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let (secrets_file, secrets) = match top.get("secrets_file") {
+        Some(node) => {
+            let key = top
+                .str("secrets_key_file", diags)
+                .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
+            read_secrets(path, node, key.as_deref(), diags)
+        }
+        None => (None, Vec::new()),
+    };
+    for name in secret_vars.iter().chain(secrets.iter().map(|v| &v.name)) {
+        crate::secrets::declare(name);
+    }
     let defaults = match top.get("connection") {
         Some(n) => read_connection(
             n,
@@ -173,26 +193,12 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         );
     }
 
-    let secret_vars: Vec<String> = top
-        .str_list("secret_vars", diags)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let secrets = match top.get("secrets_file") {
-        Some(node) => {
-            let key = top
-                .str("secrets_key_file", diags)
-                .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
-            read_secrets(path, node, key.as_deref(), diags)
-        }
-        None => Vec::new(),
-    };
     let inv = Inventory {
         path: path.to_path_buf(),
         hosts,
         groups,
         secrets,
+        secrets_file,
         secret_vars,
     };
     check_references(&inv, members, diags);
@@ -686,9 +692,9 @@ fn read_secrets(
     node: &Node,
     key: Option<&Path>,
     diags: &mut Diagnostics,
-) -> Vec<Var> {
+) -> (Option<PathBuf>, Vec<Var>) {
     let Some(rel) = decode::string(node, "secrets_file", diags) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
     let file = inventory.parent().unwrap_or(Path::new(".")).join(&rel);
     let plain = match crate::secrets::decrypt_file_with(&file, key) {
@@ -698,7 +704,7 @@ fn read_secrets(
                 node.pos.clone(),
                 format!("secrets file {}: {e:#}", file.display()),
             ));
-            return Vec::new();
+            return (Some(file), Vec::new());
         }
     };
     let source = std::sync::Arc::new(yaml::Source {
@@ -709,7 +715,7 @@ fn read_secrets(
         Ok((_, root)) => root,
         Err(d) => {
             diags.push(d);
-            return Vec::new();
+            return (Some(file), Vec::new());
         }
     };
     let vars = to_vars(&root, "the secrets file", diags);
@@ -719,5 +725,5 @@ fn read_secrets(
             other => crate::secrets::register(&v.name, &other.to_string()),
         }
     }
-    vars
+    (Some(file), vars)
 }

@@ -82,6 +82,8 @@ pub struct Inventory {
     pub groups: BTreeMap<String, Group>,
     /// Variables decrypted from `secrets_file:` (all secret).
     pub secrets: Vec<Var>,
+    /// The encrypted secrets file, if the inventory names one.
+    pub secrets_file: Option<PathBuf>,
     /// Names of variables, set anywhere, whose values are secret (`secret_vars:`).
     pub secret_vars: Vec<String>,
 }
@@ -184,6 +186,13 @@ impl Inventory {
         memo.insert("all", 0);
         memo
     }
+}
+
+/// Read an inventory only for what it declares secret (the secrets file, `secret_vars:` and
+/// their values), so that files read before it — `-e @file` — cannot quote a secret in an
+/// error. Its own problems are reported when the command loads it.
+pub fn declare_secrets(path: &Path) {
+    let _ = load(path, &mut Diagnostics::default());
 }
 
 /// Load an inventory, or return every problem found in it.

@@ -195,19 +195,15 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
                     diags.push(d);
                     continue;
                 }
+                let value = serde_json::Value::String(v.to_string());
+                crate::secrets::note_variable(k, &value);
                 out.push(Var {
                     name: k.to_string(),
-                    value: serde_json::Value::String(v.to_string()),
+                    value,
                     pos,
                 });
             }
-            _ => diags.push(
-                Diagnostic::new(
-                    pos,
-                    format!("`-e {arg}`: expected `name=value` or `@file.yml`"),
-                )
-                .with_help("variable names use letters, digits and `_`"),
-            ),
+            _ => diags.push(malformed(i, arg)),
         }
     }
     if diags.is_empty() {
@@ -215,6 +211,30 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vec<Var>, Diagnostics> {
     } else {
         Err(diags)
     }
+}
+
+/// The `-e` arguments that are neither `name=value` nor `@file`: a wrong command line, found
+/// without reading anything.
+pub fn malformed_extra_vars(args: &[String]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (i, arg) in args.iter().enumerate() {
+        let ok = arg.strip_prefix('@').is_some_and(|f| !f.is_empty())
+            || arg
+                .split_once('=')
+                .is_some_and(|(k, _)| crate::decode::is_identifier(k));
+        if !ok {
+            diags.push(malformed(i, arg));
+        }
+    }
+    diags
+}
+
+fn malformed(i: usize, arg: &str) -> Diagnostic {
+    Diagnostic::new(
+        Pos::cli(&format!("-e #{}", i + 1)),
+        format!("`-e {arg}`: expected `name=value` or `@file.yml`"),
+    )
+    .with_help("variable names use letters, digits and `_`")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod overlay;
 mod render;
+pub mod saved;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -150,34 +151,63 @@ pub fn fingerprint(decision: &Decision) -> String {
     modules::sha256_hex(text.as_bytes())
 }
 
-/// SHA-256 of each input: playbook files, inventory, templates, extra variables.
-pub fn input_hashes(
-    pb: &Playbook,
-    inventory: &Path,
-    templates_dir: &Path,
-    extra: &[Var],
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut files: BTreeSet<PathBuf> = pb.plays.iter().map(|p| p.file.clone()).collect();
-    files.insert(inventory.to_path_buf());
+/// One input a plan is made from, by the name the plan's `inputs` keys it with.
+pub struct Input {
+    pub key: String,
+    /// What it is, for a message: "playbook", "inventory", "secrets file", "template",
+    /// "-e file", "variable" (`-e name=value`).
+    pub kind: &'static str,
+    pub sha256: String,
+}
+
+/// Every input: playbook files, inventory, its secrets file (as encrypted), templates, `-e`
+/// files and `-e name=value` variables.
+pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var]) -> Vec<Input> {
+    let mut files: BTreeMap<PathBuf, &'static str> = BTreeMap::new();
     files.extend(
         template::template_files(templates_dir)
             .into_iter()
-            .map(|(_, p)| p),
+            .map(|(_, t)| (t, "template")),
     );
-    for f in files {
-        out.insert(
-            f.display().to_string(),
-            modules::sha256_hex(&std::fs::read(&f).unwrap_or_default()),
-        );
-    }
+    files.extend(pb.plays.iter().map(|p| (p.file.clone(), "playbook")));
+    files.insert(inv.path.clone(), "inventory");
+    files.extend(inv.secrets_file.clone().map(|f| (f, "secrets file")));
+    let mut out: Vec<Input> = Vec::new();
     for v in extra {
-        out.insert(
-            format!("-e {}", v.name),
-            modules::sha256_hex(v.value.to_string().as_bytes()),
-        );
+        if v.pos.line == 0 {
+            out.push(Input {
+                key: format!("-e {}", v.name),
+                kind: "variable",
+                sha256: modules::sha256_hex(v.value.to_string().as_bytes()),
+            });
+        } else {
+            files.insert(v.pos.file.clone(), "-e file");
+        }
+    }
+    for (f, kind) in files {
+        out.push(Input {
+            key: f.display().to_string(),
+            kind,
+            // Bounded and non-blocking: an input that became a FIFO must not hang the plan.
+            sha256: modules::sha256_hex(
+                &crate::input::read(&f, crate::input::MAX_INPUT_BYTES).unwrap_or_default(),
+            ),
+        });
     }
     out
+}
+
+/// The plan's `inputs`: each input's SHA-256 by its key.
+pub fn input_hashes(
+    pb: &Playbook,
+    inv: &Inventory,
+    templates_dir: &Path,
+    extra: &[Var],
+) -> BTreeMap<String, String> {
+    inputs(pb, inv, templates_dir, extra)
+        .into_iter()
+        .map(|i| (i.key, i.sha256))
+        .collect()
 }
 
 /// What earlier steps of the plan leave behind on a host, for the steps after them.
@@ -201,6 +231,10 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
     })?;
     let inv = crate::inventory::load_checked(&opts.inventory)?;
     let pb = crate::playbook::load_checked(&opts.playbook)?;
+    let wrong_options = pb.check_run_options(None, &opts.tags, &opts.skip_tags, &opts.approvals);
+    if !wrong_options.is_empty() {
+        return Err(wrong_options);
+    }
     let templates = Templates::load(&opts.templates_dir).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
@@ -236,7 +270,7 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         limit: opts.limit.clone(),
         tags: opts.tags.clone(),
         skip_tags: opts.skip_tags.clone(),
-        inputs: input_hashes(&pb, &opts.inventory, &opts.templates_dir, &opts.extra_vars),
+        inputs: input_hashes(&pb, &run.inv, &opts.templates_dir, &opts.extra_vars),
         hosts: Vec::new(),
         unreachable: Vec::new(),
         summary: Summary::default(),
@@ -886,13 +920,20 @@ pub fn drift(saved: &Plan, now: &Plan) -> Vec<String> {
     for (k, e) in &before {
         match after.get(k) {
             Some(n) if n.fingerprint == e.fingerprint => {}
-            Some(n) => out.push(format!(
-                "{}: step \"{}\" was planned as {} and would now be {}",
-                e.host,
-                e.name,
-                describe(e),
-                describe(n)
-            )),
+            Some(n) => {
+                let mut what = format!(
+                    "{}: step \"{}\" was planned as {} and would now be {}",
+                    e.host,
+                    e.name,
+                    describe(e),
+                    describe(n)
+                );
+                if let Some(d) = saved::content_drift(e, n) {
+                    what.push_str(":\n");
+                    what.extend(d.lines().map(|l| format!("      {l}\n")));
+                }
+                out.push(what.trim_end().to_string());
+            }
             None => out.push(format!(
                 "{}: step \"{}\" is no longer part of the plan",
                 e.host, e.name

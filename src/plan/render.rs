@@ -144,10 +144,27 @@ pub fn render_text(p: &Plan, color: bool) -> String {
             out.push_str(&st.diff(d));
         }
     }
-    if p.summary.changes == 0 && p.summary.unknown == 0 {
-        let _ = writeln!(out, "No changes: the hosts already match the playbook.");
+    if let Some(v) = verdict(p) {
+        let _ = writeln!(out, "{v}");
     }
     out
+}
+
+/// The plan's last line. Hosts that could not be probed were not compared with anything, so a
+/// plan with one never says the hosts match.
+fn verdict(p: &Plan) -> Option<String> {
+    let n = p.unreachable.len();
+    if n > 0 {
+        let names: Vec<&str> = p.unreachable.iter().map(|u| u.host.as_str()).collect();
+        return Some(format!(
+            "Incomplete: {n} host{} unreachable and not probed ({}); nothing is known about {}.",
+            if n == 1 { " was" } else { "s were" },
+            names.join(", "),
+            if n == 1 { "it" } else { "them" }
+        ));
+    }
+    (p.summary.changes == 0 && p.summary.unknown == 0)
+        .then(|| "No changes: the hosts already match the playbook.".into())
 }
 
 pub fn render_markdown(p: &Plan) -> String {
@@ -193,6 +210,10 @@ pub fn render_markdown(p: &Plan) -> String {
             .filter(|e| &e.host == host && interesting(e))
             .collect();
         let _ = writeln!(out, "## `{host}`\n");
+        if p.unreachable.iter().any(|u| &u.host == host) {
+            let _ = writeln!(out, "Unreachable: not probed, nothing is known.\n");
+            continue;
+        }
         if entries.is_empty() {
             let _ = writeln!(out, "No changes.\n");
             continue;

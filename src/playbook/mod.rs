@@ -16,7 +16,7 @@ mod load;
 
 use std::path::PathBuf;
 
-use crate::diag::Pos;
+use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::Var;
 
 pub use load::{load, load_checked};
@@ -149,6 +149,66 @@ pub struct Playbook {
     pub path: PathBuf,
     /// Plays in run order, with `import_playbook` already expanded.
     pub plays: Vec<Play>,
+}
+
+impl Playbook {
+    /// The run options that name parts of this playbook, checked before any host is touched:
+    /// `--start-at-step` must name a step and each `--tags`, `--skip-tags` and `--approve`
+    /// something the playbook has, or a typo would skip steps, run a step meant to be skipped,
+    /// or wait for an approval.
+    pub fn check_run_options(
+        &self,
+        start_at_step: Option<&str>,
+        tags: &[String],
+        skip_tags: &[String],
+        approvals: &[String],
+    ) -> Diagnostics {
+        let steps = || self.plays.iter().flat_map(|p| p.steps.iter());
+        let mut diags = Diagnostics::default();
+        let mut refuse = |option: &str, what: &str, name: &str, known: Vec<&str>| {
+            let d = Diagnostic::new(
+                Pos::cli(option),
+                format!(
+                    "{option} `{name}` names no {what} of {}",
+                    self.path.display()
+                ),
+            );
+            diags.push(d.suggest(name, known));
+        };
+        if let Some(name) = start_at_step {
+            let names: Vec<&str> = steps().filter_map(|s| s.name.as_deref()).collect();
+            if !names.contains(&name) {
+                refuse("--start-at-step", "step", name, names);
+            }
+        }
+        let known_tags: Vec<&str> = self
+            .plays
+            .iter()
+            .flat_map(|p| {
+                let steps = p.steps.iter().chain(&p.handlers);
+                p.tags.iter().chain(steps.flat_map(|s| &s.tags))
+            })
+            .map(String::as_str)
+            .collect();
+        for (option, given) in [("--tags", tags), ("--skip-tags", skip_tags)] {
+            for t in given.iter().filter(|t| !known_tags.contains(&t.as_str())) {
+                refuse(option, "tag", t, known_tags.clone());
+            }
+        }
+        let stages: Vec<&str> = steps()
+            .filter(|s| s.action.module == "approve")
+            .filter_map(|s| s.action.args.get("stage").and_then(|v| v.as_str()))
+            .collect();
+        // A stage written as a template is known only per host at run time.
+        let literal = stages.iter().all(|s| !s.contains("{{"));
+        for a in approvals
+            .iter()
+            .filter(|a| literal && !stages.contains(&a.as_str()))
+        {
+            refuse("--approve", "approve stage", a, stages.clone());
+        }
+        diags
+    }
 }
 
 /// Does `--tags`/`--skip-tags` let a step run? Tags of the play count for its steps; `always`
