@@ -511,3 +511,61 @@ fn start_at_step_naming_a_step_starts_there() {
         "v=1\n"
     );
 }
+
+/// Nothing in a saved plan is derived from a secret: neither the value nor a plain hash of
+/// it (or of a file around it, whose rest a reader knows) that could be brute-forced.
+#[test]
+fn a_saved_plan_holds_no_hash_of_a_secret() {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| -> String {
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let p = Project::new();
+    p.write(
+        "inv.yml",
+        "secret_vars: [db_password]\nhosts:\n  loc: { address: local }\n",
+    );
+    p.write("vars.yml", "v: 1\ndb_password: s3cret-Pw-42\n");
+    p.write("templates/t.j2", "v={{ v }} pw={{ db_password }}\n");
+    let o = p.cutover(&[
+        "plan",
+        "-i",
+        "inv.yml",
+        "-e",
+        "@vars.yml",
+        "-e",
+        "api_token=tok-Value-77",
+        "pb.yml",
+        "--out",
+        "plan.json",
+    ]);
+    assert!(p.path("plan.json").exists(), "{o:?}");
+    let plan = std::fs::read_to_string(p.path("plan.json")).unwrap();
+    let vars = std::fs::read(p.path("vars.yml")).unwrap();
+    for derived in [
+        "s3cret-Pw-42".to_string(),
+        hex(b"s3cret-Pw-42"),
+        hex(b"\"s3cret-Pw-42\""),
+        hex(&vars),
+    ] {
+        assert!(!plan.contains(&derived), "the plan holds {derived}");
+    }
+    // A change of a non-secret value of the -e file is still a changed input.
+    p.write("vars.yml", "v: 2\ndb_password: s3cret-Pw-42\n");
+    let o = p.cutover(&[
+        "apply",
+        "plan.json",
+        "-e",
+        "@vars.yml",
+        "-e",
+        "api_token=tok-Value-77",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("vars.yml"),
+        "{o:?}"
+    );
+}

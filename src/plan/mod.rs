@@ -139,7 +139,8 @@ pub fn with_placeholder_run_id(d: &Decision, run_id: &str) -> Decision {
     }
 }
 
-/// The fingerprint of a probe's conclusion.
+/// The fingerprint of a probe's conclusion, taken with secret values masked (as the plan
+/// shows it): a hash of a diff that holds a secret would be derived from the secret.
 pub fn fingerprint(decision: &Decision) -> String {
     let text = match decision {
         Decision::NoChange => "no_change".to_string(),
@@ -148,7 +149,7 @@ pub fn fingerprint(decision: &Decision) -> String {
         }
         Decision::Unknown { reason } => format!("unknown\n{reason}"),
     };
-    modules::sha256_hex(text.as_bytes())
+    modules::sha256_hex(crate::secrets::redact(&text).as_bytes())
 }
 
 /// One input a plan is made from, by the name the plan's `inputs` keys it with.
@@ -178,7 +179,7 @@ pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var
             out.push(Input {
                 key: format!("-e {}", v.name),
                 kind: "variable",
-                sha256: modules::sha256_hex(v.value.to_string().as_bytes()),
+                sha256: input_fingerprint(v.value.to_string().as_bytes()),
             });
         } else {
             files.insert(v.pos.file.clone(), "-e file");
@@ -189,12 +190,20 @@ pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var
             key: f.display().to_string(),
             kind,
             // Bounded and non-blocking: an input that became a FIFO must not hang the plan.
-            sha256: modules::sha256_hex(
+            sha256: input_fingerprint(
                 &crate::input::read(&f, crate::input::MAX_INPUT_BYTES).unwrap_or_default(),
             ),
         });
     }
     out
+}
+
+/// An input's fingerprint, taken with every secret value masked first: a plain hash of a
+/// secret (or of a file around it, whose rest the reader knows) could be brute-forced from
+/// the plan. A change of a secret value alone is therefore not seen as a changed input.
+fn input_fingerprint(content: &[u8]) -> String {
+    let text = String::from_utf8_lossy(content);
+    modules::sha256_hex(crate::secrets::redact(&text).as_bytes())
 }
 
 /// The plan's `inputs`: each input's SHA-256 by its key.
