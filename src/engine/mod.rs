@@ -1216,11 +1216,8 @@ async fn execute(
         // completes: if the controller dies during the change, a rollback (or the resumed run)
         // still undoes it, and names the steps that may be half done with no way back.
         if probe.decision != Decision::NoChange {
-            let read_only = step
-                .changed_when
-                .as_ref()
-                .is_some_and(|e| e.text.trim() == "false")
-                || modules::changes_nothing(&step.action.module, &args);
+            let read_only =
+                step.declared_read_only() || modules::changes_nothing(&step.action.module, &args);
             *pending = match &step.undo {
                 _ if read_only => None,
                 Undo::Module => modules::pending_undo(&step.action.module, &args, &probe, &mctx),
