@@ -868,11 +868,8 @@ fn cmd_runs() -> Result<u8, Diagnostics> {
             crate::engine::journal::runs_dir().display()
         );
     }
-    for (id, first, finished) in &runs {
-        println!(
-            "{}",
-            crate::engine::journal::describe_run(id, first, finished.as_ref())
-        );
+    for (id, first, state) in &runs {
+        println!("{}", crate::engine::journal::describe_run(id, first, state));
     }
     Ok(exit::OK)
 }
@@ -973,6 +970,54 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
                 e["handler"].as_str().unwrap_or("")
             ),
             "unwind_started" => println!("{time} UNWIND {} change(s)", e["count"]),
+            "unwind_finished" => println!(
+                "{time} unwind {}",
+                if e["ok"] == true {
+                    "finished"
+                } else {
+                    "INCOMPLETE"
+                }
+            ),
+            "rollback_started" => println!(
+                "{time} ROLLBACK of {} change(s) by {}",
+                e["count"],
+                e["user"].as_str().unwrap_or("?")
+            ),
+            "rollback_finished" => println!(
+                "{time} {}",
+                if e["ok"] == true {
+                    "rolled back"
+                } else {
+                    "ROLLBACK INCOMPLETE (an undo failed)"
+                }
+            ),
+            "rollback_refused" => println!(
+                "{time} ROLLBACK REFUSED: {}",
+                e["why"].as_str().unwrap_or("")
+            ),
+            "commit_started" => println!(
+                "{time} COMMIT of {} change(s) by {}",
+                e["count"],
+                e["user"].as_str().unwrap_or("?")
+            ),
+            "commit_result" => println!(
+                "{time} {:<12} {:<11} {}",
+                e["host"].as_str().unwrap_or(""),
+                if e["ok"] == true {
+                    "committed"
+                } else {
+                    "COMMIT FAILED"
+                },
+                e["detail"].as_str().unwrap_or("")
+            ),
+            "commit_finished" => println!(
+                "{time} {}",
+                if e["ok"] == true {
+                    "committed"
+                } else {
+                    "COMMIT INCOMPLETE"
+                }
+            ),
             "undo_result" => println!(
                 "{time} {:<12} {:<11} undo {}",
                 e["host"].as_str().unwrap_or(""),
@@ -990,8 +1035,22 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
             _ => {}
         }
     }
-    if !events.iter().any(|e| e["event"] == "run_finished") {
-        println!("(the journal ends here: the run was killed or is still running)");
+    if raw {
+        return Ok(exit::OK);
+    }
+    let state = crate::engine::run_status::run_state(&events);
+    println!("state: {}", state.describe());
+    if matches!(
+        state.state,
+        crate::engine::run_status::State::Unfinished
+            | crate::engine::run_status::State::RollbackIncomplete { .. }
+    ) && !events
+        .last()
+        .is_some_and(|e| e["event"] == "rollback_finished")
+    {
+        println!(
+            "(the journal ends here: the run or its rollback was killed, or is still running)"
+        );
     }
     Ok(exit::OK)
 }

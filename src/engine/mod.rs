@@ -11,6 +11,7 @@ pub mod journal;
 pub mod lock;
 pub mod output;
 pub mod recovery;
+pub mod run_status;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;

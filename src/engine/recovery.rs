@@ -68,7 +68,11 @@ pub struct JournalState {
 }
 
 pub fn load_state(run_id: &str) -> Result<JournalState> {
-    let events = journal::read(run_id)?;
+    state_of(run_id, journal::read(run_id)?)
+}
+
+/// What a run's journal events say (see [`load_state`]).
+pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
     let started = events
         .iter()
         .find(|e| e["event"] == "run_started")
@@ -287,7 +291,10 @@ pub async fn undo_all(
         done.len()
     ));
     let _ = journal
-        .record(&format!("{label}_started"), json!({ "count": done.len() }))
+        .record(
+            &format!("{label}_started"),
+            json!({ "count": done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+        )
         .await;
     let vars = tera::Context::new();
     let approvals: Vec<String> = Vec::new();
@@ -525,7 +532,10 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
     let journal = Journal::reopen(&opts.run_id)?;
     let _ = journal
-        .record("commit_started", json!({ "count": state.done.len() }))
+        .record(
+            "commit_started",
+            json!({ "count": state.done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+        )
         .await;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
     let vars = tera::Context::new();
