@@ -135,6 +135,14 @@ pub enum Command {
         run: String,
         #[command(flatten)]
         after: AfterArgs,
+        /// Show what the rollback would undo, and what users wrote since the window that it
+        /// would discard, without changing anything.
+        #[arg(long)]
+        plan: bool,
+        /// Roll back even though users wrote after the maintenance window closed: their
+        /// writes are discarded, after the current data is kept as a second snapshot set.
+        #[arg(long)]
+        discard_writes_since_window: bool,
     },
     /// Continue a run whose controller died, with the same inputs; steps already done are skipped.
     Resume {
@@ -277,8 +285,22 @@ pub fn run(cli: Cli) -> ExitCode {
             playbook,
         } => cmd_apply(&common, &run, playbook),
         Command::Runs => cmd_runs(),
-        Command::Rollback { common, run, after } => cmd_after(&common, run, &after, false),
-        Command::Commit { common, run, after } => cmd_after(&common, run, &after, true),
+        Command::Rollback {
+            common,
+            run,
+            after,
+            plan,
+            discard_writes_since_window,
+        } => cmd_after(
+            &common,
+            run,
+            &after,
+            After::Rollback {
+                plan,
+                discard_writes: discard_writes_since_window,
+            },
+        ),
+        Command::Commit { common, run, after } => cmd_after(&common, run, &after, After::Commit),
         Command::Resume {
             common,
             run_args,
@@ -1141,7 +1163,13 @@ fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Diagnostics> {
+/// What `cmd_after` does.
+enum After {
+    Rollback { plan: bool, discard_writes: bool },
+    Commit,
+}
+
+fn cmd_after(common: &Common, run: String, a: &AfterArgs, what: After) -> Result<u8, Diagnostics> {
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
         None => std::env::var("CUTOVER_BECOME_PASSWORD").ok(),
@@ -1157,12 +1185,27 @@ fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Resul
         },
         break_lock: a.break_lock,
         output: a.output,
+        discard_writes: matches!(
+            what,
+            After::Rollback {
+                discard_writes: true,
+                ..
+            }
+        ),
     };
     let rt = runtime()?;
-    let result = if commit {
-        rt.block_on(crate::engine::recovery::commit(opts))
-    } else {
-        rt.block_on(crate::engine::recovery::rollback(opts))
+    let result = match what {
+        After::Commit => rt.block_on(crate::engine::recovery::commit(opts)),
+        After::Rollback { plan: true, .. } => {
+            return match rt.block_on(crate::engine::recovery::rollback_plan(opts)) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
+                    Ok(exit::FAILED)
+                }
+            }
+        }
+        After::Rollback { .. } => rt.block_on(crate::engine::recovery::rollback(opts)),
     };
     match result {
         Ok(true) => Ok(exit::OK),

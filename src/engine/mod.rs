@@ -12,6 +12,7 @@ pub mod lock;
 pub mod output;
 pub mod recovery;
 pub mod run_status;
+pub mod writes_guard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -895,6 +896,7 @@ async fn run_step_on_host(
             )
         }
     };
+    let registered_mark = registered.clone();
     // Kept in the journal too (secrets masked), so a resumed run still knows it.
     let registered_for_journal = step
         .register
@@ -927,6 +929,10 @@ async fn run_step_on_host(
     if let Some((name, value)) = registered_for_journal {
         fields["register"] = json!(name);
         fields["registered"] = value;
+    }
+    // Where user data stood at this point: a rollback compares with it (modules::write_mark).
+    if step.action.module == "write_mark" && status == Status::Ok {
+        fields["mark"] = registered_mark.clone();
     }
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
