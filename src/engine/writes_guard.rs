@@ -167,7 +167,7 @@ mod tests {
     fn only_hosts_with_a_merge_left_are_guarded() {
         let mark = |host: &str| {
             json!({ "event": "step_result", "host": host, "status": "ok", "ts": "2026-12-07T06:00:00Z",
-                    "mark": { "point": "window_closed", "time": 1, "mysql": { "file": "mysql-bin.000001", "pos": 4 } } })
+                    "mark": { "point": "window_closed", "time": "1", "mysql": { "file": "mysql-bin.000001", "pos": 4 } } })
         };
         let events = [mark("db1"), mark("db2")];
         let done = vec![merge("db1", "pre")];

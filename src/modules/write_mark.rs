@@ -54,8 +54,10 @@ pub struct TreeMark {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mark {
     pub point: String,
-    /// The host's clock at the mark (seconds since the epoch).
-    pub time: u64,
+    /// The host's clock at the mark: seconds since the epoch, with nanoseconds
+    /// (`1765087200.123456789`), so a file written earlier in the same second is not taken for
+    /// one written after the mark.
+    pub time: String,
     #[serde(default)]
     pub mysql: Option<DbMark>,
     #[serde(default)]
@@ -103,12 +105,11 @@ fn find_files(path: &str, exclude: &[String], extra: &str) -> Result<String> {
 pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let point = required(args, "point")?.to_string();
     let exclude = str_list(args, "exclude");
-    let out = ctx.run("date +%s", None).await?;
-    let time: u64 = out
-        .stdout_text()
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("cannot read the clock of {}", ctx.host.name))?;
+    let out = ctx.run("date +%s.%N", None).await?;
+    let time = out.stdout_text().trim().to_string();
+    if !is_epoch(&time) {
+        bail!("cannot read the clock of {}: `{time}`", ctx.host.name);
+    }
     let mut paths = Vec::new();
     for path in str_list(args, "paths") {
         let out = ctx
@@ -160,6 +161,16 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
         result,
         ..Default::default()
     })
+}
+
+/// `SECONDS` or `SECONDS.FRACTION`, digits only: safe to put on a command line.
+fn is_epoch(s: &str) -> bool {
+    let mut parts = s.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let frac = parts.next();
+    !whole.is_empty()
+        && whole.chars().all(|c| c.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// The latest mark of `point` per host in a run's journal (a resumed run may have taken it
@@ -322,7 +333,10 @@ done
 
 /// Files of a tree written (created or modified) since the mark, a sample of their names, and
 /// the number of files now (fewer than at the mark: some were removed).
-async fn tree_writes(t: &TreeMark, time: u64, ctx: &ModCtx<'_>) -> Result<Option<String>> {
+async fn tree_writes(t: &TreeMark, time: &str, ctx: &ModCtx<'_>) -> Result<Option<String>> {
+    if !is_epoch(time) {
+        bail!("the mark's time `{time}` is not a time");
+    }
     let script = format!(
         "n=$({all} | wc -l) || exit 1\nnew=$({newer} | wc -l)\necho \"$n $new\"\n{newer} | head -n 5\n",
         all = find_files(&t.path, &t.exclude, "")?,
@@ -382,7 +396,7 @@ pub async fn since(mark: &Mark, ctx: &ModCtx<'_>) -> Result<Vec<String>> {
         }
     }
     for t in &mark.paths {
-        if let Some(w) = tree_writes(t, mark.time, ctx).await? {
+        if let Some(w) = tree_writes(t, &mark.time, ctx).await? {
             out.push(w);
         }
     }
@@ -463,20 +477,20 @@ mod tests {
     fn the_latest_window_mark_per_host_is_used() {
         let mark = |pos: u64, point: &str| {
             json!({ "event": "step_result", "host": "db1", "status": "ok", "ts": "2026-12-07T06:00:01.5Z",
-                    "mark": { "point": point, "time": 100 + pos, "mysql": { "gtid": "0-1-5", "file": "mysql-bin.000001", "pos": pos } } })
+                    "mark": { "point": point, "time": format!("{}.5", 100 + pos), "mysql": { "gtid": "0-1-5", "file": "mysql-bin.000001", "pos": pos } } })
         };
         let events = [
             mark(10, "snapshot"),
             mark(20, WINDOW_CLOSED),
             mark(30, WINDOW_CLOSED),
-            json!({ "event": "step_result", "host": "app1", "status": "ok", "mark": { "point": WINDOW_CLOSED, "time": 7, "paths": [{ "path": "/var/lib/wiki", "files": 3 }] } }),
+            json!({ "event": "step_result", "host": "app1", "status": "ok", "mark": { "point": WINDOW_CLOSED, "time": "7.000000001", "paths": [{ "path": "/var/lib/wiki", "files": 3 }] } }),
         ];
         let m = marks_in(&events, WINDOW_CLOSED);
         assert_eq!(m.len(), 2);
         assert_eq!(m["db1"].0.mysql.as_ref().unwrap().pos, 30);
         assert_eq!(m["db1"].1, "2026-12-07T06:00:01Z");
         assert_eq!(m["app1"].0.paths[0].files, 3);
-        assert_eq!(marks_in(&events, "snapshot")["db1"].0.time, 110);
+        assert_eq!(marks_in(&events, "snapshot")["db1"].0.time, "110.5");
     }
 
     #[test]
@@ -487,6 +501,10 @@ mod tests {
             "cd -- /var/lib/wiki && find . -xdev \\( -path ./logs \\) -prune -o -type f -print"
         );
         assert!(find_files("/x", &["../etc".into()], "").is_err());
+        assert!(is_epoch("1765087200.123456789") && is_epoch("1765087200"));
+        for bad in ["", "1.", ".5", "1;rm", "1.2.3", "$(x)"] {
+            assert!(!is_epoch(bad), "{bad}");
+        }
         assert!(find_files("/x", &["/etc".into()], "").is_err());
     }
 }
