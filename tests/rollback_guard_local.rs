@@ -138,8 +138,7 @@ fn a_file_written_after_the_window_refuses_the_rollback_then_is_kept() {
     let plan = text(&o);
     assert_eq!(o.status.code(), Some(1), "{plan}");
     assert!(plan.contains("would undo 2 change(s)"), "{plan}");
-    let loss = format!("me: since the window closed at 20");
-    assert!(plan.contains(&loss), "{plan}");
+    assert!(plan.contains("me: since the window closed at 20"), "{plan}");
     let files = format!(
         "{}: 1 file written (e.g. attachments/scan.pdf)",
         pool.home().display()
