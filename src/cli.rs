@@ -1013,6 +1013,25 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Diagnostics> {
                     "ROLLBACK INCOMPLETE (an undo failed)"
                 }
             ),
+            "rollback_discarding" => {
+                println!("{time} ROLLBACK DISCARDS writes made after the window (--discard-writes-since-window):");
+                for l in e["lost"].as_array().into_iter().flatten() {
+                    for w in l["what"].as_array().into_iter().flatten() {
+                        println!(
+                            "           {}: {}",
+                            l["host"].as_str().unwrap_or(""),
+                            w.as_str().unwrap_or("")
+                        );
+                    }
+                }
+                for k in e["kept"].as_array().into_iter().flatten() {
+                    println!(
+                        "           {}: current data kept first as {}",
+                        k["host"].as_str().unwrap_or(""),
+                        k["location"].as_str().unwrap_or("")
+                    );
+                }
+            }
             "rollback_refused" => println!(
                 "{time} ROLLBACK REFUSED: {}",
                 e["why"].as_str().unwrap_or("")

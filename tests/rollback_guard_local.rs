@@ -207,6 +207,19 @@ fn a_file_written_after_the_window_refuses_the_rollback_then_is_kept() {
     )));
     let runs = text(&cutover(d, &["runs"]));
     assert!(runs.contains("  rolled back at 20"), "{runs}");
+    // `show` tells it in order: the refusal, then the discard with where the data was kept.
+    let show = text(&cutover(d, &["show", &id]));
+    let refused = show.find("ROLLBACK REFUSED: users wrote after the maintenance window closed");
+    let discards = show.find("ROLLBACK DISCARDS writes made after the window");
+    let kept_at = show.find(&format!(
+        "me: current data kept first as {}",
+        kept.display()
+    ));
+    let rolled = show.find("\nstate: rolled back at 20");
+    assert!(
+        refused.is_some() && refused < discards && discards < kept_at && kept_at < rolled,
+        "{show}"
+    );
 }
 
 #[test]
