@@ -114,9 +114,10 @@ pub fn run_state(events: &[J]) -> RunState {
     };
     // The run's own unwind, until its run_finished says how the run ended.
     let mut unwind: Option<bool> = None;
-    for (i, e) in events.iter().enumerate() {
+    for e in events {
         let at = event_time(e);
         let kind = e["event"].as_str().unwrap_or("");
+        // `left: 0` is counted once at the end, from every event (see below).
         let next = match kind {
             "run_started" => Some(State::Unfinished),
             "run_resumed" => {
@@ -137,19 +138,12 @@ pub fn run_state(events: &[J]) -> RunState {
                 Some(match unwind.take() {
                     None => State::Finished(status),
                     Some(true) => State::Unwound(status),
-                    Some(false) => State::UnwindIncomplete {
-                        status,
-                        left: left(run_id, &events[..=i]),
-                    },
+                    Some(false) => State::UnwindIncomplete { status, left: 0 },
                 })
             }
-            "rollback_started" => Some(State::RollbackIncomplete {
-                left: left(run_id, &events[..=i]),
-            }),
+            "rollback_started" => Some(State::RollbackIncomplete { left: 0 }),
             "rollback_finished" if e["ok"] == true => Some(State::RolledBack),
-            "rollback_finished" => Some(State::RollbackIncomplete {
-                left: left(run_id, &events[..=i]),
-            }),
+            "rollback_finished" => Some(State::RollbackIncomplete { left: 0 }),
             "commit_started" => Some(State::CommitIncomplete),
             "commit_finished" if e["ok"] == true => Some(State::Committed),
             "commit_finished" => Some(State::CommitIncomplete),
@@ -157,22 +151,20 @@ pub fn run_state(events: &[J]) -> RunState {
                 st.rollback_refused = Some(at.clone());
                 None
             }
-            // A rollback whose undos are under way: the count left shrinks with each.
-            "undo_result" => match st.state {
-                State::RollbackIncomplete { .. } => Some(State::RollbackIncomplete {
-                    left: left(run_id, &events[..=i]),
-                }),
-                _ => None,
-            },
             _ => None,
         };
         if let Some(next) = next {
-            if kind != "undo_result" {
-                st.at = at;
-                st.rollback_refused = None;
-            }
+            st.at = at;
+            st.rollback_refused = None;
             st.state = next;
         }
+    }
+    // The changes still in place: what the whole journal says is recorded and not undone.
+    match &mut st.state {
+        State::RollbackIncomplete { left: n } | State::UnwindIncomplete { left: n, .. } => {
+            *n = left(run_id, events)
+        }
+        _ => {}
     }
     st
 }
