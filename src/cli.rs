@@ -192,6 +192,14 @@ pub enum Command {
         run: String,
         #[command(flatten)]
         after: AfterArgs,
+        /// Show what the rollback would undo, and what users wrote since the window that it
+        /// would discard, without changing anything.
+        #[arg(long)]
+        plan: bool,
+        /// Roll back even though users wrote after the maintenance window closed: their
+        /// writes are discarded, after the current data is kept as a second snapshot set.
+        #[arg(long)]
+        discard_writes_since_window: bool,
     },
     /// Continue a run whose controller died, with the same inputs; steps already done are skipped.
     Resume {
@@ -356,8 +364,22 @@ pub fn run(cli: Cli) -> ExitCode {
             playbook,
         } => cmd_apply(&common, &run, playbook),
         Command::Runs => cmd_runs(),
-        Command::Rollback { common, run, after } => cmd_after(&common, run, &after, false),
-        Command::Commit { common, run, after } => cmd_after(&common, run, &after, true),
+        Command::Rollback {
+            common,
+            run,
+            after,
+            plan,
+            discard_writes_since_window,
+        } => cmd_after(
+            &common,
+            run,
+            &after,
+            After::Rollback {
+                plan,
+                discard_writes: discard_writes_since_window,
+            },
+        ),
+        Command::Commit { common, run, after } => cmd_after(&common, run, &after, After::Commit),
         Command::Resume {
             common,
             run_args,
@@ -1094,11 +1116,8 @@ fn cmd_runs() -> Result<u8, Refusal> {
             crate::engine::journal::runs_dir().display()
         );
     }
-    for (id, first, finished) in &runs {
-        println!(
-            "{}",
-            crate::engine::journal::describe_run(id, first, finished.as_ref())
-        );
+    for (id, first, state) in &runs {
+        println!("{}", crate::engine::journal::describe_run(id, first, state));
     }
     Ok(exit::OK)
 }
@@ -1199,6 +1218,73 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
                 e["handler"].as_str().unwrap_or("")
             ),
             "unwind_started" => println!("{time} UNWIND {} change(s)", e["count"]),
+            "unwind_finished" => println!(
+                "{time} unwind {}",
+                if e["ok"] == true {
+                    "finished"
+                } else {
+                    "INCOMPLETE"
+                }
+            ),
+            "rollback_started" => println!(
+                "{time} ROLLBACK of {} change(s) by {}",
+                e["count"],
+                e["user"].as_str().unwrap_or("?")
+            ),
+            "rollback_finished" => println!(
+                "{time} {}",
+                if e["ok"] == true {
+                    "rolled back"
+                } else {
+                    "ROLLBACK INCOMPLETE (an undo failed)"
+                }
+            ),
+            "rollback_discarding" => {
+                println!("{time} ROLLBACK DISCARDS writes made after the window (--discard-writes-since-window):");
+                for l in e["lost"].as_array().into_iter().flatten() {
+                    for w in l["what"].as_array().into_iter().flatten() {
+                        println!(
+                            "           {}: {}",
+                            l["host"].as_str().unwrap_or(""),
+                            w.as_str().unwrap_or("")
+                        );
+                    }
+                }
+                for k in e["kept"].as_array().into_iter().flatten() {
+                    println!(
+                        "           {}: current data kept first as {}",
+                        k["host"].as_str().unwrap_or(""),
+                        k["location"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            "rollback_refused" => println!(
+                "{time} ROLLBACK REFUSED: {}",
+                e["why"].as_str().unwrap_or("")
+            ),
+            "commit_started" => println!(
+                "{time} COMMIT of {} change(s) by {}",
+                e["count"],
+                e["user"].as_str().unwrap_or("?")
+            ),
+            "commit_result" => println!(
+                "{time} {:<12} {:<11} {}",
+                e["host"].as_str().unwrap_or(""),
+                if e["ok"] == true {
+                    "committed"
+                } else {
+                    "COMMIT FAILED"
+                },
+                e["detail"].as_str().unwrap_or("")
+            ),
+            "commit_finished" => println!(
+                "{time} {}",
+                if e["ok"] == true {
+                    "committed"
+                } else {
+                    "COMMIT INCOMPLETE"
+                }
+            ),
             "undo_result" => println!(
                 "{time} {:<12} {:<11} undo {}",
                 e["host"].as_str().unwrap_or(""),
@@ -1216,8 +1302,22 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
             _ => {}
         }
     }
-    if !events.iter().any(|e| e["event"] == "run_finished") {
-        println!("(the journal ends here: the run was killed or is still running)");
+    if raw {
+        return Ok(exit::OK);
+    }
+    let state = crate::engine::run_status::run_state(&events);
+    println!("state: {}", state.describe());
+    if matches!(
+        state.state,
+        crate::engine::run_status::State::Unfinished
+            | crate::engine::run_status::State::RollbackIncomplete { .. }
+    ) && !events
+        .last()
+        .is_some_and(|e| e["event"] == "rollback_finished")
+    {
+        println!(
+            "(the journal ends here: the run or its rollback was killed, or is still running)"
+        );
     }
     Ok(exit::OK)
 }
@@ -1309,7 +1409,13 @@ fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Result<u8, Refusal> {
+/// What `cmd_after` does.
+enum After {
+    Rollback { plan: bool, discard_writes: bool },
+    Commit,
+}
+
+fn cmd_after(common: &Common, run: String, a: &AfterArgs, what: After) -> Result<u8, Refusal> {
     let become_password = match &a.become_password_file {
         Some(f) => Some(read_first_line(f)?),
         None => std::env::var("CUTOVER_BECOME_PASSWORD").ok(),
@@ -1325,12 +1431,27 @@ fn cmd_after(common: &Common, run: String, a: &AfterArgs, commit: bool) -> Resul
         },
         break_lock: a.break_lock,
         output: a.output,
+        discard_writes: matches!(
+            what,
+            After::Rollback {
+                discard_writes: true,
+                ..
+            }
+        ),
     };
     let rt = runtime()?;
-    let result = if commit {
-        rt.block_on(crate::engine::recovery::commit(opts))
-    } else {
-        rt.block_on(crate::engine::recovery::rollback(opts))
+    let result = match what {
+        After::Commit => rt.block_on(crate::engine::recovery::commit(opts)),
+        After::Rollback { plan: true, .. } => {
+            return match rt.block_on(crate::engine::recovery::rollback_plan(opts)) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
+                    Ok(exit::FAILED)
+                }
+            }
+        }
+        After::Rollback { .. } => rt.block_on(crate::engine::recovery::rollback(opts)),
     };
     match result {
         Ok(true) => Ok(exit::OK),

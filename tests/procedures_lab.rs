@@ -79,10 +79,194 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
         text(&o)
     );
 
-    // Back to v1 through the restore point (its snapshots predate the upgrade).
-    rollback(&p, &restore);
+    // Back to v1 through the restore point (its snapshots predate the upgrade). Users wrote
+    // after the restore point's window (the pages, the v2 upgrade): discarding that is said
+    // explicitly, and what is discarded is kept first.
+    let o = p.run_cluster(&after_args(
+        "rollback",
+        &restore,
+        &["--discard-writes-since-window".into()],
+    ));
+    assert!(o.status.success(), "rollback {restore}:\n{}", text(&o));
+    assert!(text(&o).contains("kept first"), "{}", text(&o));
     assert_cluster_serves("1.0.0", 1);
     assert_eq!(snapshots_of(&restore_set), "");
+    remove_kept_sets(&restore_set);
+}
+
+/// The sets a rollback with --discard-writes-since-window kept (`kept-SET-…`), on every host.
+fn kept_sets(set: &str) -> String {
+    let mut all = String::new();
+    for h in ["app1", "app2", "db1", "db2"] {
+        all.push_str(&ssh(
+            h,
+            &format!("ls /srv/vol/.snapshots 2>/dev/null | grep '^kept-{set}-' | sed 's/^/{h}:/'"),
+        ));
+    }
+    all
+}
+
+fn remove_kept_sets(set: &str) {
+    for h in ["app1", "app2", "db1", "db2"] {
+        ssh(
+            h,
+            &format!("for s in /srv/vol/.snapshots/kept-{set}-*; do [ -e \"$s\" ] && btrfs subvolume delete \"$s\" >/dev/null; done; true"),
+        );
+    }
+    assert_eq!(kept_sets(set), "", "kept sets removed");
+}
+
+/// Issue 21, item 6: a rollback hours after the window would merge the database snapshot
+/// back and silently discard what users wrote since. It is refused, naming what would be lost
+/// (transactions by table, files of the app home, since when); `--plan` says the same without
+/// changing anything; with `--discard-writes-since-window` it proceeds, but keeps the current
+/// data first (a second snapshot set, printed), which holds the pages written after the window.
+#[test]
+fn a_rollback_that_would_discard_users_writes_is_refused_then_keeps_them() {
+    let _g = lock();
+    require_v1();
+    let p = Project::in_repo();
+    let set = unique("lost");
+    let (o, id) = upgrade(&p, "2.0.0", 2, &set);
+    assert!(o.status.success(), "upgrade to 2.0.0:\n{}", text(&o));
+    // Users write again: two pages through the load balancer, an attachment on app1's home.
+    let written: Vec<String> = (0..2).map(|i| format!("{}-{i}", unique("after"))).collect();
+    for name in &written {
+        let code = curl(&[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--data-binary",
+            "written after the window",
+            &format!("http://lb/pages/{name}"),
+        ]);
+        assert_eq!(code, "201", "PUT /pages/{name}");
+    }
+    ssh(
+        "app1",
+        "mkdir -p /var/lib/wiki/attachments && echo scan > /var/lib/wiki/attachments/after-window.pdf",
+    );
+
+    // One cluster-safety interval: the app's own heartbeat writes (not user data) are there too.
+    std::thread::sleep(Duration::from_secs(11));
+    // The plan of the rollback: the loss, exit 1, nothing changed.
+    let o = p.run_cluster(&after_args("rollback", &id, &["--plan".into()]));
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains("would undo") && plan.contains("would be REFUSED"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("db1: since the window closed at 20"),
+        "{plan}"
+    );
+    assert!(plan.contains("wiki.PAGES (2)"), "{plan}");
+    assert!(
+        plan.contains("app1: since the window closed at 20")
+            && plan.contains("/var/lib/wiki: 1 file written (e.g. attachments/after-window.pdf)"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("app2: since"),
+        "nothing written on app2's home: {plan}"
+    );
+
+    // The rollback itself: refused, exit 1, the same loss, nothing changed, journaled.
+    let o = p.run_cluster(&after_args("rollback", &id, &[]));
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("rollback of run {id} refused")),
+        "{out}"
+    );
+    let db_line = out
+        .lines()
+        .find(|l| l.contains("db1: since the window closed at"))
+        .unwrap_or_else(|| panic!("no db1 line:\n{out}"));
+    assert!(
+        db_line.contains("database: ")
+            && db_line.contains(" transactions on ")
+            && db_line.contains("wiki.PAGES (2)")
+            && db_line.contains("only on ignored tables"),
+        "{db_line}"
+    );
+    assert!(out.contains("--discard-writes-since-window"), "{out}");
+    assert_cluster_serves("2.0.0", 2);
+    assert!(
+        !snapshots_of(&set).is_empty(),
+        "the snapshots are still there"
+    );
+    assert_no_host_locks();
+    let j = journal_of(&p, &id);
+    assert!(j.iter().any(|e| e["event"] == "rollback_refused"));
+    assert!(
+        !j.iter().any(|e| e["event"] == "undo_result"),
+        "nothing undone"
+    );
+    let runs = text(&p.run(&["runs"]));
+    assert!(runs.contains("ok, rollback refused at 20"), "{runs}");
+
+    // Named explicitly: it proceeds, keeping the current data first.
+    let o = p.run_cluster(&after_args(
+        "rollback",
+        &id,
+        &["--discard-writes-since-window".into()],
+    ));
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("the current data is kept first"), "{out}");
+    let kept_db = format!("/srv/vol/.snapshots/kept-{set}-");
+    assert!(out.contains(&format!("db1: {kept_db}")), "{out}");
+    assert_cluster_serves("1.0.0", 1);
+    assert_eq!(snapshots_of(&set), "", "every snapshot merged");
+    for name in &written {
+        let code = curl(&[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://lb/pages/{name}"),
+        ]);
+        assert_eq!(code, "404", "{name} was discarded from the live data");
+    }
+    // ... and is in the kept copy of the master's datadir (stopped cleanly before the merge),
+    // as the attachment is in the kept copy of app1's home.
+    for name in &written {
+        assert_eq!(
+            ssh(
+                "db1",
+                &format!("grep -q -a -- {name} {kept_db}*-mysql/wiki/PAGES.ibd && echo kept")
+            )
+            .trim(),
+            "kept",
+            "{name} in the kept datadir"
+        );
+    }
+    assert_eq!(
+        ssh(
+            "app1",
+            &format!("cat {kept_db}*-home/attachments/after-window.pdf")
+        ),
+        "scan\n"
+    );
+    assert!(ssh("app1", "ls /var/lib/wiki/attachments 2>&1").contains("No such file"));
+    let j = journal_of(&p, &id);
+    let kept = j
+        .iter()
+        .find(|e| e["event"] == "rollback_discarding")
+        .expect("the discard is journaled");
+    assert!(kept["kept"].to_string().contains(&kept_db), "{kept}");
+    let runs = text(&p.run(&["runs"]));
+    let line = runs.lines().find(|l| l.starts_with(&id)).unwrap_or("");
+    assert!(line.contains("  rolled back at 20"), "{runs}");
+    assert_no_host_locks();
+    remove_kept_sets(&set);
 }
 
 #[test]

@@ -223,6 +223,30 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
         ssh("db1", &format!("cat {dir}/conf; ls {dir}")),
         format!("before\nconf\n")
     );
+    // `runs` says it was rolled back (not `ok`, not `unfinished`), with the time; `show` tells
+    // the story in order: the run, the kill, the rollback and its undos, the state.
+    let runs = text(&p.run(&["runs"]));
+    let line = runs.lines().find(|l| l.starts_with(&id)).unwrap_or("");
+    assert!(
+        line.contains("  rolled back at 20") && !line.contains("unfinished"),
+        "{runs}"
+    );
+    let show = text(&p.run(&["show", &id]));
+    let at = |what: &str| {
+        show.find(what)
+            .unwrap_or_else(|| panic!("`{what}` missing from show:\n{show}"))
+    };
+    assert!(at("run ") < at("change conf") && at("change conf") < at("CUT OFF"));
+    assert!(at("CUT OFF") < at("ROLLBACK of 2 change(s) by "), "{show}");
+    assert!(at("ROLLBACK of") < at("undone") && at("undone") < at("\nstate: "));
+    assert!(
+        show.trim_end()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("state: rolled back at 20"),
+        "{show}"
+    );
     // Rolling back twice finds nothing left to undo.
     let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
     assert!(
@@ -253,10 +277,14 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
     );
     let o = q.run(&["commit", "-i", &inventory(), &id, "--output", "plain"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        ssh("db1", &format!("ls {dir} | grep -c 'cutover-{id}.*~'")).trim(),
-        "0",
-        "commit removes the backup"
+    let runs = text(&q.run(&["runs"]));
+    assert!(runs.contains("  committed at 20"), "{runs}");
+    let show = text(&q.run(&["show", &id]));
+    assert!(
+        show.contains("COMMIT of 1 change(s) by ")
+            && show.contains("committed   removed backup")
+            && show.contains("\nstate: committed at 20"),
+        "{show}"
     );
     let o = q.run(&["rollback", "-i", &inventory(), &id]);
     assert!(

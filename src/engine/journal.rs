@@ -161,8 +161,8 @@ pub fn read_path(path: &Path) -> Result<Vec<J>> {
         .collect())
 }
 
-/// Every run, newest first, with its first and last events.
-pub fn list_runs() -> Result<Vec<(String, J, Option<J>)>> {
+/// Every run, newest first, with its first event and its state (from all its events).
+pub fn list_runs() -> Result<Vec<(String, J, super::run_status::RunState)>> {
     let dir = runs_dir();
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -174,28 +174,19 @@ pub fn list_runs() -> Result<Vec<(String, J, Option<J>)>> {
         let Some(first) = events.first().cloned() else {
             continue;
         };
-        let finished = events
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "run_finished")
-            .cloned();
-        out.push((id, first, finished));
+        out.push((id, first, super::run_status::run_state(&events)));
     }
     out.sort_by(|a, b| b.0.cmp(&a.0));
     Ok(out)
 }
 
-/// A summary line for `cutover runs`.
-pub fn describe_run(id: &str, first: &J, finished: Option<&J>) -> String {
-    let status = match finished {
-        Some(f) => f["status"].as_str().unwrap_or("?").to_string(),
-        None => "unfinished (killed or still running)".to_string(),
-    };
+/// A summary line for `cutover runs`: id, start, playbook, state with its time, user.
+pub fn describe_run(id: &str, first: &J, state: &super::run_status::RunState) -> String {
     format!(
         "{id}  {}  {}  {}  by {}",
         first["ts"].as_str().unwrap_or(""),
         first["playbook"].as_str().unwrap_or(""),
-        status,
+        state.describe(),
         first["user"].as_str().unwrap_or("?")
     )
 }

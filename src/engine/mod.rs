@@ -11,6 +11,8 @@ pub mod journal;
 pub mod lock;
 pub mod output;
 pub mod recovery;
+pub mod run_status;
+pub mod writes_guard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -903,6 +905,7 @@ async fn run_step_on_host(
             )
         }
     };
+    let registered_mark = registered.clone();
     // Kept in the journal too (secrets masked), so a resumed run still knows it.
     let registered_for_journal = step
         .register
@@ -935,6 +938,10 @@ async fn run_step_on_host(
     if let Some((name, value)) = registered_for_journal {
         fields["register"] = json!(name);
         fields["registered"] = value;
+    }
+    // Where user data stood at this point: a rollback compares with it (modules::write_mark).
+    if step.action.module == "write_mark" && status == Status::Ok {
+        fields["mark"] = registered_mark.clone();
     }
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
@@ -1225,11 +1232,8 @@ async fn execute(
         // completes: if the controller dies during the change, a rollback (or the resumed run)
         // still undoes it, and names the steps that may be half done with no way back.
         if probe.decision != Decision::NoChange {
-            let read_only = step
-                .changed_when
-                .as_ref()
-                .is_some_and(|e| e.text.trim() == "false")
-                || modules::changes_nothing(&step.action.module, &args);
+            let read_only =
+                step.declared_read_only() || modules::changes_nothing(&step.action.module, &args);
             *pending = match &step.undo {
                 _ if read_only => None,
                 Undo::Module => modules::pending_undo(&step.action.module, &args, &probe, &mctx),

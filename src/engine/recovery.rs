@@ -15,6 +15,7 @@ use serde_json::{json, Value as J};
 use super::journal::{self, Journal};
 use super::lock;
 use super::output::{OutputMode, Reporter, Status};
+use super::writes_guard;
 use crate::modules::{ModCtx, UndoAction};
 use crate::template::Templates;
 use crate::transport::{Become, HostConn, TransportOptions};
@@ -68,7 +69,11 @@ pub struct JournalState {
 }
 
 pub fn load_state(run_id: &str) -> Result<JournalState> {
-    let events = journal::read(run_id)?;
+    state_of(run_id, journal::read(run_id)?)
+}
+
+/// What a run's journal events say (see [`load_state`]).
+pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
     let started = events
         .iter()
         .find(|e| e["event"] == "run_started")
@@ -287,7 +292,10 @@ pub async fn undo_all(
         done.len()
     ));
     let _ = journal
-        .record(&format!("{label}_started"), json!({ "count": done.len() }))
+        .record(
+            &format!("{label}_started"),
+            json!({ "count": done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+        )
         .await;
     let vars = tera::Context::new();
     let approvals: Vec<String> = Vec::new();
@@ -347,6 +355,9 @@ pub struct AfterOptions {
     pub transport: TransportOptions,
     pub break_lock: bool,
     pub output: OutputMode,
+    /// `rollback --discard-writes-since-window`: merge even though users wrote after the
+    /// window closed (their writes are kept in a second snapshot set first).
+    pub discard_writes: bool,
 }
 
 /// Connect to the hosts a run changed and take their locks in the run's name.
@@ -485,10 +496,40 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
         release_dead_locks(&opts, &state, &BTreeSet::new(), &reporter).await;
         return Ok(true);
     }
+    let marks = writes_guard::guarded_marks(&journal::read(&opts.run_id)?, &state.done);
+    let hosts: BTreeSet<String> = hosts.into_iter().chain(marks.keys().cloned()).collect();
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
     let journal = Journal::reopen(&opts.run_id)?;
-    let done: Vec<Done> = state.done.iter().rev().cloned().collect();
+    let mut done: Vec<Done> = state.done.iter().rev().cloned().collect();
+    // Users' writes since the window: refused, or kept before they are discarded.
+    let lost = writes_guard::lost_writes(&marks, &conns, &templates, &opts.run_id).await;
+    if !lost.is_empty() {
+        let loss = writes_guard::describe(&lost);
+        if !opts.discard_writes {
+            let _ = journal
+                .record(
+                    "rollback_refused",
+                    json!({ "why": "users wrote after the maintenance window closed", "lost": writes_guard::to_json(&lost) }),
+                )
+                .await;
+            release(conns, &opts.run_id).await;
+            bail!("rollback of run {} refused: {loss}\nNothing was changed. To roll back anyway, pass --discard-writes-since-window: the current data is kept first (a second snapshot set), so what is discarded can be recovered by hand. `cutover rollback --plan {}` shows this without changing anything.", opts.run_id, opts.run_id);
+        }
+        let kept = writes_guard::keep_current(&mut done, &writes_guard::stamp());
+        reporter.say(&format!(
+            "WARNING: {loss}\n--discard-writes-since-window: the current data is kept first, before each merge:{}",
+            kept.iter()
+                .map(|(h, l)| format!("\n  {h}: {l}"))
+                .collect::<String>()
+        ));
+        let _ = journal
+            .record(
+                "rollback_discarding",
+                json!({ "lost": writes_guard::to_json(&lost), "kept": kept.iter().map(|(h, l)| json!({ "host": h, "location": l })).collect::<Vec<_>>() }),
+            )
+            .await;
+    }
     let ok = undo_all(
         done,
         &conns,
@@ -509,6 +550,80 @@ pub async fn rollback(opts: AfterOptions) -> Result<bool> {
     Ok(ok)
 }
 
+/// `cutover rollback --plan RUN`: what a rollback would undo, and what it would discard that
+/// users wrote since the window, without changing anything (no lock taken). Exit code as for
+/// `plan`: 0 nothing to undo, 2 changes pending, 1 the rollback would be refused.
+pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
+    let state = load_state(&opts.run_id)?;
+    if state.committed {
+        bail!(
+            "run {} was committed: there is nothing to roll back to",
+            opts.run_id
+        );
+    }
+    if state.done.is_empty() {
+        println!("run {}: nothing to roll back", opts.run_id);
+        return Ok(crate::cli::exit::OK);
+    }
+    println!(
+        "rollback of run {} would undo {} change(s), newest first:",
+        opts.run_id,
+        state.done.len()
+    );
+    for d in state.done.iter().rev() {
+        println!("  {:<12} {} — {}", d.host, d.step, d.undo.describe());
+    }
+    for f in state
+        .in_flight
+        .iter()
+        .filter(|f| f.undo.is_none() && f.changes)
+    {
+        println!(
+            "  WARNING: \"{}\" on {} was cut off and has no recorded way back: check it by hand",
+            f.step, f.host
+        );
+    }
+    let marks = writes_guard::guarded_marks(&journal::read(&opts.run_id)?, &state.done);
+    if marks.is_empty() {
+        println!("no maintenance window of this run closed: users wrote nothing the rollback would discard");
+        return Ok(crate::cli::exit::CHANGES);
+    }
+    let inv = crate::inventory::load_checked(&inventory_of(&opts, &state)).map_err(|d| {
+        anyhow!(
+            "{}",
+            d.items.first().map(|x| x.to_string()).unwrap_or_default()
+        )
+    })?;
+    let mut conns = HashMap::new();
+    for h in marks.keys() {
+        let host = inv
+            .host(h)
+            .ok_or_else(|| anyhow!("host {h} of the run is not in the inventory"))?;
+        conns.insert(
+            h.clone(),
+            Arc::new(HostConn::connect(h, &host.connection, &opts.transport).await?),
+        );
+    }
+    let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
+    let lost = writes_guard::lost_writes(&marks, &conns, &templates, &opts.run_id).await;
+    crate::transport::close_all(conns.into_values()).await;
+    if lost.is_empty() {
+        println!("nothing was written since the maintenance window closed that the rollback would discard");
+        return Ok(crate::cli::exit::CHANGES);
+    }
+    println!("{}", writes_guard::describe(&lost));
+    if opts.discard_writes {
+        let mut done = state.done.clone();
+        println!("with --discard-writes-since-window the current data would be kept first:");
+        for (h, l) in writes_guard::keep_current(&mut done, "YYYYMMDDHHMMSS") {
+            println!("  {h}: {l}");
+        }
+        return Ok(crate::cli::exit::CHANGES);
+    }
+    println!("the rollback would be REFUSED; with --discard-writes-since-window it would keep the current data first (a second snapshot set), then discard it");
+    Ok(crate::cli::exit::FAILED)
+}
+
 /// `cutover commit RUN`: accept a run: remove its snapshots and the backups kept for undo.
 /// After this the run cannot be rolled back.
 pub async fn commit(opts: AfterOptions) -> Result<bool> {
@@ -525,7 +640,10 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
     let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
     let journal = Journal::reopen(&opts.run_id)?;
     let _ = journal
-        .record("commit_started", json!({ "count": state.done.len() }))
+        .record(
+            "commit_started",
+            json!({ "count": state.done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+        )
         .await;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
     let vars = tera::Context::new();

@@ -23,6 +23,7 @@ pub mod sync;
 pub mod undo;
 mod user;
 mod wait_for;
+pub mod write_mark;
 
 use std::time::Duration;
 
@@ -196,6 +197,7 @@ pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
         "maintenance" => maintenance::probe(args, ctx).await,
         "http_check" => Ok(http_check::probe()),
         "cluster_safety" => Ok(cluster_safety::probe()),
+        "write_mark" => Ok(write_mark::probe()),
         other => bail!("module `{other}` is not implemented by the engine yet"),
     }
 }
@@ -227,6 +229,7 @@ pub async fn apply(
         "maintenance" => maintenance::apply(args, probe, ctx).await,
         "http_check" => http_check::apply(args, ctx).await,
         "cluster_safety" => cluster_safety::apply(args, ctx).await,
+        "write_mark" => write_mark::apply(args, ctx).await,
         other => bail!("module `{other}` is not implemented by the engine yet"),
     }
 }

@@ -48,6 +48,10 @@ pub struct MergeSpec {
     pub services: Vec<String>,
     /// May the host be rebooted when an origin cannot be unmounted (root LV)?
     pub reboot: bool,
+    /// Keep the volumes' current state, before the merge, as this snapshot set (a rollback
+    /// that discards writes made since the window: they stay recoverable by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_current_as: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,6 +68,7 @@ struct Args {
     pool: String,
     services: Vec<String>,
     reboot: bool,
+    keep_current_as: Option<String>,
 }
 
 impl Args {
@@ -115,6 +120,7 @@ impl Args {
                 .to_string(),
             services,
             reboot: arg_bool(args, "reboot").unwrap_or(false),
+            keep_current_as: None,
         })
     }
 
@@ -129,11 +135,26 @@ impl Args {
             pool: self.pool.clone(),
             services: self.services.clone(),
             reboot: self.reboot,
+            keep_current_as: None,
         }
     }
 }
 
 impl MergeSpec {
+    /// Where [`MergeSpec::keep_current_as`] keeps each volume's current state.
+    pub fn kept_locations(&self) -> Vec<String> {
+        let Some(keep) = &self.keep_current_as else {
+            return Vec::new();
+        };
+        self.volumes
+            .iter()
+            .map(|v| match self.backend.as_str() {
+                "lvm" => format!("{}/{}", v.vg.as_deref().unwrap_or(""), snap_lv(keep, v)),
+                _ => btrfs_snap(&self.pool, keep, v),
+            })
+            .collect()
+    }
+
     fn args(&self) -> Args {
         Args {
             backend: if self.backend == "lvm" {
@@ -146,6 +167,7 @@ impl MergeSpec {
             pool: self.pool.clone(),
             services: self.services.clone(),
             reboot: self.reboot,
+            keep_current_as: self.keep_current_as.clone(),
         }
     }
 }
@@ -943,6 +965,9 @@ async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         let lv = v.lv.clone().unwrap_or_default();
         let snap = snap_lv(&a.name, v);
         let (full_snap, full_lv) = (format!("{vg}/{snap}"), format!("{vg}/{lv}"));
+        if let Some(keep) = &a.keep_current_as {
+            keep_lvm(ctx, v, keep, &started).await?;
+        }
         // 1. Record the merge. With the origin closed it runs now (-i 1: lvconvert waits for it);
         //    with the origin open it is deferred to the origin's next activation.
         let already = st.lv(&vg, &snap).is_some_and(Lv::merging);
@@ -1073,6 +1098,32 @@ async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
     })
 }
 
+/// Keep an LVM volume's current state before its merge: a snapshot of the origin as large as
+/// the origin (so it cannot fill up while the merge rewrites the origin). The services are
+/// already stopped; on failure they are started again and nothing is merged.
+async fn keep_lvm(ctx: &ModCtx<'_>, v: &SnapVolume, keep: &str, started: &[String]) -> Result<()> {
+    let (vg, lv) = (v.vg.as_deref().unwrap_or(""), v.lv.as_deref().unwrap_or(""));
+    let out = ctx
+        .run(
+            &format!(
+                "lvcreate -q -s -l 100%ORIGIN -n {} -- {} >&2",
+                quote(&snap_lv(keep, v)),
+                quote(&format!("{vg}/{lv}"))
+            ),
+            None,
+        )
+        .await?;
+    if !out.ok() {
+        let _ = start_services(ctx, started).await;
+        bail!(
+            "keeping the current {vg}/{lv} as {vg}/{} failed, nothing was merged: {}",
+            snap_lv(keep, v),
+            out.stderr_text().trim()
+        );
+    }
+    Ok(())
+}
+
 /// Poll `lvs -a` until the snapshot has gone and the origin's attr is no longer `O`.
 async fn wait_merged(ctx: &ModCtx<'_>, v: &SnapVolume, snap: &str) -> Result<()> {
     let vg = v.vg.as_deref().unwrap_or("");
@@ -1128,7 +1179,11 @@ async fn merge_btrfs(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
     for (v, s) in &vols {
         let src = format!("{}/{}", a.pool, v.name);
         let snap = btrfs_snap(&a.pool, &a.name, v);
-        let old = format!("{snap}.replaced-{ts}");
+        // The current subvolume is moved aside, and kept if asked.
+        let old = match &a.keep_current_as {
+            Some(keep) => btrfs_snap(&a.pool, keep, v),
+            None => format!("{snap}.replaced-{ts}"),
+        };
         let (m_umount, m_mount) = match (&v.mount, s.mounted) {
             (Some(m), true) => (
                 format!("umount -- {m} || exit 5\n", m = quote(m)),
@@ -1164,9 +1219,13 @@ async fn merge_btrfs(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
     start_services(ctx, &started).await?;
     let mut cleanup = String::new();
     for (old, snap) in &replaced {
+        let old = if a.keep_current_as.is_some() {
+            String::new()
+        } else {
+            quote(old)
+        };
         cleanup.push_str(&format!(
-            "btrfs subvolume delete -- {} {} >/dev/null\n",
-            quote(old),
+            "btrfs subvolume delete -- {old} {} >/dev/null\n",
             quote(snap)
         ));
     }

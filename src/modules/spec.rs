@@ -352,6 +352,30 @@ pub static MODULES: &[ModuleSpec] = &[
         reversibility: ReadOnly,
     },
     ModuleSpec {
+        name: "write_mark",
+        args: &[
+            ArgSpec {
+                name: "point",
+                ty: Str,
+                required: true,
+                choices: &["snapshot", "window_closed"],
+            },
+            arg("mysql", Bool),
+            arg("ignore_tables", StrList),
+            arg("paths", StrList),
+            arg("exclude", StrList),
+            arg("login_user", Str),
+            arg("login_password", Str),
+            arg("login_password_var", Str),
+            arg("login_host", Str),
+            arg("login_port", Int),
+            arg("login_unix_socket", Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: ReadOnly,
+    },
+    ModuleSpec {
         name: "mysql_replication",
         args: &[
             choice(

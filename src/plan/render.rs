@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Entry, Outcome, Plan};
+use super::{irreversible_steps, Entry, Outcome, Plan};
 
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 pub enum Format {
@@ -71,7 +71,12 @@ fn summary_lines(p: &Plan) -> String {
         s.skipped
     );
     if s.irreversible > 0 {
-        let _ = write!(out, "; {} IRREVERSIBLE", s.irreversible);
+        let _ = write!(
+            out,
+            "; {} IRREVERSIBLE step{}",
+            s.irreversible,
+            if s.irreversible == 1 { "" } else { "s" }
+        );
     }
     if s.unreachable > 0 {
         let _ = write!(out, "; {} host(s) UNREACHABLE", s.unreachable);
@@ -92,19 +97,23 @@ pub fn render_text(p: &Plan, color: bool) -> String {
             u.error
         );
     }
-    let irreversible: Vec<&Entry> = p
-        .entries
-        .iter()
-        .filter(|e| e.irreversible && interesting(e))
-        .collect();
+    let irreversible = irreversible_steps(&p.entries);
     if !irreversible.is_empty() {
         let _ = writeln!(
             out,
             "{}",
             st.paint("31;1", "Irreversible steps (no automatic way back):")
         );
-        for e in irreversible {
-            let _ = writeln!(out, "  - {} on {}", e.name, e.host);
+        for i in irreversible {
+            let _ = writeln!(
+                out,
+                "  - PLAY {} / step {}{}: {} on {}",
+                i.play_name,
+                i.step + 1,
+                if i.handler { " (handler)" } else { "" },
+                i.name,
+                i.hosts.join(", ")
+            );
         }
     }
     let _ = writeln!(out);
@@ -191,15 +200,23 @@ pub fn render_markdown(p: &Plan) -> String {
             u.error.replace('\n', " ")
         );
     }
-    let irreversible: Vec<&Entry> = p
-        .entries
-        .iter()
-        .filter(|e| e.irreversible && interesting(e))
-        .collect();
+    let irreversible = irreversible_steps(&p.entries);
     if !irreversible.is_empty() {
         let _ = writeln!(out, "## ⚠ Irreversible steps\n");
-        for e in irreversible {
-            let _ = writeln!(out, "- **{}** on `{}`", md(&e.name), e.host);
+        for i in irreversible {
+            let _ = writeln!(
+                out,
+                "- play _{}_, step {}{}: **{}** on {}",
+                md(i.play_name),
+                i.step + 1,
+                if i.handler { " (handler)" } else { "" },
+                md(i.name),
+                i.hosts
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         let _ = writeln!(out);
     }

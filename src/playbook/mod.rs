@@ -93,6 +93,13 @@ impl Step {
             .collect()
     }
 
+    /// `changed_when: false`: the author's word that the step only reads.
+    pub fn declared_read_only(&self) -> bool {
+        self.changed_when
+            .as_ref()
+            .is_some_and(|e| e.text.trim() == "false")
+    }
+
     /// The name shown in output: the step's own, or the module and its first argument.
     pub fn display_name(&self) -> String {
         match &self.name {

@@ -1,0 +1,249 @@
+//! A rollback must not silently discard what users wrote after the maintenance window closed
+//! (issue 21, item 6), tested without the lab: `address: local` on a btrfs filesystem of a
+//! loop device (needs root, mkfs.btrfs). A run snapshots a volume (`home`), changes it, and
+//! marks where its files stand when the window closes (`write_mark`). A file written after
+//! the mark refuses the rollback (and its `--plan`); `--discard-writes-since-window` proceeds
+//! and keeps the current state first, where the file can still be found. Writes of the
+//! application's own (an excluded subtree) do not count.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn sh(script: &str) -> Output {
+    Command::new("sh").args(["-c", script]).output().unwrap()
+}
+
+/// `cutover ARGS` with its own state; another local run holding the controller's host lock
+/// is waited for.
+fn cutover(dir: &Path, args: &[&str]) -> Output {
+    for _ in 0..60 {
+        let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .env("CUTOVER_STATE_DIR", dir.join("state"))
+            .env("XDG_RUNTIME_DIR", dir.join("runtime"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
+            return o;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("the controller stayed locked by another local run for a minute");
+}
+
+/// One test at a time: both lock the controller itself (`address: local`).
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A btrfs filesystem on a loop device, mounted at `pool`, with a subvolume `home`;
+/// unmounted when dropped.
+struct Pool {
+    pool: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pool {
+    fn new() -> Option<Pool> {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("fs.img");
+        let pool = dir.path().join("pool");
+        std::fs::create_dir_all(&pool).unwrap();
+        let o = sh(&format!(
+            "truncate -s 160M {img} && mkfs.btrfs -q {img} && mount -o loop {img} {pool} && btrfs subvolume create {pool}/home >/dev/null",
+            img = img.display(),
+            pool = pool.display()
+        ));
+        if !o.status.success() {
+            eprintln!(
+                "SKIPPED: no loop-mounted btrfs here (root and mkfs.btrfs needed): {}",
+                text(&o)
+            );
+            return None;
+        }
+        Some(Pool { pool, _dir: dir })
+    }
+
+    fn home(&self) -> PathBuf {
+        self.pool.join("home")
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l {}", self.pool.display()));
+    }
+}
+
+/// Apply the "upgrade": snapshot `home`, change it, mark the window's close. Returns the run id.
+fn upgrade(dir: &Path, pool: &Pool) -> String {
+    std::fs::write(dir.join("inv.yml"), "hosts:\n  me: { address: local }\n").unwrap();
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    let p = pool.pool.display();
+    std::fs::write(
+        dir.join("pb.yml"),
+        format!(
+            r#"- hosts: me
+  on_failure: unwind
+  steps:
+    - name: Snapshot the home
+      snapshot: {{ backend: btrfs, volumes: [{{ name: home }}], name: pre, pool: "{p}", state: present }}
+    - name: The upgrade's own write
+      copy: {{ content: "v2\n", dest: "{p}/home/version" }}
+    - name: Window closes
+      write_mark: {{ point: window_closed, paths: ["{p}/home"], exclude: [logs] }}
+"#
+        ),
+    )
+    .unwrap();
+    let o = cutover(
+        dir,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let ids: Vec<String> = std::fs::read_dir(dir.join("state/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    ids[0].clone()
+}
+
+fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+#[test]
+fn a_file_written_after_the_window_refuses_the_rollback_then_is_kept() {
+    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pool) = Pool::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = upgrade(d, &pool);
+    // A second later, a user attaches a file.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::create_dir_all(pool.home().join("attachments")).unwrap();
+    std::fs::write(pool.home().join("attachments/scan.pdf"), "scan\n").unwrap();
+
+    let o = cutover(d, &["rollback", "-i", "inv.yml", "--plan", &id]);
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(plan.contains("would undo 2 change(s)"), "{plan}");
+    assert!(plan.contains("me: since the window closed at 20"), "{plan}");
+    let files = format!(
+        "{}: 1 file written (e.g. attachments/scan.pdf)",
+        pool.home().display()
+    );
+    assert!(plan.contains(&files), "{plan}");
+    assert!(plan.contains("would be REFUSED"), "{plan}");
+
+    let o = cutover(d, &["rollback", "-i", "inv.yml", &id, "--output", "plain"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("rollback of run {id} refused")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&files) && out.contains("Nothing was changed"),
+        "{out}"
+    );
+    // Nothing changed: the upgrade's write, the user's file and the snapshot are there.
+    assert!(exists(&pool.home().join("version")));
+    assert!(exists(&pool.home().join("attachments/scan.pdf")));
+    assert!(exists(&pool.pool.join(".snapshots/pre-home")));
+    let runs = text(&cutover(d, &["runs"]));
+    assert!(runs.contains("ok, rollback refused at 20"), "{runs}");
+
+    let o = cutover(
+        d,
+        &[
+            "rollback",
+            "-i",
+            "inv.yml",
+            &id,
+            "--discard-writes-since-window",
+            "--output",
+            "plain",
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let kept_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("me: ") && l.contains("/.snapshots/kept-pre-"))
+        .unwrap_or_else(|| panic!("no kept location printed:\n{out}"));
+    let kept = PathBuf::from(kept_line.trim_start().trim_start_matches("me: ").trim());
+    // Rolled back: the home is as at the snapshot ...
+    assert!(!exists(&pool.home().join("version")), "{out}");
+    assert!(!exists(&pool.home().join("attachments")), "{out}");
+    assert!(!exists(&pool.pool.join(".snapshots/pre-home")));
+    // ... and what was discarded is in the kept copy.
+    assert_eq!(
+        std::fs::read_to_string(kept.join("attachments/scan.pdf")).unwrap(),
+        "scan\n"
+    );
+    // (The upgrade's own write was undone by its own way back before the merge, newest first.)
+    assert!(!exists(&kept.join("version")));
+    let journal =
+        std::fs::read_to_string(d.join(format!("state/runs/{id}/journal.jsonl"))).unwrap();
+    assert!(journal.contains("\"event\":\"rollback_refused\""));
+    assert!(journal.contains("\"event\":\"rollback_discarding\""));
+    assert!(journal.contains(&format!(
+        "\"keep_current_as\":\"{}\"",
+        kept.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches("-home")
+    )));
+    let runs = text(&cutover(d, &["runs"]));
+    assert!(runs.contains("  rolled back at 20"), "{runs}");
+    // `show` tells it in order: the refusal, then the discard with where the data was kept.
+    let show = text(&cutover(d, &["show", &id]));
+    let refused = show.find("ROLLBACK REFUSED: users wrote after the maintenance window closed");
+    let discards = show.find("ROLLBACK DISCARDS writes made after the window");
+    let kept_at = show.find(&format!(
+        "me: current data kept first as {}",
+        kept.display()
+    ));
+    let rolled = show.find("\nstate: rolled back at 20");
+    assert!(
+        refused.is_some() && refused < discards && discards < kept_at && kept_at < rolled,
+        "{show}"
+    );
+}
+
+#[test]
+fn the_applications_own_writes_and_no_writes_do_not_refuse() {
+    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pool) = Pool::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = upgrade(d, &pool);
+    std::thread::sleep(Duration::from_millis(1100));
+    // The app's own log, under the excluded subtree.
+    std::fs::create_dir_all(pool.home().join("logs")).unwrap();
+    std::fs::write(pool.home().join("logs/wiki.log"), "started\n").unwrap();
+    let o = cutover(d, &["rollback", "-i", "inv.yml", "--plan", &id]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("nothing was written since the maintenance window closed"));
+    let o = cutover(d, &["rollback", "-i", "inv.yml", &id, "--output", "plain"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("kept"), "{out}");
+    assert!(!exists(&pool.home().join("version")));
+    let kept = std::fs::read_dir(pool.pool.join(".snapshots"))
+        .unwrap()
+        .flatten()
+        .count();
+    assert_eq!(kept, 0, "no kept set, no snapshot left");
+}
