@@ -26,19 +26,8 @@ pub fn probe() -> Probe {
     Probe::no_change(J::Null)
 }
 
-fn str_list(args: &Map<String, J>, key: &str) -> Vec<String> {
-    match args.get(key) {
-        Some(J::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 fn conns<'a>(args: &Map<String, J>, ctx: &'a ModCtx<'_>) -> Result<Vec<&'a HostConn>> {
-    let names = str_list(args, "hosts");
+    let names = super::arg_str_list(args, "hosts");
     if names.is_empty() {
         return Ok(vec![ctx.host]);
     }
@@ -248,7 +237,7 @@ async fn single_writer(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcom
     let db = arg_str(args, "database").unwrap_or("wiki");
     let wait = Duration::from_secs(arg_u64(args, "wait")?.unwrap_or(30));
     let cluster = arg_str(args, "cluster_name");
-    let allowed = str_list(args, "clients");
+    let allowed = super::arg_str_list(args, "clients");
     let (first, c1) = safety_read(ctx, &login, db).await?;
     let mut problems = Vec::new();
     if first.len() != 1 {
@@ -331,7 +320,7 @@ async fn jdbc_ping(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let cluster = required(args, "cluster_name")?;
     let expected = match arg_u64(args, "expected")? {
         Some(n) => n,
-        None => str_list(args, "hosts").len() as u64,
+        None => super::arg_str_list(args, "hosts").len() as u64,
     };
     let sql = format!(
         "SELECT 'rows' AS cutover_section; SELECT COUNT(*) AS n FROM `{db}`.`{table}` WHERE cluster_name = {c}; \

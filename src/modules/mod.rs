@@ -392,6 +392,18 @@ pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
     out
 }
 
+/// A list argument: a YAML list of strings, or one non-empty string as a list of one.
+pub(crate) fn arg_str_list(args: &Map<String, J>, key: &str) -> Vec<String> {
+    match args.get(key) {
+        Some(J::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
 /// Argument helpers (arguments were type-checked by validation; these only convert).
 pub(crate) fn arg_str<'a>(args: &'a Map<String, J>, key: &str) -> Option<&'a str> {
     args.get(key).and_then(J::as_str)

@@ -64,17 +64,6 @@ pub struct Mark {
     pub paths: Vec<TreeMark>,
 }
 
-fn str_list(args: &Map<String, J>, key: &str) -> Vec<String> {
-    match args.get(key) {
-        Some(J::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 pub fn probe() -> Probe {
     Probe::no_change(J::Null)
 }
@@ -104,14 +93,14 @@ fn find_files(path: &str, exclude: &[String], extra: &str) -> Result<String> {
 
 pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let point = required(args, "point")?.to_string();
-    let exclude = str_list(args, "exclude");
+    let exclude = super::arg_str_list(args, "exclude");
     let out = ctx.run("date +%s.%N", None).await?;
     let time = out.stdout_text().trim().to_string();
     if !is_epoch(&time) {
         bail!("cannot read the clock of {}: `{time}`", ctx.host.name);
     }
     let mut paths = Vec::new();
-    for path in str_list(args, "paths") {
+    for path in super::arg_str_list(args, "paths") {
         let out = ctx
             .run(
                 &format!("{} | wc -l", find_files(&path, &exclude, "")?),
@@ -140,7 +129,7 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
             gtid: f.gtid_binlog_pos.clone(),
             file,
             pos,
-            ignore_tables: str_list(args, "ignore_tables"),
+            ignore_tables: super::arg_str_list(args, "ignore_tables"),
             login: login.undo_args(),
         })
     } else {
