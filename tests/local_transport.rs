@@ -15,8 +15,16 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The tests of this file share the controller's host lock: one at a time.
+static LOCAL_HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    LOCAL_HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `cutover ARGS` with its own state and control directories. Another local run on this
-/// machine (the host lock `/var/tmp/cutover.lock` is the controller's own) is waited for.
+/// machine (the host lock `/var/tmp/cutover.lock` is the controller's own) is waited for,
+/// and so is a killed one until its resume takes the lock over (the kill test below).
 fn cutover(dir: &Path, args: &[&str]) -> Output {
     for _ in 0..60 {
         let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
@@ -26,7 +34,8 @@ fn cutover(dir: &Path, args: &[&str]) -> Output {
             .current_dir(dir)
             .output()
             .unwrap();
-        if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
+        let busy = text(&o).contains("locked by run") || text(&o).contains("stale lock left by");
+        if o.status.code() != Some(5) && !busy {
             return o;
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -61,6 +70,7 @@ fn step_results(dir: &Path, before: &[String]) -> Vec<J> {
 
 #[test]
 fn a_playbook_runs_on_the_controller_itself_and_a_second_run_changes_nothing() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = d.join("out");
@@ -160,5 +170,119 @@ fn a_playbook_runs_on_the_controller_itself_and_a_second_run_changes_nothing() {
     assert_eq!(
         std::fs::read_to_string(out.join("conf/hello.txt")).unwrap(),
         "hello, world\n"
+    );
+}
+
+/// The journal of a run, event by event.
+fn journal(dir: &Path, id: &str) -> Vec<J> {
+    std::fs::read_to_string(dir.join("state/runs").join(id).join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<J>(l).ok())
+        .collect()
+}
+
+/// Issue 21, item 1: a run killed after a `run_once` check passed on one host and a later step
+/// changed what the check looks at. The resume must not run the check again on the other host
+/// (it has no record of the step, but the step is finished for the play): it would fail and
+/// lose the run. What the check registered stands for both hosts after the resume too.
+#[test]
+fn a_resume_does_not_repeat_a_run_once_step_another_host_finished() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  n1: { address: local }\n  n2: { address: local }\ngroups:\n  nodes: { hosts: [n1, n2] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            r#"- name: nodes
+  hosts: nodes
+  vars: {{ out: "{out}" }}
+  steps:
+    - name: No node started anywhere
+      shell: "! ls {{{{ out }}}}/started-* >/dev/null 2>&1"
+      run_once: true
+      register: none_started
+      changed_when: false
+    - name: Start the node
+      command: touch {{{{ out }}}}/started-{{{{ inventory_hostname }}}}
+    - name: The check stands for every node
+      assert: {{ that: ["none_started.rc == 0"] }}
+"#,
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    let before = runs(d);
+    let mut killed = None;
+    for _ in 0..60 {
+        let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"])
+            .env("CUTOVER_STATE_DIR", d.join("state"))
+            .env("XDG_RUNTIME_DIR", d.join("runtime"))
+            .env("CUTOVER_TEST_FAULT", "kill-after-step=1:Start the node")
+            .current_dir(d)
+            .output()
+            .unwrap();
+        if o.status.code() == Some(5) {
+            // Another local run holds the controller's host lock: wait for it.
+            let _ = std::fs::remove_dir_all(d.join("state/runs"));
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        killed = Some(o);
+        break;
+    }
+    let o = killed.expect("the controller stayed locked by another local run");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "killed:\n{}", text(&o));
+    let id = runs(d).into_iter().find(|r| !before.contains(r)).unwrap();
+    let j = journal(d, &id);
+    let check: Vec<&J> = j
+        .iter()
+        .filter(|e| e["event"] == "step_result" && e["name"] == "No node started anywhere")
+        .collect();
+    assert_eq!(check.len(), 1, "the check ran once, on one host: {check:?}");
+    let ran_on = check[0]["host"].as_str().unwrap().to_string();
+
+    let o = cutover(d, &["resume", "-i", "inv.yml", &id, "--output", "plain"]);
+    assert!(
+        o.status.success(),
+        "the resume completes the run:\n{}",
+        text(&o)
+    );
+    let j = journal(d, &id);
+    let checks: Vec<&J> = j
+        .iter()
+        .filter(|e| e["event"] == "step_result" && e["name"] == "No node started anywhere")
+        .collect();
+    assert_eq!(
+        checks.len(),
+        1,
+        "the run_once check (finished on {ran_on}) ran again: {checks:?}"
+    );
+    for h in ["n1", "n2"] {
+        assert!(out.join(format!("started-{h}")).exists(), "{h} started");
+        assert!(
+            j.iter().any(|e| e["event"] == "step_result"
+                && e["name"] == "The check stands for every node"
+                && e["host"] == h
+                && e["status"] == "ok"),
+            "{h}: the registered check is there after the resume:\n{}",
+            text(&o)
+        );
+    }
+    assert_eq!(
+        j.iter()
+            .rev()
+            .find(|e| e["event"] == "run_finished")
+            .unwrap()["status"],
+        "ok"
     );
 }

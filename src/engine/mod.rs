@@ -453,16 +453,21 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
                     continue;
                 }
-                // Resuming: hosts that finished this step before the controller died skip it.
+                // Resuming: a step finished before the controller died is not run again
+                // (`JournalState::still_to_run` says what "finished" covers).
                 let todo: Vec<String> = match &run.resumed {
-                    Some(r) => active
-                        .iter()
-                        .filter(|h| {
-                            !r.completed
-                                .contains(&(play_index, step_index, false, (*h).clone()))
-                        })
-                        .cloned()
-                        .collect(),
+                    Some(r) => match r.still_to_run(
+                        (play_index, step_index, false),
+                        step.run_once,
+                        &batch,
+                        &active,
+                    ) {
+                        recovery::Resume::On(hosts) => hosts,
+                        recovery::Resume::DoneBy(host) => {
+                            share_run_once_result(run, step, &host, &batch);
+                            Vec::new()
+                        }
+                    },
                     None => active.clone(),
                 };
                 if todo.is_empty() {
@@ -821,27 +826,28 @@ async fn run_step_everywhere(
                 .say(&format!("internal error in a host task: {e}")),
         }
     }
-    if step.run_once {
-        // The one result stands for every host of the batch.
-        if let (Some(first), Some(reg)) = (out.first(), &step.register) {
-            let value = run
-                .registered
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&first.host)
-                .and_then(|m| m.get(reg))
-                .cloned();
-            if let Some(v) = value {
-                let mut regs = run.registered.lock().unwrap_or_else(|e| e.into_inner());
-                for h in hosts {
-                    regs.entry(h.clone())
-                        .or_default()
-                        .insert(reg.clone(), v.clone());
-                }
-            }
-        }
+    if let (true, Some(first)) = (step.run_once, out.first()) {
+        share_run_once_result(run, step, &first.host, hosts);
     }
     out
+}
+
+/// A `run_once` step's one result stands for every host of the batch: what it registered on
+/// the host that ran it is registered on all of them (also when a resumed run finds the step
+/// finished by that host before the stop).
+fn share_run_once_result(run: &Run, step: &Step, ran_on: &str, hosts: &[String]) {
+    let Some(reg) = &step.register else {
+        return;
+    };
+    let mut regs = run.registered.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(v) = regs.get(ran_on).and_then(|m| m.get(reg)).cloned() else {
+        return;
+    };
+    for h in hosts {
+        regs.entry(h.clone())
+            .or_default()
+            .insert(reg.clone(), v.clone());
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -946,6 +952,10 @@ async fn run_step_on_host(
     }
     if matches!(step.undo, Undo::Irreversible(_)) {
         fields["irreversible"] = json!(true);
+    }
+    // An ignored failure finishes the step as a success would: a resumed run does not repeat it.
+    if step.ignore_errors && status == Status::Failed {
+        fields["ignored"] = json!(true);
     }
     if let Some(d) = decision {
         fields["decision"] = json!(d);
