@@ -286,3 +286,37 @@ fn a_resume_does_not_repeat_a_run_once_step_another_host_finished() {
         "ok"
     );
 }
+
+/// Issue 21, item 5: a step whose probe could not tell beforehand (a command without a check)
+/// reports what happened, not the probe's doubt ("unknown: …") as its result.
+#[test]
+fn a_changed_result_reads_as_what_happened() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  n1: { address: local }\n").unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        "- hosts: n1\n  steps:\n    - name: Run a command\n      command: \"true\"\n",
+    )
+    .unwrap();
+    let before = runs(d);
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let line = text(&o)
+        .lines()
+        .find(|l| l.contains("Run a command"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains(" changed ") && line.contains("ran, exit 0") && !line.contains("unknown"),
+        "{line}\n{}",
+        text(&o)
+    );
+    let rs = step_results(d, &before);
+    assert_eq!(rs[0]["status"], "changed");
+    assert_eq!(rs[0]["detail"], "ran, exit 0");
+}

@@ -1325,7 +1325,7 @@ async fn execute(
         };
         let detail = match &failed {
             Some(f) => f.clone(),
-            None if changed => decision.clone(),
+            None if changed => done_detail(&step.action.module, &probe.decision, &result),
             None => result
                 .get("msg")
                 .and_then(J::as_str)
@@ -1334,6 +1334,18 @@ async fn execute(
         };
         let undo = undo.map(|u| (u, target.clone()));
         return Ok((status, detail, undo, Some(decision), J::Object(result)));
+    }
+}
+
+/// The result line of a step that changed something: what the probe said it would do, or —
+/// where the probe could not tell (`unknown`) — what the module did, never the doubt as if it
+/// were the result.
+fn done_detail(module: &str, decision: &Decision, result: &Map<String, J>) -> String {
+    match decision {
+        Decision::Change { summary, .. } => summary.clone(),
+        Decision::Unknown { .. } => modules::describe_done(module, result)
+            .unwrap_or_else(|| "changed (the probe could not tell beforehand)".into()),
+        Decision::NoChange => "nothing to do (counted as changed by changed_when)".into(),
     }
 }
 
