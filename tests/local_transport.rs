@@ -320,3 +320,52 @@ fn a_changed_result_reads_as_what_happened() {
     assert_eq!(rs[0]["status"], "changed");
     assert_eq!(rs[0]["detail"], "ran, exit 0");
 }
+
+/// Issue 21, item 5: with `USER` (and `SUDO_USER`) unset, as under cron or `env -i`, the lock
+/// still names the real user of the process, not "unknown".
+#[test]
+fn the_lock_owner_is_the_real_user_of_the_process_without_user_set() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  n1: { address: local }\n").unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        "- hosts: n1\n  steps:\n    - name: Read the lock\n      command: cat /var/tmp/cutover.lock\n      register: lock\n      changed_when: false\n",
+    )
+    .unwrap();
+    let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let me = me.trim();
+    let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "apply", "-i", "inv.yml", "pb.yml", "--output", "plain", "-v",
+        ])
+        .env("CUTOVER_STATE_DIR", d.join("state"))
+        .env("XDG_RUNTIME_DIR", d.join("runtime"))
+        .env_remove("USER")
+        .env_remove("SUDO_USER")
+        .env_remove("LOGNAME")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // The host lock, as the run saw it, and the controller lock left on disk.
+    let rs = step_results(d, &[]);
+    let host_lock: J = serde_json::from_str(
+        rs[0]["registered"]["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .trim(),
+    )
+    .unwrap_or(J::Null);
+    let controller_lock = std::fs::read_dir(d.join("state/locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .next()
+        .unwrap();
+    let controller_lock: J = serde_json::from_str(&controller_lock).unwrap();
+    for (what, lock) in [("host", &host_lock), ("controller", &controller_lock)] {
+        assert_eq!(lock["user"], me, "{what} lock: {lock}\n{}", text(&o));
+    }
+}
