@@ -369,3 +369,107 @@ fn the_lock_owner_is_the_real_user_of_the_process_without_user_set() {
         assert_eq!(lock["user"], me, "{what} lock: {lock}\n{}", text(&o));
     }
 }
+
+/// Issue 21, item 5: a run refused by the controller's lock (another run drives the cluster)
+/// leaves its trace, as the README says: its journal records `run_refused`, naming the holder.
+/// A resume refused so records it in the run's journal without ending the run.
+#[test]
+fn a_run_refused_by_the_controller_lock_is_journaled() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  n1: { address: local }\n").unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        "- hosts: n1\n  steps:\n    - name: Hold\n      command: \"true\"\n",
+    )
+    .unwrap();
+    let run = |fault: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cutover"));
+        c.args(args)
+            .env("CUTOVER_STATE_DIR", d.join("state"))
+            .env("XDG_RUNTIME_DIR", d.join("runtime"))
+            .current_dir(d);
+        if let Some(f) = fault {
+            c.env("CUTOVER_TEST_FAULT", f);
+        }
+        c
+    };
+    let apply = ["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"];
+    // The first run holds the cluster for 4 s after its step.
+    let first = run(Some("pause-after-step=1:4:Hold"), &apply)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let holder = loop {
+        let held = runs(d).into_iter().find(|id| {
+            journal(d, id)
+                .iter()
+                .any(|e| e["event"] == "step_result" && e["name"] == "Hold")
+        });
+        if let Some(id) = held {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never held"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let before = runs(d);
+    let o = run(None, &apply).output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains(&holder),
+        "names the holder:\n{}",
+        text(&o)
+    );
+    let refused: Vec<String> = runs(d)
+        .into_iter()
+        .filter(|r| !before.contains(r))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "the refused run has a journal: {refused:?}"
+    );
+    let j = journal(d, &refused[0]);
+    let events: Vec<&str> = j.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        events,
+        ["run_started", "run_refused", "run_finished"],
+        "{j:#?}"
+    );
+    assert_eq!(j[1]["lock"], "controller");
+    assert!(
+        j[1]["detail"].as_str().unwrap().contains(&holder),
+        "{}",
+        j[1]
+    );
+    assert_eq!(j[2]["status"], "locked");
+
+    // Resuming the holder while it runs: refused, journaled, the run not ended by it.
+    let o = run(
+        None,
+        &["resume", "-i", "inv.yml", &holder, "--output", "plain"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let mut first = first;
+    assert!(first.wait().unwrap().success());
+    let j = journal(d, &holder);
+    let refusal = j
+        .iter()
+        .position(|e| e["event"] == "run_refused")
+        .expect("the refused resume is journaled");
+    let finishes: Vec<&J> = j.iter().filter(|e| e["event"] == "run_finished").collect();
+    assert_eq!(finishes.len(), 1, "only the run itself ended it: {j:#?}");
+    assert_eq!(finishes[0]["status"], "ok");
+    assert!(
+        j[refusal]["pid"] != j[0]["pid"],
+        "the refusal is the resume's: {j:#?}"
+    );
+}

@@ -199,8 +199,15 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     };
     let run_id = opts.resume.clone().unwrap_or_else(journal::new_run_id);
     let owner = lock::Owner::me(&run_id);
-    let _controller_lock = lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner)
-        .map_err(|e| RunError::Locked(format!("{e:#}")))?;
+    let _controller_lock =
+        match lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("{e:#}");
+                journal_refusal(&run_id, &opts, &fingerprint, resumed.is_some(), &why).await?;
+                return Err(RunError::Locked(why));
+            }
+        };
     let journal = match &resumed {
         Some(r) => {
             let j = Journal::reopen(&run_id)?;
@@ -324,16 +331,56 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         .into_iter()
         .map(|(h, r)| (h, json!({ "ok": r.ok, "changed": r.changed, "failed": r.failed, "skipped": r.skipped, "unreachable": r.unreachable })))
         .collect();
-    run.journal
-        .record(
-            "run_finished",
-            json!({ "status": status_word, "recap": recap }),
-        )
-        .await?;
+    // A refused resume ran nothing: the run stays as it was, to be resumed later.
+    let refused = matches!(status, RunStatus::Locked | RunStatus::Refused);
+    if !(refused && run.resumed.is_some()) {
+        run.journal
+            .record(
+                "run_finished",
+                json!({ "status": status_word, "recap": recap }),
+            )
+            .await?;
+    }
     run.reporter
         .finish(status_word)
         .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
     Ok(RunResult { run_id, status })
+}
+
+/// A run refused by the controller's lock is journaled as one refused by a host's lock is: a
+/// new run's journal holds its start, `run_refused` (with the holder) and its end, `locked`; a
+/// refused resume adds `run_refused` to the run's journal and leaves the run resumable.
+async fn journal_refusal(
+    run_id: &str,
+    opts: &RunOptions,
+    fingerprint: &str,
+    resuming: bool,
+    why: &str,
+) -> Result<()> {
+    let j = if resuming {
+        Journal::reopen(run_id)?
+    } else {
+        let j = Journal::create(run_id)?;
+        let fields = journal::run_started_fields(
+            run_id,
+            &opts.playbook,
+            &opts.inventory,
+            fingerprint,
+            opts.limit.as_deref(),
+        );
+        j.record("run_started", fields).await?;
+        j
+    };
+    j.record(
+        "run_refused",
+        json!({ "lock": "controller", "why": "locked by another run", "detail": why, "pid": std::process::id() }),
+    )
+    .await?;
+    if !resuming {
+        j.record("run_finished", json!({ "status": "locked", "recap": {} }))
+            .await?;
+    }
+    Ok(())
 }
 
 fn one(d: Diagnostic) -> Diagnostics {
@@ -669,7 +716,7 @@ async fn lock_run_hosts(run: &Arc<Run>, hosts: &[String]) -> std::result::Result
         .journal
         .record(
             "run_refused",
-            json!({ "hosts": blocked, "why": if held.is_empty() { "lock" } else { "locked by another run" } }),
+            json!({ "lock": "host", "hosts": blocked, "why": if held.is_empty() { "lock" } else { "locked by another run" } }),
         )
         .await;
     run.reporter.say(&format!(
