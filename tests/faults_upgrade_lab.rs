@@ -6,6 +6,10 @@
 //!   time, until the upgrade is done: the cluster serves v2 with the data intact; the whole run
 //!   rolled back: v1, database checksums identical to before;
 //! - the same chain with SIGINT (Ctrl-C: the engine stops at the step boundary, then resume);
+//! - a fresh run killed ONCE at one boundary and resumed ONCE must complete the upgrade (the
+//!   chain's resumes all come right after the previous kill, so none came after the new nodes
+//!   started): a seeded sample of boundaries here, every one with
+//!   `CUTOVER_KILL_BOUNDARIES=all` (see `kill_boundaries`);
 //! - killed at a sample of boundaries (before the snapshots, right after them, in the middle of
 //!   node 1, after node 2, after the maintenance page went off), then rolled back;
 //! - killed in the middle of the snapshot step (snapshot made, result not journaled): a rollback

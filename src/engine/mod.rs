@@ -502,21 +502,8 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 }
                 // Resuming: a step finished before the controller died is not run again
                 // (`JournalState::still_to_run` says what "finished" covers).
-                let todo: Vec<String> = match &run.resumed {
-                    Some(r) => match r.still_to_run(
-                        (play_index, step_index, false),
-                        step.run_once,
-                        &batch,
-                        &active,
-                    ) {
-                        recovery::Resume::On(hosts) => hosts,
-                        recovery::Resume::DoneBy(host) => {
-                            share_run_once_result(run, step, &host, &batch);
-                            Vec::new()
-                        }
-                    },
-                    None => active.clone(),
-                };
+                let todo =
+                    still_to_run(run, (play_index, step_index, false), step, &batch, &active);
                 if todo.is_empty() {
                     continue;
                 }
@@ -570,6 +557,7 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                     })
                     .cloned()
                     .collect();
+                let targets = still_to_run(run, (play_index, hi, true), handler, &batch, &targets);
                 if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -611,6 +599,28 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
         RunStatus::Unreachable
     } else {
         RunStatus::Ok
+    }
+}
+
+/// The hosts of a batch a step (or handler) runs on: all of `hosts`, or in a resumed run those
+/// the journal does not show it finished for (`JournalState::still_to_run`). A `run_once` step
+/// finished before the stop runs nowhere, and what it registered stands for the batch again.
+fn still_to_run(
+    run: &Run,
+    key: (usize, usize, bool),
+    step: &Step,
+    batch: &[String],
+    hosts: &[String],
+) -> Vec<String> {
+    let Some(r) = &run.resumed else {
+        return hosts.to_vec();
+    };
+    match r.still_to_run(key, step.run_once, batch, hosts) {
+        recovery::Resume::On(hosts) => hosts,
+        recovery::Resume::DoneBy(host) => {
+            share_run_once_result(run, step, &host, batch);
+            Vec::new()
+        }
     }
 }
 

@@ -702,6 +702,23 @@ mod tests {
     }
 
     #[test]
+    fn a_run_once_handler_finished_on_one_host_is_finished_for_the_batch() {
+        let mut h = result(9, "app1", "changed");
+        h["handler"] = json!(true);
+        let all = hosts(&["app1", "app2"]);
+        let state = state_of("r", &[started(), h]).unwrap();
+        assert_eq!(
+            state.still_to_run((3, 1, true), true, &all, &all),
+            Resume::DoneBy("app1".into())
+        );
+        // The step of the same index is another thing.
+        assert_eq!(
+            state.still_to_run((3, 1, false), true, &all, &all),
+            Resume::On(all.clone())
+        );
+    }
+
+    #[test]
     fn a_run_once_step_runs_once_per_serial_batch() {
         // serial: 1 — batch [app1] finished it; batch [app2] has not run it yet.
         let events = [started(), result(7, "app1", "ok")];
