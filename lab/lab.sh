@@ -227,7 +227,20 @@ cmd_status() {
   return "$ok"
 }
 
+# The daemons lab.sh starts (containers, the VM, the repo server) live on after it: they must
+# not inherit the caller's descriptors. `flock LOCK lab/lab.sh up` (without -o) hands lab.sh
+# LOCK's descriptor; a container holding it keeps LOCK locked for as long as the lab runs, and
+# every later `flock LOCK …` waits forever.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2 && fd != 255)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+}
+
 main() {
+  close_inherited_fds
   (($#)) || usage
   local cmd=$1
   shift
