@@ -27,25 +27,24 @@ for a in "$@"; do [[ $a == --report-only ]] && report_only=true; done
 source "$REPO/lab/lib/apt.sh"
 apt_install time >/dev/null
 
-# The venv: latest ansible-core and pyinfra from PyPI, made once and reused. ansible-core's
-# newest releases need python >= 3.12 on the controller: take the newest python3.x there is.
-pick_python() {
-  local p c
-  for c in python3.14 python3.13 python3.12; do
-    p=$(command -v "$c" 2>/dev/null) && { echo "$p"; return; }
-    for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${c#python}"*/bin/"$c"; do
-      [[ -x $p ]] && { echo "$p"; return; }
-    done
-  done
-  command -v python3
-}
+# The venv: latest ansible-core and pyinfra from PyPI, made once and reused, with the newest
+# Python that actually runs (bench/python.sh).
+. "$REPO/bench/python.sh"
 if ! $report_only; then
+  # A venv whose interpreter no longer runs (its Python was removed) is made again.
+  if [[ -e $BENCH_VENV/bin/python ]] && ! why=$(python_works "$BENCH_VENV/bin/python"); then
+    say "the venv's python does not run ($why): making the venv again"
+    rm -rf "$BENCH_VENV"
+  fi
   if [[ ! -x $BENCH_VENV/bin/ansible-playbook || ! -x $BENCH_VENV/bin/pyinfra || -n ${BENCH_UPGRADE:-} ]]; then
-    py=$(pick_python)
-    say "venv $BENCH_VENV ($("$py" -V)): pip install --upgrade ansible-core pyinfra"
+    py=$(pick_python) || die "no Python to make the venv with"
+    say "python: $py ($("$py" -V 2>&1)), the first that runs"
+    say "venv $BENCH_VENV: pip install --upgrade ansible-core pyinfra"
     [[ -x $BENCH_VENV/bin/python ]] || "$py" -m venv "$BENCH_VENV"
     "$BENCH_VENV/bin/pip" install -q --upgrade pip
     "$BENCH_VENV/bin/pip" install -q --upgrade ansible-core pyinfra
+  else
+    say "python: $BENCH_VENV/bin/python ($("$BENCH_VENV/bin/python" -V 2>&1)), the venv's"
   fi
 
   if [[ -n ${BENCH_CUTOVER_BIN:-} ]]; then

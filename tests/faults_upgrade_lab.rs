@@ -6,6 +6,10 @@
 //!   time, until the upgrade is done: the cluster serves v2 with the data intact; the whole run
 //!   rolled back: v1, database checksums identical to before;
 //! - the same chain with SIGINT (Ctrl-C: the engine stops at the step boundary, then resume);
+//! - a fresh run killed ONCE at one boundary and resumed ONCE must complete the upgrade (the
+//!   chain's resumes all come right after the previous kill, so none came after the new nodes
+//!   started): a seeded sample of boundaries here, every one with
+//!   `CUTOVER_KILL_BOUNDARIES=all` (see `kill_boundaries`);
 //! - killed at a sample of boundaries (before the snapshots, right after them, in the middle of
 //!   node 1, after node 2, after the maintenance page went off), then rolled back;
 //! - killed in the middle of the snapshot step (snapshot made, result not journaled): a rollback
@@ -366,6 +370,173 @@ fn interrupted_at_every_step_boundary_and_resumed_each_time_then_rolled_back() {
     assert_cluster_serves("2.0.0", 2);
     assert_pages(pages);
     rollback_to_v1(p, &id, set, pages, before);
+}
+
+/// How many step results a run of upgrade.yml journals on this lab, at least (66–69 kills in
+/// the kill chain, depending on how parallel hosts' results were committed): the boundaries
+/// sampled in CI are drawn from 1..=this.
+const UPGRADE_BOUNDARIES: u32 = 66;
+
+/// Boundaries one CI run tries (about 2 min each, measured in the README): one from each
+/// equal part of the run, so the early part (nodes stopped) and the late part (nodes started,
+/// where a resume once repeated a finished check) are both always tried.
+const SAMPLED_BOUNDARIES: u32 = 2;
+
+/// The boundaries to kill at, from `CUTOVER_KILL_BOUNDARIES`: `all` (every boundary, until a
+/// run is no longer killed: the full check), a list (`3,40`), or unset: a sample seeded by
+/// `CUTOVER_KILL_SEED`, else by the day, so CI tries other boundaries every day. `None` for
+/// `all`.
+fn kill_boundaries() -> Option<Vec<u32>> {
+    match std::env::var("CUTOVER_KILL_BOUNDARIES").ok().as_deref() {
+        Some("all") => return None,
+        Some(list) if !list.trim().is_empty() => {
+            return Some(
+                list.split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .expect("CUTOVER_KILL_BOUNDARIES: all or N,N,…")
+                    })
+                    .collect(),
+            )
+        }
+        _ => {}
+    }
+    let seed: u64 = match std::env::var("CUTOVER_KILL_SEED") {
+        Ok(s) => s.trim().parse().expect("CUTOVER_KILL_SEED: a number"),
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                / 86_400
+        }
+    };
+    let picked = sample_boundaries(seed, UPGRADE_BOUNDARIES, SAMPLED_BOUNDARIES);
+    eprintln!(
+        "kill boundaries: seed {seed} (CUTOVER_KILL_SEED={seed} repeats this sample; CUTOVER_KILL_BOUNDARIES=all tries every one): {picked:?}"
+    );
+    Some(picked)
+}
+
+/// `k` boundaries of 1..=n, one from each of k equal parts, chosen by `seed` (splitmix64).
+fn sample_boundaries(seed: u64, n: u32, k: u32) -> Vec<u32> {
+    let mut x = seed;
+    let mut next = || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..k)
+        .map(|i| {
+            let (lo, hi) = (i * n / k + 1, (i + 1) * n / k);
+            lo + (next() % u64::from(hi - lo + 1)) as u32
+        })
+        .collect()
+}
+
+#[test]
+fn kill_boundary_samples_cover_every_part_of_the_run() {
+    for seed in 0..200 {
+        let b = sample_boundaries(seed, 66, 2);
+        assert!(
+            (1..=33).contains(&b[0]) && (34..=66).contains(&b[1]),
+            "{b:?}"
+        );
+        assert_eq!(
+            b,
+            sample_boundaries(seed, 66, 2),
+            "a seed repeats its sample"
+        );
+    }
+    let days: std::collections::BTreeSet<Vec<u32>> = (0..30)
+        .map(|d| sample_boundaries(20_000 + d, 66, 2))
+        .collect();
+    assert!(days.len() > 20, "the sample rotates: {days:?}");
+}
+
+/// A fresh upgrade killed at boundary `n` (after its n-th step result) and resumed ONCE must
+/// complete the upgrade (issue 21: a resume that came after the new nodes had started re-ran
+/// a finished `run_once` check, which failed on the JVMs the run had started, and unwound).
+/// Then rolled back to v1, checked as every kill test checks. Returns false when the run was
+/// not killed (`n` is past its last boundary).
+fn killed_once_then_resumed_once(n: u32) -> bool {
+    let c = start_of_test(&format!("k1-{n}"));
+    let (p, pages, before, set) = (&c.p, &c.pages, &c.before, &c.set);
+    let t = Instant::now();
+    let fault = format!("kill-after-result={n}");
+    let runs_before = p.run_ids();
+    let o = p.run_cluster_with(
+        &upgrade_args("2.0.0", 2, set),
+        &[("CUTOVER_TEST_FAULT", fault.as_str())],
+    );
+    let id = p.new_run(&runs_before);
+    let killed = o.status.signal() == Some(libc_sigkill());
+    let last = if killed {
+        let j = journal_of(p, &id);
+        let last = j
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "step_result")
+            .map(|e| format!("{} on {}", e["name"], e["host"]))
+            .unwrap_or_default();
+        let o = p.run_cluster(&resume_args(&id, "2.0.0", 2, set));
+        assert!(
+            o.status.success(),
+            "boundary {n} (killed after {last}): one resume must complete the upgrade:\n{}",
+            text(&o)
+        );
+        last
+    } else {
+        assert!(o.status.success(), "boundary {n}: {}", text(&o));
+        "nothing: the run finished first".to_string()
+    };
+    let j = journal_of(p, &id);
+    assert_eq!(
+        j.iter().filter(|e| e["event"] == "run_resumed").count(),
+        usize::from(killed)
+    );
+    assert_one_upgrade(p, &id);
+    assert_cluster_serves("2.0.0", 2);
+    assert_pages(pages);
+    let (m, s) = db_checksums();
+    assert_eq!(m, s, "boundary {n}: master and slave hold the same data");
+    assert!(m.contains_key("PAGE_HISTORY"), "schema 2 migrated: {m:?}");
+    for h in ["app1:", "app2:", "db1:", "db2:"] {
+        assert!(
+            snapshots_of(set).contains(h),
+            "boundary {n}: {h} has its snapshot"
+        );
+    }
+    assert_no_host_locks();
+    rollback_to_v1(p, &id, set, pages, before);
+    eprintln!(
+        "measured: boundary {n} (killed after {last}), resumed once, rolled back: {} s",
+        t.elapsed().as_secs()
+    );
+    killed
+}
+
+#[test]
+fn killed_once_at_a_boundary_and_resumed_once_completes_the_upgrade() {
+    let _g = lock();
+    match kill_boundaries() {
+        Some(list) => {
+            for n in list {
+                killed_once_then_resumed_once(n);
+            }
+        }
+        None => {
+            let mut n = 1;
+            while killed_once_then_resumed_once(n) {
+                n += 1;
+            }
+            eprintln!("every boundary tried: {} of them", n - 1);
+            assert!(n > 50, "only {} boundaries", n - 1);
+        }
+    }
 }
 
 /// Start the upgrade with a fault that kills the controller; returns the run id.

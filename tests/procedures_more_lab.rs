@@ -440,10 +440,55 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
             "{h}: snapshots of {set}: {s}"
         );
     }
+    // A second rolling run finds this run's set: refused in the pre-flight, naming the run
+    // that made it, before anything changed (issue 21, item 2: it reported ok and kept the
+    // older rollback point without a word).
+    let (o, id2, recap) = apply(
+        &p,
+        "upgrade-rolling.yml",
+        &[
+            "-e",
+            "app_release=1.0.0",
+            "-e",
+            "app_build_number=1",
+            "-e",
+            &format!("snapshot_set={set}"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "second run:\n{}", text(&o));
+    assert_eq!(recap["status"], "failed", "{recap}");
+    assert!(
+        text(&o).contains(&format!("/srv/vol/.snapshots/{set}-"))
+            && text(&o).contains(&format!("exists already, made by run {id}")),
+        "second run:\n{}",
+        text(&o)
+    );
+    let rs2 = results(&crate::journal(&p, &id2));
+    assert!(
+        rs2.iter()
+            .all(|r| r["play"] == 0 && r["status"] != "changed"),
+        "the second run changed nothing: {rs2:?}"
+    );
+    for h in ["app1", "app2"] {
+        let by = ssh(
+            h,
+            &format!("cat /srv/vol/.snapshots/.cutover-runs/{set}-app"),
+        );
+        assert_eq!(by.trim(), id, "{h}: the set is still the first run's");
+    }
     let o = after(&p, "commit", &id);
     assert!(o.status.success(), "commit:\n{}", text(&o));
     for h in ["app1", "app2"] {
         assert!(!snapshots(h).contains(&set), "{h}: {}", snapshots(h));
+        let left = ssh(
+            h,
+            &format!("ls -A /srv/vol/.snapshots/.cutover-runs | grep -c -- '^{set}-' || true"),
+        );
+        assert_eq!(
+            left.trim(),
+            "0",
+            "{h}: the commit removed the set's run records"
+        );
     }
     assert_cluster_v1();
 }

@@ -152,8 +152,48 @@ fn btrfs_snapshot_merge_and_commit() {
         .trim(),
         "ro=true"
     );
-    let again = p.apply_text_ok(&f.play("pre", "present"));
-    assert!(!again.contains("changed=1"), "{again}");
+    let first = p.run_ids().pop().unwrap();
+    let run_file = format!("/srv/vol/.snapshots/.cutover-runs/pre-{}", f.vol);
+    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), first);
+    // A second run finds the set in place: an error naming the run that made it (issue 21,
+    // item 2: it was "ok", silently keeping the older rollback point), in the plan and in
+    // the run, and the set is left as it was.
+    let refused = format!(
+        "snapshot set `pre` exists already on {BHOST}: {} was made by run {first}",
+        f.snapshot("pre")
+    );
+    let plan = p.run_text("plan", &f.play("pre", "present"));
+    assert!(text(&plan).contains(&refused), "plan:\n{}", text(&plan));
+    let again = p.apply_text(&f.play("pre", "present"));
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+    assert!(text(&again).contains(&refused), "{}", text(&again));
+    assert!(
+        text(&again).contains("replace_existing: true"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), first);
+    // replace_existing: true removes it first — the plan says so and whose it was — and the
+    // new set records the run that made it.
+    let replace = f.play("pre", "present").replace(
+        "state: present\n",
+        "state: present\n        replace_existing: true\n",
+    );
+    let plan = p.run_text("plan", &replace);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        text(&plan).contains(&format!(
+            "remove the existing {} (made by run {first}) first (replace_existing: that rollback point is gone), then snapshot",
+            f.snapshot("pre")
+        )),
+        "plan:\n{}",
+        text(&plan)
+    );
+    let out = p.apply_text_ok(&replace);
+    assert!(out.contains("changed=1"), "{out}");
+    let second = p.run_ids().pop().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), second);
 
     // Change the data, then merge (roll back): the data is back exactly, the unit runs again.
     ssh_ok(
@@ -186,6 +226,15 @@ fn btrfs_snapshot_merge_and_commit() {
         )
         .trim(),
         "0"
+    );
+    assert_eq!(
+        ssh_ok(
+            BHOST,
+            &format!("test -e {run_file} && echo left || echo gone")
+        )
+        .trim(),
+        "gone",
+        "the merge removed the set's run record"
     );
     // Merging again: nothing to do.
     p.apply_text_ok(&f.play("pre", "merged"));
@@ -329,6 +378,22 @@ systemctl daemon-reload; systemctl start {unit}"#
         assert!(
             attr.trim().starts_with('s') && attr.contains("data"),
             "{attr}"
+        );
+        // The snapshot records its run (a tag); another run is refused, naming it (issue 21).
+        let first = p.run_ids().pop().unwrap();
+        let tags = ssh_ok(
+            "lvm1",
+            &format!("lvs --noheadings -o lv_tags vg0/{set}-data"),
+        );
+        assert_eq!(tags.trim(), format!("cutover-run:{first}"));
+        let again = p.apply_text(&play("present", ""));
+        assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+        assert!(
+            text(&again).contains(&format!(
+                "snapshot set `{set}` exists already on lvm1: vg0/{set}-data was made by run {first}"
+            )),
+            "{}",
+            text(&again)
         );
         ssh_ok(
             "lvm1",

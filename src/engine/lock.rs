@@ -33,9 +33,7 @@ impl Owner {
     pub fn me(run_id: &str) -> Owner {
         Owner {
             run_id: run_id.to_string(),
-            user: std::env::var("SUDO_USER")
-                .or_else(|_| std::env::var("USER"))
-                .unwrap_or_else(|_| "unknown".into()),
+            user: current_user(),
             controller: controller_name(),
             pid: std::process::id(),
             started: super::journal::now_rfc3339(),
@@ -70,25 +68,42 @@ pub enum Liveness {
     Unknown,
 }
 
-/// Who runs cutover: the admin behind sudo if there is one, else the login name of the uid.
+/// Who runs cutover: the login name of the process's real uid — never `$USER`, which may be
+/// unset or say anything. Behind sudo, the admin who ran sudo is named too, as sudo recorded
+/// them: `root (sudo from alice)`.
 pub fn current_user() -> String {
-    if let Ok(u) = std::env::var("SUDO_USER") {
-        return u;
+    // SAFETY: getuid cannot fail and touches no memory.
+    let me = user_name(unsafe { libc::getuid() });
+    match std::env::var("SUDO_USER") {
+        Ok(admin) if !admin.is_empty() && admin != me => format!("{me} (sudo from {admin})"),
+        _ => me,
     }
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name out at once.
-    let name = unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() {
-            None
-        } else {
-            std::ffi::CStr::from_ptr((*pw).pw_name)
-                .to_str()
-                .ok()
-                .map(str::to_string)
+}
+
+/// The login name of a uid from the password database (`getpwuid_r`: thread-safe, unlike
+/// `getpwuid`), or `uid N` when it has no entry.
+pub fn user_name(uid: libc::uid_t) -> String {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: every pointer refers to live storage of the stated size; the name is copied
+        // out of `buf` before it is dropped.
+        let (rc, found) = unsafe {
+            let mut pw: libc::passwd = std::mem::zeroed();
+            let mut found: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found);
+            let name = (rc == 0 && !found.is_null()).then(|| {
+                std::ffi::CStr::from_ptr(pw.pw_name)
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            (rc, name)
+        };
+        match found {
+            Some(name) => return name,
+            None if rc == libc::ERANGE && buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            None => return format!("uid {uid}"),
         }
-    };
-    name.or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
+    }
 }
 
 pub fn controller_name() -> String {
@@ -242,4 +257,16 @@ pub async fn unlock_host(host: &HostConn, run_id: &str) {
         lock = quote(HOST_LOCK)
     );
     let _ = host.run(&script, None, None, None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_come_from_the_password_database() {
+        assert_eq!(user_name(0), "root");
+        // A uid without an entry is named by its number, not "unknown".
+        assert_eq!(user_name(3_999_999_999), "uid 3999999999");
+    }
 }

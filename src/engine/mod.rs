@@ -210,8 +210,15 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     };
     let run_id = opts.resume.clone().unwrap_or_else(journal::new_run_id);
     let owner = lock::Owner::me(&run_id);
-    let _controller_lock = lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner)
-        .map_err(|e| RunError::Locked(format!("{e:#}")))?;
+    let _controller_lock =
+        match lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("{e:#}");
+                journal_refusal(&run_id, &opts, &fingerprint, resumed.is_some(), &why).await?;
+                return Err(RunError::Locked(why));
+            }
+        };
     let journal = match &resumed {
         Some(r) => {
             let j = Journal::reopen(&run_id)?;
@@ -335,16 +342,56 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         .into_iter()
         .map(|(h, r)| (h, json!({ "ok": r.ok, "changed": r.changed, "failed": r.failed, "skipped": r.skipped, "unreachable": r.unreachable })))
         .collect();
-    run.journal
-        .record(
-            "run_finished",
-            json!({ "status": status_word, "recap": recap }),
-        )
-        .await?;
+    // A refused resume ran nothing: the run stays as it was, to be resumed later.
+    let refused = matches!(status, RunStatus::Locked | RunStatus::Refused);
+    if !(refused && run.resumed.is_some()) {
+        run.journal
+            .record(
+                "run_finished",
+                json!({ "status": status_word, "recap": recap }),
+            )
+            .await?;
+    }
     run.reporter
         .finish(status_word)
         .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
     Ok(RunResult { run_id, status })
+}
+
+/// A run refused by the controller's lock is journaled as one refused by a host's lock is: a
+/// new run's journal holds its start, `run_refused` (with the holder) and its end, `locked`; a
+/// refused resume adds `run_refused` to the run's journal and leaves the run resumable.
+async fn journal_refusal(
+    run_id: &str,
+    opts: &RunOptions,
+    fingerprint: &str,
+    resuming: bool,
+    why: &str,
+) -> Result<()> {
+    let j = if resuming {
+        Journal::reopen(run_id)?
+    } else {
+        let j = Journal::create(run_id)?;
+        let fields = journal::run_started_fields(
+            run_id,
+            &opts.playbook,
+            &opts.inventory,
+            fingerprint,
+            opts.limit.as_deref(),
+        );
+        j.record("run_started", fields).await?;
+        j
+    };
+    j.record(
+        "run_refused",
+        json!({ "lock": "controller", "why": "locked by another run", "detail": why, "pid": std::process::id() }),
+    )
+    .await?;
+    if !resuming {
+        j.record("run_finished", json!({ "status": "locked", "recap": {} }))
+            .await?;
+    }
+    Ok(())
 }
 
 fn one(d: Diagnostic) -> Diagnostics {
@@ -464,18 +511,10 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
                     continue;
                 }
-                // Resuming: hosts that finished this step before the controller died skip it.
-                let todo: Vec<String> = match &run.resumed {
-                    Some(r) => active
-                        .iter()
-                        .filter(|h| {
-                            !r.completed
-                                .contains(&(play_index, step_index, false, (*h).clone()))
-                        })
-                        .cloned()
-                        .collect(),
-                    None => active.clone(),
-                };
+                // Resuming: a step finished before the controller died is not run again
+                // (`JournalState::still_to_run` says what "finished" covers).
+                let todo =
+                    still_to_run(run, (play_index, step_index, false), step, &batch, &active);
                 if todo.is_empty() {
                     continue;
                 }
@@ -529,6 +568,7 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                     })
                     .cloned()
                     .collect();
+                let targets = still_to_run(run, (play_index, hi, true), handler, &batch, &targets);
                 if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -570,6 +610,28 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
         RunStatus::Unreachable
     } else {
         RunStatus::Ok
+    }
+}
+
+/// The hosts of a batch a step (or handler) runs on: all of `hosts`, or in a resumed run those
+/// the journal does not show it finished for (`JournalState::still_to_run`). A `run_once` step
+/// finished before the stop runs nowhere, and what it registered stands for the batch again.
+fn still_to_run(
+    run: &Run,
+    key: (usize, usize, bool),
+    step: &Step,
+    batch: &[String],
+    hosts: &[String],
+) -> Vec<String> {
+    let Some(r) = &run.resumed else {
+        return hosts.to_vec();
+    };
+    match r.still_to_run(key, step.run_once, batch, hosts) {
+        recovery::Resume::On(hosts) => hosts,
+        recovery::Resume::DoneBy(host) => {
+            share_run_once_result(run, step, &host, batch);
+            Vec::new()
+        }
     }
 }
 
@@ -675,7 +737,7 @@ async fn lock_run_hosts(run: &Arc<Run>, hosts: &[String]) -> std::result::Result
         .journal
         .record(
             "run_refused",
-            json!({ "hosts": blocked, "why": if held.is_empty() { "lock" } else { "locked by another run" } }),
+            json!({ "lock": "host", "hosts": blocked, "why": if held.is_empty() { "lock" } else { "locked by another run" } }),
         )
         .await;
     run.reporter.say(&format!(
@@ -832,27 +894,28 @@ async fn run_step_everywhere(
                 .say(&format!("internal error in a host task: {e}")),
         }
     }
-    if step.run_once {
-        // The one result stands for every host of the batch.
-        if let (Some(first), Some(reg)) = (out.first(), &step.register) {
-            let value = run
-                .registered
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&first.host)
-                .and_then(|m| m.get(reg))
-                .cloned();
-            if let Some(v) = value {
-                let mut regs = run.registered.lock().unwrap_or_else(|e| e.into_inner());
-                for h in hosts {
-                    regs.entry(h.clone())
-                        .or_default()
-                        .insert(reg.clone(), v.clone());
-                }
-            }
-        }
+    if let (true, Some(first)) = (step.run_once, out.first()) {
+        share_run_once_result(run, step, &first.host, hosts);
     }
     out
+}
+
+/// A `run_once` step's one result stands for every host of the batch: what it registered on
+/// the host that ran it is registered on all of them (also when a resumed run finds the step
+/// finished by that host before the stop).
+fn share_run_once_result(run: &Run, step: &Step, ran_on: &str, hosts: &[String]) {
+    let Some(reg) = &step.register else {
+        return;
+    };
+    let mut regs = run.registered.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(v) = regs.get(ran_on).and_then(|m| m.get(reg)).cloned() else {
+        return;
+    };
+    for h in hosts {
+        regs.entry(h.clone())
+            .or_default()
+            .insert(reg.clone(), v.clone());
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -962,6 +1025,10 @@ async fn run_step_on_host(
     }
     if matches!(step.undo, Undo::Irreversible(_)) {
         fields["irreversible"] = json!(true);
+    }
+    // An ignored failure finishes the step as a success would: a resumed run does not repeat it.
+    if step.ignore_errors && status == Status::Failed {
+        fields["ignored"] = json!(true);
     }
     if let Some(d) = decision {
         fields["decision"] = json!(d);
@@ -1328,7 +1395,7 @@ async fn execute(
         };
         let detail = match &failed {
             Some(f) => f.clone(),
-            None if changed => decision.clone(),
+            None if changed => done_detail(&step.action.module, &probe.decision, &result),
             None => result
                 .get("msg")
                 .and_then(J::as_str)
@@ -1337,6 +1404,18 @@ async fn execute(
         };
         let undo = undo.map(|u| (u, target.clone()));
         return Ok((status, detail, undo, Some(decision), J::Object(result)));
+    }
+}
+
+/// The result line of a step that changed something: what the probe said it would do, or —
+/// where the probe could not tell (`unknown`) — what the module did, never the doubt as if it
+/// were the result.
+fn done_detail(module: &str, decision: &Decision, result: &Map<String, J>) -> String {
+    match decision {
+        Decision::Change { summary, .. } => summary.clone(),
+        Decision::Unknown { .. } => modules::describe_done(module, result)
+            .unwrap_or_else(|| "changed (the probe could not tell beforehand)".into()),
+        Decision::NoChange => "nothing to do (counted as changed by changed_when)".into(),
     }
 }
 

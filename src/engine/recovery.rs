@@ -68,12 +68,66 @@ pub struct JournalState {
     pub pid: u32,
 }
 
-pub fn load_state(run_id: &str) -> Result<JournalState> {
-    state_of(run_id, journal::read(run_id)?)
+/// Where a step stands in a resumed run, for one batch of its play's hosts.
+#[derive(Debug, PartialEq)]
+pub enum Resume {
+    /// Run it on these hosts (those of the batch that have not finished it).
+    On(Vec<String>),
+    /// A `run_once` step this host finished for the whole batch: run it nowhere.
+    DoneBy(String),
 }
 
-/// What a run's journal events say (see [`load_state`]).
-pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
+impl JournalState {
+    /// What a resumed run still owes of a step, on a batch of hosts (`active`: the batch's
+    /// hosts still in the run).
+    ///
+    /// The rule: **a step that finished is never run again.** A result finishes a step when
+    /// the journal has it ok, changed, skipped, or failed with `ignore_errors` (the run went
+    /// on past it). What "finished" covers depends on the step:
+    /// - a per-host step finishes *on its host*: it runs again only on hosts of the batch
+    ///   without such a result, and never on a host that has one, whatever is missing for the
+    ///   others;
+    /// - a `run_once` step runs on one host for the whole batch (as Ansible: once per `serial`
+    ///   batch, so once for a play without `serial`): once *any* host of the batch finished
+    ///   it, it is finished for all of them. Running it again on a host without a record
+    ///   repeats a step the run did — and a check repeated then judges a cluster the run has
+    ///   changed since (the JVMs it started fail "no JVM left").
+    pub fn still_to_run(
+        &self,
+        (play, step, handler): (usize, usize, bool),
+        run_once: bool,
+        batch: &[String],
+        active: &[String],
+    ) -> Resume {
+        let finished_on = |h: &String| {
+            self.completed
+                .contains(&(play, step, handler, h.to_string()))
+        };
+        if run_once {
+            if let Some(h) = batch.iter().find(|h| finished_on(h)) {
+                return Resume::DoneBy(h.clone());
+            }
+        }
+        Resume::On(active.iter().filter(|h| !finished_on(h)).cloned().collect())
+    }
+}
+
+pub fn load_state(run_id: &str) -> Result<JournalState> {
+    state_of(run_id, &journal::read(run_id)?)
+}
+
+/// Did this result finish its step on its host? ok, changed and skipped did; so did a failure
+/// the step ignores (`ignore_errors`: the run went on past it, as past a success).
+fn finishes_step(result: &J) -> bool {
+    match result["status"].as_str() {
+        Some("ok" | "changed" | "skipped") => true,
+        Some("failed") => result["ignored"] == true,
+        _ => false,
+    }
+}
+
+/// What the journal's events say (see [`load_state`]).
+pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
     let started = events
         .iter()
         .find(|e| e["event"] == "run_started")
@@ -116,7 +170,7 @@ pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
     // Handlers of changes under way (intent journaled, no result): notified if the change
     // was cut off, since it may have been made (and a resumed step then finds nothing to do).
     let mut notified_by_cut_off: BTreeMap<u64, Vec<(usize, String, String)>> = BTreeMap::new();
-    for e in &events {
+    for e in events {
         if let (Some("step_applying"), Some(seq), Some(names)) = (
             e["event"].as_str(),
             e["seq"].as_u64(),
@@ -142,7 +196,7 @@ pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
             notified.push(item);
         }
     }
-    for e in &events {
+    for e in events {
         match e["event"].as_str() {
             // The intent of a change, with the way back it will have: kept (as a partial
             // change) until the step's result replaces it, so a run killed during the change
@@ -163,7 +217,6 @@ pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
             Some("step_result") => {
                 let seq = e["seq"].as_u64().unwrap_or(0);
                 done.retain(|d| !(d.partial && d.seq == seq));
-                let status = e["status"].as_str().unwrap_or("");
                 let key = (
                     e["play"].as_u64().unwrap_or(0) as usize,
                     e["step"].as_u64().unwrap_or(0) as usize,
@@ -180,7 +233,7 @@ pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
                         }
                     }
                 }
-                if matches!(status, "ok" | "changed" | "skipped") {
+                if finishes_step(e) {
                     if key.2 {
                         let name = e["name"].as_str().unwrap_or("").to_string();
                         notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
@@ -224,7 +277,7 @@ pub fn state_of(run_id: &str, events: Vec<J>) -> Result<JournalState> {
     }
     // Keyed by seq where the journal has it (older journals: by host and step name).
     let mut in_flight: Vec<(J, InFlight)> = Vec::new();
-    for e in &events {
+    for e in events {
         let key = match e["seq"].as_u64() {
             Some(seq) => json!(seq),
             None => json!([e["host"], e["name"]]),
@@ -691,4 +744,148 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
     release(conns, &opts.run_id).await;
     let _ = reporter.finish(if ok { "committed" } else { "commit incomplete" });
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started() -> J {
+        json!({ "event": "run_started", "run_id": "r", "pid": 1 })
+    }
+
+    /// A step result of step 1 of play 3 (the play "App nodes stopped" of upgrade.yml).
+    fn result(seq: u64, host: &str, status: &str) -> J {
+        json!({ "event": "step_result", "play": 3, "step": 1, "handler": false, "seq": seq,
+                "name": "No wiki JVM left on any app node", "host": host, "status": status })
+    }
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn to_run(events: &[J], run_once: bool, batch: &[&str], active: &[&str]) -> Resume {
+        state_of("r", events).unwrap().still_to_run(
+            (3, 1, false),
+            run_once,
+            &hosts(batch),
+            &hosts(active),
+        )
+    }
+
+    #[test]
+    fn a_run_once_step_finished_on_one_host_is_finished_for_the_batch() {
+        // The kill came after app1's result: app2 has no record of the step, and must not
+        // run it (it would see the JVMs this run started since).
+        let events = [started(), result(7, "app1", "ok")];
+        let all = ["app1", "app2"];
+        assert_eq!(
+            to_run(&events, true, &all, &all),
+            Resume::DoneBy("app1".into())
+        );
+        // Whichever host ran it, and also when that host is no longer active.
+        let events = [started(), result(7, "app2", "changed")];
+        assert_eq!(
+            to_run(&events, true, &all, &["app1"]),
+            Resume::DoneBy("app2".into())
+        );
+    }
+
+    #[test]
+    fn a_run_once_step_not_finished_runs_again() {
+        let all = ["app1", "app2"];
+        assert_eq!(
+            to_run(&[started()], true, &all, &all),
+            Resume::On(hosts(&all))
+        );
+        // A failure (not ignored), an unreachable host, an intent without a result: not finished.
+        for status in ["failed", "unreachable"] {
+            let events = [started(), result(7, "app1", status)];
+            assert_eq!(
+                to_run(&events, true, &all, &all),
+                Resume::On(hosts(&all)),
+                "{status}"
+            );
+        }
+        let applying = json!({ "event": "step_applying", "play": 3, "step": 1, "seq": 7,
+                               "name": "x", "host": "app1" });
+        assert_eq!(
+            to_run(&[started(), applying], true, &all, &all),
+            Resume::On(hosts(&all))
+        );
+    }
+
+    #[test]
+    fn a_run_once_handler_finished_on_one_host_is_finished_for_the_batch() {
+        let mut h = result(9, "app1", "changed");
+        h["handler"] = json!(true);
+        let all = hosts(&["app1", "app2"]);
+        let state = state_of("r", &[started(), h]).unwrap();
+        assert_eq!(
+            state.still_to_run((3, 1, true), true, &all, &all),
+            Resume::DoneBy("app1".into())
+        );
+        // The step of the same index is another thing.
+        assert_eq!(
+            state.still_to_run((3, 1, false), true, &all, &all),
+            Resume::On(all.clone())
+        );
+    }
+
+    #[test]
+    fn a_run_once_step_runs_once_per_serial_batch() {
+        // serial: 1 — batch [app1] finished it; batch [app2] has not run it yet.
+        let events = [started(), result(7, "app1", "ok")];
+        assert_eq!(
+            to_run(&events, true, &["app1"], &["app1"]),
+            Resume::DoneBy("app1".into())
+        );
+        assert_eq!(
+            to_run(&events, true, &["app2"], &["app2"]),
+            Resume::On(hosts(&["app2"]))
+        );
+    }
+
+    #[test]
+    fn a_per_host_step_runs_again_only_where_it_did_not_finish() {
+        let all = ["app1", "app2", "app3"];
+        let events = [
+            started(),
+            result(7, "app1", "changed"),
+            result(8, "app2", "skipped"),
+        ];
+        assert_eq!(
+            to_run(&events, false, &all, &all),
+            Resume::On(hosts(&["app3"]))
+        );
+        let events = [
+            started(),
+            result(7, "app1", "ok"),
+            result(8, "app2", "ok"),
+            result(9, "app3", "ok"),
+        ];
+        assert_eq!(to_run(&events, false, &all, &all), Resume::On(vec![]));
+        // Another step's or another play's result does not count.
+        let mut other = result(7, "app1", "ok");
+        other["step"] = json!(2);
+        assert_eq!(
+            to_run(&[started(), other], false, &all, &all),
+            Resume::On(hosts(&all))
+        );
+    }
+
+    #[test]
+    fn an_ignored_failure_finishes_the_step() {
+        let mut ignored = result(7, "app1", "failed");
+        ignored["ignored"] = json!(true);
+        let all = ["app1", "app2"];
+        assert_eq!(
+            to_run(&[started(), ignored.clone()], false, &all, &all),
+            Resume::On(hosts(&["app2"]))
+        );
+        assert_eq!(
+            to_run(&[started(), ignored], true, &all, &all),
+            Resume::DoneBy("app1".into())
+        );
+    }
 }

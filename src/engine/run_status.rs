@@ -97,7 +97,7 @@ pub fn event_time(e: &J) -> String {
 
 /// The changes of the run that are recorded and not undone yet.
 fn left(run_id: &str, events: &[J]) -> usize {
-    super::recovery::state_of(run_id, events.to_vec()).map_or(0, |s| s.done.len())
+    super::recovery::state_of(run_id, events).map_or(0, |s| s.done.len())
 }
 
 /// The run's state from its journal events, in order.

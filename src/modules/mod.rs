@@ -260,6 +260,20 @@ pub fn pending_undo(
     }
 }
 
+/// What a step did, told from its result, for a step whose probe could not say beforehand
+/// (an `unknown` decision): its result line must read as what happened, not as the doubt the
+/// probe had. `None` where the module's result says nothing more than "changed".
+pub fn describe_done(module: &str, result: &Map<String, J>) -> Option<String> {
+    match module {
+        "package" => package::describe_done(result),
+        "command" | "shell" => result
+            .get("rc")
+            .and_then(J::as_i64)
+            .map(|rc| format!("ran, exit {rc}")),
+        _ => None,
+    }
+}
+
 /// Does this module, with these arguments, only read (though its probe cannot say "no change"
 /// in advance: a wait for the replica, a read-only query)? Such a step cut off by a kill left
 /// nothing half done.

@@ -177,6 +177,28 @@ fn describe_change(c: &Change) -> String {
     )
 }
 
+/// What an apply did, from its result (`installed`: name → new version, `removed`).
+pub fn describe_done(result: &Map<String, J>) -> Option<String> {
+    let mut parts: Vec<String> = result
+        .get("installed")
+        .and_then(J::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(n, v)| format!("{n} → {}", v.as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(removed) = result.get("removed").and_then(J::as_array) {
+        parts.extend(
+            removed
+                .iter()
+                .filter_map(J::as_str)
+                .map(|n| format!("{n} removed")),
+        );
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// The decision for named packages from what the host said.
 fn decide(
     args: &Map<String, J>,
@@ -473,6 +495,25 @@ fi"#,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21, item 5: `Install rsync` printed "unknown: package lists may be stale" as its
+    /// result; the result reads from what apt did.
+    #[test]
+    fn a_result_says_what_was_installed_and_removed() {
+        let result = |v: J| v.as_object().unwrap().clone();
+        assert_eq!(
+            describe_done(&result(json!({ "installed": { "rsync": "3.2.7-1+deb12u2", "libpopt0": "1.19+dfsg-1" }, "removed": [] }))).as_deref(),
+            Some("libpopt0 → 1.19+dfsg-1, rsync → 3.2.7-1+deb12u2")
+        );
+        assert_eq!(
+            describe_done(&result(json!({ "installed": {}, "removed": ["telnet"] }))).as_deref(),
+            Some("telnet removed")
+        );
+        assert_eq!(
+            describe_done(&result(json!({ "installed": {}, "removed": [] }))),
+            None
+        );
+    }
 
     const POLICY: &str = "lab-release-notes:
   Installed: 1.0

@@ -69,6 +69,8 @@ struct Args {
     services: Vec<String>,
     reboot: bool,
     keep_current_as: Option<String>,
+    /// `replace_existing: true`: a set of this name made by another run is removed first.
+    replace_existing: bool,
 }
 
 impl Args {
@@ -121,6 +123,12 @@ impl Args {
             services,
             reboot: arg_bool(args, "reboot").unwrap_or(false),
             keep_current_as: None,
+            replace_existing: match args.get("replace_existing") {
+                None | Some(J::Null) => false,
+                Some(v) => arg_bool(args, "replace_existing").with_context(|| {
+                    format!("`replace_existing` must be true or false, found {v}")
+                })?,
+            },
         })
     }
 
@@ -168,6 +176,7 @@ impl MergeSpec {
             services: self.services.clone(),
             reboot: self.reboot,
             keep_current_as: self.keep_current_as.clone(),
+            replace_existing: false,
         }
     }
 }
@@ -194,6 +203,75 @@ fn btrfs_snap(pool: &str, set: &str, vol: &SnapVolume) -> String {
     format!("{pool}/.snapshots/{set}-{}", vol.name)
 }
 
+// Every snapshot records the run that made it, so that a run finds its own set again (a
+// resumed run: nothing to do) and refuses one another run made (keeping it would keep that
+// run's older rollback point as this run's, without a word). LVM: a tag on the snapshot LV;
+// btrfs (the snapshot is read-only): a file beside the snapshots, removed with it.
+
+/// The LVM tag naming the run: `cutover-run:RUN`.
+const RUN_TAG: &str = "cutover-run:";
+
+/// A run id as recorded: letters, digits and `_+.-` (what LVM tags allow; a run id has
+/// nothing else, but a record must not break because of one).
+fn recorded_id(run_id: &str) -> String {
+    run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_+.-".contains(*c))
+        .collect()
+}
+
+fn run_tag(run_id: &str) -> String {
+    format!("{RUN_TAG}{}", recorded_id(run_id))
+}
+
+/// The run an LV's tags name, if any.
+fn run_of_tags(tags: &str) -> Option<String> {
+    tags.split(',')
+        .find_map(|t| t.trim().strip_prefix(RUN_TAG))
+        .map(str::to_string)
+}
+
+fn btrfs_run_file(pool: &str, set: &str, vol: &SnapVolume) -> String {
+    format!("{pool}/.snapshots/.cutover-runs/{set}-{}", vol.name)
+}
+
+/// The start of a create's summary when it replaces snapshots: the plan says the old
+/// rollback point goes, and whose it was.
+fn replaced_first(replace: &[J]) -> String {
+    if replace.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = replace
+        .iter()
+        .map(|r| {
+            format!(
+                "{} (made by {})",
+                r["snapshot"].as_str().unwrap_or(""),
+                r["made_by"]
+                    .as_str()
+                    .map_or("no recorded run".to_string(), |id| format!("run {id}"))
+            )
+        })
+        .collect();
+    format!(
+        "remove the existing {} first (replace_existing: that rollback point is gone), then ",
+        list.join(", ")
+    )
+}
+
+/// A snapshot of the set that another run made (or no run: by hand, or before runs were
+/// recorded): refused, unless `replace_existing` removes it first.
+fn made_by_another_run(a: &Args, host: &str, snap: &str, made_by: Option<&str>) -> anyhow::Error {
+    let by = made_by.map_or_else(
+        || "no recorded run (made by hand or by an older cutover)".to_string(),
+        |r| format!("run {r}"),
+    );
+    anyhow::anyhow!(
+        "snapshot set `{set}` exists already on {host}: {snap} was made by {by}. Taking it as this run's would keep that older rollback point without a word: commit or roll back that run (cutover commit|rollback RUN), remove the set (state: absent), or pass replace_existing: true to remove it before the new one is taken",
+        set = a.name
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // LVM reports
 
@@ -215,6 +293,8 @@ struct Lv {
     lv_merging: String,
     #[serde(default)]
     lv_snapshot_invalid: String,
+    #[serde(default)]
+    lv_tags: String,
 }
 
 impl Lv {
@@ -278,7 +358,7 @@ impl LvmState {
 
 fn lvs_cmd(vgs: &[String]) -> String {
     format!(
-        "lvs -a --reportformat json --binary --units b --nosuffix -o lv_name,vg_name,lv_attr,origin,lv_size,snap_percent,lv_merging,lv_snapshot_invalid -- {}",
+        "lvs -a --reportformat json --binary --units b --nosuffix -o lv_name,vg_name,lv_attr,origin,lv_size,snap_percent,lv_merging,lv_snapshot_invalid,lv_tags -- {}",
         crate::shell::join(vgs)
     )
 }
@@ -437,6 +517,8 @@ struct BtrfsVol {
     snapshot: bool,
     snapshot_ro: bool,
     mounted: bool,
+    /// The run that made the snapshot, as recorded beside it.
+    made_by: Option<String>,
 }
 
 async fn btrfs_state(ctx: &ModCtx<'_>, a: &Args) -> Result<Vec<BtrfsVol>> {
@@ -444,9 +526,10 @@ async fn btrfs_state(ctx: &ModCtx<'_>, a: &Args) -> Result<Vec<BtrfsVol>> {
     for v in &a.volumes {
         let snap = btrfs_snap(&a.pool, &a.name, v);
         script.push_str(&format!(
-            "printf '%s %s %s %s\\n' \"$(issub {src})\" \"$(issub {snap})\" \"$(btrfs property get -ts {snap} ro 2>/dev/null)\" \"$({mounted})\"\n",
+            "printf '%s %s %s %s %s\\n' \"$(issub {src})\" \"$(issub {snap})\" \"$(btrfs property get -ts {snap} ro 2>/dev/null)\" \"$({mounted})\" \"$(head -c 200 -- {run} 2>/dev/null | tr -cd 'A-Za-z0-9_+.-')\"\n",
             src = quote(&format!("{}/{}", a.pool, v.name)),
             snap = quote(&snap),
+            run = quote(&btrfs_run_file(&a.pool, &a.name, v)),
             mounted = match &v.mount {
                 Some(m) => format!("mountpoint -q -- {} && echo 1 || echo 0", quote(m)),
                 None => "echo 0".into(),
@@ -471,6 +554,7 @@ async fn btrfs_state(ctx: &ModCtx<'_>, a: &Args) -> Result<Vec<BtrfsVol>> {
                 snapshot: f.get(1) == Some(&"1"),
                 snapshot_ro: f.get(2) == Some(&"ro=true"),
                 mounted: f.get(3) == Some(&"1"),
+                made_by: f.get(4).filter(|r| !r.is_empty()).map(|r| r.to_string()),
             }
         })
         .collect();
@@ -499,7 +583,10 @@ async fn probe_lvm_present(a: &Args, args: &Map<String, J>, ctx: &ModCtx<'_>) ->
     let size = parse_size(arg_str(args, "size").unwrap_or("100%ORIGIN"))?;
     let st = lvm_state(ctx, &a.volumes).await?;
     let mut create = Vec::new();
+    let mut replace = Vec::new();
     let mut need_by_vg: BTreeMap<String, u64> = BTreeMap::new();
+    // Space a replaced snapshot gives back before the new one is made.
+    let mut freed_by_vg: BTreeMap<String, u64> = BTreeMap::new();
     for v in &a.volumes {
         let (vg, lv) = (v.vg.as_deref().unwrap_or(""), v.lv.as_deref().unwrap_or(""));
         let snap = snap_lv(&a.name, v);
@@ -517,13 +604,26 @@ async fn probe_lvm_present(a: &Args, args: &Map<String, J>, ctx: &ModCtx<'_>) ->
                     ctx.host.name
                 );
             }
-            if s.invalid() {
-                bail!("snapshot {vg}/{snap} exists but is invalid (its COW space filled up): the rollback point is gone; remove it (state: absent) before taking a new one");
-            }
             if s.merging() {
                 bail!("snapshot {vg}/{snap} is being merged into {vg}/{lv}; wait for the merge to finish");
             }
-            continue;
+            let made_by = run_of_tags(&s.lv_tags);
+            if !a.replace_existing {
+                if s.invalid() {
+                    bail!("snapshot {vg}/{snap} exists but is invalid (its COW space filled up): the rollback point is gone; remove it (state: absent) before taking a new one");
+                }
+                if made_by == Some(recorded_id(ctx.run_id)) {
+                    continue; // this run's own (a resumed run)
+                }
+                return Err(made_by_another_run(
+                    a,
+                    &ctx.host.name,
+                    &format!("{vg}/{snap}"),
+                    made_by.as_deref(),
+                ));
+            }
+            *freed_by_vg.entry(vg.to_string()).or_default() += s.size();
+            replace.push(json!({ "snapshot": format!("{vg}/{snap}"), "made_by": made_by }));
         }
         let extent = st
             .vgs
@@ -541,8 +641,9 @@ async fn probe_lvm_present(a: &Args, args: &Map<String, J>, ctx: &ModCtx<'_>) ->
             .vgs
             .iter()
             .find(|g| &g.vg_name == vg)
-            .and_then(|g| g.vg_free.parse().ok())
-            .with_context(|| format!("volume group {vg} not found on {}", ctx.host.name))?;
+            .and_then(|g| g.vg_free.parse::<u64>().ok())
+            .with_context(|| format!("volume group {vg} not found on {}", ctx.host.name))?
+            + freed_by_vg.get(vg).copied().unwrap_or(0);
         if *need > free {
             bail!(
                 "not enough free space in volume group {vg} on {} for snapshot set `{}`: it needs {} and {vg} has {} free; nothing was created (use a smaller size:, or add space to {vg})",
@@ -553,12 +654,13 @@ async fn probe_lvm_present(a: &Args, args: &Map<String, J>, ctx: &ModCtx<'_>) ->
             );
         }
     }
-    let saw = json!({ "create": create });
+    let saw = json!({ "create": create, "replace": replace });
     if create.is_empty() {
         return Ok(Probe::no_change(saw));
     }
     let summary = format!(
-        "create snapshot(s) {}",
+        "{}create snapshot(s) {}",
+        replaced_first(&replace),
         create
             .iter()
             .map(|c| format!(
@@ -642,6 +744,7 @@ async fn probe_lvm_absent(a: &Args, ctx: &ModCtx<'_>) -> Result<Probe> {
 async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
     let st = btrfs_state(ctx, a).await?;
     let mut todo = Vec::new();
+    let mut replace = Vec::new();
     for (v, s) in a.volumes.iter().zip(&st) {
         let snap = btrfs_snap(&a.pool, &a.name, v);
         let src = format!("{}/{}", a.pool, v.name);
@@ -660,7 +763,19 @@ async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
                         ctx.host.name
                     );
                 }
-                if !s.snapshot {
+                if s.snapshot && s.made_by != Some(recorded_id(ctx.run_id)) {
+                    if !a.replace_existing {
+                        return Err(made_by_another_run(
+                            a,
+                            &ctx.host.name,
+                            &snap,
+                            s.made_by.as_deref(),
+                        ));
+                    }
+                    replace
+                        .push(json!({ "snapshot": snap, "volume": v.name, "made_by": s.made_by }));
+                    todo.push(v.name.clone());
+                } else if !s.snapshot {
                     todo.push(v.name.clone());
                 }
             }
@@ -672,7 +787,7 @@ async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
             other => bail!("snapshot state must be present, merged or absent, found `{other}`"),
         }
     }
-    let saw = json!({ "volumes": todo });
+    let saw = json!({ "volumes": todo, "replace": replace });
     if todo.is_empty() {
         return Ok(Probe::no_change(saw));
     }
@@ -683,8 +798,10 @@ async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
         .join(", ");
     let summary = match state {
         "present" => format!(
-            "snapshot {list} (read-only, in {}/.snapshots as {}-*)",
-            a.pool, a.name
+            "{}snapshot {list} (read-only, in {}/.snapshots as {}-*)",
+            replaced_first(&replace),
+            a.pool,
+            a.name
         ),
         "merged" => format!("roll back {list} to snapshot set {}", a.name),
         _ => format!(
@@ -757,6 +874,18 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         "created=''\nundo() { for s in $created; do $1 \"$s\" >/dev/null 2>&1; done; }\n",
     );
     let made = to_create(a, probe);
+    // replace_existing: the other run's snapshots go first (the probe checked they may).
+    for r in probe.state["replace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let old = quote(r["snapshot"].as_str().unwrap_or(""));
+        script.push_str(&match a.backend {
+            Backend::Lvm => format!("lvremove -y -- {old} >&2 || exit 1\n"),
+            Backend::Btrfs => format!("btrfs subvolume delete -- {old} >&2 || exit 1\n"),
+        });
+    }
     match a.backend {
         Backend::Lvm => {
             for c in probe.state["create"]
@@ -770,8 +899,9 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
                     c["snapshot"].as_str().unwrap_or(""),
                 );
                 script.push_str(&format!(
-                    "lvcreate -y -s -n {snap} {size} -- {vg}/{lv} >&2 || {{ rc=$?; undo 'lvremove -y'; exit $rc; }}\ncreated=\"$created {vg}/{snap}\"\n",
+                    "lvcreate -y -s -n {snap} {size} --addtag {tag} -- {vg}/{lv} >&2 || {{ rc=$?; undo 'lvremove -y'; exit $rc; }}\ncreated=\"$created {vg}/{snap}\"\n",
                     snap = quote(snap),
+                    tag = quote(&run_tag(ctx.run_id)),
                     size = c["size_args"].as_str().unwrap_or(""),
                     vg = quote(vg),
                     lv = quote(lv)
@@ -781,12 +911,15 @@ async fn create(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         Backend::Btrfs => {
             script.push_str(&format!(
                 "mkdir -p -- {}\n",
-                quote(&format!("{}/.snapshots", a.pool))
+                quote(&format!("{}/.snapshots/.cutover-runs", a.pool))
             ));
             for v in &made {
                 let snap = quote(&btrfs_snap(&a.pool, &a.name, v));
+                // The run is recorded before the snapshot exists: a snapshot never lacks it.
                 script.push_str(&format!(
-                    "btrfs subvolume snapshot -r -- {src} {snap} >&2 || {{ rc=$?; undo 'btrfs subvolume delete --'; exit $rc; }}\ncreated=\"$created {snap}\"\n",
+                    "printf '%s\\n' {run} > {run_file} || exit 1\nbtrfs subvolume snapshot -r -- {src} {snap} >&2 || {{ rc=$?; undo 'btrfs subvolume delete --'; exit $rc; }}\ncreated=\"$created {snap}\"\n",
+                    run = quote(&recorded_id(ctx.run_id)),
+                    run_file = quote(&btrfs_run_file(&a.pool, &a.name, v)),
                     src = quote(&format!("{}/{}", a.pool, v.name)),
                 ));
             }
@@ -843,7 +976,11 @@ async fn remove(a: &Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
                     continue;
                 };
                 let snap = btrfs_snap(&a.pool, &a.name, v);
-                script.push_str(&format!("btrfs subvolume delete -- {} >&2\n", quote(&snap)));
+                script.push_str(&format!(
+                    "btrfs subvolume delete -- {} >&2\nrm -f -- {}\n",
+                    quote(&snap),
+                    quote(&btrfs_run_file(&a.pool, &a.name, v))
+                ));
                 removed.push(snap);
             }
         }
@@ -1203,7 +1340,7 @@ async fn merge_btrfs(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
             snap = quote(&snap),
             m_mount_back = m_mount.replace(" || exit 6\n", ";"),
         ));
-        replaced.push((old, snap));
+        replaced.push((old, snap, btrfs_run_file(&a.pool, &a.name, v)));
     }
     let out = ctx.run(&script, None).await?;
     if !out.ok() {
@@ -1218,15 +1355,17 @@ async fn merge_btrfs(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
     }
     start_services(ctx, &started).await?;
     let mut cleanup = String::new();
-    for (old, snap) in &replaced {
+    for (old, snap, run_file) in &replaced {
+        // With keep_current_as the replaced subvolume is kept (the rollback guard's copy).
         let old = if a.keep_current_as.is_some() {
             String::new()
         } else {
             quote(old)
         };
         cleanup.push_str(&format!(
-            "btrfs subvolume delete -- {old} {} >/dev/null\n",
-            quote(snap)
+            "btrfs subvolume delete -- {old} {} >/dev/null && rm -f -- {}\n",
+            quote(snap),
+            quote(run_file)
         ));
     }
     let out = ctx.run(&cleanup, None).await?;
@@ -1405,6 +1544,58 @@ mod tests {
         assert_eq!(
             cow_need(Size::Bytes(2 << 30), 128 * mib, 4 * mib),
             136 * mib
+        );
+    }
+
+    /// Issue 21, item 2: a set another run made is refused, naming that run; this run's own
+    /// set (a resume) is recognised by the run recorded with it.
+    #[test]
+    fn snapshots_record_the_run_that_made_them() {
+        assert_eq!(
+            run_tag("20261207-061518-ab12"),
+            "cutover-run:20261207-061518-ab12"
+        );
+        assert_eq!(run_tag("a b$(x)"), "cutover-run:abx");
+        assert_eq!(
+            run_of_tags("backup,cutover-run:20261207-061518-ab12"),
+            Some("20261207-061518-ab12".into())
+        );
+        assert_eq!(run_of_tags(""), None);
+        let lvs = r#"{"report":[{"lv":[{"lv_name":"pre-db","vg_name":"vg0","lv_tags":"cutover-run:R1"}]}]}"#;
+        let lv = &parse_report(lvs).unwrap().report[0].lv[0];
+        assert_eq!(run_of_tags(&lv.lv_tags), Some("R1".into()));
+
+        let a = Args::parse(
+            json!({ "backend": "btrfs", "name": "pre-rolling", "volumes": [{ "name": "home" }] })
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(!a.replace_existing);
+        let e = made_by_another_run(
+            &a,
+            "app1",
+            "/srv/vol/.snapshots/pre-rolling-home",
+            Some("R1"),
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("snapshot set `pre-rolling` exists already on app1: /srv/vol/.snapshots/pre-rolling-home was made by run R1.")
+                && msg.contains("replace_existing: true"),
+            "{msg}"
+        );
+        let e = made_by_another_run(&a, "app1", "x", None);
+        assert!(e.to_string().contains("made by no recorded run"), "{e}");
+        assert_eq!(
+            replaced_first(&[json!({ "snapshot": "vg0/pre-db", "made_by": "R1" })]),
+            "remove the existing vg0/pre-db (made by run R1) first (replace_existing: that rollback point is gone), then "
+        );
+        assert_eq!(replaced_first(&[]), "");
+        let bad = json!({ "backend": "btrfs", "name": "s", "volumes": [{ "name": "home" }], "replace_existing": "yes" });
+        let e = Args::parse(bad.as_object().unwrap()).err().unwrap();
+        assert!(
+            format!("{e:#}").contains("`replace_existing` must be true or false"),
+            "{e:#}"
         );
     }
 

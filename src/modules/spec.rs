@@ -293,6 +293,7 @@ pub static MODULES: &[ModuleSpec] = &[
             arg("pool", Path),
             arg("services", StrList),
             arg("reboot", Bool),
+            arg("replace_existing", Bool),
         ],
         free_form: None,
         one_of: &[],
