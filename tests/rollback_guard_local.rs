@@ -241,9 +241,22 @@ fn the_applications_own_writes_and_no_writes_do_not_refuse() {
     assert!(o.status.success(), "{out}");
     assert!(!out.contains("kept"), "{out}");
     assert!(!exists(&pool.home().join("version")));
-    let kept = std::fs::read_dir(pool.pool.join(".snapshots"))
-        .unwrap()
-        .flatten()
-        .count();
-    assert_eq!(kept, 0, "no kept set, no snapshot left");
+    let left = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != ".cutover-runs")
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let snaps = pool.pool.join(".snapshots");
+    assert_eq!(
+        left(snaps.clone()),
+        Vec::<String>::new(),
+        "no kept set, no snapshot left"
+    );
+    // The record of the run that made the snapshot goes with it.
+    assert_eq!(left(snaps.join(".cutover-runs")), Vec::<String>::new());
 }
