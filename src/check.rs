@@ -19,6 +19,9 @@ pub struct CheckInput<'a> {
     pub playbooks: &'a [PathBuf],
     pub templates_dir: &'a Path,
     pub extra_vars: &'a [Var],
+    /// Validate every file under `templates_dir` (`cutover check`), not only the ones the
+    /// playbooks use (a run or a plan: a broken file nobody uses does not stop them).
+    pub every_template: bool,
 }
 
 /// Summary of a successful check, for the "ok" line.
@@ -50,18 +53,7 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
             diags.extend(d);
         }
     }
-    let templates = match Templates::load(input.templates_dir) {
-        Ok(t) => {
-            report.templates = t.names().count();
-            Some(t)
-        }
-        Err(errs) => {
-            for e in errs {
-                diags.push(e);
-            }
-            None
-        }
-    };
+    let mut playbooks = Vec::new();
     for path in input.playbooks {
         let before = diags.len();
         let Some(pb) = crate::playbook::load(path, &mut diags) else {
@@ -75,10 +67,30 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
             .map(|p| p.steps.len() + p.handlers.len())
             .sum::<usize>();
         // Cross-file checks only make sense on a playbook that parsed cleanly.
-        if diags.len() == before {
-            if let Some(inv) = &inventory {
-                check_playbook(&pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
+        playbooks.push((pb, diags.len() == before));
+    }
+    let used = (!input.every_template)
+        .then(|| template::used_by(playbooks.iter().map(|(pb, _)| pb)))
+        .flatten();
+    let loaded = match &used {
+        Some(names) => Templates::load_used(input.templates_dir, names.iter().map(String::as_str)),
+        None => Templates::load(input.templates_dir),
+    };
+    let templates = match loaded {
+        Ok(t) => {
+            report.templates = t.names().count();
+            Some(t)
+        }
+        Err(errs) => {
+            for e in errs {
+                diags.push(e);
             }
+            None
+        }
+    };
+    for (pb, clean) in &playbooks {
+        if let (true, Some(inv)) = (clean, &inventory) {
+            check_playbook(pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
         }
     }
     if diags.is_empty() {

@@ -380,6 +380,7 @@ fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnos
         playbooks: &playbooks,
         templates_dir: &templates_dir,
         extra_vars: &extra,
+        every_template: true,
     })?;
     println!(
         "ok: inventory {} ({} hosts, {} groups); {} playbooks ({} plays, {} steps); {} templates",
@@ -539,7 +540,8 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
         .suggest(host, inv.host_names())));
     }
     let dir = templates_dir(common, &[]);
-    let templates = Templates::load(&dir).map_err(|errs| {
+    // Only this template and what it includes: a broken file elsewhere does not matter here.
+    let templates = Templates::load_used(&dir, [template_name]).map_err(|errs| {
         let mut d = Diagnostics::default();
         errs.into_iter().for_each(|e| d.push(e));
         d

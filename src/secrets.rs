@@ -24,6 +24,8 @@ pub fn marker(name: &str) -> String {
 struct Redactor {
     /// (text to hide, variable name), longest first so an escaped form is hidden whole.
     needles: Vec<(String, String)>,
+    /// (variable name, value) as registered, for templates to trace what derives from them.
+    values: Vec<(String, String)>,
 }
 
 fn redactor() -> &'static RwLock<Redactor> {
@@ -36,6 +38,42 @@ pub fn register(name: &str, value: &str) {
     if value.is_empty() {
         return;
     }
+    {
+        let mut r = redactor().write().unwrap_or_else(|e| e.into_inner());
+        if !r.values.iter().any(|(n, v)| n == name && v == value) {
+            r.values.push((name.to_string(), value.to_string()));
+        }
+    }
+    add_needles(name, forms(value));
+}
+
+/// Hide a text derived from secrets (a secret through a filter, as templates find them):
+/// the text itself only, under the name `derived`.
+pub fn register_derived(text: &str) {
+    if !text.is_empty() {
+        add_needles("derived", forms(text));
+    }
+}
+
+/// The registered secrets, as (variable name, value).
+pub fn values() -> Vec<(String, String)> {
+    let r = redactor().read().unwrap_or_else(|e| e.into_inner());
+    r.values.clone()
+}
+
+/// Replace each (text, name) of `needles` (longest first) by the name's marker.
+pub fn redact_with(text: &str, needles: &[(String, String)]) -> String {
+    let mut out = text.to_string();
+    for (needle, name) in needles {
+        if out.contains(needle.as_str()) {
+            out = out.replace(needle.as_str(), &marker(name));
+        }
+    }
+    out
+}
+
+/// The forms a value takes in output: as is, XML-escaped, shell-quoted, inside JSON text.
+pub fn forms(value: &str) -> Vec<String> {
     let mut forms = vec![value.to_string()];
     let xml = value
         .replace('&', "&amp;")
@@ -50,6 +88,10 @@ pub fn register(name: &str, value: &str) {
     if let Ok(j) = serde_json::to_string(value) {
         forms.push(j[1..j.len() - 1].to_string());
     }
+    forms
+}
+
+fn add_needles(name: &str, forms: Vec<String>) {
     let mut r = redactor().write().unwrap_or_else(|e| e.into_inner());
     for f in forms {
         if !f.is_empty() && !r.needles.iter().any(|(n, _)| *n == f) {

@@ -166,11 +166,13 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         playbooks: std::slice::from_ref(&opts.playbook),
         templates_dir: &opts.templates_dir,
         extra_vars: &opts.extra_vars,
+        every_template: false,
     });
     report.map_err(RunError::Invalid)?;
     let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
     let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
-    let templates = Templates::load(&opts.templates_dir).map_err(|e| {
+    let used = template::used_by([&playbook]);
+    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
         RunError::Invalid(d)
@@ -995,13 +997,25 @@ async fn run_step_on_host(
     }
 }
 
+/// The templates a run needs: those its steps name and what they include (all of them when a
+/// step computes its `src`).
+pub(crate) fn load_templates(
+    dir: &std::path::Path,
+    used: Option<Vec<String>>,
+) -> Result<Templates, Vec<Diagnostic>> {
+    match used {
+        Some(names) => Templates::load_used(dir, names.iter().map(String::as_str)),
+        None => Templates::load(dir),
+    }
+}
+
 /// Where a step runs: its `delegate_to` — rendered, so `"{{ groups.db_master[0] }}"` works —
 /// else the host itself.
 pub(crate) fn delegate_target(
     inv: &crate::inventory::Inventory,
     step: &Step,
     host: &str,
-    ctx: &tera::Context,
+    ctx: &template::Vars,
 ) -> Result<String> {
     let Some((text, pos)) = &step.delegate_to else {
         return Ok(host.to_string());
@@ -1339,10 +1353,10 @@ fn step_mentions_facts(step: &Step) -> bool {
 /// Render every `{{ }}` string in a step's arguments for this host.
 pub(crate) fn render_args(
     args: &Map<String, J>,
-    ctx: &tera::Context,
+    ctx: &template::Vars,
     step: &Step,
 ) -> Result<Map<String, J>> {
-    fn render(v: &J, ctx: &tera::Context, pos: &crate::diag::Pos) -> Result<J> {
+    fn render(v: &J, ctx: &template::Vars, pos: &crate::diag::Pos) -> Result<J> {
         Ok(match v {
             J::String(s) if s.contains("{{") || s.contains("{%") => {
                 template::render_value(s, ctx, pos).map_err(|d| anyhow!("{d}"))?

@@ -289,7 +289,7 @@ pub async fn undo_all(
     let _ = journal
         .record(&format!("{label}_started"), json!({ "count": done.len() }))
         .await;
-    let vars = tera::Context::new();
+    let vars = crate::template::Vars::new();
     let approvals: Vec<String> = Vec::new();
     let mut all_ok = true;
     for d in done {
@@ -528,7 +528,7 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
         .record("commit_started", json!({ "count": state.done.len() }))
         .await;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
-    let vars = tera::Context::new();
+    let vars = crate::template::Vars::new();
     let approvals: Vec<String> = Vec::new();
     let mut ok = true;
     for d in &state.done {

@@ -207,10 +207,12 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         playbooks: std::slice::from_ref(&opts.playbook),
         templates_dir: &opts.templates_dir,
         extra_vars: &opts.extra_vars,
+        every_template: false,
     })?;
     let inv = crate::inventory::load_checked(&opts.inventory)?;
     let pb = crate::playbook::load_checked(&opts.playbook)?;
-    let templates = Templates::load(&opts.templates_dir).map_err(|e| {
+    let used = template::used_by([&pb]);
+    let templates = crate::engine::load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
         d
@@ -741,7 +743,7 @@ impl PlanRun<'_> {
     }
 
     /// The template context of a host for a step of the plan.
-    fn context(&self, host: &str, everyone: &BTreeMap<String, Resolved>) -> Result<tera::Context> {
+    fn context(&self, host: &str, everyone: &BTreeMap<String, Resolved>) -> Result<template::Vars> {
         let resolved = everyone
             .get(host)
             .ok_or_else(|| anyhow!("no variables for {host}"))?;

@@ -6,9 +6,20 @@
 //! - `hostvars`: every host's variables and `address` (`hostvars.db1.address`).
 //!
 //! Undefined variables are errors, reported with the template, line, column and name.
+//!
+//! The engine is tera 2. What cutover adds around it lives in submodules: its filters
+//! (`filters`), hints for Jinja2 habits (`jinja`), errors as located diagnostics (`report`),
+//! a scan of tags for names (`scan`) and the masking of values derived from secrets (`taint`).
 
-use std::collections::BTreeMap;
+mod filters;
+mod jinja;
+mod report;
+mod scan;
+mod taint;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::Value as J;
 
@@ -16,13 +27,48 @@ use crate::diag::{Diagnostic, Pos};
 use crate::inventory::vars::{self, Layers, Resolved};
 use crate::inventory::Inventory;
 
+pub use filters::{CUTOVER_FILTERS, CUTOVER_TESTS, TERA_FILTERS, TERA_TESTS};
+
+/// The variables a template sees, by name. Kept as JSON (cutover's variable model) and turned
+/// into tera's context for each render, so the secret masking can read every value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Vars {
+    map: BTreeMap<String, J>,
+}
+
+impl Vars {
+    pub fn new() -> Vars {
+        Vars::default()
+    }
+    pub fn insert<T: serde::Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
+        let v = serde_json::to_value(value).unwrap_or(J::Null);
+        self.map.insert(name.into(), v);
+    }
+    pub fn get(&self, name: &str) -> Option<&J> {
+        self.map.get(name)
+    }
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &J)> {
+        self.map.iter()
+    }
+    fn to_tera(&self) -> tera::Context {
+        let mut ctx = tera::Context::new();
+        for (k, v) in &self.map {
+            ctx.insert_value(k.clone(), filters::from_j(v));
+        }
+        ctx
+    }
+}
+
 /// Everything a template can see for one host.
 pub fn host_context(
     inv: &Inventory,
     host: &str,
     resolved: &Resolved,
     everyone: &BTreeMap<String, Resolved>,
-) -> tera::Context {
+) -> Vars {
     host_context_with(inv, host, resolved, &Shared::new(inv, everyone))
 }
 
@@ -115,19 +161,19 @@ pub fn expand_var_templates(
 /// Render, in a step's context, the variables `expand_var_templates` had to leave because
 /// they read registered results or facts; a value that still cannot be rendered stays as
 /// written (it may be meant literally, for the host).
-pub fn expand_deferred(ctx: &mut tera::Context, resolved: &Resolved) {
+pub fn expand_deferred(ctx: &mut Vars, resolved: &Resolved) {
     let deferred: Vec<(&String, &J, &Pos)> = resolved
         .vars
         .iter()
         .filter(|(_, (v, _))| holds_template(v))
         // A registered result of the same name overrides the variable: left alone.
-        .filter(|(k, (v, _))| ctx.get(k.as_str()) == Some(v))
+        .filter(|(k, (v, _))| ctx.get(k) == Some(v))
         .map(|(k, (v, o))| (k, v, o.pos()))
         .collect();
     for _ in 0..deferred.len().min(10) {
         let mut changed = false;
         for (k, v, pos) in &deferred {
-            let current = ctx.get(k.as_str()).cloned().unwrap_or_else(|| (*v).clone());
+            let current = ctx.get(k).cloned().unwrap_or_else(|| (*v).clone());
             if let Ok(new) = render_json_strings(&current, ctx, pos) {
                 if new != current {
                     ctx.insert(k.as_str(), &new);
@@ -142,7 +188,7 @@ pub fn expand_deferred(ctx: &mut tera::Context, resolved: &Resolved) {
 }
 
 /// Render every string of a value (inside lists and mappings too).
-pub fn render_json_strings(v: &J, ctx: &tera::Context, pos: &Pos) -> Result<J, Diagnostic> {
+pub fn render_json_strings(v: &J, ctx: &Vars, pos: &Pos) -> Result<J, Diagnostic> {
     Ok(match v {
         J::String(s) if s.contains("{{") || s.contains("{%") => render_value(s, ctx, pos)?,
         J::Array(items) => J::Array(
@@ -161,8 +207,8 @@ pub fn render_json_strings(v: &J, ctx: &tera::Context, pos: &Pos) -> Result<J, D
 }
 
 /// A host's variables, `inventory_hostname`, `host` and `groups` (not `hostvars`).
-fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> tera::Context {
-    let mut ctx = tera::Context::new();
+fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> Vars {
+    let mut ctx = Vars::new();
     for (k, (v, _)) in &resolved.vars {
         ctx.insert(k.as_str(), v);
     }
@@ -195,7 +241,7 @@ pub fn host_context_with(
     host: &str,
     resolved: &Resolved,
     shared: &Shared,
-) -> tera::Context {
+) -> Vars {
     let mut ctx = own_context(inv, host, resolved, &shared.groups);
     ctx.insert("hostvars", &shared.hostvars);
     ctx
@@ -258,10 +304,18 @@ pub fn resolve_all(
     }
 }
 
-/// The templates of a project, loaded once with cutover's filters.
+/// The templates of a project, with cutover's filters. A file with errors does not stop the
+/// others: it is set aside with its diagnostics, and only rendering it (or a template that
+/// includes it) fails.
 pub struct Templates {
     pub dir: PathBuf,
     tera: tera::Tera,
+    /// The source of every template that loaded.
+    sources: BTreeMap<String, String>,
+    /// Every file under the directory, loaded or not (for "not found" and suggestions).
+    files: BTreeSet<String>,
+    /// The templates set aside, with why.
+    broken: BTreeMap<String, Vec<Diagnostic>>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -273,118 +327,289 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    /// Load every file under `dir`. Syntax errors come back as diagnostics with positions.
     /// No templates (for commands that need none, like `cutover rollback`).
     pub fn empty() -> Templates {
         Templates {
             dir: PathBuf::new(),
-            tera: new_tera(),
+            tera: file_engine(),
+            sources: BTreeMap::new(),
+            files: BTreeSet::new(),
+            broken: BTreeMap::new(),
         }
     }
 
+    /// Load and validate every file under `dir` (what `check` does): every error of every
+    /// file comes back, with its position.
     pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
-        let mut tera = new_tera();
-        let mut files = Vec::new();
-        if dir.is_dir() {
-            collect_files(dir, dir, &mut files);
-        }
-        let mut diags = Vec::new();
-        for (name, path) in &files {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    if let Err(e) = tera.add_raw_template(name, &text) {
-                        diags.push(syntax_error(path, &text, &e));
-                    }
-                }
-                Err(e) => diags.push(Diagnostic::file_error(
-                    path,
-                    format!("cannot read template: {e}"),
-                )),
-            }
-        }
+        let t = Templates::load_lenient(dir, None);
+        let diags: Vec<Diagnostic> = t.broken.values().flatten().cloned().collect();
         if diags.is_empty() {
-            Ok(Templates {
-                dir: dir.to_path_buf(),
-                tera,
-            })
+            Ok(t)
         } else {
             Err(diags)
         }
     }
 
+    /// Load the templates `names` and what they include or extend, nothing else: what `render`
+    /// and a run need. Errors are those of these templates only.
+    pub fn load_used<'a>(
+        dir: &Path,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Templates, Vec<Diagnostic>> {
+        let wanted: Vec<&str> = names.into_iter().collect();
+        let t = Templates::load_lenient(dir, Some(&wanted));
+        let diags: Vec<Diagnostic> = t.broken.values().flatten().cloned().collect();
+        if diags.is_empty() {
+            Ok(t)
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// Load what loads; the rest is set aside in `broken`. `only`: these templates and what
+    /// they name, instead of every file.
+    fn load_lenient(dir: &Path, only: Option<&[&str]>) -> Templates {
+        let mut paths = Vec::new();
+        if dir.is_dir() {
+            collect_files(dir, dir, &mut paths);
+        }
+        let files: BTreeSet<String> = paths.iter().map(|(n, _)| n.clone()).collect();
+        let by_name: BTreeMap<&str, &PathBuf> =
+            paths.iter().map(|(n, p)| (n.as_str(), p)).collect();
+        let mut broken: BTreeMap<String, Vec<Diagnostic>> = BTreeMap::new();
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        let mut todo: Vec<String> = match only {
+            Some(names) => names.iter().map(|s| s.to_string()).collect(),
+            None => files.iter().cloned().collect(),
+        };
+        while let Some(name) = todo.pop() {
+            if sources.contains_key(&name) || broken.contains_key(&name) {
+                continue;
+            }
+            let Some(path) = by_name.get(name.as_str()) else {
+                continue;
+            };
+            match read_template(path) {
+                Ok(text) => {
+                    if only.is_some() {
+                        todo.extend(scan::templates_named(&text));
+                    }
+                    sources.insert(name, text);
+                }
+                Err(e) => {
+                    broken.insert(
+                        name,
+                        vec![Diagnostic::file_error(
+                            path,
+                            format!("cannot read template: {e}"),
+                        )],
+                    );
+                }
+            }
+        }
+        let mut t = Templates {
+            dir: dir.to_path_buf(),
+            tera: file_engine(),
+            sources,
+            files,
+            broken,
+        };
+        t.build();
+        t
+    }
+
+    /// Add the sources to tera; a template tera refuses is set aside with its diagnostics and
+    /// the rest is tried again (a template including a refused one is then refused in turn).
+    fn build(&mut self) {
+        loop {
+            let mut tera = file_engine();
+            let Err(e) = tera.add_raw_templates(self.sources.iter()) else {
+                self.tera = tera;
+                return;
+            };
+            let culprits = self.culprits(&e);
+            for (name, d) in culprits {
+                self.sources.remove(&name);
+                self.broken.entry(name).or_default().push(d);
+            }
+        }
+    }
+
+    /// Which templates an error of the whole set is about. tera names one template in a syntax
+    /// error or a cycle; an unknown filter or include is looked for in each.
+    fn culprits(&self, e: &tera::Error) -> Vec<(String, Diagnostic)> {
+        let any = self.sources.keys().next().cloned().unwrap_or_default();
+        let found = report::diagnose(e, &any, self, &known, &|_| true);
+        let named: Vec<(String, Diagnostic)> = found
+            .into_iter()
+            .filter(|(n, d)| self.sources.contains_key(n) && d.pos.line > 0)
+            .collect();
+        if !named.is_empty() && !matches!(e.kind(), tera::ErrorKind::Msg(_)) {
+            return named;
+        }
+        let mut out = Vec::new();
+        for name in self.sources.keys() {
+            out.extend(report::unknown_in(name, self, &known));
+        }
+        if out.is_empty() {
+            // Nothing to point at: set everything aside rather than loop.
+            let msg = crate::secrets::redact(&e.to_string()).into_owned();
+            out = self
+                .sources
+                .keys()
+                .map(|n| {
+                    let d =
+                        Diagnostic::file_error(&self.dir.join(n), format!("template {n}: {msg}"));
+                    (n.clone(), d)
+                })
+                .collect();
+        }
+        out
+    }
+
+    /// Is there a template file of this name (loaded or not)?
     pub fn exists(&self, name: &str) -> bool {
-        self.tera.get_template_names().any(|n| n == name)
+        self.files.contains(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tera.get_template_names()
+        self.files.iter().map(String::as_str)
     }
 
-    /// Render a template for a host. An undefined variable names the template line and column.
-    pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, Diagnostic> {
-        self.tera.render(name, ctx).map_err(|e| {
-            let path = self.dir.join(name);
-            let source = std::fs::read_to_string(&path).unwrap_or_default();
-            render_error(&path, &source, &e)
+    /// Render a template for a host. Errors name the template (and the one including it),
+    /// line and column. Values derived from secrets are registered for masking (`taint`).
+    pub fn render(&self, name: &str, vars: &Vars) -> Result<String, Diagnostic> {
+        if let Some(d) = self.broken.get(name).and_then(|ds| ds.first()) {
+            return Err(d.clone());
+        }
+        if !self.sources.contains_key(name) {
+            return Err(Diagnostic::file_error(
+                &self.dir.join(name),
+                format!("template `{name}` not found in {}", self.dir.display()),
+            ));
+        }
+        taint::render(vars, |v| {
+            self.tera.render(name, &v.to_tera()).map_err(|e| {
+                let mut ds = report::diagnose(&e, name, self, &known, &|n| v.contains_key(n));
+                ds.remove(0).1
+            })
         })
     }
 }
 
-/// A template parse error as a diagnostic. tera reports a block left open (`{% if %}` without
-/// `{% endif %}`) at the end of the file, past the last line, as "expected tag or some
-/// content"; point at the opening tag instead and say what is missing.
-fn syntax_error(path: &Path, text: &str, e: &tera::Error) -> Diagnostic {
-    let (line, col, msg) = parse_error_position(e);
-    let lines = text.lines().count().max(1) as u32;
-    if line > lines
-        || (line == lines && col > text.lines().last().map_or(0, |l| l.chars().count()) as u32)
-    {
-        if let Some((tag, l, c)) = unclosed_block(text) {
-            return Diagnostic::new(
-                Pos::new(path, l, c),
-                format!("template syntax error: `{{% {tag} %}}` is never closed"),
-            )
-            .with_help(format!("add `{{% end{tag} %}}` where the block ends"));
-        }
-        let last = text.lines().last().map_or(0, |l| l.chars().count()) as u32;
-        return Diagnostic::new(
-            Pos::new(path, lines, last + 1),
-            format!("template syntax error at end of file: {msg}"),
-        );
+impl report::Sources for Templates {
+    fn source(&self, name: &str) -> Option<&str> {
+        self.sources.get(name).map(String::as_str)
     }
-    Diagnostic::new(
-        Pos::new(path, line, col),
-        format!("template syntax error: {msg}"),
-    )
-}
-
-/// The innermost block tag (`if`, `for`, …) opened and not closed, with its line and column.
-fn unclosed_block(text: &str) -> Option<(String, u32, u32)> {
-    const BLOCKS: &[&str] = &["if", "for", "block", "macro", "filter", "raw"];
-    let mut stack: Vec<(String, u32, u32)> = Vec::new();
-    for (li, line) in text.lines().enumerate() {
-        let mut rest = line;
-        let mut offset = 0;
-        while let Some(start) = rest.find("{%") {
-            let tag_text = &rest[start + 2..];
-            let word: String = tag_text
-                .trim_start_matches(['-', ' ', '\t'])
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            let col = line[..offset + start].chars().count() as u32 + 1;
-            if BLOCKS.contains(&word.as_str()) {
-                stack.push((word, li as u32 + 1, col));
-            } else if let Some(opened) = word.strip_prefix("end") {
-                if let Some(i) = stack.iter().rposition(|(w, _, _)| w == opened) {
-                    stack.truncate(i);
+    fn pos(&self, name: &str, line: u32, col: u32) -> Pos {
+        Pos::new(&self.dir.join(name), line, col)
+    }
+    fn label(&self, name: &str) -> String {
+        format!("template {}", self.dir.join(name).display())
+    }
+    fn exists(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
+    }
+    fn missing_help(&self, name: &str) -> Option<String> {
+        self.files
+            .contains(name)
+            .then(|| format!("`{name}` has errors of its own"))
+    }
+    /// Who includes `name` on the way from `top`: a breadth-first walk of the include graph.
+    fn includer(&self, top: &str, name: &str) -> Option<(String, u32, u32)> {
+        let mut seen = BTreeSet::from([top.to_string()]);
+        let mut queue = std::collections::VecDeque::from([top.to_string()]);
+        while let Some(t) = queue.pop_front() {
+            for u in scan::uses(self.sources.get(&t)?) {
+                if u.kind != scan::Kind::Template {
+                    continue;
+                }
+                if u.name == name {
+                    return Some((t, u.line, u.col));
+                }
+                if seen.insert(u.name.clone()) {
+                    queue.push_back(u.name);
                 }
             }
-            offset += start + 2;
-            rest = &rest[start + 2..];
+        }
+        None
+    }
+}
+
+/// The templates the `template` steps of these playbooks name; None when a step computes its
+/// `src` (`{{ }}`), which only the run knows: then every template is needed.
+pub fn used_by<'a>(
+    playbooks: impl IntoIterator<Item = &'a crate::playbook::Playbook>,
+) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for pb in playbooks {
+        for play in &pb.plays {
+            for step in play.steps.iter().chain(&play.handlers) {
+                if step.action.module != "template" {
+                    continue;
+                }
+                match step.action.args.get("src").and_then(J::as_str) {
+                    Some(s) if s.contains("{{") || s.contains("{%") => return None,
+                    Some(s) => out.push(s.to_string()),
+                    None => {}
+                }
+            }
         }
     }
-    stack.pop()
+    Some(out)
+}
+
+/// Does tera (with cutover's additions) know this filter, test or function? Asked on the error
+/// path only, by trying a one-line template that uses it.
+fn known(kind: scan::Kind, name: &str) -> bool {
+    let probe = match kind {
+        scan::Kind::Filter => format!("{{{{ 1 | {name} }}}}"),
+        scan::Kind::Test => format!("{{{{ 1 is {name} }}}}"),
+        scan::Kind::Function => format!("{{{{ {name}() }}}}"),
+        scan::Kind::Template | scan::Kind::Component => return false,
+    };
+    match value_engine().render_str(&probe, &tera::Context::new(), false) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), tera::ErrorKind::Msg(_)),
+    }
+}
+
+/// The engine for files under `templates/`: config files, not HTML, so nothing is escaped
+/// (tera 2 would HTML-escape `.html` and `.xml` files by default).
+fn file_engine() -> tera::Tera {
+    let mut tera = tera::Tera::new();
+    tera.autoescape_on(Vec::<&str>::new());
+    filters::register(&mut tera);
+    tera
+}
+
+/// The engine for playbook values, built once. Its escape function is the shell's quoting:
+/// a `shell`/`command` string renders with escaping on, so every `{{ }}` output becomes one
+/// shell word (tera applies the escape to each output that is not marked safe; `shell_quote`
+/// and `unquoted` mark theirs safe). Other values render with escaping off.
+fn value_engine() -> &'static tera::Tera {
+    static ENGINE: OnceLock<tera::Tera> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut tera = file_engine();
+        tera.set_escape_fn(shell_escape);
+        tera
+    })
+}
+
+fn shell_escape(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    out.write_all(crate::shell::quote(input).as_bytes())
+}
+
+/// A template's text, refusing files too large to be templates.
+fn read_template(path: &Path) -> std::io::Result<String> {
+    let len = std::fs::metadata(path)?.len();
+    if len > crate::yaml::MAX_INPUT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes, more than the {} a template may have",
+            crate::yaml::MAX_INPUT_BYTES
+        )));
+    }
+    std::fs::read_to_string(path)
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
@@ -404,54 +629,80 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
 }
 
 /// Render a `{{ }}` string from a playbook value.
-pub fn render_str(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<String, Diagnostic> {
-    let mut tera = new_tera();
-    tera.add_raw_template("value", text).map_err(|e| {
-        Diagnostic::new(
-            pos.clone(),
-            format!("invalid template: {}", parse_error_position(&e).2),
-        )
-    })?;
-    tera.render("value", ctx).map_err(|e| {
-        let d = render_error(&pos.file, text, &e);
-        // The value lives in a playbook, not in a template file: don't say "in template …".
-        let message = match undefined_variable(&error_chain(&e)) {
-            Some(var) => format!("undefined variable `{var}` in this value"),
-            None => d.message,
-        };
-        Diagnostic {
-            pos: pos.clone(),
-            message,
-            ..d
-        }
+pub fn render_str(text: &str, ctx: &Vars, pos: &Pos) -> Result<String, Diagnostic> {
+    render_in(text, ctx, pos, false, 0)
+}
+
+/// Render a `shell`/`command` string: each `{{ }}` output is quoted as one shell word unless
+/// it went through `shell_quote` (already quoted) or `unquoted` (the template's explicit
+/// choice).
+pub fn render_command(text: &str, ctx: &Vars, pos: &Pos) -> Result<String, Diagnostic> {
+    render_in(text, ctx, pos, true, 0)
+}
+
+/// `shift`: characters cutover put before the user's text (eval_bool's `{% if `), so that
+/// positions still point into what the user wrote.
+fn render_in(
+    text: &str,
+    ctx: &Vars,
+    pos: &Pos,
+    shell: bool,
+    shift: u32,
+) -> Result<String, Diagnostic> {
+    let src = report::Value { pos, text, shift };
+    taint::render(ctx, |v| {
+        value_engine()
+            .render_str(text, &v.to_tera(), shell)
+            .map_err(|e| {
+                let mut ds = report::diagnose(&e, "value", &src, &known, &|n| v.contains_key(n));
+                ds.remove(0).1
+            })
     })
 }
 
 /// Render a playbook value. A value that is one `{{ expression }}` yielding a list or a mapping
 /// keeps that structure, as a reader expects of `volumes: "{{ volumes }}"`; everything else
 /// renders to text (modules read numbers and booleans from text too).
-pub fn render_value(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<J, Diagnostic> {
+pub fn render_value(text: &str, ctx: &Vars, pos: &Pos) -> Result<J, Diagnostic> {
+    render_value_in(text, ctx, pos, false)
+}
+
+/// As [`render_value`], for a `shell`/`command` string (see [`render_command`]).
+pub fn render_command_value(text: &str, ctx: &Vars, pos: &Pos) -> Result<J, Diagnostic> {
+    render_value_in(text, ctx, pos, true)
+}
+
+fn render_value_in(text: &str, ctx: &Vars, pos: &Pos, shell: bool) -> Result<J, Diagnostic> {
+    // Rendered as written first: errors point into the user's text.
+    let rendered = render_in(text, ctx, pos, shell, 0)?;
     let t = text.trim();
     let single = t.starts_with("{{")
         && t.ends_with("}}")
         && t[2..].find("{{").is_none()
         && t[..t.len() - 2].rfind("}}").is_none();
-    if single {
-        let inner = t[2..t.len() - 2].trim();
-        let json = render_str(&format!("{{{{ {inner} | json_encode() }}}}"), ctx, pos)?;
-        if let Ok(v @ (J::Array(_) | J::Object(_))) = serde_json::from_str::<J>(&json) {
-            return Ok(v);
+    if single && !shell {
+        let inner = t[2..t.len() - 2]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-');
+        if let Ok(json) = render_in(&format!("{{{{ {inner} | to_json }}}}"), ctx, pos, false, 0) {
+            if let Ok(v @ (J::Array(_) | J::Object(_))) = serde_json::from_str::<J>(&json) {
+                return Ok(v);
+            }
         }
     }
-    render_str(text, ctx, pos).map(J::String)
+    Ok(J::String(rendered))
 }
 
 /// Evaluate an expression (`when:`) to true or false.
-pub fn eval_bool(expr: &str, ctx: &tera::Context, pos: &Pos) -> Result<bool, Diagnostic> {
-    let out = render_str(
-        &format!("{{% if {expr} %}}true{{% else %}}false{{% endif %}}"),
+pub fn eval_bool(expr: &str, ctx: &Vars, pos: &Pos) -> Result<bool, Diagnostic> {
+    const OPEN: &str = "{% if ";
+    let out = render_in(
+        &format!("{OPEN}{expr} %}}true{{% else %}}false{{% endif %}}"),
         ctx,
         pos,
+        false,
+        OPEN.len() as u32,
     )?;
     Ok(out == "true")
 }
@@ -532,200 +783,35 @@ pub fn expression_variables(expr: &str) -> Vec<String> {
     out
 }
 
-/// Check that a string is valid template syntax, without rendering.
-pub fn check_syntax(text: &str) -> Result<(), String> {
-    let mut tera = new_tera();
-    tera.add_raw_template("value", text)
-        .map(|_| ())
-        .map_err(|e| parse_error_position(&e).2)
+/// Check that a string is valid template syntax (and names only known filters), without
+/// rendering. The diagnostic points into the value at `pos`.
+pub fn check_syntax(text: &str, pos: &Pos) -> Result<(), Diagnostic> {
+    check_syntax_in(text, pos, 0)
+}
+
+fn check_syntax_in(text: &str, pos: &Pos, shift: u32) -> Result<(), Diagnostic> {
+    let mut tera = value_engine().clone();
+    tera.add_raw_template("value", text).map_err(|e| {
+        let src = report::Value { pos, text, shift };
+        let mut ds = report::diagnose(&e, "value", &src, &known, &|_| true);
+        ds.remove(0).1
+    })
 }
 
 /// Check that a string is a valid expression (the body of `{% if … %}`).
-pub fn check_expression(expr: &str) -> Result<(), String> {
+pub fn check_expression(expr: &str, pos: &Pos) -> Result<(), Diagnostic> {
     if expr.contains("%}") || expr.contains("{%") || expr.contains("{{") {
-        return Err("an expression cannot contain template tags".into());
-    }
-    check_syntax(&format!("{{% if {expr} %}}{{% endif %}}"))
-}
-
-fn new_tera() -> tera::Tera {
-    let mut tera = tera::Tera::default();
-    // Config files are not HTML: never escape by default.
-    tera.autoescape_on(vec![]);
-    tera.register_filter("xml_escape", xml_escape);
-    tera.register_filter("shell_quote", shell_quote);
-    tera.register_filter("hostvar", hostvar_filter);
-    tera
-}
-
-fn string_arg(value: &J, filter: &str) -> tera::Result<String> {
-    match value {
-        J::String(s) => Ok(s.clone()),
-        J::Number(n) => Ok(n.to_string()),
-        J::Bool(b) => Ok(b.to_string()),
-        other => Err(tera::Error::msg(format!(
-            "filter `{filter}` expects text, found {other}"
-        ))),
-    }
-}
-
-/// `{{ password | xml_escape }}`: safe inside XML text and attribute values.
-fn xml_escape(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    let s = string_arg(value, "xml_escape")?;
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    Ok(J::String(out))
-}
-
-/// `{{ path | shell_quote }}`: one shell word, whatever the value holds.
-fn shell_quote(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    Ok(J::String(crate::shell::quote(&string_arg(
-        value,
-        "shell_quote",
-    )?)))
-}
-
-/// `{{ groups.app_nodes | hostvar(name="address", hostvars=hostvars) | join(sep=",") }}`:
-/// one variable of each host in a list of host names.
-fn hostvar_filter(value: &J, args: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    let name = args
-        .get("name")
-        .and_then(J::as_str)
-        .ok_or_else(|| tera::Error::msg("filter `hostvar` needs name=\"variable\""))?;
-    let all = args
-        .get("hostvars")
-        .ok_or_else(|| tera::Error::msg("filter `hostvar` needs hostvars=hostvars"))?;
-    let hosts = value
-        .as_array()
-        .ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
-    let mut out = Vec::new();
-    for h in hosts {
-        let h = h
-            .as_str()
-            .ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
-        let v = all
-            .get(h)
-            .and_then(|vars| vars.get(name))
-            .ok_or_else(|| tera::Error::msg(format!("host `{h}` has no variable `{name}`")))?;
-        out.push(v.clone());
-    }
-    Ok(J::Array(out))
-}
-
-/// tera's parse errors carry ` --> line:col` in their text; lift it out.
-fn parse_error_position(e: &tera::Error) -> (u32, u32, String) {
-    let full = error_chain(e);
-    let mut line = 1;
-    let mut col = 1;
-    for l in full.lines() {
-        if let Some(rest) = l.trim().strip_prefix("--> ") {
-            let mut it = rest.split(':');
-            line = it.next().and_then(|x| x.trim().parse().ok()).unwrap_or(1);
-            col = it.next().and_then(|x| x.trim().parse().ok()).unwrap_or(1);
-        }
-    }
-    let msg = full
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("= ").map(str::to_string))
-        .unwrap_or_else(|| full.lines().last().unwrap_or("").trim().to_string());
-    (line, col, msg)
-}
-
-fn error_chain(e: &tera::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        out.push('\n');
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
-
-/// Turn a render error into a diagnostic; for an undefined variable, find where the template
-/// uses it (tera does not say), so the admin sees the line and column.
-fn render_error(path: &Path, source: &str, e: &tera::Error) -> Diagnostic {
-    let chain = error_chain(e);
-    if let Some(var) = undefined_variable(&chain) {
-        let (line, col) = locate_identifier(source, &var).unwrap_or((1, 1));
-        let root = var.split(['.', '[']).next().unwrap_or(&var).to_string();
-        return Diagnostic::new(
-            Pos::new(path, line, col),
-            format!("undefined variable `{var}` in template {}", path.display()),
-        )
-        .with_help(format!(
-            "define `{root}` in the inventory, the play's vars or with -e"
+        return Err(Diagnostic::new(
+            pos.clone(),
+            "an expression cannot contain template tags",
         ));
     }
-    let msg = chain.lines().last().unwrap_or("render failed").to_string();
-    Diagnostic::new(
-        Pos::new(path, 0, 0),
-        format!("cannot render template: {msg}"),
+    const OPEN: &str = "{% if ";
+    check_syntax_in(
+        &format!("{OPEN}{expr} %}}{{% endif %}}"),
+        pos,
+        OPEN.len() as u32,
     )
-}
-
-fn undefined_variable(chain: &str) -> Option<String> {
-    for line in chain.lines() {
-        if let Some(rest) = line.split("Variable `").nth(1) {
-            if line.contains("not found in context") {
-                return rest.split('`').next().map(str::to_string);
-            }
-        }
-    }
-    None
-}
-
-/// First use of `name` (a dotted path's root is enough) inside a `{{ }}` or `{% %}` tag.
-pub fn locate_identifier(source: &str, name: &str) -> Option<(u32, u32)> {
-    let root = name.split(['.', '[']).next().unwrap_or(name);
-    let mut in_tag = false;
-    for (li, line) in source.lines().enumerate() {
-        let chars: Vec<char> = line.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            if !in_tag
-                && i + 1 < chars.len()
-                && chars[i] == '{'
-                && (chars[i + 1] == '{' || chars[i + 1] == '%')
-            {
-                in_tag = true;
-                i += 2;
-                continue;
-            }
-            if in_tag
-                && i + 1 < chars.len()
-                && (chars[i] == '}' || chars[i] == '%')
-                && chars[i + 1] == '}'
-            {
-                in_tag = false;
-                i += 2;
-                continue;
-            }
-            if in_tag && (chars[i].is_alphabetic() || chars[i] == '_') {
-                let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().collect();
-                let after_dot = start > 0 && chars[start - 1] == '.';
-                if word == root && !after_dot {
-                    return Some((li as u32 + 1, start as u32 + 1));
-                }
-                continue;
-            }
-            i += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -741,7 +827,7 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(dir.path()).unwrap();
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("port", &3306);
         let e = t.render("a.conf", &ctx).unwrap_err();
         assert_eq!((e.pos.line, e.pos.col), (2, 11), "{e}");
@@ -779,7 +865,7 @@ mod tests {
 
     #[test]
     fn filters_escape_for_config_files() {
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("p", "a&b<'\"");
         ctx.insert("s", "it's; rm -rf /");
         let pos = Pos::cli("t");
@@ -860,7 +946,7 @@ mod tests {
 
     #[test]
     fn a_lone_expression_keeps_its_type() {
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("vols", &serde_json::json!([{ "name": "app" }]));
         ctx.insert("port", &8009);
         let pos = Pos::cli("t");
@@ -884,12 +970,15 @@ mod tests {
 
     #[test]
     fn expressions() {
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("role", "master");
         let pos = Pos::cli("t");
         assert!(eval_bool("role == 'master'", &ctx, &pos).unwrap());
         assert!(!eval_bool("role != 'master'", &ctx, &pos).unwrap());
-        assert!(check_expression("role ==").is_err());
-        assert!(check_expression("a and b").is_ok());
+        assert!(check_expression("role ==", &pos).is_err());
+        assert!(check_expression("a and b", &pos).is_ok());
     }
 }
+
+#[cfg(test)]
+mod error_tests;
