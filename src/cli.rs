@@ -84,6 +84,10 @@ pub enum Command {
         template: String,
         #[arg(long, value_name = "NAME")]
         host: String,
+        /// Print secrets (and values derived from them) in clear. For `render` only: plans,
+        /// diffs, journals and logs always mask them.
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Run a playbook: probe, decide and apply each step on every targeted host.
     Apply {
@@ -269,7 +273,8 @@ pub fn run(cli: Cli) -> ExitCode {
             common,
             template,
             host,
-        } => cmd_render(&common, &template, &host),
+            show_secrets,
+        } => cmd_render(&common, &template, &host, show_secrets),
         Command::Lab { args } => cmd_lab(&args),
         Command::Apply {
             common,
@@ -529,7 +534,12 @@ fn cmd_inventory(
     Ok(exit::OK)
 }
 
-fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Diagnostics> {
+fn cmd_render(
+    common: &Common,
+    template_name: &str,
+    host: &str,
+    show_secrets: bool,
+) -> Result<u8, Diagnostics> {
     let inv = load_inventory(common)?;
     let extra = vars::parse_extra_vars(&common.extra_vars)?;
     if inv.host(host).is_none() {
@@ -562,7 +572,11 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Di
     )?;
     let ctx = template::host_context(&inv, host, &everyone[host], &everyone);
     let text = templates.render(template_name, &ctx).map_err(one)?;
-    print!("{}", crate::secrets::redact(&text));
+    if show_secrets {
+        print!("{text}");
+    } else {
+        print!("{}", crate::secrets::redact(&text));
+    }
     Ok(exit::OK)
 }
 

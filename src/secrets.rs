@@ -63,13 +63,7 @@ pub fn values() -> Vec<(String, String)> {
 
 /// Replace each (text, name) of `needles` (longest first) by the name's marker.
 pub fn redact_with(text: &str, needles: &[(String, String)]) -> String {
-    let mut out = text.to_string();
-    for (needle, name) in needles {
-        if out.contains(needle.as_str()) {
-            out = out.replace(needle.as_str(), &marker(name));
-        }
-    }
-    out
+    replace_needles(text, needles)
 }
 
 /// The forms a value takes in output: as is, XML-escaped, shell-quoted, inside JSON text.
@@ -107,13 +101,33 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if r.needles.iter().all(|(n, _)| !text.contains(n.as_str())) {
         return Cow::Borrowed(text);
     }
-    let mut out = text.to_string();
-    for (needle, name) in &r.needles {
-        if out.contains(needle.as_str()) {
-            out = out.replace(needle.as_str(), &marker(name));
+    Cow::Owned(replace_needles(text, &r.needles))
+}
+
+/// One pass over `text`, replacing at each position the longest needle that starts there (the
+/// needles are sorted longest first). A marker already written is never searched again, so a
+/// short needle cannot match inside one (`[secret:…]`) and garble it.
+fn replace_needles(text: &str, needles: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        match needles
+            .iter()
+            .find(|(n, _)| !n.is_empty() && rest.starts_with(n.as_str()))
+        {
+            Some((needle, name)) => {
+                out.push_str(&marker(name));
+                i += needle.len();
+            }
+            None => {
+                let c = rest.chars().next().expect("not at the end");
+                out.push(c);
+                i += c.len_utf8();
+            }
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 /// Redact every string inside a JSON value.
@@ -205,6 +219,9 @@ mod tests {
         assert_eq!(redact("<p>s3cr&amp;t&apos;pw</p>"), "<p>[secret:t_pw]</p>");
         assert_eq!(redact("echo 's3cr&t'\\''pw'"), "echo [secret:t_pw]");
         assert_eq!(redact("nothing here"), "nothing here");
+        // A needle that is part of a marker's text does not garble the marker.
+        register("t_short", "cret:t_");
+        assert_eq!(redact("x s3cr&t'pw y"), "x [secret:t_pw] y");
         register("t_q", "a\"b");
         let json = serde_json::json!({ "d": "x a\"b y" }).to_string();
         let redacted = redact(&json);

@@ -140,22 +140,38 @@ fn register_differences(real: &str, alt: &str, stand_ins: &[(String, String, Str
     if real_masked == alt_masked {
         return;
     }
-    let diff = similar::TextDiff::from_chars(real_masked.as_str(), alt_masked.as_str());
-    let chars: Vec<char> = real_masked.chars().collect();
+    // Something derived shows. Find it in the real text (masks already registered may cover
+    // only part of a derived word), and register what is not entirely masked yet.
+    let diff = similar::TextDiff::from_chars(real, alt);
+    let chars: Vec<char> = real.chars().collect();
     for op in diff.ops() {
         let range = op.old_range();
         if op.tag() == similar::DiffTag::Equal || range.is_empty() {
             continue;
         }
         if let Some(text) = derived_text(&chars, range.start, range.end) {
-            crate::secrets::register_derived(&text);
+            if !only_markers(&crate::secrets::redact(&text)) {
+                crate::secrets::register_derived(&text);
+            }
         }
     }
 }
 
+/// Is this masked text nothing but markers?
+fn only_markers(masked: &str) -> bool {
+    let mut rest = masked.trim();
+    while let Some(after) = rest.strip_prefix("[secret:") {
+        match after.split_once(']') {
+            Some((_, r)) => rest = r.trim(),
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// The changed characters `[start, end)` widened to whole words (the stand-in may share a
-/// character with the secret by chance), or to the line's unmasked text when that is too
-/// short to mask on its own.
+/// character with the secret by chance), and further when that is too short to mask on its
+/// own.
 fn derived_text(chars: &[char], start: usize, end: usize) -> Option<String> {
     let word = |c: char| c.is_alphanumeric() || "_%+/".contains(c);
     let (mut s, mut e) = (start, end);
@@ -165,12 +181,19 @@ fn derived_text(chars: &[char], start: usize, end: usize) -> Option<String> {
     while e < chars.len() && word(chars[e]) {
         e += 1;
     }
-    if e - s < MIN_DERIVED {
-        // Widen to the line, stopping at markers (they are not in the real text).
-        while s > 0 && chars[s - 1] != '\n' && chars[s - 1] != ']' {
+    // base64 padding belongs to the word before it.
+    while e < chars.len() && chars[e] == '=' && e > s {
+        e += 1;
+    }
+    // Too short to mask on its own: widen to the token (up to white space), then the line.
+    for stop in [char::is_whitespace as fn(char) -> bool, |c| c == '\n'] {
+        if e - s >= MIN_DERIVED {
+            break;
+        }
+        while s > 0 && !stop(chars[s - 1]) {
             s -= 1;
         }
-        while e < chars.len() && chars[e] != '\n' && chars[e] != '[' {
+        while e < chars.len() && !stop(chars[e]) {
             e += 1;
         }
     }
@@ -187,5 +210,81 @@ fn register_lines(masked: &str) {
                 crate::secrets::register_derived(part);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{render_str, Templates, Vars};
+    use crate::diag::Pos;
+    use crate::secrets::redact;
+
+    /// A secret registered as the inventory would, with a value no other test uses.
+    fn secret(name: &str, value: &str) -> Vars {
+        crate::secrets::register(name, value);
+        let mut v = Vars::new();
+        v.insert(name, value);
+        v.insert("hostvars", &serde_json::json!({ "db1": { name: value } }));
+        v
+    }
+
+    #[test]
+    fn a_secret_through_any_filter_is_masked_in_output_but_reaches_the_host() {
+        let v = secret("t_taint_pw", "Tq9zSecret&Pw/42");
+        let cases = [
+            "{{ t_taint_pw | upper }}",
+            "{{ t_taint_pw | lower }}",
+            "{{ t_taint_pw | urlencode }}",
+            "{{ t_taint_pw | b64encode }}",
+            "{{ t_taint_pw | truncate(length=6) }}",
+            "{{ t_taint_pw | replace(from='Secret', to='X') }}",
+            "{{ t_taint_pw | hash(algo='sha256') }}",
+            "{{ t_taint_pw | reverse }}",
+            "{{ t_taint_pw | to_json }}",
+            "{{ 'pre-' ~ t_taint_pw ~ '-post' }}",
+            "{{ hostvars.db1.t_taint_pw | split(pat='&') | first }}",
+            "{% set p = t_taint_pw | title %}p={{ p }}",
+            "{{ t_taint_pw[2:9] }}",
+        ];
+        for case in cases {
+            let out = render_str(case, &v, &Pos::cli("t")).unwrap();
+            // The host gets the real value: the render is not altered.
+            assert!(!out.contains("[secret:"), "{case}: {out}");
+            let shown = redact(&out);
+            assert!(shown.contains("[secret:"), "{case}: {out} shown as {shown}");
+            // Nothing of 3 characters or more derived from the secret shows.
+            let plain = shown
+                .replace("[secret:derived]", "")
+                .replace("[secret:t_taint_pw]", "");
+            for frag in ["Tq9", "TQ9", "tq9", "ecret", "ECRET", "VHE5", "SECR", "24/"] {
+                assert!(!plain.contains(frag), "{case}: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_file_masks_derived_values_and_keeps_the_rest() {
+        let v = secret("t_taint_file", "Zx81longpassword");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.conf"),
+            "user = app\npass = {{ t_taint_file | b64encode }}\nplain = {{ t_taint_file }}\n",
+        )
+        .unwrap();
+        let t = Templates::load(dir.path()).unwrap();
+        let out = t.render("a.conf", &v).unwrap();
+        assert!(out.contains("Wng4MWxvbmdwYXNzd29yZA=="), "{out}");
+        assert_eq!(
+            redact(&out),
+            "user = app\npass = [secret:derived]\nplain = [secret:t_taint_file]\n"
+        );
+    }
+
+    #[test]
+    fn without_secrets_there_is_one_render_and_nothing_registered() {
+        let mut v = Vars::new();
+        v.insert("name", "t_taint_public_value");
+        let out = render_str("{{ name | upper }}", &v, &Pos::cli("t")).unwrap();
+        assert_eq!(redact(&out), "T_TAINT_PUBLIC_VALUE");
     }
 }
