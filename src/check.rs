@@ -33,6 +33,8 @@ pub struct CheckReport {
     pub plays: usize,
     pub steps: usize,
     pub templates: usize,
+    /// Things that are allowed but likely wrong (they do not change the exit code).
+    pub warnings: Vec<Diagnostic>,
 }
 
 pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
@@ -92,6 +94,7 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
         if let (true, Some(inv)) = (clean, &inventory) {
             check_playbook(pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
         }
+        report.warnings.extend(command_warnings(pb));
     }
     if diags.is_empty() {
         Ok(report)
@@ -247,6 +250,34 @@ fn check_step(
             diags.push(d);
         }
     }
+}
+
+/// Interpolations in `shell`/`command` strings that escape cutover's quoting.
+fn command_warnings(pb: &Playbook) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for play in &pb.plays {
+        let from_play = |name: &str| {
+            play.vars
+                .iter()
+                .chain(&play.defaults)
+                .any(|v| v.name == name)
+        };
+        for step in play.steps.iter().chain(&play.handlers) {
+            for (arg, value) in &step.action.args {
+                if !template::is_command_string(&step.action.module, arg) {
+                    continue;
+                }
+                if let Some(text) = value.as_str().filter(|t| t.contains("{{")) {
+                    out.extend(template::command_warnings(
+                        text,
+                        &arg_pos(step, arg),
+                        &from_play,
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn arg_pos(step: &Step, name: &str) -> Pos {

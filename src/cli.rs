@@ -387,6 +387,9 @@ fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Diagnos
         extra_vars: &extra,
         every_template: true,
     })?;
+    for w in &r.warnings {
+        eprint!("{}", w.render().replacen("error:", "warning:", 1));
+    }
     println!(
         "ok: inventory {} ({} hosts, {} groups); {} playbooks ({} plays, {} steps); {} templates",
         inv.display(),

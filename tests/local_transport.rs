@@ -162,3 +162,60 @@ fn a_playbook_runs_on_the_controller_itself_and_a_second_run_changes_nothing() {
         "hello, world\n"
     );
 }
+
+/// Issue 15 class 5: a value reaches `shell`/`command` strings as one word, never as code.
+#[test]
+fn interpolations_in_shell_and_command_strings_are_one_word_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out dir");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  controller:\n    address: local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        r#"- name: on the controller
+  hosts: controller
+  steps:
+    - name: shell
+      shell: "echo {{ evil }} > {{ out }}/said"
+    - name: command
+      command: "touch {{ out }}/{{ evil }}"
+    - name: argv items are words already
+      command: { argv: [touch, "{{ out }}/argv {{ evil }}"] }
+    - name: an explicit opt-out
+      shell: "{{ script | unquoted }}"
+"#,
+    )
+    .unwrap();
+    let evil = "x; touch PWNED";
+    let o = cutover(
+        d,
+        &[
+            "apply",
+            "-i",
+            "inv.yml",
+            "pb.yml",
+            "--output",
+            "plain",
+            "-e",
+            &format!("evil={evil}"),
+            "-e",
+            &format!("out={}", out.display()),
+            "-e",
+            &format!("script=echo ok > '{}/script'", out.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("said")).unwrap(),
+        "x; touch PWNED\n"
+    );
+    assert!(out.join(evil).exists());
+    assert!(out.join(format!("argv {evil}")).exists());
+    assert_eq!(std::fs::read_to_string(out.join("script")).unwrap(), "ok\n");
+    assert!(!d.join("PWNED").exists() && !Path::new("PWNED").exists());
+}

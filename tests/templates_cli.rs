@@ -110,3 +110,26 @@ fn a_broken_template_does_not_stop_rendering_another_but_check_reports_it() {
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains("templates/broken.conf:2:15"), "{err}");
 }
+
+#[test]
+fn check_warns_on_interpolations_that_escape_quoting_without_failing() {
+    let dir = project(&[("a.conf", "x\n")]);
+    std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
+    std::fs::write(
+        dir.path().join("playbooks/pb.yml"),
+        "- hosts: all\n  vars: { opts: \"-v\" }\n  steps:\n    - shell: \"echo '{{ port }}' {{ port | unquoted }} {{ opts | unquoted }} {{ port }}\"\n",
+    )
+    .unwrap();
+    let (rc, out, err) = cutover(dir.path(), &["check", "-i", "inv.yml", "playbooks/pb.yml"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.starts_with("ok:"), "{out}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(warnings[0].contains("`{{ port }}` is inside '…'"), "{err}");
+    assert!(err.contains("playbooks/pb.yml:4:21"), "{err}");
+    assert!(
+        warnings[1].contains("puts `port` into the command without quoting"),
+        "{err}"
+    );
+    assert!(err.contains("playbooks/pb.yml:4:33"), "{err}");
+}

@@ -1181,7 +1181,7 @@ async fn execute(
             ));
         }
     }
-    let args = render_args(&step.action.args, &ctx, step)?;
+    let args = render_args(&step.action.module, &step.action.args, &ctx, step)?;
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
@@ -1241,7 +1241,7 @@ async fn execute(
                 Undo::Irreversible(_) => None,
                 Undo::Custom(action) => Some(UndoAction::Step {
                     module: action.module.clone(),
-                    args: render_args(&action.args, &ctx, step)?,
+                    args: render_args(&action.module, &action.args, &ctx, step)?,
                 }),
             }
             .map(|u| (u, target.clone()));
@@ -1316,7 +1316,7 @@ async fn execute(
                 Undo::Irreversible(_) => None,
                 Undo::Custom(action) => Some(UndoAction::Step {
                     module: action.module.clone(),
-                    args: render_args(&action.args, &ctx, step)?,
+                    args: render_args(&action.module, &action.args, &ctx, step)?,
                 }),
             }
         } else {
@@ -1352,24 +1352,28 @@ fn step_mentions_facts(step: &Step) -> bool {
 
 /// Render every `{{ }}` string in a step's arguments for this host.
 pub(crate) fn render_args(
+    module: &str,
     args: &Map<String, J>,
     ctx: &template::Vars,
     step: &Step,
 ) -> Result<Map<String, J>> {
-    fn render(v: &J, ctx: &template::Vars, pos: &crate::diag::Pos) -> Result<J> {
+    fn render(v: &J, ctx: &template::Vars, pos: &crate::diag::Pos, shell: bool) -> Result<J> {
         Ok(match v {
-            J::String(s) if s.contains("{{") || s.contains("{%") => {
-                template::render_value(s, ctx, pos).map_err(|d| anyhow!("{d}"))?
+            J::String(s) if s.contains("{{") || s.contains("{%") => if shell {
+                template::render_command_value(s, ctx, pos)
+            } else {
+                template::render_value(s, ctx, pos)
             }
+            .map_err(|d| anyhow!("{d}"))?,
             J::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|i| render(i, ctx, pos))
+                    .map(|i| render(i, ctx, pos, false))
                     .collect::<Result<_>>()?,
             ),
             J::Object(m) => J::Object(
                 m.iter()
-                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos)?)))
+                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos, false)?)))
                     .collect::<Result<_>>()?,
             ),
             other => other.clone(),
@@ -1383,7 +1387,10 @@ pub(crate) fn render_args(
                 .iter()
                 .find(|(n, _)| n == k)
                 .map_or(step.action.pos.clone(), |(_, p)| p.clone());
-            Ok((k.clone(), render(v, ctx, &pos)?))
+            Ok((
+                k.clone(),
+                render(v, ctx, &pos, template::is_command_string(module, k))?,
+            ))
         })
         .collect()
 }

@@ -629,7 +629,9 @@ impl PlanRun<'_> {
         let touches = self
             .context(host, everyone)
             .ok()
-            .and_then(|ctx| crate::engine::render_args(&step.action.args, &ctx, step).ok())
+            .and_then(|ctx| {
+                crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step).ok()
+            })
             .map(|args| modules::touches(&step.action.module, &args))
             .unwrap_or_default();
         let mut sp = StepPlan {
@@ -783,7 +785,7 @@ impl PlanRun<'_> {
                 return Ok(None);
             }
         }
-        let args = crate::engine::render_args(&step.action.args, &ctx, step)?;
+        let args = crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step)?;
         let become_ = crate::engine::become_for(
             &self.inv,
             *play_become,

@@ -11,6 +11,7 @@
 //! (`filters`), hints for Jinja2 habits (`jinja`), errors as located diagnostics (`report`),
 //! a scan of tags for names (`scan`) and the masking of values derived from secrets (`taint`).
 
+mod command_lint;
 mod filters;
 mod jinja;
 mod report;
@@ -633,6 +634,22 @@ pub fn render_str(text: &str, ctx: &Vars, pos: &Pos) -> Result<String, Diagnosti
     render_in(text, ctx, pos, false, 0)
 }
 
+/// `check`'s warnings on a command string (interpolations inside quotes, `| unquoted` on a
+/// value from outside the play): see `command_lint`.
+pub fn command_warnings(
+    text: &str,
+    pos: &Pos,
+    from_play: &dyn Fn(&str) -> bool,
+) -> Vec<Diagnostic> {
+    command_lint::warnings(text, pos, from_play)
+}
+
+/// Is this argument a command string, whose interpolations are quoted as shell words? The
+/// `cmd` of `shell` and `command` (an `argv` item is already one word, left as written).
+pub fn is_command_string(module: &str, arg: &str) -> bool {
+    matches!(module, "shell" | "command") && arg == "cmd"
+}
+
 /// Render a `shell`/`command` string: each `{{ }}` output is quoted as one shell word unless
 /// it went through `shell_quote` (already quoted) or `unquoted` (the template's explicit
 /// choice).
@@ -982,3 +999,6 @@ mod tests {
 
 #[cfg(test)]
 mod error_tests;
+
+#[cfg(test)]
+mod command_tests;

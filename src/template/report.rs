@@ -48,15 +48,12 @@ impl Sources for Value<'_> {
             col
         };
         let mut p = self.pos.clone();
-        // A one-line value is usually written on its key's line: keep the key's line and move
-        // to the column inside the value; for multi-line values, count lines down from it.
+        // The value's position is where its text starts (a block scalar's first content line
+        // and its indentation): lines count down from there, columns from its indentation.
         if p.line > 0 {
-            if line <= 1 {
-                p.col = p.col.max(1) + col.saturating_sub(1);
-            } else {
-                p.line += line - 1;
-                p.col = col;
-            }
+            let quoted = usize::from(opens_quoted_scalar(self.pos)) as u32;
+            p.line += line.saturating_sub(1);
+            p.col = p.col.max(1) + col.saturating_sub(1) + quoted;
         }
         p
     }
@@ -66,6 +63,23 @@ impl Sources for Value<'_> {
     fn exists(&self, _: &str) -> bool {
         false
     }
+}
+
+/// Does the YAML value at `pos` start with a quote (its text then starts one column later)?
+fn opens_quoted_scalar(pos: &Pos) -> bool {
+    let Ok(meta) = std::fs::metadata(&pos.file) else {
+        return false;
+    };
+    if meta.len() > crate::yaml::MAX_INPUT_BYTES {
+        return false;
+    }
+    std::fs::read_to_string(&pos.file)
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().nth(pos.line.saturating_sub(1) as usize)?;
+            line.chars().nth(pos.col.saturating_sub(1) as usize)
+        })
+        .is_some_and(|c| c == '"' || c == '\'')
 }
 
 /// What went wrong, as (template name, diagnostic).
@@ -129,8 +143,9 @@ fn syntax(r: &ReportError, top: &str, src: &dyn Sources) -> Diagnostic {
         return Diagnostic::new(
             src.pos(&name, line, col),
             format!(
-                "template syntax error: `{}` opened here is never closed (tera stopped at {el}:{ec}: {})",
+                "template syntax error: `{}` opened here is never closed (tera stopped at {}: {})",
                 &text[open..open + 2],
+                src.pos(&name, el, ec),
                 r.message()
             ),
         )
