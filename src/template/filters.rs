@@ -125,7 +125,7 @@ pub fn register(tera: &mut tera::Tera) {
     tera.register_filter("quote", shell_quote);
     tera.register_filter("unquoted", unquoted);
     tera.register_filter("hostvar", hostvar);
-    tera.register_filter("json_encode", to_json);
+    tera.register_filter("json_encode", json_encode);
     tera.register_filter("to_json", to_json);
     tera.register_filter("to_nice_json", to_nice_json);
     tera.register_filter("to_yaml", to_yaml);
@@ -250,13 +250,23 @@ fn hostvar(value: Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     Ok(Value::from(out))
 }
 
-/// `{{ x | to_json }}`: compact JSON, keys in order, as Ansible's `to_json`.
-fn to_json(value: Value, _: Kwargs, _: &State) -> TeraResult<String> {
+/// `{{ x | json_encode }}`: compact JSON (tera 1's filter, kept for cutover's own use).
+fn json_encode(value: Value, _: Kwargs, _: &State) -> TeraResult<String> {
     defined(&value)?;
     serde_json::to_string(&to_j(&value)).map_err(err)
 }
 
-/// `{{ x | to_nice_json }}` (`indent=4` by default, as Ansible).
+/// `{{ x | to_json }}`: JSON as Ansible's `to_json` writes it (Python's `json.dumps`: `, ` and
+/// `: ` separators, non-ASCII as `\uXXXX`); mapping keys in alphabetical order.
+fn to_json(value: Value, _: Kwargs, _: &State) -> TeraResult<String> {
+    defined(&value)?;
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, PythonJson);
+    serde::Serialize::serialize(&to_j(&value), &mut ser).map_err(err)?;
+    Ok(ascii_only(&String::from_utf8(buf).map_err(err)?))
+}
+
+/// `{{ x | to_nice_json }}`: as Ansible's (indent 4, keys sorted; `indent=` to change).
 fn to_nice_json(value: Value, kwargs: Kwargs, _: &State) -> TeraResult<String> {
     defined(&value)?;
     let indent = kwargs.get::<usize>("indent")?.unwrap_or(4).min(16);
@@ -265,14 +275,62 @@ fn to_nice_json(value: Value, kwargs: Kwargs, _: &State) -> TeraResult<String> {
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     serde::Serialize::serialize(&to_j(&value), &mut ser).map_err(err)?;
-    String::from_utf8(buf).map_err(err)
+    Ok(ascii_only(&String::from_utf8(buf).map_err(err)?))
 }
 
-/// `{{ x | to_yaml }}`: YAML, without a trailing newline.
+/// Python's `json.dumps` separators.
+struct PythonJson;
+
+impl serde_json::ser::Formatter for PythonJson {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// Non-ASCII characters as `\uXXXX` (they only occur inside JSON strings), as Python's
+/// `ensure_ascii`.
+fn ascii_only(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `{{ x | to_yaml }}`: block-style YAML ending with a newline, as Ansible's `to_nice_yaml`
+/// (Ansible's `to_yaml` may write short lists in flow style; cutover always writes blocks).
 fn to_yaml(value: Value, _: Kwargs, _: &State) -> TeraResult<String> {
     defined(&value)?;
-    let s = serde_saphyr::to_string(&to_j(&value)).map_err(err)?;
-    Ok(s.trim_end_matches('\n').to_string())
+    serde_saphyr::to_string(&to_j(&value)).map_err(err)
 }
 
 fn b64encode(value: Value, _: Kwargs, _: &State) -> TeraResult<String> {

@@ -41,6 +41,9 @@ const ARG_NAMES: &[(&str, &[&str])] = &[
 
 /// For a syntax error at `offset`: the Jinja2 habit it looks like, and what to write.
 pub fn hint_at(text: &str, offset: usize) -> Option<String> {
+    if let Some(h) = escape_hint(&text[offset.min(text.len())..]) {
+        return Some(h);
+    }
     let before = text.get(..offset)?;
     let trimmed = before.trim_end();
     // A positional argument: `name(` right before the bad token.
@@ -72,6 +75,42 @@ pub fn hint_at(text: &str, offset: usize) -> Option<String> {
     }
 }
 
+/// A string literal with a backslash tera does not take (`'\d+'`, written for a regex as in
+/// Python): the same literal with that backslash doubled.
+fn escape_hint(rest: &str) -> Option<String> {
+    let q = rest
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '"' | '\'' | '`'))?;
+    let mut fixed = String::from(q);
+    let mut chars = rest[1..].chars();
+    let mut bad = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ ('"' | '\'' | '/' | '\\' | 'n' | 't' | 'r')) => {
+                    fixed.push('\\');
+                    fixed.push(n);
+                }
+                Some(n) => {
+                    bad = true;
+                    fixed.push_str("\\\\");
+                    fixed.push(n);
+                }
+                None => return None,
+            },
+            c if c == q => {
+                fixed.push(c);
+                break;
+            }
+            c => fixed.push(c),
+        }
+    }
+    bad.then(|| {
+        format!("tera strings take only \\\\, \\n, \\t, \\r and quote escapes: write {fixed} (a regex's `\\d` is `\\\\d` here)")
+    })
+}
+
 /// `default('x')` → `default(value='x')`.
 fn positional(text: &str, offset: usize, name: &str) -> String {
     let args = call_args(&text[offset..]);
@@ -93,6 +132,9 @@ fn positional(text: &str, offset: usize, name: &str) -> String {
             }
         })
         .collect();
+    if let (true, Some(h)) = (names.is_empty(), instead(Kind::Filter, name)) {
+        return format!("`{name}` is not a tera filter: {h}");
+    }
     if names.is_empty() {
         format!(
             "tera takes named arguments only: write `{name}(name=value)` (see docs/templates.md for `{name}`)"

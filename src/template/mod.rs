@@ -1002,3 +1002,6 @@ mod error_tests;
 
 #[cfg(test)]
 mod command_tests;
+
+#[cfg(test)]
+mod jinja_tests;
