@@ -150,6 +150,7 @@ pub fn register(tera: &mut tera::Tera) {
         select(v, k, s, false)
     });
     tera.register_filter("string", |v: Value, _: Kwargs, _: &State| text(&v));
+    tera.register_filter("group_by", group_by);
     tera.register_filter("bool", to_bool);
     tera.register_test("match", |v: &str, k: Kwargs, _: &State| {
         regex_test(v, k, true)
@@ -483,6 +484,31 @@ fn items2dict(value: Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
         out.insert(key, item.get(v).cloned().unwrap_or(J::Null));
     }
     Ok(from_j(&J::Object(out)))
+}
+
+/// `group_by(attribute=…)`, replacing tera's: its groups come out of a hash map, in a
+/// different order at each run, which would rewrite config files for nothing. Here the groups
+/// are in key order (as tera 1 and Jinja2's `groupby`); items without the attribute's value
+/// (none) are left out.
+fn group_by(value: Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    defined(&value)?;
+    let attribute: &str = kwargs.must_get("attribute")?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| err("group_by applies to a list"))?;
+    let mut groups: std::collections::BTreeMap<String, Vec<J>> = Default::default();
+    for (i, item) in items.iter().enumerate() {
+        let key = item
+            .get_from_path(attribute)
+            .ok_or_else(|| err(format!("group_by: item {i} has no attribute `{attribute}`")))?;
+        if key.is_none() {
+            continue;
+        }
+        groups.entry(text(key)).or_default().push(to_j(item));
+    }
+    let map: serde_json::Map<String, J> =
+        groups.into_iter().map(|(k, v)| (k, J::Array(v))).collect();
+    Ok(from_j(&J::Object(map)))
 }
 
 fn no_kwargs() -> Kwargs {

@@ -57,7 +57,10 @@ pub fn hint_at(text: &str, offset: usize) -> Option<String> {
             "tera 2 has no macros: define a component `{% component name(arg) %}…{% endcomponent name %}` and call it as `{{ <name arg={value} /> }}` (docs/templates.md)".into(),
         ),
         "with" | "do" => Some(format!("tera has no `{{% {word} %}}`: use `{{% set name = value %}}`")),
-        _ if trimmed.ends_with('.') => {
+        _ if trimmed.ends_with('.')
+            && !word.is_empty()
+            && text[offset + word.len()..].trim_start().starts_with('(') =>
+        {
             let method = word;
             Some(format!(
                 "tera has no Python methods: write a filter, e.g. `x | {}`",

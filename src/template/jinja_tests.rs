@@ -198,3 +198,11 @@ fn jinja_habits_tera_lacks_say_what_to_write() {
     // An inline if needs its else in tera.
     instead("{{ 'x' if t }}", "}}", "");
 }
+
+#[test]
+fn group_by_is_the_same_at_every_run() {
+    let src = "{% for k, us in users | group_by(attribute='admin') %}{{ k }}={{ us | map(attribute='name') | join(sep=',') }};{% endfor %}";
+    for _ in 0..20 {
+        ok(src, "false=bob;true=ann;");
+    }
+}

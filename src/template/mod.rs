@@ -593,6 +593,13 @@ fn value_engine() -> &'static tera::Tera {
     ENGINE.get_or_init(|| {
         let mut tera = file_engine();
         tera.set_escape_fn(shell_escape);
+        // `escape` still means HTML, whatever the engine's escape function is.
+        tera.register_filter("escape", |s: &str, _: tera::Kwargs, _: &tera::State| {
+            let mut out = Vec::new();
+            tera::escape_html(s, &mut out)
+                .map(|_| String::from_utf8_lossy(&out).into_owned())
+                .map_err(tera::Error::from)
+        });
         tera
     })
 }
@@ -1005,3 +1012,6 @@ mod command_tests;
 
 #[cfg(test)]
 mod jinja_tests;
+
+#[cfg(test)]
+mod docs_tests;
