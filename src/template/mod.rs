@@ -54,7 +54,12 @@ impl Vars {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &J)> {
         self.map.iter()
     }
-    fn to_tera(&self) -> tera::Context {
+    /// All the variables as one JSON mapping.
+    pub fn to_json(&self) -> J {
+        J::Object(self.map.clone().into_iter().collect())
+    }
+    /// tera's context for these variables.
+    pub fn to_tera(&self) -> tera::Context {
         let mut ctx = tera::Context::new();
         for (k, v) in &self.map {
             ctx.insert_value(k.clone(), filters::from_j(v));
@@ -576,8 +581,8 @@ fn known(kind: scan::Kind, name: &str) -> bool {
 }
 
 /// The engine for files under `templates/`: config files, not HTML, so nothing is escaped
-/// (tera 2 would HTML-escape `.html` and `.xml` files by default).
-fn file_engine() -> tera::Tera {
+/// (tera 2 would HTML-escape `.html` and `.xml` files by default). Public for bench/.
+pub fn file_engine() -> tera::Tera {
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
     filters::register(&mut tera);
