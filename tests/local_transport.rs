@@ -219,3 +219,54 @@ fn interpolations_in_shell_and_command_strings_are_one_word_each() {
     assert_eq!(std::fs::read_to_string(out.join("script")).unwrap(), "ok\n");
     assert!(!d.join("PWNED").exists() && !Path::new("PWNED").exists());
 }
+
+/// Issue 16: a run loads the templates its steps name (and what they include): a broken file
+/// nobody uses does not stop it; `cutover check` still reports that file, at its position.
+#[test]
+fn a_broken_template_nobody_uses_does_not_stop_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    std::fs::create_dir_all(d.join("templates/parts")).unwrap();
+    std::fs::write(
+        d.join("templates/app.conf"),
+        "{% include \"parts/head.conf\" %}name={{ inventory_hostname }}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("templates/parts/head.conf"), "# head\n").unwrap();
+    std::fs::write(
+        d.join("templates/old.conf"),
+        "x\n{{ a | no_such_filter }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  controller:\n    address: local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            "- hosts: controller\n  steps:\n    - file: {{ path: \"{o}\", state: directory }}\n    - template: {{ src: app.conf, dest: \"{o}/app.conf\" }}\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("app.conf")).unwrap(),
+        "# head\nname=controller\n"
+    );
+    let o = cutover(d, &["check", "-i", "inv.yml", "pb.yml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("templates/old.conf:2:8"), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown filter `no_such_filter`"),
+        "{}",
+        text(&o)
+    );
+}
