@@ -133,3 +133,28 @@ fn check_warns_on_interpolations_that_escape_quoting_without_failing() {
     );
     assert!(err.contains("playbooks/pb.yml:4:33"), "{err}");
 }
+
+#[test]
+fn a_variable_derived_from_a_secret_is_masked_where_it_is_shown() {
+    let dir = project(&[("dsn.conf", "dsn = {{ dsn }}\n")]);
+    std::fs::write(
+        dir.path().join("inv.yml"),
+        "secret_vars: [db_password]\nhosts:\n  app1:\n    address: 10.0.0.1\n    vars:\n      db_password: \"Kp7rTopSecret!x\"\n      dsn: \"mysql://app:{{ db_password | urlencode }}@db/wiki\"\n",
+    )
+    .unwrap();
+    let (rc, out, err) = cutover(
+        dir.path(),
+        &["render", "dsn.conf", "-i", "inv.yml", "--host", "app1"],
+    );
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(out, "dsn = mysql://app:[secret:derived]@db/wiki\n");
+    let (rc, out, err) = cutover(
+        dir.path(),
+        &["inventory", "-i", "inv.yml", "--host", "app1"],
+    );
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        !out.contains("Kp7rTopSecret") && !out.contains("%21x"),
+        "{out}"
+    );
+}

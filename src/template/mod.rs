@@ -278,6 +278,9 @@ pub fn resolve_all(
     let groups = groups_json(inv);
     for h in &inv.hosts {
         let resolved = vars::resolve(inv, &h.name, layers).and_then(|mut r| {
+            // Secrets are known before variables that use them are rendered, so that a value
+            // derived from one (`dsn: "…{{ db_password | urlencode }}…"`) is masked too.
+            register_secrets(inv, &r);
             expand_var_templates(inv, &h.name, &mut r, &groups).map_err(|d| {
                 let mut ds = crate::diag::Diagnostics::default();
                 ds.push(d);
@@ -287,17 +290,8 @@ pub fn resolve_all(
         });
         match resolved {
             Ok(r) => {
-                // Values of variables declared secret are hidden from all output from now on.
-                for name in &inv.secret_vars {
-                    if let Some(v) = r.get(name) {
-                        crate::secrets::register(
-                            name,
-                            v.as_str()
-                                .map_or_else(|| v.to_string(), str::to_string)
-                                .as_str(),
-                        );
-                    }
-                }
+                // A secret whose own value was a template: its rendered value.
+                register_secrets(inv, &r);
                 out.insert(h.name.clone(), r);
             }
             Err(d) => diags.extend(d),
@@ -307,6 +301,20 @@ pub fn resolve_all(
         Ok(out)
     } else {
         Err(diags)
+    }
+}
+
+/// Values of variables declared secret are hidden from all output from now on.
+fn register_secrets(inv: &Inventory, r: &Resolved) {
+    for name in &inv.secret_vars {
+        if let Some(v) = r.get(name) {
+            crate::secrets::register(
+                name,
+                v.as_str()
+                    .map_or_else(|| v.to_string(), str::to_string)
+                    .as_str(),
+            );
+        }
     }
 }
 
