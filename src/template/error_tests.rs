@@ -2,6 +2,7 @@
 //! crashes the process (recursion included).
 
 use super::*;
+use std::path::Path;
 
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

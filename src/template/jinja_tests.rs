@@ -2,6 +2,7 @@
 //! fails at its line and column saying what to write instead.
 
 use super::*;
+use std::path::Path;
 
 fn vars() -> Vars {
     let mut v = Vars::new();
