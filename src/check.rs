@@ -19,6 +19,9 @@ pub struct CheckInput<'a> {
     pub playbooks: &'a [PathBuf],
     pub templates_dir: &'a Path,
     pub extra_vars: &'a [Var],
+    /// Validate every file under `templates_dir` (`cutover check`), not only the ones the
+    /// playbooks use (a run or a plan: a broken file nobody uses does not stop them).
+    pub every_template: bool,
 }
 
 /// Summary of a successful check, for the "ok" line.
@@ -30,6 +33,8 @@ pub struct CheckReport {
     pub plays: usize,
     pub steps: usize,
     pub templates: usize,
+    /// Things that are allowed but likely wrong (they do not change the exit code).
+    pub warnings: Vec<Diagnostic>,
 }
 
 pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
@@ -50,18 +55,7 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
             diags.extend(d);
         }
     }
-    let templates = match Templates::load(input.templates_dir) {
-        Ok(t) => {
-            report.templates = t.names().count();
-            Some(t)
-        }
-        Err(errs) => {
-            for e in errs {
-                diags.push(e);
-            }
-            None
-        }
-    };
+    let mut playbooks = Vec::new();
     for path in input.playbooks {
         let before = diags.len();
         let Some(pb) = crate::playbook::load(path, &mut diags) else {
@@ -75,11 +69,32 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
             .map(|p| p.steps.len() + p.handlers.len())
             .sum::<usize>();
         // Cross-file checks only make sense on a playbook that parsed cleanly.
-        if diags.len() == before {
-            if let Some(inv) = &inventory {
-                check_playbook(&pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
-            }
+        playbooks.push((pb, diags.len() == before));
+    }
+    let used = (!input.every_template)
+        .then(|| template::used_by(playbooks.iter().map(|(pb, _)| pb)))
+        .flatten();
+    let loaded = match &used {
+        Some(names) => Templates::load_used(input.templates_dir, names.iter().map(String::as_str)),
+        None => Templates::load(input.templates_dir),
+    };
+    let templates = match loaded {
+        Ok(t) => {
+            report.templates = t.names().count();
+            Some(t)
         }
+        Err(errs) => {
+            for e in errs {
+                diags.push(e);
+            }
+            None
+        }
+    };
+    for (pb, clean) in &playbooks {
+        if let (true, Some(inv)) = (clean, &inventory) {
+            check_playbook(pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
+        }
+        report.warnings.extend(command_warnings(pb));
     }
     if diags.is_empty() {
         Ok(report)
@@ -214,7 +229,7 @@ fn check_step(
 }
 
 /// `{{ }}` values of a module's arguments rendered for one host.
-fn arg_problems(action: &Action, ctx: &tera::Context) -> Vec<Diagnostic> {
+fn arg_problems(action: &Action, ctx: &template::Vars) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (name, value) in &action.args {
         for s in strings_in(value) {
@@ -230,7 +245,7 @@ fn arg_problems(action: &Action, ctx: &tera::Context) -> Vec<Diagnostic> {
 /// `changed_when:`, `failed_when:` and `until:` after it, when `result` and the step's own
 /// registered name exist too. tera reads an undefined name as false in `when: x` or `not x`,
 /// so names are looked up first.
-fn expression_problems(step: &Step, ctx: &tera::Context) -> Vec<Diagnostic> {
+fn expression_problems(step: &Step, ctx: &template::Vars) -> Vec<Diagnostic> {
     let mut exprs: Vec<(&str, Pos, &str, bool)> = Vec::new();
     if let Some(w) = &step.when {
         exprs.push((&w.text, w.pos.clone(), "when", false));
@@ -316,7 +331,7 @@ fn controller_source_problem(step: &Step) -> Option<Diagnostic> {
 
 /// A templated `delegate_to:` rendered for one host: an undefined variable, or a result that
 /// names no host of the inventory. (A literal one is checked once, above.)
-fn delegate_problem(step: &Step, inv: &Inventory, ctx: &tera::Context) -> Option<Diagnostic> {
+fn delegate_problem(step: &Step, inv: &Inventory, ctx: &template::Vars) -> Option<Diagnostic> {
     let (text, pos) = step.delegate_to.as_ref()?;
     if !(text.contains("{{") || text.contains("{%")) {
         return None;
@@ -335,6 +350,34 @@ fn delegate_problem(step: &Step, inv: &Inventory, ctx: &tera::Context) -> Option
         ),
         Ok(_) => None,
     }
+}
+
+/// Interpolations in `shell`/`command` strings that escape cutover's quoting.
+fn command_warnings(pb: &Playbook) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for play in &pb.plays {
+        let from_play = |name: &str| {
+            play.vars
+                .iter()
+                .chain(&play.defaults)
+                .any(|v| v.name == name)
+        };
+        for step in play.steps.iter().chain(&play.handlers) {
+            for (arg, value) in &step.action.args {
+                if !template::is_command_string(&step.action.module, arg) {
+                    continue;
+                }
+                if let Some(text) = value.as_str().filter(|t| t.contains("{{")) {
+                    out.extend(template::command_warnings(
+                        text,
+                        &arg_pos(step, arg),
+                        &from_play,
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn arg_pos(step: &Step, name: &str) -> Pos {

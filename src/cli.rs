@@ -141,6 +141,10 @@ pub enum Command {
         template: String,
         #[arg(long, value_name = "NAME")]
         host: String,
+        /// Print secrets (and values derived from them) in clear. For `render` only: plans,
+        /// diffs, journals and logs always mask them.
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Run a playbook: probe, decide and apply each step on every targeted host.
     Apply {
@@ -356,7 +360,8 @@ pub fn run(cli: Cli) -> ExitCode {
             common,
             template,
             host,
-        } => cmd_render(&common, &template, &host),
+            show_secrets,
+        } => cmd_render(&common, &template, &host, show_secrets),
         Command::Lab { args } => cmd_lab(&args),
         Command::Apply {
             common,
@@ -513,7 +518,11 @@ fn cmd_check(common: &Common, mut playbooks: Vec<PathBuf>) -> Result<u8, Refusal
         playbooks: &playbooks,
         templates_dir: &templates_dir,
         extra_vars: &extra,
+        every_template: true,
     })?;
+    for w in &r.warnings {
+        eprint!("{}", w.render().replacen("error:", "warning:", 1));
+    }
     println!(
         "ok: inventory {} ({} hosts, {} groups); {} playbooks ({} plays, {} steps); {} templates",
         inv.display(),
@@ -661,7 +670,12 @@ fn cmd_inventory(
     Ok(exit::OK)
 }
 
-fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Refusal> {
+fn cmd_render(
+    common: &Common,
+    template_name: &str,
+    host: &str,
+    show_secrets: bool,
+) -> Result<u8, Refusal> {
     let extra = extra_vars(common, inventory_path(common)?, &[])?;
     let inv = load_inventory(common)?;
     if inv.host(host).is_none() {
@@ -673,7 +687,8 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Re
         .into());
     }
     let dir = templates_dir(common, &[]);
-    let templates = Templates::load(&dir).map_err(|errs| {
+    // Only this template and what it includes: a broken file elsewhere does not matter here.
+    let templates = Templates::load_used(&dir, [template_name]).map_err(|errs| {
         let mut d = Diagnostics::default();
         errs.into_iter().for_each(|e| d.push(e));
         d
@@ -695,7 +710,11 @@ fn cmd_render(common: &Common, template_name: &str, host: &str) -> Result<u8, Re
     )?;
     let ctx = template::host_context(&inv, host, &everyone[host], &everyone);
     let text = templates.render(template_name, &ctx).map_err(one)?;
-    print!("{}", crate::secrets::redact(&text));
+    if show_secrets {
+        print!("{text}");
+    } else {
+        print!("{}", crate::secrets::redact(&text));
+    }
     Ok(exit::OK)
 }
 

@@ -25,6 +25,8 @@ pub fn marker(name: &str) -> String {
 struct Redactor {
     /// (text to hide, variable name), longest first so an escaped form is hidden whole.
     needles: Vec<(String, String)>,
+    /// (variable name, value) as registered, for templates to trace what derives from them.
+    values: Vec<(String, String)>,
 }
 
 fn redactor() -> &'static RwLock<Redactor> {
@@ -37,6 +39,36 @@ pub fn register(name: &str, value: &str) {
     if value.is_empty() {
         return;
     }
+    {
+        let mut r = redactor().write().unwrap_or_else(|e| e.into_inner());
+        if !r.values.iter().any(|(n, v)| n == name && v == value) {
+            r.values.push((name.to_string(), value.to_string()));
+        }
+    }
+    add_needles(name, forms(value));
+}
+
+/// Hide a text derived from secrets (a secret through a filter, as templates find them):
+/// the text itself only, under the name `derived`.
+pub fn register_derived(text: &str) {
+    if !text.is_empty() {
+        add_needles("derived", forms(text));
+    }
+}
+
+/// The registered secrets, as (variable name, value).
+pub fn values() -> Vec<(String, String)> {
+    let r = redactor().read().unwrap_or_else(|e| e.into_inner());
+    r.values.clone()
+}
+
+/// Replace each (text, name) of `needles` (longest first) by the name's marker.
+pub fn redact_with(text: &str, needles: &[(String, String)]) -> String {
+    replace_needles(text, needles)
+}
+
+/// The forms a value takes in output: as is, XML-escaped, shell-quoted, inside JSON text.
+pub fn forms(value: &str) -> Vec<String> {
     let mut forms = vec![value.to_string()];
     let xml = value
         .replace('&', "&amp;")
@@ -62,6 +94,10 @@ pub fn register(name: &str, value: &str) {
     if let Ok(j) = serde_json::to_string(value) {
         forms.push(j[1..j.len() - 1].to_string());
     }
+    forms
+}
+
+fn add_needles(name: &str, forms: Vec<String>) {
     let mut r = redactor().write().unwrap_or_else(|e| e.into_inner());
     for f in forms {
         if !f.is_empty() && !r.needles.iter().any(|(n, _)| *n == f) {
@@ -109,13 +145,33 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if r.needles.iter().all(|(n, _)| !text.contains(n.as_str())) {
         return Cow::Borrowed(text);
     }
-    let mut out = text.to_string();
-    for (needle, name) in &r.needles {
-        if out.contains(needle.as_str()) {
-            out = out.replace(needle.as_str(), &marker(name));
+    Cow::Owned(replace_needles(text, &r.needles))
+}
+
+/// One pass over `text`, replacing at each position the longest needle that starts there (the
+/// needles are sorted longest first). A marker already written is never searched again, so a
+/// short needle cannot match inside one (`[secret:…]`) and garble it.
+fn replace_needles(text: &str, needles: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        match needles
+            .iter()
+            .find(|(n, _)| !n.is_empty() && rest.starts_with(n.as_str()))
+        {
+            Some((needle, name)) => {
+                out.push_str(&marker(name));
+                i += needle.len();
+            }
+            None => {
+                let c = rest.chars().next().expect("not at the end");
+                out.push(c);
+                i += c.len_utf8();
+            }
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 /// As [`redact`], for a line of source with a position in it (a byte offset): returns the
@@ -248,6 +304,9 @@ mod tests {
         assert_eq!(redact("<p>s3cr&amp;t&apos;pw</p>"), "<p>[secret:t_pw]</p>");
         assert_eq!(redact("echo 's3cr&t'\\''pw'"), "echo [secret:t_pw]");
         assert_eq!(redact("nothing here"), "nothing here");
+        // A needle that is part of a marker's text does not garble the marker.
+        register("t_short", "cret:t_");
+        assert_eq!(redact("x s3cr&t'pw y"), "x [secret:t_pw] y");
         register("t_q", "a\"b");
         let json = serde_json::json!({ "d": "x a\"b y" }).to_string();
         let redacted = redact(&json);

@@ -197,6 +197,7 @@ fn check_and_assert(inventory: &Path, playbook: &Path, templates: &Path) {
         playbooks: &playbooks,
         templates_dir: templates,
         extra_vars: &[],
+        every_template: true,
     };
     if let Err(diags) = check(&input) {
         assert!(!diags.is_empty());
@@ -268,8 +269,8 @@ proptest! {
     ) {
         let bytes = apply(read(base), &muts);
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        if let Err(msg) = check_syntax(&text) {
-            prop_assert!(!msg.trim().is_empty());
+        if let Err(d) = check_syntax(&text, &cutover::diag::Pos::cli("fuzz")) {
+            prop_assert!(!d.message.trim().is_empty());
         }
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("app.conf.j2"), &bytes).unwrap();

@@ -473,3 +473,113 @@ fn a_run_refused_by_the_controller_lock_is_journaled() {
         "the refusal is the resume's: {j:#?}"
     );
 }
+
+/// Issue 15 class 5: a value reaches `shell`/`command` strings as one word, never as code.
+#[test]
+fn interpolations_in_shell_and_command_strings_are_one_word_each() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out dir");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  controller:\n    address: local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        r#"- name: on the controller
+  hosts: controller
+  steps:
+    - name: shell
+      shell: "echo {{ evil }} > {{ out }}/said"
+    - name: command
+      command: "touch {{ out }}/{{ evil }}"
+    - name: argv items are words already
+      command: { argv: [touch, "{{ out }}/argv {{ evil }}"] }
+    - name: an explicit opt-out
+      shell: "{{ script | unquoted }}"
+"#,
+    )
+    .unwrap();
+    let evil = "x; touch PWNED";
+    let o = cutover(
+        d,
+        &[
+            "apply",
+            "-i",
+            "inv.yml",
+            "pb.yml",
+            "--output",
+            "plain",
+            "-e",
+            &format!("evil={evil}"),
+            "-e",
+            &format!("out={}", out.display()),
+            "-e",
+            &format!("script=echo ok > '{}/script'", out.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("said")).unwrap(),
+        "x; touch PWNED\n"
+    );
+    assert!(out.join(evil).exists());
+    assert!(out.join(format!("argv {evil}")).exists());
+    assert_eq!(std::fs::read_to_string(out.join("script")).unwrap(), "ok\n");
+    assert!(!d.join("PWNED").exists() && !Path::new("PWNED").exists());
+}
+
+/// Issue 16: a run loads the templates its steps name (and what they include): a broken file
+/// nobody uses does not stop it; `cutover check` still reports that file, at its position.
+#[test]
+fn a_broken_template_nobody_uses_does_not_stop_a_run() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    std::fs::create_dir_all(d.join("templates/parts")).unwrap();
+    std::fs::write(
+        d.join("templates/app.conf"),
+        "{% include \"parts/head.conf\" %}name={{ inventory_hostname }}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("templates/parts/head.conf"), "# head\n").unwrap();
+    std::fs::write(
+        d.join("templates/old.conf"),
+        "x\n{{ a | no_such_filter }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  controller:\n    address: local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            "- hosts: controller\n  steps:\n    - file: {{ path: \"{o}\", state: directory }}\n    - template: {{ src: app.conf, dest: \"{o}/app.conf\" }}\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("app.conf")).unwrap(),
+        "# head\nname=controller\n"
+    );
+    let o = cutover(d, &["check", "-i", "inv.yml", "pb.yml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("templates/old.conf:2:8"), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown filter `no_such_filter`"),
+        "{}",
+        text(&o)
+    );
+}

@@ -168,6 +168,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         playbooks: std::slice::from_ref(&opts.playbook),
         templates_dir: &opts.templates_dir,
         extra_vars: &opts.extra_vars,
+        every_template: false,
     });
     report.map_err(RunError::Invalid)?;
     let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
@@ -181,7 +182,8 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     if !wrong_options.is_empty() {
         return Err(RunError::Invalid(wrong_options));
     }
-    let templates = Templates::load(&opts.templates_dir).map_err(|e| {
+    let used = template::used_by([&playbook]);
+    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
         RunError::Invalid(d)
@@ -1078,13 +1080,25 @@ async fn run_step_on_host(
     }
 }
 
+/// The templates a run needs: those its steps name and what they include (all of them when a
+/// step computes its `src`).
+pub(crate) fn load_templates(
+    dir: &std::path::Path,
+    used: Option<Vec<String>>,
+) -> Result<Templates, Vec<Diagnostic>> {
+    match used {
+        Some(names) => Templates::load_used(dir, names.iter().map(String::as_str)),
+        None => Templates::load(dir),
+    }
+}
+
 /// Where a step runs: its `delegate_to` — rendered, so `"{{ groups.db_master[0] }}"` works —
 /// else the host itself.
 pub(crate) fn delegate_target(
     inv: &crate::inventory::Inventory,
     step: &Step,
     host: &str,
-    ctx: &tera::Context,
+    ctx: &template::Vars,
 ) -> Result<String> {
     let Some((text, pos)) = &step.delegate_to else {
         return Ok(host.to_string());
@@ -1250,7 +1264,7 @@ async fn execute(
             ));
         }
     }
-    let args = render_args(&step.action.args, &ctx, step)?;
+    let args = render_args(&step.action.module, &step.action.args, &ctx, step)?;
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
@@ -1307,7 +1321,7 @@ async fn execute(
                 Undo::Irreversible(_) => None,
                 Undo::Custom(action) => Some(UndoAction::Step {
                     module: action.module.clone(),
-                    args: render_args(&action.args, &ctx, step)?,
+                    args: render_args(&action.module, &action.args, &ctx, step)?,
                 }),
             }
             .map(|u| (u, target.clone()));
@@ -1382,7 +1396,7 @@ async fn execute(
                 Undo::Irreversible(_) => None,
                 Undo::Custom(action) => Some(UndoAction::Step {
                     module: action.module.clone(),
-                    args: render_args(&action.args, &ctx, step)?,
+                    args: render_args(&action.module, &action.args, &ctx, step)?,
                 }),
             }
         } else {
@@ -1430,24 +1444,28 @@ fn step_mentions_facts(step: &Step) -> bool {
 
 /// Render every `{{ }}` string in a step's arguments for this host.
 pub(crate) fn render_args(
+    module: &str,
     args: &Map<String, J>,
-    ctx: &tera::Context,
+    ctx: &template::Vars,
     step: &Step,
 ) -> Result<Map<String, J>> {
-    fn render(v: &J, ctx: &tera::Context, pos: &crate::diag::Pos) -> Result<J> {
+    fn render(v: &J, ctx: &template::Vars, pos: &crate::diag::Pos, shell: bool) -> Result<J> {
         Ok(match v {
-            J::String(s) if s.contains("{{") || s.contains("{%") => {
-                template::render_value(s, ctx, pos).map_err(|d| anyhow!("{d}"))?
+            J::String(s) if s.contains("{{") || s.contains("{%") => if shell {
+                template::render_command_value(s, ctx, pos)
+            } else {
+                template::render_value(s, ctx, pos)
             }
+            .map_err(|d| anyhow!("{d}"))?,
             J::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|i| render(i, ctx, pos))
+                    .map(|i| render(i, ctx, pos, false))
                     .collect::<Result<_>>()?,
             ),
             J::Object(m) => J::Object(
                 m.iter()
-                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos)?)))
+                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos, false)?)))
                     .collect::<Result<_>>()?,
             ),
             other => other.clone(),
@@ -1461,7 +1479,10 @@ pub(crate) fn render_args(
                 .iter()
                 .find(|(n, _)| n == k)
                 .map_or(step.action.pos.clone(), |(_, p)| p.clone());
-            Ok((k.clone(), render(v, ctx, &pos)?))
+            Ok((
+                k.clone(),
+                render(v, ctx, &pos, template::is_command_string(module, k))?,
+            ))
         })
         .collect()
 }

@@ -350,7 +350,7 @@ pub async fn undo_all(
             json!({ "count": done.len(), "user": lock::current_user(), "pid": std::process::id() }),
         )
         .await;
-    let vars = tera::Context::new();
+    let vars = crate::template::Vars::new();
     let approvals: Vec<String> = Vec::new();
     let mut all_ok = true;
     for d in done {
@@ -699,7 +699,7 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
         )
         .await;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
-    let vars = tera::Context::new();
+    let vars = crate::template::Vars::new();
     let approvals: Vec<String> = Vec::new();
     let mut ok = true;
     for d in &state.done {

@@ -46,7 +46,7 @@ pub async fn lost_writes(
     templates: &Templates,
     run_id: &str,
 ) -> Vec<Lost> {
-    let vars = tera::Context::new();
+    let vars = crate::template::Vars::new();
     let mut out = Vec::new();
     for (host, (mark, at)) in marks {
         let what = match conns.get(host) {

@@ -44,7 +44,7 @@ pub struct ModCtx<'a> {
     pub timeout: Option<Duration>,
     pub templates: &'a Templates,
     /// The host's template context (variables, groups, hostvars).
-    pub vars: &'a tera::Context,
+    pub vars: &'a crate::template::Vars,
     /// Used to name backups so an undo can find them.
     pub run_id: &'a str,
     /// Approvals given on the command line (`--approve STAGE`).

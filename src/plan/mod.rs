@@ -237,6 +237,7 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         playbooks: std::slice::from_ref(&opts.playbook),
         templates_dir: &opts.templates_dir,
         extra_vars: &opts.extra_vars,
+        every_template: false,
     })?;
     let inv = crate::inventory::load_checked(&opts.inventory)?;
     let pb = crate::playbook::load_checked(&opts.playbook)?;
@@ -244,7 +245,8 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
     if !wrong_options.is_empty() {
         return Err(wrong_options);
     }
-    let templates = Templates::load(&opts.templates_dir).map_err(|e| {
+    let used = template::used_by([&pb]);
+    let templates = crate::engine::load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
         d
@@ -651,7 +653,9 @@ impl PlanRun<'_> {
         let touches = self
             .context(host, everyone)
             .ok()
-            .and_then(|ctx| crate::engine::render_args(&step.action.args, &ctx, step).ok())
+            .and_then(|ctx| {
+                crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step).ok()
+            })
             .map(|args| modules::touches(&step.action.module, &args))
             .unwrap_or_default();
         let mut sp = StepPlan {
@@ -760,7 +764,7 @@ impl PlanRun<'_> {
     }
 
     /// The template context of a host for a step of the plan.
-    fn context(&self, host: &str, everyone: &BTreeMap<String, Resolved>) -> Result<tera::Context> {
+    fn context(&self, host: &str, everyone: &BTreeMap<String, Resolved>) -> Result<template::Vars> {
         let resolved = everyone
             .get(host)
             .ok_or_else(|| anyhow!("no variables for {host}"))?;
@@ -806,7 +810,7 @@ impl PlanRun<'_> {
                 return Ok(None);
             }
         }
-        let args = crate::engine::render_args(&step.action.args, &ctx, step)?;
+        let args = crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step)?;
         let become_ = crate::engine::become_for(
             &self.inv,
             *play_become,

@@ -557,11 +557,11 @@ fn read_expr(node: &Node, key: &str, diags: &mut Diagnostics) -> Option<Expr> {
         );
         return None;
     }
-    if let Err(e) = template::check_expression(&text) {
-        diags.push(Diagnostic::new(
-            node.pos.clone(),
-            format!("`{key}` is not a valid expression: {e}"),
-        ));
+    if let Err(d) = template::check_expression(&text, &node.pos) {
+        diags.push(Diagnostic {
+            message: format!("`{key}` is not a valid expression: {}", d.message),
+            ..d
+        });
         return None;
     }
     Some(Expr {
@@ -788,13 +788,13 @@ fn valid_mode(s: &str) -> bool {
 }
 
 fn check_template_syntax(s: &str, v: &Node, diags: &mut Diagnostics) -> bool {
-    match template::check_syntax(s) {
+    match template::check_syntax(s, &v.pos) {
         Ok(()) => true,
-        Err(e) => {
-            diags.push(Diagnostic::new(
-                v.pos.clone(),
-                format!("invalid template in value: {e}"),
-            ));
+        Err(d) => {
+            diags.push(Diagnostic {
+                message: format!("invalid template in value: {}", d.message),
+                ..d
+            });
             false
         }
     }

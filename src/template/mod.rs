@@ -6,9 +6,23 @@
 //! - `hostvars`: every host's variables and `address` (`hostvars.db1.address`).
 //!
 //! Undefined variables are errors, reported with the template, line, column and name.
+//!
+//! The engine is tera 2. What cutover adds around it lives in submodules: the engines
+//! (`engine`), the files under `templates/` (`files`), its filters (`filters`), hints for
+//! Jinja2 habits (`jinja`), errors as located diagnostics (`report`), a scan of tags for names
+//! (`scan`), the masking of values derived from secrets (`taint`) and `check`'s warnings on
+//! command strings (`command_lint`).
+
+mod command_lint;
+mod engine;
+mod files;
+mod filters;
+mod jinja;
+mod report;
+mod scan;
+mod taint;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde_json::Value as J;
 
@@ -41,13 +55,57 @@ pub mod names {
     ];
 }
 
+pub use engine::file_engine;
+pub use files::{template_files, Templates};
+pub use filters::{CUTOVER_FILTERS, CUTOVER_TESTS, TERA_FILTERS, TERA_TESTS};
+
+use engine::{known, value_engine};
+
+/// The variables a template sees, by name. Kept as JSON (cutover's variable model) and turned
+/// into tera's context for each render, so the secret masking can read every value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Vars {
+    map: BTreeMap<String, J>,
+}
+
+impl Vars {
+    pub fn new() -> Vars {
+        Vars::default()
+    }
+    pub fn insert<T: serde::Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
+        let v = serde_json::to_value(value).unwrap_or(J::Null);
+        self.map.insert(name.into(), v);
+    }
+    pub fn get(&self, name: &str) -> Option<&J> {
+        self.map.get(name)
+    }
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &J)> {
+        self.map.iter()
+    }
+    /// All the variables as one JSON mapping.
+    pub fn to_json(&self) -> J {
+        J::Object(self.map.clone().into_iter().collect())
+    }
+    /// tera's context for these variables.
+    pub fn to_tera(&self) -> tera::Context {
+        let mut ctx = tera::Context::new();
+        for (k, v) in &self.map {
+            ctx.insert_value(k.clone(), filters::from_j(v));
+        }
+        ctx
+    }
+}
+
 /// Everything a template can see for one host.
 pub fn host_context(
     inv: &Inventory,
     host: &str,
     resolved: &Resolved,
     everyone: &BTreeMap<String, Resolved>,
-) -> tera::Context {
+) -> Vars {
     host_context_with(inv, host, resolved, &Shared::new(inv, everyone))
 }
 
@@ -140,19 +198,19 @@ pub fn expand_var_templates(
 /// Render, in a step's context, the variables `expand_var_templates` had to leave because
 /// they read registered results or facts; a value that still cannot be rendered stays as
 /// written (it may be meant literally, for the host).
-pub fn expand_deferred(ctx: &mut tera::Context, resolved: &Resolved) {
+pub fn expand_deferred(ctx: &mut Vars, resolved: &Resolved) {
     let deferred: Vec<(&String, &J, &Pos)> = resolved
         .vars
         .iter()
         .filter(|(_, (v, _))| holds_template(v))
         // A registered result of the same name overrides the variable: left alone.
-        .filter(|(k, (v, _))| ctx.get(k.as_str()) == Some(v))
+        .filter(|(k, (v, _))| ctx.get(k) == Some(v))
         .map(|(k, (v, o))| (k, v, o.pos()))
         .collect();
     for _ in 0..deferred.len().min(10) {
         let mut changed = false;
         for (k, v, pos) in &deferred {
-            let current = ctx.get(k.as_str()).cloned().unwrap_or_else(|| (*v).clone());
+            let current = ctx.get(k).cloned().unwrap_or_else(|| (*v).clone());
             if let Ok(new) = render_json_strings(&current, ctx, pos) {
                 if new != current {
                     ctx.insert(k.as_str(), &new);
@@ -167,7 +225,7 @@ pub fn expand_deferred(ctx: &mut tera::Context, resolved: &Resolved) {
 }
 
 /// Render every string of a value (inside lists and mappings too).
-pub fn render_json_strings(v: &J, ctx: &tera::Context, pos: &Pos) -> Result<J, Diagnostic> {
+pub fn render_json_strings(v: &J, ctx: &Vars, pos: &Pos) -> Result<J, Diagnostic> {
     Ok(match v {
         J::String(s) if s.contains("{{") || s.contains("{%") => render_value(s, ctx, pos)?,
         J::Array(items) => J::Array(
@@ -186,8 +244,8 @@ pub fn render_json_strings(v: &J, ctx: &tera::Context, pos: &Pos) -> Result<J, D
 }
 
 /// A host's variables, `inventory_hostname`, `host` and `groups` (not `hostvars`).
-fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> tera::Context {
-    let mut ctx = tera::Context::new();
+fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> Vars {
+    let mut ctx = Vars::new();
     for (k, (v, _)) in &resolved.vars {
         ctx.insert(k.as_str(), v);
     }
@@ -220,7 +278,7 @@ pub fn host_context_with(
     host: &str,
     resolved: &Resolved,
     shared: &Shared,
-) -> tera::Context {
+) -> Vars {
     let mut ctx = own_context(inv, host, resolved, &shared.groups);
     ctx.insert(names::HOSTVARS, &shared.hostvars);
     ctx
@@ -251,6 +309,9 @@ pub fn resolve_all(
     let groups = groups_json(inv);
     for h in &inv.hosts {
         let resolved = vars::resolve(inv, &h.name, layers).and_then(|mut r| {
+            // Secrets are known before variables that use them are rendered, so that a value
+            // derived from one (`dsn: "…{{ db_password | urlencode }}…"`) is masked too.
+            register_secrets(inv, &r);
             expand_var_templates(inv, &h.name, &mut r, &groups).map_err(|d| {
                 let mut ds = crate::diag::Diagnostics::default();
                 ds.push(d);
@@ -260,17 +321,8 @@ pub fn resolve_all(
         });
         match resolved {
             Ok(r) => {
-                // Values of variables declared secret are hidden from all output from now on.
-                for name in &inv.secret_vars {
-                    if let Some(v) = r.get(name) {
-                        crate::secrets::register(
-                            name,
-                            v.as_str()
-                                .map_or_else(|| v.to_string(), str::to_string)
-                                .as_str(),
-                        );
-                    }
-                }
+                // A secret whose own value was a template: its rendered value.
+                register_secrets(inv, &r);
                 out.insert(h.name.clone(), r);
             }
             Err(d) => diags.extend(d),
@@ -283,223 +335,134 @@ pub fn resolve_all(
     }
 }
 
-/// The templates of a project, loaded once with cutover's filters.
-pub struct Templates {
-    pub dir: PathBuf,
-    tera: tera::Tera,
-}
-
-impl std::fmt::Debug for Templates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Templates {
-    /// Load every file under `dir`. Syntax errors come back as diagnostics with positions.
-    /// No templates (for commands that need none, like `cutover rollback`).
-    pub fn empty() -> Templates {
-        Templates {
-            dir: PathBuf::new(),
-            tera: new_tera(),
+/// Values of variables declared secret are hidden from all output from now on.
+fn register_secrets(inv: &Inventory, r: &Resolved) {
+    for name in &inv.secret_vars {
+        if let Some(v) = r.get(name) {
+            crate::secrets::register(
+                name,
+                v.as_str()
+                    .map_or_else(|| v.to_string(), str::to_string)
+                    .as_str(),
+            );
         }
     }
-
-    pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
-        let mut tera = new_tera();
-        let files = if dir.is_dir() {
-            template_files(dir)
-        } else {
-            Vec::new()
-        };
-        let mut diags = Vec::new();
-        for (name, path) in &files {
-            match read_template(path) {
-                Ok(text) => {
-                    if let Err(e) = tera.add_raw_template(name, &text) {
-                        diags.push(syntax_error(path, &text, &e));
-                    }
-                }
-                Err(e) => diags.push(Diagnostic::file_error(path, format!("template: {e}"))),
-            }
-        }
-        if diags.is_empty() {
-            Ok(Templates {
-                dir: dir.to_path_buf(),
-                tera,
-            })
-        } else {
-            Err(diags)
-        }
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.tera.get_template_names().any(|n| n == name)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tera.get_template_names()
-    }
-
-    /// Render a template for a host. An undefined variable names the template line and column.
-    pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, Diagnostic> {
-        self.tera.render(name, ctx).map_err(|e| {
-            let path = self.dir.join(name);
-            let source = read_template(&path).unwrap_or_default();
-            render_error(&path, &source, &e)
-        })
-    }
 }
 
-/// A template parse error as a diagnostic. tera reports a block left open (`{% if %}` without
-/// `{% endif %}`) at the end of the file, past the last line, as "expected tag or some
-/// content"; point at the opening tag instead and say what is missing.
-fn syntax_error(path: &Path, text: &str, e: &tera::Error) -> Diagnostic {
-    let (line, col, msg) = parse_error_position(e);
-    let lines = text.lines().count().max(1) as u32;
-    if line > lines
-        || (line == lines && col > text.lines().last().map_or(0, |l| l.chars().count()) as u32)
-    {
-        if let Some((tag, l, c)) = unclosed_block(text) {
-            return Diagnostic::new(
-                Pos::new(path, l, c),
-                format!("template syntax error: `{{% {tag} %}}` is never closed"),
-            )
-            .with_help(format!("add `{{% end{tag} %}}` where the block ends"));
-        }
-        let last = text.lines().last().map_or(0, |l| l.chars().count()) as u32;
-        return Diagnostic::new(
-            Pos::new(path, lines, last + 1),
-            format!("template syntax error at end of file: {msg}"),
-        );
-    }
-    Diagnostic::new(
-        Pos::new(path, line, col),
-        format!("template syntax error: {msg}"),
-    )
-}
-
-/// The innermost block tag (`if`, `for`, …) opened and not closed, with its line and column.
-fn unclosed_block(text: &str) -> Option<(String, u32, u32)> {
-    const BLOCKS: &[&str] = &["if", "for", "block", "macro", "filter", "raw"];
-    let mut stack: Vec<(String, u32, u32)> = Vec::new();
-    for (li, line) in text.lines().enumerate() {
-        let mut rest = line;
-        let mut offset = 0;
-        while let Some(start) = rest.find("{%") {
-            let tag_text = &rest[start + 2..];
-            let word: String = tag_text
-                .trim_start_matches(['-', ' ', '\t'])
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            let col = line[..offset + start].chars().count() as u32 + 1;
-            if BLOCKS.contains(&word.as_str()) {
-                stack.push((word, li as u32 + 1, col));
-            } else if let Some(opened) = word.strip_prefix("end") {
-                if let Some(i) = stack.iter().rposition(|(w, _, _)| w == opened) {
-                    stack.truncate(i);
-                }
-            }
-            offset += start + 2;
-            rest = &rest[start + 2..];
-        }
-    }
-    stack.pop()
-}
-
-/// A template file's text: a regular file of at most `input::MAX_INPUT_BYTES`, UTF-8.
-fn read_template(path: &Path) -> Result<String, String> {
-    let bytes =
-        crate::input::read(path, crate::input::MAX_INPUT_BYTES).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|_| "file is not UTF-8 text".to_string())
-}
-
-/// Every file under a templates directory, by name relative to it, in name order. A
-/// symlinked directory is followed, but no real directory twice: two links back to `.` would
-/// otherwise make the walk exponential.
-pub fn template_files(dir: &Path) -> Vec<(String, PathBuf)> {
+/// The templates the `template` steps of these playbooks name; None when a step computes its
+/// `src` (`{{ }}`), which only the run knows: then every template is needed.
+pub fn used_by<'a>(
+    playbooks: impl IntoIterator<Item = &'a crate::playbook::Playbook>,
+) -> Option<Vec<String>> {
     let mut out = Vec::new();
-    collect_files(dir, dir, &mut std::collections::BTreeSet::new(), &mut out);
-    out
-}
-
-fn collect_files(
-    root: &Path,
-    dir: &Path,
-    seen: &mut std::collections::BTreeSet<PathBuf>,
-    out: &mut Vec<(String, PathBuf)>,
-) {
-    let fresh = std::fs::canonicalize(dir).is_ok_and(|real| seen.insert(real));
-    if !fresh {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.path());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            collect_files(root, &p, seen, out);
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push((rel.to_string_lossy().into_owned(), p.clone()));
+    for pb in playbooks {
+        for play in &pb.plays {
+            for step in play.steps.iter().chain(&play.handlers) {
+                if step.action.module != "template" {
+                    continue;
+                }
+                match step.action.args.get("src").and_then(J::as_str) {
+                    Some(s) if s.contains("{{") || s.contains("{%") => return None,
+                    Some(s) => out.push(s.to_string()),
+                    None => {}
+                }
+            }
         }
     }
+    Some(out)
 }
 
 /// Render a `{{ }}` string from a playbook value.
-pub fn render_str(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<String, Diagnostic> {
-    let mut tera = new_tera();
-    tera.add_raw_template("value", text).map_err(|e| {
-        Diagnostic::new(
-            pos.clone(),
-            format!("invalid template: {}", parse_error_position(&e).2),
-        )
-    })?;
-    tera.render("value", ctx).map_err(|e| {
-        let d = render_error(&pos.file, text, &e);
-        // The value lives in a playbook, not in a template file: don't say "in template …".
-        let message = match undefined_variable(&error_chain(&e)) {
-            Some(var) => format!("undefined variable `{var}` in this value"),
-            None => d.message,
-        };
-        Diagnostic {
-            pos: pos.clone(),
-            message,
-            ..d
-        }
+pub fn render_str(text: &str, ctx: &Vars, pos: &Pos) -> Result<String, Diagnostic> {
+    render_in(text, ctx, pos, false, 0)
+}
+
+/// `check`'s warnings on a command string (interpolations inside quotes, `| unquoted` on a
+/// value from outside the play): see `command_lint`.
+pub fn command_warnings(
+    text: &str,
+    pos: &Pos,
+    from_play: &dyn Fn(&str) -> bool,
+) -> Vec<Diagnostic> {
+    command_lint::warnings(text, pos, from_play)
+}
+
+/// Is this argument a command string, whose interpolations are quoted as shell words? The
+/// `cmd` of `shell` and `command` (an `argv` item is already one word, left as written).
+pub fn is_command_string(module: &str, arg: &str) -> bool {
+    matches!(module, "shell" | "command") && arg == "cmd"
+}
+
+/// Render a `shell`/`command` string: each `{{ }}` output is quoted as one shell word unless
+/// it went through `shell_quote` (already quoted) or `unquoted` (the template's explicit
+/// choice).
+pub fn render_command(text: &str, ctx: &Vars, pos: &Pos) -> Result<String, Diagnostic> {
+    render_in(text, ctx, pos, true, 0)
+}
+
+/// `shift`: characters cutover put before the user's text (eval_bool's `{% if `), so that
+/// positions still point into what the user wrote.
+fn render_in(
+    text: &str,
+    ctx: &Vars,
+    pos: &Pos,
+    shell: bool,
+    shift: u32,
+) -> Result<String, Diagnostic> {
+    let src = report::Value { pos, text, shift };
+    taint::render(ctx, |v| {
+        value_engine()
+            .render_str(text, &v.to_tera(), shell)
+            .map_err(|e| {
+                let mut ds = report::diagnose(&e, "value", &src, &known, &|n| v.contains_key(n));
+                ds.remove(0).1
+            })
     })
 }
 
 /// Render a playbook value. A value that is one `{{ expression }}` yielding a list or a mapping
 /// keeps that structure, as a reader expects of `volumes: "{{ volumes }}"`; everything else
 /// renders to text (modules read numbers and booleans from text too).
-pub fn render_value(text: &str, ctx: &tera::Context, pos: &Pos) -> Result<J, Diagnostic> {
+pub fn render_value(text: &str, ctx: &Vars, pos: &Pos) -> Result<J, Diagnostic> {
+    render_value_in(text, ctx, pos, false)
+}
+
+/// As [`render_value`], for a `shell`/`command` string (see [`render_command`]).
+pub fn render_command_value(text: &str, ctx: &Vars, pos: &Pos) -> Result<J, Diagnostic> {
+    render_value_in(text, ctx, pos, true)
+}
+
+fn render_value_in(text: &str, ctx: &Vars, pos: &Pos, shell: bool) -> Result<J, Diagnostic> {
+    // Rendered as written first: errors point into the user's text.
+    let rendered = render_in(text, ctx, pos, shell, 0)?;
     let t = text.trim();
     let single = t.starts_with("{{")
         && t.ends_with("}}")
         && t[2..].find("{{").is_none()
         && t[..t.len() - 2].rfind("}}").is_none();
-    if single {
-        let inner = t[2..t.len() - 2].trim();
-        let json = render_str(&format!("{{{{ {inner} | json_encode() }}}}"), ctx, pos)?;
-        if let Ok(v @ (J::Array(_) | J::Object(_))) = serde_json::from_str::<J>(&json) {
-            return Ok(v);
+    if single && !shell {
+        let inner = t[2..t.len() - 2]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-');
+        if let Ok(json) = render_in(&format!("{{{{ {inner} | to_json }}}}"), ctx, pos, false, 0) {
+            if let Ok(v @ (J::Array(_) | J::Object(_))) = serde_json::from_str::<J>(&json) {
+                return Ok(v);
+            }
         }
     }
-    render_str(text, ctx, pos).map(J::String)
+    Ok(J::String(rendered))
 }
 
 /// Evaluate an expression (`when:`) to true or false.
-pub fn eval_bool(expr: &str, ctx: &tera::Context, pos: &Pos) -> Result<bool, Diagnostic> {
-    let out = render_str(
-        &format!("{{% if {expr} %}}true{{% else %}}false{{% endif %}}"),
+pub fn eval_bool(expr: &str, ctx: &Vars, pos: &Pos) -> Result<bool, Diagnostic> {
+    const OPEN: &str = "{% if ";
+    let out = render_in(
+        &format!("{OPEN}{expr} %}}true{{% else %}}false{{% endif %}}"),
         ctx,
         pos,
+        false,
+        OPEN.len() as u32,
     )?;
     Ok(out == "true")
 }
@@ -580,200 +543,35 @@ pub fn expression_variables(expr: &str) -> Vec<String> {
     out
 }
 
-/// Check that a string is valid template syntax, without rendering.
-pub fn check_syntax(text: &str) -> Result<(), String> {
-    let mut tera = new_tera();
-    tera.add_raw_template("value", text)
-        .map(|_| ())
-        .map_err(|e| parse_error_position(&e).2)
+/// Check that a string is valid template syntax (and names only known filters), without
+/// rendering. The diagnostic points into the value at `pos`.
+pub fn check_syntax(text: &str, pos: &Pos) -> Result<(), Diagnostic> {
+    check_syntax_in(text, pos, 0)
+}
+
+fn check_syntax_in(text: &str, pos: &Pos, shift: u32) -> Result<(), Diagnostic> {
+    let mut tera = value_engine().clone();
+    tera.add_raw_template("value", text).map_err(|e| {
+        let src = report::Value { pos, text, shift };
+        let mut ds = report::diagnose(&e, "value", &src, &known, &|_| true);
+        ds.remove(0).1
+    })
 }
 
 /// Check that a string is a valid expression (the body of `{% if … %}`).
-pub fn check_expression(expr: &str) -> Result<(), String> {
+pub fn check_expression(expr: &str, pos: &Pos) -> Result<(), Diagnostic> {
     if expr.contains("%}") || expr.contains("{%") || expr.contains("{{") {
-        return Err("an expression cannot contain template tags".into());
-    }
-    check_syntax(&format!("{{% if {expr} %}}{{% endif %}}"))
-}
-
-fn new_tera() -> tera::Tera {
-    let mut tera = tera::Tera::default();
-    // Config files are not HTML: never escape by default.
-    tera.autoescape_on(vec![]);
-    tera.register_filter("xml_escape", xml_escape);
-    tera.register_filter("shell_quote", shell_quote);
-    tera.register_filter("hostvar", hostvar_filter);
-    tera
-}
-
-fn string_arg(value: &J, filter: &str) -> tera::Result<String> {
-    match value {
-        J::String(s) => Ok(s.clone()),
-        J::Number(n) => Ok(n.to_string()),
-        J::Bool(b) => Ok(b.to_string()),
-        other => Err(tera::Error::msg(format!(
-            "filter `{filter}` expects text, found {other}"
-        ))),
-    }
-}
-
-/// `{{ password | xml_escape }}`: safe inside XML text and attribute values.
-fn xml_escape(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    let s = string_arg(value, "xml_escape")?;
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    Ok(J::String(out))
-}
-
-/// `{{ path | shell_quote }}`: one shell word, whatever the value holds.
-fn shell_quote(value: &J, _: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    Ok(J::String(crate::shell::quote(&string_arg(
-        value,
-        "shell_quote",
-    )?)))
-}
-
-/// `{{ groups.app_nodes | hostvar(name="address", hostvars=hostvars) | join(sep=",") }}`:
-/// one variable of each host in a list of host names.
-fn hostvar_filter(value: &J, args: &std::collections::HashMap<String, J>) -> tera::Result<J> {
-    let name = args
-        .get("name")
-        .and_then(J::as_str)
-        .ok_or_else(|| tera::Error::msg("filter `hostvar` needs name=\"variable\""))?;
-    let all = args
-        .get("hostvars")
-        .ok_or_else(|| tera::Error::msg("filter `hostvar` needs hostvars=hostvars"))?;
-    let hosts = value
-        .as_array()
-        .ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
-    let mut out = Vec::new();
-    for h in hosts {
-        let h = h
-            .as_str()
-            .ok_or_else(|| tera::Error::msg("filter `hostvar` applies to a list of host names"))?;
-        let v = all
-            .get(h)
-            .and_then(|vars| vars.get(name))
-            .ok_or_else(|| tera::Error::msg(format!("host `{h}` has no variable `{name}`")))?;
-        out.push(v.clone());
-    }
-    Ok(J::Array(out))
-}
-
-/// tera's parse errors carry ` --> line:col` in their text; lift it out.
-fn parse_error_position(e: &tera::Error) -> (u32, u32, String) {
-    let full = error_chain(e);
-    let mut line = 1;
-    let mut col = 1;
-    for l in full.lines() {
-        if let Some(rest) = l.trim().strip_prefix("--> ") {
-            let mut it = rest.split(':');
-            line = it.next().and_then(|x| x.trim().parse().ok()).unwrap_or(1);
-            col = it.next().and_then(|x| x.trim().parse().ok()).unwrap_or(1);
-        }
-    }
-    let msg = full
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("= ").map(str::to_string))
-        .unwrap_or_else(|| full.lines().last().unwrap_or("").trim().to_string());
-    (line, col, msg)
-}
-
-fn error_chain(e: &tera::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        out.push('\n');
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
-
-/// Turn a render error into a diagnostic; for an undefined variable, find where the template
-/// uses it (tera does not say), so the admin sees the line and column.
-fn render_error(path: &Path, source: &str, e: &tera::Error) -> Diagnostic {
-    let chain = error_chain(e);
-    if let Some(var) = undefined_variable(&chain) {
-        let (line, col) = locate_identifier(source, &var).unwrap_or((1, 1));
-        let root = var.split(['.', '[']).next().unwrap_or(&var).to_string();
-        return Diagnostic::new(
-            Pos::new(path, line, col),
-            format!("undefined variable `{var}` in template {}", path.display()),
-        )
-        .with_help(format!(
-            "define `{root}` in the inventory, the play's vars or with -e"
+        return Err(Diagnostic::new(
+            pos.clone(),
+            "an expression cannot contain template tags",
         ));
     }
-    let msg = chain.lines().last().unwrap_or("render failed").to_string();
-    Diagnostic::new(
-        Pos::new(path, 0, 0),
-        format!("cannot render template: {msg}"),
+    const OPEN: &str = "{% if ";
+    check_syntax_in(
+        &format!("{OPEN}{expr} %}}{{% endif %}}"),
+        pos,
+        OPEN.len() as u32,
     )
-}
-
-fn undefined_variable(chain: &str) -> Option<String> {
-    for line in chain.lines() {
-        if let Some(rest) = line.split("Variable `").nth(1) {
-            if line.contains("not found in context") {
-                return rest.split('`').next().map(str::to_string);
-            }
-        }
-    }
-    None
-}
-
-/// First use of `name` (a dotted path's root is enough) inside a `{{ }}` or `{% %}` tag.
-pub fn locate_identifier(source: &str, name: &str) -> Option<(u32, u32)> {
-    let root = name.split(['.', '[']).next().unwrap_or(name);
-    let mut in_tag = false;
-    for (li, line) in source.lines().enumerate() {
-        let chars: Vec<char> = line.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            if !in_tag
-                && i + 1 < chars.len()
-                && chars[i] == '{'
-                && (chars[i + 1] == '{' || chars[i + 1] == '%')
-            {
-                in_tag = true;
-                i += 2;
-                continue;
-            }
-            if in_tag
-                && i + 1 < chars.len()
-                && (chars[i] == '}' || chars[i] == '%')
-                && chars[i + 1] == '}'
-            {
-                in_tag = false;
-                i += 2;
-                continue;
-            }
-            if in_tag && (chars[i].is_alphabetic() || chars[i] == '_') {
-                let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().collect();
-                let after_dot = start > 0 && chars[start - 1] == '.';
-                if word == root && !after_dot {
-                    return Some((li as u32 + 1, start as u32 + 1));
-                }
-                continue;
-            }
-            i += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -789,7 +587,7 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(dir.path()).unwrap();
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("port", &3306);
         let e = t.render("a.conf", &ctx).unwrap_err();
         assert_eq!((e.pos.line, e.pos.col), (2, 11), "{e}");
@@ -827,7 +625,7 @@ mod tests {
 
     #[test]
     fn filters_escape_for_config_files() {
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("p", "a&b<'\"");
         ctx.insert("s", "it's; rm -rf /");
         let pos = Pos::cli("t");
@@ -908,7 +706,7 @@ mod tests {
 
     #[test]
     fn a_lone_expression_keeps_its_type() {
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("vols", &serde_json::json!([{ "name": "app" }]));
         ctx.insert("port", &8009);
         let pos = Pos::cli("t");
@@ -932,12 +730,24 @@ mod tests {
 
     #[test]
     fn expressions() {
-        let mut ctx = tera::Context::new();
+        let mut ctx = Vars::new();
         ctx.insert("role", "master");
         let pos = Pos::cli("t");
         assert!(eval_bool("role == 'master'", &ctx, &pos).unwrap());
         assert!(!eval_bool("role != 'master'", &ctx, &pos).unwrap());
-        assert!(check_expression("role ==").is_err());
-        assert!(check_expression("a and b").is_ok());
+        assert!(check_expression("role ==", &pos).is_err());
+        assert!(check_expression("a and b", &pos).is_ok());
     }
 }
+
+#[cfg(test)]
+mod error_tests;
+
+#[cfg(test)]
+mod command_tests;
+
+#[cfg(test)]
+mod jinja_tests;
+
+#[cfg(test)]
+mod docs_tests;
