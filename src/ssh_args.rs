@@ -216,8 +216,54 @@ pub fn safe_value_problem(keyword: &str, value: &str) -> Option<String> {
     match value.chars().find(|c| !(plain(*c) || (multi && *c == ' '))) {
         Some(c) => Some(format!("contains {}", describe(c))),
         None if words.iter().any(|w| w.is_empty()) => Some("has an empty word".into()),
-        None => None,
+        None => shape_problem(keyword, value),
     }
+}
+
+/// Safe keywords whose value is a time (`10`, `30s`, `1m30s`), a count or yes/no: a value of
+/// another shape is refused here, not by ssh on the first connection of a run.
+const TIMES: &[&str] = &["ConnectTimeout", "ServerAliveInterval"];
+const COUNTS: &[&str] = &[
+    "ConnectionAttempts",
+    "NumberOfPasswordPrompts",
+    "RequiredRSASize",
+    "ServerAliveCountMax",
+];
+const YES_NO: &[&str] = &[
+    "CheckHostIP",
+    "ClearAllForwardings",
+    "Compression",
+    "GSSAPIAuthentication",
+    "HashKnownHosts",
+    "IdentitiesOnly",
+    "KbdInteractiveAuthentication",
+    "PasswordAuthentication",
+    "TCPKeepAlive",
+];
+
+fn shape_problem(keyword: &str, value: &str) -> Option<String> {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let is = |list: &[&str]| list.iter().any(|k| k.eq_ignore_ascii_case(keyword));
+    if is(TIMES) {
+        // ssh's time format: numbers, each with an optional unit.
+        let ok = value
+            .split_inclusive(|c: char| "sSmMhHdDwW".contains(c))
+            .all(|part| {
+                digits(
+                    part.strip_suffix(|c: char| "sSmMhHdDwW".contains(c))
+                        .unwrap_or(part),
+                )
+            });
+        return (!ok).then(|| "is not a time (seconds, or like `30s`, `1m30s`)".into());
+    }
+    if is(COUNTS) {
+        return (!digits(value)).then(|| "is not a whole number of 0 or more".into());
+    }
+    if is(YES_NO) {
+        let ok = ["yes", "no"].iter().any(|w| w.eq_ignore_ascii_case(value));
+        return (!ok).then(|| "is neither `yes` nor `no`".into());
+    }
+    None
 }
 
 /// Why a value of an explicitly allowed unsafe keyword is refused: it must stay one line.
@@ -474,6 +520,15 @@ mod tests {
             );
         }
         assert!(safe_value_problem("IPQoS", "af21  cs1").is_some());
+        for (k, good, bad) in [
+            ("ConnectTimeout", "1m30s", "-1"),
+            ("ServerAliveInterval", "15", "15x"),
+            ("ServerAliveCountMax", "3", "-3"),
+            ("Compression", "no", "sometimes"),
+        ] {
+            assert_eq!(safe_value_problem(k, good), None, "{k} {good}");
+            assert!(safe_value_problem(k, bad).is_some(), "{k} {bad}");
+        }
         assert_eq!(unsafe_value_problem("ssh -W %h:%p bastion"), None);
         assert!(unsafe_value_problem("x\nLocalCommand y").is_some());
     }
