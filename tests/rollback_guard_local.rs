@@ -4,7 +4,8 @@
 //! marks where its files stand when the window closes (`write_mark`). A file written after
 //! the mark refuses the rollback (and its `--plan`); `--discard-writes-since-window` proceeds
 //! and keeps the current state first, where the file can still be found. Writes of the
-//! application's own (an excluded subtree) do not count.
+//! application's own (an excluded subtree) do not count. A snapshot step replacing an existing
+//! set (`replace_existing`) is irreversible in the plan: that rollback point is gone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -259,4 +260,52 @@ fn the_applications_own_writes_and_no_writes_do_not_refuse() {
     );
     // The record of the run that made the snapshot goes with it.
     assert_eq!(left(snaps.join(".cutover-runs")), Vec::<String>::new());
+}
+
+/// A snapshot step that replaces an existing set (`replace_existing`) destroys that set's
+/// rollback point: the plan marks it irreversible, on the host where the set exists only,
+/// and says whose set goes.
+#[test]
+fn replacing_a_snapshot_set_is_irreversible_in_the_plan() {
+    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pool) = Pool::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let first = upgrade(d, &pool);
+    let p = pool.pool.display();
+    let playbook = |replace: bool| {
+        format!(
+            "- hosts: me\n  steps:\n    - name: Snapshot again\n      snapshot: {{ backend: btrfs, volumes: [{{ name: home }}], name: pre, pool: \"{p}\", state: present, replace_existing: {replace} }}\n"
+        )
+    };
+    std::fs::write(d.join("again.yml"), playbook(true)).unwrap();
+    let o = cutover(
+        d,
+        &["plan", "-i", "inv.yml", "again.yml", "--format", "json"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = &plan["entries"][0];
+    assert_eq!(entry["outcome"], "change", "{entry}");
+    assert_eq!(entry["irreversible"], true, "{entry}");
+    assert!(
+        entry["summary"].as_str().unwrap().contains(&first),
+        "names the run whose set goes: {entry}"
+    );
+    assert!(
+        entry["undo"].as_str().unwrap().contains("is not restored"),
+        "{entry}"
+    );
+    let o = cutover(d, &["plan", "-i", "inv.yml", "again.yml"]);
+    assert!(text(&o).contains("irreversible"), "{}", text(&o));
+
+    // With nothing to replace (the set committed first), the same step has a way back.
+    let o = cutover(d, &["commit", "-i", "inv.yml", &first]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cutover(
+        d,
+        &["plan", "-i", "inv.yml", "again.yml", "--format", "json"],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["entries"][0]["irreversible"], false, "{plan}");
 }

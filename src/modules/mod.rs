@@ -128,6 +128,10 @@ pub struct Probe {
     /// so that a plan shows later steps against it. Empty: not modelled; the plan then takes
     /// what the step touches ([`touches`]) as unknown after it.
     pub after: Vec<Effect>,
+    /// What this change destroys with no way back, though the step is otherwise reversible
+    /// (a snapshot set replaced: the older rollback point is gone). The plan marks the step
+    /// irreversible on this host.
+    pub loses: Option<String>,
 }
 
 impl Probe {
@@ -136,6 +140,7 @@ impl Probe {
             decision: Decision::NoChange,
             state,
             after: Vec::new(),
+            loses: None,
         }
     }
     pub fn change(summary: impl Into<String>, diff: Option<String>, state: J) -> Probe {
@@ -146,6 +151,7 @@ impl Probe {
             },
             state,
             after: Vec::new(),
+            loses: None,
         }
     }
     pub fn unknown(reason: impl Into<String>, state: J) -> Probe {
@@ -155,7 +161,13 @@ impl Probe {
             },
             state,
             after: Vec::new(),
+            loses: None,
         }
+    }
+    /// A change that destroys `what` with no way back.
+    pub fn losing(mut self, what: impl Into<String>) -> Probe {
+        self.loses = Some(what.into());
+        self
     }
     /// With what the host looks like after the change.
     pub fn with_after(mut self, after: Vec<Effect>) -> Probe {

@@ -235,6 +235,22 @@ fn btrfs_run_file(pool: &str, set: &str, vol: &SnapVolume) -> String {
     format!("{pool}/.snapshots/.cutover-runs/{set}-{}", vol.name)
 }
 
+/// A create that replaces snapshots destroys their rollback point: the plan marks it so.
+fn replacing(p: Probe) -> Probe {
+    let replaced: Vec<String> = p.state["replace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["snapshot"].as_str().map(str::to_string))
+        .collect();
+    if replaced.is_empty() {
+        p
+    } else {
+        let what = format!("the rollback point of {}", replaced.join(", "));
+        p.losing(what)
+    }
+}
+
 /// The start of a create's summary when it replaces snapshots: the plan says the old
 /// rollback point goes, and whose it was.
 fn replaced_first(replace: &[J]) -> String {
@@ -672,7 +688,7 @@ async fn probe_lvm_present(a: &Args, args: &Map<String, J>, ctx: &ModCtx<'_>) ->
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(Probe::change(summary, None, saw))
+    Ok(replacing(Probe::change(summary, None, saw)))
 }
 
 async fn probe_lvm_merged(a: &Args, ctx: &ModCtx<'_>) -> Result<Probe> {
@@ -809,7 +825,7 @@ async fn probe_btrfs(a: &Args, state: &str, ctx: &ModCtx<'_>) -> Result<Probe> {
             a.name
         ),
     };
-    Ok(Probe::change(summary, None, saw))
+    Ok(replacing(Probe::change(summary, None, saw)))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -708,6 +708,13 @@ impl PlanRun<'_> {
         {
             Ok(Some(p)) => {
                 sp.after = p.after;
+                // A reversible step that destroys something on this host first.
+                if let Some(lost) = p.loses {
+                    entry.irreversible = true;
+                    entry.undo = Some(format!(
+                        "recorded by the module when applied; {lost} is not restored"
+                    ));
+                }
                 p.decision
             }
             Ok(None) => {
