@@ -161,6 +161,7 @@ fn snippet(pos: &Pos) -> Option<(String, usize)> {
         .map_or(line.len(), |(i, _)| i);
     // Masked whole before it is cut, so a secret across the cut cannot show in part.
     let (masked, at) = crate::secrets::redact_at(line, col);
+    let (masked, at) = crate::secrets::mask_assignments(&masked, at);
     let caret_at = masked[..at].chars().count();
     // Long or control-laden lines would wreck the terminal; show a clean prefix.
     let clean: String = masked

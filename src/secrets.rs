@@ -210,6 +210,69 @@ pub fn redact_at(line: &str, at: usize) -> (String, usize) {
     (out, new_at.unwrap_or(end))
 }
 
+/// Does a variable name say it holds a secret? For a file that cannot be parsed, whose
+/// `secret_vars:` (or the variables of its secrets file) cannot be known.
+fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n != "secret_vars"
+        && [
+            "password",
+            "passwd",
+            "secret",
+            "token",
+            "apikey",
+            "api_key",
+            "private_key",
+            "credential",
+        ]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// A source line an error quotes may assign a secret whose value was never read, because the
+/// file (or the line) does not parse: after `NAME:` or `NAME=`, where NAME is declared secret
+/// or looks like one, the rest of the line is hidden. Returns the line and where the byte
+/// position `at` is in it (the marker's start when it fell inside what was hidden).
+pub fn mask_assignments(line: &str, at: usize) -> (String, usize) {
+    let declared = declared().read().unwrap_or_else(|e| e.into_inner());
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // A marker already written is not an assignment (`[secret:NAME]`).
+        if line[i..].starts_with("[secret:") {
+            i += line[i..].find(']').map_or(line.len() - i, |e| e + 1);
+            continue;
+        }
+        if !word(bytes[i]) || (i > 0 && word(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let end = (i..bytes.len())
+            .find(|&j| !word(bytes[j]))
+            .unwrap_or(bytes.len());
+        let name = &line[i..end];
+        // `NAME:` / `NAME=` / `"NAME":`, then the value (not an empty rest of the line).
+        let after_name = line[end..].trim_start_matches(['"', '\'']);
+        let value = after_name
+            .strip_prefix([':', '='])
+            .map(str::trim_start)
+            // A value already masked was read: what follows it on the line is not hidden.
+            .filter(|v| {
+                !v.is_empty() && !v.trim_start_matches(['"', '\'']).starts_with("[secret:")
+            });
+        if let Some(v) = value {
+            if declared.contains(name) || looks_secret(name) {
+                let start = line.len() - v.len();
+                let masked = format!("{}{}", &line[..start], marker(name));
+                return (masked, at.min(start));
+            }
+        }
+        i = end;
+    }
+    (line.to_string(), at)
+}
+
 /// Redact every string inside a JSON value.
 pub fn redact_json(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value as J;
@@ -296,6 +359,26 @@ pub fn own_recipient() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assignment_of_a_secret_name_is_hidden_in_a_quoted_line() {
+        declare("db_pass_x");
+        let (l, at) = mask_assignments("  db_pass_x: \"hunter2 } }", 14);
+        assert_eq!(l, "  db_pass_x: [secret:db_pass_x]");
+        assert_eq!(at, 13);
+        // A name that says it is secret, in a file whose declarations are unknown.
+        let (l, _) = mask_assignments("{ api_token=abc, x: 1 }", 0);
+        assert_eq!(l, "{ api_token=[secret:api_token]");
+        // Other names, markers, and a key without a value on its line stay as they are.
+        for line in [
+            "  address: 10.0.0.1",
+            "  db_password: [secret:db_password], port: 1 }",
+            "secret_vars: [db_password]",
+            "  db_password:",
+        ] {
+            assert_eq!(mask_assignments(line, 2).0, line, "{line}");
+        }
+    }
 
     #[test]
     fn escaped_forms_are_hidden_too() {

@@ -324,3 +324,37 @@ fn an_extra_vars_file_error_does_not_quote_a_secret_from_play_vars() {
         );
     }
 }
+
+/// A file that does not parse: the value on the quoted line was never read, so it is not known
+/// as a secret's — but its name is declared secret (`-e @file` against the inventory's
+/// `secret_vars:`), or says it is one (an inventory that fails before its own declarations).
+/// The rest of the line after `NAME:` is hidden.
+#[test]
+fn a_line_that_does_not_parse_hides_what_it_assigns_to_a_secret_name() {
+    let p = project();
+    let d = p.path();
+    write(d, "vars.yml", &format!("db_password: \"{SECRET}\nother: 1\n"));
+    let out = cutover(d, &["check", "-i", "inv.yml", "-e", "@vars.yml", "ok.yml"]);
+    assert_masked(
+        &out,
+        "vars.yml:1:14",
+        "unclosed quote",
+        "db_password: [secret:db_password]",
+        "[secret:db_password]",
+    );
+    write(
+        d,
+        "bad.yml",
+        &format!(
+            "hosts:\n  app1: {{ port: 1, vars: {{ api_token: \"{SECRET} }} }}\nsecret_vars: [api_token]\n"
+        ),
+    );
+    let out = cutover(d, &["check", "-i", "bad.yml", "ok.yml"]);
+    assert_masked(
+        &out,
+        "bad.yml:2:39",
+        "unclosed quote",
+        "api_token: [secret:api_token]",
+        "[secret:api_token]",
+    );
+}
