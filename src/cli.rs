@@ -835,9 +835,10 @@ fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Result<u8, Refus
     };
     print!("{}", crate::secrets::redact(&text));
     if let Some(out) = &a.out {
-        std::fs::write(
+        crate::output_file::write(
             out,
             crate::secrets::redact(&crate::plan::render_json(&plan)).as_bytes(),
+            0o644,
         )
         .map_err(|e| cli_error("--out", format!("cannot write {}: {e}", out.display())))?;
         eprintln!(
@@ -1042,6 +1043,13 @@ fn output_file_dir(option: &str, file: Option<&Path>) -> Result<(), Refusal> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    if file.is_dir() {
+        return Err(cli_error(
+            option,
+            format!("{option} {}: is a directory; name a file", file.display()),
+        )
+        .into());
+    }
     if dir.is_dir() {
         return Ok(());
     }
@@ -1342,17 +1350,8 @@ fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
 }
 
 fn cmd_secrets(action: SecretsAction) -> anyhow::Result<u8> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
     let write_private = |path: &Path, text: &str| -> anyhow::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        f.write_all(text.as_bytes())?;
-        Ok(())
+        Ok(crate::output_file::write(path, text.as_bytes(), 0o600)?)
     };
     // The plain text must be a mapping of variable names, or the run would fail later.
     let validate = |plain: &str, origin: &Path| -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod input;
 pub mod inventory;
 pub mod modules;
+pub mod output_file;
 pub mod plan;
 pub mod playbook;
 pub mod secrets;

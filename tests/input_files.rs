@@ -1,7 +1,7 @@
 //! Inputs that are not regular files, or are too big (issue 15, class 6): a FIFO with no
 //! writer, a device that never ends, a file over the size limit — given as inventory,
 //! playbook, imported playbook, `-e @file`, template, secrets file, saved plan or a `copy`
-//! source. Each is refused at once (exit 1, well within 2 s), naming the file and why; none
+//! source — and a plan saved to a FIFO nobody reads or to a directory. Each is refused at once (exit 1, well within 2 s), naming the file and why; none
 //! blocks or is read into memory. Every run is bounded by a deadline, so a regression fails
 //! the test instead of hanging CI.
 
@@ -319,4 +319,35 @@ fn symlink_loops_in_the_templates_directory_end_at_once() {
         run.stdout,
         run.stderr
     );
+}
+
+/// Outputs too: a plan saved to a FIFO that nobody reads fails at once instead of waiting for
+/// a reader for ever; a directory given as the plan file is refused before anything is probed.
+#[test]
+fn a_plan_saved_to_a_fifo_nobody_reads_or_to_a_directory_is_refused() {
+    let p = project();
+    let d = p.path();
+    std::fs::write(d.join("local.yml"), "hosts:\n  me: { address: local }\n").unwrap();
+    std::fs::write(
+        d.join("read.yml"),
+        "- hosts: me\n  steps:\n    - { command: \"true\", changed_when: false }\n",
+    )
+    .unwrap();
+    mkfifo(&d.join("out.fifo"));
+    let run = cutover(
+        d,
+        &["plan", "-i", "local.yml", "read.yml", "--out", "out.fifo"],
+    );
+    assert_refused(
+        &run,
+        "<--out>",
+        "cannot write out.fifo: it is a FIFO that no process reads",
+    );
+    std::fs::create_dir(d.join("plans")).unwrap();
+    let run = cutover(
+        d,
+        &["plan", "-i", "local.yml", "read.yml", "--out", "plans"],
+    );
+    assert_refused(&run, "<--out>", "--out plans: is a directory");
+    assert!(run.stdout.is_empty(), "nothing was planned: {}", run.stdout);
 }

@@ -333,7 +333,11 @@ fn an_extra_vars_file_error_does_not_quote_a_secret_from_play_vars() {
 fn a_line_that_does_not_parse_hides_what_it_assigns_to_a_secret_name() {
     let p = project();
     let d = p.path();
-    write(d, "vars.yml", &format!("db_password: \"{SECRET}\nother: 1\n"));
+    write(
+        d,
+        "vars.yml",
+        &format!("db_password: \"{SECRET}\nother: 1\n"),
+    );
     let out = cutover(d, &["check", "-i", "inv.yml", "-e", "@vars.yml", "ok.yml"]);
     assert_masked(
         &out,

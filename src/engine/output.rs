@@ -276,7 +276,11 @@ impl Reporter {
             }
         }
         if let Some(path) = &self.junit {
-            std::fs::write(path, crate::secrets::redact(&self.junit_xml()).as_bytes())?;
+            crate::output_file::write(
+                path,
+                crate::secrets::redact(&self.junit_xml()).as_bytes(),
+                0o644,
+            )?;
         }
         Ok(())
     }
