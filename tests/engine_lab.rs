@@ -791,7 +791,7 @@ fn commands_share_one_session_shell_per_host_and_sudo_user() {
           - "a.stdout == b.stdout"
           - "c.stdout == d.stdout"
           - "a.stdout != c.stdout"
-          - "c.stdout is ending_with(' 0')"
+          - "c.stdout is ending_with(pat=' 0')"
           - "a.stdout is not ending_with(' 0')"
 "#,
     );
