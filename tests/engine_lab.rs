@@ -792,7 +792,7 @@ fn commands_share_one_session_shell_per_host_and_sudo_user() {
           - "c.stdout == d.stdout"
           - "a.stdout != c.stdout"
           - "c.stdout is ending_with(pat=' 0')"
-          - "a.stdout is not ending_with(' 0')"
+          - "a.stdout is not ending_with(pat=' 0')"
 "#,
     );
     let o = p.apply_with(&shared, "pb.yml", &["--output", "plain"]);
