@@ -10,7 +10,8 @@
 //!
 //! Assertions use lvm's machine-readable reports (`--reportformat json`, LC_ALL=C);
 //! lvm2 in bookworm is 2.03.16, which has no `json_std` yet. The only human text checked
-//! is lvconvert's "Delaying merge since origin is open" (documented in DOMAIN.md 1.3).
+//! is lvconvert's "Delaying merge since origin is open" (the deferred merge of lvconvert(8),
+//! https://man7.org/linux/man-pages/man8/lvconvert.8.html).
 
 mod common;
 
@@ -566,7 +567,9 @@ fn snapshot_larger_than_vg_free_space_is_refused() {
 
 /// Test 5b: Asking for more than origin + COW metadata: lvcreate reduces the COW size to
 /// what the origin can need ("Reducing COW size ... down to maximum usable size"),
-/// as DOMAIN.md 1.1 says. The reduction comes before the free-space check: a request
+/// as Red Hat's LVM guide says ("Creating a snapshot of the original volume",
+/// https://docs.redhat.com/en/documentation/red_hat_enterprise_linux/9/html/configuring_and_managing_logical_volumes/creating-a-snapshot-of-the-original-volume_snapshot-of-logical-volumes).
+/// The reduction comes before the free-space check: a request
 /// larger than the VG's free space still succeeds when the reduced size fits.
 #[test]
 fn snapshot_request_larger_than_origin_is_reduced() {

@@ -71,7 +71,8 @@ Acquire::Languages "none";
 EOF
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
 
-  # sshd: key login only; UsePAM no saves ~25 ms per connection (LAB.md).
+  # sshd: key login only; UsePAM no (sshd_config(5)) saves ~25 ms per connection, as measured on
+  # this lab's containers.
   rm -f "$root"/etc/ssh/ssh_host_*
   cat >"$root/etc/ssh/sshd_config.d/lab.conf" <<'EOF'
 HostKey /etc/ssh/ssh_host_ed25519_key

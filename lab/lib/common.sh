@@ -80,8 +80,9 @@ timed() {
   log "$(awk -v w="$what" -v a="$start" -v b="$end" 'BEGIN { printf "%-30s %6.1f s", w, b - a }')"
 }
 
-# True if PID is a live (not zombie) process: zombies are reaped lazily here,
-# so kill -0 would lie (LAB.md).
+# True if PID is a live (not zombie) process: PID 1 here is not systemd and reaps
+# orphans lazily, so kill -0 would lie; the state letter is the third field of
+# /proc/PID/stat (proc(5), https://man7.org/linux/man-pages/man5/proc.5.html).
 alive() {
   local pid=$1 stat
   [[ -n $pid && -r /proc/$pid/stat ]] || return 1

@@ -150,7 +150,9 @@ customize_host() {
 
 host_pid() { pid_from_file "$RUN_DIR/$1.pid"; }
 
-# Boot a host's real systemd with nspawn (flags from LAB.md), in the background.
+# Boot a host's real systemd with nspawn, in the background. --register=no --keep-unit: PID 1 here
+# is not systemd, and without them nspawn fails with "Failed to open system bus" (flags:
+# systemd-nspawn(1), https://www.freedesktop.org/software/systemd/man/latest/systemd-nspawn.html).
 start_container() {
   local name=$1 kind=$2 dir=$HOSTS_DIR/$1 pid
   pid=$(host_pid "$name")

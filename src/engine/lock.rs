@@ -112,7 +112,8 @@ pub fn controller_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Alive and not a zombie (a killed process can linger as one here, see LAB.md).
+/// Alive and not a zombie: where PID 1 reaps orphans lazily, a killed process lingers as one,
+/// and the state letter in /proc/PID/stat tells (proc(5)).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {

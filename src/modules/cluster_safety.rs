@@ -1,4 +1,5 @@
-//! `cluster_safety`: read-only checks against a cluster panic (DOMAIN.md 5.1).
+//! `cluster_safety`: read-only checks against a cluster panic (Confluence's cluster safety
+//! mechanism: https://confluence.atlassian.com/confkb/confluence-will-not-start-due-to-fatal-error-in-confluence-cluster-179439771.html).
 //!
 //! - `check: no_app_running` — on every host of `hosts` (default: this host), no process whose
 //!   command line matches `process` (default the Tomcat bootstrap class): the process table,
@@ -305,10 +306,12 @@ async fn single_writer(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcom
     Ok(outcome(result, problems))
 }
 
-/// JGroups JDBC_PING discovery (DOMAIN.md 5.2): once the view has settled, the ping table holds
-/// one row per live instance of the cluster. More rows are zombies of members that died without
-/// deregistering (they make new members try to join ghosts); fewer mean members missing. With
-/// Keycloak 26's JDBC_PING2 schema there must also be exactly one coordinator row.
+/// JGroups JDBC_PING discovery: once the view has settled, the ping table holds one row per
+/// live instance of the cluster (JGroups manual, "Removal of zombie files":
+/// http://jgroups.org/manual4/index.html#_removal_of_zombie_files). More rows are zombies of
+/// members that died without deregistering (they make new members try to join ghosts); fewer
+/// mean members missing. With Keycloak 26's JDBC_PING2 schema there must also be exactly one
+/// coordinator row.
 async fn jdbc_ping(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let login = Login::from_args(args, ctx)?;
     let db = arg_str(args, "database").unwrap_or("keycloak");

@@ -2,7 +2,8 @@
 //! only its existing sticky sessions, `stopped` = no requests at all), changed at run time
 //! through the jk status worker (`cmd=update&mime=prop&w=LB&sw=MEMBER&vwa=a|d|s`) **and**
 //! persisted as `worker.MEMBER.activation=` in workers.properties, so it survives an Apache
-//! restart (status-worker changes live in shared memory only, DOMAIN.md 3.2).
+//! restart (status-worker changes live in shared memory only:
+//! https://tomcat.apache.org/connectors-doc/reference/status.html).
 //!
 //! Runs on the load balancer host (curl there: the status worker only answers localhost and
 //! the admin networks). The probe reads `cmd=show&mime=prop&w=LB` and the one activation line

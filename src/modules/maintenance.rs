@@ -1,6 +1,6 @@
 //! `maintenance`: the load balancer's maintenance page, switched by its flag file (`path`;
 //! Apache's rewrite rule answers 503 + Retry-After while it exists, no reload needed —
-//! DOMAIN.md 3.4), then verified:
+//! https://httpd.apache.org/docs/2.4/rewrite/flags.html#flag_r), then verified:
 //!
 //! - `url` (fetched **on the host**, from its own address, which is not an admin address):
 //!   after `on` it must answer 503 with a `Retry-After` header (and `page_match` in the page,

@@ -3,10 +3,12 @@
 //! file).
 //!
 //! Flavour and version come from `SELECT VERSION()` (MariaDB's contains `MariaDB`), and the
-//! statements follow from them (DOMAIN.md 2.1): `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`,
+//! statements follow from them: `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`,
 //! `SHOW MASTER STATUS` / `SHOW BINARY LOG STATUS`, `STOP/START SLAVE|REPLICA`, … Replication
 //! status is parsed **by column name**, accepting MySQL 8's (`Replica_IO_Running`,
-//! `Source_*`) and MariaDB's (`Slave_IO_Running`, `Master_*`) spellings.
+//! `Source_*`) and MariaDB's (`Slave_IO_Running`, `Master_*`) spellings: MariaDB says the column
+//! order changes between versions (https://mariadb.com/kb/en/show-replica-status/; MySQL:
+//! https://dev.mysql.com/doc/refman/8.4/en/show-replica-status.html).
 //!
 //! "In sync" never looks at `Seconds_Behind_Master`: the master's position (GTID, else binary
 //! log file and position) is read on the master and waited for on the slave with
@@ -534,7 +536,10 @@ fn version_tuple(v: &str) -> (u32, u32, u32) {
     )
 }
 
-/// The statements of a flavour and version (DOMAIN.md 2.1).
+/// The statements of a flavour and version. MySQL added the REPLICA / SOURCE / BINARY LOG forms
+/// in 8.0.22–8.2 and removed the SLAVE / MASTER ones in 8.4.0
+/// (https://dev.mysql.com/doc/relnotes/mysql/8.4/en/news-8-4-0.html); MariaDB keeps them, with
+/// REPLICA aliases from 10.5.1 (https://mariadb.com/kb/en/show-replica-status/).
 #[derive(Debug, PartialEq)]
 pub struct Dialect {
     pub replica_status: &'static str,
