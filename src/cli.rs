@@ -8,43 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::check::{self, CheckInput};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::exit;
 use crate::inventory::vars::{self, Layers};
 use crate::inventory::{self, pattern, Inventory};
 use crate::template::{self, Templates};
-
-/// Exit codes: the one table the README's and `--help`'s are (a test compares them).
-pub mod exit {
-    use crate::engine::exit as run;
-    /// Everything worked (for `check`: the input is valid).
-    pub const OK: u8 = 0;
-    /// The input is invalid, or the command failed.
-    pub const FAILED: u8 = 1;
-    /// `plan`: changes (or steps whose outcome is unknown) are pending.
-    pub const CHANGES: u8 = 2;
-    /// The command line itself is wrong (unknown flag, missing argument).
-    pub const USAGE: u8 = 64;
-
-    /// Every exit code and what it means.
-    pub const TABLE: &[(u8, &str)] = &[
-        (OK, "success; for `check`, the input is valid; for `plan`, no changes"),
-        (FAILED, "invalid input (every problem is listed, each with file:line:column), a saved plan that drifted or cannot be applied as reviewed, or another error"),
-        (CHANGES, "`plan`: changes (or steps whose outcome is unknown) are pending — like `terraform plan -detailed-exitcode`"),
-        (run::HOST_FAILED, "`apply`: a host failed"),
-        (run::UNREACHABLE, "`apply`: a host was unreachable (or refused: unknown host key; a stale lock, which refuses the whole run)"),
-        (run::LOCKED, "`apply`: another run holds the cluster's lock, on the controller or on a host of the run (nothing ran)"),
-        (USAGE, "the command line itself is wrong (unknown flag or subcommand, missing or invalid argument, no inventory, options that conflict); nothing was run"),
-        (run::INTERRUPTED, "interrupted (Ctrl-C)"),
-    ];
-
-    /// The table as `--help` shows it.
-    pub fn help() -> String {
-        let mut out = String::from("Exit codes:\n");
-        for (code, meaning) in TABLE {
-            out.push_str(&format!("  {code:<4} {meaning}\n"));
-        }
-        out
-    }
-}
 
 /// Why a command stopped before its work: the command line is wrong (exit 64), or what it
 /// names is (exit 1). Diagnostics convert to the latter, so `?` keeps working.
@@ -916,20 +883,20 @@ fn apply_saved_plan(
 }
 
 fn finish_run(r: Result<crate::engine::RunResult, crate::engine::RunError>) -> Result<u8, Refusal> {
-    use crate::engine::{self, RunError, RunStatus};
+    use crate::engine::{RunError, RunStatus};
     match r {
         Ok(r) => Ok(match r.status {
-            RunStatus::Ok => engine::exit::OK,
-            RunStatus::Failed => engine::exit::HOST_FAILED,
-            RunStatus::Unreachable => engine::exit::UNREACHABLE,
-            RunStatus::Interrupted => engine::exit::INTERRUPTED,
-            RunStatus::Locked => engine::exit::LOCKED,
-            RunStatus::Refused => engine::exit::UNREACHABLE,
+            RunStatus::Ok => exit::OK,
+            RunStatus::Failed => exit::HOST_FAILED,
+            RunStatus::Unreachable => exit::UNREACHABLE,
+            RunStatus::Interrupted => exit::INTERRUPTED,
+            RunStatus::Locked => exit::LOCKED,
+            RunStatus::Refused => exit::UNREACHABLE,
         }),
         Err(RunError::Invalid(d)) => Err(d.into()),
         Err(RunError::Locked(msg)) => {
             eprintln!("error: {msg}");
-            Ok(engine::exit::LOCKED)
+            Ok(exit::LOCKED)
         }
         Err(RunError::Other(e)) => {
             eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
@@ -1474,7 +1441,7 @@ fn cmd_after(common: &Common, run: String, a: &AfterArgs, what: After) -> Result
     };
     match result {
         Ok(true) => Ok(exit::OK),
-        Ok(false) => Ok(crate::engine::exit::HOST_FAILED),
+        Ok(false) => Ok(exit::HOST_FAILED),
         Err(e) => {
             eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
             Ok(exit::FAILED)

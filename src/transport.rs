@@ -117,7 +117,7 @@ impl HostConn {
         }
         // The inventory loader refused these with their positions; never put one on ssh's
         // command line or in its config however the connection was made.
-        if let Some(why) = crate::ssh_args::connection_problem(c) {
+        if let Some(why) = c.problem() {
             return Err(anyhow!("{name}: not connecting: {why}"));
         }
         let config = ssh_config_for(c, opts)?;
@@ -818,7 +818,7 @@ pub fn reap_stale_masters() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == std::process::id() || crate::engine::lock::process_alive(pid) {
+        if pid == std::process::id() || crate::controller::process::process_alive(pid) {
             continue;
         }
         for socket in sockets_under(&e.path()) {

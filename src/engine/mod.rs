@@ -5,10 +5,8 @@
 //! the journal before the next action. A host that fails drops out of the run; with
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
-pub mod facts;
 mod fault;
 pub mod journal;
-pub mod lock;
 pub mod output;
 pub mod recovery;
 pub mod run_status;
@@ -24,7 +22,10 @@ use anyhow::{anyhow, Result};
 use serde_json::{json, Map, Value as J};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
+use crate::controller::hash::sha256_hex;
+use crate::controller::user::{controller_name, current_user};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::error_kind::ErrorKind;
 use crate::inventory::vars::{Layers, Resolved};
 use crate::inventory::{pattern, Inventory, Var};
 use crate::modules::{self, Decision, ModCtx, UndoAction};
@@ -32,18 +33,10 @@ use crate::playbook::{Batch, OnFailure, Play, Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{Become, HostConn, TransportOptions};
 
+use crate::run::step::{become_for, delegate_target, load_templates, render_args};
+use crate::run::{facts, lock};
 use journal::Journal;
 use output::{OutputMode, Reporter, Status};
-
-/// Exit codes of `cutover apply` (README, "Exit codes").
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const INVALID: u8 = 1;
-    pub const HOST_FAILED: u8 = 3;
-    pub const UNREACHABLE: u8 = 4;
-    pub const LOCKED: u8 = 5;
-    pub const INTERRUPTED: u8 = 130;
-}
 
 pub struct RunOptions {
     pub playbook: PathBuf,
@@ -182,7 +175,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     if !wrong_options.is_empty() {
         return Err(RunError::Invalid(wrong_options));
     }
-    let used = template::used_by([&playbook]);
+    let used = crate::playbook::templates_used_by([&playbook]);
     let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
@@ -212,15 +205,18 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     };
     let run_id = opts.resume.clone().unwrap_or_else(journal::new_run_id);
     let owner = lock::Owner::me(&run_id);
-    let _controller_lock =
-        match lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner) {
-            Ok(l) => l,
-            Err(e) => {
-                let why = format!("{e:#}");
-                journal_refusal(&run_id, &opts, &fingerprint, resumed.is_some(), &why).await?;
-                return Err(RunError::Locked(why));
-            }
-        };
+    let _controller_lock = match lock::lock_controller(
+        &crate::controller::state_dir::state_dir(),
+        &opts.inventory,
+        &owner,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!("{e:#}");
+            journal_refusal(&run_id, &opts, &fingerprint, resumed.is_some(), &why).await?;
+            return Err(RunError::Locked(why));
+        }
+    };
     let journal = match &resumed {
         Some(r) => {
             let j = Journal::reopen(&run_id)?;
@@ -232,7 +228,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
                 .iter()
                 .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
                 .collect();
-            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user(), "cut_off": cut_off })).await?;
+            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": controller_name(), "user": current_user(), "cut_off": cut_off })).await?;
             j
         }
         None => {
@@ -310,7 +306,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
                         json!({ "how": "second Ctrl-C: stopped at once" }),
                     )
                     .await;
-                std::process::exit(exit::INTERRUPTED as i32);
+                std::process::exit(crate::exit::INTERRUPTED as i32);
             }
         }
     });
@@ -417,7 +413,7 @@ fn fingerprint(pb: &Playbook, opts: &RunOptions) -> Result<String> {
     for v in &opts.extra_vars {
         data.extend(format!("{}={}", v.name, v.value).into_bytes());
     }
-    Ok(modules::sha256_hex(&data))
+    Ok(sha256_hex(&data))
 }
 
 async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<String>>) -> RunStatus {
@@ -955,10 +951,9 @@ async fn run_step_on_host(
         Ok(r) => r,
         Err(e) => {
             let msg = format!("{e:#}");
-            let status = if is_connection_loss(&msg) {
-                Status::Unreachable
-            } else {
-                Status::Failed
+            let status = match ErrorKind::of(&e) {
+                ErrorKind::ConnectionLost => Status::Unreachable,
+                _ => Status::Failed,
             };
             partial = pending.is_some();
             (
@@ -1080,55 +1075,6 @@ async fn run_step_on_host(
     }
 }
 
-/// The templates a run needs: those its steps name and what they include (all of them when a
-/// step computes its `src`).
-pub(crate) fn load_templates(
-    dir: &std::path::Path,
-    used: Option<Vec<String>>,
-) -> Result<Templates, Vec<Diagnostic>> {
-    match used {
-        Some(names) => Templates::load_used(dir, names.iter().map(String::as_str)),
-        None => Templates::load(dir),
-    }
-}
-
-/// Where a step runs: its `delegate_to` — rendered, so `"{{ groups.db_master[0] }}"` works —
-/// else the host itself.
-pub(crate) fn delegate_target(
-    inv: &crate::inventory::Inventory,
-    step: &Step,
-    host: &str,
-    ctx: &template::Vars,
-) -> Result<String> {
-    let Some((text, pos)) = &step.delegate_to else {
-        return Ok(host.to_string());
-    };
-    let name = if text.contains("{{") || text.contains("{%") {
-        template::render_str(text, ctx, pos)
-            .map_err(|d| anyhow!("{d}"))?
-            .trim()
-            .to_string()
-    } else {
-        text.clone()
-    };
-    if inv.host(&name).is_none() {
-        return Err(anyhow!(
-            "{pos}: `delegate_to` is {name:?} here, which names no host of the inventory"
-        ));
-    }
-    Ok(name)
-}
-
-fn is_connection_loss(msg: &str) -> bool {
-    let m = msg.to_lowercase();
-    m.contains("disconnected")
-        || m.contains("connection closed")
-        || m.contains("broken pipe")
-        || m.contains("connection reset")
-        || m.contains("mux")
-        || m.contains("terminated")
-}
-
 fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<Become> {
     become_for(
         &run.inv,
@@ -1137,28 +1083,6 @@ fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<B
         step,
         host,
     )
-}
-
-/// sudo for a step: the step's setting, else the play's, else the host's connection's.
-pub(crate) fn become_for(
-    inv: &Inventory,
-    play_become: Option<bool>,
-    play_user: Option<&str>,
-    step: &Step,
-    host: &str,
-) -> Option<Become> {
-    let conn = inv.host(host).map(|h| &h.connection);
-    let on = step
-        .become_root
-        .or(play_become)
-        .unwrap_or_else(|| conn.is_some_and(|c| c.become_root));
-    on.then(|| Become {
-        user: step
-            .become_user
-            .clone()
-            .or_else(|| play_user.map(str::to_string))
-            .or_else(|| conn.and_then(|c| c.become_user.clone())),
-    })
 }
 
 /// Status, detail, the undo with the host it runs on (the delegate, if any), the decision,
@@ -1200,7 +1124,7 @@ async fn execute(
     let shared = shared_context(run, everyone);
     let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
     // `run.id` names what a run leaves behind (snapshot sets, backups).
-    ctx.insert(template::names::RUN, &json!({ "id": run.id }));
+    ctx.insert(crate::context_names::RUN, &json!({ "id": run.id }));
     if let Some(regs) = run
         .registered
         .lock()
@@ -1238,7 +1162,7 @@ async fn execute(
             .or_default()
             .clone();
         let f = cell.get_or_try_init(|| facts::gather(&conn)).await?;
-        ctx.insert(template::names::FACTS, f);
+        ctx.insert(crate::context_names::FACTS, f);
     }
     // Variables reading registered results or facts can be rendered now that those exist.
     template::expand_deferred(&mut ctx, resolved);
@@ -1349,7 +1273,7 @@ async fn execute(
             result.insert("msg".into(), J::String(f.clone()));
         }
         let mut rctx = ctx.clone();
-        rctx.insert(template::names::RESULT, &result);
+        rctx.insert(crate::context_names::RESULT, &result);
         if let Some(r) = &step.register {
             rctx.insert(r.as_str(), &result);
         }
@@ -1370,7 +1294,7 @@ async fn execute(
         }
         result.insert("changed".into(), J::Bool(changed));
         result.insert("failed".into(), J::Bool(failed.is_some()));
-        rctx.insert(template::names::RESULT, &result);
+        rctx.insert(crate::context_names::RESULT, &result);
         if let Some(r) = &step.register {
             rctx.insert(r.as_str(), &result);
         }
@@ -1440,51 +1364,6 @@ fn step_mentions_facts(step: &Step) -> bool {
             .when
             .as_ref()
             .is_some_and(|w| facts::mentions_facts(&w.text))
-}
-
-/// Render every `{{ }}` string in a step's arguments for this host.
-pub(crate) fn render_args(
-    module: &str,
-    args: &Map<String, J>,
-    ctx: &template::Vars,
-    step: &Step,
-) -> Result<Map<String, J>> {
-    fn render(v: &J, ctx: &template::Vars, pos: &crate::diag::Pos, shell: bool) -> Result<J> {
-        Ok(match v {
-            J::String(s) if s.contains("{{") || s.contains("{%") => if shell {
-                template::render_command_value(s, ctx, pos)
-            } else {
-                template::render_value(s, ctx, pos)
-            }
-            .map_err(|d| anyhow!("{d}"))?,
-            J::Array(items) => J::Array(
-                items
-                    .iter()
-                    .map(|i| render(i, ctx, pos, false))
-                    .collect::<Result<_>>()?,
-            ),
-            J::Object(m) => J::Object(
-                m.iter()
-                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos, false)?)))
-                    .collect::<Result<_>>()?,
-            ),
-            other => other.clone(),
-        })
-    }
-    args.iter()
-        .map(|(k, v)| {
-            let pos = step
-                .action
-                .arg_pos
-                .iter()
-                .find(|(n, _)| n == k)
-                .map_or(step.action.pos.clone(), |(_, p)| p.clone());
-            Ok((
-                k.clone(),
-                render(v, ctx, &pos, template::is_command_string(module, k))?,
-            ))
-        })
-        .collect()
 }
 
 /// Undo everything this run changed, newest first, each on its own host.

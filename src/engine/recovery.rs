@@ -13,10 +13,13 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value as J};
 
 use super::journal::{self, Journal};
-use super::lock;
 use super::output::{OutputMode, Reporter, Status};
 use super::writes_guard;
+use crate::controller::process::process_alive;
+use crate::controller::state_dir::state_dir;
+use crate::controller::user::{controller_name, current_user};
 use crate::modules::{ModCtx, UndoAction};
+use crate::run::lock;
 use crate::template::Templates;
 use crate::transport::{Become, HostConn, TransportOptions};
 
@@ -347,7 +350,7 @@ pub async fn undo_all(
     let _ = journal
         .record(
             &format!("{label}_started"),
-            json!({ "count": done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+            json!({ "count": done.len(), "user": current_user(), "pid": std::process::id() }),
         )
         .await;
     let vars = crate::template::Vars::new();
@@ -423,9 +426,9 @@ async fn reconnect(
     let pid = state.pid;
     let controller = state.started["controller"].as_str().unwrap_or("");
     if state.finished.is_none()
-        && controller == lock::controller_name()
+        && controller == controller_name()
         && pid != std::process::id()
-        && lock::process_alive(pid)
+        && process_alive(pid)
     {
         bail!(
             "run {} is still running (pid {pid}); stop it first",
@@ -516,7 +519,7 @@ fn inventory_of(opts: &AfterOptions, state: &JournalState) -> PathBuf {
 /// The controller lock of the run's cluster, taken in the run's own name.
 fn lock_controller_for(opts: &AfterOptions, state: &JournalState) -> Result<lock::ControllerLock> {
     lock::lock_controller(
-        &journal::state_dir(),
+        &state_dir(),
         &inventory_of(opts, state),
         &lock::Owner::me(&opts.run_id),
     )
@@ -616,7 +619,7 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     }
     if state.done.is_empty() {
         println!("run {}: nothing to roll back", opts.run_id);
-        return Ok(crate::cli::exit::OK);
+        return Ok(crate::exit::OK);
     }
     println!(
         "rollback of run {} would undo {} change(s), newest first:",
@@ -639,7 +642,7 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     let marks = writes_guard::guarded_marks(&journal::read(&opts.run_id)?, &state.done);
     if marks.is_empty() {
         println!("no maintenance window of this run closed: users wrote nothing the rollback would discard");
-        return Ok(crate::cli::exit::CHANGES);
+        return Ok(crate::exit::CHANGES);
     }
     let inv = crate::inventory::load_checked(&inventory_of(&opts, &state)).map_err(|d| {
         anyhow!(
@@ -662,7 +665,7 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     crate::transport::close_all(conns.into_values()).await;
     if lost.is_empty() {
         println!("nothing was written since the maintenance window closed that the rollback would discard");
-        return Ok(crate::cli::exit::CHANGES);
+        return Ok(crate::exit::CHANGES);
     }
     println!("{}", writes_guard::describe(&lost));
     if opts.discard_writes {
@@ -671,10 +674,10 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
         for (h, l) in writes_guard::keep_current(&mut done, "YYYYMMDDHHMMSS") {
             println!("  {h}: {l}");
         }
-        return Ok(crate::cli::exit::CHANGES);
+        return Ok(crate::exit::CHANGES);
     }
     println!("the rollback would be REFUSED; with --discard-writes-since-window it would keep the current data first (a second snapshot set), then discard it");
-    Ok(crate::cli::exit::FAILED)
+    Ok(crate::exit::FAILED)
 }
 
 /// `cutover commit RUN`: accept a run: remove its snapshots and the backups kept for undo.
@@ -695,7 +698,7 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
     let _ = journal
         .record(
             "commit_started",
-            json!({ "count": state.done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+            json!({ "count": state.done.len(), "user": current_user(), "pid": std::process::id() }),
         )
         .await;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());

@@ -5,7 +5,6 @@
 //! (a command without a check, a result registered by an earlier step, an approval), the plan
 //! says "unknown" and why — never "no change".
 
-pub mod overlay;
 mod render;
 pub mod saved;
 
@@ -18,15 +17,17 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::controller::hash::sha256_hex;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::error_kind::ErrorKind;
 use crate::inventory::vars::{Layers, Resolved};
 use crate::inventory::{pattern, Inventory, Var};
 use crate::modules::spec::Reversibility;
 use crate::modules::{self, Decision, ModCtx};
+use crate::overlay::{Effect, Overlay};
 use crate::playbook::{Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{HostConn, TransportOptions};
-use overlay::{Effect, NotDerivable, Overlay};
 
 pub use render::{render_json, render_markdown, render_text, Format};
 
@@ -149,7 +150,7 @@ pub fn fingerprint(decision: &Decision) -> String {
         }
         Decision::Unknown { reason } => format!("unknown\n{reason}"),
     };
-    modules::sha256_hex(crate::secrets::redact(&text).as_bytes())
+    sha256_hex(crate::secrets::redact(&text).as_bytes())
 }
 
 /// One input a plan is made from, by the name the plan's `inputs` keys it with.
@@ -203,7 +204,7 @@ pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var
 /// the plan. A change of a secret value alone is therefore not seen as a changed input.
 fn input_fingerprint(content: &[u8]) -> String {
     let text = String::from_utf8_lossy(content);
-    modules::sha256_hex(crate::secrets::redact(&text).as_bytes())
+    sha256_hex(crate::secrets::redact(&text).as_bytes())
 }
 
 /// The plan's `inputs`: each input's SHA-256 by its key.
@@ -245,8 +246,8 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
     if !wrong_options.is_empty() {
         return Err(wrong_options);
     }
-    let used = template::used_by([&pb]);
-    let templates = crate::engine::load_templates(&opts.templates_dir, used).map_err(|e| {
+    let used = crate::playbook::templates_used_by([&pb]);
+    let templates = crate::run::step::load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
         d
@@ -275,7 +276,7 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
     };
     let mut plan = Plan {
         schema: SCHEMA.into(),
-        created: crate::engine::journal::now_rfc3339(),
+        created: crate::controller::clock::now_rfc3339(),
         playbook: opts.playbook.display().to_string(),
         inventory: opts.inventory.display().to_string(),
         limit: opts.limit.clone(),
@@ -464,14 +465,14 @@ impl PlanRun<'_> {
                     // A run in progress makes this plan stale; say so, but read on.
                     if let Ok(out) = c
                         .run(
-                            &format!("cat {} 2>/dev/null", crate::engine::lock::HOST_LOCK),
+                            &format!("cat {} 2>/dev/null", crate::run::lock::HOST_LOCK),
                             None,
                             None,
                             None,
                         )
                         .await
                     {
-                        if let Ok(owner) = serde_json::from_str::<crate::engine::lock::Owner>(
+                        if let Ok(owner) = serde_json::from_str::<crate::run::lock::Owner>(
                             out.stdout_text().trim(),
                         ) {
                             eprintln!(
@@ -654,7 +655,8 @@ impl PlanRun<'_> {
             .context(host, everyone)
             .ok()
             .and_then(|ctx| {
-                crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step).ok()
+                crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)
+                    .ok()
             })
             .map(|args| modules::touches(&step.action.module, &args))
             .unwrap_or_default();
@@ -720,21 +722,20 @@ impl PlanRun<'_> {
             Ok(None) => {
                 entry.outcome = Outcome::Skipped;
                 entry.reason = Some("`when:` is false".into());
-                entry.fingerprint = modules::sha256_hex(b"skipped");
+                entry.fingerprint = sha256_hex(b"skipped");
                 return sp;
             }
             // An earlier step of the plan leaves something this probe cannot see.
-            Err(e) if e.downcast_ref::<NotDerivable>().is_some() => {
-                derived_unknown = true;
-                Decision::Unknown {
-                    reason: e
-                        .downcast_ref::<NotDerivable>()
-                        .map(|n| n.0.clone())
-                        .unwrap_or_default(),
+            Err(e) => match ErrorKind::of(&e) {
+                ErrorKind::NotDerivable(why) => {
+                    derived_unknown = true;
+                    Decision::Unknown {
+                        reason: why.to_string(),
+                    }
                 }
-            }
-            Err(e) => Decision::Unknown {
-                reason: format!("cannot probe: {e:#}"),
+                _ => Decision::Unknown {
+                    reason: format!("cannot probe: {e:#}"),
+                },
             },
         };
         entry.fingerprint = fingerprint(&decision);
@@ -778,7 +779,7 @@ impl PlanRun<'_> {
         let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
         // The run id is only known when the plan is applied.
         ctx.insert(
-            template::names::RUN,
+            crate::context_names::RUN,
             &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }),
         );
         Ok(ctx)
@@ -795,7 +796,7 @@ impl PlanRun<'_> {
         planned: &Overlay,
     ) -> Result<Option<modules::Probe>> {
         let mut ctx = self.context(host, everyone)?;
-        let target = crate::engine::delegate_target(&self.inv, step, host, &ctx)?;
+        let target = crate::run::step::delegate_target(&self.inv, step, host, &ctx)?;
         if self.conns.lock().await.get(&target).is_none() {
             self.connect(std::slice::from_ref(&target)).await;
         }
@@ -806,10 +807,10 @@ impl PlanRun<'_> {
             .get(&target)
             .cloned()
             .ok_or_else(|| anyhow!("{target} is unreachable"))?;
-        if crate::engine::facts::mentions_facts(&step_texts(step).join("\n")) {
+        if crate::run::facts::mentions_facts(&step_texts(step).join("\n")) {
             ctx.insert(
-                template::names::FACTS,
-                &crate::engine::facts::gather(&conn).await?,
+                crate::context_names::FACTS,
+                &crate::run::facts::gather(&conn).await?,
             );
         }
         if let Some(w) = &step.when {
@@ -817,8 +818,9 @@ impl PlanRun<'_> {
                 return Ok(None);
             }
         }
-        let args = crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step)?;
-        let become_ = crate::engine::become_for(
+        let args =
+            crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)?;
+        let become_ = crate::run::step::become_for(
             &self.inv,
             *play_become,
             play_become_user.as_deref(),

@@ -469,14 +469,14 @@ fn become_user(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<String> {
 }
 
 /// A registered result becomes a variable of that name; one of the names the engine sets
-/// itself (`template::names::RESERVED`) would hide it, or be hidden by it.
+/// itself (`context_names::RESERVED`) would hide it, or be hidden by it.
 fn check_register_name(r: &str, pos: &Pos, diags: &mut Diagnostics) {
     if !decode::is_identifier(r) {
         diags.push(Diagnostic::new(
             pos.clone(),
             format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
         ));
-    } else if crate::template::names::RESERVED.contains(&r) {
+    } else if crate::context_names::RESERVED.contains(&r) {
         diags.push(
             Diagnostic::new(
                 pos.clone(),
@@ -484,7 +484,7 @@ fn check_register_name(r: &str, pos: &Pos, diags: &mut Diagnostics) {
             )
             .with_help(format!(
                 "reserved: {}; choose another name, e.g. `{r}_result`",
-                crate::template::names::RESERVED.join(", ")
+                crate::context_names::RESERVED.join(", ")
             )),
         );
     }

@@ -16,6 +16,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The systemd units a database server runs as (Debian's MariaDB, MySQL): starting, stopping
+/// or restarting one changes the planned replication state.
+pub const DB_UNITS: [&str; 3] = ["mariadb", "mysql", "mysqld"];
+
 /// A probe needed a planned state that cannot be known before the run; the plan shows the
 /// step as unknown with this reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -389,9 +393,7 @@ impl HostOverlay {
                     let key = unit_key(name);
                     // A database server started, stopped or restarted starts its replication
                     // threads as configured, and reads read_only from its configuration.
-                    if crate::modules::mysql::DB_UNITS.contains(&key.as_str())
-                        && state.active != Val::Host
-                    {
+                    if DB_UNITS.contains(&key.as_str()) && state.active != Val::Host {
                         self.replication = Some(Planned {
                             value: ReplicationState {
                                 io_running: Val::Unknown,

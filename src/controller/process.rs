@@ -1,0 +1,16 @@
+//! Whether a process of this controller still runs (the owner of a lock, a run's pid).
+
+/// Alive and not a zombie (a killed process can linger as one here, see LAB.md).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("X");
+            !matches!(state, "Z" | "X" | "x")
+        }
+        Err(_) => false,
+    }
+}
