@@ -328,15 +328,17 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
             }
             let entries = run
                 .step_everywhere(
-                    pi,
-                    &play.name,
-                    si,
-                    step,
+                    StepInPlay {
+                        play: pi,
+                        play_name: &play.name,
+                        index: si,
+                        step,
+                        play_become: &play.become_root,
+                        play_become_user: &play.become_user,
+                    },
                     None,
                     &reachable,
                     &everyone,
-                    &play.become_root,
-                    &play.become_user,
                     &mut memory,
                     &mut planned,
                 )
@@ -359,15 +361,17 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
             }
             let entries = run
                 .step_everywhere(
-                    pi,
-                    &play.name,
-                    hi,
-                    handler,
+                    StepInPlay {
+                        play: pi,
+                        play_name: &play.name,
+                        index: hi,
+                        step: handler,
+                        play_become: &play.become_root,
+                        play_become_user: &play.become_user,
+                    },
                     Some(&names),
                     &targets,
                     &everyone,
-                    &play.become_root,
-                    &play.become_user,
                     &mut memory,
                     &mut planned,
                 )
@@ -421,6 +425,18 @@ struct PlanRun<'a> {
     conns: tokio::sync::Mutex<HashMap<String, Arc<HostConn>>>,
     /// The playbook has more than one play: name the play where a reason names a step.
     many_plays: bool,
+}
+
+/// Where a step stands in the playbook, and its play's sudo: what the plan of the step shares
+/// on every host.
+#[derive(Clone, Copy)]
+struct StepInPlay<'a> {
+    play: usize,
+    play_name: &'a str,
+    index: usize,
+    step: &'a Step,
+    play_become: &'a Option<bool>,
+    play_become_user: &'a Option<String>,
 }
 
 /// One step on one host, as planned.
@@ -515,21 +531,21 @@ impl PlanRun<'_> {
 
     /// One step (or handler) on every host. `handler`: the names a handler answers to; on a
     /// host where it is only maybe notified, a change becomes "unknown".
-    #[allow(clippy::too_many_arguments)]
     async fn step_everywhere(
         &self,
-        play: usize,
-        play_name: &str,
-        index: usize,
-        step: &Step,
+        at: StepInPlay<'_>,
         handler: Option<&[&str]>,
         hosts: &[String],
         everyone: &Arc<BTreeMap<String, Resolved>>,
-        play_become: &Option<bool>,
-        play_become_user: &Option<String>,
         memory: &mut HashMap<String, HostMemory>,
         planned: &mut Overlay,
     ) -> Vec<Entry> {
+        let StepInPlay {
+            play_name,
+            index,
+            step,
+            ..
+        } = at;
         let targets: Vec<&String> = if step.run_once {
             hosts.iter().take(1).collect()
         } else {
@@ -542,19 +558,7 @@ impl PlanRun<'_> {
                 let everyone = everyone.clone();
                 async move {
                     let sp = self
-                        .step_on_host(
-                            play,
-                            play_name,
-                            index,
-                            step,
-                            handler.is_some(),
-                            h,
-                            &everyone,
-                            play_become,
-                            play_become_user,
-                            &mem,
-                            seen,
-                        )
+                        .step_on_host(at, handler.is_some(), h, &everyone, &mem, seen)
                         .await;
                     (h.to_string(), sp, mem)
                 }
@@ -628,21 +632,22 @@ impl PlanRun<'_> {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn step_on_host(
+    /// A step's plan on one host before its probe: where it runs, what it may touch, its way
+    /// back.
+    fn step_plan(
         &self,
-        play: usize,
-        play_name: &str,
-        index: usize,
-        step: &Step,
+        at: StepInPlay<'_>,
         handler: bool,
         host: &str,
         everyone: &BTreeMap<String, Resolved>,
-        play_become: &Option<bool>,
-        play_become_user: &Option<String>,
-        mem: &HostMemory,
-        planned: &Overlay,
     ) -> StepPlan {
+        let StepInPlay {
+            play,
+            play_name,
+            index,
+            step,
+            ..
+        } = at;
         let spec = modules::spec::find(&step.action.module);
         let irreversible = irreversible(step);
         let target = step
@@ -660,7 +665,7 @@ impl PlanRun<'_> {
             })
             .map(|args| modules::touches(&step.action.module, &args))
             .unwrap_or_default();
-        let mut sp = StepPlan {
+        StepPlan {
             entry: Entry {
                 play,
                 play_name: play_name.to_string(),
@@ -686,7 +691,25 @@ impl PlanRun<'_> {
             target,
             after: Vec::new(),
             touches,
-        };
+        }
+    }
+
+    async fn step_on_host(
+        &self,
+        at: StepInPlay<'_>,
+        handler: bool,
+        host: &str,
+        everyone: &BTreeMap<String, Resolved>,
+        mem: &HostMemory,
+        planned: &Overlay,
+    ) -> StepPlan {
+        let mut sp = self.step_plan(at, handler, host, everyone);
+        let StepInPlay {
+            step,
+            play_become,
+            play_become_user,
+            ..
+        } = at;
         let entry = &mut sp.entry;
         // A step reading a result registered earlier can only be known when it runs.
         let texts = step_texts(step);
