@@ -148,25 +148,41 @@ fn check_playbook(
                 continue;
             }
         };
+        let at = PlayCheck {
+            play,
+            inv,
+            hosts: &hosts,
+            everyone: &everyone,
+            templates,
+            runtime: &runtime,
+        };
         for step in play.steps.iter().chain(&play.handlers) {
-            check_step(
-                step, play, inv, &hosts, &everyone, templates, &runtime, diags,
-            );
+            check_step(step, at, diags);
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_step(
-    step: &Step,
-    play: &Play,
-    inv: &Inventory,
-    hosts: &[&str],
-    everyone: &BTreeMap<String, Resolved>,
-    templates: Option<&Templates>,
-    runtime: &[String],
-    diags: &mut Diagnostics,
-) {
+/// What every step of a play is checked against.
+#[derive(Clone, Copy)]
+struct PlayCheck<'a> {
+    play: &'a Play,
+    inv: &'a Inventory,
+    hosts: &'a [&'a str],
+    everyone: &'a BTreeMap<String, Resolved>,
+    templates: Option<&'a Templates>,
+    /// Names known only at run time (registered results, facts, run).
+    runtime: &'a [String],
+}
+
+fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
+    let PlayCheck {
+        play,
+        inv,
+        hosts,
+        everyone,
+        templates,
+        runtime,
+    } = at;
     if let Some((target, pos)) = &step.delegate_to {
         if !target.contains("{{") && inv.host(target).is_none() {
             diags.push(

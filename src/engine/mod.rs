@@ -516,10 +516,14 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 if todo.is_empty() {
                     continue;
                 }
-                let outcomes = run_step_everywhere(
-                    run, play, play_index, step_index, step, &todo, &everyone, false,
-                )
-                .await;
+                let at = StepAt {
+                    play,
+                    play_index,
+                    step_index,
+                    step,
+                    handler: false,
+                };
+                let outcomes = run_step_everywhere(run, at, &todo, &everyone).await;
                 for o in outcomes {
                     if o.notify {
                         for (n, _) in &step.notify {
@@ -570,11 +574,14 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
                 if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
                     continue;
                 }
-                for o in run_step_everywhere(
-                    run, play, play_index, hi, handler, &targets, &everyone, true,
-                )
-                .await
-                {
+                let at = StepAt {
+                    play,
+                    play_index,
+                    step_index: hi,
+                    step: handler,
+                    handler: true,
+                };
+                for o in run_step_everywhere(run, at, &targets, &everyone).await {
                     if o.status == Status::Failed && !handler.ignore_errors {
                         failed_hosts.insert(o.host.clone());
                     }
@@ -854,17 +861,23 @@ struct HostOutcome {
     notify: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_step_everywhere(
-    run: &Arc<Run>,
-    play: &Play,
+/// One step of a play, and where it stands: what every host's run of it shares.
+#[derive(Clone, Copy)]
+struct StepAt<'a> {
+    play: &'a Play,
     play_index: usize,
     step_index: usize,
-    step: &Step,
+    step: &'a Step,
+    handler: bool,
+}
+
+async fn run_step_everywhere(
+    run: &Arc<Run>,
+    at: StepAt<'_>,
     hosts: &[String],
     everyone: &Arc<BTreeMap<String, Resolved>>,
-    handler: bool,
 ) -> Vec<HostOutcome> {
+    let step = at.step;
     let targets: Vec<String> = if step.run_once {
         hosts.iter().take(1).cloned().collect()
     } else {
@@ -874,13 +887,18 @@ async fn run_step_everywhere(
     let mut tasks = Vec::new();
     for h in targets {
         let (run, sem, everyone) = (run.clone(), sem.clone(), everyone.clone());
-        let (play, step) = (play.clone(), step.clone());
+        let (play, step) = (at.play.clone(), step.clone());
+        let (play_index, step_index, handler) = (at.play_index, at.step_index, at.handler);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
-            run_step_on_host(
-                &run, &play, play_index, step_index, &step, &h, &everyone, handler,
-            )
-            .await
+            let at = StepAt {
+                play: &play,
+                play_index,
+                step_index,
+                step: &step,
+                handler,
+            };
+            run_step_on_host(&run, at, &h, &everyone).await
         }));
     }
     let mut out = Vec::new();
@@ -916,33 +934,26 @@ fn share_run_once_result(run: &Run, step: &Step, ran_on: &str, hosts: &[String])
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_step_on_host(
     run: &Arc<Run>,
-    play: &Play,
-    play_index: usize,
-    step_index: usize,
-    step: &Step,
+    at: StepAt<'_>,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
-    handler: bool,
 ) -> HostOutcome {
+    let StepAt {
+        play,
+        play_index,
+        step_index,
+        step,
+        handler,
+    } = at;
     let started = Instant::now();
     let label = step.display_name();
     run.reporter.step_started(&label, host);
     let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
     let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
     let mut pending: Option<(UndoAction, String)> = None;
-    let result = execute(
-        run,
-        play,
-        (play_index, step_index, handler, seq),
-        step,
-        host,
-        everyone,
-        &mut pending,
-    )
-    .await;
+    let result = execute(run, at, seq, host, everyone, &mut pending).await;
     // An error after the change began (the module failed half way, the host was lost): the
     // change may be partly made; its way back, journaled with the intent, is kept as the step's
     // undo (safe to run on a change that was only partly made).
@@ -1097,18 +1108,17 @@ type StepResult = (
 
 /// One step on one host: when → render → probe → apply (with retries/until) → verdict.
 /// `pending` receives the way back journaled with the intent, once the change has begun.
-#[allow(clippy::too_many_arguments)]
 async fn execute(
     run: &Arc<Run>,
-    play: &Play,
-    at: (usize, usize, bool, u32),
-    step: &Step,
+    at: StepAt<'_>,
+    seq: u32,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
     pending: &mut Option<(UndoAction, String)>,
 ) -> Result<StepResult> {
+    let StepAt { play, step, .. } = at;
     let reviewed = match &run.opts.expected {
-        Some(exp) => match exp.get(&(at.0, at.1, at.2, host.to_string())) {
+        Some(exp) => match exp.get(&(at.play_index, at.step_index, at.handler, host.to_string())) {
             Some(e) => Some(e.clone()),
             None => {
                 return Err(anyhow!(
@@ -1249,7 +1259,7 @@ async fn execute(
                 }),
             }
             .map(|u| (u, target.clone()));
-            let mut fields = json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name(), "seq": at.3, "changes": !read_only });
+            let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "host": host, "name": step.display_name(), "seq": seq, "changes": !read_only });
             if let Some((u, _)) = pending.as_ref() {
                 fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
                 fields["undo_host"] = json!(target);

@@ -329,7 +329,6 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
 }
 
 /// Undo `done` (newest first), each change on its own host, recording each in the journal.
-#[allow(clippy::too_many_arguments)]
 pub async fn undo_all(
     done: Vec<Done>,
     conns: &HashMap<String, Arc<HostConn>>,
