@@ -934,6 +934,41 @@ fn share_run_once_result(run: &Run, step: &Step, ran_on: &str, hosts: &[String])
     }
 }
 
+/// A step that ended in an error: unreachable when the connection went away, else failed.
+/// A way back journaled with the intent is kept: the change may be partly made.
+fn failed_step(e: &anyhow::Error, pending: &mut Option<(UndoAction, String)>) -> StepResult {
+    let msg = format!("{e:#}");
+    let status = match ErrorKind::of(e) {
+        ErrorKind::ConnectionLost => Status::Unreachable,
+        _ => Status::Failed,
+    };
+    (
+        status,
+        msg,
+        pending.take(),
+        None,
+        json!({ "failed": true, "msg": format!("{e:#}") }),
+    )
+}
+
+/// A step result's way back, as journaled: the undo, its host, whether the change may be only
+/// partly made, and the user it runs as.
+fn add_undo_fields(
+    fields: &mut J,
+    (undo, undo_host): &(UndoAction, String),
+    partial: bool,
+    become_: &Option<Become>,
+) {
+    fields["undo"] = serde_json::to_value(undo).unwrap_or(J::Null);
+    fields["undo_host"] = json!(undo_host);
+    if partial {
+        fields["undo_partial"] = json!(true);
+    }
+    fields["become_user"] = json!(become_
+        .as_ref()
+        .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+}
+
 async fn run_step_on_host(
     run: &Arc<Run>,
     at: StepAt<'_>,
@@ -957,25 +992,9 @@ async fn run_step_on_host(
     // An error after the change began (the module failed half way, the host was lost): the
     // change may be partly made; its way back, journaled with the intent, is kept as the step's
     // undo (safe to run on a change that was only partly made).
-    let mut partial = false;
-    let (status, detail, undo, decision, registered) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!("{e:#}");
-            let status = match ErrorKind::of(&e) {
-                ErrorKind::ConnectionLost => Status::Unreachable,
-                _ => Status::Failed,
-            };
-            partial = pending.is_some();
-            (
-                status,
-                msg,
-                pending.take(),
-                None,
-                json!({ "failed": true, "msg": format!("{e:#}") }),
-            )
-        }
-    };
+    let partial = result.is_err() && pending.is_some();
+    let (status, detail, undo, decision, registered) =
+        result.unwrap_or_else(|e| failed_step(&e, &mut pending));
     let registered_mark = registered.clone();
     // Kept in the journal too (secrets masked), so a resumed run still knows it.
     let registered_for_journal = step
@@ -1021,15 +1040,8 @@ async fn run_step_on_host(
     if status == Status::Changed && !step.notify.is_empty() {
         fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
     }
-    if let Some((u, undo_host)) = &undo {
-        fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
-        fields["undo_host"] = json!(undo_host);
-        if partial {
-            fields["undo_partial"] = json!(true);
-        }
-        fields["become_user"] = json!(become_
-            .as_ref()
-            .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+    if let Some(way_back) = &undo {
+        add_undo_fields(&mut fields, way_back, partial, &become_);
     }
     if matches!(step.undo, Undo::Irreversible(_)) {
         fields["irreversible"] = json!(true);
@@ -1117,52 +1129,13 @@ async fn execute(
     pending: &mut Option<(UndoAction, String)>,
 ) -> Result<StepResult> {
     let StepAt { play, step, .. } = at;
-    let reviewed = match &run.opts.expected {
-        Some(exp) => match exp.get(&(at.play_index, at.step_index, at.handler, host.to_string())) {
-            Some(e) => Some(e.clone()),
-            None => {
-                return Err(anyhow!(
-                    "this step was not part of the reviewed plan on {host}; nothing done"
-                ))
-            }
-        },
-        None => None,
-    };
+    let reviewed = reviewed_outcome(run, at, host)?;
     let resolved = everyone
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
-    let shared = shared_context(run, everyone);
-    let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
-    // `run.id` names what a run leaves behind (snapshot sets, backups).
-    ctx.insert(crate::context_names::RUN, &json!({ "id": run.id }));
-    if let Some(regs) = run
-        .registered
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(host)
-    {
-        for (k, v) in regs {
-            ctx.insert(k.as_str(), v);
-        }
-    }
+    let mut ctx = step_vars(run, host, resolved, everyone);
     let target = delegate_target(&run.inv, step, host, &ctx)?;
-    let conn = {
-        let conns = run.conns.lock().await;
-        conns.get(&target).cloned()
-    };
-    let conn = match conn {
-        Some(c) => c,
-        None => {
-            // A delegate outside the play's hosts: connect to it now.
-            connect_all(run, std::slice::from_ref(&target)).await;
-            run.conns
-                .lock()
-                .await
-                .get(&target)
-                .cloned()
-                .ok_or_else(|| anyhow!("cannot reach delegate {target}"))?
-        }
-    };
+    let conn = connection_to(run, &target).await?;
     if step_mentions_facts(step) {
         let cell = run
             .facts
@@ -1176,27 +1149,14 @@ async fn execute(
     }
     // Variables reading registered results or facts can be rendered now that those exist.
     template::expand_deferred(&mut ctx, resolved);
-    if let Some(w) = &step.when {
-        if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
-            let planned_to_run = reviewed.as_ref().is_some_and(|(o, _)| {
-                !matches!(
-                    o,
-                    crate::plan::Outcome::Skipped | crate::plan::Outcome::Unknown
-                )
-            });
-            if planned_to_run {
-                return Err(anyhow!(
-                    "drift: the reviewed plan ran this step, now `when:` is false; nothing done"
-                ));
-            }
-            return Ok((
-                Status::Skipped,
-                String::new(),
-                None,
-                None,
-                json!({ "skipped": true, "changed": false, "failed": false }),
-            ));
-        }
+    if when_is_false(step, &ctx, reviewed.as_ref())? {
+        return Ok((
+            Status::Skipped,
+            String::new(),
+            None,
+            None,
+            json!({ "skipped": true, "changed": false, "failed": false }),
+        ));
     }
     let args = render_args(&step.action.module, &step.action.args, &ctx, step)?;
     let become_ = effective_become(run, play, step, host);
@@ -1249,14 +1209,12 @@ async fn execute(
         if probe.decision != Decision::NoChange {
             let read_only =
                 step.declared_read_only() || modules::changes_nothing(&step.action.module, &args);
-            *pending = match &step.undo {
-                _ if read_only => None,
-                Undo::Module => modules::pending_undo(&step.action.module, &args, &probe, &mctx),
-                Undo::Irreversible(_) => None,
-                Undo::Custom(action) => Some(UndoAction::Step {
-                    module: action.module.clone(),
-                    args: render_args(&action.module, &action.args, &ctx, step)?,
-                }),
+            *pending = if read_only {
+                None
+            } else {
+                let module_undo =
+                    || modules::pending_undo(&step.action.module, &args, &probe, &mctx);
+                step_undo(step, module_undo, &ctx)?
             }
             .map(|u| (u, target.clone()));
             let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "host": host, "name": step.display_name(), "seq": seq, "changes": !read_only });
@@ -1276,42 +1234,12 @@ async fn execute(
         }
         let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
         fault::after_apply(&step.display_name());
-        let mut result = outcome.result.clone();
-        result.insert("changed".into(), J::Bool(outcome.changed));
-        result.insert("failed".into(), J::Bool(outcome.failed.is_some()));
-        if let Some(f) = &outcome.failed {
-            result.insert("msg".into(), J::String(f.clone()));
-        }
-        let mut rctx = ctx.clone();
-        rctx.insert(crate::context_names::RESULT, &result);
-        if let Some(r) = &step.register {
-            rctx.insert(r.as_str(), &result);
-        }
-        let mut changed = outcome.changed;
-        if let Some(e) = &step.changed_when {
-            changed = template::eval_bool(&e.text, &rctx, &e.pos).map_err(|d| anyhow!("{d}"))?;
-        }
-        let mut failed = outcome.failed.clone();
-        if let Some(e) = &step.failed_when {
-            failed = template::eval_bool(&e.text, &rctx, &e.pos)
-                .map_err(|d| anyhow!("{d}"))?
-                .then(|| {
-                    outcome
-                        .failed
-                        .clone()
-                        .unwrap_or_else(|| format!("failed_when: {}", e.text))
-                });
-        }
-        result.insert("changed".into(), J::Bool(changed));
-        result.insert("failed".into(), J::Bool(failed.is_some()));
-        rctx.insert(crate::context_names::RESULT, &result);
-        if let Some(r) = &step.register {
-            rctx.insert(r.as_str(), &result);
-        }
-        let done = match &step.until {
-            Some(u) => template::eval_bool(&u.text, &rctx, &u.pos).map_err(|d| anyhow!("{d}"))?,
-            None => failed.is_none(),
-        };
+        let Judged {
+            result,
+            changed,
+            mut failed,
+            done,
+        } = judge(step, &outcome, &ctx)?;
         if !done && attempt < step.retries {
             attempt += 1;
             tokio::time::sleep(Duration::from_secs(step.delay_secs)).await;
@@ -1325,14 +1253,7 @@ async fn execute(
             ));
         }
         let undo = if changed {
-            match &step.undo {
-                Undo::Module => outcome.undo.clone(),
-                Undo::Irreversible(_) => None,
-                Undo::Custom(action) => Some(UndoAction::Step {
-                    module: action.module.clone(),
-                    args: render_args(&action.module, &action.args, &ctx, step)?,
-                }),
-            }
+            step_undo(step, || outcome.undo.clone(), &ctx)?
         } else {
             None
         };
@@ -1353,6 +1274,159 @@ async fn execute(
         let undo = undo.map(|u| (u, target.clone()));
         return Ok((status, detail, undo, Some(decision), J::Object(result)));
     }
+}
+
+/// The outcome and fingerprint the reviewed plan has for this step on this host (when the run
+/// applies a saved plan); a step the plan did not have is refused.
+fn reviewed_outcome(
+    run: &Run,
+    at: StepAt<'_>,
+    host: &str,
+) -> Result<Option<(crate::plan::Outcome, String)>> {
+    let Some(exp) = &run.opts.expected else {
+        return Ok(None);
+    };
+    match exp.get(&(at.play_index, at.step_index, at.handler, host.to_string())) {
+        Some(e) => Ok(Some(e.clone())),
+        None => Err(anyhow!(
+            "this step was not part of the reviewed plan on {host}; nothing done"
+        )),
+    }
+}
+
+/// A step's variables on a host: the host's, the run's id, and what earlier steps registered.
+fn step_vars(
+    run: &Arc<Run>,
+    host: &str,
+    resolved: &Resolved,
+    everyone: &BTreeMap<String, Resolved>,
+) -> template::Vars {
+    let shared = shared_context(run, everyone);
+    let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
+    // `run.id` names what a run leaves behind (snapshot sets, backups).
+    ctx.insert(crate::context_names::RUN, &json!({ "id": run.id }));
+    if let Some(regs) = run
+        .registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(host)
+    {
+        for (k, v) in regs {
+            ctx.insert(k.as_str(), v);
+        }
+    }
+    ctx
+}
+
+/// The connection to where a step runs; a delegate outside the play's hosts is connected now.
+async fn connection_to(run: &Arc<Run>, target: &str) -> Result<Arc<HostConn>> {
+    let conn = run.conns.lock().await.get(target).cloned();
+    if let Some(c) = conn {
+        return Ok(c);
+    }
+    connect_all(run, &[target.to_string()]).await;
+    run.conns
+        .lock()
+        .await
+        .get(target)
+        .cloned()
+        .ok_or_else(|| anyhow!("cannot reach delegate {target}"))
+}
+
+/// Does `when:` skip the step? Refused as drift when the reviewed plan ran it.
+fn when_is_false(
+    step: &Step,
+    ctx: &template::Vars,
+    reviewed: Option<&(crate::plan::Outcome, String)>,
+) -> Result<bool> {
+    let Some(w) = &step.when else {
+        return Ok(false);
+    };
+    if template::eval_bool(&w.text, ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+        return Ok(false);
+    }
+    let planned_to_run = reviewed.is_some_and(|(o, _)| {
+        !matches!(
+            o,
+            crate::plan::Outcome::Skipped | crate::plan::Outcome::Unknown
+        )
+    });
+    if planned_to_run {
+        return Err(anyhow!(
+            "drift: the reviewed plan ran this step, now `when:` is false; nothing done"
+        ));
+    }
+    Ok(true)
+}
+
+/// The way back of a step: the module's own (`module_undo`), none, or the declared `undo:`
+/// rendered for this host.
+fn step_undo(
+    step: &Step,
+    module_undo: impl FnOnce() -> Option<UndoAction>,
+    ctx: &template::Vars,
+) -> Result<Option<UndoAction>> {
+    Ok(match &step.undo {
+        Undo::Module => module_undo(),
+        Undo::Irreversible(_) => None,
+        Undo::Custom(action) => Some(UndoAction::Step {
+            module: action.module.clone(),
+            args: render_args(&action.module, &action.args, ctx, step)?,
+        }),
+    })
+}
+
+/// What one attempt of a step came to, after `changed_when`, `failed_when` and `until`.
+struct Judged {
+    result: Map<String, J>,
+    changed: bool,
+    failed: Option<String>,
+    done: bool,
+}
+
+fn judge(step: &Step, outcome: &modules::Outcome, ctx: &template::Vars) -> Result<Judged> {
+    let mut result = outcome.result.clone();
+    result.insert("changed".into(), J::Bool(outcome.changed));
+    result.insert("failed".into(), J::Bool(outcome.failed.is_some()));
+    if let Some(f) = &outcome.failed {
+        result.insert("msg".into(), J::String(f.clone()));
+    }
+    let mut rctx = ctx.clone();
+    rctx.insert(crate::context_names::RESULT, &result);
+    if let Some(r) = &step.register {
+        rctx.insert(r.as_str(), &result);
+    }
+    let mut changed = outcome.changed;
+    if let Some(e) = &step.changed_when {
+        changed = template::eval_bool(&e.text, &rctx, &e.pos).map_err(|d| anyhow!("{d}"))?;
+    }
+    let mut failed = outcome.failed.clone();
+    if let Some(e) = &step.failed_when {
+        failed = template::eval_bool(&e.text, &rctx, &e.pos)
+            .map_err(|d| anyhow!("{d}"))?
+            .then(|| {
+                outcome
+                    .failed
+                    .clone()
+                    .unwrap_or_else(|| format!("failed_when: {}", e.text))
+            });
+    }
+    result.insert("changed".into(), J::Bool(changed));
+    result.insert("failed".into(), J::Bool(failed.is_some()));
+    rctx.insert(crate::context_names::RESULT, &result);
+    if let Some(r) = &step.register {
+        rctx.insert(r.as_str(), &result);
+    }
+    let done = match &step.until {
+        Some(u) => template::eval_bool(&u.text, &rctx, &u.pos).map_err(|d| anyhow!("{d}"))?,
+        None => failed.is_none(),
+    };
+    Ok(Judged {
+        result,
+        changed,
+        failed,
+        done,
+    })
 }
 
 /// The result line of a step that changed something: what the probe said it would do, or —
