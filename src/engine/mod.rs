@@ -156,46 +156,12 @@ fn resume_state(
 
 /// Run a playbook. Validation runs first: nothing touches a host unless all input is valid.
 pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError> {
-    let report = crate::check::check(&crate::check::CheckInput {
-        inventory: &opts.inventory,
-        playbooks: std::slice::from_ref(&opts.playbook),
-        templates_dir: &opts.templates_dir,
-        extra_vars: &opts.extra_vars,
-        every_template: false,
-    });
-    report.map_err(RunError::Invalid)?;
-    let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
-    let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
-    let wrong_options = playbook.check_run_options(
-        opts.start_at_step.as_deref(),
-        &opts.tags,
-        &opts.skip_tags,
-        &opts.approvals,
-    );
-    if !wrong_options.is_empty() {
-        return Err(RunError::Invalid(wrong_options));
-    }
-    let used = crate::playbook::templates_used_by([&playbook]);
-    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
-        let mut d = Diagnostics::default();
-        e.into_iter().for_each(|x| d.push(x));
-        RunError::Invalid(d)
-    })?;
-    let limited: Option<BTreeSet<String>> = match &opts.limit {
-        Some(p) => Some(
-            pattern::select(&inv, p)
-                .map_err(|e| {
-                    RunError::Invalid(one(Diagnostic::new(
-                        crate::diag::Pos::cli("--limit"),
-                        format!("--limit {p}: {e}"),
-                    )))
-                })?
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        ),
-        None => None,
-    };
+    let Inputs {
+        inv,
+        playbook,
+        templates,
+        limited,
+    } = load_inputs(&opts)?;
 
     crate::transport::reap_stale_masters();
     let fingerprint = fingerprint(&playbook, &opts)?;
@@ -217,36 +183,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
             return Err(RunError::Locked(why));
         }
     };
-    let journal = match &resumed {
-        Some(r) => {
-            let j = Journal::reopen(&run_id)?;
-            // Steps cut off by the kill: their way back (journaled with the intent) stays part
-            // of the run, so a later rollback undoes them even if the resumed step finds
-            // nothing left to change.
-            let cut_off: Vec<J> = r
-                .in_flight
-                .iter()
-                .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
-                .collect();
-            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": controller_name(), "user": current_user(), "cut_off": cut_off })).await?;
-            j
-        }
-        None => {
-            let j = Journal::create(&run_id)?;
-            j.record(
-                "run_started",
-                journal::run_started_fields(
-                    &run_id,
-                    &opts.playbook,
-                    &opts.inventory,
-                    &fingerprint,
-                    opts.limit.as_deref(),
-                ),
-            )
-            .await?;
-            j
-        }
-    };
+    let journal = open_journal(&run_id, &opts, &fingerprint, resumed.as_ref()).await?;
 
     let reporter = Reporter::new(opts.output, opts.junit.clone(), opts.verbose);
     reporter.say(&format!(
@@ -254,20 +191,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         opts.playbook.display(),
         opts.inventory.display()
     ));
-    for f in resumed.iter().flat_map(|r| &r.in_flight) {
-        reporter.say(&match &f.undo {
-            Some(u) => format!(
-                "\"{}\" on {} was cut off by the stop; it runs again, and its way back ({}) stays recorded",
-                f.step,
-                f.host,
-                u.describe()
-            ),
-            None => format!(
-                "\"{}\" on {} was cut off by the stop; it runs again (no recorded way back for what it may have done)",
-                f.step, f.host
-            ),
-        });
-    }
+    say_cut_off(&reporter, resumed.as_ref());
     let run = Arc::new(Run {
         id: run_id.clone(),
         inv,
@@ -292,24 +216,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         down: std::sync::Mutex::new(BTreeSet::new()),
     });
 
-    // First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
-    let signal_run = run.clone();
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            signal_run.interrupted.store(true, Ordering::SeqCst);
-            signal_run.reporter.say("interrupted: finishing the steps in flight, then stopping (Ctrl-C again to stop at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = signal_run
-                    .journal
-                    .record(
-                        "run_interrupted",
-                        json!({ "how": "second Ctrl-C: stopped at once" }),
-                    )
-                    .await;
-                std::process::exit(crate::exit::INTERRUPTED as i32);
-            }
-        }
-    });
+    let signals = watch_interrupts(&run);
 
     // Every host the run may touch is locked before its first step: a run that would meet a
     // locked host is refused before it changes anything anywhere.
@@ -354,6 +261,144 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         .finish(status_word)
         .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
     Ok(RunResult { run_id, status })
+}
+
+/// Everything a run reads, checked before anything else happens: the inventory, the playbook,
+/// the templates it uses, the hosts `--limit` selects.
+struct Inputs {
+    inv: Inventory,
+    playbook: Playbook,
+    templates: Templates,
+    /// The hosts `--limit` selects (None: no limit).
+    limited: Option<BTreeSet<String>>,
+}
+
+fn load_inputs(opts: &RunOptions) -> std::result::Result<Inputs, RunError> {
+    let report = crate::check::check(&crate::check::CheckInput {
+        inventory: &opts.inventory,
+        playbooks: std::slice::from_ref(&opts.playbook),
+        templates_dir: &opts.templates_dir,
+        extra_vars: &opts.extra_vars,
+        every_template: false,
+    });
+    report.map_err(RunError::Invalid)?;
+    let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
+    let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
+    let wrong_options = playbook.check_run_options(
+        opts.start_at_step.as_deref(),
+        &opts.tags,
+        &opts.skip_tags,
+        &opts.approvals,
+    );
+    if !wrong_options.is_empty() {
+        return Err(RunError::Invalid(wrong_options));
+    }
+    let used = crate::playbook::templates_used_by([&playbook]);
+    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
+        let mut d = Diagnostics::default();
+        e.into_iter().for_each(|x| d.push(x));
+        RunError::Invalid(d)
+    })?;
+    let limited: Option<BTreeSet<String>> = match &opts.limit {
+        Some(p) => Some(
+            pattern::select(&inv, p)
+                .map_err(|e| {
+                    RunError::Invalid(one(Diagnostic::new(
+                        crate::diag::Pos::cli("--limit"),
+                        format!("--limit {p}: {e}"),
+                    )))
+                })?
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(Inputs {
+        inv,
+        playbook,
+        templates,
+        limited,
+    })
+}
+
+/// The run's journal: a new one with `run_started`, or the stopped run's, reopened with
+/// `run_resumed`.
+async fn open_journal(
+    run_id: &str,
+    opts: &RunOptions,
+    fingerprint: &str,
+    resumed: Option<&recovery::JournalState>,
+) -> Result<Journal> {
+    Ok(match resumed {
+        Some(r) => {
+            let j = Journal::reopen(run_id)?;
+            // Steps cut off by the kill: their way back (journaled with the intent) stays part
+            // of the run, so a later rollback undoes them even if the resumed step finds
+            // nothing left to change.
+            let cut_off: Vec<J> = r
+                .in_flight
+                .iter()
+                .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
+                .collect();
+            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": controller_name(), "user": current_user(), "cut_off": cut_off })).await?;
+            j
+        }
+        None => {
+            let j = Journal::create(run_id)?;
+            j.record(
+                "run_started",
+                journal::run_started_fields(
+                    run_id,
+                    &opts.playbook,
+                    &opts.inventory,
+                    fingerprint,
+                    opts.limit.as_deref(),
+                ),
+            )
+            .await?;
+            j
+        }
+    })
+}
+
+/// Tell what a resumed run does with the steps the stop cut off.
+fn say_cut_off(reporter: &Reporter, resumed: Option<&recovery::JournalState>) {
+    for f in resumed.iter().flat_map(|r| &r.in_flight) {
+        reporter.say(&match &f.undo {
+            Some(u) => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again, and its way back ({}) stays recorded",
+                f.step,
+                f.host,
+                u.describe()
+            ),
+            None => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again (no recorded way back for what it may have done)",
+                f.step, f.host
+            ),
+        });
+    }
+}
+
+/// First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
+fn watch_interrupts(run: &Arc<Run>) -> tokio::task::JoinHandle<()> {
+    let signal_run = run.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            signal_run.interrupted.store(true, Ordering::SeqCst);
+            signal_run.reporter.say("interrupted: finishing the steps in flight, then stopping (Ctrl-C again to stop at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = signal_run
+                    .journal
+                    .record(
+                        "run_interrupted",
+                        json!({ "how": "second Ctrl-C: stopped at once" }),
+                    )
+                    .await;
+                std::process::exit(crate::exit::INTERRUPTED as i32);
+            }
+        }
+    })
 }
 
 /// A run refused by the controller's lock is journaled as one refused by a host's lock is: a
@@ -1002,12 +1047,7 @@ async fn run_step_on_host(
         .as_ref()
         .map(|r| (r.clone(), registered.clone()));
     if let Some(r) = &step.register {
-        run.registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(host.to_string())
-            .or_default()
-            .insert(r.clone(), registered);
+        register(run, host, r, registered);
     }
     let become_ = effective_become(run, play, step, host);
     if let Some((u, undo_host)) = &undo {
@@ -1069,21 +1109,7 @@ async fn run_step_on_host(
             notify: false,
         };
     }
-    match fault::after_result(
-        run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
-        &label,
-    ) {
-        fault::Then::Go => {}
-        fault::Then::Pause(d) => tokio::time::sleep(d).await,
-        fault::Then::AwaitInterrupt => {
-            for _ in 0..400 {
-                if run.interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }
+    fault_after_result(run, &label).await;
     let shown = if step.ignore_errors && status == Status::Failed {
         format!("{detail} (ignored)")
     } else {
@@ -1137,39 +1163,21 @@ async fn execute(
     let target = delegate_target(&run.inv, step, host, &ctx)?;
     let conn = connection_to(run, &target).await?;
     if step_mentions_facts(step) {
-        let cell = run
-            .facts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(target.clone())
-            .or_default()
-            .clone();
-        let f = cell.get_or_try_init(|| facts::gather(&conn)).await?;
-        ctx.insert(crate::context_names::FACTS, f);
+        ctx.insert(
+            crate::context_names::FACTS,
+            &facts_of(run, &target, &conn).await?,
+        );
     }
     // Variables reading registered results or facts can be rendered now that those exist.
     template::expand_deferred(&mut ctx, resolved);
     if when_is_false(step, &ctx, reviewed.as_ref())? {
-        return Ok((
-            Status::Skipped,
-            String::new(),
-            None,
-            None,
-            json!({ "skipped": true, "changed": false, "failed": false }),
-        ));
+        return Ok(skipped());
     }
     let args = render_args(&step.action.module, &step.action.args, &ctx, step)?;
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
-    // Modules reading other hosts (`sync`'s `src_host`, …) get their connections.
-    let wanted = modules::peer_hosts(&step.action.module, &args);
-    let peers = if wanted.is_empty() {
-        HashMap::new()
-    } else {
-        connect_all(run, &wanted).await;
-        run.conns.lock().await.clone()
-    };
+    let peers = peers_for(run, &step.action.module, &args).await;
     let mctx = ModCtx {
         host: &conn,
         become_: become_.as_ref(),
@@ -1185,18 +1193,10 @@ async fn execute(
     let mut attempt = 0;
     loop {
         let probe = modules::probe(&step.action.module, &args, &mctx).await?;
-        if let Some((outcome, fp)) = &reviewed {
-            // Unknown in the plan: the reviewer accepted whatever it turns out to be.
-            if *outcome != crate::plan::Outcome::Unknown
-                && attempt == 0
-                && *fp
-                    != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(
-                        &probe.decision,
-                        &run.id,
-                    ))
-            {
-                return Err(anyhow!("drift: the host no longer matches the reviewed plan for this step; nothing done"));
-            }
+        if attempt == 0 && drifted(reviewed.as_ref(), &probe.decision, &run.id) {
+            return Err(anyhow!(
+                "drift: the host no longer matches the reviewed plan for this step; nothing done"
+            ));
         }
         let decision = match &probe.decision {
             Decision::NoChange => "no change".to_string(),
@@ -1218,17 +1218,7 @@ async fn execute(
             }
             .map(|u| (u, target.clone()));
             let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "host": host, "name": step.display_name(), "seq": seq, "changes": !read_only });
-            if let Some((u, _)) = pending.as_ref() {
-                fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
-                fields["undo_host"] = json!(target);
-                fields["become_user"] = json!(become_
-                    .as_ref()
-                    .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
-            }
-            // A change cut off by a kill may be made: its handlers count as notified.
-            if !read_only && !step.notify.is_empty() {
-                fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
-            }
+            add_applying_fields(&mut fields, step, read_only, pending.as_ref(), &become_);
             run.journal.record("step_applying", fields).await?;
             fault::after_applying(&step.display_name());
         }
@@ -1257,20 +1247,7 @@ async fn execute(
         } else {
             None
         };
-        let status = match (&failed, changed) {
-            (Some(_), _) => Status::Failed,
-            (None, true) => Status::Changed,
-            (None, false) => Status::Ok,
-        };
-        let detail = match &failed {
-            Some(f) => f.clone(),
-            None if changed => done_detail(&step.action.module, &probe.decision, &result),
-            None => result
-                .get("msg")
-                .and_then(J::as_str)
-                .map(str::to_string)
-                .unwrap_or_default(),
-        };
+        let (status, detail) = verdict(step, failed, changed, &probe.decision, &result);
         let undo = undo.map(|u| (u, target.clone()));
         return Ok((status, detail, undo, Some(decision), J::Object(result)));
     }
@@ -1427,6 +1404,134 @@ fn judge(step: &Step, outcome: &modules::Outcome, ctx: &template::Vars) -> Resul
         failed,
         done,
     })
+}
+
+/// A registered result, for the host's later steps.
+fn register(run: &Run, host: &str, name: &str, value: J) {
+    run.registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(host.to_string())
+        .or_default()
+        .insert(name.to_string(), value);
+}
+
+/// The fault injection point after a step's result is journaled (tests only; see `fault`).
+async fn fault_after_result(run: &Run, label: &str) {
+    match fault::after_result(
+        run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
+        label,
+    ) {
+        fault::Then::Go => {}
+        fault::Then::Pause(d) => tokio::time::sleep(d).await,
+        fault::Then::AwaitInterrupt => {
+            for _ in 0..400 {
+                if run.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// A `step_applying` event's way back (journaled before the change) and the handlers a
+/// change cut off by a kill counts as notifying.
+fn add_applying_fields(
+    fields: &mut J,
+    step: &Step,
+    read_only: bool,
+    pending: Option<&(UndoAction, String)>,
+    become_: &Option<Become>,
+) {
+    if let Some((u, target)) = pending {
+        fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
+        fields["undo_host"] = json!(target);
+        fields["become_user"] = json!(become_
+            .as_ref()
+            .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+    }
+    // A change cut off by a kill may be made: its handlers count as notified.
+    if !read_only && !step.notify.is_empty() {
+        fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    }
+}
+
+/// A step's status and result line from what it came to.
+fn verdict(
+    step: &Step,
+    failed: Option<String>,
+    changed: bool,
+    decision: &Decision,
+    result: &Map<String, J>,
+) -> (Status, String) {
+    match failed {
+        Some(f) => (Status::Failed, f),
+        None if changed => (
+            Status::Changed,
+            done_detail(&step.action.module, decision, result),
+        ),
+        None => (
+            Status::Ok,
+            result
+                .get("msg")
+                .and_then(J::as_str)
+                .map(str::to_string)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// A host's facts, gathered once per run on first use.
+async fn facts_of(run: &Run, target: &str, conn: &HostConn) -> Result<J> {
+    let cell = run
+        .facts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(target.to_string())
+        .or_default()
+        .clone();
+    Ok(cell.get_or_try_init(|| facts::gather(conn)).await?.clone())
+}
+
+/// Does the probe now differ from the reviewed plan? A step unknown in the plan never does:
+/// the reviewer accepted whatever it turns out to be.
+fn drifted(
+    reviewed: Option<&(crate::plan::Outcome, String)>,
+    decision: &Decision,
+    run_id: &str,
+) -> bool {
+    reviewed.is_some_and(|(outcome, fp)| {
+        *outcome != crate::plan::Outcome::Unknown
+            && *fp
+                != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(decision, run_id))
+    })
+}
+
+/// A step that `when:` skips.
+fn skipped() -> StepResult {
+    (
+        Status::Skipped,
+        String::new(),
+        None,
+        None,
+        json!({ "skipped": true, "changed": false, "failed": false }),
+    )
+}
+
+/// Modules reading other hosts (`sync`'s `src_host`, …) get their connections.
+async fn peers_for(
+    run: &Arc<Run>,
+    module: &str,
+    args: &Map<String, J>,
+) -> HashMap<String, Arc<HostConn>> {
+    let wanted = modules::peer_hosts(module, args);
+    if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        connect_all(run, &wanted).await;
+        run.conns.lock().await.clone()
+    }
 }
 
 /// The result line of a step that changed something: what the probe said it would do, or —
