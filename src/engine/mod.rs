@@ -469,12 +469,7 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
         if run.interrupted.load(Ordering::SeqCst) {
             break;
         }
-        if !tags_allow(&run.opts, &play.tags, &[])
-            && play
-                .steps
-                .iter()
-                .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
-        {
+        if tags_exclude_play(run, play) {
             continue;
         }
         let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
@@ -509,138 +504,18 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
         };
         *run.shared.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(template::Shared::new(&run.inv, &everyone)));
-        let _ = run
-            .journal
-            .record(
-                "play_started",
-                json!({ "play": play_index, "name": play.name, "hosts": hosts }),
-            )
-            .await;
-        let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        run.reporter
-            .play_started(&play.name, &host_refs, play.steps.len());
+        start_play(run, play, play_index, &hosts).await;
 
         for batch in batches(&hosts, &play.serial) {
-            let reached = connect_all(run, &batch).await;
-            for h in batch.iter().filter(|h| !reached.contains(*h)) {
-                unreachable.insert(h.clone());
-            }
-            let mut active: Vec<String> = batch
-                .iter()
-                .filter(|h| reached.contains(*h))
-                .cloned()
-                .collect();
-            let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            // A resumed run still owes the handlers notified before the controller died.
-            if let Some(r) = &run.resumed {
-                for (p, h, n) in &r.notified {
-                    if *p == play_index && batch.contains(h) {
-                        notified.entry(n.clone()).or_default().insert(h.clone());
-                    }
-                }
-            }
-            let batch_size = batch.len().max(1);
-            let mut batch_failed = 0usize;
-            for (step_index, step) in play.steps.iter().enumerate() {
-                if run.interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Some(target) = &start_at {
-                    if step.name.as_deref() != Some(target.as_str()) {
-                        continue;
-                    }
-                    start_at = None;
-                }
-                if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
-                    continue;
-                }
-                // Resuming: a step finished before the controller died is not run again
-                // (`JournalState::still_to_run` says what "finished" covers).
-                let todo =
-                    still_to_run(run, (play_index, step_index, false), step, &batch, &active);
-                if todo.is_empty() {
-                    continue;
-                }
-                let at = StepAt {
-                    play,
-                    play_index,
-                    step_index,
-                    step,
-                    handler: false,
-                };
-                let outcomes = run_step_everywhere(run, at, &todo, &everyone).await;
-                for o in outcomes {
-                    if o.notify {
-                        for (n, _) in &step.notify {
-                            notified
-                                .entry(n.clone())
-                                .or_default()
-                                .insert(o.host.clone());
-                            let _ = run
-                                .journal
-                                .record(
-                                    "handler_notified",
-                                    json!({ "play": play_index, "host": o.host, "handler": n }),
-                                )
-                                .await;
-                        }
-                    }
-                    if o.status == Status::Unreachable {
-                        unreachable.insert(o.host.clone());
-                        active.retain(|h| h != &o.host);
-                    } else if o.status == Status::Failed && !step.ignore_errors {
-                        failed_hosts.insert(o.host.clone());
-                        active.retain(|h| h != &o.host);
-                        batch_failed += 1;
-                    }
-                }
-                let budget = play.max_fail_percentage.unwrap_or(100);
-                if batch_failed > 0
-                    && (batch_failed * 100 / batch_size) as u32 > budget.min(99)
-                    && play.max_fail_percentage.is_some()
-                {
-                    run.reporter.say(&format!("PLAY {}: {batch_failed} of {batch_size} hosts failed, over the budget of {budget}%: stopping", play.name));
-                    active.clear();
-                }
-            }
-            // Handlers: in the order they are defined, once per notified host still running.
-            for (hi, handler) in play.handlers.iter().enumerate() {
-                let names = handler.answers_to();
-                let targets: Vec<String> = active
-                    .iter()
-                    .filter(|h| {
-                        names
-                            .iter()
-                            .any(|n| notified.get(*n).is_some_and(|set| set.contains(*h)))
-                    })
-                    .cloned()
-                    .collect();
-                let targets = still_to_run(run, (play_index, hi, true), handler, &batch, &targets);
-                if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let at = StepAt {
-                    play,
-                    play_index,
-                    step_index: hi,
-                    step: handler,
-                    handler: true,
-                };
-                for o in run_step_everywhere(run, at, &targets, &everyone).await {
-                    if o.status == Status::Failed && !handler.ignore_errors {
-                        failed_hosts.insert(o.host.clone());
-                    }
-                }
-            }
-            if !failed_hosts.is_empty() || !unreachable.is_empty() {
-                if play.on_failure == OnFailure::Unwind {
-                    unwind(run).await;
-                }
-                return if !failed_hosts.is_empty() {
-                    RunStatus::Failed
-                } else {
-                    RunStatus::Unreachable
-                };
+            let mut tally = Tally {
+                failed_hosts: &mut failed_hosts,
+                unreachable: &mut unreachable,
+                start_at: &mut start_at,
+            };
+            if let Some(status) =
+                run_batch(run, play, play_index, &batch, &everyone, &mut tally).await
+            {
+                return status;
             }
         }
     }
@@ -654,6 +529,209 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
             .await;
         return RunStatus::Interrupted;
     }
+    status_of(&failed_hosts, &unreachable)
+}
+
+/// What a run keeps across plays and batches.
+struct Tally<'a> {
+    failed_hosts: &'a mut BTreeSet<String>,
+    unreachable: &'a mut BTreeSet<String>,
+    /// `--start-at-step`, until the step is reached.
+    start_at: &'a mut Option<String>,
+}
+
+/// One batch of a play (`serial`): its steps, then its notified handlers. Some(status) when the
+/// run stops after it (a host failed or was lost).
+async fn run_batch(
+    run: &Arc<Run>,
+    play: &Play,
+    play_index: usize,
+    batch: &[String],
+    everyone: &Arc<BTreeMap<String, Resolved>>,
+    tally: &mut Tally<'_>,
+) -> Option<RunStatus> {
+    let Tally {
+        failed_hosts,
+        unreachable,
+        start_at,
+    } = tally;
+    let reached = connect_all(run, batch).await;
+    for h in batch.iter().filter(|h| !reached.contains(*h)) {
+        unreachable.insert(h.clone());
+    }
+    let mut active: Vec<String> = batch
+        .iter()
+        .filter(|h| reached.contains(*h))
+        .cloned()
+        .collect();
+    let mut notified = owed_handlers(run, play_index, batch);
+    let batch_size = batch.len().max(1);
+    let mut batch_failed = 0usize;
+    for (step_index, step) in play.steps.iter().enumerate() {
+        if run.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Some(target) = start_at.as_ref() {
+            if step.name.as_deref() != Some(target.as_str()) {
+                continue;
+            }
+            **start_at = None;
+        }
+        if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
+            continue;
+        }
+        // Resuming: a step finished before the controller died is not run again
+        // (`JournalState::still_to_run` says what "finished" covers).
+        let todo = still_to_run(run, (play_index, step_index, false), step, batch, &active);
+        if todo.is_empty() {
+            continue;
+        }
+        let at = StepAt {
+            play,
+            play_index,
+            step_index,
+            step,
+            handler: false,
+        };
+        let outcomes = run_step_everywhere(run, at, &todo, everyone).await;
+        for o in outcomes {
+            if o.notify {
+                notify(run, play_index, step, &o.host, &mut notified).await;
+            }
+            if o.status == Status::Unreachable {
+                unreachable.insert(o.host.clone());
+                active.retain(|h| h != &o.host);
+            } else if o.status == Status::Failed && !step.ignore_errors {
+                failed_hosts.insert(o.host.clone());
+                active.retain(|h| h != &o.host);
+                batch_failed += 1;
+            }
+        }
+        if over_fail_budget(run, play, batch_failed, batch_size) {
+            active.clear();
+        }
+    }
+    // Handlers: in the order they are defined, once per notified host still running.
+    for (hi, handler) in play.handlers.iter().enumerate() {
+        let targets = notified_among(&active, &handler.answers_to(), &notified);
+        let targets = still_to_run(run, (play_index, hi, true), handler, batch, &targets);
+        if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
+            continue;
+        }
+        let at = StepAt {
+            play,
+            play_index,
+            step_index: hi,
+            step: handler,
+            handler: true,
+        };
+        for o in run_step_everywhere(run, at, &targets, everyone).await {
+            if o.status == Status::Failed && !handler.ignore_errors {
+                failed_hosts.insert(o.host.clone());
+            }
+        }
+    }
+    if !failed_hosts.is_empty() || !unreachable.is_empty() {
+        if play.on_failure == OnFailure::Unwind {
+            unwind(run).await;
+        }
+        return Some(status_of(failed_hosts, unreachable));
+    }
+    None
+}
+
+/// A play whose tags, and every step's, are excluded by `--tags`/`--skip-tags`.
+fn tags_exclude_play(run: &Run, play: &Play) -> bool {
+    !tags_allow(&run.opts, &play.tags, &[])
+        && play
+            .steps
+            .iter()
+            .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
+}
+
+async fn start_play(run: &Run, play: &Play, play_index: usize, hosts: &[String]) {
+    let _ = run
+        .journal
+        .record(
+            "play_started",
+            json!({ "play": play_index, "name": play.name, "hosts": hosts }),
+        )
+        .await;
+    let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    run.reporter
+        .play_started(&play.name, &host_refs, play.steps.len());
+}
+
+/// The handlers a resumed run still owes this batch: notified before the controller died.
+fn owed_handlers(
+    run: &Run,
+    play_index: usize,
+    batch: &[String],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let Some(r) = &run.resumed {
+        for (p, h, n) in &r.notified {
+            if *p == play_index && batch.contains(h) {
+                notified.entry(n.clone()).or_default().insert(h.clone());
+            }
+        }
+    }
+    notified
+}
+
+/// A changed step notifies its handlers on a host; each notification is journaled.
+async fn notify(
+    run: &Run,
+    play_index: usize,
+    step: &Step,
+    host: &str,
+    notified: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    for (n, _) in &step.notify {
+        notified
+            .entry(n.clone())
+            .or_default()
+            .insert(host.to_string());
+        let _ = run
+            .journal
+            .record(
+                "handler_notified",
+                json!({ "play": play_index, "host": host, "handler": n }),
+            )
+            .await;
+    }
+}
+
+/// More hosts of the batch failed than the play's `max_fail_percentage` allows (said).
+fn over_fail_budget(run: &Run, play: &Play, batch_failed: usize, batch_size: usize) -> bool {
+    let budget = play.max_fail_percentage.unwrap_or(100);
+    let over = batch_failed > 0
+        && (batch_failed * 100 / batch_size) as u32 > budget.min(99)
+        && play.max_fail_percentage.is_some();
+    if over {
+        run.reporter.say(&format!("PLAY {}: {batch_failed} of {batch_size} hosts failed, over the budget of {budget}%: stopping", play.name));
+    }
+    over
+}
+
+/// The active hosts a handler answering to `names` was notified on.
+fn notified_among(
+    active: &[String],
+    names: &[&str],
+    notified: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    active
+        .iter()
+        .filter(|h| {
+            names
+                .iter()
+                .any(|n| notified.get(*n).is_some_and(|set| set.contains(*h)))
+        })
+        .cloned()
+        .collect()
+}
+
+fn status_of(failed_hosts: &BTreeSet<String>, unreachable: &BTreeSet<String>) -> RunStatus {
     if !failed_hosts.is_empty() {
         RunStatus::Failed
     } else if !unreachable.is_empty() {
