@@ -129,49 +129,9 @@ fn finishes_step(result: &J) -> bool {
     }
 }
 
-/// What the journal's events say (see [`load_state`]).
-pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
-    let started = events
-        .iter()
-        .find(|e| e["event"] == "run_started")
-        .cloned()
-        .ok_or_else(|| anyhow!("run {run_id} has no start event"))?;
-    let finished = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "run_finished")
-        .cloned();
-    let undone: BTreeSet<u64> = events
-        .iter()
-        .filter(|e| e["event"] == "undo_result" && e["ok"] == true)
-        .filter_map(|e| e["seq"].as_u64())
-        .collect();
-    let mut done: Vec<Done> = Vec::new();
-    let mut completed = BTreeSet::new();
-    let mut notified: Vec<(usize, String, String)> = Vec::new();
-    let become_of = |e: &J| {
-        e["become_user"].as_str().map(|u| Become {
-            user: Some(u.to_string()),
-        })
-    };
-    // A change to undo, from an intent (`undo_pending`) or a result (`undo`).
-    let done_of = |e: &J, undo: &J, seq: u64, partial: bool| -> Result<Done> {
-        Ok(Done {
-            host: e["undo_host"]
-                .as_str()
-                .or(e["host"].as_str())
-                .unwrap_or("")
-                .to_string(),
-            step: e["name"].as_str().unwrap_or("").to_string(),
-            seq,
-            undo: serde_json::from_value(undo.clone())
-                .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?,
-            become_: become_of(e),
-            partial,
-        })
-    };
-    // Handlers of changes under way (intent journaled, no result): notified if the change
-    // was cut off, since it may have been made (and a resumed step then finds nothing to do).
+/// Handlers of changes under way (intent journaled, no result): notified if the change was
+/// cut off, since it may have been made (and a resumed step then finds nothing to do).
+fn cut_off_notifications(events: &[J]) -> Vec<(usize, String, String)> {
     let mut notified_by_cut_off: BTreeMap<u64, Vec<(usize, String, String)>> = BTreeMap::new();
     for e in events {
         if let (Some("step_applying"), Some(seq), Some(names)) = (
@@ -194,81 +154,30 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
             notified_by_cut_off.remove(&seq);
         }
     }
-    for item in notified_by_cut_off.into_values().flatten() {
-        if !notified.contains(&item) {
-            notified.push(item);
-        }
-    }
-    for e in events {
-        match e["event"].as_str() {
-            // The intent of a change, with the way back it will have: kept (as a partial
-            // change) until the step's result replaces it, so a run killed during the change
-            // still undoes it.
-            Some("step_applying") => {
-                let (Some(seq), Some(u)) = (
-                    e["seq"].as_u64(),
-                    e.get("undo_pending").filter(|u| !u.is_null()),
-                ) else {
-                    continue;
-                };
-                done.retain(|d| !(d.partial && d.seq == seq));
-                if undone.contains(&seq) {
-                    continue;
-                }
-                done.push(done_of(e, u, seq, true)?);
-            }
-            Some("step_result") => {
-                let seq = e["seq"].as_u64().unwrap_or(0);
-                done.retain(|d| !(d.partial && d.seq == seq));
-                let key = (
-                    e["play"].as_u64().unwrap_or(0) as usize,
-                    e["step"].as_u64().unwrap_or(0) as usize,
-                    e["handler"] == true,
-                    e["host"].as_str().unwrap_or("").to_string(),
-                );
-                // Notifications are part of the result (a kill right after it must not lose
-                // them); `handler_notified` events say the same.
-                if let Some(names) = e["notify"].as_array() {
-                    for n in names.iter().filter_map(J::as_str) {
-                        let item = (key.0, key.3.clone(), n.to_string());
-                        if !notified.contains(&item) {
-                            notified.push(item);
-                        }
-                    }
-                }
-                if finishes_step(e) {
-                    if key.2 {
-                        let name = e["name"].as_str().unwrap_or("").to_string();
-                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
-                    }
-                    completed.insert(key);
-                }
-                if let Some(u) = e.get("undo").filter(|u| !u.is_null()) {
-                    if undone.contains(&seq) {
-                        continue;
-                    }
-                    done.push(done_of(e, u, seq, e["undo_partial"] == true)?);
-                }
-            }
-            Some("handler_notified") => {
-                let item = (
-                    e["play"].as_u64().unwrap_or(0) as usize,
-                    e["host"].as_str().unwrap_or("").to_string(),
-                    e["handler"].as_str().unwrap_or("").to_string(),
-                );
-                if !notified.contains(&item) {
-                    notified.push(item);
-                }
-            }
-            _ => {}
-        }
-    }
-    let committed = events.iter().any(|e| e["event"] == "commit_finished");
-    let next_seq = events
-        .iter()
-        .filter_map(|e| e["seq"].as_u64())
-        .max()
-        .map_or(0, |m| m as u32 + 1);
+    notified_by_cut_off.into_values().flatten().collect()
+}
+
+/// A change to undo, from an intent (`undo_pending`) or a result (`undo`).
+fn done_of(run_id: &str, e: &J, undo: &J, seq: u64, partial: bool) -> Result<Done> {
+    Ok(Done {
+        host: e["undo_host"]
+            .as_str()
+            .or(e["host"].as_str())
+            .unwrap_or("")
+            .to_string(),
+        step: e["name"].as_str().unwrap_or("").to_string(),
+        seq,
+        undo: serde_json::from_value(undo.clone())
+            .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?,
+        become_: e["become_user"].as_str().map(|u| Become {
+            user: Some(u.to_string()),
+        }),
+        partial,
+    })
+}
+
+/// What each host's steps registered, as journaled with their results.
+fn registered_of(events: &[J]) -> HashMap<String, serde_json::Map<String, J>> {
     let mut registered: HashMap<String, serde_json::Map<String, J>> = HashMap::new();
     for e in events.iter().filter(|e| e["event"] == "step_result") {
         if let (Some(host), Some(name)) = (e["host"].as_str(), e["register"].as_str()) {
@@ -278,6 +187,11 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
                 .insert(name.to_string(), e["registered"].clone());
         }
     }
+    registered
+}
+
+/// The steps whose change began and has no result.
+fn in_flight_of(events: &[J]) -> Vec<InFlight> {
     // Keyed by seq where the journal has it (older journals: by host and step name).
     let mut in_flight: Vec<(J, InFlight)> = Vec::new();
     for e in events {
@@ -307,7 +221,110 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
             _ => {}
         }
     }
-    let in_flight = in_flight.into_iter().map(|(_, f)| f).collect();
+    in_flight.into_iter().map(|(_, f)| f).collect()
+}
+
+fn add_once<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// The sequence number a resumed run's next step gets.
+fn next_seq_of(events: &[J]) -> u32 {
+    events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .map_or(0, |m| m as u32 + 1)
+}
+
+/// What the journal's events say (see [`load_state`]).
+pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "run_started")
+        .cloned()
+        .ok_or_else(|| anyhow!("run {run_id} has no start event"))?;
+    let finished = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "run_finished")
+        .cloned();
+    let undone: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "undo_result" && e["ok"] == true)
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    let mut done: Vec<Done> = Vec::new();
+    let mut completed = BTreeSet::new();
+    let mut notified: Vec<(usize, String, String)> = Vec::new();
+    for item in cut_off_notifications(events) {
+        add_once(&mut notified, item);
+    }
+    for e in events {
+        match e["event"].as_str() {
+            // The intent of a change, with the way back it will have: kept (as a partial
+            // change) until the step's result replaces it, so a run killed during the change
+            // still undoes it.
+            Some("step_applying") => {
+                let (Some(seq), Some(u)) = (
+                    e["seq"].as_u64(),
+                    e.get("undo_pending").filter(|u| !u.is_null()),
+                ) else {
+                    continue;
+                };
+                done.retain(|d| !(d.partial && d.seq == seq));
+                if undone.contains(&seq) {
+                    continue;
+                }
+                done.push(done_of(run_id, e, u, seq, true)?);
+            }
+            Some("step_result") => {
+                let seq = e["seq"].as_u64().unwrap_or(0);
+                done.retain(|d| !(d.partial && d.seq == seq));
+                let key = (
+                    e["play"].as_u64().unwrap_or(0) as usize,
+                    e["step"].as_u64().unwrap_or(0) as usize,
+                    e["handler"] == true,
+                    e["host"].as_str().unwrap_or("").to_string(),
+                );
+                // Notifications are part of the result (a kill right after it must not lose
+                // them); `handler_notified` events say the same.
+                if let Some(names) = e["notify"].as_array() {
+                    for n in names.iter().filter_map(J::as_str) {
+                        add_once(&mut notified, (key.0, key.3.clone(), n.to_string()));
+                    }
+                }
+                if finishes_step(e) {
+                    if key.2 {
+                        let name = e["name"].as_str().unwrap_or("").to_string();
+                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
+                    }
+                    completed.insert(key);
+                }
+                if let Some(u) = e.get("undo").filter(|u| !u.is_null()) {
+                    if undone.contains(&seq) {
+                        continue;
+                    }
+                    done.push(done_of(run_id, e, u, seq, e["undo_partial"] == true)?);
+                }
+            }
+            Some("handler_notified") => {
+                let item = (
+                    e["play"].as_u64().unwrap_or(0) as usize,
+                    e["host"].as_str().unwrap_or("").to_string(),
+                    e["handler"].as_str().unwrap_or("").to_string(),
+                );
+                add_once(&mut notified, item);
+            }
+            _ => {}
+        }
+    }
+    let committed = events.iter().any(|e| e["event"] == "commit_finished");
+    let next_seq = next_seq_of(events);
+    let registered = registered_of(events);
+    let in_flight = in_flight_of(events);
     let pid = events
         .iter()
         .rev()
