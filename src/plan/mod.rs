@@ -233,6 +233,117 @@ struct HostMemory {
 
 /// Probe everything and build the plan. Invalid input is refused before any host is touched.
 pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> {
+    let PlanInputs {
+        inv,
+        pb,
+        templates,
+        limited,
+    } = load_inputs(opts)?;
+    let run = PlanRun {
+        inv,
+        templates,
+        opts,
+        conns: tokio::sync::Mutex::new(HashMap::new()),
+        many_plays: pb.plays.len() > 1,
+    };
+    let mut plan = Plan {
+        schema: SCHEMA.into(),
+        created: crate::controller::clock::now_rfc3339(),
+        playbook: opts.playbook.display().to_string(),
+        inventory: opts.inventory.display().to_string(),
+        limit: opts.limit.clone(),
+        tags: opts.tags.clone(),
+        skip_tags: opts.skip_tags.clone(),
+        inputs: input_hashes(&pb, &run.inv, &opts.templates_dir, &opts.extra_vars),
+        hosts: Vec::new(),
+        unreachable: Vec::new(),
+        summary: Summary::default(),
+        entries: Vec::new(),
+    };
+    let mut memory: HashMap<String, HostMemory> = HashMap::new();
+    // What the steps planned so far leave on each host, for the steps after them.
+    let mut planned = Overlay::default();
+    let mut unreachable: BTreeSet<String> = BTreeSet::new();
+    for (pi, play) in pb.plays.iter().enumerate() {
+        let Ok(selected) = pattern::select(&run.inv, &play.hosts) else {
+            continue;
+        };
+        let hosts: Vec<String> = selected
+            .into_iter()
+            .filter(|h| limited.as_ref().is_none_or(|l| l.contains(*h)))
+            .map(str::to_string)
+            .collect();
+        let layers = Layers {
+            play_defaults: &play.defaults,
+            play_vars: &play.vars,
+            extra: &opts.extra_vars,
+        };
+        let everyone = Arc::new(template::resolve_all(&run.inv, layers)?);
+        let reachable = run.reach(&hosts, &mut plan, &mut unreachable).await;
+        for (si, step) in play.steps.iter().enumerate() {
+            if !tags_allow(opts, &play.tags, &step.tags) {
+                continue;
+            }
+            let entries = run
+                .step_everywhere(
+                    StepInPlay {
+                        play: pi,
+                        play_name: &play.name,
+                        index: si,
+                        step,
+                        play_become: &play.become_root,
+                        play_become_user: &play.become_user,
+                    },
+                    None,
+                    &reachable,
+                    &everyone,
+                    &mut memory,
+                    &mut planned,
+                )
+                .await;
+            plan.entries.extend(entries);
+        }
+        for (hi, handler) in play.handlers.iter().enumerate() {
+            let names = handler.answers_to();
+            let targets = maybe_notified(&reachable, &names, &memory);
+            if targets.is_empty() {
+                continue;
+            }
+            let entries = run
+                .step_everywhere(
+                    StepInPlay {
+                        play: pi,
+                        play_name: &play.name,
+                        index: hi,
+                        step: handler,
+                        play_become: &play.become_root,
+                        play_become_user: &play.become_user,
+                    },
+                    Some(&names),
+                    &targets,
+                    &everyone,
+                    &mut memory,
+                    &mut planned,
+                )
+                .await;
+            plan.entries.extend(entries);
+        }
+    }
+    run.close().await;
+    plan.summary = summary_of(&plan);
+    Ok(plan)
+}
+
+/// What a plan reads, checked first: the inventory, the playbook, the templates it uses, the
+/// hosts `--limit` selects.
+struct PlanInputs {
+    inv: Inventory,
+    pb: Playbook,
+    templates: Templates,
+    limited: Option<BTreeSet<String>>,
+}
+
+fn load_inputs(opts: &PlanOptions) -> std::result::Result<PlanInputs, Diagnostics> {
     crate::check::check(&crate::check::CheckInput {
         inventory: &opts.inventory,
         playbooks: std::slice::from_ref(&opts.playbook),
@@ -267,120 +378,17 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         ),
         None => None,
     };
-    let run = PlanRun {
+    Ok(PlanInputs {
         inv,
+        pb,
         templates,
-        opts,
-        conns: tokio::sync::Mutex::new(HashMap::new()),
-        many_plays: pb.plays.len() > 1,
-    };
-    let mut plan = Plan {
-        schema: SCHEMA.into(),
-        created: crate::controller::clock::now_rfc3339(),
-        playbook: opts.playbook.display().to_string(),
-        inventory: opts.inventory.display().to_string(),
-        limit: opts.limit.clone(),
-        tags: opts.tags.clone(),
-        skip_tags: opts.skip_tags.clone(),
-        inputs: input_hashes(&pb, &run.inv, &opts.templates_dir, &opts.extra_vars),
-        hosts: Vec::new(),
-        unreachable: Vec::new(),
-        summary: Summary::default(),
-        entries: Vec::new(),
-    };
-    let mut memory: HashMap<String, HostMemory> = HashMap::new();
-    // What the steps planned so far leave on each host, for the steps after them.
-    let mut planned = Overlay::default();
-    let mut unreachable: BTreeSet<String> = BTreeSet::new();
-    for (pi, play) in pb.plays.iter().enumerate() {
-        let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
-            Ok(h) => h
-                .into_iter()
-                .filter(|h| limited.as_ref().is_none_or(|l| l.contains(*h)))
-                .map(str::to_string)
-                .collect(),
-            Err(_) => continue,
-        };
-        let layers = Layers {
-            play_defaults: &play.defaults,
-            play_vars: &play.vars,
-            extra: &opts.extra_vars,
-        };
-        let everyone = Arc::new(template::resolve_all(&run.inv, layers)?);
-        for e in run.connect(&hosts).await {
-            if unreachable.insert(e.host.clone()) {
-                plan.unreachable.push(e);
-            }
-        }
-        for h in &hosts {
-            if !plan.hosts.contains(h) {
-                plan.hosts.push(h.clone());
-            }
-        }
-        let reachable: Vec<String> = hosts
-            .iter()
-            .filter(|h| !unreachable.contains(*h))
-            .cloned()
-            .collect();
-        for (si, step) in play.steps.iter().enumerate() {
-            if !tags_allow(opts, &play.tags, &step.tags) {
-                continue;
-            }
-            let entries = run
-                .step_everywhere(
-                    StepInPlay {
-                        play: pi,
-                        play_name: &play.name,
-                        index: si,
-                        step,
-                        play_become: &play.become_root,
-                        play_become_user: &play.become_user,
-                    },
-                    None,
-                    &reachable,
-                    &everyone,
-                    &mut memory,
-                    &mut planned,
-                )
-                .await;
-            plan.entries.extend(entries);
-        }
-        for (hi, handler) in play.handlers.iter().enumerate() {
-            let names = handler.answers_to();
-            let targets: Vec<String> = reachable
-                .iter()
-                .filter(|h| {
-                    memory
-                        .get(*h)
-                        .is_some_and(|m| names.iter().any(|n| m.notified.contains_key(*n)))
-                })
-                .cloned()
-                .collect();
-            if targets.is_empty() {
-                continue;
-            }
-            let entries = run
-                .step_everywhere(
-                    StepInPlay {
-                        play: pi,
-                        play_name: &play.name,
-                        index: hi,
-                        step: handler,
-                        play_become: &play.become_root,
-                        play_become_user: &play.become_user,
-                    },
-                    Some(&names),
-                    &targets,
-                    &everyone,
-                    &mut memory,
-                    &mut planned,
-                )
-                .await;
-            plan.entries.extend(entries);
-        }
-    }
-    run.close().await;
-    plan.summary = Summary {
+        limited,
+    })
+}
+
+/// The counts a plan's summary shows.
+fn summary_of(plan: &Plan) -> Summary {
+    Summary {
         hosts: plan.hosts.len(),
         changes: plan
             .entries
@@ -404,8 +412,24 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
             .count(),
         irreversible: irreversible_steps(&plan.entries).len(),
         unreachable: plan.unreachable.len(),
-    };
-    Ok(plan)
+    }
+}
+
+/// The hosts where a handler answering to `names` may have been notified.
+fn maybe_notified(
+    reachable: &[String],
+    names: &[&str],
+    memory: &HashMap<String, HostMemory>,
+) -> Vec<String> {
+    reachable
+        .iter()
+        .filter(|h| {
+            memory
+                .get(*h)
+                .is_some_and(|m| names.iter().any(|n| m.notified.contains_key(*n)))
+        })
+        .cloned()
+        .collect()
 }
 
 fn one(d: Diagnostic) -> Diagnostics {
@@ -527,6 +551,31 @@ impl PlanRun<'_> {
             by.push_str(&format!(" of play \"{play_name}\""));
         }
         by
+    }
+
+    /// Connect to a play's hosts: the plan lists every host, and each unreachable one once;
+    /// the reachable ones are returned.
+    async fn reach(
+        &self,
+        hosts: &[String],
+        plan: &mut Plan,
+        unreachable: &mut BTreeSet<String>,
+    ) -> Vec<String> {
+        for e in self.connect(hosts).await {
+            if unreachable.insert(e.host.clone()) {
+                plan.unreachable.push(e);
+            }
+        }
+        for h in hosts {
+            if !plan.hosts.contains(h) {
+                plan.hosts.push(h.clone());
+            }
+        }
+        hosts
+            .iter()
+            .filter(|h| !unreachable.contains(*h))
+            .cloned()
+            .collect()
     }
 
     /// One step (or handler) on every host. `handler`: the names a handler answers to; on a
