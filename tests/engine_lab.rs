@@ -791,8 +791,8 @@ fn commands_share_one_session_shell_per_host_and_sudo_user() {
           - "a.stdout == b.stdout"
           - "c.stdout == d.stdout"
           - "a.stdout != c.stdout"
-          - "c.stdout is ending_with(' 0')"
-          - "a.stdout is not ending_with(' 0')"
+          - "c.stdout is ending_with(pat=' 0')"
+          - "a.stdout is not ending_with(pat=' 0')"
 "#,
     );
     let o = p.apply_with(&shared, "pb.yml", &["--output", "plain"]);
