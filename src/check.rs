@@ -72,7 +72,7 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
         playbooks.push((pb, diags.len() == before));
     }
     let used = (!input.every_template)
-        .then(|| template::used_by(playbooks.iter().map(|(pb, _)| pb)))
+        .then(|| crate::playbook::templates_used_by(playbooks.iter().map(|(pb, _)| pb)))
         .flatten();
     let loaded = match &used {
         Some(names) => Templates::load_used(input.templates_dir, names.iter().map(String::as_str)),
@@ -116,7 +116,7 @@ fn check_playbook(
         .iter()
         .flat_map(|p| p.steps.iter().chain(&p.handlers))
         .filter_map(|s| s.register.clone())
-        .chain([template::names::FACTS, template::names::RUN].map(String::from))
+        .chain([crate::context_names::FACTS, crate::context_names::RUN].map(String::from))
         .collect();
     for play in &pb.plays {
         let hosts = match pattern::select(inv, &play.hosts) {
@@ -148,25 +148,41 @@ fn check_playbook(
                 continue;
             }
         };
+        let at = PlayCheck {
+            play,
+            inv,
+            hosts: &hosts,
+            everyone: &everyone,
+            templates,
+            runtime: &runtime,
+        };
         for step in play.steps.iter().chain(&play.handlers) {
-            check_step(
-                step, play, inv, &hosts, &everyone, templates, &runtime, diags,
-            );
+            check_step(step, at, diags);
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_step(
-    step: &Step,
-    play: &Play,
-    inv: &Inventory,
-    hosts: &[&str],
-    everyone: &BTreeMap<String, Resolved>,
-    templates: Option<&Templates>,
-    runtime: &[String],
-    diags: &mut Diagnostics,
-) {
+/// What every step of a play is checked against.
+#[derive(Clone, Copy)]
+struct PlayCheck<'a> {
+    play: &'a Play,
+    inv: &'a Inventory,
+    hosts: &'a [&'a str],
+    everyone: &'a BTreeMap<String, Resolved>,
+    templates: Option<&'a Templates>,
+    /// Names known only at run time (registered results, facts, run).
+    runtime: &'a [String],
+}
+
+fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
+    let PlayCheck {
+        play,
+        inv,
+        hosts,
+        everyone,
+        templates,
+        runtime,
+    } = at;
     if let Some((target, pos)) = &step.delegate_to {
         if !target.contains("{{") && inv.host(target).is_none() {
             diags.push(
@@ -271,7 +287,8 @@ fn expression_problems(step: &Step, ctx: &template::Vars) -> Vec<Diagnostic> {
     for (text, pos, key, after) in exprs {
         let known = |v: &String| {
             ctx.contains_key(v)
-                || (after && (v == template::names::RESULT || step.register.as_ref() == Some(v)))
+                || (after
+                    && (v == crate::context_names::RESULT || step.register.as_ref() == Some(v)))
         };
         let undefined: Vec<String> = template::expression_variables(text)
             .into_iter()

@@ -276,10 +276,10 @@ pub fn variables(
     out
 }
 
-/// A variable named like one cutover sets itself for every step (`template::names`) would
+/// A variable named like one cutover sets itself for every step (`context_names`) would
 /// never be seen: the engine's value hides it.
 pub fn reserved_variable(name: &str, pos: &Pos) -> Option<Diagnostic> {
-    use crate::template::names::RESERVED;
+    use crate::context_names::RESERVED;
     RESERVED.contains(&name).then(|| {
         Diagnostic::new(
             pos.clone(),

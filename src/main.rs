@@ -10,7 +10,7 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(cutover::cli::exit::USAGE),
+                _ => ExitCode::from(cutover::exit::USAGE),
             };
         }
     };

@@ -596,7 +596,7 @@ mod tests {
         for size in [5_000usize, 3_000_000] {
             let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
             let path = dir.path().join(format!("put-{size} with space"));
-            let sha = crate::modules::sha256_hex(&data);
+            let sha = crate::controller::hash::sha256_hex(&data);
             let put = Put {
                 path: path.to_str().unwrap(),
                 umask: Some(0o027),
@@ -624,7 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sh = local_shell_in(dir.path()).await;
         let path = dir.path().join("f");
-        let sha = crate::modules::sha256_hex(b"abc");
+        let sha = crate::controller::hash::sha256_hex(b"abc");
         let put = Put {
             path: path.to_str().unwrap(),
             umask: None,
@@ -645,7 +645,7 @@ mod tests {
         let path = dir.path().join("exists");
         std::fs::write(&path, b"old").unwrap();
         let ran = dir.path().join("ran");
-        let sha = crate::modules::sha256_hex(b"new content");
+        let sha = crate::controller::hash::sha256_hex(b"new content");
         let put = Put {
             path: path.to_str().unwrap(),
             umask: None,
@@ -680,7 +680,7 @@ mod tests {
         let ran = dir.path().join("ran");
         let script = format!("touch {}", ran.display());
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let sha = crate::modules::sha256_hex(&data);
+        let sha = crate::controller::hash::sha256_hex(&data);
         let path = dir.path().join("big");
         let put = Put {
             path: path.to_str().unwrap(),
@@ -722,7 +722,7 @@ mod tests {
         let put = Put {
             path: path.to_str().unwrap(),
             umask: None,
-            sha256: &crate::modules::sha256_hex(b"expected"),
+            sha256: &crate::controller::hash::sha256_hex(b"expected"),
         };
         let script = format!("touch {}", ran.display());
         let e = sh.run_put(&script, 8, &mut &b"changed!"[..], put).await;

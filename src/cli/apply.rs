@@ -64,20 +64,20 @@ pub(super) fn cmd_apply(common: &Common, args: &RunArgs, playbook: PathBuf) -> R
 pub(super) fn finish_run(
     r: Result<crate::engine::RunResult, crate::engine::RunError>,
 ) -> Result<u8, Refusal> {
-    use crate::engine::{self, RunError, RunStatus};
+    use crate::engine::{RunError, RunStatus};
     match r {
         Ok(r) => Ok(match r.status {
-            RunStatus::Ok => engine::exit::OK,
-            RunStatus::Failed => engine::exit::HOST_FAILED,
-            RunStatus::Unreachable => engine::exit::UNREACHABLE,
-            RunStatus::Interrupted => engine::exit::INTERRUPTED,
-            RunStatus::Locked => engine::exit::LOCKED,
-            RunStatus::Refused => engine::exit::UNREACHABLE,
+            RunStatus::Ok => exit::OK,
+            RunStatus::Failed => exit::HOST_FAILED,
+            RunStatus::Unreachable => exit::UNREACHABLE,
+            RunStatus::Interrupted => exit::INTERRUPTED,
+            RunStatus::Locked => exit::LOCKED,
+            RunStatus::Refused => exit::UNREACHABLE,
         }),
         Err(RunError::Invalid(d)) => Err(d.into()),
         Err(RunError::Locked(msg)) => {
             eprintln!("error: {msg}");
-            Ok(engine::exit::LOCKED)
+            Ok(exit::LOCKED)
         }
         Err(RunError::Other(e)) => {
             eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));

@@ -25,7 +25,7 @@ pub use args::{
 };
 
 /// Exit codes: the one table the README's and `--help`'s are (a test compares them).
-pub mod exit;
+pub use crate::exit;
 
 /// Why a command stopped before its work: the command line is wrong (exit 64), or what it
 /// names is (exit 1). Diagnostics convert to the latter, so `?` keeps working.

@@ -54,7 +54,7 @@ pub(super) fn cmd_after(
     };
     match result {
         Ok(true) => Ok(exit::OK),
-        Ok(false) => Ok(crate::engine::exit::HOST_FAILED),
+        Ok(false) => Ok(exit::HOST_FAILED),
         Err(e) => {
             eprintln!("error: {}", crate::secrets::redact(&format!("{e:#}")));
             Ok(exit::FAILED)

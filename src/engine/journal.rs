@@ -14,13 +14,9 @@ use anyhow::{Context as _, Result};
 use serde_json::{json, Value as J};
 use tokio::sync::{mpsc, oneshot};
 
-/// Where runs are kept: `$CUTOVER_STATE_DIR`, else `.cutover/` in the working directory
-/// (next to the playbooks, like Terraform's `.terraform/`).
-pub fn state_dir() -> PathBuf {
-    std::env::var_os("CUTOVER_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cutover"))
-}
+use crate::controller::clock::now_rfc3339;
+use crate::controller::state_dir::state_dir;
+use crate::controller::user::{controller_name, current_user};
 
 pub fn runs_dir() -> PathBuf {
     state_dir().join("runs")
@@ -45,10 +41,6 @@ pub fn new_run_id() -> String {
         &compact[8..],
         (nanos ^ std::process::id()) & 0xffff
     )
-}
-
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 struct Pending {
@@ -205,8 +197,8 @@ pub fn run_started_fields(
         "inventory": inventory.display().to_string(),
         "fingerprint": fingerprint,
         "limit": limit,
-        "user": crate::engine::lock::current_user(),
-        "controller": crate::engine::lock::controller_name(),
+        "user": current_user(),
+        "controller": controller_name(),
         "pid": std::process::id(),
     })
 }

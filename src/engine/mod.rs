@@ -5,10 +5,8 @@
 //! the journal before the next action. A host that fails drops out of the run; with
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
-pub mod facts;
 mod fault;
 pub mod journal;
-pub mod lock;
 pub mod output;
 pub mod recovery;
 pub mod run_status;
@@ -24,7 +22,10 @@ use anyhow::{anyhow, Result};
 use serde_json::{json, Map, Value as J};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
+use crate::controller::hash::sha256_hex;
+use crate::controller::user::{controller_name, current_user};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::error_kind::ErrorKind;
 use crate::inventory::vars::{Layers, Resolved};
 use crate::inventory::{pattern, Inventory, Var};
 use crate::modules::{self, Decision, ModCtx, UndoAction};
@@ -32,18 +33,10 @@ use crate::playbook::{Batch, OnFailure, Play, Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{Become, HostConn, TransportOptions};
 
+use crate::run::step::{become_for, delegate_target, load_templates, render_args};
+use crate::run::{facts, lock};
 use journal::Journal;
 use output::{OutputMode, Reporter, Status};
-
-/// Exit codes of `cutover apply` (README, "Exit codes").
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const INVALID: u8 = 1;
-    pub const HOST_FAILED: u8 = 3;
-    pub const UNREACHABLE: u8 = 4;
-    pub const LOCKED: u8 = 5;
-    pub const INTERRUPTED: u8 = 130;
-}
 
 pub struct RunOptions {
     pub playbook: PathBuf,
@@ -163,46 +156,12 @@ fn resume_state(
 
 /// Run a playbook. Validation runs first: nothing touches a host unless all input is valid.
 pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError> {
-    let report = crate::check::check(&crate::check::CheckInput {
-        inventory: &opts.inventory,
-        playbooks: std::slice::from_ref(&opts.playbook),
-        templates_dir: &opts.templates_dir,
-        extra_vars: &opts.extra_vars,
-        every_template: false,
-    });
-    report.map_err(RunError::Invalid)?;
-    let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
-    let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
-    let wrong_options = playbook.check_run_options(
-        opts.start_at_step.as_deref(),
-        &opts.tags,
-        &opts.skip_tags,
-        &opts.approvals,
-    );
-    if !wrong_options.is_empty() {
-        return Err(RunError::Invalid(wrong_options));
-    }
-    let used = template::used_by([&playbook]);
-    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
-        let mut d = Diagnostics::default();
-        e.into_iter().for_each(|x| d.push(x));
-        RunError::Invalid(d)
-    })?;
-    let limited: Option<BTreeSet<String>> = match &opts.limit {
-        Some(p) => Some(
-            pattern::select(&inv, p)
-                .map_err(|e| {
-                    RunError::Invalid(one(Diagnostic::new(
-                        crate::diag::Pos::cli("--limit"),
-                        format!("--limit {p}: {e}"),
-                    )))
-                })?
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        ),
-        None => None,
-    };
+    let Inputs {
+        inv,
+        playbook,
+        templates,
+        limited,
+    } = load_inputs(&opts)?;
 
     crate::transport::reap_stale_masters();
     let fingerprint = fingerprint(&playbook, &opts)?;
@@ -212,45 +171,19 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
     };
     let run_id = opts.resume.clone().unwrap_or_else(journal::new_run_id);
     let owner = lock::Owner::me(&run_id);
-    let _controller_lock =
-        match lock::lock_controller(&journal::state_dir(), &opts.inventory, &owner) {
-            Ok(l) => l,
-            Err(e) => {
-                let why = format!("{e:#}");
-                journal_refusal(&run_id, &opts, &fingerprint, resumed.is_some(), &why).await?;
-                return Err(RunError::Locked(why));
-            }
-        };
-    let journal = match &resumed {
-        Some(r) => {
-            let j = Journal::reopen(&run_id)?;
-            // Steps cut off by the kill: their way back (journaled with the intent) stays part
-            // of the run, so a later rollback undoes them even if the resumed step finds
-            // nothing left to change.
-            let cut_off: Vec<J> = r
-                .in_flight
-                .iter()
-                .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
-                .collect();
-            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": lock::controller_name(), "user": lock::current_user(), "cut_off": cut_off })).await?;
-            j
-        }
-        None => {
-            let j = Journal::create(&run_id)?;
-            j.record(
-                "run_started",
-                journal::run_started_fields(
-                    &run_id,
-                    &opts.playbook,
-                    &opts.inventory,
-                    &fingerprint,
-                    opts.limit.as_deref(),
-                ),
-            )
-            .await?;
-            j
+    let _controller_lock = match lock::lock_controller(
+        &crate::controller::state_dir::state_dir(),
+        &opts.inventory,
+        &owner,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!("{e:#}");
+            journal_refusal(&run_id, &opts, &fingerprint, resumed.is_some(), &why).await?;
+            return Err(RunError::Locked(why));
         }
     };
+    let journal = open_journal(&run_id, &opts, &fingerprint, resumed.as_ref()).await?;
 
     let reporter = Reporter::new(opts.output, opts.junit.clone(), opts.verbose);
     reporter.say(&format!(
@@ -258,20 +191,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         opts.playbook.display(),
         opts.inventory.display()
     ));
-    for f in resumed.iter().flat_map(|r| &r.in_flight) {
-        reporter.say(&match &f.undo {
-            Some(u) => format!(
-                "\"{}\" on {} was cut off by the stop; it runs again, and its way back ({}) stays recorded",
-                f.step,
-                f.host,
-                u.describe()
-            ),
-            None => format!(
-                "\"{}\" on {} was cut off by the stop; it runs again (no recorded way back for what it may have done)",
-                f.step, f.host
-            ),
-        });
-    }
+    say_cut_off(&reporter, resumed.as_ref());
     let run = Arc::new(Run {
         id: run_id.clone(),
         inv,
@@ -296,24 +216,7 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         down: std::sync::Mutex::new(BTreeSet::new()),
     });
 
-    // First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
-    let signal_run = run.clone();
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            signal_run.interrupted.store(true, Ordering::SeqCst);
-            signal_run.reporter.say("interrupted: finishing the steps in flight, then stopping (Ctrl-C again to stop at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = signal_run
-                    .journal
-                    .record(
-                        "run_interrupted",
-                        json!({ "how": "second Ctrl-C: stopped at once" }),
-                    )
-                    .await;
-                std::process::exit(exit::INTERRUPTED as i32);
-            }
-        }
-    });
+    let signals = watch_interrupts(&run);
 
     // Every host the run may touch is locked before its first step: a run that would meet a
     // locked host is refused before it changes anything anywhere.
@@ -358,6 +261,144 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
         .finish(status_word)
         .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
     Ok(RunResult { run_id, status })
+}
+
+/// Everything a run reads, checked before anything else happens: the inventory, the playbook,
+/// the templates it uses, the hosts `--limit` selects.
+struct Inputs {
+    inv: Inventory,
+    playbook: Playbook,
+    templates: Templates,
+    /// The hosts `--limit` selects (None: no limit).
+    limited: Option<BTreeSet<String>>,
+}
+
+fn load_inputs(opts: &RunOptions) -> std::result::Result<Inputs, RunError> {
+    let report = crate::check::check(&crate::check::CheckInput {
+        inventory: &opts.inventory,
+        playbooks: std::slice::from_ref(&opts.playbook),
+        templates_dir: &opts.templates_dir,
+        extra_vars: &opts.extra_vars,
+        every_template: false,
+    });
+    report.map_err(RunError::Invalid)?;
+    let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
+    let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
+    let wrong_options = playbook.check_run_options(
+        opts.start_at_step.as_deref(),
+        &opts.tags,
+        &opts.skip_tags,
+        &opts.approvals,
+    );
+    if !wrong_options.is_empty() {
+        return Err(RunError::Invalid(wrong_options));
+    }
+    let used = crate::playbook::templates_used_by([&playbook]);
+    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
+        let mut d = Diagnostics::default();
+        e.into_iter().for_each(|x| d.push(x));
+        RunError::Invalid(d)
+    })?;
+    let limited: Option<BTreeSet<String>> = match &opts.limit {
+        Some(p) => Some(
+            pattern::select(&inv, p)
+                .map_err(|e| {
+                    RunError::Invalid(one(Diagnostic::new(
+                        crate::diag::Pos::cli("--limit"),
+                        format!("--limit {p}: {e}"),
+                    )))
+                })?
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(Inputs {
+        inv,
+        playbook,
+        templates,
+        limited,
+    })
+}
+
+/// The run's journal: a new one with `run_started`, or the stopped run's, reopened with
+/// `run_resumed`.
+async fn open_journal(
+    run_id: &str,
+    opts: &RunOptions,
+    fingerprint: &str,
+    resumed: Option<&recovery::JournalState>,
+) -> Result<Journal> {
+    Ok(match resumed {
+        Some(r) => {
+            let j = Journal::reopen(run_id)?;
+            // Steps cut off by the kill: their way back (journaled with the intent) stays part
+            // of the run, so a later rollback undoes them even if the resumed step finds
+            // nothing left to change.
+            let cut_off: Vec<J> = r
+                .in_flight
+                .iter()
+                .map(|f| json!({ "host": f.host, "step": f.step, "undo": f.undo }))
+                .collect();
+            j.record("run_resumed", json!({ "pid": std::process::id(), "controller": controller_name(), "user": current_user(), "cut_off": cut_off })).await?;
+            j
+        }
+        None => {
+            let j = Journal::create(run_id)?;
+            j.record(
+                "run_started",
+                journal::run_started_fields(
+                    run_id,
+                    &opts.playbook,
+                    &opts.inventory,
+                    fingerprint,
+                    opts.limit.as_deref(),
+                ),
+            )
+            .await?;
+            j
+        }
+    })
+}
+
+/// Tell what a resumed run does with the steps the stop cut off.
+fn say_cut_off(reporter: &Reporter, resumed: Option<&recovery::JournalState>) {
+    for f in resumed.iter().flat_map(|r| &r.in_flight) {
+        reporter.say(&match &f.undo {
+            Some(u) => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again, and its way back ({}) stays recorded",
+                f.step,
+                f.host,
+                u.describe()
+            ),
+            None => format!(
+                "\"{}\" on {} was cut off by the stop; it runs again (no recorded way back for what it may have done)",
+                f.step, f.host
+            ),
+        });
+    }
+}
+
+/// First Ctrl-C: finish the steps in flight, then stop cleanly. Second: stop now.
+fn watch_interrupts(run: &Arc<Run>) -> tokio::task::JoinHandle<()> {
+    let signal_run = run.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            signal_run.interrupted.store(true, Ordering::SeqCst);
+            signal_run.reporter.say("interrupted: finishing the steps in flight, then stopping (Ctrl-C again to stop at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = signal_run
+                    .journal
+                    .record(
+                        "run_interrupted",
+                        json!({ "how": "second Ctrl-C: stopped at once" }),
+                    )
+                    .await;
+                std::process::exit(crate::exit::INTERRUPTED as i32);
+            }
+        }
+    })
 }
 
 /// A run refused by the controller's lock is journaled as one refused by a host's lock is: a
@@ -417,7 +458,7 @@ fn fingerprint(pb: &Playbook, opts: &RunOptions) -> Result<String> {
     for v in &opts.extra_vars {
         data.extend(format!("{}={}", v.name, v.value).into_bytes());
     }
-    Ok(modules::sha256_hex(&data))
+    Ok(sha256_hex(&data))
 }
 
 async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<String>>) -> RunStatus {
@@ -428,12 +469,7 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
         if run.interrupted.load(Ordering::SeqCst) {
             break;
         }
-        if !tags_allow(&run.opts, &play.tags, &[])
-            && play
-                .steps
-                .iter()
-                .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
-        {
+        if tags_exclude_play(run, play) {
             continue;
         }
         let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
@@ -468,131 +504,18 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
         };
         *run.shared.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(template::Shared::new(&run.inv, &everyone)));
-        let _ = run
-            .journal
-            .record(
-                "play_started",
-                json!({ "play": play_index, "name": play.name, "hosts": hosts }),
-            )
-            .await;
-        let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        run.reporter
-            .play_started(&play.name, &host_refs, play.steps.len());
+        start_play(run, play, play_index, &hosts).await;
 
         for batch in batches(&hosts, &play.serial) {
-            let reached = connect_all(run, &batch).await;
-            for h in batch.iter().filter(|h| !reached.contains(*h)) {
-                unreachable.insert(h.clone());
-            }
-            let mut active: Vec<String> = batch
-                .iter()
-                .filter(|h| reached.contains(*h))
-                .cloned()
-                .collect();
-            let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            // A resumed run still owes the handlers notified before the controller died.
-            if let Some(r) = &run.resumed {
-                for (p, h, n) in &r.notified {
-                    if *p == play_index && batch.contains(h) {
-                        notified.entry(n.clone()).or_default().insert(h.clone());
-                    }
-                }
-            }
-            let batch_size = batch.len().max(1);
-            let mut batch_failed = 0usize;
-            for (step_index, step) in play.steps.iter().enumerate() {
-                if run.interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Some(target) = &start_at {
-                    if step.name.as_deref() != Some(target.as_str()) {
-                        continue;
-                    }
-                    start_at = None;
-                }
-                if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
-                    continue;
-                }
-                // Resuming: a step finished before the controller died is not run again
-                // (`JournalState::still_to_run` says what "finished" covers).
-                let todo =
-                    still_to_run(run, (play_index, step_index, false), step, &batch, &active);
-                if todo.is_empty() {
-                    continue;
-                }
-                let outcomes = run_step_everywhere(
-                    run, play, play_index, step_index, step, &todo, &everyone, false,
-                )
-                .await;
-                for o in outcomes {
-                    if o.notify {
-                        for (n, _) in &step.notify {
-                            notified
-                                .entry(n.clone())
-                                .or_default()
-                                .insert(o.host.clone());
-                            let _ = run
-                                .journal
-                                .record(
-                                    "handler_notified",
-                                    json!({ "play": play_index, "host": o.host, "handler": n }),
-                                )
-                                .await;
-                        }
-                    }
-                    if o.status == Status::Unreachable {
-                        unreachable.insert(o.host.clone());
-                        active.retain(|h| h != &o.host);
-                    } else if o.status == Status::Failed && !step.ignore_errors {
-                        failed_hosts.insert(o.host.clone());
-                        active.retain(|h| h != &o.host);
-                        batch_failed += 1;
-                    }
-                }
-                let budget = play.max_fail_percentage.unwrap_or(100);
-                if batch_failed > 0
-                    && (batch_failed * 100 / batch_size) as u32 > budget.min(99)
-                    && play.max_fail_percentage.is_some()
-                {
-                    run.reporter.say(&format!("PLAY {}: {batch_failed} of {batch_size} hosts failed, over the budget of {budget}%: stopping", play.name));
-                    active.clear();
-                }
-            }
-            // Handlers: in the order they are defined, once per notified host still running.
-            for (hi, handler) in play.handlers.iter().enumerate() {
-                let names = handler.answers_to();
-                let targets: Vec<String> = active
-                    .iter()
-                    .filter(|h| {
-                        names
-                            .iter()
-                            .any(|n| notified.get(*n).is_some_and(|set| set.contains(*h)))
-                    })
-                    .cloned()
-                    .collect();
-                let targets = still_to_run(run, (play_index, hi, true), handler, &batch, &targets);
-                if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
-                    continue;
-                }
-                for o in run_step_everywhere(
-                    run, play, play_index, hi, handler, &targets, &everyone, true,
-                )
-                .await
-                {
-                    if o.status == Status::Failed && !handler.ignore_errors {
-                        failed_hosts.insert(o.host.clone());
-                    }
-                }
-            }
-            if !failed_hosts.is_empty() || !unreachable.is_empty() {
-                if play.on_failure == OnFailure::Unwind {
-                    unwind(run).await;
-                }
-                return if !failed_hosts.is_empty() {
-                    RunStatus::Failed
-                } else {
-                    RunStatus::Unreachable
-                };
+            let mut tally = Tally {
+                failed_hosts: &mut failed_hosts,
+                unreachable: &mut unreachable,
+                start_at: &mut start_at,
+            };
+            if let Some(status) =
+                run_batch(run, play, play_index, &batch, &everyone, &mut tally).await
+            {
+                return status;
             }
         }
     }
@@ -606,6 +529,209 @@ async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<Stri
             .await;
         return RunStatus::Interrupted;
     }
+    status_of(&failed_hosts, &unreachable)
+}
+
+/// What a run keeps across plays and batches.
+struct Tally<'a> {
+    failed_hosts: &'a mut BTreeSet<String>,
+    unreachable: &'a mut BTreeSet<String>,
+    /// `--start-at-step`, until the step is reached.
+    start_at: &'a mut Option<String>,
+}
+
+/// One batch of a play (`serial`): its steps, then its notified handlers. Some(status) when the
+/// run stops after it (a host failed or was lost).
+async fn run_batch(
+    run: &Arc<Run>,
+    play: &Play,
+    play_index: usize,
+    batch: &[String],
+    everyone: &Arc<BTreeMap<String, Resolved>>,
+    tally: &mut Tally<'_>,
+) -> Option<RunStatus> {
+    let Tally {
+        failed_hosts,
+        unreachable,
+        start_at,
+    } = tally;
+    let reached = connect_all(run, batch).await;
+    for h in batch.iter().filter(|h| !reached.contains(*h)) {
+        unreachable.insert(h.clone());
+    }
+    let mut active: Vec<String> = batch
+        .iter()
+        .filter(|h| reached.contains(*h))
+        .cloned()
+        .collect();
+    let mut notified = owed_handlers(run, play_index, batch);
+    let batch_size = batch.len().max(1);
+    let mut batch_failed = 0usize;
+    for (step_index, step) in play.steps.iter().enumerate() {
+        if run.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Some(target) = start_at.as_ref() {
+            if step.name.as_deref() != Some(target.as_str()) {
+                continue;
+            }
+            **start_at = None;
+        }
+        if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
+            continue;
+        }
+        // Resuming: a step finished before the controller died is not run again
+        // (`JournalState::still_to_run` says what "finished" covers).
+        let todo = still_to_run(run, (play_index, step_index, false), step, batch, &active);
+        if todo.is_empty() {
+            continue;
+        }
+        let at = StepAt {
+            play,
+            play_index,
+            step_index,
+            step,
+            handler: false,
+        };
+        let outcomes = run_step_everywhere(run, at, &todo, everyone).await;
+        for o in outcomes {
+            if o.notify {
+                notify(run, play_index, step, &o.host, &mut notified).await;
+            }
+            if o.status == Status::Unreachable {
+                unreachable.insert(o.host.clone());
+                active.retain(|h| h != &o.host);
+            } else if o.status == Status::Failed && !step.ignore_errors {
+                failed_hosts.insert(o.host.clone());
+                active.retain(|h| h != &o.host);
+                batch_failed += 1;
+            }
+        }
+        if over_fail_budget(run, play, batch_failed, batch_size) {
+            active.clear();
+        }
+    }
+    // Handlers: in the order they are defined, once per notified host still running.
+    for (hi, handler) in play.handlers.iter().enumerate() {
+        let targets = notified_among(&active, &handler.answers_to(), &notified);
+        let targets = still_to_run(run, (play_index, hi, true), handler, batch, &targets);
+        if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
+            continue;
+        }
+        let at = StepAt {
+            play,
+            play_index,
+            step_index: hi,
+            step: handler,
+            handler: true,
+        };
+        for o in run_step_everywhere(run, at, &targets, everyone).await {
+            if o.status == Status::Failed && !handler.ignore_errors {
+                failed_hosts.insert(o.host.clone());
+            }
+        }
+    }
+    if !failed_hosts.is_empty() || !unreachable.is_empty() {
+        if play.on_failure == OnFailure::Unwind {
+            unwind(run).await;
+        }
+        return Some(status_of(failed_hosts, unreachable));
+    }
+    None
+}
+
+/// A play whose tags, and every step's, are excluded by `--tags`/`--skip-tags`.
+fn tags_exclude_play(run: &Run, play: &Play) -> bool {
+    !tags_allow(&run.opts, &play.tags, &[])
+        && play
+            .steps
+            .iter()
+            .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
+}
+
+async fn start_play(run: &Run, play: &Play, play_index: usize, hosts: &[String]) {
+    let _ = run
+        .journal
+        .record(
+            "play_started",
+            json!({ "play": play_index, "name": play.name, "hosts": hosts }),
+        )
+        .await;
+    let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    run.reporter
+        .play_started(&play.name, &host_refs, play.steps.len());
+}
+
+/// The handlers a resumed run still owes this batch: notified before the controller died.
+fn owed_handlers(
+    run: &Run,
+    play_index: usize,
+    batch: &[String],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let Some(r) = &run.resumed {
+        for (p, h, n) in &r.notified {
+            if *p == play_index && batch.contains(h) {
+                notified.entry(n.clone()).or_default().insert(h.clone());
+            }
+        }
+    }
+    notified
+}
+
+/// A changed step notifies its handlers on a host; each notification is journaled.
+async fn notify(
+    run: &Run,
+    play_index: usize,
+    step: &Step,
+    host: &str,
+    notified: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    for (n, _) in &step.notify {
+        notified
+            .entry(n.clone())
+            .or_default()
+            .insert(host.to_string());
+        let _ = run
+            .journal
+            .record(
+                "handler_notified",
+                json!({ "play": play_index, "host": host, "handler": n }),
+            )
+            .await;
+    }
+}
+
+/// More hosts of the batch failed than the play's `max_fail_percentage` allows (said).
+fn over_fail_budget(run: &Run, play: &Play, batch_failed: usize, batch_size: usize) -> bool {
+    let budget = play.max_fail_percentage.unwrap_or(100);
+    let over = batch_failed > 0
+        && (batch_failed * 100 / batch_size) as u32 > budget.min(99)
+        && play.max_fail_percentage.is_some();
+    if over {
+        run.reporter.say(&format!("PLAY {}: {batch_failed} of {batch_size} hosts failed, over the budget of {budget}%: stopping", play.name));
+    }
+    over
+}
+
+/// The active hosts a handler answering to `names` was notified on.
+fn notified_among(
+    active: &[String],
+    names: &[&str],
+    notified: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    active
+        .iter()
+        .filter(|h| {
+            names
+                .iter()
+                .any(|n| notified.get(*n).is_some_and(|set| set.contains(*h)))
+        })
+        .cloned()
+        .collect()
+}
+
+fn status_of(failed_hosts: &BTreeSet<String>, unreachable: &BTreeSet<String>) -> RunStatus {
     if !failed_hosts.is_empty() {
         RunStatus::Failed
     } else if !unreachable.is_empty() {
@@ -858,17 +984,23 @@ struct HostOutcome {
     notify: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_step_everywhere(
-    run: &Arc<Run>,
-    play: &Play,
+/// One step of a play, and where it stands: what every host's run of it shares.
+#[derive(Clone, Copy)]
+struct StepAt<'a> {
+    play: &'a Play,
     play_index: usize,
     step_index: usize,
-    step: &Step,
+    step: &'a Step,
+    handler: bool,
+}
+
+async fn run_step_everywhere(
+    run: &Arc<Run>,
+    at: StepAt<'_>,
     hosts: &[String],
     everyone: &Arc<BTreeMap<String, Resolved>>,
-    handler: bool,
 ) -> Vec<HostOutcome> {
+    let step = at.step;
     let targets: Vec<String> = if step.run_once {
         hosts.iter().take(1).cloned().collect()
     } else {
@@ -878,13 +1010,18 @@ async fn run_step_everywhere(
     let mut tasks = Vec::new();
     for h in targets {
         let (run, sem, everyone) = (run.clone(), sem.clone(), everyone.clone());
-        let (play, step) = (play.clone(), step.clone());
+        let (play, step) = (at.play.clone(), step.clone());
+        let (play_index, step_index, handler) = (at.play_index, at.step_index, at.handler);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
-            run_step_on_host(
-                &run, &play, play_index, step_index, &step, &h, &everyone, handler,
-            )
-            .await
+            let at = StepAt {
+                play: &play,
+                play_index,
+                step_index,
+                step: &step,
+                handler,
+            };
+            run_step_on_host(&run, at, &h, &everyone).await
         }));
     }
     let mut out = Vec::new();
@@ -920,56 +1057,67 @@ fn share_run_once_result(run: &Run, step: &Step, ran_on: &str, hosts: &[String])
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A step that ended in an error: unreachable when the connection went away, else failed.
+/// A way back journaled with the intent is kept: the change may be partly made.
+fn failed_step(e: &anyhow::Error, pending: &mut Option<(UndoAction, String)>) -> StepResult {
+    let msg = format!("{e:#}");
+    let status = match ErrorKind::of(e) {
+        ErrorKind::ConnectionLost => Status::Unreachable,
+        _ => Status::Failed,
+    };
+    (
+        status,
+        msg,
+        pending.take(),
+        None,
+        json!({ "failed": true, "msg": format!("{e:#}") }),
+    )
+}
+
+/// A step result's way back, as journaled: the undo, its host, whether the change may be only
+/// partly made, and the user it runs as.
+fn add_undo_fields(
+    fields: &mut J,
+    (undo, undo_host): &(UndoAction, String),
+    partial: bool,
+    become_: &Option<Become>,
+) {
+    fields["undo"] = serde_json::to_value(undo).unwrap_or(J::Null);
+    fields["undo_host"] = json!(undo_host);
+    if partial {
+        fields["undo_partial"] = json!(true);
+    }
+    fields["become_user"] = json!(become_
+        .as_ref()
+        .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+}
+
 async fn run_step_on_host(
     run: &Arc<Run>,
-    play: &Play,
-    play_index: usize,
-    step_index: usize,
-    step: &Step,
+    at: StepAt<'_>,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
-    handler: bool,
 ) -> HostOutcome {
+    let StepAt {
+        play,
+        play_index,
+        step_index,
+        step,
+        handler,
+    } = at;
     let started = Instant::now();
     let label = step.display_name();
     run.reporter.step_started(&label, host);
     let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
     let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
     let mut pending: Option<(UndoAction, String)> = None;
-    let result = execute(
-        run,
-        play,
-        (play_index, step_index, handler, seq),
-        step,
-        host,
-        everyone,
-        &mut pending,
-    )
-    .await;
+    let result = execute(run, at, seq, host, everyone, &mut pending).await;
     // An error after the change began (the module failed half way, the host was lost): the
     // change may be partly made; its way back, journaled with the intent, is kept as the step's
     // undo (safe to run on a change that was only partly made).
-    let mut partial = false;
-    let (status, detail, undo, decision, registered) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!("{e:#}");
-            let status = if is_connection_loss(&msg) {
-                Status::Unreachable
-            } else {
-                Status::Failed
-            };
-            partial = pending.is_some();
-            (
-                status,
-                msg,
-                pending.take(),
-                None,
-                json!({ "failed": true, "msg": format!("{e:#}") }),
-            )
-        }
-    };
+    let partial = result.is_err() && pending.is_some();
+    let (status, detail, undo, decision, registered) =
+        result.unwrap_or_else(|e| failed_step(&e, &mut pending));
     let registered_mark = registered.clone();
     // Kept in the journal too (secrets masked), so a resumed run still knows it.
     let registered_for_journal = step
@@ -977,12 +1125,7 @@ async fn run_step_on_host(
         .as_ref()
         .map(|r| (r.clone(), registered.clone()));
     if let Some(r) = &step.register {
-        run.registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(host.to_string())
-            .or_default()
-            .insert(r.clone(), registered);
+        register(run, host, r, registered);
     }
     let become_ = effective_become(run, play, step, host);
     if let Some((u, undo_host)) = &undo {
@@ -1015,15 +1158,8 @@ async fn run_step_on_host(
     if status == Status::Changed && !step.notify.is_empty() {
         fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
     }
-    if let Some((u, undo_host)) = &undo {
-        fields["undo"] = serde_json::to_value(u).unwrap_or(J::Null);
-        fields["undo_host"] = json!(undo_host);
-        if partial {
-            fields["undo_partial"] = json!(true);
-        }
-        fields["become_user"] = json!(become_
-            .as_ref()
-            .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+    if let Some(way_back) = &undo {
+        add_undo_fields(&mut fields, way_back, partial, &become_);
     }
     if matches!(step.undo, Undo::Irreversible(_)) {
         fields["irreversible"] = json!(true);
@@ -1051,21 +1187,7 @@ async fn run_step_on_host(
             notify: false,
         };
     }
-    match fault::after_result(
-        run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
-        &label,
-    ) {
-        fault::Then::Go => {}
-        fault::Then::Pause(d) => tokio::time::sleep(d).await,
-        fault::Then::AwaitInterrupt => {
-            for _ in 0..400 {
-                if run.interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }
+    fault_after_result(run, &label).await;
     let shown = if step.ignore_errors && status == Status::Failed {
         format!("{detail} (ignored)")
     } else {
@@ -1080,55 +1202,6 @@ async fn run_step_on_host(
     }
 }
 
-/// The templates a run needs: those its steps name and what they include (all of them when a
-/// step computes its `src`).
-pub(crate) fn load_templates(
-    dir: &std::path::Path,
-    used: Option<Vec<String>>,
-) -> Result<Templates, Vec<Diagnostic>> {
-    match used {
-        Some(names) => Templates::load_used(dir, names.iter().map(String::as_str)),
-        None => Templates::load(dir),
-    }
-}
-
-/// Where a step runs: its `delegate_to` — rendered, so `"{{ groups.db_master[0] }}"` works —
-/// else the host itself.
-pub(crate) fn delegate_target(
-    inv: &crate::inventory::Inventory,
-    step: &Step,
-    host: &str,
-    ctx: &template::Vars,
-) -> Result<String> {
-    let Some((text, pos)) = &step.delegate_to else {
-        return Ok(host.to_string());
-    };
-    let name = if text.contains("{{") || text.contains("{%") {
-        template::render_str(text, ctx, pos)
-            .map_err(|d| anyhow!("{d}"))?
-            .trim()
-            .to_string()
-    } else {
-        text.clone()
-    };
-    if inv.host(&name).is_none() {
-        return Err(anyhow!(
-            "{pos}: `delegate_to` is {name:?} here, which names no host of the inventory"
-        ));
-    }
-    Ok(name)
-}
-
-fn is_connection_loss(msg: &str) -> bool {
-    let m = msg.to_lowercase();
-    m.contains("disconnected")
-        || m.contains("connection closed")
-        || m.contains("broken pipe")
-        || m.contains("connection reset")
-        || m.contains("mux")
-        || m.contains("terminated")
-}
-
 fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<Become> {
     become_for(
         &run.inv,
@@ -1137,28 +1210,6 @@ fn effective_become(run: &Run, play: &Play, step: &Step, host: &str) -> Option<B
         step,
         host,
     )
-}
-
-/// sudo for a step: the step's setting, else the play's, else the host's connection's.
-pub(crate) fn become_for(
-    inv: &Inventory,
-    play_become: Option<bool>,
-    play_user: Option<&str>,
-    step: &Step,
-    host: &str,
-) -> Option<Become> {
-    let conn = inv.host(host).map(|h| &h.connection);
-    let on = step
-        .become_root
-        .or(play_become)
-        .unwrap_or_else(|| conn.is_some_and(|c| c.become_root));
-    on.then(|| Become {
-        user: step
-            .become_user
-            .clone()
-            .or_else(|| play_user.map(str::to_string))
-            .or_else(|| conn.and_then(|c| c.become_user.clone())),
-    })
 }
 
 /// Status, detail, the undo with the host it runs on (the delegate, if any), the decision,
@@ -1173,109 +1224,38 @@ type StepResult = (
 
 /// One step on one host: when → render → probe → apply (with retries/until) → verdict.
 /// `pending` receives the way back journaled with the intent, once the change has begun.
-#[allow(clippy::too_many_arguments)]
 async fn execute(
     run: &Arc<Run>,
-    play: &Play,
-    at: (usize, usize, bool, u32),
-    step: &Step,
+    at: StepAt<'_>,
+    seq: u32,
     host: &str,
     everyone: &BTreeMap<String, Resolved>,
     pending: &mut Option<(UndoAction, String)>,
 ) -> Result<StepResult> {
-    let reviewed = match &run.opts.expected {
-        Some(exp) => match exp.get(&(at.0, at.1, at.2, host.to_string())) {
-            Some(e) => Some(e.clone()),
-            None => {
-                return Err(anyhow!(
-                    "this step was not part of the reviewed plan on {host}; nothing done"
-                ))
-            }
-        },
-        None => None,
-    };
+    let StepAt { play, step, .. } = at;
+    let reviewed = reviewed_outcome(run, at, host)?;
     let resolved = everyone
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
-    let shared = shared_context(run, everyone);
-    let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
-    // `run.id` names what a run leaves behind (snapshot sets, backups).
-    ctx.insert(template::names::RUN, &json!({ "id": run.id }));
-    if let Some(regs) = run
-        .registered
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(host)
-    {
-        for (k, v) in regs {
-            ctx.insert(k.as_str(), v);
-        }
-    }
+    let mut ctx = step_vars(run, host, resolved, everyone);
     let target = delegate_target(&run.inv, step, host, &ctx)?;
-    let conn = {
-        let conns = run.conns.lock().await;
-        conns.get(&target).cloned()
-    };
-    let conn = match conn {
-        Some(c) => c,
-        None => {
-            // A delegate outside the play's hosts: connect to it now.
-            connect_all(run, std::slice::from_ref(&target)).await;
-            run.conns
-                .lock()
-                .await
-                .get(&target)
-                .cloned()
-                .ok_or_else(|| anyhow!("cannot reach delegate {target}"))?
-        }
-    };
+    let conn = connection_to(run, &target).await?;
     if step_mentions_facts(step) {
-        let cell = run
-            .facts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(target.clone())
-            .or_default()
-            .clone();
-        let f = cell.get_or_try_init(|| facts::gather(&conn)).await?;
-        ctx.insert(template::names::FACTS, f);
+        ctx.insert(
+            crate::context_names::FACTS,
+            &facts_of(run, &target, &conn).await?,
+        );
     }
     // Variables reading registered results or facts can be rendered now that those exist.
     template::expand_deferred(&mut ctx, resolved);
-    if let Some(w) = &step.when {
-        if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
-            let planned_to_run = reviewed.as_ref().is_some_and(|(o, _)| {
-                !matches!(
-                    o,
-                    crate::plan::Outcome::Skipped | crate::plan::Outcome::Unknown
-                )
-            });
-            if planned_to_run {
-                return Err(anyhow!(
-                    "drift: the reviewed plan ran this step, now `when:` is false; nothing done"
-                ));
-            }
-            return Ok((
-                Status::Skipped,
-                String::new(),
-                None,
-                None,
-                json!({ "skipped": true, "changed": false, "failed": false }),
-            ));
-        }
+    if when_is_false(step, &ctx, reviewed.as_ref())? {
+        return Ok(skipped());
     }
     let args = render_args(&step.action.module, &step.action.args, &ctx, step)?;
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
-    // Modules reading other hosts (`sync`'s `src_host`, …) get their connections.
-    let wanted = modules::peer_hosts(&step.action.module, &args);
-    let peers = if wanted.is_empty() {
-        HashMap::new()
-    } else {
-        connect_all(run, &wanted).await;
-        run.conns.lock().await.clone()
-    };
+    let peers = peers_for(run, &step.action.module, &args).await;
     let mctx = ModCtx {
         host: &conn,
         become_: become_.as_ref(),
@@ -1291,18 +1271,10 @@ async fn execute(
     let mut attempt = 0;
     loop {
         let probe = modules::probe(&step.action.module, &args, &mctx).await?;
-        if let Some((outcome, fp)) = &reviewed {
-            // Unknown in the plan: the reviewer accepted whatever it turns out to be.
-            if *outcome != crate::plan::Outcome::Unknown
-                && attempt == 0
-                && *fp
-                    != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(
-                        &probe.decision,
-                        &run.id,
-                    ))
-            {
-                return Err(anyhow!("drift: the host no longer matches the reviewed plan for this step; nothing done"));
-            }
+        if attempt == 0 && drifted(reviewed.as_ref(), &probe.decision, &run.id) {
+            return Err(anyhow!(
+                "drift: the host no longer matches the reviewed plan for this step; nothing done"
+            ));
         }
         let decision = match &probe.decision {
             Decision::NoChange => "no change".to_string(),
@@ -1315,69 +1287,27 @@ async fn execute(
         if probe.decision != Decision::NoChange {
             let read_only =
                 step.declared_read_only() || modules::changes_nothing(&step.action.module, &args);
-            *pending = match &step.undo {
-                _ if read_only => None,
-                Undo::Module => modules::pending_undo(&step.action.module, &args, &probe, &mctx),
-                Undo::Irreversible(_) => None,
-                Undo::Custom(action) => Some(UndoAction::Step {
-                    module: action.module.clone(),
-                    args: render_args(&action.module, &action.args, &ctx, step)?,
-                }),
+            *pending = if read_only {
+                None
+            } else {
+                let module_undo =
+                    || modules::pending_undo(&step.action.module, &args, &probe, &mctx);
+                step_undo(step, module_undo, &ctx)?
             }
             .map(|u| (u, target.clone()));
-            let mut fields = json!({ "play": at.0, "step": at.1, "handler": at.2, "host": host, "name": step.display_name(), "seq": at.3, "changes": !read_only });
-            if let Some((u, _)) = pending.as_ref() {
-                fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
-                fields["undo_host"] = json!(target);
-                fields["become_user"] = json!(become_
-                    .as_ref()
-                    .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
-            }
-            // A change cut off by a kill may be made: its handlers count as notified.
-            if !read_only && !step.notify.is_empty() {
-                fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
-            }
+            let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "host": host, "name": step.display_name(), "seq": seq, "changes": !read_only });
+            add_applying_fields(&mut fields, step, read_only, pending.as_ref(), &become_);
             run.journal.record("step_applying", fields).await?;
             fault::after_applying(&step.display_name());
         }
         let outcome = modules::apply(&step.action.module, &args, &probe, &mctx).await?;
         fault::after_apply(&step.display_name());
-        let mut result = outcome.result.clone();
-        result.insert("changed".into(), J::Bool(outcome.changed));
-        result.insert("failed".into(), J::Bool(outcome.failed.is_some()));
-        if let Some(f) = &outcome.failed {
-            result.insert("msg".into(), J::String(f.clone()));
-        }
-        let mut rctx = ctx.clone();
-        rctx.insert(template::names::RESULT, &result);
-        if let Some(r) = &step.register {
-            rctx.insert(r.as_str(), &result);
-        }
-        let mut changed = outcome.changed;
-        if let Some(e) = &step.changed_when {
-            changed = template::eval_bool(&e.text, &rctx, &e.pos).map_err(|d| anyhow!("{d}"))?;
-        }
-        let mut failed = outcome.failed.clone();
-        if let Some(e) = &step.failed_when {
-            failed = template::eval_bool(&e.text, &rctx, &e.pos)
-                .map_err(|d| anyhow!("{d}"))?
-                .then(|| {
-                    outcome
-                        .failed
-                        .clone()
-                        .unwrap_or_else(|| format!("failed_when: {}", e.text))
-                });
-        }
-        result.insert("changed".into(), J::Bool(changed));
-        result.insert("failed".into(), J::Bool(failed.is_some()));
-        rctx.insert(template::names::RESULT, &result);
-        if let Some(r) = &step.register {
-            rctx.insert(r.as_str(), &result);
-        }
-        let done = match &step.until {
-            Some(u) => template::eval_bool(&u.text, &rctx, &u.pos).map_err(|d| anyhow!("{d}"))?,
-            None => failed.is_none(),
-        };
+        let Judged {
+            result,
+            changed,
+            mut failed,
+            done,
+        } = judge(step, &outcome, &ctx)?;
         if !done && attempt < step.retries {
             attempt += 1;
             tokio::time::sleep(Duration::from_secs(step.delay_secs)).await;
@@ -1391,33 +1321,294 @@ async fn execute(
             ));
         }
         let undo = if changed {
-            match &step.undo {
-                Undo::Module => outcome.undo.clone(),
-                Undo::Irreversible(_) => None,
-                Undo::Custom(action) => Some(UndoAction::Step {
-                    module: action.module.clone(),
-                    args: render_args(&action.module, &action.args, &ctx, step)?,
-                }),
-            }
+            step_undo(step, || outcome.undo.clone(), &ctx)?
         } else {
             None
         };
-        let status = match (&failed, changed) {
-            (Some(_), _) => Status::Failed,
-            (None, true) => Status::Changed,
-            (None, false) => Status::Ok,
-        };
-        let detail = match &failed {
-            Some(f) => f.clone(),
-            None if changed => done_detail(&step.action.module, &probe.decision, &result),
-            None => result
+        let (status, detail) = verdict(step, failed, changed, &probe.decision, &result);
+        let undo = undo.map(|u| (u, target.clone()));
+        return Ok((status, detail, undo, Some(decision), J::Object(result)));
+    }
+}
+
+/// The outcome and fingerprint the reviewed plan has for this step on this host (when the run
+/// applies a saved plan); a step the plan did not have is refused.
+fn reviewed_outcome(
+    run: &Run,
+    at: StepAt<'_>,
+    host: &str,
+) -> Result<Option<(crate::plan::Outcome, String)>> {
+    let Some(exp) = &run.opts.expected else {
+        return Ok(None);
+    };
+    match exp.get(&(at.play_index, at.step_index, at.handler, host.to_string())) {
+        Some(e) => Ok(Some(e.clone())),
+        None => Err(anyhow!(
+            "this step was not part of the reviewed plan on {host}; nothing done"
+        )),
+    }
+}
+
+/// A step's variables on a host: the host's, the run's id, and what earlier steps registered.
+fn step_vars(
+    run: &Arc<Run>,
+    host: &str,
+    resolved: &Resolved,
+    everyone: &BTreeMap<String, Resolved>,
+) -> template::Vars {
+    let shared = shared_context(run, everyone);
+    let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
+    // `run.id` names what a run leaves behind (snapshot sets, backups).
+    ctx.insert(crate::context_names::RUN, &json!({ "id": run.id }));
+    if let Some(regs) = run
+        .registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(host)
+    {
+        for (k, v) in regs {
+            ctx.insert(k.as_str(), v);
+        }
+    }
+    ctx
+}
+
+/// The connection to where a step runs; a delegate outside the play's hosts is connected now.
+async fn connection_to(run: &Arc<Run>, target: &str) -> Result<Arc<HostConn>> {
+    let conn = run.conns.lock().await.get(target).cloned();
+    if let Some(c) = conn {
+        return Ok(c);
+    }
+    connect_all(run, &[target.to_string()]).await;
+    run.conns
+        .lock()
+        .await
+        .get(target)
+        .cloned()
+        .ok_or_else(|| anyhow!("cannot reach delegate {target}"))
+}
+
+/// Does `when:` skip the step? Refused as drift when the reviewed plan ran it.
+fn when_is_false(
+    step: &Step,
+    ctx: &template::Vars,
+    reviewed: Option<&(crate::plan::Outcome, String)>,
+) -> Result<bool> {
+    let Some(w) = &step.when else {
+        return Ok(false);
+    };
+    if template::eval_bool(&w.text, ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+        return Ok(false);
+    }
+    let planned_to_run = reviewed.is_some_and(|(o, _)| {
+        !matches!(
+            o,
+            crate::plan::Outcome::Skipped | crate::plan::Outcome::Unknown
+        )
+    });
+    if planned_to_run {
+        return Err(anyhow!(
+            "drift: the reviewed plan ran this step, now `when:` is false; nothing done"
+        ));
+    }
+    Ok(true)
+}
+
+/// The way back of a step: the module's own (`module_undo`), none, or the declared `undo:`
+/// rendered for this host.
+fn step_undo(
+    step: &Step,
+    module_undo: impl FnOnce() -> Option<UndoAction>,
+    ctx: &template::Vars,
+) -> Result<Option<UndoAction>> {
+    Ok(match &step.undo {
+        Undo::Module => module_undo(),
+        Undo::Irreversible(_) => None,
+        Undo::Custom(action) => Some(UndoAction::Step {
+            module: action.module.clone(),
+            args: render_args(&action.module, &action.args, ctx, step)?,
+        }),
+    })
+}
+
+/// What one attempt of a step came to, after `changed_when`, `failed_when` and `until`.
+struct Judged {
+    result: Map<String, J>,
+    changed: bool,
+    failed: Option<String>,
+    done: bool,
+}
+
+fn judge(step: &Step, outcome: &modules::Outcome, ctx: &template::Vars) -> Result<Judged> {
+    let mut result = outcome.result.clone();
+    result.insert("changed".into(), J::Bool(outcome.changed));
+    result.insert("failed".into(), J::Bool(outcome.failed.is_some()));
+    if let Some(f) = &outcome.failed {
+        result.insert("msg".into(), J::String(f.clone()));
+    }
+    let mut rctx = ctx.clone();
+    rctx.insert(crate::context_names::RESULT, &result);
+    if let Some(r) = &step.register {
+        rctx.insert(r.as_str(), &result);
+    }
+    let mut changed = outcome.changed;
+    if let Some(e) = &step.changed_when {
+        changed = template::eval_bool(&e.text, &rctx, &e.pos).map_err(|d| anyhow!("{d}"))?;
+    }
+    let mut failed = outcome.failed.clone();
+    if let Some(e) = &step.failed_when {
+        failed = template::eval_bool(&e.text, &rctx, &e.pos)
+            .map_err(|d| anyhow!("{d}"))?
+            .then(|| {
+                outcome
+                    .failed
+                    .clone()
+                    .unwrap_or_else(|| format!("failed_when: {}", e.text))
+            });
+    }
+    result.insert("changed".into(), J::Bool(changed));
+    result.insert("failed".into(), J::Bool(failed.is_some()));
+    rctx.insert(crate::context_names::RESULT, &result);
+    if let Some(r) = &step.register {
+        rctx.insert(r.as_str(), &result);
+    }
+    let done = match &step.until {
+        Some(u) => template::eval_bool(&u.text, &rctx, &u.pos).map_err(|d| anyhow!("{d}"))?,
+        None => failed.is_none(),
+    };
+    Ok(Judged {
+        result,
+        changed,
+        failed,
+        done,
+    })
+}
+
+/// A registered result, for the host's later steps.
+fn register(run: &Run, host: &str, name: &str, value: J) {
+    run.registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(host.to_string())
+        .or_default()
+        .insert(name.to_string(), value);
+}
+
+/// The fault injection point after a step's result is journaled (tests only; see `fault`).
+async fn fault_after_result(run: &Run, label: &str) {
+    match fault::after_result(
+        run.results_journaled.fetch_add(1, Ordering::SeqCst) + 1,
+        label,
+    ) {
+        fault::Then::Go => {}
+        fault::Then::Pause(d) => tokio::time::sleep(d).await,
+        fault::Then::AwaitInterrupt => {
+            for _ in 0..400 {
+                if run.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// A `step_applying` event's way back (journaled before the change) and the handlers a
+/// change cut off by a kill counts as notifying.
+fn add_applying_fields(
+    fields: &mut J,
+    step: &Step,
+    read_only: bool,
+    pending: Option<&(UndoAction, String)>,
+    become_: &Option<Become>,
+) {
+    if let Some((u, target)) = pending {
+        fields["undo_pending"] = serde_json::to_value(u).unwrap_or(J::Null);
+        fields["undo_host"] = json!(target);
+        fields["become_user"] = json!(become_
+            .as_ref()
+            .map(|b| b.user.clone().unwrap_or_else(|| "root".into())));
+    }
+    // A change cut off by a kill may be made: its handlers count as notified.
+    if !read_only && !step.notify.is_empty() {
+        fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    }
+}
+
+/// A step's status and result line from what it came to.
+fn verdict(
+    step: &Step,
+    failed: Option<String>,
+    changed: bool,
+    decision: &Decision,
+    result: &Map<String, J>,
+) -> (Status, String) {
+    match failed {
+        Some(f) => (Status::Failed, f),
+        None if changed => (
+            Status::Changed,
+            done_detail(&step.action.module, decision, result),
+        ),
+        None => (
+            Status::Ok,
+            result
                 .get("msg")
                 .and_then(J::as_str)
                 .map(str::to_string)
                 .unwrap_or_default(),
-        };
-        let undo = undo.map(|u| (u, target.clone()));
-        return Ok((status, detail, undo, Some(decision), J::Object(result)));
+        ),
+    }
+}
+
+/// A host's facts, gathered once per run on first use.
+async fn facts_of(run: &Run, target: &str, conn: &HostConn) -> Result<J> {
+    let cell = run
+        .facts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(target.to_string())
+        .or_default()
+        .clone();
+    Ok(cell.get_or_try_init(|| facts::gather(conn)).await?.clone())
+}
+
+/// Does the probe now differ from the reviewed plan? A step unknown in the plan never does:
+/// the reviewer accepted whatever it turns out to be.
+fn drifted(
+    reviewed: Option<&(crate::plan::Outcome, String)>,
+    decision: &Decision,
+    run_id: &str,
+) -> bool {
+    reviewed.is_some_and(|(outcome, fp)| {
+        *outcome != crate::plan::Outcome::Unknown
+            && *fp
+                != crate::plan::fingerprint(&crate::plan::with_placeholder_run_id(decision, run_id))
+    })
+}
+
+/// A step that `when:` skips.
+fn skipped() -> StepResult {
+    (
+        Status::Skipped,
+        String::new(),
+        None,
+        None,
+        json!({ "skipped": true, "changed": false, "failed": false }),
+    )
+}
+
+/// Modules reading other hosts (`sync`'s `src_host`, …) get their connections.
+async fn peers_for(
+    run: &Arc<Run>,
+    module: &str,
+    args: &Map<String, J>,
+) -> HashMap<String, Arc<HostConn>> {
+    let wanted = modules::peer_hosts(module, args);
+    if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        connect_all(run, &wanted).await;
+        run.conns.lock().await.clone()
     }
 }
 
@@ -1440,51 +1631,6 @@ fn step_mentions_facts(step: &Step) -> bool {
             .when
             .as_ref()
             .is_some_and(|w| facts::mentions_facts(&w.text))
-}
-
-/// Render every `{{ }}` string in a step's arguments for this host.
-pub(crate) fn render_args(
-    module: &str,
-    args: &Map<String, J>,
-    ctx: &template::Vars,
-    step: &Step,
-) -> Result<Map<String, J>> {
-    fn render(v: &J, ctx: &template::Vars, pos: &crate::diag::Pos, shell: bool) -> Result<J> {
-        Ok(match v {
-            J::String(s) if s.contains("{{") || s.contains("{%") => if shell {
-                template::render_command_value(s, ctx, pos)
-            } else {
-                template::render_value(s, ctx, pos)
-            }
-            .map_err(|d| anyhow!("{d}"))?,
-            J::Array(items) => J::Array(
-                items
-                    .iter()
-                    .map(|i| render(i, ctx, pos, false))
-                    .collect::<Result<_>>()?,
-            ),
-            J::Object(m) => J::Object(
-                m.iter()
-                    .map(|(k, v)| Ok((k.clone(), render(v, ctx, pos, false)?)))
-                    .collect::<Result<_>>()?,
-            ),
-            other => other.clone(),
-        })
-    }
-    args.iter()
-        .map(|(k, v)| {
-            let pos = step
-                .action
-                .arg_pos
-                .iter()
-                .find(|(n, _)| n == k)
-                .map_or(step.action.pos.clone(), |(_, p)| p.clone());
-            Ok((
-                k.clone(),
-                render(v, ctx, &pos, template::is_command_string(module, k))?,
-            ))
-        })
-        .collect()
 }
 
 /// Undo everything this run changed, newest first, each on its own host.

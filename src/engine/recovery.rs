@@ -13,10 +13,13 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value as J};
 
 use super::journal::{self, Journal};
-use super::lock;
 use super::output::{OutputMode, Reporter, Status};
 use super::writes_guard;
+use crate::controller::process::process_alive;
+use crate::controller::state_dir::state_dir;
+use crate::controller::user::{controller_name, current_user};
 use crate::modules::{ModCtx, UndoAction};
+use crate::run::lock;
 use crate::template::Templates;
 use crate::transport::{Become, HostConn, TransportOptions};
 
@@ -126,49 +129,9 @@ fn finishes_step(result: &J) -> bool {
     }
 }
 
-/// What the journal's events say (see [`load_state`]).
-pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
-    let started = events
-        .iter()
-        .find(|e| e["event"] == "run_started")
-        .cloned()
-        .ok_or_else(|| anyhow!("run {run_id} has no start event"))?;
-    let finished = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "run_finished")
-        .cloned();
-    let undone: BTreeSet<u64> = events
-        .iter()
-        .filter(|e| e["event"] == "undo_result" && e["ok"] == true)
-        .filter_map(|e| e["seq"].as_u64())
-        .collect();
-    let mut done: Vec<Done> = Vec::new();
-    let mut completed = BTreeSet::new();
-    let mut notified: Vec<(usize, String, String)> = Vec::new();
-    let become_of = |e: &J| {
-        e["become_user"].as_str().map(|u| Become {
-            user: Some(u.to_string()),
-        })
-    };
-    // A change to undo, from an intent (`undo_pending`) or a result (`undo`).
-    let done_of = |e: &J, undo: &J, seq: u64, partial: bool| -> Result<Done> {
-        Ok(Done {
-            host: e["undo_host"]
-                .as_str()
-                .or(e["host"].as_str())
-                .unwrap_or("")
-                .to_string(),
-            step: e["name"].as_str().unwrap_or("").to_string(),
-            seq,
-            undo: serde_json::from_value(undo.clone())
-                .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?,
-            become_: become_of(e),
-            partial,
-        })
-    };
-    // Handlers of changes under way (intent journaled, no result): notified if the change
-    // was cut off, since it may have been made (and a resumed step then finds nothing to do).
+/// Handlers of changes under way (intent journaled, no result): notified if the change was
+/// cut off, since it may have been made (and a resumed step then finds nothing to do).
+fn cut_off_notifications(events: &[J]) -> Vec<(usize, String, String)> {
     let mut notified_by_cut_off: BTreeMap<u64, Vec<(usize, String, String)>> = BTreeMap::new();
     for e in events {
         if let (Some("step_applying"), Some(seq), Some(names)) = (
@@ -191,81 +154,30 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
             notified_by_cut_off.remove(&seq);
         }
     }
-    for item in notified_by_cut_off.into_values().flatten() {
-        if !notified.contains(&item) {
-            notified.push(item);
-        }
-    }
-    for e in events {
-        match e["event"].as_str() {
-            // The intent of a change, with the way back it will have: kept (as a partial
-            // change) until the step's result replaces it, so a run killed during the change
-            // still undoes it.
-            Some("step_applying") => {
-                let (Some(seq), Some(u)) = (
-                    e["seq"].as_u64(),
-                    e.get("undo_pending").filter(|u| !u.is_null()),
-                ) else {
-                    continue;
-                };
-                done.retain(|d| !(d.partial && d.seq == seq));
-                if undone.contains(&seq) {
-                    continue;
-                }
-                done.push(done_of(e, u, seq, true)?);
-            }
-            Some("step_result") => {
-                let seq = e["seq"].as_u64().unwrap_or(0);
-                done.retain(|d| !(d.partial && d.seq == seq));
-                let key = (
-                    e["play"].as_u64().unwrap_or(0) as usize,
-                    e["step"].as_u64().unwrap_or(0) as usize,
-                    e["handler"] == true,
-                    e["host"].as_str().unwrap_or("").to_string(),
-                );
-                // Notifications are part of the result (a kill right after it must not lose
-                // them); `handler_notified` events say the same.
-                if let Some(names) = e["notify"].as_array() {
-                    for n in names.iter().filter_map(J::as_str) {
-                        let item = (key.0, key.3.clone(), n.to_string());
-                        if !notified.contains(&item) {
-                            notified.push(item);
-                        }
-                    }
-                }
-                if finishes_step(e) {
-                    if key.2 {
-                        let name = e["name"].as_str().unwrap_or("").to_string();
-                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
-                    }
-                    completed.insert(key);
-                }
-                if let Some(u) = e.get("undo").filter(|u| !u.is_null()) {
-                    if undone.contains(&seq) {
-                        continue;
-                    }
-                    done.push(done_of(e, u, seq, e["undo_partial"] == true)?);
-                }
-            }
-            Some("handler_notified") => {
-                let item = (
-                    e["play"].as_u64().unwrap_or(0) as usize,
-                    e["host"].as_str().unwrap_or("").to_string(),
-                    e["handler"].as_str().unwrap_or("").to_string(),
-                );
-                if !notified.contains(&item) {
-                    notified.push(item);
-                }
-            }
-            _ => {}
-        }
-    }
-    let committed = events.iter().any(|e| e["event"] == "commit_finished");
-    let next_seq = events
-        .iter()
-        .filter_map(|e| e["seq"].as_u64())
-        .max()
-        .map_or(0, |m| m as u32 + 1);
+    notified_by_cut_off.into_values().flatten().collect()
+}
+
+/// A change to undo, from an intent (`undo_pending`) or a result (`undo`).
+fn done_of(run_id: &str, e: &J, undo: &J, seq: u64, partial: bool) -> Result<Done> {
+    Ok(Done {
+        host: e["undo_host"]
+            .as_str()
+            .or(e["host"].as_str())
+            .unwrap_or("")
+            .to_string(),
+        step: e["name"].as_str().unwrap_or("").to_string(),
+        seq,
+        undo: serde_json::from_value(undo.clone())
+            .map_err(|err| anyhow!("journal of {run_id}: unreadable undo: {err}"))?,
+        become_: e["become_user"].as_str().map(|u| Become {
+            user: Some(u.to_string()),
+        }),
+        partial,
+    })
+}
+
+/// What each host's steps registered, as journaled with their results.
+fn registered_of(events: &[J]) -> HashMap<String, serde_json::Map<String, J>> {
     let mut registered: HashMap<String, serde_json::Map<String, J>> = HashMap::new();
     for e in events.iter().filter(|e| e["event"] == "step_result") {
         if let (Some(host), Some(name)) = (e["host"].as_str(), e["register"].as_str()) {
@@ -275,6 +187,11 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
                 .insert(name.to_string(), e["registered"].clone());
         }
     }
+    registered
+}
+
+/// The steps whose change began and has no result.
+fn in_flight_of(events: &[J]) -> Vec<InFlight> {
     // Keyed by seq where the journal has it (older journals: by host and step name).
     let mut in_flight: Vec<(J, InFlight)> = Vec::new();
     for e in events {
@@ -304,7 +221,110 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
             _ => {}
         }
     }
-    let in_flight = in_flight.into_iter().map(|(_, f)| f).collect();
+    in_flight.into_iter().map(|(_, f)| f).collect()
+}
+
+fn add_once<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// The sequence number a resumed run's next step gets.
+fn next_seq_of(events: &[J]) -> u32 {
+    events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .map_or(0, |m| m as u32 + 1)
+}
+
+/// What the journal's events say (see [`load_state`]).
+pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "run_started")
+        .cloned()
+        .ok_or_else(|| anyhow!("run {run_id} has no start event"))?;
+    let finished = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "run_finished")
+        .cloned();
+    let undone: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "undo_result" && e["ok"] == true)
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    let mut done: Vec<Done> = Vec::new();
+    let mut completed = BTreeSet::new();
+    let mut notified: Vec<(usize, String, String)> = Vec::new();
+    for item in cut_off_notifications(events) {
+        add_once(&mut notified, item);
+    }
+    for e in events {
+        match e["event"].as_str() {
+            // The intent of a change, with the way back it will have: kept (as a partial
+            // change) until the step's result replaces it, so a run killed during the change
+            // still undoes it.
+            Some("step_applying") => {
+                let (Some(seq), Some(u)) = (
+                    e["seq"].as_u64(),
+                    e.get("undo_pending").filter(|u| !u.is_null()),
+                ) else {
+                    continue;
+                };
+                done.retain(|d| !(d.partial && d.seq == seq));
+                if undone.contains(&seq) {
+                    continue;
+                }
+                done.push(done_of(run_id, e, u, seq, true)?);
+            }
+            Some("step_result") => {
+                let seq = e["seq"].as_u64().unwrap_or(0);
+                done.retain(|d| !(d.partial && d.seq == seq));
+                let key = (
+                    e["play"].as_u64().unwrap_or(0) as usize,
+                    e["step"].as_u64().unwrap_or(0) as usize,
+                    e["handler"] == true,
+                    e["host"].as_str().unwrap_or("").to_string(),
+                );
+                // Notifications are part of the result (a kill right after it must not lose
+                // them); `handler_notified` events say the same.
+                if let Some(names) = e["notify"].as_array() {
+                    for n in names.iter().filter_map(J::as_str) {
+                        add_once(&mut notified, (key.0, key.3.clone(), n.to_string()));
+                    }
+                }
+                if finishes_step(e) {
+                    if key.2 {
+                        let name = e["name"].as_str().unwrap_or("").to_string();
+                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
+                    }
+                    completed.insert(key);
+                }
+                if let Some(u) = e.get("undo").filter(|u| !u.is_null()) {
+                    if undone.contains(&seq) {
+                        continue;
+                    }
+                    done.push(done_of(run_id, e, u, seq, e["undo_partial"] == true)?);
+                }
+            }
+            Some("handler_notified") => {
+                let item = (
+                    e["play"].as_u64().unwrap_or(0) as usize,
+                    e["host"].as_str().unwrap_or("").to_string(),
+                    e["handler"].as_str().unwrap_or("").to_string(),
+                );
+                add_once(&mut notified, item);
+            }
+            _ => {}
+        }
+    }
+    let committed = events.iter().any(|e| e["event"] == "commit_finished");
+    let next_seq = next_seq_of(events);
+    let registered = registered_of(events);
+    let in_flight = in_flight_of(events);
     let pid = events
         .iter()
         .rev()
@@ -326,7 +346,6 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
 }
 
 /// Undo `done` (newest first), each change on its own host, recording each in the journal.
-#[allow(clippy::too_many_arguments)]
 pub async fn undo_all(
     done: Vec<Done>,
     conns: &HashMap<String, Arc<HostConn>>,
@@ -347,7 +366,7 @@ pub async fn undo_all(
     let _ = journal
         .record(
             &format!("{label}_started"),
-            json!({ "count": done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+            json!({ "count": done.len(), "user": current_user(), "pid": std::process::id() }),
         )
         .await;
     let vars = crate::template::Vars::new();
@@ -423,9 +442,9 @@ async fn reconnect(
     let pid = state.pid;
     let controller = state.started["controller"].as_str().unwrap_or("");
     if state.finished.is_none()
-        && controller == lock::controller_name()
+        && controller == controller_name()
         && pid != std::process::id()
-        && lock::process_alive(pid)
+        && process_alive(pid)
     {
         bail!(
             "run {} is still running (pid {pid}); stop it first",
@@ -516,7 +535,7 @@ fn inventory_of(opts: &AfterOptions, state: &JournalState) -> PathBuf {
 /// The controller lock of the run's cluster, taken in the run's own name.
 fn lock_controller_for(opts: &AfterOptions, state: &JournalState) -> Result<lock::ControllerLock> {
     lock::lock_controller(
-        &journal::state_dir(),
+        &state_dir(),
         &inventory_of(opts, state),
         &lock::Owner::me(&opts.run_id),
     )
@@ -616,7 +635,7 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     }
     if state.done.is_empty() {
         println!("run {}: nothing to roll back", opts.run_id);
-        return Ok(crate::cli::exit::OK);
+        return Ok(crate::exit::OK);
     }
     println!(
         "rollback of run {} would undo {} change(s), newest first:",
@@ -639,7 +658,7 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     let marks = writes_guard::guarded_marks(&journal::read(&opts.run_id)?, &state.done);
     if marks.is_empty() {
         println!("no maintenance window of this run closed: users wrote nothing the rollback would discard");
-        return Ok(crate::cli::exit::CHANGES);
+        return Ok(crate::exit::CHANGES);
     }
     let inv = crate::inventory::load_checked(&inventory_of(&opts, &state)).map_err(|d| {
         anyhow!(
@@ -662,7 +681,7 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     crate::transport::close_all(conns.into_values()).await;
     if lost.is_empty() {
         println!("nothing was written since the maintenance window closed that the rollback would discard");
-        return Ok(crate::cli::exit::CHANGES);
+        return Ok(crate::exit::CHANGES);
     }
     println!("{}", writes_guard::describe(&lost));
     if opts.discard_writes {
@@ -671,10 +690,10 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
         for (h, l) in writes_guard::keep_current(&mut done, "YYYYMMDDHHMMSS") {
             println!("  {h}: {l}");
         }
-        return Ok(crate::cli::exit::CHANGES);
+        return Ok(crate::exit::CHANGES);
     }
     println!("the rollback would be REFUSED; with --discard-writes-since-window it would keep the current data first (a second snapshot set), then discard it");
-    Ok(crate::cli::exit::FAILED)
+    Ok(crate::exit::FAILED)
 }
 
 /// `cutover commit RUN`: accept a run: remove its snapshots and the backups kept for undo.
@@ -695,7 +714,7 @@ pub async fn commit(opts: AfterOptions) -> Result<bool> {
     let _ = journal
         .record(
             "commit_started",
-            json!({ "count": state.done.len(), "user": lock::current_user(), "pid": std::process::id() }),
+            json!({ "count": state.done.len(), "user": current_user(), "pid": std::process::id() }),
         )
         .await;
     let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());

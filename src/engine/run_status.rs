@@ -2,6 +2,7 @@
 //! events alone: what happened last (finished, unwound, rolled back, committed, or a rollback
 //! cut off half way with the changes it left), when, and how often the run was resumed.
 
+use crate::controller::clock::event_time;
 use serde_json::Value as J;
 
 /// What a run's journal says happened to it last.
@@ -84,15 +85,6 @@ impl RunState {
 
 fn changes_left(n: usize) -> String {
     format!("{n} change{} left", if n == 1 { "" } else { "s" })
-}
-
-/// The time of an event, to the second.
-pub fn event_time(e: &J) -> String {
-    let ts = e["ts"].as_str().unwrap_or("");
-    match ts.find('.') {
-        Some(dot) if ts.ends_with('Z') => format!("{}Z", &ts[..dot]),
-        _ => ts.to_string(),
-    }
 }
 
 /// The changes of the run that are recorded and not undone yet.

@@ -59,22 +59,7 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<Inventory> {
 }
 
 pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Option<Inventory> {
-    if let Value::Seq(items) = &root.value {
-        let looks_like_playbook = items.iter().any(|i| match &i.value {
-            Value::Map(e) => e.iter().any(|(k, _)| {
-                matches!(k.key_text().as_str(), "hosts" | "steps" | "import_playbook")
-            }),
-            _ => false,
-        });
-        let d = Diagnostic::new(
-            root.pos.clone(),
-            "expected an inventory (a mapping with `hosts:` and `groups:`), found a list",
-        );
-        diags.push(if looks_like_playbook {
-            d.with_help("this looks like a playbook; pass it as the PLAYBOOK argument and the inventory with -i")
-        } else {
-            d
-        });
+    if is_list(root, diags) {
         return None;
     }
     let top = Fields::new(root, "the inventory", TOP_KEYS, diags)?;
@@ -116,40 +101,7 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         },
     };
 
-    let default_jump_pos = top
-        .get("connection")
-        .and_then(|n| value_pos(n, "jump_host"));
-    let mut jump_pos = BTreeMap::new();
-    let mut hosts = Vec::new();
-    match top.get("hosts") {
-        Some(node) => {
-            for (k, v) in decode::mapping(node, "`hosts`", diags).unwrap_or_default() {
-                let name = k.key_text();
-                if !valid_host_name(&name) {
-                    diags.push(
-                        Diagnostic::new(
-                            k.pos.clone(),
-                            format!("`{name}` is not a valid host name"),
-                        )
-                        .with_help(
-                            "use letters, digits, `-`, `_` and `.`; it must not start with `-`",
-                        ),
-                    );
-                    continue;
-                }
-                if let Some(h) = read_host(&name, k, v, &defaults, diags) {
-                    if let Some(p) = value_pos(v, "jump_host").or(default_jump_pos.clone()) {
-                        jump_pos.insert(name.clone(), p);
-                    }
-                    hosts.push(h);
-                }
-            }
-        }
-        None => diags.push(Diagnostic::new(
-            root.pos.clone(),
-            "the inventory has no `hosts:` section",
-        )),
-    }
+    let (hosts, jump_pos) = read_hosts(root, &top, &defaults, diags);
 
     let mut groups = BTreeMap::new();
     let mut members = Vec::new();
@@ -205,6 +157,75 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
     check_cycles(&inv, diags);
     check_jump_loops(&inv.hosts, &jump_pos, diags);
     Some(inv)
+}
+
+/// A list where the inventory's mapping belongs (often a playbook passed as the inventory)
+/// is reported.
+fn is_list(root: &Node, diags: &mut Diagnostics) -> bool {
+    if let Value::Seq(items) = &root.value {
+        let looks_like_playbook = items.iter().any(|i| match &i.value {
+            Value::Map(e) => e.iter().any(|(k, _)| {
+                matches!(k.key_text().as_str(), "hosts" | "steps" | "import_playbook")
+            }),
+            _ => false,
+        });
+        let d = Diagnostic::new(
+            root.pos.clone(),
+            "expected an inventory (a mapping with `hosts:` and `groups:`), found a list",
+        );
+        diags.push(if looks_like_playbook {
+            d.with_help("this looks like a playbook; pass it as the PLAYBOOK argument and the inventory with -i")
+        } else {
+            d
+        });
+        return true;
+    }
+    false
+}
+
+/// The `hosts:` section: each host, and where its jump host was written (its own or the
+/// default connection's).
+fn read_hosts(
+    root: &Node,
+    top: &Fields,
+    defaults: &Connection,
+    diags: &mut Diagnostics,
+) -> (Vec<Host>, BTreeMap<String, Pos>) {
+    let default_jump_pos = top
+        .get("connection")
+        .and_then(|n| value_pos(n, "jump_host"));
+    let mut jump_pos = BTreeMap::new();
+    let mut hosts = Vec::new();
+    match top.get("hosts") {
+        Some(node) => {
+            for (k, v) in decode::mapping(node, "`hosts`", diags).unwrap_or_default() {
+                let name = k.key_text();
+                if !valid_host_name(&name) {
+                    diags.push(
+                        Diagnostic::new(
+                            k.pos.clone(),
+                            format!("`{name}` is not a valid host name"),
+                        )
+                        .with_help(
+                            "use letters, digits, `-`, `_` and `.`; it must not start with `-`",
+                        ),
+                    );
+                    continue;
+                }
+                if let Some(h) = read_host(&name, k, v, defaults, diags) {
+                    if let Some(p) = value_pos(v, "jump_host").or(default_jump_pos.clone()) {
+                        jump_pos.insert(name.clone(), p);
+                    }
+                    hosts.push(h);
+                }
+            }
+        }
+        None => diags.push(Diagnostic::new(
+            root.pos.clone(),
+            "the inventory has no `hosts:` section",
+        )),
+    }
+    (hosts, jump_pos)
 }
 
 /// Where `key` of a mapping node was written.

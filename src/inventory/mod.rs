@@ -46,6 +46,42 @@ pub struct Connection {
     pub channel_per_command: bool,
 }
 
+impl Connection {
+    /// A connection's values checked again where they are used (the transport): None when every
+    /// one is fine. The inventory loader reports each with its position first; this guards the
+    /// command line against a `Connection` built any other way.
+    pub fn problem(&self) -> Option<String> {
+        use crate::ssh_args::{
+            address_problem, become_user_problem, keyword, parse_jump, safe_value_problem,
+            unsafe_value_problem, user_problem, Keyword,
+        };
+        let c = self;
+        let checks = [
+            address_problem(&c.address).map(|w| format!("address `{}` {w}", c.address)),
+            c.user
+                .as_deref()
+                .and_then(|u| user_problem(u).map(|w| format!("user `{u}` {w}"))),
+            c.become_user
+                .as_deref()
+                .and_then(|u| become_user_problem(u).map(|w| format!("become_user `{u}` {w}"))),
+            c.jump_host
+                .as_deref()
+                .and_then(|j| parse_jump(j).err().map(|w| format!("jump_host `{j}`: {w}"))),
+            c.ssh_options.iter().find_map(|(k, v)| {
+                let why = match keyword(k) {
+                    Keyword::Safe(k) => safe_value_problem(k, v),
+                    Keyword::Unsafe(k, _) if c.allow_unsafe_ssh_options.iter().any(|a| a == k) => {
+                        unsafe_value_problem(v)
+                    }
+                    _ => Some("is not allowed".into()),
+                };
+                why.map(|w| format!("ssh option `{k}` {w}"))
+            }),
+        ];
+        checks.into_iter().flatten().next()
+    }
+}
+
 /// A variable as written in a file, with where it was written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Var {

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
 use super::{arg_str, ModCtx, Outcome, Probe};
-use crate::plan::overlay::{Effect, PathState};
+use crate::overlay::{Effect, PathState};
 use crate::shell::quote;
 
 pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
@@ -171,7 +171,7 @@ fn command_text(args: &Map<String, J>) -> String {
 
 /// Does the path exist (as the step will find it: in a plan, after the earlier steps)?
 pub(crate) async fn path_exists(ctx: &ModCtx<'_>, path: &str) -> Result<bool> {
-    use crate::plan::overlay::{not_derivable, Planned, Seen};
+    use crate::overlay::{not_derivable, Planned, Seen};
     match ctx.overlay().map_or(Seen::Host, |o| o.path(path)) {
         Seen::Host => {}
         Seen::NotDerivable(why) => return Err(not_derivable(why)),
@@ -179,7 +179,7 @@ pub(crate) async fn path_exists(ctx: &ModCtx<'_>, path: &str) -> Result<bool> {
             PathState::Absent => return Ok(false),
             PathState::Unknown { why } => return Err(not_derivable(why)),
             PathState::File {
-                content: crate::plan::overlay::Val::Host,
+                content: crate::overlay::Val::Host,
                 ..
             } => {}
             _ => return Ok(true),

@@ -94,7 +94,7 @@ pub async fn apply(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
                     ));
                     return Ok(out);
                 }
-                format!("typed 'go' by {}", crate::engine::lock::current_user())
+                format!("typed 'go' by {}", crate::controller::user::current_user())
             } else {
                 out.failed = Some(format!("stage `{stage}` needs approval: run with --approve {stage} (no terminal to ask on)"));
                 return Ok(out);

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value as J};
 use sha2::{Digest, Sha256};
 
 use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use crate::controller::hash::sha256_hex;
 use crate::shell::quote;
 use crate::transport::Input;
 
@@ -57,7 +58,7 @@ pub(crate) async fn stat(
 }
 
 /// A path as the step will find it: on the host, or in a plan, as the earlier steps of the
-/// plan leave it (an error [`NotDerivable`](crate::plan::overlay::NotDerivable) when that
+/// plan leave it (an error [`NotDerivable`](crate::overlay::NotDerivable) when that
 /// cannot be known).
 pub(crate) async fn look(ctx: &ModCtx<'_>, path: &str, want_content: bool) -> Result<Looked> {
     look_unless(ctx, path, want_content, None).await
@@ -71,7 +72,7 @@ pub(crate) async fn look_unless(
     want_content: bool,
     unless_sha: Option<&str>,
 ) -> Result<Looked> {
-    use crate::plan::overlay::{not_derivable, PathState, Planned, Seen, Val};
+    use crate::overlay::{not_derivable, PathState, Planned, Seen, Val};
     let seen = ctx.overlay().map_or(Seen::Host, |o| o.path(path));
     let Planned { value, by } = match seen {
         Seen::Host => {
@@ -219,7 +220,7 @@ pub(crate) fn parent_of(path: &str) -> String {
 
 /// Is `dir` a directory (as the step will find it)?
 pub(crate) async fn dir_exists(ctx: &ModCtx<'_>, dir: &str) -> Result<bool> {
-    use crate::plan::overlay::{not_derivable, PathState, Planned, Seen};
+    use crate::overlay::{not_derivable, PathState, Planned, Seen};
     match ctx.overlay().map_or(Seen::Host, |o| o.path(dir)) {
         Seen::Host => {}
         Seen::NotDerivable(why) => return Err(not_derivable(why)),
@@ -346,7 +347,7 @@ pub(crate) fn attr_changes(
             _ => s.mode.as_str(),
         });
         if have == Some(UNKNOWN_ATTR) {
-            return Err(crate::plan::overlay::not_derivable(format!(
+            return Err(crate::overlay::not_derivable(format!(
                 "the {what} of {path} after {} depends on the host (umask, the connecting user); known only when it runs",
                 st.and_then(|s| s.planned_by.as_deref()).unwrap_or("an earlier step")
             )));
@@ -361,8 +362,8 @@ pub(crate) fn attr_changes(
 /// The owner, group and mode a path has after a step that sets `args`' attributes on it:
 /// what it asks for; otherwise, for a path that exists, as it was (`Val::Host`), and for a new
 /// one, whatever the host gives it (unknown). Only numeric modes and names are derived.
-pub(crate) fn planned_attrs(args: &Map<String, J>, existed: bool) -> crate::plan::overlay::Attrs {
-    use crate::plan::overlay::Val;
+pub(crate) fn planned_attrs(args: &Map<String, J>, existed: bool) -> crate::overlay::Attrs {
+    use crate::overlay::Val;
     let keep = || if existed { Val::Host } else { Val::Unknown };
     let name = |key: &str| match arg_str(args, key) {
         Some(v) if !v.is_empty() && !v.chars().all(|c| c.is_ascii_digit()) => {
@@ -371,7 +372,7 @@ pub(crate) fn planned_attrs(args: &Map<String, J>, existed: bool) -> crate::plan
         Some(_) => Val::Unknown,
         None => keep(),
     };
-    crate::plan::overlay::Attrs {
+    crate::overlay::Attrs {
         owner: name("owner"),
         group: name("group"),
         mode: match arg_str(args, "mode") {
@@ -479,13 +480,6 @@ fn small_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Resul
     let src = required(args, "src")?;
     crate::input::read(std::path::Path::new(src), DIFF_LIMIT)
         .with_context(|| format!("cannot read {src} on the controller"))
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A unified diff, or a one-line summary for binary and large files.
@@ -616,10 +610,10 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
         (_, false) => file_written(dest, None, args, st.is_some()),
         (Wanted::Bytes(b), true) => file_written(dest, Some(b), args, st.is_some()),
         // A large file is not kept in the plan: later steps reading it are not derivable.
-        (Wanted::File { .. }, true) => crate::plan::overlay::Effect::Path {
+        (Wanted::File { .. }, true) => crate::overlay::Effect::Path {
             path: dest.to_string(),
-            state: crate::plan::overlay::PathState::File {
-                content: crate::plan::overlay::Val::Unknown,
+            state: crate::overlay::PathState::File {
+                content: crate::overlay::Val::Unknown,
                 attrs: planned_attrs(args, st.is_some()),
             },
         },
@@ -634,8 +628,8 @@ pub(crate) fn file_written(
     content: Option<Vec<u8>>,
     args: &Map<String, J>,
     existed: bool,
-) -> crate::plan::overlay::Effect {
-    use crate::plan::overlay::{Effect, PathState, Val};
+) -> crate::overlay::Effect {
+    use crate::overlay::{Effect, PathState, Val};
     Effect::Path {
         path: path.to_string(),
         state: PathState::File {
@@ -846,7 +840,7 @@ trap - EXIT"#,
 }
 
 pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    use crate::plan::overlay::{Effect, PathState, TreeState, Val};
+    use crate::overlay::{Effect, PathState, TreeState, Val};
     let path = required(args, "path")?;
     let state = arg_str(args, "state").unwrap_or("file");
     let (st, _) = stat(ctx, path, false).await?;
@@ -863,7 +857,7 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
     {
         // What earlier steps of a plan put below it is not on the host to be searched.
         if let Some(by) = ctx.overlay().and_then(|o| o.anything_within(path)) {
-            return Err(crate::plan::overlay::not_derivable(format!(
+            return Err(crate::overlay::not_derivable(format!(
                 "{by} changes what is below {path}; the owners and modes there are known only when it runs"
             )));
         }
@@ -1126,7 +1120,7 @@ pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::overlay::{NotDerivable, Val};
+    use crate::overlay::{NotDerivable, Val};
 
     fn args(v: J) -> Map<String, J> {
         v.as_object().cloned().unwrap_or_default()

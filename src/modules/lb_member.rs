@@ -155,7 +155,7 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
     // In a plan: what earlier steps leave (this member set by an earlier step; the workers
     // file written by one).
     if let Some(ov) = ctx.overlay() {
-        use crate::plan::overlay::{not_derivable, PathState, Planned, Seen, Val};
+        use crate::overlay::{not_derivable, PathState, Planned, Seen, Val};
         if let Some(Planned { value, by }) = ov.lb_member(lb, member) {
             let Some(act) = value.as_deref().and_then(normalize) else {
                 return Err(not_derivable(format!(
@@ -250,7 +250,7 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
     };
     Ok(
         Probe::change(format!("{head} ({})", parts.join(", ")), None, saw).with_after(vec![
-            crate::plan::overlay::Effect::LbMember {
+            crate::overlay::Effect::LbMember {
                 lb: lb.to_string(),
                 member: member.to_string(),
                 activation: Some(want.to_string()),

@@ -197,7 +197,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         .ok()
         .flatten();
     let content = probe.state["content"].as_str().map(str::as_bytes);
-    let sha = content.map(files::sha256_hex);
+    let sha = content.map(crate::controller::hash::sha256_hex);
     let content = content
         .zip(sha.as_deref())
         .map(|(c, sha)| (Input::Bytes(c), sha));

@@ -62,7 +62,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         return Ok(Probe::no_change(saw));
     }
     let w = |b: bool| if b { "on" } else { "off" };
-    use crate::plan::overlay::{Attrs, Effect, PathState, Val};
+    use crate::overlay::{Attrs, Effect, PathState, Val};
     let after = Effect::Path {
         path: path.to_string(),
         state: if on {

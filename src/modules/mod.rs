@@ -30,11 +30,10 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{Map, Value as J};
 
-use crate::plan::overlay::{Effect, HostOverlay, Overlay, PathState, TreeState, UnitState};
+use crate::overlay::{Effect, HostOverlay, Overlay, PathState, TreeState, UnitState};
 use crate::template::Templates;
 use crate::transport::{Become, HostConn};
 
-pub use files::sha256_hex;
 pub use undo::UndoAction;
 
 /// Everything a module may use on one host for one step.
@@ -388,14 +387,12 @@ pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
                 });
             }
         }
-        "mysql_replication" => out.push(Effect::Replication(
-            crate::plan::overlay::ReplicationState {
-                io_running: crate::plan::overlay::Val::Unknown,
-                sql_running: crate::plan::overlay::Val::Unknown,
-                read_only: crate::plan::overlay::Val::Unknown,
-                reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
-            },
-        )),
+        "mysql_replication" => out.push(Effect::Replication(crate::overlay::ReplicationState {
+            io_running: crate::overlay::Val::Unknown,
+            sql_running: crate::overlay::Val::Unknown,
+            read_only: crate::overlay::Val::Unknown,
+            reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
+        })),
         "snapshot" if arg_str(args, "state") == Some("merged") => {
             if let Some(J::Array(vols)) = args.get("volumes") {
                 for v in vols {

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value as J};
 
 use super::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
-use crate::plan::overlay::Planned;
+use crate::overlay::Planned;
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -625,7 +625,7 @@ pub(crate) async fn facts(
 ) -> Result<Facts> {
     // In a plan: a server that earlier steps stop cannot be read as it will be then.
     if let Some(ov) = ctx.overlay_of(&conn.name) {
-        use crate::plan::overlay::{not_derivable, Planned, Val};
+        use crate::overlay::{not_derivable, Planned, Val};
         for unit in DB_UNITS {
             if let Some(Planned { value, by }) = ov.unit(unit) {
                 match value.active {
@@ -648,7 +648,7 @@ pub(crate) async fn facts(
     }
     let mut f = facts_on_host(conn, ctx, login, extra).await?;
     if let Some(Planned { value, by }) = ctx.overlay_of(&conn.name).and_then(|o| o.replication()) {
-        use crate::plan::overlay::{not_derivable, Val};
+        use crate::overlay::{not_derivable, Val};
         let unknown = || {
             not_derivable(format!(
                 "the replication state of the database server on {} (threads, read_only, binary log position) after {by} is known only when it runs",
@@ -680,11 +680,11 @@ pub(crate) async fn facts(
 }
 
 /// The systemd units a database server runs as (Debian's MariaDB, MySQL).
-pub const DB_UNITS: [&str; 3] = ["mariadb", "mysql", "mysqld"];
+pub use crate::overlay::DB_UNITS;
 
 /// What a `mysql_replication` change leaves for a plan's later steps.
-fn replication_after(args: &Map<String, J>) -> Vec<crate::plan::overlay::Effect> {
-    use crate::plan::overlay::{Effect, ReplicationState, Val};
+fn replication_after(args: &Map<String, J>) -> Vec<crate::overlay::Effect> {
+    use crate::overlay::{Effect, ReplicationState, Val};
     let set = |b: Option<bool>| b.map_or(Val::Host, Val::Set);
     let (io, sql) = match arg_str(args, "state") {
         Some("started" | "stopped" | "restore") => match thread_targets(args) {

@@ -42,12 +42,12 @@ async fn planned_state(
     ctx: &ModCtx<'_>,
     name: &str,
 ) -> Result<(bool, Option<bool>, Option<String>, bool)> {
-    use crate::plan::overlay::{not_derivable, PathState, Planned, Seen, Val};
+    use crate::overlay::{not_derivable, PathState, Planned, Seen, Val};
     let (mut active, mut enabled, mut socket, mut loaded) = state(ctx, name).await?;
     let Some(ov) = ctx.overlay() else {
         return Ok((active, enabled, socket, loaded));
     };
-    let unit = crate::plan::overlay::unit_key(name);
+    let unit = crate::overlay::unit_key(name);
     if !loaded {
         for dir in [
             "/etc/systemd/system",
@@ -122,8 +122,8 @@ fn has_install_section(text: &str) -> bool {
 }
 
 /// What the unit is after the step.
-fn after(args: &Map<String, J>, name: &str) -> Vec<crate::plan::overlay::Effect> {
-    use crate::plan::overlay::{Effect, UnitState, Val};
+fn after(args: &Map<String, J>, name: &str) -> Vec<crate::overlay::Effect> {
+    use crate::overlay::{Effect, UnitState, Val};
     let active = match arg_str(args, "state") {
         Some("started") | Some("restarted") => Val::Set(true),
         Some("stopped") => Val::Set(false),
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_stop_plans_the_unit_and_its_socket_stopped() {
-        use crate::plan::overlay::{Effect, Val};
+        use crate::overlay::{Effect, Val};
         let args = serde_json::json!({"name": "mariadb", "state": "stopped", "enabled": false});
         let e = after(args.as_object().unwrap(), "mariadb");
         match &e[..] {

@@ -191,7 +191,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     // In a plan: trees that earlier steps change are not on the hosts to be compared.
     for (host, tree) in [(src_host, src), (ctx.host.name.as_str(), dest)] {
         if let Some(by) = ctx.overlay_of(host).and_then(|o| o.anything_within(tree)) {
-            return Err(crate::plan::overlay::not_derivable(format!(
+            return Err(crate::overlay::not_derivable(format!(
                 "{by} changes {host}:{tree}; what it holds then is known only when it runs"
             )));
         }
@@ -223,9 +223,9 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         ),
     };
     // The copy's content is the source's at the time it runs; later steps see it as unknown.
-    let after = crate::plan::overlay::Effect::Tree {
+    let after = crate::overlay::Effect::Tree {
         path: dest.to_string(),
-        state: crate::plan::overlay::TreeState::Unknown {
+        state: crate::overlay::TreeState::Unknown {
             why: format!("{{by}} replaces {dest} with a copy of {src_host}:{src}; what is below it is known only when it runs"),
         },
     };
@@ -484,7 +484,7 @@ fn key_marker(run_id: &str, dest_host: &str, dest: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let salt = super::sha256_hex(
+    let salt = crate::controller::hash::sha256_hex(
         format!("{dest_host}\0{dest}\0{nanos}\0{}", std::process::id()).as_bytes(),
     );
     let run: String = run_id

@@ -172,7 +172,7 @@ pub fn marks_in(events: &[J], point: &str) -> BTreeMap<String, (Mark, String)> {
         };
         if let Ok(mark) = serde_json::from_value::<Mark>(m.clone()) {
             if mark.point == point {
-                let at = crate::engine::run_status::event_time(e);
+                let at = crate::controller::clock::event_time(e);
                 out.insert(host.to_string(), (mark, at));
             }
         }

@@ -5,7 +5,6 @@
 //! (a command without a check, a result registered by an earlier step, an approval), the plan
 //! says "unknown" and why — never "no change".
 
-pub mod overlay;
 mod render;
 pub mod saved;
 
@@ -18,15 +17,17 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::controller::hash::sha256_hex;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::error_kind::ErrorKind;
 use crate::inventory::vars::{Layers, Resolved};
 use crate::inventory::{pattern, Inventory, Var};
 use crate::modules::spec::Reversibility;
 use crate::modules::{self, Decision, ModCtx};
+use crate::overlay::{Effect, Overlay};
 use crate::playbook::{Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{HostConn, TransportOptions};
-use overlay::{Effect, NotDerivable, Overlay};
 
 pub use render::{render_json, render_markdown, render_text, Format};
 
@@ -149,7 +150,7 @@ pub fn fingerprint(decision: &Decision) -> String {
         }
         Decision::Unknown { reason } => format!("unknown\n{reason}"),
     };
-    modules::sha256_hex(crate::secrets::redact(&text).as_bytes())
+    sha256_hex(crate::secrets::redact(&text).as_bytes())
 }
 
 /// One input a plan is made from, by the name the plan's `inputs` keys it with.
@@ -203,7 +204,7 @@ pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var
 /// the plan. A change of a secret value alone is therefore not seen as a changed input.
 fn input_fingerprint(content: &[u8]) -> String {
     let text = String::from_utf8_lossy(content);
-    modules::sha256_hex(crate::secrets::redact(&text).as_bytes())
+    sha256_hex(crate::secrets::redact(&text).as_bytes())
 }
 
 /// The plan's `inputs`: each input's SHA-256 by its key.
@@ -232,6 +233,117 @@ struct HostMemory {
 
 /// Probe everything and build the plan. Invalid input is refused before any host is touched.
 pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> {
+    let PlanInputs {
+        inv,
+        pb,
+        templates,
+        limited,
+    } = load_inputs(opts)?;
+    let run = PlanRun {
+        inv,
+        templates,
+        opts,
+        conns: tokio::sync::Mutex::new(HashMap::new()),
+        many_plays: pb.plays.len() > 1,
+    };
+    let mut plan = Plan {
+        schema: SCHEMA.into(),
+        created: crate::controller::clock::now_rfc3339(),
+        playbook: opts.playbook.display().to_string(),
+        inventory: opts.inventory.display().to_string(),
+        limit: opts.limit.clone(),
+        tags: opts.tags.clone(),
+        skip_tags: opts.skip_tags.clone(),
+        inputs: input_hashes(&pb, &run.inv, &opts.templates_dir, &opts.extra_vars),
+        hosts: Vec::new(),
+        unreachable: Vec::new(),
+        summary: Summary::default(),
+        entries: Vec::new(),
+    };
+    let mut memory: HashMap<String, HostMemory> = HashMap::new();
+    // What the steps planned so far leave on each host, for the steps after them.
+    let mut planned = Overlay::default();
+    let mut unreachable: BTreeSet<String> = BTreeSet::new();
+    for (pi, play) in pb.plays.iter().enumerate() {
+        let Ok(selected) = pattern::select(&run.inv, &play.hosts) else {
+            continue;
+        };
+        let hosts: Vec<String> = selected
+            .into_iter()
+            .filter(|h| limited.as_ref().is_none_or(|l| l.contains(*h)))
+            .map(str::to_string)
+            .collect();
+        let layers = Layers {
+            play_defaults: &play.defaults,
+            play_vars: &play.vars,
+            extra: &opts.extra_vars,
+        };
+        let everyone = Arc::new(template::resolve_all(&run.inv, layers)?);
+        let reachable = run.reach(&hosts, &mut plan, &mut unreachable).await;
+        for (si, step) in play.steps.iter().enumerate() {
+            if !tags_allow(opts, &play.tags, &step.tags) {
+                continue;
+            }
+            let entries = run
+                .step_everywhere(
+                    StepInPlay {
+                        play: pi,
+                        play_name: &play.name,
+                        index: si,
+                        step,
+                        play_become: &play.become_root,
+                        play_become_user: &play.become_user,
+                    },
+                    None,
+                    &reachable,
+                    &everyone,
+                    &mut memory,
+                    &mut planned,
+                )
+                .await;
+            plan.entries.extend(entries);
+        }
+        for (hi, handler) in play.handlers.iter().enumerate() {
+            let names = handler.answers_to();
+            let targets = maybe_notified(&reachable, &names, &memory);
+            if targets.is_empty() {
+                continue;
+            }
+            let entries = run
+                .step_everywhere(
+                    StepInPlay {
+                        play: pi,
+                        play_name: &play.name,
+                        index: hi,
+                        step: handler,
+                        play_become: &play.become_root,
+                        play_become_user: &play.become_user,
+                    },
+                    Some(&names),
+                    &targets,
+                    &everyone,
+                    &mut memory,
+                    &mut planned,
+                )
+                .await;
+            plan.entries.extend(entries);
+        }
+    }
+    run.close().await;
+    plan.summary = summary_of(&plan);
+    Ok(plan)
+}
+
+/// What a plan reads, checked first: the inventory, the playbook, the templates it uses, the
+/// hosts `--limit` selects.
+struct PlanInputs {
+    inv: Inventory,
+    pb: Playbook,
+    templates: Templates,
+    limited: Option<BTreeSet<String>>,
+}
+
+fn load_inputs(opts: &PlanOptions) -> std::result::Result<PlanInputs, Diagnostics> {
     crate::check::check(&crate::check::CheckInput {
         inventory: &opts.inventory,
         playbooks: std::slice::from_ref(&opts.playbook),
@@ -245,8 +357,8 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
     if !wrong_options.is_empty() {
         return Err(wrong_options);
     }
-    let used = template::used_by([&pb]);
-    let templates = crate::engine::load_templates(&opts.templates_dir, used).map_err(|e| {
+    let used = crate::playbook::templates_used_by([&pb]);
+    let templates = crate::run::step::load_templates(&opts.templates_dir, used).map_err(|e| {
         let mut d = Diagnostics::default();
         e.into_iter().for_each(|x| d.push(x));
         d
@@ -266,116 +378,17 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         ),
         None => None,
     };
-    let run = PlanRun {
+    Ok(PlanInputs {
         inv,
+        pb,
         templates,
-        opts,
-        conns: tokio::sync::Mutex::new(HashMap::new()),
-        many_plays: pb.plays.len() > 1,
-    };
-    let mut plan = Plan {
-        schema: SCHEMA.into(),
-        created: crate::engine::journal::now_rfc3339(),
-        playbook: opts.playbook.display().to_string(),
-        inventory: opts.inventory.display().to_string(),
-        limit: opts.limit.clone(),
-        tags: opts.tags.clone(),
-        skip_tags: opts.skip_tags.clone(),
-        inputs: input_hashes(&pb, &run.inv, &opts.templates_dir, &opts.extra_vars),
-        hosts: Vec::new(),
-        unreachable: Vec::new(),
-        summary: Summary::default(),
-        entries: Vec::new(),
-    };
-    let mut memory: HashMap<String, HostMemory> = HashMap::new();
-    // What the steps planned so far leave on each host, for the steps after them.
-    let mut planned = Overlay::default();
-    let mut unreachable: BTreeSet<String> = BTreeSet::new();
-    for (pi, play) in pb.plays.iter().enumerate() {
-        let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
-            Ok(h) => h
-                .into_iter()
-                .filter(|h| limited.as_ref().is_none_or(|l| l.contains(*h)))
-                .map(str::to_string)
-                .collect(),
-            Err(_) => continue,
-        };
-        let layers = Layers {
-            play_defaults: &play.defaults,
-            play_vars: &play.vars,
-            extra: &opts.extra_vars,
-        };
-        let everyone = Arc::new(template::resolve_all(&run.inv, layers)?);
-        for e in run.connect(&hosts).await {
-            if unreachable.insert(e.host.clone()) {
-                plan.unreachable.push(e);
-            }
-        }
-        for h in &hosts {
-            if !plan.hosts.contains(h) {
-                plan.hosts.push(h.clone());
-            }
-        }
-        let reachable: Vec<String> = hosts
-            .iter()
-            .filter(|h| !unreachable.contains(*h))
-            .cloned()
-            .collect();
-        for (si, step) in play.steps.iter().enumerate() {
-            if !tags_allow(opts, &play.tags, &step.tags) {
-                continue;
-            }
-            let entries = run
-                .step_everywhere(
-                    pi,
-                    &play.name,
-                    si,
-                    step,
-                    None,
-                    &reachable,
-                    &everyone,
-                    &play.become_root,
-                    &play.become_user,
-                    &mut memory,
-                    &mut planned,
-                )
-                .await;
-            plan.entries.extend(entries);
-        }
-        for (hi, handler) in play.handlers.iter().enumerate() {
-            let names = handler.answers_to();
-            let targets: Vec<String> = reachable
-                .iter()
-                .filter(|h| {
-                    memory
-                        .get(*h)
-                        .is_some_and(|m| names.iter().any(|n| m.notified.contains_key(*n)))
-                })
-                .cloned()
-                .collect();
-            if targets.is_empty() {
-                continue;
-            }
-            let entries = run
-                .step_everywhere(
-                    pi,
-                    &play.name,
-                    hi,
-                    handler,
-                    Some(&names),
-                    &targets,
-                    &everyone,
-                    &play.become_root,
-                    &play.become_user,
-                    &mut memory,
-                    &mut planned,
-                )
-                .await;
-            plan.entries.extend(entries);
-        }
-    }
-    run.close().await;
-    plan.summary = Summary {
+        limited,
+    })
+}
+
+/// The counts a plan's summary shows.
+fn summary_of(plan: &Plan) -> Summary {
+    Summary {
         hosts: plan.hosts.len(),
         changes: plan
             .entries
@@ -399,8 +412,24 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
             .count(),
         irreversible: irreversible_steps(&plan.entries).len(),
         unreachable: plan.unreachable.len(),
-    };
-    Ok(plan)
+    }
+}
+
+/// The hosts where a handler answering to `names` may have been notified.
+fn maybe_notified(
+    reachable: &[String],
+    names: &[&str],
+    memory: &HashMap<String, HostMemory>,
+) -> Vec<String> {
+    reachable
+        .iter()
+        .filter(|h| {
+            memory
+                .get(*h)
+                .is_some_and(|m| names.iter().any(|n| m.notified.contains_key(*n)))
+        })
+        .cloned()
+        .collect()
 }
 
 fn one(d: Diagnostic) -> Diagnostics {
@@ -420,6 +449,18 @@ struct PlanRun<'a> {
     conns: tokio::sync::Mutex<HashMap<String, Arc<HostConn>>>,
     /// The playbook has more than one play: name the play where a reason names a step.
     many_plays: bool,
+}
+
+/// Where a step stands in the playbook, and its play's sudo: what the plan of the step shares
+/// on every host.
+#[derive(Clone, Copy)]
+struct StepInPlay<'a> {
+    play: usize,
+    play_name: &'a str,
+    index: usize,
+    step: &'a Step,
+    play_become: &'a Option<bool>,
+    play_become_user: &'a Option<String>,
 }
 
 /// One step on one host, as planned.
@@ -464,14 +505,14 @@ impl PlanRun<'_> {
                     // A run in progress makes this plan stale; say so, but read on.
                     if let Ok(out) = c
                         .run(
-                            &format!("cat {} 2>/dev/null", crate::engine::lock::HOST_LOCK),
+                            &format!("cat {} 2>/dev/null", crate::run::lock::HOST_LOCK),
                             None,
                             None,
                             None,
                         )
                         .await
                     {
-                        if let Ok(owner) = serde_json::from_str::<crate::engine::lock::Owner>(
+                        if let Ok(owner) = serde_json::from_str::<crate::run::lock::Owner>(
                             out.stdout_text().trim(),
                         ) {
                             eprintln!(
@@ -512,23 +553,48 @@ impl PlanRun<'_> {
         by
     }
 
+    /// Connect to a play's hosts: the plan lists every host, and each unreachable one once;
+    /// the reachable ones are returned.
+    async fn reach(
+        &self,
+        hosts: &[String],
+        plan: &mut Plan,
+        unreachable: &mut BTreeSet<String>,
+    ) -> Vec<String> {
+        for e in self.connect(hosts).await {
+            if unreachable.insert(e.host.clone()) {
+                plan.unreachable.push(e);
+            }
+        }
+        for h in hosts {
+            if !plan.hosts.contains(h) {
+                plan.hosts.push(h.clone());
+            }
+        }
+        hosts
+            .iter()
+            .filter(|h| !unreachable.contains(*h))
+            .cloned()
+            .collect()
+    }
+
     /// One step (or handler) on every host. `handler`: the names a handler answers to; on a
     /// host where it is only maybe notified, a change becomes "unknown".
-    #[allow(clippy::too_many_arguments)]
     async fn step_everywhere(
         &self,
-        play: usize,
-        play_name: &str,
-        index: usize,
-        step: &Step,
+        at: StepInPlay<'_>,
         handler: Option<&[&str]>,
         hosts: &[String],
         everyone: &Arc<BTreeMap<String, Resolved>>,
-        play_become: &Option<bool>,
-        play_become_user: &Option<String>,
         memory: &mut HashMap<String, HostMemory>,
         planned: &mut Overlay,
     ) -> Vec<Entry> {
+        let StepInPlay {
+            play_name,
+            index,
+            step,
+            ..
+        } = at;
         let targets: Vec<&String> = if step.run_once {
             hosts.iter().take(1).collect()
         } else {
@@ -541,19 +607,7 @@ impl PlanRun<'_> {
                 let everyone = everyone.clone();
                 async move {
                     let sp = self
-                        .step_on_host(
-                            play,
-                            play_name,
-                            index,
-                            step,
-                            handler.is_some(),
-                            h,
-                            &everyone,
-                            play_become,
-                            play_become_user,
-                            &mem,
-                            seen,
-                        )
+                        .step_on_host(at, handler.is_some(), h, &everyone, &mem, seen)
                         .await;
                     (h.to_string(), sp, mem)
                 }
@@ -627,21 +681,22 @@ impl PlanRun<'_> {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn step_on_host(
+    /// A step's plan on one host before its probe: where it runs, what it may touch, its way
+    /// back.
+    fn step_plan(
         &self,
-        play: usize,
-        play_name: &str,
-        index: usize,
-        step: &Step,
+        at: StepInPlay<'_>,
         handler: bool,
         host: &str,
         everyone: &BTreeMap<String, Resolved>,
-        play_become: &Option<bool>,
-        play_become_user: &Option<String>,
-        mem: &HostMemory,
-        planned: &Overlay,
     ) -> StepPlan {
+        let StepInPlay {
+            play,
+            play_name,
+            index,
+            step,
+            ..
+        } = at;
         let spec = modules::spec::find(&step.action.module);
         let irreversible = irreversible(step);
         let target = step
@@ -654,11 +709,12 @@ impl PlanRun<'_> {
             .context(host, everyone)
             .ok()
             .and_then(|ctx| {
-                crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step).ok()
+                crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)
+                    .ok()
             })
             .map(|args| modules::touches(&step.action.module, &args))
             .unwrap_or_default();
-        let mut sp = StepPlan {
+        StepPlan {
             entry: Entry {
                 play,
                 play_name: play_name.to_string(),
@@ -684,7 +740,25 @@ impl PlanRun<'_> {
             target,
             after: Vec::new(),
             touches,
-        };
+        }
+    }
+
+    async fn step_on_host(
+        &self,
+        at: StepInPlay<'_>,
+        handler: bool,
+        host: &str,
+        everyone: &BTreeMap<String, Resolved>,
+        mem: &HostMemory,
+        planned: &Overlay,
+    ) -> StepPlan {
+        let mut sp = self.step_plan(at, handler, host, everyone);
+        let StepInPlay {
+            step,
+            play_become,
+            play_become_user,
+            ..
+        } = at;
         let entry = &mut sp.entry;
         // A step reading a result registered earlier can only be known when it runs.
         let texts = step_texts(step);
@@ -720,21 +794,20 @@ impl PlanRun<'_> {
             Ok(None) => {
                 entry.outcome = Outcome::Skipped;
                 entry.reason = Some("`when:` is false".into());
-                entry.fingerprint = modules::sha256_hex(b"skipped");
+                entry.fingerprint = sha256_hex(b"skipped");
                 return sp;
             }
             // An earlier step of the plan leaves something this probe cannot see.
-            Err(e) if e.downcast_ref::<NotDerivable>().is_some() => {
-                derived_unknown = true;
-                Decision::Unknown {
-                    reason: e
-                        .downcast_ref::<NotDerivable>()
-                        .map(|n| n.0.clone())
-                        .unwrap_or_default(),
+            Err(e) => match ErrorKind::of(&e) {
+                ErrorKind::NotDerivable(why) => {
+                    derived_unknown = true;
+                    Decision::Unknown {
+                        reason: why.to_string(),
+                    }
                 }
-            }
-            Err(e) => Decision::Unknown {
-                reason: format!("cannot probe: {e:#}"),
+                _ => Decision::Unknown {
+                    reason: format!("cannot probe: {e:#}"),
+                },
             },
         };
         entry.fingerprint = fingerprint(&decision);
@@ -778,7 +851,7 @@ impl PlanRun<'_> {
         let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
         // The run id is only known when the plan is applied.
         ctx.insert(
-            template::names::RUN,
+            crate::context_names::RUN,
             &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }),
         );
         Ok(ctx)
@@ -795,7 +868,7 @@ impl PlanRun<'_> {
         planned: &Overlay,
     ) -> Result<Option<modules::Probe>> {
         let mut ctx = self.context(host, everyone)?;
-        let target = crate::engine::delegate_target(&self.inv, step, host, &ctx)?;
+        let target = crate::run::step::delegate_target(&self.inv, step, host, &ctx)?;
         if self.conns.lock().await.get(&target).is_none() {
             self.connect(std::slice::from_ref(&target)).await;
         }
@@ -806,10 +879,10 @@ impl PlanRun<'_> {
             .get(&target)
             .cloned()
             .ok_or_else(|| anyhow!("{target} is unreachable"))?;
-        if crate::engine::facts::mentions_facts(&step_texts(step).join("\n")) {
+        if crate::run::facts::mentions_facts(&step_texts(step).join("\n")) {
             ctx.insert(
-                template::names::FACTS,
-                &crate::engine::facts::gather(&conn).await?,
+                crate::context_names::FACTS,
+                &crate::run::facts::gather(&conn).await?,
             );
         }
         if let Some(w) = &step.when {
@@ -817,8 +890,9 @@ impl PlanRun<'_> {
                 return Ok(None);
             }
         }
-        let args = crate::engine::render_args(&step.action.module, &step.action.args, &ctx, step)?;
-        let become_ = crate::engine::become_for(
+        let args =
+            crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)?;
+        let become_ = crate::run::step::become_for(
             &self.inv,
             *play_become,
             play_become_user.as_deref(),

@@ -341,13 +341,18 @@ fn read_serial(node: &Node, diags: &mut Diagnostics) -> Vec<Batch> {
     }
 }
 
-pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> Option<Step> {
-    let what = if handler { "handler" } else { "step" };
-    hint_ansible_keys(node, diags);
-    let entries = decode::mapping(node, what, diags)?;
+/// The one module key of a step (every other key is a step keyword): an unknown key, no module
+/// or two modules are reported.
+fn step_module<'a>(
+    node: &Node,
+    entries: &[(&'a Node, &'a Node)],
+    what: &str,
+    handler: bool,
+    diags: &mut Diagnostics,
+) -> Option<(&'a Node, &'a Node)> {
     // Split the step's keys into the common ones and the one module key.
     let mut modules: Vec<(&Node, &Node)> = Vec::new();
-    for (k, v) in &entries {
+    for &(k, v) in entries {
         let key = k.key_text();
         if STEP_KEYS.contains(&key.as_str())
             || (handler && HANDLER_EXTRA_KEYS.contains(&key.as_str()))
@@ -372,8 +377,8 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
             return None;
         }
     }
-    let (module_key, module_node) = match modules.as_slice() {
-        [one] => *one,
+    match modules.as_slice() {
+        [one] => Some(*one),
         [] => {
             diags.push(Diagnostic::new(
                 node.pos.clone(),
@@ -382,7 +387,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
                     spec::names().collect::<Vec<_>>().join(", ")
                 ),
             ));
-            return None;
+            None
         }
         [_, second, ..] => {
             diags.push(Diagnostic::new(
@@ -393,9 +398,16 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
                     second.0.key_text()
                 ),
             ));
-            return None;
+            None
         }
-    };
+    }
+}
+
+pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> Option<Step> {
+    let what = if handler { "handler" } else { "step" };
+    hint_ansible_keys(node, diags);
+    let entries = decode::mapping(node, what, diags)?;
+    let (module_key, module_node) = step_module(node, &entries, what, handler, diags)?;
     let action = read_action(module_key, module_node, diags)?;
 
     let mut allowed: Vec<&str> = STEP_KEYS.to_vec();
@@ -469,14 +481,14 @@ fn become_user(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<String> {
 }
 
 /// A registered result becomes a variable of that name; one of the names the engine sets
-/// itself (`template::names::RESERVED`) would hide it, or be hidden by it.
+/// itself (`context_names::RESERVED`) would hide it, or be hidden by it.
 fn check_register_name(r: &str, pos: &Pos, diags: &mut Diagnostics) {
     if !decode::is_identifier(r) {
         diags.push(Diagnostic::new(
             pos.clone(),
             format!("`register: {r}` must be a variable name (letters, digits, `_`)"),
         ));
-    } else if crate::template::names::RESERVED.contains(&r) {
+    } else if crate::context_names::RESERVED.contains(&r) {
         diags.push(
             Diagnostic::new(
                 pos.clone(),
@@ -484,7 +496,7 @@ fn check_register_name(r: &str, pos: &Pos, diags: &mut Diagnostics) {
             )
             .with_help(format!(
                 "reserved: {}; choose another name, e.g. `{r}_result`",
-                crate::template::names::RESERVED.join(", ")
+                crate::context_names::RESERVED.join(", ")
             )),
         );
     }

@@ -235,3 +235,31 @@ pub fn tags_allow(
             .iter()
             .any(|t| tags.contains(t) || t.as_str() == "always")
 }
+
+/// The templates the `template` steps of these playbooks name; None when a step computes its
+/// `src` (`{{ }}`), which only the run knows: then every template is needed.
+pub fn templates_used_by<'a>(
+    playbooks: impl IntoIterator<Item = &'a Playbook>,
+) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for pb in playbooks {
+        for play in &pb.plays {
+            for step in play.steps.iter().chain(&play.handlers) {
+                if step.action.module != "template" {
+                    continue;
+                }
+                match step
+                    .action
+                    .args
+                    .get("src")
+                    .and_then(serde_json::Value::as_str)
+                {
+                    Some(s) if s.contains("{{") || s.contains("{%") => return None,
+                    Some(s) => out.push(s.to_string()),
+                    None => {}
+                }
+            }
+        }
+    }
+    Some(out)
+}

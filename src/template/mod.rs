@@ -26,34 +26,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as J;
 
+use crate::context_names;
 use crate::diag::{Diagnostic, Pos};
 use crate::inventory::vars::{self, Layers, Resolved};
 use crate::inventory::Inventory;
-
-/// The names the engine itself puts into a step's context, next to the host's variables.
-/// Every place that inserts one uses these constants, and `RESERVED` lists them all, so a
-/// `register:` (which the engine inserts after them) cannot silently replace one.
-pub mod names {
-    pub const INVENTORY_HOSTNAME: &str = "inventory_hostname";
-    pub const HOST: &str = "host";
-    pub const GROUPS: &str = "groups";
-    pub const HOSTVARS: &str = "hostvars";
-    /// `run.id`: the run's id (engine, plan).
-    pub const RUN: &str = "run";
-    /// Gathered facts, when a step refers to them (engine, plan).
-    pub const FACTS: &str = "facts";
-    /// The step's own result, in `changed_when`, `failed_when` and `until`.
-    pub const RESULT: &str = "result";
-    pub const RESERVED: &[&str] = &[
-        INVENTORY_HOSTNAME,
-        HOST,
-        GROUPS,
-        HOSTVARS,
-        RUN,
-        FACTS,
-        RESULT,
-    ];
-}
 
 pub use engine::file_engine;
 pub use files::{template_files, Templates};
@@ -253,12 +229,12 @@ fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> 
         .host(host)
         .map(|h| h.connection.address.clone())
         .unwrap_or_default();
-    ctx.insert(names::INVENTORY_HOSTNAME, host);
+    ctx.insert(context_names::INVENTORY_HOSTNAME, host);
     ctx.insert(
-        names::HOST,
+        context_names::HOST,
         &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
     );
-    ctx.insert(names::GROUPS, groups);
+    ctx.insert(context_names::GROUPS, groups);
     ctx
 }
 
@@ -280,7 +256,7 @@ pub fn host_context_with(
     shared: &Shared,
 ) -> Vars {
     let mut ctx = own_context(inv, host, resolved, &shared.groups);
-    ctx.insert(names::HOSTVARS, &shared.hostvars);
+    ctx.insert(context_names::HOSTVARS, &shared.hostvars);
     ctx
 }
 
@@ -347,29 +323,6 @@ fn register_secrets(inv: &Inventory, r: &Resolved) {
             );
         }
     }
-}
-
-/// The templates the `template` steps of these playbooks name; None when a step computes its
-/// `src` (`{{ }}`), which only the run knows: then every template is needed.
-pub fn used_by<'a>(
-    playbooks: impl IntoIterator<Item = &'a crate::playbook::Playbook>,
-) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    for pb in playbooks {
-        for play in &pb.plays {
-            for step in play.steps.iter().chain(&play.handlers) {
-                if step.action.module != "template" {
-                    continue;
-                }
-                match step.action.args.get("src").and_then(J::as_str) {
-                    Some(s) if s.contains("{{") || s.contains("{%") => return None,
-                    Some(s) => out.push(s.to_string()),
-                    None => {}
-                }
-            }
-        }
-    }
-    Some(out)
 }
 
 /// Render a `{{ }}` string from a playbook value.

@@ -41,7 +41,7 @@ impl HostConn {
         }
         // The inventory loader refused these with their positions; never put one on ssh's
         // command line or in its config however the connection was made.
-        if let Some(why) = crate::ssh_args::connection_problem(c) {
+        if let Some(why) = c.problem() {
             return Err(anyhow!("{name}: not connecting: {why}"));
         }
         let config = ssh_config_for(c, opts)?;

@@ -34,7 +34,7 @@ pub fn reap_stale_masters() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == std::process::id() || crate::engine::lock::process_alive(pid) {
+        if pid == std::process::id() || crate::controller::process::process_alive(pid) {
             continue;
         }
         for socket in sockets_under(&e.path()) {

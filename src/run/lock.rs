@@ -11,6 +11,10 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::controller::clock::now_rfc3339;
+use crate::controller::hash::sha256_hex;
+use crate::controller::process::process_alive;
+use crate::controller::user::{controller_name, current_user};
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -36,7 +40,7 @@ impl Owner {
             user: current_user(),
             controller: controller_name(),
             pid: std::process::id(),
-            started: super::journal::now_rfc3339(),
+            started: now_rfc3339(),
         }
     }
 
@@ -68,66 +72,6 @@ pub enum Liveness {
     Unknown,
 }
 
-/// Who runs cutover: the login name of the process's real uid — never `$USER`, which may be
-/// unset or say anything. Behind sudo, the admin who ran sudo is named too, as sudo recorded
-/// them: `root (sudo from alice)`.
-pub fn current_user() -> String {
-    // SAFETY: getuid cannot fail and touches no memory.
-    let me = user_name(unsafe { libc::getuid() });
-    match std::env::var("SUDO_USER") {
-        Ok(admin) if !admin.is_empty() && admin != me => format!("{me} (sudo from {admin})"),
-        _ => me,
-    }
-}
-
-/// The login name of a uid from the password database (`getpwuid_r`: thread-safe, unlike
-/// `getpwuid`), or `uid N` when it has no entry.
-pub fn user_name(uid: libc::uid_t) -> String {
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        // SAFETY: every pointer refers to live storage of the stated size; the name is copied
-        // out of `buf` before it is dropped.
-        let (rc, found) = unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut found: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found);
-            let name = (rc == 0 && !found.is_null()).then(|| {
-                std::ffi::CStr::from_ptr(pw.pw_name)
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            (rc, name)
-        };
-        match found {
-            Some(name) => return name,
-            None if rc == libc::ERANGE && buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            None => return format!("uid {uid}"),
-        }
-    }
-}
-
-pub fn controller_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Alive and not a zombie: where PID 1 reaps orphans lazily, a killed process lingers as one,
-/// and the state letter in /proc/PID/stat tells (proc(5)).
-pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                .unwrap_or("X");
-            !matches!(state, "Z" | "X" | "x")
-        }
-        Err(_) => false,
-    }
-}
-
 /// The controller-side lock, held for the life of the run.
 pub struct ControllerLock {
     _file: File,
@@ -140,7 +84,7 @@ pub fn lock_controller(
     owner: &Owner,
 ) -> Result<ControllerLock> {
     let canonical = std::fs::canonicalize(inventory).unwrap_or_else(|_| inventory.to_path_buf());
-    let key = crate::modules::sha256_hex(canonical.to_string_lossy().as_bytes());
+    let key = sha256_hex(canonical.to_string_lossy().as_bytes());
     let dir = state_dir.join("locks");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}.lock", &key[..16]));
@@ -258,16 +202,4 @@ pub async fn unlock_host(host: &HostConn, run_id: &str) {
         lock = quote(HOST_LOCK)
     );
     let _ = host.run(&script, None, None, None).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_names_come_from_the_password_database() {
-        assert_eq!(user_name(0), "root");
-        // A uid without an entry is named by its number, not "unknown".
-        assert_eq!(user_name(3_999_999_999), "uid 3999999999");
-    }
 }

@@ -16,6 +16,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The systemd units a database server runs as (Debian's MariaDB, MySQL): starting, stopping
+/// or restarting one changes the planned replication state.
+pub const DB_UNITS: [&str; 3] = ["mariadb", "mysql", "mysqld"];
+
 /// A probe needed a planned state that cannot be known before the run; the plan shows the
 /// step as unknown with this reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,50 +335,7 @@ impl HostOverlay {
                 other => other.clone(),
             };
             match &e {
-                Effect::Path { path, state } => {
-                    let path = clean(path);
-                    let merged = match (state, self.lookup(&path, &|_| false)) {
-                        (
-                            PathState::File { content, attrs },
-                            Seen::Planned(Planned {
-                                value:
-                                    PathState::File {
-                                        content: c0,
-                                        attrs: a0,
-                                    },
-                                ..
-                            }),
-                        ) => PathState::File {
-                            content: content.over(&c0),
-                            attrs: attrs.over(&a0),
-                        },
-                        (
-                            PathState::Dir { attrs },
-                            Seen::Planned(Planned {
-                                value: PathState::Dir { attrs: a0 },
-                                ..
-                            }),
-                        ) => PathState::Dir {
-                            attrs: attrs.over(&a0),
-                        },
-                        _ => state.clone(),
-                    };
-                    match state {
-                        PathState::File { attrs, .. } | PathState::Dir { attrs }
-                            if [&attrs.owner, &attrs.group, &attrs.mode]
-                                .iter()
-                                .any(|v| **v == Val::Unknown) =>
-                        {
-                            self.attrs_left_by.insert(path.clone(), by.to_string());
-                        }
-                        PathState::File { .. } | PathState::Dir { .. } => {}
-                        _ => {
-                            self.attrs_left_by.remove(&path);
-                        }
-                    }
-                    self.records
-                        .push((Record::Path(path, merged), by.to_string()));
-                }
+                Effect::Path { path, state } => self.record_path(path, state, by),
                 Effect::Tree { path, state } => {
                     self.records
                         .push((Record::Tree(clean(path), state.clone()), by.to_string()));
@@ -385,35 +346,7 @@ impl HostOverlay {
                         self.records.push((Record::Command(paths), by.to_string()));
                     }
                 }
-                Effect::Unit { name, state } => {
-                    let key = unit_key(name);
-                    // A database server started, stopped or restarted starts its replication
-                    // threads as configured, and reads read_only from its configuration.
-                    if crate::modules::mysql::DB_UNITS.contains(&key.as_str())
-                        && state.active != Val::Host
-                    {
-                        self.replication = Some(Planned {
-                            value: ReplicationState {
-                                io_running: Val::Unknown,
-                                sql_running: Val::Unknown,
-                                read_only: Val::Unknown,
-                                reconfigured: false,
-                            },
-                            by: by.to_string(),
-                        });
-                    }
-                    let merged = match self.units.get(&key) {
-                        Some(p) => state.over(&p.value),
-                        None => state.clone(),
-                    };
-                    self.units.insert(
-                        key,
-                        Planned {
-                            value: merged,
-                            by: by.to_string(),
-                        },
-                    );
-                }
+                Effect::Unit { name, state } => self.record_unit(name, state, by),
                 Effect::LbMember {
                     lb,
                     member,
@@ -442,6 +375,81 @@ impl HostOverlay {
                 }
             }
         }
+    }
+
+    /// A path written, created or removed: merged over what earlier steps planned for it.
+    fn record_path(&mut self, path: &str, state: &PathState, by: &str) {
+        let path = clean(path);
+        let merged = match (state, self.lookup(&path, &|_| false)) {
+            (
+                PathState::File { content, attrs },
+                Seen::Planned(Planned {
+                    value:
+                        PathState::File {
+                            content: c0,
+                            attrs: a0,
+                        },
+                    ..
+                }),
+            ) => PathState::File {
+                content: content.over(&c0),
+                attrs: attrs.over(&a0),
+            },
+            (
+                PathState::Dir { attrs },
+                Seen::Planned(Planned {
+                    value: PathState::Dir { attrs: a0 },
+                    ..
+                }),
+            ) => PathState::Dir {
+                attrs: attrs.over(&a0),
+            },
+            _ => state.clone(),
+        };
+        match state {
+            PathState::File { attrs, .. } | PathState::Dir { attrs }
+                if [&attrs.owner, &attrs.group, &attrs.mode]
+                    .iter()
+                    .any(|v| **v == Val::Unknown) =>
+            {
+                self.attrs_left_by.insert(path.clone(), by.to_string());
+            }
+            PathState::File { .. } | PathState::Dir { .. } => {}
+            _ => {
+                self.attrs_left_by.remove(&path);
+            }
+        }
+        self.records
+            .push((Record::Path(path, merged), by.to_string()));
+    }
+
+    /// A unit started, stopped, enabled…: merged over what earlier steps planned for it.
+    fn record_unit(&mut self, name: &str, state: &UnitState, by: &str) {
+        let key = unit_key(name);
+        // A database server started, stopped or restarted starts its replication
+        // threads as configured, and reads read_only from its configuration.
+        if DB_UNITS.contains(&key.as_str()) && state.active != Val::Host {
+            self.replication = Some(Planned {
+                value: ReplicationState {
+                    io_running: Val::Unknown,
+                    sql_running: Val::Unknown,
+                    read_only: Val::Unknown,
+                    reconfigured: false,
+                },
+                by: by.to_string(),
+            });
+        }
+        let merged = match self.units.get(&key) {
+            Some(p) => state.over(&p.value),
+            None => state.clone(),
+        };
+        self.units.insert(
+            key,
+            Planned {
+                value: merged,
+                by: by.to_string(),
+            },
+        );
     }
 
     /// The planned state of a path.

@@ -1,0 +1,23 @@
+//! The names the engine itself puts into a step's context, next to the host's variables.
+//! Every place that inserts one uses these constants, and `RESERVED` lists them all, so a
+//! `register:` (which the engine inserts after them) cannot silently replace one.
+
+pub const INVENTORY_HOSTNAME: &str = "inventory_hostname";
+pub const HOST: &str = "host";
+pub const GROUPS: &str = "groups";
+pub const HOSTVARS: &str = "hostvars";
+/// `run.id`: the run's id (engine, plan).
+pub const RUN: &str = "run";
+/// Gathered facts, when a step refers to them (engine, plan).
+pub const FACTS: &str = "facts";
+/// The step's own result, in `changed_when`, `failed_when` and `until`.
+pub const RESULT: &str = "result";
+pub const RESERVED: &[&str] = &[
+    INVENTORY_HOSTNAME,
+    HOST,
+    GROUPS,
+    HOSTVARS,
+    RUN,
+    FACTS,
+    RESULT,
+];

@@ -1,0 +1,6 @@
+//! What plan and apply both need to work on hosts, below both of them: the run's locks (on the
+//! controller and on each host), facts gathered on demand, and one step prepared for one host.
+
+pub mod facts;
+pub mod lock;
+pub mod step;
