@@ -9,7 +9,11 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Map, Value as J};
 use sha2::{Digest, Sha256};
 
+use super::contract::Module;
+use super::contract::{unknown_path, unknown_tree};
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::Effect;
 use crate::shell::quote;
 use crate::transport::Input;
 
@@ -1121,6 +1125,134 @@ pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) 
         undo: Some(undo),
         failed: None,
     })
+}
+
+/// What `file` may change: the path, and the tree below it when it removes or recurses.
+fn file_touches(args: &Map<String, J>) -> Vec<Effect> {
+    let mut out = Vec::new();
+    if let Some(p) = arg_str(args, "path") {
+        out.push(unknown_path(p));
+        if arg_str(args, "state") == Some("absent") || arg_bool(args, "recurse") == Some(true) {
+            out.push(unknown_tree(p));
+        }
+    }
+    out
+}
+
+/// The `copy` module: a file's content from the controller or inline.
+pub(crate) struct Copy;
+
+impl Module for Copy {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "copy",
+        args: &[
+            req("dest", T::Path),
+            arg("src", T::Path),
+            arg("content", T::Str),
+            arg("owner", T::Str),
+            arg("group", T::Str),
+            arg("mode", T::Mode),
+        ],
+        free_form: None,
+        one_of: &[&["src", "content"]],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_content(Self::SPEC.name, args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_content(Self::SPEC.name, args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        arg_str(args, "dest")
+            .map(unknown_path)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The `template` module: a file rendered from a template.
+pub(crate) struct Template;
+
+impl Module for Template {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "template",
+        args: &[
+            req("src", T::Path),
+            req("dest", T::Path),
+            arg("owner", T::Str),
+            arg("group", T::Str),
+            arg("mode", T::Mode),
+            arg("vars", T::Map),
+            arg("ignore_lines", T::StrList),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_content(Self::SPEC.name, args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_content(Self::SPEC.name, args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        arg_str(args, "dest")
+            .map(unknown_path)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The `file` module: a path's kind and attributes.
+pub(crate) struct File;
+
+impl Module for File {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "file",
+        args: &[
+            req("path", T::Path),
+            choice("state", &["directory", "file", "link", "absent", "touch"]),
+            arg("src", T::Path),
+            arg("owner", T::Str),
+            arg("group", T::Str),
+            arg("mode", T::Mode),
+            arg("recurse", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_file(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_file(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        pending_file_undo(args, probe, ctx.run_id)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        file_touches(args)
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,12 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::unknown_path;
+use super::contract::Module;
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::user::arg_u32;
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::Effect;
 use crate::shell::quote;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,6 +142,39 @@ gpasswd -M {m} {n} >/dev/null"#,
             m = quote(&members.join(",")),
         ),
         _ => "false".into(),
+    }
+}
+
+/// The `group` module.
+pub(crate) struct Group;
+
+impl Module for Group {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "group",
+        args: &[
+            req("name", T::Str),
+            choice("state", &["present", "absent"]),
+            arg("gid", T::Int),
+            arg("system", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn touches(_args: &Map<String, J>) -> Vec<Effect> {
+        ["/etc/group", "/etc/gshadow"]
+            .into_iter()
+            .map(unknown_path)
+            .collect()
     }
 }
 

@@ -20,7 +20,10 @@
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::Effect;
 use crate::shell::quote;
 
 pub const DEFAULT_STATUS_URL: &str = "http://localhost/jkstatus";
@@ -466,6 +469,61 @@ curl -sS --max-time 10 -- {show}"#,
         undo: None,
         failed,
     })
+}
+
+/// What `lb_member` may change: the member's activation, on the balancer and in its file.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    let (Some(lb), Some(member)) = (arg_str(args, "lb"), arg_str(args, "member")) else {
+        return Vec::new();
+    };
+    vec![Effect::LbMember {
+        lb: lb.to_string(),
+        member: member.to_string(),
+        activation: None,
+        workers_file: arg_str(args, "workers_file")
+            .unwrap_or(DEFAULT_WORKERS_FILE)
+            .to_string(),
+    }]
+}
+
+/// The `lb_member` module (mod_jk balancer members).
+pub(crate) struct LbMember;
+
+impl Module for LbMember {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "lb_member",
+        args: &[
+            req("lb", T::Str),
+            req("member", T::Str),
+            ArgSpec {
+                name: "activation",
+                ty: T::Str,
+                required: true,
+                choices: &["active", "disabled", "stopped"],
+            },
+            arg("status_url", T::Str),
+            arg("workers_file", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        undo_of(args, probe, ctx.run_id)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,11 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::plan::overlay::Planned;
+use crate::plan::overlay::{Effect, ReplicationState, Val};
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -1609,6 +1612,147 @@ pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outc
         undo: None,
         failed,
     })
+}
+
+/// What `mysql_replication` may change: the replica's threads and read-only flag, and its
+/// source when it (re)configures or detaches.
+fn replication_touched(args: &Map<String, J>) -> Effect {
+    Effect::Replication(ReplicationState {
+        io_running: Val::Unknown,
+        sql_running: Val::Unknown,
+        read_only: Val::Unknown,
+        reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
+    })
+}
+
+/// The `mysql_facts` module.
+pub(crate) struct MysqlFacts;
+
+impl Module for MysqlFacts {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "mysql_facts",
+        args: &[
+            arg("login_user", T::Str),
+            arg("login_password", T::Str),
+            arg("login_password_var", T::Str),
+            arg("login_host", T::Str),
+            arg("login_port", T::Int),
+            arg("login_unix_socket", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_facts(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        let _ = (args, ctx);
+        apply_facts(probe).await
+    }
+}
+
+/// The `mysql_replication` module.
+pub(crate) struct MysqlReplication;
+
+impl Module for MysqlReplication {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "mysql_replication",
+        args: &[
+            choice(
+                "state",
+                &["started", "stopped", "synced", "configured", "detached"],
+            ),
+            choice("threads", &["all", "io", "sql"]),
+            arg("read_only", T::Bool),
+            arg("master", T::Str),
+            arg("wait_timeout", T::Int),
+            arg("source_host", T::Str),
+            arg("source_port", T::Int),
+            arg("source_user", T::Str),
+            arg("source_password", T::Str),
+            choice("use_gtid", &["slave_pos", "current_pos", "no"]),
+            arg("connect_retry", T::Int),
+            arg("service", T::Str),
+            arg("config_file", T::Path),
+            arg("login_user", T::Str),
+            arg("login_password", T::Str),
+            arg("login_password_var", T::Str),
+            arg("login_host", T::Str),
+            arg("login_port", T::Int),
+            arg("login_unix_socket", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_replication(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_replication(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        pending_undo_replication(args, probe, ctx)
+    }
+
+    fn changes_nothing(args: &Map<String, J>) -> bool {
+        arg_str(args, "state") == Some("synced") && !args.contains_key("read_only")
+    }
+
+    fn peer_hosts(args: &Map<String, J>) -> Vec<String> {
+        arg_str(args, "master")
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        vec![replication_touched(args)]
+    }
+}
+
+/// The `mysql_query` module.
+pub(crate) struct MysqlQuery;
+
+impl Module for MysqlQuery {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "mysql_query",
+        args: &[
+            arg("sql", T::Str),
+            arg("src", T::Path),
+            arg("path", T::Path),
+            arg("database", T::Str),
+            arg("read_only", T::Bool),
+            arg("login_user", T::Str),
+            arg("login_password", T::Str),
+            arg("login_password_var", T::Str),
+            arg("login_host", T::Str),
+            arg("login_port", T::Int),
+            arg("login_unix_socket", T::Path),
+        ],
+        free_form: Some("sql"),
+        one_of: &[&["sql", "src", "path"]],
+        reversibility: Reversibility::Irreversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_query(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        let _ = probe;
+        apply_query(args, ctx).await
+    }
+
+    fn changes_nothing(args: &Map<String, J>) -> bool {
+        arg_bool(args, "read_only") == Some(true)
+    }
 }
 
 #[cfg(test)]

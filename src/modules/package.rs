@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::shell::quote;
 
@@ -490,6 +492,37 @@ fi"#,
         specs = specs.join(" "),
         purges = purges.join(" "),
     )
+}
+
+/// The `package` module (apt).
+pub(crate) struct Package;
+
+impl Module for Package {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "package",
+        args: &[
+            arg("name", T::StrList),
+            choice("state", &["present", "latest", "absent"]),
+            arg("version", T::Str),
+            arg("upgrade_all", T::Bool),
+            arg("update_cache", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[&["name", "upgrade_all"]],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn describe_done(result: &Map<String, J>) -> Option<String> {
+        describe_done(result)
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::{Effect, UnitState};
 use crate::shell::quote;
 
 async fn state(ctx: &ModCtx<'_>, name: &str) -> Result<(bool, Option<bool>, Option<String>, bool)> {
@@ -262,6 +265,52 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction
         }),
         // A restart or reload has nothing to undo.
         _ => None,
+    }
+}
+
+/// What `service` may change: the unit's state.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    arg_str(args, "name")
+        .map(|n| Effect::Unit {
+            name: n.to_string(),
+            state: UnitState::unknown(),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// The `service` module (systemd units).
+pub(crate) struct Service;
+
+impl Module for Service {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "service",
+        args: &[
+            req("name", T::Str),
+            choice("state", &["started", "stopped", "restarted", "reloaded"]),
+            arg("enabled", T::Bool),
+            arg("daemon_reload", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        let _ = ctx;
+        undo_of(args, probe)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
     }
 }
 

@@ -18,7 +18,11 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::unknown_tree;
+use super::contract::Module;
+use super::spec::{arg, choice, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::{Effect, UnitState};
 use crate::shell::quote;
 
 /// One volume of a set: LVM needs `vg` and `lv`; `mount` is where its filesystem is mounted
@@ -1535,6 +1539,110 @@ pub async fn apply_usage(
     out.changed = true;
     out.result.insert("extended".into(), json!(extend));
     Ok(out)
+}
+
+/// What a merge may change: the merged volumes' trees and the services it stops and starts.
+/// Creating or removing snapshots changes no path.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    let mut out = Vec::new();
+    if arg_str(args, "state") != Some("merged") {
+        return out;
+    }
+    if let Some(J::Array(vols)) = args.get("volumes") {
+        for v in vols {
+            if let Some(m) = v.get("mount").and_then(J::as_str) {
+                out.push(unknown_tree(m));
+            }
+        }
+    }
+    if let Some(J::Array(services)) = args.get("services") {
+        for s in services.iter().filter_map(J::as_str) {
+            out.push(Effect::Unit {
+                name: s.to_string(),
+                state: UnitState::unknown(),
+            });
+        }
+    }
+    out
+}
+
+/// The `snapshot` module: a set of LVM or btrfs snapshots.
+pub(crate) struct Snapshot;
+
+impl Module for Snapshot {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "snapshot",
+        args: &[
+            ArgSpec {
+                name: "backend",
+                ty: T::Str,
+                required: true,
+                choices: &["lvm", "btrfs"],
+            },
+            req("volumes", T::Any),
+            req("name", T::Str),
+            choice("state", &["present", "absent", "merged"]),
+            arg("size", T::Str),
+            arg("pool", T::Path),
+            arg("services", T::StrList),
+            arg("reboot", T::Bool),
+            arg("replace_existing", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        let _ = ctx;
+        pending_undo(args, probe)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
+    }
+}
+
+/// The `snapshot_usage` module: how full a snapshot set is.
+pub(crate) struct SnapshotUsage;
+
+impl Module for SnapshotUsage {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "snapshot_usage",
+        args: &[
+            ArgSpec {
+                name: "backend",
+                ty: T::Str,
+                required: true,
+                choices: &["lvm", "btrfs"],
+            },
+            req("volumes", T::Any),
+            req("name", T::Str),
+            arg("max_usage_percent", T::Int),
+            arg("autoextend", T::Bool),
+            arg("extend_by", T::Str),
+            arg("pool", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_usage(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_usage(args, probe, ctx).await
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,11 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::unknown_tree;
+use super::contract::Module;
+use super::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::Effect;
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -889,6 +893,53 @@ pub fn undo_script(dest: &str, backup: Option<&str>, in_place: bool) -> String {
             b = quote(b)
         ),
         (Some(b), false) => format!("set -e\nrm -rf -- {d}\nmv -- {b} {d}", b = quote(b)),
+    }
+}
+
+/// The `sync` module: a directory tree copied from another host.
+pub(crate) struct TreeSync;
+
+impl Module for TreeSync {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "sync",
+        args: &[
+            req("src_host", T::Str),
+            req("src", T::Path),
+            req("dest", T::Path),
+            arg("exclude", T::StrList),
+            ArgSpec {
+                name: "via",
+                ty: T::Str,
+                required: false,
+                choices: &["auto", "direct", "controller"],
+            },
+            arg("src_address", T::Address),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn peer_hosts(args: &Map<String, J>) -> Vec<String> {
+        arg_str(args, "src_host")
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        arg_str(args, "dest")
+            .map(unknown_tree)
+            .into_iter()
+            .collect()
     }
 }
 

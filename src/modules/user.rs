@@ -7,7 +7,11 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::contract::{unknown_path, unknown_tree};
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::plan::overlay::Effect;
 use crate::shell::quote;
 
 /// An integer argument: a YAML number, or a string a template rendered.
@@ -331,6 +335,51 @@ fi"#,
             comment = quote(comment),
         ),
         _ => "false".into(),
+    }
+}
+
+/// What `user` may change: the account databases and the home directory.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    let mut out: Vec<Effect> = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
+        .into_iter()
+        .map(unknown_path)
+        .collect();
+    out.extend(arg_str(args, "home").map(unknown_tree));
+    out
+}
+
+/// The `user` module.
+pub(crate) struct User;
+
+impl Module for User {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "user",
+        args: &[
+            req("name", T::Str),
+            choice("state", &["present", "absent"]),
+            arg("uid", T::Int),
+            arg("group", T::Str),
+            arg("groups", T::StrList),
+            arg("home", T::Path),
+            arg("shell", T::Path),
+            arg("system", T::Bool),
+            arg("create_home", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
     }
 }
 
