@@ -7,7 +7,8 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use serde_json::{Map, Value as J};
 
-use super::{output::col, parse_sections, run_sql_script, Login, Row};
+use super::output::col;
+use super::{parse_sections, run_sql_script, Login, Row};
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, ArgType as T, ModuleSpec, Reversibility};
 use crate::modules::{Decision, ModCtx, Outcome, Probe};

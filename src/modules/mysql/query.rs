@@ -3,7 +3,8 @@
 use anyhow::{anyhow, Result};
 use serde_json::{json, Map, Value as J};
 
-use super::{client::read_controller_file, parse_batch, run_sql_script, Login};
+use super::client::read_controller_file;
+use super::{parse_batch, run_sql_script, Login};
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, ArgType as T, ModuleSpec, Reversibility};
 use crate::modules::{arg_bool, arg_str, ModCtx, Outcome, Probe};

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::client::exec_sql;
+use super::facts::CANNOT_READ;
 use super::{
-    arg_u64, client::exec_sql, dialect, facts, facts::CANNOT_READ, relay_log_holds, run_sql_script,
-    slave_reached, sql_str, Dialect, Facts, Flavour, Login, MasterPos, ReplicaStatus,
+    arg_u64, dialect, facts, relay_log_holds, run_sql_script, slave_reached, sql_str, Dialect,
+    Facts, Flavour, Login, MasterPos, ReplicaStatus,
 };
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
