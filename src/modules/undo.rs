@@ -307,3 +307,47 @@ impl UndoAction {
         Ok(Some(what))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journals written by earlier versions hold these exact forms: each must still be read as
+    /// the same action and written back byte for byte.
+    #[test]
+    fn journal_form_of_module_undo_actions_is_unchanged() {
+        let forms = [
+            r#"{"undo":"service","name":"tomcat10","active":true,"enabled":false,"socket":null}"#,
+            r#"{"undo":"service","name":"x","active":false,"enabled":null,"socket":"x.socket"}"#,
+            r#"{"undo":"packages","restore":{"curl":"7.88.1-10"},"purge":["jq"]}"#,
+            r#"{"undo":"remove_user","name":"wiki","home":"/srv/wiki"}"#,
+            r#"{"undo":"remove_user","name":"wiki","home":null}"#,
+            r#"{"undo":"restore_user","name":"wiki","uid":1001,"gid":1001,"group":"wiki","groups":["adm"],"home":"/srv/wiki","shell":"/bin/sh","comment":""}"#,
+            r#"{"undo":"remove_group","name":"wiki"}"#,
+            r#"{"undo":"restore_group","name":"wiki","gid":1001,"members":["a","b"]}"#,
+            r#"{"undo":"sync_restore","dest":"/srv/data","backup":"/srv/.data.cutover-r1","in_place":false}"#,
+            r#"{"undo":"sync_restore","dest":"/srv/data","backup":null,"in_place":true}"#,
+            r#"{"undo":"restore_file","path":"/etc/a","backup":"/etc/.a.cutover-r1"}"#,
+            r#"{"undo":"rerun","module":"lb_member","args":{"activation":"active"},"what":"w"}"#,
+        ];
+        let described = [
+            "tomcat10 back to started",
+            "x back to stopped",
+            "packages back: curl 7.88.1-10, purge jq",
+            "remove user wiki and the home /srv/wiki it created",
+            "remove user wiki",
+            "put back user wiki (uid 1001, groups, home path, shell); if it was removed it is recreated without its password, and its home is whatever the removal kept on disk",
+            "remove group wiki",
+            "put back group wiki (gid 1001, members)",
+            "put back the previous /srv/data",
+            "remove /srv/data (created by sync)",
+            "restore previous /etc/a",
+            "w",
+        ];
+        for (form, description) in forms.into_iter().zip(described) {
+            let action: UndoAction = serde_json::from_str(form).expect(form);
+            assert_eq!(serde_json::to_string(&action).unwrap(), form);
+            assert_eq!(action.describe(), description);
+        }
+    }
+}
