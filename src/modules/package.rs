@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
@@ -461,14 +462,38 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     Ok(Outcome {
         changed,
         result,
-        undo: changed.then_some(UndoAction::Packages { restore, purge }),
+        undo: changed.then_some(UndoAction::Packages(PackagesUndo { restore, purge })),
         failed: None,
     })
 }
 
+/// The way back of a `package` step: the package versions from before it (reinstalled if the
+/// package lists still offer them) and the packages it installed (purged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackagesUndo {
+    pub restore: BTreeMap<String, String>,
+    pub purge: Vec<String>,
+}
+
+impl PackagesUndo {
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .restore
+            .iter()
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        parts.extend(self.purge.iter().map(|n| format!("purge {n}")));
+        format!("packages back: {}", parts.join(", "))
+    }
+
+    pub fn script(&self) -> String {
+        undo_script(&self.restore, &self.purge)
+    }
+}
+
 /// The undo: reinstall the previous versions that the lists still offer and purge what the
 /// step installed, in one apt transaction; fails naming what could not be restored.
-pub(crate) fn undo_script(restore: &BTreeMap<String, String>, purge: &[String]) -> String {
+fn undo_script(restore: &BTreeMap<String, String>, purge: &[String]) -> String {
     let specs: Vec<String> = restore
         .iter()
         .map(|(n, v)| quote(&format!("{n}={v}")))

@@ -5,6 +5,7 @@
 //! mariadb does exactly that), and starting it starts the socket back.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
@@ -237,6 +238,41 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     })
 }
 
+/// The way back of a `service` step: the unit's previous state (and its socket's, stopped or
+/// started with it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceUndo {
+    pub name: String,
+    pub active: bool,
+    pub enabled: Option<bool>,
+    pub socket: Option<String>,
+}
+
+impl ServiceUndo {
+    pub fn describe(&self) -> String {
+        let state = if self.active { "started" } else { "stopped" };
+        format!("{} back to {state}", self.name)
+    }
+
+    pub fn script(&self) -> String {
+        let name = &self.name;
+        let mut s = String::new();
+        if let Some(e) = self.enabled {
+            s.push_str(&format!(
+                "systemctl {} -- {}\n",
+                if e { "enable" } else { "disable" },
+                quote(name)
+            ));
+        }
+        let verb = if self.active { "start" } else { "stop" };
+        s.push_str(&format!("systemctl {verb} -- {}", quote(name)));
+        if let Some(sock) = &self.socket {
+            s.push_str(&format!(" {}", quote(sock)));
+        }
+        s
+    }
+}
+
 /// The unit's previous state, from the probe: the way back, known before the change starts.
 pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction> {
     if probe.decision == super::Decision::NoChange {
@@ -247,7 +283,7 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction
     let was_enabled = probe.state["enabled"].as_bool();
     let socket = probe.state["socket"].as_str().map(str::to_string);
     match arg_str(args, "state") {
-        Some("started") | Some("stopped") => Some(UndoAction::Service {
+        Some("started") | Some("stopped") => Some(UndoAction::Service(ServiceUndo {
             name: name.to_string(),
             active: was_active,
             enabled: if arg_bool(args, "enabled").is_some() {
@@ -256,13 +292,13 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction
                 None
             },
             socket,
-        }),
-        _ if arg_bool(args, "enabled").is_some() => Some(UndoAction::Service {
+        })),
+        _ if arg_bool(args, "enabled").is_some() => Some(UndoAction::Service(ServiceUndo {
             name: name.to_string(),
             active: was_active,
             enabled: was_enabled,
             socket: None,
-        }),
+        })),
         // A restart or reload has nothing to undo.
         _ => None,
     }

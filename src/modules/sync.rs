@@ -33,6 +33,7 @@
 //! entry, plus sha256 over `sha256sum` of every regular file in sorted order.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
 use super::contract::unknown_tree;
@@ -358,11 +359,11 @@ async fn swap_and_verify(
             out.stderr_text().trim()
         );
     }
-    let undo = UndoAction::SyncRestore {
+    let undo = UndoAction::SyncRestore(SyncRestore {
         dest: dest.to_string(),
         backup: (how != "new").then(|| backup.to_string()),
         in_place: how == "inplace",
-    };
+    });
     let (a, b) = tokio::join!(
         manifest(from, ctx, src, excl),
         manifest(ctx.host, ctx, dest, excl)
@@ -883,8 +884,30 @@ fn rsync_stat(stats: &str, name: &str) -> Option<u64> {
         .and_then(|n| n.replace(',', "").parse().ok())
 }
 
+/// The way back of a `sync` step: the tree it replaced (kept as `backup`, or copied back into
+/// place when the step wrote in place) put back, or the tree it created removed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncRestore {
+    pub dest: String,
+    pub backup: Option<String>,
+    pub in_place: bool,
+}
+
+impl SyncRestore {
+    pub fn describe(&self) -> String {
+        match self.backup {
+            Some(_) => format!("put back the previous {}", self.dest),
+            None => format!("remove {} (created by sync)", self.dest),
+        }
+    }
+
+    pub fn script(&self) -> String {
+        undo_script(&self.dest, self.backup.as_deref(), self.in_place)
+    }
+}
+
 /// The shell script that undoes a sync: the previous tree back in place (or the new one gone).
-pub fn undo_script(dest: &str, backup: Option<&str>, in_place: bool) -> String {
+fn undo_script(dest: &str, backup: Option<&str>, in_place: bool) -> String {
     let d = quote(dest);
     match (backup, in_place) {
         (None, _) => format!("rm -rf -- {d}"),
