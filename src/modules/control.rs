@@ -128,8 +128,7 @@ impl Module for Assert {
         probe(Self::SPEC.name, args, ctx)
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = probe;
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(Self::SPEC.name, args, ctx).await
     }
 }
@@ -150,8 +149,7 @@ impl Module for Fail {
         probe(Self::SPEC.name, args, ctx)
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = probe;
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(Self::SPEC.name, args, ctx).await
     }
 }
@@ -172,8 +170,7 @@ impl Module for Debug {
         probe(Self::SPEC.name, args, ctx)
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = probe;
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(Self::SPEC.name, args, ctx).await
     }
 }
@@ -194,8 +191,7 @@ impl Module for Approve {
         probe(Self::SPEC.name, args, ctx)
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = probe;
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(Self::SPEC.name, args, ctx).await
     }
 }

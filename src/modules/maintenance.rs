@@ -251,8 +251,7 @@ impl Module for Maintenance {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        let _ = ctx;
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
         if probe.decision == Decision::NoChange {
             return None;
         }

@@ -340,8 +340,7 @@ impl Module for Service {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        let _ = ctx;
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
         undo_of(args, probe)
     }
 

@@ -423,13 +423,11 @@ impl Module for WriteMark {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-        let _ = (args, ctx);
+    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
         Ok(probe())
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = probe;
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, ctx).await
     }
 }

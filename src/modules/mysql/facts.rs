@@ -437,8 +437,7 @@ impl Module for MysqlFacts {
         probe_facts(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = (args, ctx);
+    async fn apply(_args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply_facts(probe).await
     }
 }

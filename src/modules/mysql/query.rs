@@ -101,8 +101,7 @@ impl Module for MysqlQuery {
         probe_query(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let _ = probe;
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply_query(args, ctx).await
     }
 

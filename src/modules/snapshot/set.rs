@@ -347,8 +347,7 @@ impl Module for Snapshot {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        let _ = ctx;
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
         pending_undo(args, probe)
     }
 
