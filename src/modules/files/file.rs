@@ -12,6 +12,37 @@ use crate::modules::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAc
 use crate::plan::overlay::Effect;
 use crate::shell::quote;
 
+/// `recurse: true` on a directory: the change of what is below it, if anything there has
+/// another owner, group or mode.
+async fn probe_below(
+    args: &Map<String, J>,
+    path: &str,
+    st: &Option<Stat>,
+    ctx: &ModCtx<'_>,
+) -> Result<Option<Probe>> {
+    use crate::plan::overlay::TreeState;
+    // What earlier steps of a plan put below it is not on the host to be searched.
+    if let Some(by) = ctx.overlay().and_then(|o| o.anything_within(path)) {
+        return Err(crate::plan::overlay::not_derivable(format!(
+            "{by} changes what is below {path}; the owners and modes there are known only when it runs"
+        )));
+    }
+    let Some(what) = recursive_attr_changes(args, path, ctx).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        Probe::change(
+            format!("{what} below {path}"),
+            None,
+            json!({ "stat": st, "recurse": true }),
+        )
+        .with_after(vec![Effect::Tree {
+            path: path.to_string(),
+            state: TreeState::Attrs(planned_attrs(args, true)),
+        }]),
+    ))
+}
+
 pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     use crate::plan::overlay::{Effect, PathState, TreeState, Val};
     let path = required(args, "path")?;
@@ -28,22 +59,8 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
     };
     if arg_bool(args, "recurse") == Some(true) && st.as_ref().is_some_and(|s| s.kind == "directory")
     {
-        // What earlier steps of a plan put below it is not on the host to be searched.
-        if let Some(by) = ctx.overlay().and_then(|o| o.anything_within(path)) {
-            return Err(crate::plan::overlay::not_derivable(format!(
-                "{by} changes what is below {path}; the owners and modes there are known only when it runs"
-            )));
-        }
-        if let Some(what) = recursive_attr_changes(args, path, ctx).await? {
-            return Ok(Probe::change(
-                format!("{what} below {path}"),
-                None,
-                json!({ "stat": st, "recurse": true }),
-            )
-            .with_after(vec![Effect::Tree {
-                path: path.to_string(),
-                state: TreeState::Attrs(planned_attrs(args, true)),
-            }]));
+        if let Some(p) = probe_below(args, path, &st, ctx).await? {
+            return Ok(p);
         }
     }
     let at = |state: PathState| Effect::Path {

@@ -86,11 +86,6 @@ pub(crate) async fn look_unless(
         .overlay()
         .and_then(|o| o.attrs_left_by(path))
         .map_or(by.clone(), str::to_string);
-    let attr = |v: &Val<String>, host: Option<&str>| match v {
-        Val::Set(s) => s.clone(),
-        Val::Host => host.unwrap_or(UNKNOWN_ATTR).to_string(),
-        Val::Unknown => UNKNOWN_ATTR.to_string(),
-    };
     match value {
         PathState::Absent => Ok(Looked {
             stat: None,
@@ -105,84 +100,22 @@ pub(crate) async fn look_unless(
             "{path} is written by {by}; its content is known only when it runs"
         ))),
         PathState::File { content, attrs } => {
-            let any_host = [&attrs.owner, &attrs.group, &attrs.mode]
-                .iter()
-                .any(|v| **v == Val::Host);
-            let host = if content == Val::Host || any_host {
-                // Parts of it are the host's: read them there.
-                Some(look_on_host(ctx, path, want_content && content == Val::Host, None).await?)
-            } else {
-                None
+            let planned = PlannedPath {
+                path,
+                attrs: &attrs,
+                by,
+                attrs_by,
             };
-            let hs = host.as_ref().and_then(|h| h.stat.clone());
-            let data = match content {
-                Val::Set(d) => d,
-                // Only attributes are planned: a path the host does not have stays absent.
-                _ => {
-                    let Some(h) = host else {
-                        return Ok(Looked::default());
-                    };
-                    let Some(mut st) = h.stat else {
-                        return Ok(h);
-                    };
-                    st.owner = attr(&attrs.owner, Some(&st.owner));
-                    st.group = attr(&attrs.group, Some(&st.group));
-                    st.mode = attr(&attrs.mode, Some(&st.mode));
-                    st.planned_by = Some(by);
-                    return Ok(Looked {
-                        stat: Some(st),
-                        content: h.content,
-                        parent_dir: true,
-                    });
-                }
-            };
-            let st = Stat {
-                kind: if data.is_empty() {
-                    "regular empty file".into()
-                } else {
-                    "regular file".into()
-                },
-                owner: attr(&attrs.owner, hs.as_ref().map(|s| s.owner.as_str())),
-                group: attr(&attrs.group, hs.as_ref().map(|s| s.group.as_str())),
-                mode: attr(&attrs.mode, hs.as_ref().map(|s| s.mode.as_str())),
-                size: data.len() as u64,
-                sha256: Some(sha256_hex(&data)),
-                link_target: None,
-                planned_by: Some(attrs_by.clone()),
-            };
-            let content = (want_content && st.size <= DIFF_LIMIT).then(|| data.to_vec());
-            Ok(Looked {
-                stat: Some(st),
-                content,
-                parent_dir: true,
-            })
+            planned_file(ctx, &planned, content, want_content).await
         }
         PathState::Dir { attrs } => {
-            let any_host = [&attrs.owner, &attrs.group, &attrs.mode]
-                .iter()
-                .any(|v| **v == Val::Host);
-            let hs = if any_host {
-                look_on_host(ctx, path, false, None)
-                    .await?
-                    .stat
-                    .filter(|s| s.kind == "directory")
-            } else {
-                None
+            let planned = PlannedPath {
+                path,
+                attrs: &attrs,
+                by,
+                attrs_by,
             };
-            Ok(Looked {
-                stat: Some(Stat {
-                    kind: "directory".into(),
-                    owner: attr(&attrs.owner, hs.as_ref().map(|s| s.owner.as_str())),
-                    group: attr(&attrs.group, hs.as_ref().map(|s| s.group.as_str())),
-                    mode: attr(&attrs.mode, hs.as_ref().map(|s| s.mode.as_str())),
-                    size: 0,
-                    sha256: None,
-                    link_target: None,
-                    planned_by: Some(attrs_by.clone()),
-                }),
-                content: None,
-                parent_dir: true,
-            })
+            planned_dir(ctx, &planned).await
         }
         PathState::Link { target } => Ok(Looked {
             stat: Some(Stat {
@@ -193,12 +126,125 @@ pub(crate) async fn look_unless(
                 size: 0,
                 sha256: None,
                 link_target: Some(target),
-                planned_by: Some(attrs_by.clone()),
+                planned_by: Some(attrs_by),
             }),
             content: None,
             parent_dir: true,
         }),
     }
+}
+
+/// A path as earlier steps of a plan leave it: its planned attributes, the step that writes it
+/// and the step that left its attributes to the host.
+struct PlannedPath<'a> {
+    path: &'a str,
+    attrs: &'a crate::plan::overlay::Attrs,
+    by: String,
+    attrs_by: String,
+}
+
+/// A planned attribute: set by a step, the host's (`host`, when read), or unknown.
+fn planned_attr(v: &crate::plan::overlay::Val<String>, host: Option<&str>) -> String {
+    use crate::plan::overlay::Val;
+    match v {
+        Val::Set(s) => s.clone(),
+        Val::Host => host.unwrap_or(UNKNOWN_ATTR).to_string(),
+        Val::Unknown => UNKNOWN_ATTR.to_string(),
+    }
+}
+
+/// A file an earlier step writes (or whose attributes it sets): what is planned, completed with
+/// what the host has where the plan leaves parts to it.
+async fn planned_file(
+    ctx: &ModCtx<'_>,
+    p: &PlannedPath<'_>,
+    content: crate::plan::overlay::Val<std::sync::Arc<Vec<u8>>>,
+    want_content: bool,
+) -> Result<Looked> {
+    use crate::plan::overlay::Val;
+    let attrs = p.attrs;
+    let any_host = [&attrs.owner, &attrs.group, &attrs.mode]
+        .iter()
+        .any(|v| **v == Val::Host);
+    let host = if content == Val::Host || any_host {
+        // Parts of it are the host's: read them there.
+        Some(look_on_host(ctx, p.path, want_content && content == Val::Host, None).await?)
+    } else {
+        None
+    };
+    let hs = host.as_ref().and_then(|h| h.stat.clone());
+    let data = match content {
+        Val::Set(d) => d,
+        // Only attributes are planned: a path the host does not have stays absent.
+        _ => {
+            let Some(h) = host else {
+                return Ok(Looked::default());
+            };
+            let Some(mut st) = h.stat else {
+                return Ok(h);
+            };
+            st.owner = planned_attr(&attrs.owner, Some(&st.owner));
+            st.group = planned_attr(&attrs.group, Some(&st.group));
+            st.mode = planned_attr(&attrs.mode, Some(&st.mode));
+            st.planned_by = Some(p.by.clone());
+            return Ok(Looked {
+                stat: Some(st),
+                content: h.content,
+                parent_dir: true,
+            });
+        }
+    };
+    let st = Stat {
+        kind: if data.is_empty() {
+            "regular empty file".into()
+        } else {
+            "regular file".into()
+        },
+        owner: planned_attr(&attrs.owner, hs.as_ref().map(|s| s.owner.as_str())),
+        group: planned_attr(&attrs.group, hs.as_ref().map(|s| s.group.as_str())),
+        mode: planned_attr(&attrs.mode, hs.as_ref().map(|s| s.mode.as_str())),
+        size: data.len() as u64,
+        sha256: Some(sha256_hex(&data)),
+        link_target: None,
+        planned_by: Some(p.attrs_by.clone()),
+    };
+    let content = (want_content && st.size <= DIFF_LIMIT).then(|| data.to_vec());
+    Ok(Looked {
+        stat: Some(st),
+        content,
+        parent_dir: true,
+    })
+}
+
+/// A directory an earlier step creates: its planned attributes, the host's where left to it.
+async fn planned_dir(ctx: &ModCtx<'_>, p: &PlannedPath<'_>) -> Result<Looked> {
+    use crate::plan::overlay::Val;
+    let attrs = p.attrs;
+    let any_host = [&attrs.owner, &attrs.group, &attrs.mode]
+        .iter()
+        .any(|v| **v == Val::Host);
+    let hs = if any_host {
+        look_on_host(ctx, p.path, false, None)
+            .await?
+            .stat
+            .filter(|s| s.kind == "directory")
+    } else {
+        None
+    };
+    Ok(Looked {
+        stat: Some(Stat {
+            kind: "directory".into(),
+            owner: planned_attr(&attrs.owner, hs.as_ref().map(|s| s.owner.as_str())),
+            group: planned_attr(&attrs.group, hs.as_ref().map(|s| s.group.as_str())),
+            mode: planned_attr(&attrs.mode, hs.as_ref().map(|s| s.mode.as_str())),
+            size: 0,
+            sha256: None,
+            link_target: None,
+            planned_by: Some(p.attrs_by.clone()),
+        }),
+        content: None,
+        parent_dir: true,
+    })
 }
 
 /// The directory a path is in.
