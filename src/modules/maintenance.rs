@@ -209,7 +209,7 @@ pub(crate) fn undo_of(args: &Map<String, J>) -> Option<UndoAction> {
     a.insert("state".into(), json!(if on { "off" } else { "on" }));
     a.remove("admin_url");
     Some(UndoAction::Rerun {
-        module: "maintenance".into(),
+        module: Maintenance::SPEC.name.into(),
         args: a,
         what: format!(
             "maintenance page back {} ({path})",

@@ -328,7 +328,7 @@ fn undo_step(
         a.insert("wait_timeout".into(), t.clone());
     }
     UndoAction::Rerun {
-        module: "mysql_replication".into(),
+        module: MysqlReplication::SPEC.name.into(),
         args: a,
         what,
     }
