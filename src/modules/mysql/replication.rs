@@ -91,6 +91,33 @@ pub async fn probe_replication(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Resul
     }
 }
 
+/// `state: configured`: the change of source, if the replica's differs from the one asked for.
+fn configured_change(
+    args: &Map<String, J>,
+    host: &str,
+    r: Option<&ReplicaStatus>,
+) -> Result<Option<String>> {
+    let want_host = crate::modules::required(args, "source_host")?;
+    let want_port = arg_u64(args, "source_port")?.unwrap_or(3306);
+    let want_user = crate::modules::required(args, "source_user")?;
+    Ok(match r {
+        Some(r)
+            if r.source_host == want_host
+                && r.source_port == want_port
+                && r.source_user == want_user =>
+        {
+            None
+        }
+        Some(r) => Some(format!(
+            "{host}: replicate from {want_user}@{want_host}:{want_port} (now {}@{}:{})",
+            r.source_user, r.source_host, r.source_port
+        )),
+        None => Some(format!(
+            "{host}: set up replication from {want_user}@{want_host}:{want_port} and start it"
+        )),
+    })
+}
+
 async fn probe_replication_inner(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let login = Login::from_args(args, ctx)?;
     let state = arg_str(args, "state");
@@ -170,33 +197,14 @@ async fn probe_replication_inner(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
                 )),
             }
         }
-        Some("configured") => {
-            let want_host = crate::modules::required(args, "source_host")?;
-            let want_port = arg_u64(args, "source_port")?.unwrap_or(3306);
-            let want_user = crate::modules::required(args, "source_user")?;
-            match r {
-                Some(r)
-                    if r.source_host == want_host
-                        && r.source_port == want_port
-                        && r.source_user == want_user => {}
-                Some(r) => changes.push(format!(
-                    "{host}: replicate from {want_user}@{want_host}:{want_port} (now {}@{}:{})",
-                    r.source_user, r.source_host, r.source_port
-                )),
-                None => changes.push(format!(
-                    "{host}: set up replication from {want_user}@{want_host}:{want_port} and start it"
-                )),
-            }
-        }
-        Some("detached") => {
-            if let Some(r) = r {
-                changes.push(format!(
-                    "{host}: stop replication from {} ({}) and forget it (RESET SLAVE ALL)",
-                    r.source_host,
-                    r.describe()
-                ));
-            }
-        }
+        Some("configured") => changes.extend(configured_change(args, host, r)?),
+        Some("detached") => changes.extend(r.map(|r| {
+            format!(
+                "{host}: stop replication from {} ({}) and forget it (RESET SLAVE ALL)",
+                r.source_host,
+                r.describe()
+            )
+        })),
         Some(other) => bail!("unknown mysql_replication state `{other}`"),
     }
     if let Some(ro) = want_ro {
@@ -404,15 +412,12 @@ pub async fn apply_replication(
 ) -> Result<Outcome> {
     let login = Login::from_args(args, ctx)?;
     let state = arg_str(args, "state");
-    let host = ctx.host.name.clone();
     let limit = Duration::from_secs(arg_u64(args, "wait_timeout")?.unwrap_or(300));
-    let mut result = Map::new();
+    let mut out = Outcome::default();
     if probe.decision == Decision::NoChange && state != Some("synced") {
-        result.insert("facts".into(), probe.state["facts"].clone());
-        return Ok(Outcome {
-            result,
-            ..Default::default()
-        });
+        out.result
+            .insert("facts".into(), probe.state["facts"].clone());
+        return Ok(out);
     }
     // The probe may be old (a plan, a retry): decide again on fresh facts where it matters.
     // (Only `detached` may find the server down: it starts it.)
@@ -422,145 +427,265 @@ pub async fn apply_replication(
         } else {
             Some(facts(ctx.host, ctx, &login, "").await?)
         };
-    let mut undo = None;
-    let mut changed = false;
-    let mut failed = None;
+    let running = || {
+        before
+            .as_ref()
+            .ok_or_else(|| anyhow!("the database server on {} is not running", ctx.host.name))
+    };
+    let run = Run {
+        args,
+        ctx,
+        login: &login,
+        limit,
+    };
     match state {
         Some("stopped") | Some("started") | Some("restore") => {
-            let f = before
-                .as_ref()
-                .ok_or_else(|| anyhow!("the database server on {host} is not running"))?;
-            let d = dialect(f.flavour, &f.version);
-            let r = f
-                .replica
-                .as_ref()
-                .ok_or_else(|| anyhow!("replication is not configured on {host}"))?;
-            let (io, sql) = thread_targets(args)?;
-            let sql_text = thread_statements(&d, r, io, sql);
-            if !sql_text.is_empty() {
-                exec_sql(ctx, &login, &sql_text).await?;
-                changed = true;
-                match poll_threads(ctx, &login, io, sql, limit).await {
-                    Ok(now) => {
-                        result.insert("facts".into(), serde_json::to_value(&now)?);
-                    }
-                    Err(e) => failed = Some(e.to_string()),
-                }
-                undo = Some(undo_step(
-                    args,
-                    &login,
-                    &[
-                        ("state", json!("restore")),
-                        ("io", json!(r.io())),
-                        ("sql", json!(r.sql())),
-                    ],
-                    format!(
-                        "replication on {host} back to {}",
-                        describe_targets(Some(r.io()), Some(r.sql()))
-                    ),
-                ));
-            }
+            run.threads(running()?, &mut out).await?
         }
-        Some("synced") => {
-            let mname = crate::modules::required(args, "master")?;
-            let mconn = master_of(ctx, mname)?;
-            let m = facts(mconn, ctx, &login, "").await?;
-            let f = facts(ctx.host, ctx, &login, &subset_check(&m)).await?;
-            let r = f.replica.clone().ok_or_else(|| {
-                anyhow!("{host} does not replicate: no replication is configured")
-            })?;
-            let mp = master_pos(&m, r.gtid());
-            result.insert("master".into(), serde_json::to_value(&mp)?);
-            let waited = wait_synced(ctx, &login, &f, &mp, mname, limit).await;
-            match waited {
-                Ok(after) => {
-                    result.insert("facts".into(), serde_json::to_value(&after)?);
-                }
-                Err(e) => failed = Some(e.to_string()),
+        Some("synced") => run.synced(&mut out).await?,
+        Some("configured") => run.configured(running()?, &mut out).await?,
+        Some("detached") => run.detached(before.as_ref(), &mut out).await?,
+        None => {}
+        Some(other) => bail!("unknown mysql_replication state `{other}`"),
+    }
+    if let Some(ro) = arg_bool(args, "read_only") {
+        run.read_only(ro, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// What every part of a `mysql_replication` apply works with.
+struct Run<'a, 'c> {
+    args: &'a Map<String, J>,
+    ctx: &'a ModCtx<'c>,
+    login: &'a Login,
+    limit: Duration,
+}
+
+impl Run<'_, '_> {
+    /// Record the facts read after a change, or why the change did not take.
+    fn record(&self, out: &mut Outcome, now: Result<Facts>) -> Result<()> {
+        match now {
+            Ok(now) => {
+                out.result
+                    .insert("facts".into(), serde_json::to_value(&now)?);
             }
+            Err(e) => out.failed = Some(e.to_string()),
         }
-        Some("configured") => {
-            let f = before
-                .as_ref()
-                .ok_or_else(|| anyhow!("the database server on {host} is not running"))?;
-            let d = dialect(f.flavour, &f.version);
-            let sh = crate::modules::required(args, "source_host")?;
-            let sp = arg_u64(args, "source_port")?.unwrap_or(3306);
-            let su = crate::modules::required(args, "source_user")?;
-            let pw = arg_str(args, "source_password").unwrap_or("");
-            let retry = arg_u64(args, "connect_retry")?.unwrap_or(10);
-            let mysql8 = d.change.starts_with("CHANGE REPLICATION");
-            let (k_host, k_port, k_user, k_pw, k_retry) = if mysql8 {
-                (
-                    "SOURCE_HOST",
-                    "SOURCE_PORT",
-                    "SOURCE_USER",
-                    "SOURCE_PASSWORD",
-                    "SOURCE_CONNECT_RETRY",
-                )
-            } else {
-                (
-                    "MASTER_HOST",
-                    "MASTER_PORT",
-                    "MASTER_USER",
-                    "MASTER_PASSWORD",
-                    "MASTER_CONNECT_RETRY",
-                )
-            };
-            let gtid = match (f.flavour, arg_str(args, "use_gtid").unwrap_or("slave_pos")) {
-                (Flavour::Mariadb, "no") => ", MASTER_USE_GTID = no".to_string(),
-                (Flavour::Mariadb, g @ ("slave_pos" | "current_pos")) => {
-                    format!(", MASTER_USE_GTID = {g}")
-                }
-                (Flavour::Mysql, "no") => String::new(),
-                (Flavour::Mysql, _) if mysql8 => ", SOURCE_AUTO_POSITION = 1".into(),
-                (Flavour::Mysql, _) => ", MASTER_AUTO_POSITION = 1".into(),
-                (_, other) => bail!("use_gtid must be slave_pos, current_pos or no, not `{other}`"),
-            };
-            let sql = format!(
-                "{stop};\n{change} {k_host} = {h}, {k_port} = {sp}, {k_user} = {u}, {k_pw} = {p}, {k_retry} = {retry}{gtid};\n{start};",
-                stop = d.stop,
-                change = d.change,
-                start = d.start,
-                h = sql_str(sh),
-                u = sql_str(su),
-                p = sql_str(pw),
+        Ok(())
+    }
+
+    /// `stopped`, `started`, `restore`: the replica threads as asked.
+    async fn threads(&self, f: &Facts, out: &mut Outcome) -> Result<()> {
+        let host = &self.ctx.host.name;
+        let d = dialect(f.flavour, &f.version);
+        let r = f
+            .replica
+            .as_ref()
+            .ok_or_else(|| anyhow!("replication is not configured on {host}"))?;
+        let (io, sql) = thread_targets(self.args)?;
+        let sql_text = thread_statements(&d, r, io, sql);
+        if sql_text.is_empty() {
+            return Ok(());
+        }
+        exec_sql(self.ctx, self.login, &sql_text).await?;
+        out.changed = true;
+        let now = poll_threads(self.ctx, self.login, io, sql, self.limit).await;
+        self.record(out, now)?;
+        out.undo = Some(undo_step(
+            self.args,
+            self.login,
+            &[
+                ("state", json!("restore")),
+                ("io", json!(r.io())),
+                ("sql", json!(r.sql())),
+            ],
+            format!(
+                "replication on {host} back to {}",
+                describe_targets(Some(r.io()), Some(r.sql()))
+            ),
+        ));
+        Ok(())
+    }
+
+    /// `synced`: wait until the replica has executed the master's current point.
+    async fn synced(&self, out: &mut Outcome) -> Result<()> {
+        let (ctx, login) = (self.ctx, self.login);
+        let host = &ctx.host.name;
+        let mname = crate::modules::required(self.args, "master")?;
+        let mconn = master_of(ctx, mname)?;
+        let m = facts(mconn, ctx, login, "").await?;
+        let f = facts(ctx.host, ctx, login, &subset_check(&m)).await?;
+        let r = f
+            .replica
+            .clone()
+            .ok_or_else(|| anyhow!("{host} does not replicate: no replication is configured"))?;
+        let mp = master_pos(&m, r.gtid());
+        out.result
+            .insert("master".into(), serde_json::to_value(&mp)?);
+        let waited = wait_synced(ctx, login, &f, &mp, mname, self.limit).await;
+        self.record(out, waited)
+    }
+
+    /// `configured`: replicate from the source asked for, and start.
+    async fn configured(&self, f: &Facts, out: &mut Outcome) -> Result<()> {
+        let sql = change_source_sql(self.args, f)?;
+        exec_sql(self.ctx, self.login, &sql).await?;
+        out.changed = true;
+        let now = poll_threads(self.ctx, self.login, Some(true), Some(true), self.limit).await;
+        self.record(out, now)?;
+        if f.replica.is_none() {
+            out.undo = Some(undo_step(
+                self.args,
+                self.login,
+                &[("state", json!("detached"))],
+                format!(
+                    "forget the replication set up on {} (RESET SLAVE ALL)",
+                    self.ctx.host.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `detached`: a server that never starts replicating by itself, its replication forgotten.
+    async fn detached(&self, before: Option<&Facts>, out: &mut Outcome) -> Result<()> {
+        let (ctx, login) = (self.ctx, self.login);
+        let host = &ctx.host.name;
+        let body = detach_script(self.args, before);
+        let run = run_sql_script(ctx.host, ctx, login, &body, None, None).await?;
+        if !run.ok() {
+            bail!(
+                "detaching the database server on {host} failed: {}",
+                run.stderr_text().trim()
             );
-            exec_sql(ctx, &login, &sql).await?;
-            changed = true;
-            match poll_threads(ctx, &login, Some(true), Some(true), limit).await {
-                Ok(now) => {
-                    result.insert("facts".into(), serde_json::to_value(&now)?);
-                }
-                Err(e) => failed = Some(e.to_string()),
-            }
-            if f.replica.is_none() {
-                undo = Some(undo_step(
-                    args,
-                    &login,
-                    &[("state", json!("detached"))],
-                    format!("forget the replication set up on {host} (RESET SLAVE ALL)"),
-                ));
-            }
         }
-        Some("detached") => {
-            let flavour_hint = before.as_ref().map(|f| (f.flavour, f.version.clone()));
-            let service = arg_str(args, "service").unwrap_or("mariadb");
-            let conf = arg_str(args, "config_file")
-                .unwrap_or("/etc/mysql/mariadb.conf.d/99-cutover-detached.cnf");
-            let opt = match &flavour_hint {
-                Some((fl, v)) => dialect(*fl, v).skip_start_option,
-                None => "skip-slave-start",
-            };
-            let (stop, reset) = match &flavour_hint {
-                Some((fl, v)) => {
-                    let d = dialect(*fl, v);
-                    (d.stop, d.reset_all)
+        out.changed = true;
+        let now = facts(ctx.host, ctx, login, "").await?;
+        if now.replica.is_some() {
+            out.failed = Some(format!(
+                "{host} still has replication configured after RESET SLAVE ALL"
+            ));
+        }
+        out.result
+            .insert("facts".into(), serde_json::to_value(&now)?);
+        Ok(())
+    }
+
+    /// `read_only`: set it if it differs; its way back joins the state's.
+    async fn read_only(&self, ro: bool, out: &mut Outcome) -> Result<()> {
+        let (ctx, login) = (self.ctx, self.login);
+        let host = &ctx.host.name;
+        let f = facts(ctx.host, ctx, login, "").await?;
+        if f.read_only == ro {
+            return Ok(());
+        }
+        let set = format!("SET GLOBAL read_only = {};", if ro { "ON" } else { "OFF" });
+        exec_sql(ctx, login, &set).await?;
+        let now = facts(ctx.host, ctx, login, "").await?;
+        if now.read_only != ro {
+            out.failed = Some(format!("read_only on {host} is still {}", now.read_only));
+        }
+        out.changed = true;
+        out.result
+            .insert("facts".into(), serde_json::to_value(&now)?);
+        let ro_undo = undo_step(
+            self.args,
+            login,
+            &[("read_only", json!(f.read_only))],
+            format!("read_only on {host} back to {}", f.read_only),
+        );
+        // Both changed in one step: the state undo first is not expressible in one action;
+        // read_only is the one that matters to writers, so it wins.
+        out.undo = Some(match out.undo.take() {
+            None => ro_undo,
+            Some(UndoAction::Rerun {
+                module,
+                mut args,
+                what,
+            }) => {
+                args.insert("read_only".into(), json!(f.read_only));
+                UndoAction::Rerun {
+                    module,
+                    args,
+                    what: format!("{what}; read_only back to {}", f.read_only),
                 }
-                None => ("STOP SLAVE", "RESET SLAVE ALL"),
-            };
-            let body = format!(
-                r#"set -e
+            }
+            Some(other) => other,
+        });
+        Ok(())
+    }
+}
+
+/// The statements that make a replica replicate from `source_*` (MySQL 8.0.23+ spells them
+/// SOURCE_*, older MySQL and MariaDB MASTER_*), with GTID positioning as `use_gtid` asks.
+fn change_source_sql(args: &Map<String, J>, f: &Facts) -> Result<String> {
+    let d = dialect(f.flavour, &f.version);
+    let sh = crate::modules::required(args, "source_host")?;
+    let sp = arg_u64(args, "source_port")?.unwrap_or(3306);
+    let su = crate::modules::required(args, "source_user")?;
+    let pw = arg_str(args, "source_password").unwrap_or("");
+    let retry = arg_u64(args, "connect_retry")?.unwrap_or(10);
+    let mysql8 = d.change.starts_with("CHANGE REPLICATION");
+    let (k_host, k_port, k_user, k_pw, k_retry) = if mysql8 {
+        (
+            "SOURCE_HOST",
+            "SOURCE_PORT",
+            "SOURCE_USER",
+            "SOURCE_PASSWORD",
+            "SOURCE_CONNECT_RETRY",
+        )
+    } else {
+        (
+            "MASTER_HOST",
+            "MASTER_PORT",
+            "MASTER_USER",
+            "MASTER_PASSWORD",
+            "MASTER_CONNECT_RETRY",
+        )
+    };
+    let gtid = match (f.flavour, arg_str(args, "use_gtid").unwrap_or("slave_pos")) {
+        (Flavour::Mariadb, "no") => ", MASTER_USE_GTID = no".to_string(),
+        (Flavour::Mariadb, g @ ("slave_pos" | "current_pos")) => {
+            format!(", MASTER_USE_GTID = {g}")
+        }
+        (Flavour::Mysql, "no") => String::new(),
+        (Flavour::Mysql, _) if mysql8 => ", SOURCE_AUTO_POSITION = 1".into(),
+        (Flavour::Mysql, _) => ", MASTER_AUTO_POSITION = 1".into(),
+        (_, other) => bail!("use_gtid must be slave_pos, current_pos or no, not `{other}`"),
+    };
+    Ok(format!(
+        "{stop};\n{change} {k_host} = {h}, {k_port} = {sp}, {k_user} = {u}, {k_pw} = {p}, {k_retry} = {retry}{gtid};\n{start};",
+        stop = d.stop,
+        change = d.change,
+        start = d.start,
+        h = sql_str(sh),
+        u = sql_str(su),
+        p = sql_str(pw),
+    ))
+}
+
+/// The script that detaches a server: an option file so that it never starts replicating by
+/// itself, the server started, replication stopped and forgotten. `before`: the server's facts
+/// if it was running (its flavour and version pick the statements).
+fn detach_script(args: &Map<String, J>, before: Option<&Facts>) -> String {
+    let flavour_hint = before.map(|f| (f.flavour, f.version.clone()));
+    let service = arg_str(args, "service").unwrap_or("mariadb");
+    let conf =
+        arg_str(args, "config_file").unwrap_or("/etc/mysql/mariadb.conf.d/99-cutover-detached.cnf");
+    let opt = match &flavour_hint {
+        Some((fl, v)) => dialect(*fl, v).skip_start_option,
+        None => "skip-slave-start",
+    };
+    let (stop, reset) = match &flavour_hint {
+        Some((fl, v)) => {
+            let d = dialect(*fl, v);
+            (d.stop, d.reset_all)
+        }
+        None => ("STOP SLAVE", "RESET SLAVE ALL"),
+    };
+    format!(
+        r#"set -e
 c={c}
 if [ ! -f "$c" ]; then
   mkdir -p -- "$(dirname -- "$c")"
@@ -571,77 +696,11 @@ systemctl start -- {svc}
 i=0; until my -N -B -e 'SELECT 1' >/dev/null 2>&1; do i=$((i+1)); [ "$i" -lt 60 ] || {{ echo "the database server does not answer after start" >&2; exit 1; }}; sleep 1; done
 my --batch -e {sql}
 "#,
-                c = quote(conf),
-                opt = quote(opt),
-                svc = quote(service),
-                sql = quote(&format!("{stop}; {reset};")),
-            );
-            let out = run_sql_script(ctx.host, ctx, &login, &body, None, None).await?;
-            if !out.ok() {
-                bail!(
-                    "detaching the database server on {host} failed: {}",
-                    out.stderr_text().trim()
-                );
-            }
-            changed = true;
-            let now = facts(ctx.host, ctx, &login, "").await?;
-            if now.replica.is_some() {
-                failed = Some(format!(
-                    "{host} still has replication configured after RESET SLAVE ALL"
-                ));
-            }
-            result.insert("facts".into(), serde_json::to_value(&now)?);
-        }
-        None => {}
-        Some(other) => bail!("unknown mysql_replication state `{other}`"),
-    }
-    if let Some(ro) = arg_bool(args, "read_only") {
-        let f = facts(ctx.host, ctx, &login, "").await?;
-        if f.read_only != ro {
-            exec_sql(
-                ctx,
-                &login,
-                &format!("SET GLOBAL read_only = {};", if ro { "ON" } else { "OFF" }),
-            )
-            .await?;
-            let now = facts(ctx.host, ctx, &login, "").await?;
-            if now.read_only != ro {
-                failed = Some(format!("read_only on {host} is still {}", now.read_only));
-            }
-            changed = true;
-            result.insert("facts".into(), serde_json::to_value(&now)?);
-            let ro_undo = undo_step(
-                args,
-                &login,
-                &[("read_only", json!(f.read_only))],
-                format!("read_only on {host} back to {}", f.read_only),
-            );
-            // Both changed in one step: the state undo first is not expressible in one action;
-            // read_only is the one that matters to writers, so it wins.
-            undo = Some(match undo {
-                None => ro_undo,
-                Some(UndoAction::Rerun {
-                    module,
-                    mut args,
-                    what,
-                }) => {
-                    args.insert("read_only".into(), json!(f.read_only));
-                    UndoAction::Rerun {
-                        module,
-                        args,
-                        what: format!("{what}; read_only back to {}", f.read_only),
-                    }
-                }
-                Some(other) => other,
-            });
-        }
-    }
-    Ok(Outcome {
-        changed,
-        result,
-        undo,
-        failed,
-    })
+        c = quote(conf),
+        opt = quote(opt),
+        svc = quote(service),
+        sql = quote(&format!("{stop}; {reset};")),
+    )
 }
 
 /// Block until the slave has executed the master's point, in slices of a few seconds, checking
