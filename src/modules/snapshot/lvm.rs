@@ -448,24 +448,7 @@ pub(super) async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         // 1. Record the merge. With the origin closed it runs now (-i 1: lvconvert waits for it);
         //    with the origin open it is deferred to the origin's next activation.
         let already = st.lv(&vg, &snap).is_some_and(Lv::merging);
-        let mut delayed = already;
-        if !already {
-            let out = ctx
-                .run(
-                    &format!("lvconvert --merge -i 1 -- {}", quote(&full_snap)),
-                    None,
-                )
-                .await?;
-            let text = format!("{}{}", out.stdout_text(), out.stderr_text());
-            if !out.ok() {
-                bail!(
-                    "lvconvert --merge {full_snap} failed on {}: {}",
-                    ctx.host.name,
-                    text.trim()
-                );
-            }
-            delayed = text.contains("Delaying merge");
-        }
+        let delayed = already || record_merge(ctx, &full_snap).await?;
         let now = lvm_state(ctx, std::slice::from_ref(v)).await?;
         let origin_merging = now.lv(&vg, &lv).is_some_and(|o| o.attr(0) == 'O');
         let snap_left = now.lv(&vg, &snap).is_some();
@@ -505,23 +488,7 @@ pub(super) async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         wait_merged(ctx, v, &snap).await?;
         // 4. Mount again.
         if let (Some(m), true) = (&v.mount, mounted) {
-            let out = ctx
-                .run(
-                    &format!(
-                        "mountpoint -q -- {m} || mount -- {m} || mount -- /dev/{vg}/{lv} {m}",
-                        m = quote(m),
-                        vg = quote(&vg),
-                        lv = quote(&lv)
-                    ),
-                    None,
-                )
-                .await?;
-            if !out.ok() {
-                bail!(
-                    "{full_lv} was rolled back but mounting {m} failed: {}",
-                    out.stderr_text().trim()
-                );
-            }
+            mount_again(ctx, m, &vg, &lv).await?;
         }
         report.push(json!({ "volume": v.name, "snapshot": full_snap, "deferred": deferred }));
     }
@@ -529,42 +496,8 @@ pub(super) async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
     result.insert("merged".into(), json!(report));
     result.insert("deferred".into(), json!(deferred_any));
     if !reboot_needed.is_empty() {
-        result.insert("reboot_needed".into(), json!(true));
         let what = reboot_needed.join("; ");
-        if a.reboot {
-            let out = ctx
-                .run(
-                    "systemd-run --on-active=3 --timer-property=AccuracySec=1 /bin/systemctl reboot >&2 || { nohup sh -c 'sleep 3; systemctl reboot' >/dev/null 2>&1 & }",
-                    None,
-                )
-                .await?;
-            if !out.ok() {
-                bail!("scheduling a reboot failed: {}", out.stderr_text().trim());
-            }
-            result.insert("reboot_scheduled".into(), json!(true));
-            result.insert(
-                "msg".into(),
-                json!(format!("merge recorded; the origin could not be closed ({what}): {} reboots in 3 s and the merge runs when the LV is activated at boot", ctx.host.name)),
-            );
-            return Ok(Outcome {
-                changed: true,
-                result,
-                undo: None,
-                failed: None,
-            });
-        }
-        // The merge is recorded and will run at the next activation; the services stay stopped
-        // (writes now would be thrown away by that merge).
-        return Ok(Outcome {
-            changed: true,
-            result,
-            undo: None,
-            failed: Some(format!(
-                "the merge is recorded but could not run now: {what}. It completes at the origin's next activation: reboot {} (or allow it with reboot: true). {} left stopped",
-                ctx.host.name,
-                if started.is_empty() { "nothing".to_string() } else { started.join(", ") }
-            )),
-        });
+        return left_for_reboot(a, ctx, result, &what, &started).await;
     }
     start_services(ctx, &started).await?;
     Ok(Outcome {
@@ -572,6 +505,95 @@ pub(super) async fn merge_lvm(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
         result,
         undo: None,
         failed: None,
+    })
+}
+
+/// Record an LVM merge (`lvconvert --merge`, step 1 of `merge_lvm`); true when LVM delays it
+/// to the origin's next activation (the origin is open).
+async fn record_merge(ctx: &ModCtx<'_>, full_snap: &str) -> Result<bool> {
+    let out = ctx
+        .run(
+            &format!("lvconvert --merge -i 1 -- {}", quote(full_snap)),
+            None,
+        )
+        .await?;
+    let text = format!("{}{}", out.stdout_text(), out.stderr_text());
+    if !out.ok() {
+        bail!(
+            "lvconvert --merge {full_snap} failed on {}: {}",
+            ctx.host.name,
+            text.trim()
+        );
+    }
+    Ok(text.contains("Delaying merge"))
+}
+
+/// Mount a merged volume again where it was (step 4 of `merge_lvm`).
+async fn mount_again(ctx: &ModCtx<'_>, m: &str, vg: &str, lv: &str) -> Result<()> {
+    let out = ctx
+        .run(
+            &format!(
+                "mountpoint -q -- {m} || mount -- {m} || mount -- /dev/{vg}/{lv} {m}",
+                m = quote(m),
+                vg = quote(vg),
+                lv = quote(lv)
+            ),
+            None,
+        )
+        .await?;
+    if !out.ok() {
+        bail!(
+            "{vg}/{lv} was rolled back but mounting {m} failed: {}",
+            out.stderr_text().trim()
+        );
+    }
+    Ok(())
+}
+
+/// Merges recorded that could not run now (`what`: the origins that could not be closed): they
+/// run at the origins' next activation. With `reboot: true` the host reboots for it; else the
+/// step fails saying so, the services left stopped (writes now would be thrown away by the merge).
+async fn left_for_reboot(
+    a: &Args,
+    ctx: &ModCtx<'_>,
+    mut result: Map<String, J>,
+    what: &str,
+    started: &[String],
+) -> Result<Outcome> {
+    result.insert("reboot_needed".into(), json!(true));
+    if a.reboot {
+        let out = ctx
+            .run(
+                "systemd-run --on-active=3 --timer-property=AccuracySec=1 /bin/systemctl reboot >&2 || { nohup sh -c 'sleep 3; systemctl reboot' >/dev/null 2>&1 & }",
+                None,
+            )
+            .await?;
+        if !out.ok() {
+            bail!("scheduling a reboot failed: {}", out.stderr_text().trim());
+        }
+        result.insert("reboot_scheduled".into(), json!(true));
+        result.insert(
+            "msg".into(),
+            json!(format!("merge recorded; the origin could not be closed ({what}): {} reboots in 3 s and the merge runs when the LV is activated at boot", ctx.host.name)),
+        );
+        return Ok(Outcome {
+            changed: true,
+            result,
+            undo: None,
+            failed: None,
+        });
+    }
+    // The merge is recorded and will run at the next activation; the services stay stopped
+    // (writes now would be thrown away by that merge).
+    Ok(Outcome {
+        changed: true,
+        result,
+        undo: None,
+        failed: Some(format!(
+            "the merge is recorded but could not run now: {what}. It completes at the origin's next activation: reboot {} (or allow it with reboot: true). {} left stopped",
+            ctx.host.name,
+            if started.is_empty() { "nothing".to_string() } else { started.join(", ") }
+        )),
     })
 }
 
