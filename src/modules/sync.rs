@@ -570,28 +570,11 @@ echo removed"#,
     )
 }
 
-/// Copy with rsync, pulled by this host from the source host. `Unavailable` when the copy
-/// could not be made (nothing changed, nothing left behind); errors when the source or this
-/// host fail otherwise, or when the temporary key could not be removed again.
-async fn copy_direct(
-    job: &DirectJob<'_>,
-    args: &Map<String, J>,
-    ctx: &ModCtx<'_>,
-) -> Result<Direct> {
-    let DirectJob {
-        src_host,
-        src,
-        dest,
-        excl,
-        from,
-    } = *job;
-    let here = &ctx.host.name;
-    let addr = source_address(args, src_host, ctx).unwrap_or_default();
-    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
-    let marker = key_marker(ctx.run_id, here, dest);
-
-    // 1. Here: a private directory with the key pair, and the staging directory next to dest.
-    let prepare = format!(
+/// Step 1 of a direct copy, on the destination: a private directory with a fresh key pair
+/// (comment `marker`), the staging directory beside `dest`, and the address this host reaches
+/// the source from; refuses (exit 3) when `backup` exists.
+fn prepare_script(dest: &str, backup: &str, addr: &str, marker: &str) -> String {
+    format!(
         r#"set -e
 d={d}; b={b}; a={a}
 parent=$(dirname -- "$d"); mkdir -p -- "$parent"
@@ -608,53 +591,15 @@ echo "from $via"
 echo "pub $(cat -- "$k/id.pub")"
 trap - EXIT"#,
         d = quote(dest),
-        b = quote(&backup),
-        a = quote(&addr),
-        m = quote(&marker),
-    );
-    let out = ctx.run(&prepare, None).await?;
-    if out.rc == 3 {
-        bail!("sync: {here}:{dest}: {}", out.stderr_text().trim());
-    }
-    if !out.ok() {
-        return Ok(Direct::Unavailable(format!(
-            "cannot prepare the copy on {here}: {}",
-            out.stderr_text().trim()
-        )));
-    }
-    let text = out.stdout_text();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    };
-    let (keydir, stage, via_addr, public) =
-        (field("keydir"), field("stage"), field("from"), field("pub"));
-    let cleanup_here = format!("rm -rf -- {} {}", quote(&keydir), quote(&stage));
-    let public_ok = public.starts_with("ssh-ed25519 ")
-        && public.split_whitespace().count() == 3
-        && public.ends_with(&marker);
-    if keydir.is_empty() || stage.is_empty() || !public_ok {
-        let _ = ctx.run(&cleanup_here, None).await;
-        return Ok(Direct::Unavailable(format!(
-            "unexpected output preparing the copy on {here}: {}",
-            text.trim()
-        )));
-    }
-    let from_ip = plain_address(&via_addr).then_some(via_addr.as_str());
+        b = quote(backup),
+        a = quote(addr),
+        m = quote(marker),
+    )
+}
 
-    // 2. There: sshd's version (for expiry-time), the port it serves us on.
-    let facts = from
-        .run(
-            r#"echo "port ${SSH_CONNECTION##* }"; ssh -V 2>&1 | head -n1; date -d '+15 min' +%Y%m%d%H%M"#,
-            None,
-            None,
-            ctx.timeout,
-        )
-        .await?;
-    let ftext = facts.stdout_text();
+/// Step 2's answer from the source: the port its sshd serves us on (22 if not told) and, when
+/// its OpenSSH knows `expiry-time` (8.2+), the time a key authorised now expires (+15 min).
+fn source_facts(ftext: &str) -> (u16, Option<String>) {
     let port: u16 = ftext
         .lines()
         .find_map(|l| l.strip_prefix("port "))
@@ -665,29 +610,15 @@ trap - EXIT"#,
         .last()
         .map(str::trim)
         .filter(|e| e.len() == 12 && e.chars().all(|c| c.is_ascii_digit()))
-        .filter(|_| openssh_at_least(&ftext, 8, 2))
+        .filter(|_| openssh_at_least(ftext, 8, 2))
         .map(str::to_string);
-    let line = format!("{} {public}\n", key_options(from_ip, expiry.as_deref()));
+    (port, expiry)
+}
 
-    // 3. There: authorise the key; read the host keys and the login user.
-    let auth = from
-        .run(
-            &authorise_script(),
-            Some(line.as_bytes()),
-            ctx.become_,
-            ctx.timeout,
-        )
-        .await;
-    let auth = match auth {
-        Ok(a) => a,
-        Err(e) => {
-            // Whether the line went in is unknown: take it out again.
-            let _ = revoke(from, ctx, &marker, "").await;
-            let _ = ctx.run(&cleanup_here, None).await;
-            return Err(e);
-        }
-    };
-    let atext = auth.stdout_text();
+/// Step 3's answer from the source: when the authorized_keys file was created by it (to
+/// remove it again), the login user, and the host keys (only well-formed `TYPE BASE64` lines,
+/// named for the alias the copy connects to).
+fn authorised(atext: &str) -> (String, String, Vec<String>) {
     let created = atext
         .lines()
         .find_map(|l| l.strip_prefix("created"))
@@ -717,57 +648,82 @@ trap - EXIT"#,
         })
         .map(|k| format!("{SRC_ALIAS} {k}"))
         .collect();
+    (created, user, hostkeys)
+}
 
-    // 4. Here: the file list (the controller path's find), then rsync pulls it. Whatever
-    // happens, the key is revoked on the source and the key pair removed here.
-    let result = async {
-        if !auth.ok() || !plain_user(&user) || hostkeys.is_empty() {
-            return Ok::<_, anyhow::Error>(Err(format!(
-                "cannot authorise a temporary key on {src_host}: {}",
-                if auth.ok() {
-                    format!("no usable user or host key in: {}", atext.trim())
-                } else {
-                    auth.stderr_text().trim().to_string()
-                }
-            )));
-        }
-        // The top directory's own mode, owner and time, then the entries below it. `.` is
-        // left out of rsync's list: there it would mean "the directory's contents" and bring
-        // excluded entries along; its attributes are set from the stat line instead.
-        let listed = from
-            .run(
-                &format!(
-                    "cd -- {src} && stat -c '%a %U %G %u %g %Y' . && {find} -print0 | LC_ALL=C sort -z",
-                    src = quote(src),
-                    find = find_pruned(excl)
-                ),
-                None,
-                ctx.become_,
-                ctx.timeout,
-            )
-            .await?;
-        if !listed.ok() {
-            bail!("sync: reading {src_host}:{src} failed: {}", listed.stderr_text().trim());
-        }
-        let (top, entries) = match listed.stdout.iter().position(|b| *b == b'\n') {
-            Some(i) => (String::from_utf8_lossy(&listed.stdout[..i]).to_string(), &listed.stdout[i + 1..]),
-            None => bail!("sync: unexpected listing of {src_host}:{src}"),
-        };
-        let top: Vec<&str> = top.split_whitespace().collect();
-        if top.len() != 6 || !top[0].chars().all(|c| c.is_ascii_digit()) {
-            bail!("sync: unexpected stat of {src_host}:{src}: {}", top.join(" "));
-        }
-        let list: Vec<u8> = entries
-            .split(|b| *b == 0)
-            .filter(|e| !e.is_empty() && *e != b".")
-            .flat_map(|e| e.iter().copied().chain(std::iter::once(0)))
-            .collect();
-        let ssh = format!(
-            "ssh -F /dev/null -i {k}/id -o IdentitiesOnly=yes -o UserKnownHostsFile={k}/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o HostKeyAlias={SRC_ALIAS} -o CheckHostIP=no -o BatchMode=yes -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 -o ServerAliveInterval=15 -o HostName={addr} -p {port} -l {user}",
-            k = keydir
+/// What the source granted for a direct copy: the key pair and staging directory here, and how
+/// to reach the source's sshd with it.
+struct Granted<'a> {
+    keydir: &'a str,
+    stage: &'a str,
+    addr: &'a str,
+    port: u16,
+    user: &'a str,
+    hostkeys: &'a [String],
+}
+
+/// Step 4 of a direct copy: the source's file list, then rsync pulls it into the staging
+/// directory. `Ok(Err(why))`: the copy could not run (nothing in place yet); `Ok(Ok(stats))`:
+/// rsync's statistics.
+async fn pull_direct(
+    job: &DirectJob<'_>,
+    ctx: &ModCtx<'_>,
+    g: &Granted<'_>,
+) -> Result<std::result::Result<String, String>> {
+    let DirectJob {
+        src_host,
+        src,
+        excl,
+        from,
+        ..
+    } = *job;
+    let (addr, port, user, here) = (g.addr, g.port, g.user, &ctx.host.name);
+    // The top directory's own mode, owner and time, then the entries below it. `.` is
+    // left out of rsync's list: there it would mean "the directory's contents" and bring
+    // excluded entries along; its attributes are set from the stat line instead.
+    let listed = from
+        .run(
+            &format!(
+                "cd -- {src} && stat -c '%a %U %G %u %g %Y' . && {find} -print0 | LC_ALL=C sort -z",
+                src = quote(src),
+                find = find_pruned(excl)
+            ),
+            None,
+            ctx.become_,
+            ctx.timeout,
+        )
+        .await?;
+    if !listed.ok() {
+        bail!(
+            "sync: reading {src_host}:{src} failed: {}",
+            listed.stderr_text().trim()
         );
-        let pull = format!(
-            r#"set -e
+    }
+    let (top, entries) = match listed.stdout.iter().position(|b| *b == b'\n') {
+        Some(i) => (
+            String::from_utf8_lossy(&listed.stdout[..i]).to_string(),
+            &listed.stdout[i + 1..],
+        ),
+        None => bail!("sync: unexpected listing of {src_host}:{src}"),
+    };
+    let top: Vec<&str> = top.split_whitespace().collect();
+    if top.len() != 6 || !top[0].chars().all(|c| c.is_ascii_digit()) {
+        bail!(
+            "sync: unexpected stat of {src_host}:{src}: {}",
+            top.join(" ")
+        );
+    }
+    let list: Vec<u8> = entries
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty() && *e != b".")
+        .flat_map(|e| e.iter().copied().chain(std::iter::once(0)))
+        .collect();
+    let ssh = format!(
+        "ssh -F /dev/null -i {k}/id -o IdentitiesOnly=yes -o UserKnownHostsFile={k}/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o HostKeyAlias={SRC_ALIAS} -o CheckHostIP=no -o BatchMode=yes -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 -o ServerAliveInterval=15 -o HostName={addr} -p {port} -l {user}",
+        k = g.keydir
+    );
+    let pull = format!(
+        r#"set -e
 k={k}; s={s}
 printf '%s
 ' {keys} > "$k/known_hosts"
@@ -775,45 +731,207 @@ rsync -a --no-recursive -H -s --from0 --files-from=- --stats -e {ssh} -- {remote
 chmod ug-s -- "$s"; chmod -- {mode} "$s"
 chown -- {owner} "$s" 2>/dev/null || chown -- {ids} "$s"
 touch -d @{mtime} -- "$s""#,
-            k = quote(&keydir),
-            s = quote(&stage),
-            mode = quote(top[0]),
-            owner = quote(&format!("{}:{}", top[1], top[2])),
-            ids = quote(&format!("{}:{}", top[3], top[4])),
-            mtime = quote(top[5]),
-            keys = hostkeys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(" "),
-            ssh = quote(&ssh),
-            remote = quote(&format!("{SRC_ALIAS}:{}/", src.trim_end_matches('/'))),
-        );
-        let out = ctx.run(&pull, Some(&list)).await?;
-        if !out.ok() {
-            return Ok(Err(format!(
-                "rsync from {src_host} ({addr}:{port}) failed on {here} (exit {}): {}",
-                out.rc,
-                out.stderr_text().trim()
-            )));
-        }
-        Ok(Ok(out.stdout_text()))
+        k = quote(g.keydir),
+        s = quote(g.stage),
+        mode = quote(top[0]),
+        owner = quote(&format!("{}:{}", top[1], top[2])),
+        ids = quote(&format!("{}:{}", top[3], top[4])),
+        mtime = quote(top[5]),
+        keys = g
+            .hostkeys
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(" "),
+        ssh = quote(&ssh),
+        remote = quote(&format!("{SRC_ALIAS}:{}/", src.trim_end_matches('/'))),
+    );
+    let out = ctx.run(&pull, Some(&list)).await?;
+    if !out.ok() {
+        return Ok(Err(format!(
+            "rsync from {src_host} ({addr}:{port}) failed on {here} (exit {}): {}",
+            out.rc,
+            out.stderr_text().trim()
+        )));
     }
-    .await;
-    let revoked = revoke(from, ctx, &marker, &created).await;
-    let removed_here = ctx
-        .run(&format!("rm -rf -- {}", quote(&keydir)), None)
+    Ok(Ok(out.stdout_text()))
+}
+
+/// Step 3 of a direct copy: authorise the key `line` on the source. If that fails midway,
+/// whether the line went in is unknown: it is taken out again, and the staging here removed.
+async fn authorise(
+    from: &HostConn,
+    ctx: &ModCtx<'_>,
+    line: &str,
+    marker: &str,
+    cleanup_here: &str,
+) -> Result<crate::transport::Output> {
+    let auth = from
+        .run(
+            &authorise_script(),
+            Some(line.as_bytes()),
+            ctx.become_,
+            ctx.timeout,
+        )
         .await;
+    match auth {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            let _ = revoke(from, ctx, marker, "").await;
+            let _ = ctx.run(cleanup_here, None).await;
+            Err(e)
+        }
+    }
+}
+
+/// The temporary key of a direct copy: its comment, whether the source's authorized_keys was
+/// created for it, the key pair's directory here, and the script that removes what is staged.
+struct TempKey<'a> {
+    marker: &'a str,
+    created: &'a str,
+    keydir: &'a str,
+    cleanup_here: &'a str,
+}
+
+/// After the pull, whatever its outcome: the key out of the source's authorized_keys (`user`'s)
+/// and the key pair removed here. A key left on the source fails the step, naming it.
+async fn drop_key(
+    job: &DirectJob<'_>,
+    ctx: &ModCtx<'_>,
+    key: &TempKey<'_>,
+    user: &str,
+) -> Result<()> {
+    let (from, src_host, here) = (job.from, job.src_host, &ctx.host.name);
+    let (marker, keydir) = (key.marker, key.keydir);
+    let revoked = revoke(from, ctx, marker, key.created).await;
+    let removed_here = ctx.run(&format!("rm -rf -- {}", quote(keydir)), None).await;
     if let Err(e) = revoked {
-        let _ = ctx.run(&cleanup_here, None).await;
+        let _ = ctx.run(key.cleanup_here, None).await;
         bail!(
             "sync: the temporary key {marker} could not be removed from {src_host} (~{user}/.ssh/authorized_keys): {e:#}; remove that line by hand"
         );
     }
     match removed_here {
-        Ok(o) if o.ok() => {}
+        Ok(o) if o.ok() => Ok(()),
         Ok(o) => bail!(
             "sync: cannot remove the temporary key pair {keydir} on {here}: {}",
             o.stderr_text().trim()
         ),
         Err(e) => bail!("sync: cannot remove the temporary key pair {keydir} on {here}: {e:#}"),
     }
+}
+
+/// Step 1's answer: (key directory, staging directory, the address this host reaches the
+/// source from, the public key); empty where the script did not say.
+fn prepared(text: &str) -> (String, String, String, String) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    (field("keydir"), field("stage"), field("from"), field("pub"))
+}
+
+/// Step 2 of a direct copy, on the source: its sshd's port and version (see [`source_facts`]).
+async fn read_source_facts(from: &HostConn, ctx: &ModCtx<'_>) -> Result<(u16, Option<String>)> {
+    let facts = from
+        .run(
+            r#"echo "port ${SSH_CONNECTION##* }"; ssh -V 2>&1 | head -n1; date -d '+15 min' +%Y%m%d%H%M"#,
+            None,
+            None,
+            ctx.timeout,
+        )
+        .await?;
+    Ok(source_facts(&facts.stdout_text()))
+}
+
+/// Copy with rsync, pulled by this host from the source host. `Unavailable` when the copy
+/// could not be made (nothing changed, nothing left behind); errors when the source or this
+/// host fail otherwise, or when the temporary key could not be removed again.
+async fn copy_direct(
+    job: &DirectJob<'_>,
+    args: &Map<String, J>,
+    ctx: &ModCtx<'_>,
+) -> Result<Direct> {
+    let DirectJob {
+        src_host,
+        src,
+        dest,
+        excl,
+        from,
+    } = *job;
+    let here = &ctx.host.name;
+    let addr = source_address(args, src_host, ctx).unwrap_or_default();
+    let backup = format!("{dest}.cutover-{}~", ctx.run_id);
+    let marker = key_marker(ctx.run_id, here, dest);
+
+    // 1. Here: a private directory with the key pair, and the staging directory next to dest.
+    let prepare = prepare_script(dest, &backup, &addr, &marker);
+    let out = ctx.run(&prepare, None).await?;
+    if out.rc == 3 {
+        bail!("sync: {here}:{dest}: {}", out.stderr_text().trim());
+    }
+    if !out.ok() {
+        return Ok(Direct::Unavailable(format!(
+            "cannot prepare the copy on {here}: {}",
+            out.stderr_text().trim()
+        )));
+    }
+    let text = out.stdout_text();
+    let (keydir, stage, via_addr, public) = prepared(&text);
+    let cleanup_here = format!("rm -rf -- {} {}", quote(&keydir), quote(&stage));
+    let public_ok = public.starts_with("ssh-ed25519 ")
+        && public.split_whitespace().count() == 3
+        && public.ends_with(&marker);
+    if keydir.is_empty() || stage.is_empty() || !public_ok {
+        let _ = ctx.run(&cleanup_here, None).await;
+        return Ok(Direct::Unavailable(format!(
+            "unexpected output preparing the copy on {here}: {}",
+            text.trim()
+        )));
+    }
+    let from_ip = plain_address(&via_addr).then_some(via_addr.as_str());
+
+    // 2. There: sshd's version (for expiry-time), the port it serves us on.
+    let (port, expiry) = read_source_facts(from, ctx).await?;
+    let line = format!("{} {public}\n", key_options(from_ip, expiry.as_deref()));
+
+    // 3. There: authorise the key; read the host keys and the login user.
+    let auth = authorise(from, ctx, &line, &marker, &cleanup_here).await?;
+    let atext = auth.stdout_text();
+    let (created, user, hostkeys) = authorised(&atext);
+
+    // 4. Here: the file list (the controller path's find), then rsync pulls it. Whatever
+    // happens, the key is revoked on the source and the key pair removed here.
+    let result = if !auth.ok() || !plain_user(&user) || hostkeys.is_empty() {
+        Ok(Err(format!(
+            "cannot authorise a temporary key on {src_host}: {}",
+            if auth.ok() {
+                format!("no usable user or host key in: {}", atext.trim())
+            } else {
+                auth.stderr_text().trim().to_string()
+            }
+        )))
+    } else {
+        let granted = Granted {
+            keydir: &keydir,
+            stage: &stage,
+            addr: &addr,
+            port,
+            user: &user,
+            hostkeys: &hostkeys,
+        };
+        pull_direct(job, ctx, &granted).await
+    };
+    let key = TempKey {
+        marker: &marker,
+        created: &created,
+        keydir: &keydir,
+        cleanup_here: &cleanup_here,
+    };
+    drop_key(job, ctx, &key, &user).await?;
     let stats = match result {
         Ok(Ok(stats)) => stats,
         Ok(Err(why)) => {
@@ -1035,5 +1153,49 @@ mod tests {
         assert!(check_paths("/a", "/b").is_ok());
         assert!(check_paths("/", "/b").is_err());
         assert!(check_paths("a", "/b").is_err());
+    }
+
+    /// What the step scripts of a direct copy print, read back (the shapes the scripts print;
+    /// the host key is shortened).
+    #[test]
+    fn direct_copy_answers_are_read_by_field() {
+        let (keydir, stage, via, public) = prepared(
+            "keydir /tmp/cutover-sync-key.AbC\nstage /srv/.cutover-sync.XyZ\nfrom 10.77.0.31\npub ssh-ed25519 AAAAC3 cutover-sync:r1\n",
+        );
+        assert_eq!(
+            (
+                keydir.as_str(),
+                stage.as_str(),
+                via.as_str(),
+                public.as_str()
+            ),
+            (
+                "/tmp/cutover-sync-key.AbC",
+                "/srv/.cutover-sync.XyZ",
+                "10.77.0.31",
+                "ssh-ed25519 AAAAC3 cutover-sync:r1"
+            )
+        );
+        assert_eq!(prepared("nothing").0, "");
+
+        let (port, expiry) = source_facts(
+            "port 2222\nOpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024\n202612071330\n",
+        );
+        assert_eq!((port, expiry.as_deref()), (2222, Some("202612071330")));
+        // Before OpenSSH 8.2 there is no expiry-time; no port line: 22.
+        let (port, expiry) = source_facts("OpenSSH_7.9p1, OpenSSL 1.1.1\n202612071330\n");
+        assert_eq!((port, expiry), (22, None));
+
+        let (created, user, keys) = authorised(
+            "user deploy\ncreated  dir file\nhostkey ssh-ed25519 AAAAC3Nz+/=\nhostkey bad key with spaces\nhostkey ecdsa-sha2-nistp256 AAAAE2V\n",
+        );
+        assert_eq!((created.as_str(), user.as_str()), ("dir file", "deploy"));
+        assert_eq!(
+            keys,
+            [
+                "cutover-sync-src ssh-ed25519 AAAAC3Nz+/=",
+                "cutover-sync-src ecdsa-sha2-nistp256 AAAAE2V"
+            ]
+        );
     }
 }

@@ -207,11 +207,8 @@ async fn probe_replication_inner(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
         })),
         Some(other) => bail!("unknown mysql_replication state `{other}`"),
     }
-    if let Some(ro) = want_ro {
-        if ro != f.read_only {
-            changes.push(format!("{host}: read_only {} → {ro}", f.read_only));
-        }
-    }
+    let ro_change = want_ro.filter(|ro| *ro != f.read_only);
+    changes.extend(ro_change.map(|ro| format!("{host}: read_only {} → {ro}", f.read_only)));
     saw["running"] = json!(true);
     Ok(if changes.is_empty() {
         Probe::no_change(saw)
