@@ -16,8 +16,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
 use super::http_check::fetch;
 use super::mysql::{arg_u64, parse_sections, run_sql_script, sql_str, Login};
+use super::spec::{arg, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, required, ModCtx, Outcome, Probe};
 use crate::transport::HostConn;
 
@@ -401,4 +403,69 @@ async fn jdbc_ping(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
         }
     }
     Ok(outcome(result, problems))
+}
+
+/// The hosts a check reads: its `hosts` argument, a list or one name.
+fn peers(args: &Map<String, J>) -> Vec<String> {
+    match args.get("hosts") {
+        Some(J::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(J::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The `cluster_safety` module.
+pub(crate) struct ClusterSafety;
+
+impl Module for ClusterSafety {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "cluster_safety",
+        args: &[
+            ArgSpec {
+                name: "check",
+                ty: T::Str,
+                required: true,
+                choices: &[
+                    "no_app_running",
+                    "single_writer",
+                    "same_version",
+                    "jdbc_ping",
+                ],
+            },
+            arg("hosts", T::StrList),
+            arg("process", T::Str),
+            arg("status_url", T::Str),
+            arg("version", T::Str),
+            arg("database", T::Str),
+            arg("wait", T::Int),
+            arg("cluster_name", T::Str),
+            arg("clients", T::StrList),
+            arg("table", T::Str),
+            arg("expected", T::Int),
+            arg("login_user", T::Str),
+            arg("login_password", T::Str),
+            arg("login_password_var", T::Str),
+            arg("login_host", T::Str),
+            arg("login_port", T::Int),
+            arg("login_unix_socket", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+        Ok(probe())
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, ctx).await
+    }
+
+    fn peer_hosts(args: &Map<String, J>) -> Vec<String> {
+        peers(args)
+    }
 }

@@ -6,6 +6,8 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, ModCtx, Outcome, Probe};
 use crate::overlay::{Effect, PathState};
 use crate::shell::quote;
@@ -249,6 +251,85 @@ pub fn split_words(s: &str) -> Result<Vec<String>> {
         words.push(cur);
     }
     Ok(words)
+}
+
+/// A command's result line when its probe could not tell in advance.
+fn ran_exit(result: &Map<String, J>) -> Option<String> {
+    result
+        .get("rc")
+        .and_then(J::as_i64)
+        .map(|rc| format!("ran, exit {rc}"))
+}
+
+/// The `command` module: one program, no shell syntax.
+pub(crate) struct Command;
+
+impl Module for Command {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "command",
+        args: &[
+            arg("cmd", T::Str),
+            arg("argv", T::StrList),
+            arg("creates", T::Path),
+            arg("removes", T::Path),
+            arg("chdir", T::Path),
+            arg("stdin", T::Str),
+        ],
+        free_form: Some("cmd"),
+        one_of: &[&["cmd", "argv"]],
+        reversibility: Reversibility::Irreversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(Self::SPEC.name, args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, args, probe, ctx).await
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        effects(args)
+    }
+
+    fn describe_done(result: &Map<String, J>) -> Option<String> {
+        ran_exit(result)
+    }
+}
+
+/// The `shell` module: a shell script.
+pub(crate) struct Shell;
+
+impl Module for Shell {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "shell",
+        args: &[
+            req("cmd", T::Str),
+            arg("creates", T::Path),
+            arg("removes", T::Path),
+            arg("chdir", T::Path),
+            arg("stdin", T::Str),
+        ],
+        free_form: Some("cmd"),
+        one_of: &[],
+        reversibility: Reversibility::Irreversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(Self::SPEC.name, args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, args, probe, ctx).await
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        effects(args)
+    }
+
+    fn describe_done(result: &Map<String, J>) -> Option<String> {
+        ran_exit(result)
+    }
 }
 
 #[cfg(test)]

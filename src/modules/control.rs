@@ -6,6 +6,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::Result;
 use serde_json::{Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, ModCtx, Outcome, Probe};
 use crate::diag::Pos;
 use crate::template;
@@ -104,4 +106,92 @@ pub async fn apply(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
         _ => {}
     }
     Ok(out)
+}
+
+/// The `assert` module.
+pub(crate) struct Assert;
+
+impl Module for Assert {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "assert",
+        args: &[
+            req("that", T::ExprList),
+            arg("fail_msg", T::Str),
+            arg("success_msg", T::Str),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(Self::SPEC.name, args, ctx)
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, args, ctx).await
+    }
+}
+
+/// The `fail` module.
+pub(crate) struct Fail;
+
+impl Module for Fail {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "fail",
+        args: &[req("msg", T::Str)],
+        free_form: Some("msg"),
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(Self::SPEC.name, args, ctx)
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, args, ctx).await
+    }
+}
+
+/// The `debug` module.
+pub(crate) struct Debug;
+
+impl Module for Debug {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "debug",
+        args: &[arg("msg", T::Str), arg("var", T::Str)],
+        free_form: Some("msg"),
+        one_of: &[&["msg", "var"]],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(Self::SPEC.name, args, ctx)
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, args, ctx).await
+    }
+}
+
+/// The `approve` module.
+pub(crate) struct Approve;
+
+impl Module for Approve {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "approve",
+        args: &[req("stage", T::Str), arg("prompt", T::Str)],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(Self::SPEC.name, args, ctx)
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, args, ctx).await
+    }
 }

@@ -1,10 +1,15 @@
 //! `group`: local groups (groupadd/groupmod/groupdel), read with `getent group`.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::unknown_path;
+use super::contract::Module;
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::user::arg_u32;
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::overlay::Effect;
 use crate::shell::quote;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -105,14 +110,14 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         );
     }
     let undo = match before {
-        None => UndoAction::RemoveGroup {
+        None => UndoAction::RemoveGroup(RemoveGroup {
             name: name.to_string(),
-        },
-        Some(e) => UndoAction::RestoreGroup {
+        }),
+        Some(e) => UndoAction::RestoreGroup(RestoreGroup {
             name: name.to_string(),
             gid: e.gid,
             members: e.members,
-        },
+        }),
     };
     Ok(Outcome {
         changed: true,
@@ -122,22 +127,81 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     })
 }
 
-pub(crate) fn undo_script(undo: &UndoAction) -> String {
-    match undo {
-        UndoAction::RemoveGroup { name } => {
-            format!(
-                "! getent group -- {n} >/dev/null || groupdel -- {n}",
-                n = quote(name)
-            )
-        }
-        UndoAction::RestoreGroup { name, gid, members } => format!(
+/// The way back of a `group` step that created the group: remove it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoveGroup {
+    pub name: String,
+}
+
+impl RemoveGroup {
+    pub fn describe(&self) -> String {
+        format!("remove group {}", self.name)
+    }
+
+    pub fn script(&self) -> String {
+        format!(
+            "! getent group -- {n} >/dev/null || groupdel -- {n}",
+            n = quote(&self.name)
+        )
+    }
+}
+
+/// The way back of a `group` step that changed or removed a group: its gid and members as they
+/// were (recreated if the step removed it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreGroup {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+impl RestoreGroup {
+    pub fn describe(&self) -> String {
+        format!("put back group {} (gid {}, members)", self.name, self.gid)
+    }
+
+    pub fn script(&self) -> String {
+        format!(
             r#"set -e
 if getent group -- {n} >/dev/null; then groupmod -g {gid} -- {n}; else groupadd -g {gid} -- {n}; fi
 gpasswd -M {m} {n} >/dev/null"#,
-            n = quote(name),
-            m = quote(&members.join(",")),
-        ),
-        _ => "false".into(),
+            n = quote(&self.name),
+            gid = self.gid,
+            m = quote(&self.members.join(",")),
+        )
+    }
+}
+
+/// The `group` module.
+pub(crate) struct Group;
+
+impl Module for Group {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "group",
+        args: &[
+            req("name", T::Str),
+            choice("state", &["present", "absent"]),
+            arg("gid", T::Int),
+            arg("system", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn touches(_args: &Map<String, J>) -> Vec<Effect> {
+        ["/etc/group", "/etc/gshadow"]
+            .into_iter()
+            .map(unknown_path)
+            .collect()
     }
 }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
 use super::mysql::arg_u64;
+use super::spec::{arg, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
@@ -336,6 +338,38 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
             started.elapsed().as_secs()
         )),
     })
+}
+
+/// The `http_check` module.
+pub(crate) struct HttpCheck;
+
+impl Module for HttpCheck {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "http_check",
+        args: &[
+            arg("url", T::Str),
+            arg("file", T::Path),
+            arg("status", T::Int),
+            arg("json", T::Map),
+            arg("headers", T::Map),
+            arg("regex", T::Str),
+            arg("absent", T::Str),
+            arg("from_host", T::Bool),
+            arg("timeout", T::Int),
+            arg("interval", T::Int),
+        ],
+        free_form: None,
+        one_of: &[&["url", "file"]],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+        Ok(probe())
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, ctx).await
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::overlay::Effect;
 use crate::shell::quote;
 
 pub const DEFAULT_STATUS_URL: &str = "http://localhost/jkstatus";
@@ -129,6 +132,52 @@ fn url_of(args: &Map<String, J>, lb: &str, extra: &str) -> String {
 
 const MARK: &str = "@@cutover-workers-file@@";
 
+/// What earlier steps of a plan leave of a member: (runtime activation, workers file present,
+/// activation in the file), from what the host has (`seen`) where no earlier step changes it.
+fn planned(
+    ov: &crate::overlay::HostOverlay,
+    lb: &str,
+    member: &str,
+    file: &str,
+    seen: (Option<&'static str>, bool, Option<&'static str>),
+) -> Result<(Option<&'static str>, bool, Option<&'static str>)> {
+    use crate::overlay::{not_derivable, PathState, Planned, Seen, Val};
+    let (runtime, mut file_present, mut file_act) = seen;
+    if let Some(Planned { value, by }) = ov.lb_member(lb, member) {
+        let Some(act) = value.as_deref().and_then(normalize) else {
+            return Err(not_derivable(format!(
+                "{lb}/{member} is changed by {by}; its activation after that is known only when it runs"
+            )));
+        };
+        return Ok((Some(act), true, Some(act)));
+    }
+    match ov.path_besides_lb_edits(file) {
+        Seen::Host => {}
+        Seen::Planned(Planned {
+            value: PathState::Absent,
+            ..
+        }) => file_present = false,
+        Seen::Planned(Planned {
+            value:
+                PathState::File {
+                    content: Val::Set(text),
+                    ..
+                },
+            ..
+        }) => {
+            file_present = true;
+            file_act = file_activation(&String::from_utf8_lossy(&text), member);
+        }
+        Seen::NotDerivable(why) => return Err(not_derivable(why)),
+        Seen::Planned(Planned { by, .. }) => {
+            return Err(not_derivable(format!(
+                "{file} is written by {by}; its content is known only when it runs"
+            )))
+        }
+    }
+    Ok((runtime, file_present, file_act))
+}
+
 pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let lb = required(args, "lb")?;
     let member = required(args, "member")?;
@@ -155,42 +204,8 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
     // In a plan: what earlier steps leave (this member set by an earlier step; the workers
     // file written by one).
     if let Some(ov) = ctx.overlay() {
-        use crate::overlay::{not_derivable, PathState, Planned, Seen, Val};
-        if let Some(Planned { value, by }) = ov.lb_member(lb, member) {
-            let Some(act) = value.as_deref().and_then(normalize) else {
-                return Err(not_derivable(format!(
-                    "{lb}/{member} is changed by {by}; its activation after that is known only when it runs"
-                )));
-            };
-            show.activation = Some(act);
-            file_act = Some(act);
-            file_present = true;
-        } else {
-            match ov.path_besides_lb_edits(file) {
-                Seen::Host => {}
-                Seen::Planned(Planned {
-                    value: PathState::Absent,
-                    ..
-                }) => file_present = false,
-                Seen::Planned(Planned {
-                    value:
-                        PathState::File {
-                            content: Val::Set(text),
-                            ..
-                        },
-                    ..
-                }) => {
-                    file_present = true;
-                    file_act = file_activation(&String::from_utf8_lossy(&text), member);
-                }
-                Seen::NotDerivable(why) => return Err(not_derivable(why)),
-                Seen::Planned(Planned { by, .. }) => {
-                    return Err(not_derivable(format!(
-                        "{file} is written by {by}; its content is known only when it runs"
-                    )))
-                }
-            }
-        }
+        let seen = (show.activation, file_present, file_act);
+        (show.activation, file_present, file_act) = planned(ov, lb, member, file, seen)?;
     }
     let saw = json!({
         "runtime": show.activation,
@@ -292,10 +307,40 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe, run_id: &str) -> Opt
         );
     }
     Some(UndoAction::Rerun {
-        module: "lb_member".into(),
+        module: LbMember::SPEC.name.into(),
         args: a,
         what: format!("{lb}/{member} back to {was} (runtime and {file})"),
     })
+}
+
+/// The script part that writes the member's activation into the workers file `$f` (keeping
+/// the run's first backup of it), or, for an undo (`restore_from`), puts the backup back.
+fn file_script(args: &Map<String, J>, backup: &str, member: &str, want: &str) -> String {
+    // Undo: `restore_from` puts the previous file back instead of editing it.
+    match arg_str(args, "restore_from") {
+        Some(b) => format!(
+            r#"b={b}
+if [ -f "$b" ]; then mv -f -- "$b" "$f"; fi"#,
+            b = quote(b)
+        ),
+        None => format!(
+            r#"b={b}
+if [ ! -e "$b" ]; then cp -p -- "$f" "$b"; fi
+tmp=$(mktemp -- "$f.cutover.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cp -p -- "$f" "$tmp"
+if grep -qE "$re" -- "$f"; then
+  sed -E "s/$re.*/worker.{m}.activation={w}/" -- "$f" > "$tmp"
+else
+  {{ cat -- "$f"; [ -z "$(tail -c1 -- "$f")" ] || echo; echo 'worker.{m}.activation={w}'; }} > "$tmp"
+fi
+mv -f -- "$tmp" "$f"
+trap - EXIT"#,
+            b = quote(backup),
+            m = member,
+            w = file_word(want),
+        ),
+    }
 }
 
 pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
@@ -322,31 +367,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         return recover_only(args, lb, member, ctx).await;
     }
     let backup = format!("{file}.cutover-{}~", ctx.run_id);
-    // Undo: `restore_from` puts the previous file back instead of editing it.
-    let file_step = match arg_str(args, "restore_from") {
-        Some(b) => format!(
-            r#"b={b}
-if [ -f "$b" ]; then mv -f -- "$b" "$f"; fi"#,
-            b = quote(b)
-        ),
-        None => format!(
-            r#"b={b}
-if [ ! -e "$b" ]; then cp -p -- "$f" "$b"; fi
-tmp=$(mktemp -- "$f.cutover.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cp -p -- "$f" "$tmp"
-if grep -qE "$re" -- "$f"; then
-  sed -E "s/$re.*/worker.{m}.activation={w}/" -- "$f" > "$tmp"
-else
-  {{ cat -- "$f"; [ -z "$(tail -c1 -- "$f")" ] || echo; echo 'worker.{m}.activation={w}'; }} > "$tmp"
-fi
-mv -f -- "$tmp" "$f"
-trap - EXIT"#,
-            b = quote(&backup),
-            m = member,
-            w = file_word(want),
-        ),
-    };
+    let file_step = file_script(args, &backup, member, want);
     let script = format!(
         r#"set -e
 f={f}
@@ -467,6 +488,61 @@ curl -sS --max-time 10 -- {show}"#,
         undo: None,
         failed,
     })
+}
+
+/// What `lb_member` may change: the member's activation, on the balancer and in its file.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    let (Some(lb), Some(member)) = (arg_str(args, "lb"), arg_str(args, "member")) else {
+        return Vec::new();
+    };
+    vec![Effect::LbMember {
+        lb: lb.to_string(),
+        member: member.to_string(),
+        activation: None,
+        workers_file: arg_str(args, "workers_file")
+            .unwrap_or(DEFAULT_WORKERS_FILE)
+            .to_string(),
+    }]
+}
+
+/// The `lb_member` module (mod_jk balancer members).
+pub(crate) struct LbMember;
+
+impl Module for LbMember {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "lb_member",
+        args: &[
+            req("lb", T::Str),
+            req("member", T::Str),
+            ArgSpec {
+                name: "activation",
+                ty: T::Str,
+                required: true,
+                choices: &["active", "disabled", "stopped"],
+            },
+            arg("status_url", T::Str),
+            arg("workers_file", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        undo_of(args, probe, ctx.run_id)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
+    }
 }
 
 #[cfg(test)]

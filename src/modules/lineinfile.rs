@@ -9,8 +9,13 @@ use anyhow::{bail, Context as _, Result};
 use regex::Regex;
 use serde_json::{json, Map, Value as J};
 
+use super::contract::unknown_path;
+use super::contract::Module;
 use super::files::{self, Stat};
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
+use super::UndoAction;
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe};
+use crate::overlay::Effect;
 use crate::transport::Input;
 
 /// Where a missing line goes.
@@ -211,6 +216,49 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         undo: Some(undo),
         failed: None,
     })
+}
+
+/// The `lineinfile` module.
+pub(crate) struct LineInFile;
+
+impl Module for LineInFile {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "lineinfile",
+        args: &[
+            req("path", T::Path),
+            arg("line", T::Str),
+            arg("regexp", T::Str),
+            choice("state", &["present", "absent"]),
+            arg("insertafter", T::Str),
+            arg("insertbefore", T::Str),
+            arg("create", T::Bool),
+            arg("owner", T::Str),
+            arg("group", T::Str),
+            arg("mode", T::Mode),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        files::pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        arg_str(args, "path")
+            .map(unknown_path)
+            .into_iter()
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::unknown_path;
+use super::contract::Module;
 use super::http_check::{fetch, HttpResponse};
 use super::mysql::arg_u64;
+use super::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::overlay::Effect;
 use crate::shell::quote;
 
 fn want_on(args: &Map<String, J>) -> Result<bool> {
@@ -205,13 +209,61 @@ pub(crate) fn undo_of(args: &Map<String, J>) -> Option<UndoAction> {
     a.insert("state".into(), json!(if on { "off" } else { "on" }));
     a.remove("admin_url");
     Some(UndoAction::Rerun {
-        module: "maintenance".into(),
+        module: Maintenance::SPEC.name.into(),
         args: a,
         what: format!(
             "maintenance page back {} ({path})",
             if on { "off" } else { "on" }
         ),
     })
+}
+
+/// The `maintenance` module.
+pub(crate) struct Maintenance;
+
+impl Module for Maintenance {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "maintenance",
+        args: &[
+            req("path", T::Path),
+            ArgSpec {
+                name: "state",
+                ty: T::Str,
+                required: true,
+                choices: &["on", "off"],
+            },
+            arg("url", T::Str),
+            arg("admin_url", T::Str),
+            arg("expect_status", T::Int),
+            arg("page_match", T::Str),
+            arg("timeout", T::Int),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        if probe.decision == Decision::NoChange {
+            return None;
+        }
+        undo_of(args)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        arg_str(args, "path")
+            .map(unknown_path)
+            .into_iter()
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 
 pub mod spec;
 
+mod contract;
+
 mod cluster_safety;
 mod command;
 mod control;
@@ -30,10 +32,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{Map, Value as J};
 
-use crate::overlay::{Effect, HostOverlay, Overlay, PathState, TreeState, UnitState};
+use crate::overlay::{Effect, HostOverlay, Overlay};
 use crate::template::Templates;
 use crate::transport::{Become, HostConn};
 
+use contract::{registry, Module};
+pub use files::sha256_hex;
 pub use undo::UndoAction;
 
 /// Everything a module may use on one host for one step.
@@ -186,233 +190,33 @@ pub struct Outcome {
     pub failed: Option<String>,
 }
 
-pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    match module {
-        "command" | "shell" => command::probe(module, args, ctx).await,
-        "copy" | "template" => files::probe_content(module, args, ctx).await,
-        "file" => files::probe_file(args, ctx).await,
-        "service" => service::probe(args, ctx).await,
-        "lineinfile" => lineinfile::probe(args, ctx).await,
-        "package" => package::probe(args, ctx).await,
-        "user" => user::probe(args, ctx).await,
-        "group" => group::probe(args, ctx).await,
-        "wait_for" => Ok(wait_for::probe()),
-        "debug" | "assert" | "fail" | "approve" => control::probe(module, args, ctx),
-        "snapshot" => snapshot::probe(args, ctx).await,
-        "snapshot_usage" => snapshot::probe_usage(args, ctx).await,
-        "sync" => sync::probe(args, ctx).await,
-        "mysql_facts" => mysql::probe_facts(args, ctx).await,
-        "mysql_replication" => mysql::probe_replication(args, ctx).await,
-        "mysql_query" => mysql::probe_query(args, ctx).await,
-        "lb_member" => lb_member::probe(args, ctx).await,
-        "maintenance" => maintenance::probe(args, ctx).await,
-        "http_check" => Ok(http_check::probe()),
-        "cluster_safety" => Ok(cluster_safety::probe()),
-        "write_mark" => Ok(write_mark::probe()),
-        other => bail!("module `{other}` is not implemented by the engine yet"),
-    }
-}
-
-pub async fn apply(
-    module: &str,
-    args: &Map<String, J>,
-    probe: &Probe,
-    ctx: &ModCtx<'_>,
-) -> Result<Outcome> {
-    match module {
-        "command" | "shell" => command::apply(module, args, probe, ctx).await,
-        "copy" | "template" => files::apply_content(module, args, probe, ctx).await,
-        "file" => files::apply_file(args, probe, ctx).await,
-        "service" => service::apply(args, probe, ctx).await,
-        "lineinfile" => lineinfile::apply(args, probe, ctx).await,
-        "package" => package::apply(args, probe, ctx).await,
-        "user" => user::apply(args, probe, ctx).await,
-        "group" => group::apply(args, probe, ctx).await,
-        "wait_for" => wait_for::apply(args, ctx).await,
-        "debug" | "assert" | "fail" | "approve" => control::apply(module, args, ctx).await,
-        "snapshot" => snapshot::apply(args, probe, ctx).await,
-        "snapshot_usage" => snapshot::apply_usage(args, probe, ctx).await,
-        "sync" => sync::apply(args, probe, ctx).await,
-        "mysql_facts" => mysql::apply_facts(probe).await,
-        "mysql_replication" => mysql::apply_replication(args, probe, ctx).await,
-        "mysql_query" => mysql::apply_query(args, ctx).await,
-        "lb_member" => lb_member::apply(args, probe, ctx).await,
-        "maintenance" => maintenance::apply(args, probe, ctx).await,
-        "http_check" => http_check::apply(args, ctx).await,
-        "cluster_safety" => cluster_safety::apply(args, ctx).await,
-        "write_mark" => write_mark::apply(args, ctx).await,
-        other => bail!("module `{other}` is not implemented by the engine yet"),
-    }
-}
-
-/// The way back a step will record if its change completes, computed from the probe before
-/// the change starts, so the engine can journal it with the intent (`step_applying`): a
-/// controller killed in the middle of the change still leaves a way back. Every action returned
-/// here is safe to run when the change was only partly made or not at all (run with
-/// [`UndoAction::run_partial`]). `None`: the module keeps no way back (or cannot know it before
-/// it acts: packages, users, groups, sync, commands).
-pub fn pending_undo(
-    module: &str,
-    args: &Map<String, J>,
-    probe: &Probe,
-    ctx: &ModCtx<'_>,
-) -> Option<UndoAction> {
-    match module {
-        "snapshot" => snapshot::pending_undo(args, probe),
-        "copy" | "template" | "lineinfile" => {
-            files::pending_content_undo(module, args, probe, ctx.run_id)
-        }
-        "file" => files::pending_file_undo(args, probe, ctx.run_id),
-        "service" => service::undo_of(args, probe),
-        "lb_member" => lb_member::undo_of(args, probe, ctx.run_id),
-        "maintenance" if probe.decision != Decision::NoChange => maintenance::undo_of(args),
-        "mysql_replication" => mysql::pending_undo_replication(args, probe, ctx),
-        _ => None,
-    }
-}
-
-/// What a step did, told from its result, for a step whose probe could not say beforehand
-/// (an `unknown` decision): its result line must read as what happened, not as the doubt the
-/// probe had. `None` where the module's result says nothing more than "changed".
-pub fn describe_done(module: &str, result: &Map<String, J>) -> Option<String> {
-    match module {
-        "package" => package::describe_done(result),
-        "command" | "shell" => result
-            .get("rc")
-            .and_then(J::as_i64)
-            .map(|rc| format!("ran, exit {rc}")),
-        _ => None,
-    }
-}
-
-/// Does this module, with these arguments, only read (though its probe cannot say "no change"
-/// in advance: a wait for the replica, a read-only query)? Such a step cut off by a kill left
-/// nothing half done.
-pub fn changes_nothing(module: &str, args: &Map<String, J>) -> bool {
-    match module {
-        "mysql_replication" => {
-            arg_str(args, "state") == Some("synced") && !args.contains_key("read_only")
-        }
-        "mysql_query" => arg_bool(args, "read_only") == Some(true),
-        _ => false,
-    }
-}
-
-/// Other hosts a step's module reads besides its own, by inventory name (`sync`'s
-/// `src_host`, `mysql_replication`'s `master`, `cluster_safety`'s `hosts`): the engine and
-/// plans connect to them and pass them in [`ModCtx::peers`].
-pub fn peer_hosts(module: &str, args: &Map<String, J>) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(s) = arg_str(args, "src_host") {
-        out.push(s.to_string());
-    }
-    match module {
-        "mysql_replication" => out.extend(arg_str(args, "master").map(str::to_string)),
-        "cluster_safety" => match args.get("hosts") {
-            Some(J::Array(a)) => {
-                out.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)))
-            }
-            Some(J::String(s)) => out.push(s.clone()),
-            _ => {}
-        },
-        _ => {}
-    }
-    out
-}
-
-/// What a step may change on its host, none of it known in advance: for a plan, the state
-/// after a step whose outcome is unknown (or whose module does not derive it). `{by}` in a
-/// reason is replaced by the step's name when it is recorded.
-pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
-    let path = |p: &str| Effect::Path {
-        path: p.to_string(),
-        state: PathState::Unknown {
-            why: format!(
-                "{{by}} may change {p}; what it looks like after that is known only when it runs"
-            ),
-        },
-    };
-    let tree = |p: &str| Effect::Tree {
-        path: p.to_string(),
-        state: TreeState::Unknown {
-            why: format!("{{by}} may change {p} and what is below it; known only when it runs"),
-        },
-    };
-    let mut out = Vec::new();
-    match module {
-        "copy" | "template" => out.extend(arg_str(args, "dest").map(path)),
-        "lineinfile" | "maintenance" => out.extend(arg_str(args, "path").map(path)),
-        "file" => {
-            if let Some(p) = arg_str(args, "path") {
-                out.push(path(p));
-                if arg_str(args, "state") == Some("absent")
-                    || arg_bool(args, "recurse") == Some(true)
-                {
-                    out.push(tree(p));
-                }
-            }
-        }
-        "command" | "shell" => {
-            out.extend(command::effects(args));
-        }
-        "sync" => out.extend(arg_str(args, "dest").map(tree)),
-        "service" => {
-            if let Some(n) = arg_str(args, "name") {
-                out.push(Effect::Unit {
-                    name: n.to_string(),
-                    state: UnitState::unknown(),
-                });
-            }
-        }
-        "user" => {
-            for p in ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"] {
-                out.push(path(p));
-            }
-            out.extend(arg_str(args, "home").map(tree));
-        }
-        "group" => {
-            for p in ["/etc/group", "/etc/gshadow"] {
-                out.push(path(p));
-            }
-        }
-        "lb_member" => {
-            if let (Some(lb), Some(member)) = (arg_str(args, "lb"), arg_str(args, "member")) {
-                out.push(Effect::LbMember {
-                    lb: lb.to_string(),
-                    member: member.to_string(),
-                    activation: None,
-                    workers_file: arg_str(args, "workers_file")
-                        .unwrap_or(lb_member::DEFAULT_WORKERS_FILE)
-                        .to_string(),
-                });
-            }
-        }
-        "mysql_replication" => out.push(Effect::Replication(crate::overlay::ReplicationState {
-            io_running: crate::overlay::Val::Unknown,
-            sql_running: crate::overlay::Val::Unknown,
-            read_only: crate::overlay::Val::Unknown,
-            reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
-        })),
-        "snapshot" if arg_str(args, "state") == Some("merged") => {
-            if let Some(J::Array(vols)) = args.get("volumes") {
-                for v in vols {
-                    if let Some(m) = v.get("mount").and_then(J::as_str) {
-                        out.push(tree(m));
-                    }
-                }
-            }
-            if let Some(J::Array(services)) = args.get("services") {
-                for s in services.iter().filter_map(J::as_str) {
-                    out.push(Effect::Unit {
-                        name: s.to_string(),
-                        state: UnitState::unknown(),
-                    });
-                }
-            }
-        }
-        _ => {}
-    }
-    out
+registry! {
+    command::Command,
+    command::Shell,
+    files::Copy,
+    files::Template,
+    files::File,
+    lineinfile::LineInFile,
+    package::Package,
+    service::Service,
+    user::User,
+    group::Group,
+    wait_for::WaitFor,
+    control::Assert,
+    control::Fail,
+    control::Debug,
+    control::Approve,
+    snapshot::Snapshot,
+    snapshot::SnapshotUsage,
+    sync::TreeSync,
+    mysql::MysqlFacts,
+    write_mark::WriteMark,
+    mysql::MysqlReplication,
+    mysql::MysqlQuery,
+    lb_member::LbMember,
+    maintenance::Maintenance,
+    http_check::HttpCheck,
+    cluster_safety::ClusterSafety,
 }
 
 /// A list argument: a YAML list of strings, or one non-empty string as a list of one.
@@ -451,6 +255,7 @@ pub(crate) fn required<'a>(args: &'a Map<String, J>, key: &str) -> Result<&'a st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::overlay::PathState;
     use serde_json::json;
 
     #[test]
@@ -483,5 +288,61 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(touches("debug", &args(json!({"msg": "/etc/passwd"}))).is_empty());
+    }
+
+    #[test]
+    fn every_module_is_registered_once_and_dispatched_by_its_name() {
+        let names: Vec<&str> = spec::names().collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(names.len(), 26);
+        assert_eq!(names[..3], ["command", "shell", "copy"]);
+        assert_eq!(
+            spec::find("mysql_query").map(|s| s.free_form),
+            Some(Some("sql"))
+        );
+        assert!(spec::find("nope").is_none());
+    }
+
+    #[test]
+    fn peer_hosts_and_read_only_steps_come_from_their_module() {
+        let args = |v: J| v.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            peer_hosts("sync", &args(json!({"src_host": "db1"}))),
+            ["db1"]
+        );
+        assert_eq!(
+            peer_hosts("mysql_replication", &args(json!({"master": "db1"}))),
+            ["db1"]
+        );
+        assert_eq!(
+            peer_hosts("cluster_safety", &args(json!({"hosts": ["app1", "app2"]}))),
+            ["app1", "app2"]
+        );
+        assert_eq!(
+            peer_hosts("cluster_safety", &args(json!({"hosts": "app1"}))),
+            ["app1"]
+        );
+        assert!(peer_hosts("debug", &args(json!({"msg": "x"}))).is_empty());
+        assert!(changes_nothing(
+            "mysql_replication",
+            &args(json!({"state": "synced"}))
+        ));
+        assert!(!changes_nothing(
+            "mysql_replication",
+            &args(json!({"state": "synced", "read_only": true}))
+        ));
+        assert!(changes_nothing(
+            "mysql_query",
+            &args(json!({"read_only": "true"}))
+        ));
+        assert!(!changes_nothing("command", &args(json!({"cmd": "true"}))));
+        assert_eq!(
+            describe_done("shell", &args(json!({"rc": 3}))).as_deref(),
+            Some("ran, exit 3")
+        );
+        assert!(describe_done("copy", &args(json!({"rc": 3}))).is_none());
     }
 }

@@ -10,8 +10,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::shell::quote;
 
@@ -459,14 +462,38 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     Ok(Outcome {
         changed,
         result,
-        undo: changed.then_some(UndoAction::Packages { restore, purge }),
+        undo: changed.then_some(UndoAction::Packages(PackagesUndo { restore, purge })),
         failed: None,
     })
 }
 
+/// The way back of a `package` step: the package versions from before it (reinstalled if the
+/// package lists still offer them) and the packages it installed (purged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackagesUndo {
+    pub restore: BTreeMap<String, String>,
+    pub purge: Vec<String>,
+}
+
+impl PackagesUndo {
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .restore
+            .iter()
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        parts.extend(self.purge.iter().map(|n| format!("purge {n}")));
+        format!("packages back: {}", parts.join(", "))
+    }
+
+    pub fn script(&self) -> String {
+        undo_script(&self.restore, &self.purge)
+    }
+}
+
 /// The undo: reinstall the previous versions that the lists still offer and purge what the
 /// step installed, in one apt transaction; fails naming what could not be restored.
-pub(crate) fn undo_script(restore: &BTreeMap<String, String>, purge: &[String]) -> String {
+fn undo_script(restore: &BTreeMap<String, String>, purge: &[String]) -> String {
     let specs: Vec<String> = restore
         .iter()
         .map(|(n, v)| quote(&format!("{n}={v}")))
@@ -490,6 +517,37 @@ fi"#,
         specs = specs.join(" "),
         purges = purges.join(" "),
     )
+}
+
+/// The `package` module (apt).
+pub(crate) struct Package;
+
+impl Module for Package {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "package",
+        args: &[
+            arg("name", T::StrList),
+            choice("state", &["present", "latest", "absent"]),
+            arg("version", T::Str),
+            arg("upgrade_all", T::Bool),
+            arg("update_cache", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[&["name", "upgrade_all"]],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn describe_done(result: &Map<String, J>) -> Option<String> {
+        describe_done(result)
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@
 //! mariadb does exactly that), and starting it starts the socket back.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use crate::overlay::{Effect, UnitState};
 use crate::shell::quote;
 
 async fn state(ctx: &ModCtx<'_>, name: &str) -> Result<(bool, Option<bool>, Option<String>, bool)> {
@@ -234,6 +238,41 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     })
 }
 
+/// The way back of a `service` step: the unit's previous state (and its socket's, stopped or
+/// started with it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceUndo {
+    pub name: String,
+    pub active: bool,
+    pub enabled: Option<bool>,
+    pub socket: Option<String>,
+}
+
+impl ServiceUndo {
+    pub fn describe(&self) -> String {
+        let state = if self.active { "started" } else { "stopped" };
+        format!("{} back to {state}", self.name)
+    }
+
+    pub fn script(&self) -> String {
+        let name = &self.name;
+        let mut s = String::new();
+        if let Some(e) = self.enabled {
+            s.push_str(&format!(
+                "systemctl {} -- {}\n",
+                if e { "enable" } else { "disable" },
+                quote(name)
+            ));
+        }
+        let verb = if self.active { "start" } else { "stop" };
+        s.push_str(&format!("systemctl {verb} -- {}", quote(name)));
+        if let Some(sock) = &self.socket {
+            s.push_str(&format!(" {}", quote(sock)));
+        }
+        s
+    }
+}
+
 /// The unit's previous state, from the probe: the way back, known before the change starts.
 pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction> {
     if probe.decision == super::Decision::NoChange {
@@ -244,7 +283,7 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction
     let was_enabled = probe.state["enabled"].as_bool();
     let socket = probe.state["socket"].as_str().map(str::to_string);
     match arg_str(args, "state") {
-        Some("started") | Some("stopped") => Some(UndoAction::Service {
+        Some("started") | Some("stopped") => Some(UndoAction::Service(ServiceUndo {
             name: name.to_string(),
             active: was_active,
             enabled: if arg_bool(args, "enabled").is_some() {
@@ -253,15 +292,60 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction
                 None
             },
             socket,
-        }),
-        _ if arg_bool(args, "enabled").is_some() => Some(UndoAction::Service {
+        })),
+        _ if arg_bool(args, "enabled").is_some() => Some(UndoAction::Service(ServiceUndo {
             name: name.to_string(),
             active: was_active,
             enabled: was_enabled,
             socket: None,
-        }),
+        })),
         // A restart or reload has nothing to undo.
         _ => None,
+    }
+}
+
+/// What `service` may change: the unit's state.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    arg_str(args, "name")
+        .map(|n| Effect::Unit {
+            name: n.to_string(),
+            state: UnitState::unknown(),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// The `service` module (systemd units).
+pub(crate) struct Service;
+
+impl Module for Service {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "service",
+        args: &[
+            req("name", T::Str),
+            choice("state", &["started", "stopped", "restarted", "reloaded"]),
+            arg("enabled", T::Bool),
+            arg("daemon_reload", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        undo_of(args, probe)
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
     }
 }
 

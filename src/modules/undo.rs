@@ -29,48 +29,24 @@ pub enum UndoAction {
         group: String,
         mode: String,
     },
+    // The ways back of single modules: their data and scripts live with the module. Each is
+    // journaled as its fields beside the tag (`{"undo":"service","name":…}`).
     /// Bring a systemd unit back to its previous state.
-    Service {
-        name: String,
-        active: bool,
-        enabled: Option<bool>,
-        socket: Option<String>,
-    },
-    /// Put back the package versions from before the step (reinstalled if the package lists
-    /// still offer them) and purge the packages the step installed.
-    Packages {
-        restore: std::collections::BTreeMap<String, String>,
-        purge: Vec<String>,
-    },
+    Service(super::service::ServiceUndo),
+    /// Put back the package versions from before the step and purge the ones it installed.
+    Packages(super::package::PackagesUndo),
     /// Remove a user the step created (and the home directory, if the step created it).
-    RemoveUser { name: String, home: Option<String> },
+    RemoveUser(super::user::RemoveUser),
     /// Put a user's account back as it was (recreated if the step removed it).
-    RestoreUser {
-        name: String,
-        uid: u32,
-        gid: u32,
-        group: String,
-        groups: Vec<String>,
-        home: String,
-        shell: String,
-        comment: String,
-    },
+    RestoreUser(super::user::RestoreUser),
     /// Remove a group the step created.
-    RemoveGroup { name: String },
+    RemoveGroup(super::group::RemoveGroup),
     /// Put a group back with its previous gid and members (recreated if the step removed it).
-    RestoreGroup {
-        name: String,
-        gid: u32,
-        members: Vec<String>,
-    },
+    RestoreGroup(super::group::RestoreGroup),
     /// Roll volumes back to the snapshot set a step created (the undo of `snapshot`).
     SnapshotMerge(super::snapshot::MergeSpec),
     /// Put back the tree a `sync` replaced (kept as `backup`), or remove the one it created.
-    SyncRestore {
-        dest: String,
-        backup: Option<String>,
-        in_place: bool,
-    },
+    SyncRestore(super::sync::SyncRestore),
     /// Run a step the author declared with `undo:`.
     Step {
         module: String,
@@ -100,37 +76,23 @@ impl UndoAction {
                 group,
                 mode,
             } => format!("{path} back to {owner}:{group} {mode}"),
-            UndoAction::Service { name, active, .. } => format!(
-                "{name} back to {}",
-                if *active { "started" } else { "stopped" }
-            ),
-            UndoAction::Packages { restore, purge } => {
-                let mut parts: Vec<String> =
-                    restore.iter().map(|(n, v)| format!("{n} {v}")).collect();
-                parts.extend(purge.iter().map(|n| format!("purge {n}")));
-                format!("packages back: {}", parts.join(", "))
-            }
-            UndoAction::RemoveUser { name, home } => match home {
-                Some(h) => format!("remove user {name} and the home {h} it created"),
-                None => format!("remove user {name}"),
-            },
-            UndoAction::RestoreUser { name, uid, .. } => format!(
-                "put back user {name} (uid {uid}, groups, home path, shell); if it was removed it is recreated without its password, and its home is whatever the removal kept on disk"
-            ),
-            UndoAction::RemoveGroup { name } => format!("remove group {name}"),
-            UndoAction::RestoreGroup { name, gid, .. } => {
-                format!("put back group {name} (gid {gid}, members)")
-            }
+            UndoAction::Service(u) => u.describe(),
+            UndoAction::Packages(u) => u.describe(),
+            UndoAction::RemoveUser(u) => u.describe(),
+            UndoAction::RestoreUser(u) => u.describe(),
+            UndoAction::RemoveGroup(u) => u.describe(),
+            UndoAction::RestoreGroup(u) => u.describe(),
             UndoAction::SnapshotMerge(m) => format!(
                 "roll back {} to snapshot set {} ({})",
-                m.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+                m.volumes
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 m.name,
                 m.backend
             ),
-            UndoAction::SyncRestore { dest, backup, .. } => match backup {
-                Some(_) => format!("put back the previous {dest}"),
-                None => format!("remove {dest} (created by sync)"),
-            },
+            UndoAction::SyncRestore(u) => u.describe(),
             UndoAction::Step { module, .. } => format!("run {module} (declared undo)"),
             UndoAction::Rerun { what, .. } => what.clone(),
         }
@@ -191,46 +153,14 @@ impl UndoAction {
                     p = quote(path)
                 )
             }
-            UndoAction::Service {
-                name,
-                active,
-                enabled,
-                socket,
-            } => {
-                let mut s = String::new();
-                if let Some(e) = enabled {
-                    s.push_str(&format!(
-                        "systemctl {} -- {}\n",
-                        if *e { "enable" } else { "disable" },
-                        quote(name)
-                    ));
-                }
-                if *active {
-                    s.push_str(&format!("systemctl start -- {}", quote(name)));
-                    if let Some(sock) = socket {
-                        s.push_str(&format!(" {}", quote(sock)));
-                    }
-                } else {
-                    s.push_str(&format!("systemctl stop -- {}", quote(name)));
-                    if let Some(sock) = socket {
-                        s.push_str(&format!(" {}", quote(sock)));
-                    }
-                }
-                s
-            }
-            UndoAction::Packages { restore, purge } => super::package::undo_script(restore, purge),
-            UndoAction::RemoveUser { .. } | UndoAction::RestoreUser { .. } => {
-                super::user::undo_script(self)
-            }
-            UndoAction::RemoveGroup { .. } | UndoAction::RestoreGroup { .. } => {
-                super::group::undo_script(self)
-            }
+            UndoAction::Service(u) => u.script(),
+            UndoAction::Packages(u) => u.script(),
+            UndoAction::RemoveUser(u) => u.script(),
+            UndoAction::RestoreUser(u) => u.script(),
+            UndoAction::RemoveGroup(u) => u.script(),
+            UndoAction::RestoreGroup(u) => u.script(),
             UndoAction::SnapshotMerge(m) => return super::snapshot::undo_merge(m, ctx).await,
-            UndoAction::SyncRestore {
-                dest,
-                backup,
-                in_place,
-            } => super::sync::undo_script(dest, backup.as_deref(), *in_place),
+            UndoAction::SyncRestore(u) => u.script(),
             UndoAction::Step { module, args } | UndoAction::Rerun { module, args, .. } => {
                 let probe = super::probe(module, args, ctx).await?;
                 let out = super::apply(module, args, &probe, ctx).await?;
@@ -305,5 +235,92 @@ impl UndoAction {
             );
         }
         Ok(Some(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journals written by earlier versions hold these exact forms: each must still be read as
+    /// the same action and written back byte for byte.
+    #[test]
+    fn journal_form_of_module_undo_actions_is_unchanged() {
+        let forms = [
+            r#"{"undo":"service","name":"tomcat10","active":true,"enabled":false,"socket":null}"#,
+            r#"{"undo":"service","name":"x","active":false,"enabled":null,"socket":"x.socket"}"#,
+            r#"{"undo":"packages","restore":{"curl":"7.88.1-10"},"purge":["jq"]}"#,
+            r#"{"undo":"remove_user","name":"wiki","home":"/srv/wiki"}"#,
+            r#"{"undo":"remove_user","name":"wiki","home":null}"#,
+            r#"{"undo":"restore_user","name":"wiki","uid":1001,"gid":1001,"group":"wiki","groups":["adm"],"home":"/srv/wiki","shell":"/bin/sh","comment":""}"#,
+            r#"{"undo":"remove_group","name":"wiki"}"#,
+            r#"{"undo":"restore_group","name":"wiki","gid":1001,"members":["a","b"]}"#,
+            r#"{"undo":"sync_restore","dest":"/srv/data","backup":"/srv/.data.cutover-r1","in_place":false}"#,
+            r#"{"undo":"sync_restore","dest":"/srv/data","backup":null,"in_place":true}"#,
+            r#"{"undo":"restore_file","path":"/etc/a","backup":"/etc/.a.cutover-r1"}"#,
+            r#"{"undo":"rerun","module":"lb_member","args":{"activation":"active"},"what":"w"}"#,
+        ];
+        let described = [
+            "tomcat10 back to started",
+            "x back to stopped",
+            "packages back: curl 7.88.1-10, purge jq",
+            "remove user wiki and the home /srv/wiki it created",
+            "remove user wiki",
+            "put back user wiki (uid 1001, groups, home path, shell); if it was removed it is recreated without its password, and its home is whatever the removal kept on disk",
+            "remove group wiki",
+            "put back group wiki (gid 1001, members)",
+            "put back the previous /srv/data",
+            "remove /srv/data (created by sync)",
+            "restore previous /etc/a",
+            "w",
+        ];
+        for (form, description) in forms.into_iter().zip(described) {
+            let action: UndoAction = serde_json::from_str(form).expect(form);
+            assert_eq!(serde_json::to_string(&action).unwrap(), form);
+            assert_eq!(action.describe(), description);
+        }
+    }
+
+    /// The scripts of the module ways back, as they were when undo.rs wrote them.
+    #[test]
+    fn module_undo_scripts_are_unchanged() {
+        let script = |form: &str| match serde_json::from_str::<UndoAction>(form).unwrap() {
+            UndoAction::Service(u) => u.script(),
+            UndoAction::RemoveUser(u) => u.script(),
+            UndoAction::RemoveGroup(u) => u.script(),
+            UndoAction::RestoreGroup(u) => u.script(),
+            UndoAction::SyncRestore(u) => u.script(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            script(
+                r#"{"undo":"service","name":"tomcat10","active":true,"enabled":false,"socket":null}"#
+            ),
+            "systemctl disable -- tomcat10\nsystemctl start -- tomcat10"
+        );
+        assert_eq!(
+            script(
+                r#"{"undo":"service","name":"x","active":false,"enabled":null,"socket":"x.socket"}"#
+            ),
+            "systemctl stop -- x x.socket"
+        );
+        assert_eq!(
+            script(r#"{"undo":"remove_user","name":"wiki","home":"/srv/wiki"}"#),
+            "userdel -r -- wiki"
+        );
+        assert_eq!(
+            script(r#"{"undo":"remove_group","name":"wiki"}"#),
+            "! getent group -- wiki >/dev/null || groupdel -- wiki"
+        );
+        assert_eq!(
+            script(r#"{"undo":"restore_group","name":"wiki","gid":1001,"members":["a","b"]}"#),
+            "set -e\nif getent group -- wiki >/dev/null; then groupmod -g 1001 -- wiki; else groupadd -g 1001 -- wiki; fi\ngpasswd -M a,b wiki >/dev/null"
+        );
+        assert_eq!(
+            script(
+                r#"{"undo":"sync_restore","dest":"/srv/data","backup":"/srv/.d","in_place":false}"#
+            ),
+            "set -e\nrm -rf -- /srv/data\nmv -- /srv/.d /srv/data"
+        );
     }
 }

@@ -5,9 +5,14 @@
 //! password hash is never read, so a recreated account has a locked password.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::contract::{unknown_path, unknown_tree};
+use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::overlay::Effect;
 use crate::shell::quote;
 
 /// An integer argument: a YAML number, or a string a template rendered.
@@ -264,14 +269,14 @@ if [ "$existed" = no ] && [ -d "$h" ]; then printf 'created_home|%s\n' "$h"; fi"
         );
     }
     let undo = match &before {
-        None => UndoAction::RemoveUser {
+        None => UndoAction::RemoveUser(RemoveUser {
             name: name.to_string(),
             home: out
                 .stdout_text()
                 .lines()
                 .find_map(|l| l.strip_prefix("created_home|").map(str::to_string)),
-        },
-        Some(a) => UndoAction::RestoreUser {
+        }),
+        Some(a) => UndoAction::RestoreUser(RestoreUser {
             name: name.to_string(),
             uid: a.uid,
             gid: a.gid,
@@ -280,7 +285,7 @@ if [ "$existed" = no ] && [ -d "$h" ]; then printf 'created_home|%s\n' "$h"; fi"
             home: a.home.clone(),
             shell: a.shell.clone(),
             comment: a.comment.clone(),
-        },
+        }),
     };
     let mut result = Map::new();
     result.insert("name".into(), J::String(name.to_string()));
@@ -292,14 +297,54 @@ if [ "$existed" = no ] && [ -d "$h" ]; then printf 'created_home|%s\n' "$h"; fi"
     })
 }
 
-pub(crate) fn undo_script(undo: &UndoAction) -> String {
-    match undo {
-        // `userdel -r` only for a home this step made: a pre-existing one stays.
-        UndoAction::RemoveUser { name, home } => match home {
-            Some(_) => format!("userdel -r -- {}", quote(name)),
-            None => format!("userdel -- {}", quote(name)),
-        },
-        UndoAction::RestoreUser {
+/// The way back of a `user` step that created the account: remove it (and the home directory,
+/// if the step created it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoveUser {
+    pub name: String,
+    pub home: Option<String>,
+}
+
+impl RemoveUser {
+    pub fn describe(&self) -> String {
+        match &self.home {
+            Some(h) => format!("remove user {} and the home {h} it created", self.name),
+            None => format!("remove user {}", self.name),
+        }
+    }
+
+    /// `userdel -r` only for a home this step made: a pre-existing one stays.
+    pub fn script(&self) -> String {
+        match self.home {
+            Some(_) => format!("userdel -r -- {}", quote(&self.name)),
+            None => format!("userdel -- {}", quote(&self.name)),
+        }
+    }
+}
+
+/// The way back of a `user` step that changed or removed an account: the account as it was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub group: String,
+    pub groups: Vec<String>,
+    pub home: String,
+    pub shell: String,
+    pub comment: String,
+}
+
+impl RestoreUser {
+    pub fn describe(&self) -> String {
+        format!(
+            "put back user {} (uid {}, groups, home path, shell); if it was removed it is recreated without its password, and its home is whatever the removal kept on disk",
+            self.name, self.uid
+        )
+    }
+
+    pub fn script(&self) -> String {
+        let RestoreUser {
             name,
             uid,
             gid,
@@ -308,7 +353,8 @@ pub(crate) fn undo_script(undo: &UndoAction) -> String {
             home,
             shell,
             comment,
-        } => format!(
+        } = self;
+        format!(
             r#"set -e
 n={n}
 if getent passwd -- "$n" >/dev/null; then
@@ -329,8 +375,52 @@ fi"#,
             home = quote(home),
             shell = quote(shell),
             comment = quote(comment),
-        ),
-        _ => "false".into(),
+        )
+    }
+}
+
+/// What `user` may change: the account databases and the home directory.
+fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    let mut out: Vec<Effect> = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
+        .into_iter()
+        .map(unknown_path)
+        .collect();
+    out.extend(arg_str(args, "home").map(unknown_tree));
+    out
+}
+
+/// The `user` module.
+pub(crate) struct User;
+
+impl Module for User {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "user",
+        args: &[
+            req("name", T::Str),
+            choice("state", &["present", "absent"]),
+            arg("uid", T::Int),
+            arg("group", T::Str),
+            arg("groups", T::StrList),
+            arg("home", T::Path),
+            arg("shell", T::Path),
+            arg("system", T::Bool),
+            arg("create_home", T::Bool),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::Reversible,
+    };
+
+    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
+    }
+
+    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, probe, ctx).await
+    }
+
+    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+        touches(args)
     }
 }
 

@@ -5,6 +5,8 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
+use super::contract::Module;
+use super::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
 use super::user::arg_u32;
 use super::{arg_str, ModCtx, Outcome, Probe};
 use crate::shell::quote;
@@ -131,4 +133,33 @@ done"#
         undo: None,
         failed,
     })
+}
+
+/// The `wait_for` module.
+pub(crate) struct WaitFor;
+
+impl Module for WaitFor {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "wait_for",
+        args: &[
+            arg("port", T::Int),
+            arg("host", T::Str),
+            arg("path", T::Path),
+            arg("search", T::Str),
+            choice("state", &["started", "stopped", "present", "absent"]),
+            arg("timeout", T::Int),
+            arg("delay", T::Int),
+        ],
+        free_form: None,
+        one_of: &[&["port", "path"]],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+        Ok(probe())
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, ctx).await
+    }
 }

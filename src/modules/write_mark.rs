@@ -15,7 +15,9 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as J};
 
+use super::contract::Module;
 use super::mysql::{self, Login, Row};
+use super::spec::{arg, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{arg_bool, required, ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
@@ -390,6 +392,44 @@ pub async fn since(mark: &Mark, ctx: &ModCtx<'_>) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The `write_mark` module.
+pub(crate) struct WriteMark;
+
+impl Module for WriteMark {
+    const SPEC: ModuleSpec = ModuleSpec {
+        name: "write_mark",
+        args: &[
+            ArgSpec {
+                name: "point",
+                ty: T::Str,
+                required: true,
+                choices: &["snapshot", "window_closed"],
+            },
+            arg("mysql", T::Bool),
+            arg("ignore_tables", T::StrList),
+            arg("paths", T::StrList),
+            arg("exclude", T::StrList),
+            arg("login_user", T::Str),
+            arg("login_password", T::Str),
+            arg("login_password_var", T::Str),
+            arg("login_host", T::Str),
+            arg("login_port", T::Int),
+            arg("login_unix_socket", T::Path),
+        ],
+        free_form: None,
+        one_of: &[],
+        reversibility: Reversibility::ReadOnly,
+    };
+
+    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+        Ok(probe())
+    }
+
+    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(args, ctx).await
+    }
 }
 
 #[cfg(test)]
