@@ -477,6 +477,31 @@ fn rehearsal_on_staging_never_touches_production() {
     assert_eq!(m1, m0, "production master unchanged");
     assert_eq!(s1, s0, "production slave unchanged");
 
+    // Where staging's data stood when the rehearsal ended is journaled (issue 21, item 6): a
+    // file a tester writes since is named by the rollback's plan (exit 1); once it is gone,
+    // nothing is in the way (the app's heartbeat and logs/ do not count).
+    let marks: Vec<serde_json::Value> = journal_of(&p, &id)
+        .into_iter()
+        .filter(|e| e["event"] == "step_result" && e["mark"]["point"] == "window_closed")
+        .collect();
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    assert!(marks.iter().all(|m| m["host"] == "staging"), "{marks:?}");
+    let note = "/var/lib/wiki/cutover-rehearsal-tester-note.txt";
+    ssh("staging", &format!("echo tested > {note}"));
+    let o = p.run_cluster(&after_args("rollback", &id, &["--plan".into()]));
+    let plan = text(&o);
+    ssh("staging", &format!("rm -f {note}"));
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("staging: since the window closed at 20")
+                && l.ends_with(
+                    "/var/lib/wiki: 1 file written (e.g. cutover-rehearsal-tester-note.txt)"
+                )),
+        "{plan}"
+    );
+    assert!(!plan.contains("database: "), "{plan}");
+
     // Staging back as it was.
     rollback(&p, &id);
     let deadline = Instant::now() + Duration::from_secs(120);
