@@ -449,34 +449,38 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
     // rollback does not silently discard an attachment written since (issue 21, item 6): its
     // plan names it (exit 1); once it is gone nothing is in the way (exit 2, the app's own
     // logs/ do not count).
-    for h in ["app1", "app2"] {
-        let m = result_of(&rs, "The app home when the node gets requests again", h);
-        assert_eq!(m["mark"]["point"], "window_closed", "{h}: {m}");
-        assert_eq!(m["mark"]["paths"][0]["path"], "/var/lib/wiki", "{h}: {m}");
-    }
+    // (Checked after the commit below: a failure here must not leave the snapshots behind.)
     let attachment = "/var/lib/wiki/cutover-rolling-after-window.txt";
-    ssh("app1", &format!("echo scan > {attachment}"));
-    let o = after_with(&p, "rollback", &id, &["--plan"]);
-    let plan = text(&o);
+    let guard_check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for h in ["app1", "app2"] {
+            let m = result_of(&rs, "The app home when the node gets requests again", h);
+            assert_eq!(m["mark"]["point"], "window_closed", "{h}: {m}");
+            assert_eq!(m["mark"]["paths"][0]["path"], "/var/lib/wiki", "{h}: {m}");
+        }
+        ssh("app1", &format!("echo scan > {attachment}"));
+        let o = after_with(&p, "rollback", &id, &["--plan"]);
+        let plan = text(&o);
+        ssh("app1", &format!("rm -f {attachment}"));
+        assert_eq!(o.status.code(), Some(1), "{plan}");
+        assert!(
+            plan.lines()
+                .any(|l| l.contains("app1: since the window closed at 20")
+                    && l.ends_with(
+                        "/var/lib/wiki: 1 file written (e.g. cutover-rolling-after-window.txt)"
+                    )),
+            "{plan}"
+        );
+        assert!(!plan.contains("app2: since"), "{plan}");
+        assert!(plan.contains("would be REFUSED"), "{plan}");
+        let o = after_with(&p, "rollback", &id, &["--plan"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("nothing was written since the maintenance window closed"),
+            "{}",
+            text(&o)
+        );
+    }));
     ssh("app1", &format!("rm -f {attachment}"));
-    assert_eq!(o.status.code(), Some(1), "{plan}");
-    assert!(
-        plan.lines()
-            .any(|l| l.contains("app1: since the window closed at 20")
-                && l.ends_with(
-                    "/var/lib/wiki: 1 file written (e.g. cutover-rolling-after-window.txt)"
-                )),
-        "{plan}"
-    );
-    assert!(!plan.contains("app2: since"), "{plan}");
-    assert!(plan.contains("would be REFUSED"), "{plan}");
-    let o = after_with(&p, "rollback", &id, &["--plan"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("nothing was written since the maintenance window closed"),
-        "{}",
-        text(&o)
-    );
 
     // A second rolling run finds this run's set: refused in the pre-flight, naming the run
     // that made it, before anything changed (issue 21, item 2: it reported ok and kept the
@@ -529,6 +533,9 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
         );
     }
     assert_cluster_v1();
+    if let Err(e) = guard_check {
+        std::panic::resume_unwind(e);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
