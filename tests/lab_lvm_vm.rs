@@ -5,6 +5,8 @@
 //! The tests share one VM, so they take a global lock and run one at a time; each one
 //! puts the VM back as it found it (no snapshots left, /srv/data mounted, VG free space
 //! unchanged), so they can run in any order. The reboot test takes about a minute under TCG.
+//! The rollback guard's test runs cutover itself against lvm1 through the lab inventory, so
+//! it needs the whole lab up (`lab/lab.sh up`).
 //!
 //!     cargo test --test lab_lvm_vm -- --nocapture
 //!
@@ -15,6 +17,7 @@
 
 mod common;
 
+use common::project::{text, Project};
 use serde_json::Value;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -84,6 +87,7 @@ fn ok(script: &str) -> String {
 /// to let the merge finish.
 const RESTORE: &str = r#"
 umount /mnt/lab-scratch 2>/dev/null
+umount /mnt/lab-kept 2>/dev/null
 lvremove -y vg0/filler >/dev/null 2>&1
 for s in $(lvs -a --noheadings -o lv_name -S 'lv_attr=~^s' vg0 | tr -d '[] '); do
     lvremove -y "vg0/$s" >/dev/null
@@ -599,4 +603,154 @@ fn snapshot_request_larger_than_origin_is_reduced() {
         ok("lvremove -y vg0/t5big");
         assert_eq!(vg().free_count, info.free_count);
     }
+}
+
+/// Test 6 (issue 21, item 6, LVM): a rollback that would discard what users wrote after the
+/// window closed is refused; with `--discard-writes-since-window` the current data is first
+/// kept as a snapshot `kept-SET-STAMP-VOLUME` (as large as the origin, made before the merge),
+/// which still holds the file written after the window, while the origin goes back to the
+/// snapshot's content. Runs cutover against lvm1 through the lab inventory.
+#[test]
+fn rollback_keeps_the_current_lvm_data_before_discarding_writes_since_the_window() {
+    let _vm = take_vm();
+    let _restore = Restore;
+    common::require_lab();
+    let free_before = vg().free_count;
+    seed_data_files();
+    let before = digest("/srv/data");
+    let version = ok("cat /srv/data/app/VERSION");
+    let set = format!("g{}", std::process::id());
+    let p = Project::new();
+    let inv = common::project::lab_inventory().display().to_string();
+    let templates = p.templates();
+    let o = p.run_text(
+        "apply",
+        &format!(
+            r#"- name: an upgrade of lvm1's data
+  hosts: lvm1
+  on_failure: unwind
+  steps:
+    - name: Snapshot the data volume
+      snapshot:
+        backend: lvm
+        volumes: [{{ name: data, vg: vg0, lv: data, mount: /srv/data }}]
+        name: {set}
+        size: 100%ORIGIN
+        state: present
+    - name: The upgrade's own change
+      copy: {{ content: "version=2\n", dest: /srv/data/app/VERSION }}
+    - name: Window closes
+      write_mark: {{ point: window_closed, paths: [/srv/data], exclude: [lost+found] }}
+"#
+        ),
+    );
+    assert!(o.status.success(), "apply:\n{}", text(&o));
+    let id = p.only_run_id();
+    assert_eq!(
+        lv(&format!("{set}-data")).expect("the snapshot").kind(),
+        's'
+    );
+    // A user writes after the window closed.
+    ok("echo 'written after the window' > /srv/data/lab-test/after-window.txt && sync");
+    let after = digest("/srv/data");
+    let rollback = |extra: &[&str]| {
+        let mut args = vec!["rollback", "-i", &inv, "--templates", &templates];
+        args.extend(extra);
+        args.extend([id.as_str(), "--output", "plain"]);
+        p.run(&args)
+    };
+
+    let t0 = Instant::now();
+    let o = p.run(&["rollback", "-i", &inv, "--plan", &id]);
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    let loss = "/srv/data: 1 file written (e.g. lab-test/after-window.txt)";
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("lvm1: since the window closed at 20") && l.ends_with(loss)),
+        "{plan}"
+    );
+    assert!(plan.contains("would be REFUSED"), "{plan}");
+
+    let o = rollback(&[]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("rollback of run {id} refused")) && out.contains(loss),
+        "{out}"
+    );
+    assert!(out.contains("Nothing was changed"), "{out}");
+    assert_eq!(
+        digest("/srv/data"),
+        after,
+        "a refused rollback changed the data"
+    );
+    assert_eq!(
+        lv(&format!("{set}-data")).expect("the snapshot").kind(),
+        's'
+    );
+    assert!(
+        lvs().iter().all(|l| !l.name.starts_with("kept-")),
+        "nothing kept yet: {:?}",
+        lvs()
+    );
+
+    let o = rollback(&["--discard-writes-since-window"]);
+    let out = text(&o);
+    eprintln!(
+        "measured: plan, refused and discarding rollback on lvm1 took {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(o.status.success(), "{out}");
+    let kept_prefix = format!("kept-{set}-");
+    let kept_line = out
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with(&format!("lvm1: vg0/{kept_prefix}"))
+        })
+        .unwrap_or_else(|| panic!("no kept location printed:\n{out}"));
+    let kept = kept_line
+        .trim()
+        .trim_start_matches("lvm1: vg0/")
+        .to_string();
+    assert!(kept.ends_with("-data"), "{kept}");
+    // The kept copy is a snapshot of the origin, as large as it ...
+    let all = lvs();
+    let k = all
+        .iter()
+        .find(|l| l.name == kept)
+        .unwrap_or_else(|| panic!("{kept} not in lvs: {all:?}"));
+    assert_eq!(k.kind(), 's', "{k:?}");
+    assert_eq!(k.origin, "data", "{k:?}");
+    assert!(k.size >= lv("data").unwrap().size, "{k:?}");
+    // ... the rollback's own snapshot was merged (consumed) ...
+    assert!(
+        all.iter().all(|l| l.name != format!("{set}-data")),
+        "{all:?}"
+    );
+    assert_ne!(lv("data").unwrap().kind(), 'O', "no merge left pending");
+    // ... the origin is back to the snapshot's content ...
+    assert_eq!(digest("/srv/data"), before, "origin not rolled back");
+    // ... and the kept copy holds what was written after the window.
+    ok(&format!(
+        "mkdir -p /mnt/lab-kept && mount -o ro,noload /dev/vg0/{kept} /mnt/lab-kept"
+    ));
+    assert_eq!(
+        ok("cat /mnt/lab-kept/lab-test/after-window.txt"),
+        "written after the window\n"
+    );
+    // (The upgrade's own change was undone by its own way back first, newest first.)
+    assert_eq!(ok("cat /mnt/lab-kept/app/VERSION"), version);
+    ok("umount /mnt/lab-kept");
+    let j = p.journal_text(&id);
+    assert!(j.contains("\"event\":\"rollback_refused\""));
+    assert!(j.contains(&format!("\"location\":\"vg0/{kept}\"")), "{j}");
+
+    ok(&format!("lvremove -y vg0/{kept}"));
+    assert_eq!(
+        vg().free_count,
+        free_before,
+        "every snapshot's extents back"
+    );
 }

@@ -477,6 +477,35 @@ fn rehearsal_on_staging_never_touches_production() {
     assert_eq!(m1, m0, "production master unchanged");
     assert_eq!(s1, s0, "production slave unchanged");
 
+    // Where staging's data stood when the rehearsal ended is journaled (issue 21, item 6): a
+    // file a tester writes since is named by the rollback's plan (exit 1); once it is gone,
+    // nothing is in the way (the app's heartbeat and logs/ do not count).
+    // (Checked after the rollback below: a failure here must not leave staging upgraded.)
+    let note = "/var/lib/wiki/cutover-rehearsal-tester-note.txt";
+    let guard_check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let marks: Vec<serde_json::Value> = journal_of(&p, &id)
+            .into_iter()
+            .filter(|e| e["event"] == "step_result" && e["mark"]["point"] == "window_closed")
+            .collect();
+        assert_eq!(marks.len(), 2, "{marks:?}");
+        assert!(marks.iter().all(|m| m["host"] == "staging"), "{marks:?}");
+        ssh("staging", &format!("echo tested > {note}"));
+        let o = p.run_cluster(&after_args("rollback", &id, &["--plan".into()]));
+        let plan = text(&o);
+        ssh("staging", &format!("rm -f {note}"));
+        assert_eq!(o.status.code(), Some(1), "{plan}");
+        assert!(
+            plan.lines()
+                .any(|l| l.contains("staging: since the window closed at 20")
+                    && l.ends_with(
+                        "/var/lib/wiki: 1 file written (e.g. cutover-rehearsal-tester-note.txt)"
+                    )),
+            "{plan}"
+        );
+        assert!(!plan.contains("database: "), "{plan}");
+    }));
+    ssh("staging", &format!("rm -f {note}"));
+
     // Staging back as it was.
     rollback(&p, &id);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -491,4 +520,7 @@ fn rehearsal_on_staging_never_touches_production() {
         std::thread::sleep(Duration::from_secs(2));
     }
     assert_cluster_serves("1.0.0", 1);
+    if let Err(e) = guard_check {
+        std::panic::resume_unwind(e);
+    }
 }

@@ -67,16 +67,21 @@ fn apply(p: &Project, pb: &str, extra: &[&str]) -> (Output, String, J) {
 
 /// `cutover rollback|commit RUN`.
 fn after(p: &Project, verb: &str, id: &str) -> Output {
-    p.run_cluster(&[
+    after_with(p, verb, id, &[])
+}
+
+/// `cutover rollback|commit [EXTRA] RUN`.
+fn after_with(p: &Project, verb: &str, id: &str, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec![
         verb.to_string(),
         "-i".into(),
         inventory(),
         "--templates".into(),
         repo_file("templates"),
-        id.to_string(),
-        "--output".into(),
-        "plain".into(),
-    ])
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend([id.to_string(), "--output".into(), "plain".into()]);
+    p.run_cluster(&args)
 }
 
 /// The step results of a run, in journal order.
@@ -440,6 +445,43 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
             "{h}: snapshots of {set}: {s}"
         );
     }
+    // Where each node's users' data stood when it got requests again is journaled, so a late
+    // rollback does not silently discard an attachment written since (issue 21, item 6): its
+    // plan names it (exit 1); once it is gone nothing is in the way (exit 2, the app's own
+    // logs/ do not count).
+    // (Checked after the commit below: a failure here must not leave the snapshots behind.)
+    let attachment = "/var/lib/wiki/cutover-rolling-after-window.txt";
+    let guard_check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for h in ["app1", "app2"] {
+            let m = result_of(&rs, "The app home when the node gets requests again", h);
+            assert_eq!(m["mark"]["point"], "window_closed", "{h}: {m}");
+            assert_eq!(m["mark"]["paths"][0]["path"], "/var/lib/wiki", "{h}: {m}");
+        }
+        ssh("app1", &format!("echo scan > {attachment}"));
+        let o = after_with(&p, "rollback", &id, &["--plan"]);
+        let plan = text(&o);
+        ssh("app1", &format!("rm -f {attachment}"));
+        assert_eq!(o.status.code(), Some(1), "{plan}");
+        assert!(
+            plan.lines()
+                .any(|l| l.contains("app1: since the window closed at 20")
+                    && l.ends_with(
+                        "/var/lib/wiki: 1 file written (e.g. cutover-rolling-after-window.txt)"
+                    )),
+            "{plan}"
+        );
+        assert!(!plan.contains("app2: since"), "{plan}");
+        assert!(plan.contains("would be REFUSED"), "{plan}");
+        let o = after_with(&p, "rollback", &id, &["--plan"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("nothing was written since the maintenance window closed"),
+            "{}",
+            text(&o)
+        );
+    }));
+    ssh("app1", &format!("rm -f {attachment}"));
+
     // A second rolling run finds this run's set: refused in the pre-flight, naming the run
     // that made it, before anything changed (issue 21, item 2: it reported ok and kept the
     // older rollback point without a word).
@@ -491,6 +533,9 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
         );
     }
     assert_cluster_v1();
+    if let Err(e) = guard_check {
+        std::panic::resume_unwind(e);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1074,6 +1119,212 @@ fn system_upgrade_on_staging_commits_or_rolls_back() {
         .trim(),
         ""
     );
+    assert_eq!(
+        snapshots("staging").trim(),
+        "",
+        "no snapshot left on staging"
+    );
+    assert_cluster_v1();
+}
+
+/// Issue 21, item 6, for system-upgrade.yml: once the host serves again, where its users' data
+/// stands is journaled (the database's binary log position, the app home without logs/), so a
+/// rollback hours later does not silently discard what users wrote since. A page and an
+/// attachment written on staging after the run: `--plan` names them (exit 1), the rollback is
+/// refused (exit 1, nothing changed), and with `--discard-writes-since-window` it proceeds,
+/// keeping the current data first as `kept-SET-STAMP`, which holds both.
+#[test]
+fn a_late_system_upgrade_rollback_refuses_to_discard_users_writes_then_keeps_them() {
+    let _s = guard(&STAGING);
+    require_v1();
+    let p = Project::in_repo();
+    wait_status(
+        "staging",
+        "\"state\":\"RUNNING\",\"version\":\"1.0.0\",\"schema\":1,\"node\":\"staging\"",
+        900,
+    );
+    staging_services_active();
+    install_release_notes_1_0();
+    let set = unique("sysup-late");
+    let set_arg = format!("snapshot_set={set}");
+    let (o, id, recap) = apply(
+        &p,
+        "system-upgrade.yml",
+        &[
+            "--limit",
+            "staging",
+            "-e",
+            "packages=lab-release-notes",
+            "-e",
+            &set_arg,
+        ],
+    );
+    assert!(o.status.success(), "system upgrade:\n{}", text(&o));
+    assert_eq!(recap["status"], "ok", "{recap}");
+    assert_eq!(package_version("staging"), "install ok installed 1.1");
+    staging_services_active();
+    // Both marks taken after the host works again, as the run's last steps.
+    let rs = results(&journal(&p, &id));
+    let db_mark = result_of(
+        &rs,
+        "The database's position when the host serves again",
+        "staging",
+    );
+    assert_eq!(db_mark["status"], "ok", "{db_mark}");
+    assert_eq!(db_mark["mark"]["point"], "window_closed", "{db_mark}");
+    assert!(
+        db_mark["mark"]["mysql"]["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("mysql-bin.")),
+        "{db_mark}"
+    );
+    let home_mark = result_of(&rs, "The app home when the host serves again", "staging");
+    assert_eq!(
+        home_mark["mark"]["paths"][0]["path"], "/var/lib/wiki",
+        "{home_mark}"
+    );
+    assert_eq!(home_mark["mark"]["paths"][0]["exclude"][0], "logs");
+    let check_at = rs
+        .iter()
+        .position(|r| r["name"] == "The host works after the upgrade")
+        .unwrap();
+    let mark_at = rs
+        .iter()
+        .position(|r| r["name"] == db_mark["name"])
+        .unwrap();
+    assert!(check_at < mark_at, "the mark comes after the check: {rs:?}");
+
+    // Users write again: a page (through staging's own app) and an attachment in its home.
+    let page = unique("after-sysup");
+    let code = ssh(
+        "staging",
+        &format!("curl -sS -o /dev/null -w '%{{http_code}}' -X PUT --data-binary 'written after the system upgrade' http://127.0.0.1:8080/pages/{page}"),
+    );
+    assert_eq!(code, "201", "PUT /pages/{page} on staging");
+    ssh(
+        "staging",
+        "mkdir -p /var/lib/wiki/attachments && echo scan > /var/lib/wiki/attachments/after-sysup.pdf",
+    );
+    let page_code = || {
+        ssh(
+            "staging",
+            &format!(
+                "curl -sS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8080/pages/{page}"
+            ),
+        )
+    };
+    assert_eq!(page_code(), "200");
+
+    // The plan of a rollback: the loss named per kind, exit 1, nothing changed.
+    let t0 = Instant::now();
+    let o = after_with(&p, "rollback", &id, &["--plan"]);
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(plan.contains("would be REFUSED"), "{plan}");
+    let db_line = plan
+        .lines()
+        .find(|l| l.contains("staging: since the window closed at 20") && l.contains("database: "))
+        .unwrap_or_else(|| panic!("no database loss named:\n{plan}"));
+    assert!(
+        db_line.contains("1 transaction on wiki.PAGES (1)"),
+        "{db_line}"
+    );
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("staging: since the window closed at 20")
+                && l.ends_with("/var/lib/wiki: 1 file written (e.g. attachments/after-sysup.pdf)")),
+        "{plan}"
+    );
+
+    // The rollback itself: refused before anything changes.
+    let o = after(&p, "rollback", &id);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("rollback of run {id} refused: the rollback would discard what was written after the maintenance window closed")),
+        "{out}"
+    );
+    // (The heartbeats counted apart go on between the two: compared up to the tables.)
+    let db_loss = &db_line[..db_line.find("wiki.PAGES (1)").unwrap() + "wiki.PAGES (1)".len()];
+    assert!(out.contains(db_loss.trim()), "{out}");
+    assert!(
+        out.contains("Nothing was changed") && out.contains("--discard-writes-since-window"),
+        "{out}"
+    );
+    assert_eq!(package_version("staging"), "install ok installed 1.1");
+    assert_eq!(page_code(), "200");
+    let s = snapshots("staging");
+    for v in ["app", "home", "mysql"] {
+        assert!(
+            s.contains(&format!("{set}-{v}")),
+            "snapshot {set}-{v} kept: {s}"
+        );
+    }
+    let j = journal(&p, &id);
+    assert!(j.iter().any(|e| e["event"] == "rollback_refused"));
+    assert!(
+        !j.iter().any(|e| e["event"] == "undo_result"),
+        "nothing undone"
+    );
+
+    // Named explicitly: it proceeds, keeping the current data first.
+    let o = after_with(&p, "rollback", &id, &["--discard-writes-since-window"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("the current data is kept first"), "{out}");
+    let kept = format!("/srv/vol/.snapshots/kept-{set}-");
+    for v in ["app", "home", "mysql"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(&format!("staging: {kept}"))
+                    && l.ends_with(&format!("-{v}"))),
+            "kept {v} printed:\n{out}"
+        );
+    }
+    eprintln!(
+        "measured: plan, refused rollback and discarding rollback of a system upgrade: {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(package_version("staging"), "install ok installed 1.0");
+    staging_services_active();
+    assert_eq!(
+        page_code(),
+        "404",
+        "the page was discarded from the live data"
+    );
+    assert!(ssh("staging", "ls /var/lib/wiki/attachments 2>&1").contains("No such file"));
+    // ... and is in the kept copy (the database stopped cleanly before it was kept).
+    assert_eq!(
+        ssh(
+            "staging",
+            &format!("cat {kept}*-home/attachments/after-sysup.pdf")
+        ),
+        "scan\n"
+    );
+    assert_eq!(
+        ssh(
+            "staging",
+            &format!("grep -q -a -- {page} {kept}*-mysql/wiki/PAGES.ibd && echo kept")
+        )
+        .trim(),
+        "kept"
+    );
+    let s = snapshots("staging");
+    assert!(
+        !s.lines().any(|l| l.starts_with(&format!("{set}-"))),
+        "every snapshot of {set} merged: {s}"
+    );
+
+    // The host as it was: no kept set, no snapshot, no package.
+    ssh(
+        "staging",
+        &format!("for s in {kept}*; do [ -e \"$s\" ] && btrfs subvolume delete \"$s\" >/dev/null; done; true"),
+    );
+    let out = common::lab_ssh(
+        "staging",
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q lab-release-notes",
+    );
+    assert!(out.status.success(), "purge: {}", text(&out));
     assert_eq!(
         snapshots("staging").trim(),
         "",

@@ -309,3 +309,72 @@ fn replacing_a_snapshot_set_is_irreversible_in_the_plan() {
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(plan["entries"][0]["irreversible"], false, "{plan}");
 }
+
+/// A host whose data is marked by two steps (staging: its database, then its app home) keeps
+/// both marks: a write under the first one still refuses the rollback (the second mark used to
+/// replace the first, and what only the first covered went unguarded).
+#[test]
+fn every_mark_of_a_host_counts_not_only_its_last() {
+    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pool) = Pool::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(pool.home().join("data")).unwrap();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  me: { address: local }\n").unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    let p = pool.pool.display();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            r#"- hosts: me
+  steps:
+    - name: Snapshot the home
+      snapshot: {{ backend: btrfs, volumes: [{{ name: home }}], name: pre, pool: "{p}", state: present }}
+    - name: Window closes - the attachments
+      write_mark: {{ point: window_closed, paths: ["{p}/home"], exclude: [data] }}
+    - name: Window closes - the data
+      write_mark: {{ point: window_closed, paths: ["{p}/home/data"] }}
+"#
+        ),
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let id = std::fs::read_dir(d.join("state/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    // Under the first mark's tree only.
+    std::fs::write(pool.home().join("scan.pdf"), "scan\n").unwrap();
+    let o = cutover(d, &["rollback", "-i", "inv.yml", "--plan", &id]);
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains("me: since the window closed at 20")
+            && plan.contains(&format!(
+                "{}: 1 file written (e.g. scan.pdf)",
+                pool.home().display()
+            )),
+        "{plan}"
+    );
+    // And under the second's.
+    std::fs::write(pool.home().join("data/rows"), "1\n").unwrap();
+    let o = cutover(d, &["rollback", "-i", "inv.yml", "--plan", &id]);
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "{}/data: 1 file written (e.g. rows)",
+            pool.home().display()
+        )) && plan.contains("(e.g. scan.pdf)"),
+        "{plan}"
+    );
+    let o = cutover(d, &["commit", "-i", "inv.yml", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+}

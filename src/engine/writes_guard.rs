@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value as J};
 
 use super::recovery::Done;
-use crate::modules::write_mark::{self, Mark};
+use crate::modules::write_mark::{self, HostMarks};
 use crate::modules::{ModCtx, UndoAction};
 use crate::template::Templates;
 use crate::transport::HostConn;
@@ -29,7 +29,7 @@ pub struct Lost {
 
 /// The window marks whose host still has a snapshot to merge back (once merged, nothing is
 /// left there to lose, and the host's log of writes went back with it).
-pub fn guarded_marks(events: &[J], done: &[Done]) -> BTreeMap<String, (Mark, String)> {
+pub fn guarded_marks(events: &[J], done: &[Done]) -> BTreeMap<String, HostMarks> {
     let mut marks = write_mark::marks_in(events, write_mark::WINDOW_CLOSED);
     marks.retain(|host, _| {
         done.iter()
@@ -38,48 +38,56 @@ pub fn guarded_marks(events: &[J], done: &[Done]) -> BTreeMap<String, (Mark, Str
     marks
 }
 
-/// Compare each host with its mark. A host that cannot be read counts as losing writes: the
-/// rollback cannot tell that nothing would be lost.
+/// Compare each host with each of its marks. A host that cannot be read counts as losing
+/// writes: the rollback cannot tell that nothing would be lost.
 pub async fn lost_writes(
-    marks: &BTreeMap<String, (Mark, String)>,
+    marks: &BTreeMap<String, HostMarks>,
     conns: &HashMap<String, Arc<HostConn>>,
     templates: &Templates,
     run_id: &str,
 ) -> Vec<Lost> {
     let vars = crate::template::Vars::new();
     let mut out = Vec::new();
-    for (host, (mark, at)) in marks {
-        let what = match conns.get(host) {
-            None => vec![format!(
-                "no connection to {host}: cannot tell what was written"
-            )],
-            Some(conn) => {
-                let ctx = ModCtx {
-                    host: conn,
-                    become_: None,
-                    timeout: Some(Duration::from_secs(600)),
-                    templates,
-                    vars: &vars,
-                    run_id,
-                    approvals: &[],
-                    interactive: false,
-                    peers: conns,
-                    planned: None,
-                };
-                match write_mark::since(mark, &ctx).await {
-                    Ok(w) => w,
-                    Err(e) => vec![format!(
-                        "cannot tell what was written since the window closed ({e:#})"
-                    )],
-                }
-            }
-        };
-        if !what.is_empty() {
+    for (host, host_marks) in marks {
+        let Some(conn) = conns.get(host) else {
             out.push(Lost {
                 host: host.clone(),
-                since: at.clone(),
-                what,
+                since: host_marks
+                    .first()
+                    .map(|(_, at)| at.clone())
+                    .unwrap_or_default(),
+                what: vec![format!(
+                    "no connection to {host}: cannot tell what was written"
+                )],
             });
+            continue;
+        };
+        let ctx = ModCtx {
+            host: conn,
+            become_: None,
+            timeout: Some(Duration::from_secs(600)),
+            templates,
+            vars: &vars,
+            run_id,
+            approvals: &[],
+            interactive: false,
+            peers: conns,
+            planned: None,
+        };
+        for (mark, at) in host_marks {
+            let what = match write_mark::since(mark, &ctx).await {
+                Ok(w) => w,
+                Err(e) => vec![format!(
+                    "cannot tell what was written since the window closed ({e:#})"
+                )],
+            };
+            if !what.is_empty() {
+                out.push(Lost {
+                    host: host.clone(),
+                    since: at.clone(),
+                    what,
+                });
+            }
         }
     }
     out

@@ -164,18 +164,38 @@ fn is_epoch(s: &str) -> bool {
         && frac.is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// The latest mark of `point` per host in a run's journal (a resumed run may have taken it
-/// twice), with the time it was journaled.
-pub fn marks_in(events: &[J], point: &str) -> BTreeMap<String, (Mark, String)> {
-    let mut out = BTreeMap::new();
+/// A host's marks of one point, each with the time it was journaled.
+pub type HostMarks = Vec<(Mark, String)>;
+
+/// The marks of `point` per host in a run's journal: one per step (a host may have several:
+/// its database and its app home, each marked by its own step, on an all-in-one host such as
+/// staging), the latest of each step (a resumed run may have taken it twice), in journal order.
+pub fn marks_in(events: &[J], point: &str) -> BTreeMap<String, HostMarks> {
+    // (host, play, step) → index in the host's list.
+    let mut at_step: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut out: BTreeMap<String, HostMarks> = BTreeMap::new();
     for e in events.iter().filter(|e| e["event"] == "step_result") {
         let (Some(host), Some(m)) = (e["host"].as_str(), e.get("mark")) else {
             continue;
         };
-        if let Ok(mark) = serde_json::from_value::<Mark>(m.clone()) {
-            if mark.point == point {
-                let at = crate::controller::clock::event_time(e);
-                out.insert(host.to_string(), (mark, at));
+        let Ok(mark) = serde_json::from_value::<Mark>(m.clone()) else {
+            continue;
+        };
+        if mark.point != point {
+            continue;
+        }
+        let at = crate::controller::clock::event_time(e);
+        let list = out.entry(host.to_string()).or_default();
+        let key = (
+            host.to_string(),
+            e["play"].to_string(),
+            e["step"].to_string(),
+        );
+        match at_step.get(&key) {
+            Some(&i) => list[i] = (mark, at),
+            None => {
+                at_step.insert(key, list.len());
+                list.push((mark, at));
             }
         }
     }
@@ -516,10 +536,26 @@ mod tests {
         ];
         let m = marks_in(&events, WINDOW_CLOSED);
         assert_eq!(m.len(), 2);
-        assert_eq!(m["db1"].0.mysql.as_ref().unwrap().pos, 30);
-        assert_eq!(m["db1"].1, "2026-12-07T06:00:01Z");
-        assert_eq!(m["app1"].0.paths[0].files, 3);
-        assert_eq!(marks_in(&events, "snapshot")["db1"].0.time, "110.5");
+        assert_eq!(m["db1"].len(), 1, "one step, taken twice: the latest");
+        assert_eq!(m["db1"][0].0.mysql.as_ref().unwrap().pos, 30);
+        assert_eq!(m["db1"][0].1, "2026-12-07T06:00:01Z");
+        assert_eq!(m["app1"][0].0.paths[0].files, 3);
+        assert_eq!(marks_in(&events, "snapshot")["db1"][0].0.time, "110.5");
+    }
+
+    /// An all-in-one host (staging) marks its database and its app home in two steps: both
+    /// count (the later one used to replace the earlier, so the database went unguarded).
+    #[test]
+    fn every_step_of_a_host_keeps_its_own_mark() {
+        let db = json!({ "event": "step_result", "host": "staging", "play": 0, "step": 7, "status": "ok",
+                         "mark": { "point": WINDOW_CLOSED, "time": "1.5", "mysql": { "file": "mysql-bin.000012", "pos": 342 } } });
+        let home = json!({ "event": "step_result", "host": "staging", "play": 0, "step": 8, "status": "ok",
+                           "mark": { "point": WINDOW_CLOSED, "time": "1.6", "paths": [{ "path": "/var/lib/wiki", "files": 1 }] } });
+        let m = marks_in(&[db.clone(), home.clone(), db], WINDOW_CLOSED);
+        let staging = &m["staging"];
+        assert_eq!(staging.len(), 2, "{staging:?}");
+        assert_eq!(staging[0].0.mysql.as_ref().unwrap().pos, 342);
+        assert_eq!(staging[1].0.paths[0].path, "/var/lib/wiki");
     }
 
     #[test]
