@@ -139,6 +139,10 @@ fn round_trip(via: &str) {
         assert!(o.status.success(), "{out}");
         assert!(out.contains("changed=1"), "{out}");
         assert_eq!(result["via"], via, "{result}");
+        if via == "direct" {
+            // The temporary key was limited to the address staging reaches app1 from.
+            assert_eq!(result["key_from"], "10.77.0.41", "{result}");
+        }
         assert!(result.get("direct_skipped").is_none(), "{result}");
         assert_eq!(result["src_digest"], result["dest_digest"], "{result}");
         let prune = r"\( -name '*.log' -o -name cache \) -prune -o";

@@ -192,7 +192,7 @@ echo removed"#,
 /// Step 1 of a direct copy, on the destination: a private directory with a fresh key pair
 /// (comment `marker`), the staging directory beside `dest`, and the address this host reaches
 /// the source from; refuses (exit 3) when `backup` exists.
-fn prepare_script(dest: &str, backup: &str, addr: &str, marker: &str) -> String {
+pub(super) fn prepare_script(dest: &str, backup: &str, addr: &str, marker: &str) -> String {
     format!(
         r#"set -e
 d={d}; b={b}; a={a}
@@ -203,7 +203,7 @@ s=
 trap 'rm -rf -- "$k" ${{s:+"$s"}}' EXIT
 ssh-keygen -q -t ed25519 -N '' -C {m} -f "$k/id" </dev/null >/dev/null
 s=$(mktemp -d -- "$parent/.cutover-sync.XXXXXX")
-via=$(ip -o route get "$a" 2>/dev/null | sed -n 's/.* src \([^ ]*\).*//p' | head -n1) || true
+via=$(ip -o route get "$a" 2>/dev/null | sed -n 's/.* src \([^ ]*\).*/\1/p' | head -n1) || true
 echo "keydir $k"
 echo "stage $s"
 echo "from $via"
@@ -566,6 +566,8 @@ pub(super) async fn copy_direct(
     // 5. Here: the staged tree into place, and checked.
     let mut result = Map::new();
     result.insert("via".into(), json!("direct"));
+    // The address the temporary key was limited to (`from=`); null: it was not limited.
+    result.insert("key_from".into(), json!(from_ip));
     result.insert(
         "bytes".into(),
         json!(rsync_stat(&stats, "Total bytes received").unwrap_or(0)),

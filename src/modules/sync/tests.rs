@@ -106,3 +106,26 @@ fn direct_copy_answers_are_read_by_field() {
         ]
     );
 }
+
+/// The address the destination reaches the source from, as the prepare script reads it from
+/// `ip -o route get` (output captured on a lab host): the ephemeral key is authorised `from=`
+/// it. (A control byte had replaced the sed's `\1`: the address was always empty, and the key
+/// was authorised from anywhere.)
+#[test]
+fn the_prepare_script_reads_the_route_source_address() {
+    let script = prepare_script("/srv/x", "/srv/x.old", "10.77.0.12", "m");
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("via="))
+        .expect("a via= line");
+    let sample = "10.77.0.12 dev host0 src 10.77.0.41 uid 0 \\    cache ";
+    let line = line.replace(
+        r#"ip -o route get "$a" 2>/dev/null"#,
+        &format!("printf '%s\\n' '{sample}'"),
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("{line}\necho \"$via\"")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10.77.0.41");
+}
