@@ -569,3 +569,30 @@ fn a_saved_plan_holds_no_hash_of_a_secret() {
         "{o:?}"
     );
 }
+
+/// The hosts a plan says it covers are what a reviewer reads first: a plan edited to name
+/// other hosts (or none) is refused before any host is contacted, naming both lists.
+#[test]
+fn a_plan_naming_other_hosts_than_the_run_covers_is_refused_before_connecting() {
+    let p = Project::new();
+    assert_eq!(p.plan("pb.yml", &[]), Some(2));
+    let text = std::fs::read_to_string(p.path("plan.json")).unwrap();
+    let mut plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(plan["hosts"], serde_json::json!(["loc"]));
+    for (hosts, named) in [
+        (serde_json::json!(["dead"]), "dead"),
+        (serde_json::json!([]), "no host"),
+    ] {
+        plan["hosts"] = hosts;
+        p.write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
+        let o = p.cutover(&["apply", "-i", "inv.yml", "-e", "@vars.yml", "plan.json"]);
+        let at = line_of(&p.path("plan.json"), "\"hosts\"");
+        assert_refused(
+            &o,
+            1,
+            &format!("plan.json:{at}:3"),
+            &format!("plan.json: the plan covers {named}, but this run would cover loc"),
+        );
+        p.assert_untouched();
+    }
+}

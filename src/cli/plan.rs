@@ -154,7 +154,11 @@ fn refuse_unreviewable(
     }
     plan_options_conflict(path, saved, args)?;
     let inputs = crate::plan::inputs(&pb, &inv, &run.templates_dir, &run.extra_vars);
-    let refused = crate::plan::saved::refusals(path, saved, &inputs);
+    let mut refused = crate::plan::saved::refusals(path, saved, &inputs);
+    let covered = crate::plan::hosts_covered(&pb, &inv, saved.limit.as_deref());
+    if let Some(d) = crate::plan::saved::host_refusal(path, saved, &covered) {
+        refused.push(d);
+    }
     if !refused.is_empty() {
         return Err(refused.into());
     }

@@ -980,6 +980,26 @@ async fn futures_join_all<F: std::future::Future>(
         .collect()
 }
 
+/// The hosts a plan of `pb` covers, as `plan` lists them: each play's hosts within `limit`,
+/// in the order they first appear. Known without contacting any host.
+pub fn hosts_covered(pb: &Playbook, inv: &Inventory, limit: Option<&str>) -> Vec<String> {
+    let limited: Option<BTreeSet<&str>> = limit.map(|p| {
+        pattern::select(inv, p)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    });
+    let mut out: Vec<String> = Vec::new();
+    for play in &pb.plays {
+        for h in pattern::select(inv, &play.hosts).unwrap_or_default() {
+            if limited.as_ref().is_none_or(|l| l.contains(h)) && !out.iter().any(|o| o == h) {
+                out.push(h.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Why a saved plan may no longer be applied.
 pub fn drift(saved: &Plan, now: &Plan) -> Vec<String> {
     let mut out = Vec::new();
@@ -992,6 +1012,14 @@ pub fn drift(saved: &Plan, now: &Plan) -> Vec<String> {
     }
     for k in now.inputs.keys().filter(|k| !saved.inputs.contains_key(*k)) {
         out.push(format!("new input: {k}"));
+    }
+    // The hosts a reviewer read at the top of the plan are the hosts the run covers.
+    if saved.hosts != now.hosts {
+        out.push(format!(
+            "the plan covers {}; this run would cover {}",
+            host_list(&saved.hosts),
+            host_list(&now.hosts)
+        ));
     }
     let key = |e: &Entry| (e.play, e.step, e.handler, e.host.clone());
     let before: BTreeMap<_, &Entry> = saved.entries.iter().map(|e| (key(e), e)).collect();
@@ -1034,6 +1062,14 @@ pub fn drift(saved: &Plan, now: &Plan) -> Vec<String> {
         }
     }
     out
+}
+
+fn host_list(hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        "no host".into()
+    } else {
+        format!("hosts {}", hosts.join(", "))
+    }
 }
 
 fn describe(e: &Entry) -> String {

@@ -162,6 +162,37 @@ pub fn refusals(path: &Path, saved: &Plan, now: &[Input]) -> Diagnostics {
     diags
 }
 
+/// The hosts the plan says it covers (what a reviewer reads first) must be the hosts this
+/// run covers: a plan edited to name other hosts is refused before any is contacted.
+pub fn host_refusal(path: &Path, saved: &Plan, covered: &[String]) -> Option<Diagnostic> {
+    if saved.hosts == covered {
+        return None;
+    }
+    let text = crate::input::read(path, MAX_PLAN_BYTES)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    let list = |h: &[String]| {
+        if h.is_empty() {
+            "no host".to_string()
+        } else {
+            h.join(", ")
+        }
+    };
+    Some(
+        Diagnostic::new(
+            position_of(path, &text, "\"hosts\":"),
+            format!(
+                "{}: the plan covers {}, but this run would cover {}",
+                path.display(),
+                list(&saved.hosts),
+                list(covered)
+            ),
+        )
+        .with_help("make a new plan and have it reviewed"),
+    )
+}
+
 fn input_refusal(path: &Path, at: Pos, why: String) -> Diagnostic {
     Diagnostic::new(at, format!("{}: {why}", path.display())).with_help(
         "apply with the inputs the plan was made from (the same files and -e), or make a new plan and have it reviewed",
