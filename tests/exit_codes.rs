@@ -245,3 +245,41 @@ fn the_inventory_from_the_environment_is_no_mistake() {
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// A run id names a run of this controller, nothing else: an unknown one (with the closest
+/// known id suggested) and one shaped like a path (`../x`, a hidden name) are refused with
+/// exit 1 by every command that takes one, and no file outside the runs is read.
+#[test]
+fn a_run_id_that_names_no_run_is_refused_with_the_closest_one() {
+    let state = tempfile::tempdir().unwrap();
+    let runs = state.path().join("runs");
+    std::fs::create_dir_all(runs.join("20261207-101010-abcd")).unwrap();
+    std::fs::write(runs.join("20261207-101010-abcd/journal.jsonl"), "").unwrap();
+    // A journal outside the runs directory that a path-shaped id would reach.
+    std::fs::write(
+        state.path().join("journal.jsonl"),
+        "{\"event\":\"run_started\"}\n",
+    )
+    .unwrap();
+    let inv = corpus().join("inventory.yml");
+    let inv = inv.to_str().unwrap();
+    for (args, id) in [
+        (vec!["show", "20261207-101010-abce"], "20261207-101010-abce"),
+        (vec!["show", ".."], ".."),
+        (
+            vec!["rollback", "-i", inv, "../runs/20261207-101010-abcd"],
+            "../runs/20261207-101010-abcd",
+        ),
+        (vec!["resume", "-i", inv, ".hidden"], ".hidden"),
+    ] {
+        let o = cutover(state.path(), &[], &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no run `{id}` in ")),
+            "{args:?}: {err}"
+        );
+    }
+    let o = cutover(state.path(), &[], &["show", "20261207-101010-abce"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `20261207-101010-abcd`?"));
+}

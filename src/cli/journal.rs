@@ -29,10 +29,10 @@ pub(super) fn cmd_runs() -> Result<u8, Refusal> {
 
 pub(super) fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
     let events = crate::engine::journal::read(run).map_err(|e| {
-        one(
-            Diagnostic::new(crate::diag::Pos::cli("show"), format!("{e:#}"))
-                .with_help("list runs with `cutover runs`"),
-        )
+        one(Diagnostic::new(
+            crate::diag::Pos::cli("show"),
+            format!("{e:#}"),
+        ))
     })?;
     // Steps whose change began but whose result never came (the controller died meanwhile).
     let finished_seqs: BTreeSet<u64> = events

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value as J};
 use tokio::sync::{mpsc, oneshot};
 
@@ -140,7 +140,30 @@ fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Pending>) {
 
 /// Read a run's journal back. A torn last line (the controller died mid-write) is ignored.
 pub fn read(run_id: &str) -> Result<Vec<J>> {
-    let path = runs_dir().join(run_id).join("journal.jsonl");
+    let dir = runs_dir();
+    // A run id names a directory under runs/: never a path (`../x`), never a hidden name.
+    let plain = !run_id.is_empty()
+        && run_id.len() <= 128
+        && !run_id.starts_with('.')
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let path = dir.join(run_id).join("journal.jsonl");
+    if !plain || !path.is_file() {
+        let ids: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hint = crate::diag::closest(run_id, ids.iter().map(String::as_str))
+            .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+        bail!(
+            "no run `{run_id}` in {} (`cutover runs` lists them){hint}",
+            dir.display()
+        );
+    }
     read_path(&path)
 }
 
