@@ -158,3 +158,35 @@ fn a_variable_derived_from_a_secret_is_masked_where_it_is_shown() {
         "{out}"
     );
 }
+
+/// Loops that multiply (tera caps one `range` at 100 000 elements, not two nested ones) stop
+/// at the output bound with an error naming the template, or the playbook value where it is,
+/// instead of filling the controller's memory.
+#[test]
+fn a_render_that_would_fill_memory_stops_with_an_error() {
+    let loops = "{% for i in range(end=100000) %}{% for j in range(end=100000) %}x{% endfor %}{% endfor %}";
+    let dir = project(&[("many.conf", &format!("{loops}\n"))]);
+    let started = std::time::Instant::now();
+    let (rc, out, err) = cutover(
+        dir.path(),
+        &["render", "many.conf", "-i", "inv.yml", "--host", "app1"],
+    );
+    assert_eq!(rc, 1, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("template `many.conf` renders to more than 16 MiB; rendering stopped"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("pb.yml"),
+        format!("- hosts: app1\n  steps:\n    - debug: {{ msg: \"{loops}\" }}\n"),
+    )
+    .unwrap();
+    let (rc, _, err) = cutover(dir.path(), &["check", "-i", "inv.yml", "pb.yml"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("this value renders to more than 16 MiB") && err.contains("pb.yml:3:"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::engine::{file_engine, known};
-use super::{report, scan, taint, Vars};
+use super::{bounded, report, scan, taint, Vars};
 use crate::diag::{Diagnostic, Pos};
 
 /// The templates of a project, with cutover's filters. A file with errors does not stop the
@@ -191,7 +191,17 @@ impl Templates {
             ));
         }
         taint::render(vars, |v| {
-            self.tera.render(name, &v.to_tera()).map_err(|e| {
+            bounded::render(|out| self.tera.render_to(name, &v.to_tera(), out)).map_err(|f| {
+                let e = match f {
+                    bounded::Failed::Tera(e) => e,
+                    bounded::Failed::TooLarge => {
+                        let what = format!("template `{name}`");
+                        return Diagnostic::file_error(
+                            &self.dir.join(name),
+                            bounded::too_large(&what),
+                        );
+                    }
+                };
                 let mut ds = report::diagnose(&e, name, self, &known, &|n| v.contains_key(n));
                 ds.remove(0).1
             })

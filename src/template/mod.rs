@@ -13,6 +13,7 @@
 //! (`scan`), the masking of values derived from secrets (`taint`) and `check`'s warnings on
 //! command strings (`command_lint`).
 
+mod bounded;
 mod command_lint;
 mod engine;
 mod files;
@@ -364,12 +365,18 @@ fn render_in(
 ) -> Result<String, Diagnostic> {
     let src = report::Value { pos, text, shift };
     taint::render(ctx, |v| {
-        value_engine()
-            .render_str(text, &v.to_tera(), shell)
-            .map_err(|e| {
-                let mut ds = report::diagnose(&e, "value", &src, &known, &|n| v.contains_key(n));
-                ds.remove(0).1
-            })
+        bounded::render(|out| value_engine().render_str_to(text, &v.to_tera(), shell, out)).map_err(
+            |f| match f {
+                bounded::Failed::TooLarge => {
+                    Diagnostic::new(pos.clone(), bounded::too_large("this value"))
+                }
+                bounded::Failed::Tera(e) => {
+                    let mut ds =
+                        report::diagnose(&e, "value", &src, &known, &|n| v.contains_key(n));
+                    ds.remove(0).1
+                }
+            },
+        )
     })
 }
 
