@@ -265,6 +265,8 @@ fn ran_exit(result: &Map<String, J>) -> Option<String> {
 pub(crate) struct Command;
 
 impl Module for Command {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "command",
         args: &[
@@ -301,6 +303,8 @@ impl Module for Command {
 pub(crate) struct Shell;
 
 impl Module for Shell {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "shell",
         args: &[

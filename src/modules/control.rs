@@ -112,6 +112,8 @@ pub async fn apply(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
 pub(crate) struct Assert;
 
 impl Module for Assert {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "assert",
         args: &[
@@ -137,6 +139,8 @@ impl Module for Assert {
 pub(crate) struct Fail;
 
 impl Module for Fail {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "fail",
         args: &[req("msg", T::Str)],
@@ -158,6 +162,8 @@ impl Module for Fail {
 pub(crate) struct Debug;
 
 impl Module for Debug {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "debug",
         args: &[arg("msg", T::Str), arg("var", T::Str)],
@@ -179,6 +185,8 @@ impl Module for Debug {
 pub(crate) struct Approve;
 
 impl Module for Approve {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "approve",
         args: &[req("stage", T::Str), arg("prompt", T::Str)],

@@ -344,6 +344,8 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
 pub(crate) struct HttpCheck;
 
 impl Module for HttpCheck {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "http_check",
         args: &[

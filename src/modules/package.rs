@@ -523,6 +523,8 @@ fi"#,
 pub(crate) struct Package;
 
 impl Module for Package {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "package",
         args: &[

@@ -319,6 +319,8 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct Service;
 
 impl Module for Service {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "service",
         args: &[

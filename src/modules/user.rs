@@ -393,6 +393,8 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct User;
 
 impl Module for User {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "user",
         args: &[
