@@ -309,7 +309,9 @@ mod tests {
     }
 
     /// The modules whose arguments are a struct, in registry order.
-    const TYPED: &[&str] = &["group", "wait_for", "assert", "fail", "debug", "approve"];
+    const TYPED: &[&str] = &[
+        "service", "group", "wait_for", "assert", "fail", "debug", "approve",
+    ];
 
     #[test]
     fn every_module_is_registered_once_and_dispatched_by_its_name() {
