@@ -310,7 +310,7 @@ mod tests {
 
     /// The modules whose arguments are a struct, in registry order.
     const TYPED: &[&str] = &[
-        "service", "group", "wait_for", "assert", "fail", "debug", "approve",
+        "package", "service", "group", "wait_for", "assert", "fail", "debug", "approve",
     ];
 
     #[test]
