@@ -82,6 +82,33 @@ pub(crate) fn uint32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
     }
 }
 
+/// An optional non-negative integer, as a number or its text (with `mysql::arg_u64`'s errors).
+pub(crate) fn uint64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match J::deserialize(d)? {
+        J::Null => Ok(None),
+        J::Number(n) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| de::Error::custom("`{key}` must be a non-negative integer")),
+        J::String(s) => s.trim().parse().map(Some).map_err(|_| {
+            de::Error::custom(format!(
+                "`{{key}}` must be a non-negative integer, not `{s}`"
+            ))
+        }),
+        other => Err(de::Error::custom(format!(
+            "`{{key}}` must be an integer, not {other}"
+        ))),
+    }
+}
+
+/// A mapping; anything else empty.
+pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, J>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Object(m) => m,
+        _ => Map::new(),
+    })
+}
+
 #[cfg(test)]
 pub(crate) use drift::spec_agrees;
 
@@ -249,6 +276,28 @@ mod tests {
             "argument `name` is missing or not a string"
         );
         assert_eq!(err(json!({})), "arguments of `demo`: missing field `name`");
+    }
+
+    #[test]
+    fn wide_integers_and_mappings_convert_as_before() {
+        #[derive(Debug, Deserialize)]
+        struct Wide {
+            #[serde(default, deserialize_with = "uint64")]
+            wait: Option<u64>,
+            #[serde(default, deserialize_with = "mapping")]
+            json: Map<String, J>,
+        }
+        let w: Wide = parse("wide", &map(json!({"wait": "5000000000", "json": "x"}))).unwrap();
+        assert_eq!((w.wait, w.json.len()), (Some(5_000_000_000), 0));
+        let err = |v: J| parse::<Wide>("wide", &map(v)).unwrap_err().to_string();
+        assert_eq!(
+            err(json!({"wait": -1})),
+            "`wait` must be a non-negative integer"
+        );
+        assert_eq!(
+            err(json!({"wait": [1]})),
+            "`wait` must be an integer, not [1]"
+        );
     }
 
     #[test]

@@ -310,7 +310,15 @@ mod tests {
 
     /// The modules whose arguments are a struct, in registry order.
     const TYPED: &[&str] = &[
-        "package", "service", "group", "wait_for", "assert", "fail", "debug", "approve",
+        "package",
+        "service",
+        "group",
+        "wait_for",
+        "assert",
+        "fail",
+        "debug",
+        "approve",
+        "http_check",
     ];
 
     #[test]
