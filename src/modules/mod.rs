@@ -312,6 +312,7 @@ mod tests {
     const TYPED: &[&str] = &[
         "package",
         "service",
+        "user",
         "group",
         "wait_for",
         "assert",
