@@ -310,6 +310,8 @@ mod tests {
 
     /// The modules whose arguments are a struct, in registry order.
     const TYPED: &[&str] = &[
+        "command",
+        "shell",
         "package",
         "service",
         "user",
