@@ -421,6 +421,8 @@ fn peers(args: &Map<String, J>) -> Vec<String> {
 pub(crate) struct ClusterSafety;
 
 impl Module for ClusterSafety {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "cluster_safety",
         args: &[

@@ -4,16 +4,71 @@
 //! says "unknown" — never "no change" — and the engine's `changed_when:` decides afterwards.
 
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
 use super::spec::{arg, req, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_str, ModCtx, Outcome, Probe};
+use super::{args, ModCtx, Outcome, Probe};
 use crate::overlay::{Effect, PathState};
 use crate::shell::quote;
 
-pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    if let Some(path) = arg_str(args, "creates") {
+/// The arguments of a `command` step (its `SPEC.args`); a `shell` step's, with no `argv`.
+#[derive(Clone, Deserialize)]
+pub(crate) struct CommandArgs {
+    #[serde(default, deserialize_with = "args::text")]
+    cmd: Option<String>,
+    /// The words of the command line, as given (a list; anything else: not given).
+    #[serde(default, deserialize_with = "argv")]
+    argv: Option<Vec<J>>,
+    #[serde(default, deserialize_with = "args::text")]
+    creates: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    removes: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    chdir: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    stdin: Option<String>,
+}
+
+fn argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<J>>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(items) => Some(items),
+        _ => None,
+    })
+}
+
+/// The arguments of a `shell` step (its `SPEC.args`: `cmd` required).
+#[derive(Deserialize)]
+pub(crate) struct ShellArgs {
+    #[serde(deserialize_with = "args::text")]
+    cmd: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    creates: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    removes: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    chdir: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    stdin: Option<String>,
+}
+
+impl ShellArgs {
+    /// As a command's arguments, for what the two modules share.
+    fn as_command(&self) -> CommandArgs {
+        CommandArgs {
+            cmd: self.cmd.clone(),
+            argv: None,
+            creates: self.creates.clone(),
+            removes: self.removes.clone(),
+            chdir: self.chdir.clone(),
+            stdin: self.stdin.clone(),
+        }
+    }
+}
+
+pub async fn probe(args: &CommandArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    if let Some(path) = args.creates.as_deref() {
         if path_exists(ctx, path).await? {
             return Ok(Probe::no_change(
                 json!({ "skip": format!("{path} exists") }),
@@ -23,7 +78,7 @@ pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Re
             Probe::change(format!("run (creates {path})"), None, J::Null).with_after(effects(args)),
         );
     }
-    if let Some(path) = arg_str(args, "removes") {
+    if let Some(path) = args.removes.as_deref() {
         if !path_exists(ctx, path).await? {
             return Ok(Probe::no_change(
                 json!({ "skip": format!("{path} does not exist") }),
@@ -41,7 +96,7 @@ pub async fn probe(_module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Re
 
 pub async fn apply(
     module: &str,
-    args: &Map<String, J>,
+    args: &CommandArgs,
     probe: &Probe,
     ctx: &ModCtx<'_>,
 ) -> Result<Outcome> {
@@ -56,14 +111,14 @@ pub async fn apply(
         });
     }
     let mut script = String::new();
-    if let Some(dir) = arg_str(args, "chdir") {
+    if let Some(dir) = args.chdir.as_deref() {
         script.push_str(&format!("cd -- {} || exit 1\n", quote(dir)));
     }
     if module == "shell" {
-        script.push_str(arg_str(args, "cmd").unwrap_or_default());
+        script.push_str(args.cmd.as_deref().unwrap_or_default());
     } else {
-        let words: Vec<String> = match (args.get("argv"), arg_str(args, "cmd")) {
-            (Some(J::Array(items)), _) => items
+        let words: Vec<String> = match (&args.argv, args.cmd.as_deref()) {
+            (Some(items), _) => items
                 .iter()
                 .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
                 .collect(),
@@ -76,7 +131,7 @@ pub async fn apply(
         script.push_str("exec ");
         script.push_str(&crate::shell::join(&words));
     }
-    let stdin = arg_str(args, "stdin").map(|s| format!("{s}\n").into_bytes());
+    let stdin = args.stdin.as_deref().map(|s| format!("{s}\n").into_bytes());
     let out = ctx.run(&script, stdin.as_deref()).await?;
     let mut result = Map::new();
     result.insert("rc".into(), J::from(out.rc));
@@ -126,14 +181,19 @@ fn last_line(s: &str) -> String {
 
 /// What a command leaves for a plan's later steps: the path it `creates:` or `removes:`, and
 /// every absolute path its command line (and `chdir:`) names, unknown after it.
-pub(crate) fn effects(args: &Map<String, J>) -> Vec<Effect> {
+pub(crate) fn effects(args: &CommandArgs) -> Vec<Effect> {
     let mut out = vec![Effect::Command {
         text: command_text(args),
     }];
     // After the command's own text, so that what it promises to create is what later steps
     // are told about.
     for (key, verb) in [("creates", "creates"), ("removes", "removes")] {
-        if let Some(p) = arg_str(args, key) {
+        let p = if key == "creates" {
+            &args.creates
+        } else {
+            &args.removes
+        };
+        if let Some(p) = p {
             out.push(Effect::Path {
                 path: p.to_string(),
                 state: PathState::Unknown {
@@ -148,14 +208,14 @@ pub(crate) fn effects(args: &Map<String, J>) -> Vec<Effect> {
 }
 
 /// A command's text: `chdir`, the command line (or argv) and its stdin.
-fn command_text(args: &Map<String, J>) -> String {
+fn command_text(args: &CommandArgs) -> String {
     let mut text = String::new();
-    if let Some(dir) = arg_str(args, "chdir") {
+    if let Some(dir) = args.chdir.as_deref() {
         text.push_str(dir);
         text.push(' ');
     }
-    match (args.get("argv"), arg_str(args, "cmd")) {
-        (Some(J::Array(items)), _) => {
+    match (&args.argv, args.cmd.as_deref()) {
+        (Some(items), _) => {
             for i in items {
                 text.push_str(i.as_str().unwrap_or_default());
                 text.push(' ');
@@ -164,7 +224,7 @@ fn command_text(args: &Map<String, J>) -> String {
         (_, Some(cmd)) => text.push_str(cmd),
         _ => {}
     }
-    if let Some(stdin) = arg_str(args, "stdin") {
+    if let Some(stdin) = args.stdin.as_deref() {
         text.push(' ');
         text.push_str(stdin);
     }
@@ -265,6 +325,8 @@ fn ran_exit(result: &Map<String, J>) -> Option<String> {
 pub(crate) struct Command;
 
 impl Module for Command {
+    type Args = CommandArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "command",
         args: &[
@@ -280,15 +342,15 @@ impl Module for Command {
         reversibility: Reversibility::Irreversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-        probe(Self::SPEC.name, args, ctx).await
+    async fn probe(args: &CommandArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &CommandArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(Self::SPEC.name, args, probe, ctx).await
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(args: &CommandArgs) -> Vec<Effect> {
         effects(args)
     }
 
@@ -301,6 +363,8 @@ impl Module for Command {
 pub(crate) struct Shell;
 
 impl Module for Shell {
+    type Args = ShellArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "shell",
         args: &[
@@ -315,16 +379,16 @@ impl Module for Shell {
         reversibility: Reversibility::Irreversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-        probe(Self::SPEC.name, args, ctx).await
+    async fn probe(args: &ShellArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe(&args.as_command(), ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        apply(Self::SPEC.name, args, probe, ctx).await
+    async fn apply(args: &ShellArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply(Self::SPEC.name, &args.as_command(), probe, ctx).await
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
-        effects(args)
+    fn touches(args: &ShellArgs) -> Vec<Effect> {
+        effects(&args.as_command())
     }
 
     fn describe_done(result: &Map<String, J>) -> Option<String> {

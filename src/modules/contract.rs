@@ -8,7 +8,10 @@
 //! name. See `src/modules/README.md` for how to add a module.
 
 use anyhow::Result;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as J};
+
+pub(crate) use super::args::RawArgs;
 
 use super::spec::ModuleSpec;
 use super::{ModCtx, Outcome, Probe, UndoAction};
@@ -20,34 +23,35 @@ pub(crate) trait Module {
     /// The module's name (spelled here and nowhere else), arguments and reversibility.
     const SPEC: ModuleSpec;
 
+    /// The arguments as the module reads them: a `Deserialize` struct whose fields are
+    /// `SPEC.args` (the registry's test checks they agree), parsed once per step from the
+    /// rendered map; [`RawArgs`] for a module that still reads the map itself.
+    type Args: DeserializeOwned;
+
     /// Read the host without changing it and decide: no change, a change, or unknown.
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe>;
+    async fn probe(args: &Self::Args, ctx: &ModCtx<'_>) -> Result<Probe>;
 
     /// Make the change the probe decided on, and say how to undo it.
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome>;
+    async fn apply(args: &Self::Args, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome>;
 
     /// The way back, known from the probe before the change starts (see
     /// [`super::pending_undo`]). Default: the module keeps no way back it can know in advance.
-    fn pending_undo(
-        _args: &Map<String, J>,
-        _probe: &Probe,
-        _ctx: &ModCtx<'_>,
-    ) -> Option<UndoAction> {
+    fn pending_undo(_args: &Self::Args, _probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
         None
     }
 
     /// Does the step only read, though its probe cannot say "no change" in advance?
-    fn changes_nothing(_args: &Map<String, J>) -> bool {
+    fn changes_nothing(_args: &Self::Args) -> bool {
         false
     }
 
     /// Other hosts the step reads besides its own, by inventory name.
-    fn peer_hosts(_args: &Map<String, J>) -> Vec<String> {
+    fn peer_hosts(_args: &Self::Args) -> Vec<String> {
         Vec::new()
     }
 
     /// What the step may change on its host, none of it known in advance (for a plan).
-    fn touches(_args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(_args: &Self::Args) -> Vec<Effect> {
         Vec::new()
     }
 
@@ -84,13 +88,24 @@ pub(crate) fn unknown_tree(p: &str) -> Effect {
 /// `SPECS` and the functions that dispatch on a step's module name.
 macro_rules! registry {
     ($($m:ty),+ $(,)?) => {
+        /// Does every module's `Args` agree with its `SPEC.args` (see [`args::spec_agrees`])?
+        /// `Ok(true)`: typed and agreeing, `Ok(false)`: still reads the raw map.
+        #[cfg(test)]
+        pub(crate) fn args_agree_with_specs() -> Vec<(&'static str, Result<bool, String>)> {
+            vec![$((
+                <$m as Module>::SPEC.name,
+                args::spec_agrees::<<$m as Module>::Args>(&<$m as Module>::SPEC),
+            )),+]
+        }
+
         /// Every module's spec, in the order of the registry.
         pub(crate) static SPECS: &[&spec::ModuleSpec] = &[$(&<$m as Module>::SPEC),+];
 
         /// Probe a host for a step of `module` (see [`Module::probe`]).
         pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
             $(if module == <$m as Module>::SPEC.name {
-                return <$m as Module>::probe(args, ctx).await;
+                let a = args::parse::<<$m as Module>::Args>(module, args)?;
+                return <$m as Module>::probe(&a, ctx).await;
             })+
             bail!("module `{module}` is not implemented by the engine yet")
         }
@@ -103,7 +118,8 @@ macro_rules! registry {
             ctx: &ModCtx<'_>,
         ) -> Result<Outcome> {
             $(if module == <$m as Module>::SPEC.name {
-                return <$m as Module>::apply(args, probe, ctx).await;
+                let a = args::parse::<<$m as Module>::Args>(module, args)?;
+                return <$m as Module>::apply(&a, probe, ctx).await;
             })+
             bail!("module `{module}` is not implemented by the engine yet")
         }
@@ -121,7 +137,9 @@ macro_rules! registry {
             ctx: &ModCtx<'_>,
         ) -> Option<UndoAction> {
             $(if module == <$m as Module>::SPEC.name {
-                return <$m as Module>::pending_undo(args, probe, ctx);
+                // Arguments that do not parse: the probe says why; nothing more here.
+                return args::parse::<<$m as Module>::Args>(module, args)
+                    .map_or(None, |a| <$m as Module>::pending_undo(&a, probe, ctx));
             })+
             None
         }
@@ -142,7 +160,9 @@ macro_rules! registry {
         /// by a kill left nothing half done.
         pub fn changes_nothing(module: &str, args: &Map<String, J>) -> bool {
             $(if module == <$m as Module>::SPEC.name {
-                return <$m as Module>::changes_nothing(args);
+                // Arguments that do not parse: the probe says why; nothing more here.
+                return args::parse::<<$m as Module>::Args>(module, args)
+                    .map_or(false, |a| <$m as Module>::changes_nothing(&a));
             })+
             false
         }
@@ -152,7 +172,9 @@ macro_rules! registry {
         /// and plans connect to them and pass them in [`ModCtx::peers`].
         pub fn peer_hosts(module: &str, args: &Map<String, J>) -> Vec<String> {
             $(if module == <$m as Module>::SPEC.name {
-                return <$m as Module>::peer_hosts(args);
+                // Arguments that do not parse: the probe says why; nothing more here.
+                return args::parse::<<$m as Module>::Args>(module, args)
+                    .map_or(Vec::new(), |a| <$m as Module>::peer_hosts(&a));
             })+
             Vec::new()
         }
@@ -162,7 +184,9 @@ macro_rules! registry {
         /// `{by}` in a reason is replaced by the step's name when it is recorded.
         pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
             $(if module == <$m as Module>::SPEC.name {
-                return <$m as Module>::touches(args);
+                // Arguments that do not parse: the probe says why; nothing more here.
+                return args::parse::<<$m as Module>::Args>(module, args)
+                    .map_or(Vec::new(), |a| <$m as Module>::touches(&a));
             })+
             Vec::new()
         }

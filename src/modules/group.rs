@@ -2,13 +2,13 @@
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value as J};
+use serde_json::{json, Map};
 
+use super::args;
 use super::contract::unknown_path;
 use super::contract::Module;
 use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
-use super::user::arg_u32;
-use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use super::{Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::Effect;
 use crate::shell::quote;
 
@@ -34,8 +34,27 @@ fn parse_entry(text: &str) -> Option<Entry> {
     })
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let name = required(args, "name")?;
+/// The arguments of a `group` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct GroupArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    name: String,
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::uint32")]
+    gid: Option<u32>,
+    #[serde(default, deserialize_with = "args::flag")]
+    system: Option<bool>,
+}
+
+impl GroupArgs {
+    fn present(&self) -> bool {
+        self.state.as_deref().unwrap_or("present") == "present"
+    }
+}
+
+pub async fn probe(args: &GroupArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let name = &args.name;
     let out = ctx
         .run(&format!("getent group -- {} || true", quote(name)), None)
         .await?;
@@ -48,8 +67,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     }
     let entry = parse_entry(&out.stdout_text());
     let saw = json!({ "entry": entry });
-    let present = arg_str(args, "state").unwrap_or("present") == "present";
-    let gid = arg_u32(args, "gid")?;
+    let (present, gid) = (args.present(), args.gid);
     Ok(match (present, &entry) {
         (false, None) => Probe::no_change(saw),
         (false, Some(e)) => {
@@ -72,24 +90,23 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     })
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub async fn apply(args: &GroupArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == Decision::NoChange {
         return Ok(Outcome::default());
     }
-    let name = required(args, "name")?;
+    let name = &args.name;
     let n = quote(name);
     let before: Option<Entry> = serde_json::from_value(probe.state["entry"].clone())
         .ok()
         .flatten();
-    let present = arg_str(args, "state").unwrap_or("present") == "present";
-    let gid = arg_u32(args, "gid")?;
+    let (present, gid) = (args.present(), args.gid);
     let script = match (&before, present) {
         (None, true) => {
             let mut opts = Vec::new();
             if let Some(g) = gid {
                 opts.push(format!("-g {g}"));
             }
-            if arg_bool(args, "system") == Some(true) {
+            if args.system == Some(true) {
                 opts.push("-r".to_string());
             }
             format!("groupadd {} -- {n}", opts.join(" "))
@@ -176,6 +193,8 @@ gpasswd -M {m} {n} >/dev/null"#,
 pub(crate) struct Group;
 
 impl Module for Group {
+    type Args = GroupArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "group",
         args: &[
@@ -189,15 +208,15 @@ impl Module for Group {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &GroupArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &GroupArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn touches(_args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(_args: &GroupArgs) -> Vec<Effect> {
         ["/etc/group", "/etc/gshadow"]
             .into_iter()
             .map(unknown_path)

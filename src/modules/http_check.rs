@@ -13,9 +13,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
-use super::mysql::arg_u64;
 use super::spec::{arg, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_bool, arg_str, ModCtx, Outcome, Probe};
+use super::{args, ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
 /// One HTTP answer.
@@ -147,33 +146,55 @@ fn re(what: &str, s: &str) -> Result<regex::Regex> {
     regex::Regex::new(s).map_err(|e| anyhow!("`{what}` is not a valid regex: {e}"))
 }
 
+/// The arguments of an `http_check` step (its `SPEC.args`).
+#[derive(serde::Deserialize)]
+pub(crate) struct HttpArgs {
+    #[serde(default, deserialize_with = "args::text")]
+    url: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    file: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    status: Option<u64>,
+    #[serde(default, deserialize_with = "args::mapping")]
+    json: Map<String, J>,
+    #[serde(default, deserialize_with = "args::mapping")]
+    headers: Map<String, J>,
+    #[serde(default, deserialize_with = "args::text")]
+    regex: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    absent: Option<String>,
+    #[serde(default, deserialize_with = "args::flag")]
+    from_host: Option<bool>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    timeout: Option<u64>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    interval: Option<u64>,
+}
+
 impl Conditions {
-    pub fn from_args(args: &Map<String, J>) -> Result<Conditions> {
-        let file = arg_str(args, "file").is_some();
-        let status = match arg_u64(args, "status")? {
+    pub(crate) fn from_args(args: &HttpArgs) -> Result<Conditions> {
+        let file = args.file.is_some();
+        let status = match args.status {
             Some(s) => Some(s as u16),
             None if !file => Some(200),
             None => None,
         };
-        let headers = match args.get("headers") {
-            Some(J::Object(m)) => m
-                .iter()
-                .map(|(k, v)| {
-                    let p = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                    Ok((k.clone(), re(&format!("headers.{k}"), &p)?))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            _ => Vec::new(),
-        };
+        let headers = args
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let p = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                Ok((k.clone(), re(&format!("headers.{k}"), &p)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Conditions {
             status,
-            json: match args.get("json") {
-                Some(J::Object(m)) => m.clone(),
-                _ => Map::new(),
-            },
+            json: args.json.clone(),
             headers,
-            regex: arg_str(args, "regex").map(|s| re("regex", s)).transpose()?,
-            absent: arg_str(args, "absent")
+            regex: args.regex.as_deref().map(|s| re("regex", s)).transpose()?,
+            absent: args
+                .absent
+                .as_deref()
                 .map(|s| re("absent", s))
                 .transpose()?,
         })
@@ -267,20 +288,16 @@ async fn read_file(ctx: &ModCtx<'_>, path: &str) -> Result<HttpResponse> {
     }
 }
 
-pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub(crate) async fn apply(args: &HttpArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let cond = Conditions::from_args(args)?;
-    let file = arg_str(args, "file");
-    let url = arg_str(args, "url");
+    let file = args.file.as_deref();
+    let url = args.url.as_deref();
     if file.is_none() && url.is_none() {
         bail!("http_check needs `url` or `file`");
     }
-    let timeout = Duration::from_secs(arg_u64(args, "timeout")?.unwrap_or(if file.is_some() {
-        0
-    } else {
-        60
-    }));
-    let interval = Duration::from_secs(arg_u64(args, "interval")?.unwrap_or(2).max(1));
-    let from_host = arg_bool(args, "from_host") == Some(true);
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(if file.is_some() { 0 } else { 60 }));
+    let interval = Duration::from_secs(args.interval.unwrap_or(2).max(1));
+    let from_host = args.from_host == Some(true);
     let what = file.map_or_else(
         || format!("GET {}", url.unwrap_or_default()),
         |f| format!("{}:{f}", ctx.host.name),
@@ -344,6 +361,8 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
 pub(crate) struct HttpCheck;
 
 impl Module for HttpCheck {
+    type Args = HttpArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "http_check",
         args: &[
@@ -363,11 +382,11 @@ impl Module for HttpCheck {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(_args: &HttpArgs, _ctx: &ModCtx<'_>) -> Result<Probe> {
         Ok(probe())
     }
 
-    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &HttpArgs, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, ctx).await
     }
 }
@@ -396,7 +415,7 @@ mod tests {
         args.insert("json".into(), json!({"state": "RUNNING"}));
         args.insert("absent".into(), json!("ClusterPanic"));
         args.insert("headers".into(), json!({"X-Wiki-Node": "^node[12]$"}));
-        let c = Conditions::from_args(&args).unwrap();
+        let c = Conditions::from_args(&args::parse("http_check", &args).unwrap()).unwrap();
         let ok = HttpResponse {
             status: 200,
             headers: vec![("X-Wiki-Node".into(), "node1".into())],
@@ -425,7 +444,7 @@ mod tests {
         let mut a2 = Map::new();
         a2.insert("file".into(), json!("/var/log/x"));
         a2.insert("absent".into(), json!("ClusterPanicListener"));
-        let c2 = Conditions::from_args(&a2).unwrap();
+        let c2 = Conditions::from_args(&args::parse("http_check", &a2).unwrap()).unwrap();
         assert_eq!(c2.status, None);
         assert_eq!(
             c2.unmet(&panic).unwrap(),

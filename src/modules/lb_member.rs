@@ -509,6 +509,8 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct LbMember;
 
 impl Module for LbMember {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "lb_member",
         args: &[

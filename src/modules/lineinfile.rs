@@ -222,6 +222,8 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
 pub(crate) struct LineInFile;
 
 impl Module for LineInFile {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "lineinfile",
         args: &[

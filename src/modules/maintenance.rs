@@ -222,6 +222,8 @@ pub(crate) fn undo_of(args: &Map<String, J>) -> Option<UndoAction> {
 pub(crate) struct Maintenance;
 
 impl Module for Maintenance {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "maintenance",
         args: &[

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
 use super::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
+use super::{args, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::shell::quote;
 
 /// How long apt commands wait for another apt/dpkg to release its locks.
@@ -125,26 +125,46 @@ fn valid_version(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
 }
 
-/// (name, pinned version) for each requested package; `name=version` pins one package.
-fn wanted(args: &Map<String, J>) -> Result<Vec<(String, Option<String>)>> {
-    let names: Vec<String> = match args.get("name") {
-        Some(J::Array(a)) => a
+/// The arguments of a `package` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct PackageArgs {
+    #[serde(default, deserialize_with = "names")]
+    name: Vec<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    version: Option<String>,
+    #[serde(default, deserialize_with = "args::flag")]
+    upgrade_all: Option<bool>,
+    #[serde(default, deserialize_with = "args::flag")]
+    update_cache: Option<bool>,
+}
+
+/// `name:` as a list of packages, or one string of them separated by commas or spaces.
+fn names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(a) => a
             .iter()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect(),
-        Some(J::String(s)) => s
+        J::String(s) => s
             .split([',', ' '])
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
         _ => vec![],
-    };
-    let version = arg_str(args, "version");
+    })
+}
+
+/// (name, pinned version) for each requested package; `name=version` pins one package.
+fn wanted(args: &PackageArgs) -> Result<Vec<(String, Option<String>)>> {
+    let names = &args.name;
+    let version = args.version.as_deref();
     if version.is_some() && names.len() > 1 {
         bail!("`version` pins one package; for several, write name=version in `name`");
     }
     names
-        .into_iter()
+        .iter()
         .map(|n| {
             let (name, pin) = match n.split_once('=') {
                 Some((a, b)) => (a.to_string(), Some(b.to_string())),
@@ -204,11 +224,11 @@ pub fn describe_done(result: &Map<String, J>) -> Option<String> {
 
 /// The decision for named packages from what the host said.
 fn decide(
-    args: &Map<String, J>,
+    args: &PackageArgs,
     installed: &BTreeMap<String, String>,
     policy: &BTreeMap<String, Policy>,
 ) -> Result<(Vec<Change>, Vec<String>)> {
-    let state = arg_str(args, "state").unwrap_or("present");
+    let state = args.state.as_deref().unwrap_or("present");
     let mut changes = Vec::new();
     let mut unknown = Vec::new();
     for (name, pin) in wanted(args)? {
@@ -244,7 +264,7 @@ fn decide(
 }
 
 /// Names (and name=version) of the wanted packages, for the probe's query.
-fn query_names(args: &Map<String, J>) -> Result<String> {
+fn query_names(args: &PackageArgs) -> Result<String> {
     Ok(wanted(args)?
         .iter()
         .map(|(n, _)| quote(n))
@@ -252,7 +272,7 @@ fn query_names(args: &Map<String, J>) -> Result<String> {
         .join(" "))
 }
 
-async fn probe_named(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+async fn probe_named(args: &PackageArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
     let names = query_names(args)?;
     let script = format!(
         "echo '#dpkg'; dpkg-query -W -f='${{Package}}|${{db:Status-Abbrev}}|${{Version}}\\n' {names} 2>/dev/null\necho '#policy'; apt-cache policy {names} 2>/dev/null\necho '#end'"
@@ -276,7 +296,7 @@ async fn probe_named(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
             format!(
                 "package lists may be stale: {}{}",
                 unknown.join("; "),
-                if arg_bool(args, "update_cache") == Some(true) {
+                if args.update_cache == Some(true) {
                     " (update_cache runs in apply)"
                 } else {
                     " (update_cache: true would refresh them)"
@@ -357,17 +377,17 @@ async fn probe_upgrade_all(ctx: &ModCtx<'_>) -> Result<Probe> {
     Ok(Probe::change(summary, None, state))
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    if arg_bool(args, "upgrade_all") == Some(true) {
+pub async fn probe(args: &PackageArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    if args.upgrade_all == Some(true) {
         probe_upgrade_all(ctx).await
     } else {
         probe_named(args, ctx).await
     }
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let upgrade_all = arg_bool(args, "upgrade_all") == Some(true);
-    let update_cache = arg_bool(args, "update_cache") == Some(true);
+pub async fn apply(args: &PackageArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let upgrade_all = args.upgrade_all == Some(true);
+    let update_cache = args.update_cache == Some(true);
     let mut decision = probe.decision.clone();
     let mut state = probe.state.clone();
     if decision == Decision::NoChange {
@@ -523,6 +543,8 @@ fi"#,
 pub(crate) struct Package;
 
 impl Module for Package {
+    type Args = PackageArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "package",
         args: &[
@@ -537,11 +559,11 @@ impl Module for Package {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &PackageArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &PackageArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
@@ -598,7 +620,8 @@ gone:
         assert!(p["gone"].available.is_empty());
         let installed: BTreeMap<String, String> =
             [("lab-release-notes".to_string(), "1.0".to_string())].into();
-        let args = |v: J| v.as_object().cloned().unwrap();
+        let args =
+            |v: J| -> PackageArgs { args::parse("package", v.as_object().unwrap()).unwrap() };
         let (c, u) = decide(
             &args(json!({"name": "lab-release-notes", "state": "latest"})),
             &installed,

@@ -6,11 +6,11 @@
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value as J};
+use serde_json::{json, Map};
 
 use super::contract::Module;
 use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_bool, arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use super::{args, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::{Effect, UnitState};
 use crate::shell::quote;
 
@@ -125,10 +125,23 @@ fn has_install_section(text: &str) -> bool {
     false
 }
 
+/// The arguments of a `service` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct ServiceArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    name: String,
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::flag")]
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "args::flag")]
+    daemon_reload: Option<bool>,
+}
+
 /// What the unit is after the step.
-fn after(args: &Map<String, J>, name: &str) -> Vec<crate::overlay::Effect> {
+fn after(args: &ServiceArgs, name: &str) -> Vec<crate::overlay::Effect> {
     use crate::overlay::{Effect, UnitState, Val};
-    let active = match arg_str(args, "state") {
+    let active = match args.state.as_deref() {
         Some("started") | Some("restarted") => Val::Set(true),
         Some("stopped") => Val::Set(false),
         _ => Val::Host,
@@ -138,8 +151,8 @@ fn after(args: &Map<String, J>, name: &str) -> Vec<crate::overlay::Effect> {
         state: UnitState {
             loaded: Val::Host,
             active,
-            enabled: arg_bool(args, "enabled").map_or(Val::Host, |b| Val::Set(Some(b))),
-            socket_active: if arg_str(args, "state") == Some("stopped") {
+            enabled: args.enabled.map_or(Val::Host, |b| Val::Set(Some(b))),
+            socket_active: if args.state.as_deref() == Some("stopped") {
                 Val::Set(false)
             } else {
                 Val::Host
@@ -148,8 +161,8 @@ fn after(args: &Map<String, J>, name: &str) -> Vec<crate::overlay::Effect> {
     }]
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let name = required(args, "name")?;
+pub async fn probe(args: &ServiceArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let name = args.name.as_str();
     let (active, enabled, socket, loaded) = planned_state(ctx, name).await?;
     let saw = json!({ "active": active, "enabled": enabled, "socket": socket, "loaded": loaded });
     if !loaded {
@@ -162,7 +175,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         ));
     }
     let mut changes = Vec::new();
-    match arg_str(args, "state") {
+    match args.state.as_deref() {
         Some("started") if !active => changes.push(format!("{name}: stopped → started")),
         Some("stopped") if active || socket.is_some() => changes.push(format!(
             "{name}: running → stopped{}",
@@ -176,7 +189,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         Some("reloaded") => changes.push(format!("{name}: reload")),
         _ => {}
     }
-    if let Some(want) = arg_bool(args, "enabled") {
+    if let Some(want) = args.enabled {
         if enabled != Some(want) {
             changes.push(format!(
                 "{name}: {} at boot",
@@ -191,19 +204,19 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     })
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub async fn apply(args: &ServiceArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == super::Decision::NoChange {
         return Ok(Outcome::default());
     }
-    let name = required(args, "name")?;
+    let name = args.name.as_str();
     let was_active = probe.state["active"].as_bool().unwrap_or(false);
     let was_enabled = probe.state["enabled"].as_bool();
     let socket = probe.state["socket"].as_str().map(str::to_string);
     let mut script = String::new();
-    if arg_bool(args, "daemon_reload") == Some(true) {
+    if args.daemon_reload == Some(true) {
         script.push_str("systemctl daemon-reload\n");
     }
-    if let Some(want) = arg_bool(args, "enabled") {
+    if let Some(want) = args.enabled {
         if was_enabled != Some(want) {
             script.push_str(&format!(
                 "systemctl {} -- {}\n",
@@ -213,7 +226,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         }
     }
     let unit = quote(name);
-    match arg_str(args, "state") {
+    match args.state.as_deref() {
         Some("started") if !was_active => script.push_str(&format!("systemctl start -- {unit}\n")),
         Some("stopped") => {
             // The socket first, so nothing re-activates the service while it stops.
@@ -274,26 +287,26 @@ impl ServiceUndo {
 }
 
 /// The unit's previous state, from the probe: the way back, known before the change starts.
-pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction> {
+pub(crate) fn undo_of(args: &ServiceArgs, probe: &Probe) -> Option<UndoAction> {
     if probe.decision == super::Decision::NoChange {
         return None;
     }
-    let name = required(args, "name").ok()?;
+    let name = args.name.as_str();
     let was_active = probe.state["active"].as_bool().unwrap_or(false);
     let was_enabled = probe.state["enabled"].as_bool();
     let socket = probe.state["socket"].as_str().map(str::to_string);
-    match arg_str(args, "state") {
+    match args.state.as_deref() {
         Some("started") | Some("stopped") => Some(UndoAction::Service(ServiceUndo {
             name: name.to_string(),
             active: was_active,
-            enabled: if arg_bool(args, "enabled").is_some() {
+            enabled: if args.enabled.is_some() {
                 was_enabled
             } else {
                 None
             },
             socket,
         })),
-        _ if arg_bool(args, "enabled").is_some() => Some(UndoAction::Service(ServiceUndo {
+        _ if args.enabled.is_some() => Some(UndoAction::Service(ServiceUndo {
             name: name.to_string(),
             active: was_active,
             enabled: was_enabled,
@@ -305,20 +318,19 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction
 }
 
 /// What `service` may change: the unit's state.
-fn touches(args: &Map<String, J>) -> Vec<Effect> {
-    arg_str(args, "name")
-        .map(|n| Effect::Unit {
-            name: n.to_string(),
-            state: UnitState::unknown(),
-        })
-        .into_iter()
-        .collect()
+fn touches(args: &ServiceArgs) -> Vec<Effect> {
+    vec![Effect::Unit {
+        name: args.name.clone(),
+        state: UnitState::unknown(),
+    }]
 }
 
 /// The `service` module (systemd units).
 pub(crate) struct Service;
 
 impl Module for Service {
+    type Args = ServiceArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "service",
         args: &[
@@ -332,19 +344,19 @@ impl Module for Service {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &ServiceArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &ServiceArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
+    fn pending_undo(args: &ServiceArgs, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
         undo_of(args, probe)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(args: &ServiceArgs) -> Vec<Effect> {
         touches(args)
     }
 }
@@ -368,7 +380,8 @@ mod tests {
     fn a_stop_plans_the_unit_and_its_socket_stopped() {
         use crate::overlay::{Effect, Val};
         let args = serde_json::json!({"name": "mariadb", "state": "stopped", "enabled": false});
-        let e = after(args.as_object().unwrap(), "mariadb");
+        let args: ServiceArgs = args::parse("service", args.as_object().unwrap()).unwrap();
+        let e = after(&args, "mariadb");
         match &e[..] {
             [Effect::Unit { name, state }] => {
                 assert_eq!(name, "mariadb");

@@ -11,25 +11,9 @@ use serde_json::{json, Map, Value as J};
 use super::contract::Module;
 use super::contract::{unknown_path, unknown_tree};
 use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use super::{args, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::Effect;
 use crate::shell::quote;
-
-/// An integer argument: a YAML number, or a string a template rendered.
-pub(crate) fn arg_u32(args: &Map<String, J>, key: &str) -> Result<Option<u32>> {
-    match args.get(key) {
-        None | Some(J::Null) => Ok(None),
-        Some(J::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) => Ok(Some(n)),
-            None => bail!("`{key}` must be a non-negative integer, not {n}"),
-        },
-        Some(J::String(s)) => match s.trim().parse() {
-            Ok(n) => Ok(Some(n)),
-            Err(_) => bail!("`{key}` must be a non-negative integer, not `{s}`"),
-        },
-        Some(other) => bail!("`{key}` must be an integer, not {other}"),
-    }
-}
 
 /// An account as the host describes it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -76,8 +60,33 @@ fn parse_account(text: &str) -> Option<Account> {
     })
 }
 
-fn wanted_groups(args: &Map<String, J>) -> Option<Vec<String>> {
-    let mut g: Vec<String> = match args.get("groups")? {
+/// The arguments of a `user` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct UserArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    name: String,
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::uint32")]
+    uid: Option<u32>,
+    #[serde(default, deserialize_with = "args::text")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "wanted_groups")]
+    groups: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "args::text")]
+    home: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    shell: Option<String>,
+    #[serde(default, deserialize_with = "args::flag")]
+    system: Option<bool>,
+    #[serde(default, deserialize_with = "args::flag")]
+    create_home: Option<bool>,
+}
+
+/// `groups:` as a sorted list without repeats (a list, or one comma-separated string);
+/// anything else: not given.
+fn wanted_groups<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let mut g: Vec<String> = match J::deserialize(d)? {
         J::Array(a) => a
             .iter()
             .filter_map(|v| v.as_str().map(str::to_string))
@@ -88,28 +97,28 @@ fn wanted_groups(args: &Map<String, J>) -> Option<Vec<String>> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
-        _ => return None,
+        _ => return Ok(None),
     };
     g.sort();
     g.dedup();
-    Some(g)
+    Ok(Some(g))
 }
 
 /// What differs between the account and the arguments: (summary part, usermod option, value).
-fn differences(args: &Map<String, J>, a: &Account) -> Result<Vec<(String, &'static str, String)>> {
+fn differences(args: &UserArgs, a: &Account) -> Result<Vec<(String, &'static str, String)>> {
     let mut out = Vec::new();
-    if let Some(uid) = arg_u32(args, "uid")? {
+    if let Some(uid) = args.uid {
         if uid != a.uid {
             out.push((format!("uid {} → {uid}", a.uid), "-u", uid.to_string()));
         }
     }
-    if let Some(g) = arg_str(args, "group") {
+    if let Some(g) = args.group.as_deref() {
         if g != a.group && g != a.gid.to_string() {
             out.push((format!("group {} → {g}", a.group), "-g", g.to_string()));
         }
     }
-    if let Some(gs) = wanted_groups(args) {
-        let want: Vec<String> = gs.into_iter().filter(|g| *g != a.group).collect();
+    if let Some(gs) = &args.groups {
+        let want: Vec<String> = gs.iter().filter(|g| **g != a.group).cloned().collect();
         if want != a.groups {
             out.push((
                 format!("groups [{}] → [{}]", a.groups.join(","), want.join(",")),
@@ -118,12 +127,12 @@ fn differences(args: &Map<String, J>, a: &Account) -> Result<Vec<(String, &'stat
             ));
         }
     }
-    if let Some(h) = arg_str(args, "home") {
+    if let Some(h) = args.home.as_deref() {
         if h != a.home {
             out.push((format!("home {} → {h}", a.home), "-d", h.to_string()));
         }
     }
-    if let Some(s) = arg_str(args, "shell") {
+    if let Some(s) = args.shell.as_deref() {
         if s != a.shell {
             out.push((format!("shell {} → {s}", a.shell), "-s", s.to_string()));
         }
@@ -131,8 +140,8 @@ fn differences(args: &Map<String, J>, a: &Account) -> Result<Vec<(String, &'stat
     Ok(out)
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let name = required(args, "name")?;
+pub async fn probe(args: &UserArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let name = args.name.as_str();
     let script = format!(
         r#"n={n}
 if e=$(getent passwd -- "$n"); then
@@ -152,7 +161,7 @@ fi"#,
     }
     let account = parse_account(&out.stdout_text());
     let saw = json!({ "account": account });
-    let present = arg_str(args, "state").unwrap_or("present") == "present";
+    let present = args.state.as_deref().unwrap_or("present") == "present";
     Ok(match (present, &account) {
         (false, None) => Probe::no_change(saw),
         (false, Some(a)) => Probe::change(
@@ -165,19 +174,19 @@ fi"#,
         ),
         (true, None) => {
             let mut parts = Vec::new();
-            if let Some(u) = arg_u32(args, "uid")? {
+            if let Some(u) = args.uid {
                 parts.push(format!("uid {u}"));
             }
-            if let Some(g) = arg_str(args, "group") {
+            if let Some(g) = args.group.as_deref() {
                 parts.push(format!("group {g}"));
             }
-            if let Some(gs) = wanted_groups(args) {
+            if let Some(gs) = &args.groups {
                 parts.push(format!("groups [{}]", gs.join(",")));
             }
-            if let Some(h) = arg_str(args, "home") {
+            if let Some(h) = args.home.as_deref() {
                 parts.push(format!("home {h}"));
             }
-            if let Some(s) = arg_str(args, "shell") {
+            if let Some(s) = args.shell.as_deref() {
                 parts.push(format!("shell {s}"));
             }
             let detail = if parts.is_empty() {
@@ -199,45 +208,45 @@ fi"#,
     })
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub async fn apply(args: &UserArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == Decision::NoChange {
         return Ok(Outcome::default());
     }
-    let name = required(args, "name")?;
+    let name = args.name.as_str();
     let n = quote(name);
     let before: Option<Account> = serde_json::from_value(probe.state["account"].clone())
         .ok()
         .flatten();
-    let present = arg_str(args, "state").unwrap_or("present") == "present";
+    let present = args.state.as_deref().unwrap_or("present") == "present";
     let script = match (&before, present) {
         (None, true) => {
             let mut opts = Vec::new();
-            if let Some(u) = arg_u32(args, "uid")? {
+            if let Some(u) = args.uid {
                 opts.push(format!("-u {u}"));
             }
-            if let Some(g) = arg_str(args, "group") {
+            if let Some(g) = args.group.as_deref() {
                 opts.push(format!("-g {}", quote(g)));
             }
-            if let Some(gs) = wanted_groups(args) {
+            if let Some(gs) = &args.groups {
                 if !gs.is_empty() {
                     opts.push(format!("-G {}", quote(&gs.join(","))));
                 }
             }
-            if let Some(h) = arg_str(args, "home") {
+            if let Some(h) = args.home.as_deref() {
                 opts.push(format!("-d {}", quote(h)));
             }
-            if let Some(s) = arg_str(args, "shell") {
+            if let Some(s) = args.shell.as_deref() {
                 opts.push(format!("-s {}", quote(s)));
             }
-            let system = arg_bool(args, "system") == Some(true);
+            let system = args.system == Some(true);
             if system {
                 opts.push("-r".into());
             }
             // Like Ansible: a home is made unless asked not to (or for a system account).
-            let create_home = arg_bool(args, "create_home").unwrap_or(!system);
+            let create_home = args.create_home.unwrap_or(!system);
             opts.push(if create_home { "-m" } else { "-M" }.into());
             // The undo removes the home only if this step made it: say whether it existed.
-            let home_guess = match arg_str(args, "home") {
+            let home_guess = match args.home.as_deref() {
                 Some(h) => quote(h),
                 None => format!("\"$(useradd -D | sed -n 's/^HOME=//p')/\"{n}"),
             };
@@ -380,12 +389,12 @@ fi"#,
 }
 
 /// What `user` may change: the account databases and the home directory.
-fn touches(args: &Map<String, J>) -> Vec<Effect> {
+fn touches(args: &UserArgs) -> Vec<Effect> {
     let mut out: Vec<Effect> = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
         .into_iter()
         .map(unknown_path)
         .collect();
-    out.extend(arg_str(args, "home").map(unknown_tree));
+    out.extend(args.home.as_deref().map(unknown_tree));
     out
 }
 
@@ -393,6 +402,8 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct User;
 
 impl Module for User {
+    type Args = UserArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "user",
         args: &[
@@ -411,15 +422,15 @@ impl Module for User {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &UserArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &UserArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(args: &UserArgs) -> Vec<Effect> {
         touches(args)
     }
 }
@@ -435,11 +446,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.groups, vec!["adm", "sudo"]);
-        let args =
+        let args: UserArgs = args::parse(
+            "user",
             json!({"name": "web", "shell": "/bin/bash", "groups": ["sudo", "adm"], "uid": 1500})
                 .as_object()
-                .cloned()
-                .unwrap();
+                .unwrap(),
+        )
+        .unwrap();
         let d = differences(&args, &a).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].0, "shell /bin/sh → /bin/bash");

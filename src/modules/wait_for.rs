@@ -3,12 +3,12 @@
 //! remote shell loop, so a long wait costs one ssh round trip, not one per poll.
 
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
 use super::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
-use super::user::arg_u32;
-use super::{arg_str, ModCtx, Outcome, Probe};
+use super::{args, ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
 const DEFAULT_TIMEOUT: u32 = 300;
@@ -17,14 +17,33 @@ pub fn probe() -> Probe {
     Probe::no_change(J::Null)
 }
 
+/// The arguments of a `wait_for` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct WaitArgs {
+    #[serde(default, deserialize_with = "args::uint32")]
+    port: Option<u32>,
+    #[serde(default, deserialize_with = "args::text")]
+    host: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    path: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    search: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::uint32")]
+    timeout: Option<u32>,
+    #[serde(default, deserialize_with = "args::uint32")]
+    delay: Option<u32>,
+}
+
 /// The condition as a shell function `check` (true when it holds) and words for messages.
-fn condition(args: &Map<String, J>) -> Result<(String, String)> {
-    let state = arg_str(args, "state");
-    if let Some(port) = arg_u32(args, "port")? {
+fn condition(args: &WaitArgs) -> Result<(String, String)> {
+    let state = args.state.as_deref();
+    if let Some(port) = args.port {
         if port == 0 || port > 65535 {
             bail!("`port` must be 1-65535, not {port}");
         }
-        let host = arg_str(args, "host").unwrap_or("127.0.0.1");
+        let host = args.host.as_deref().unwrap_or("127.0.0.1");
         let open = match state.unwrap_or("started") {
             "started" | "present" => true,
             "stopped" | "absent" => false,
@@ -50,7 +69,7 @@ check() {{ {neg}probe_port; }}"#,
         );
         return Ok((check, what));
     }
-    let Some(path) = arg_str(args, "path") else {
+    let Some(path) = args.path.as_deref() else {
         bail!("wait_for needs `port` or `path`");
     };
     let present = match state.unwrap_or("present") {
@@ -58,7 +77,7 @@ check() {{ {neg}probe_port; }}"#,
         "absent" | "stopped" => false,
         other => bail!("unknown wait_for state `{other}`"),
     };
-    let search = arg_str(args, "search");
+    let search = args.search.as_deref();
     let (check, what) = match (present, search) {
         (true, Some(s)) => (
             format!(
@@ -88,9 +107,9 @@ check() {{ {neg}probe_port; }}"#,
     Ok((check, what))
 }
 
-pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let timeout = arg_u32(args, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
-    let delay = arg_u32(args, "delay")?.unwrap_or(0);
+pub async fn apply(args: &WaitArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let delay = args.delay.unwrap_or(0);
     let (check, what) = condition(args)?;
     let script = format!(
         r#"{check}
@@ -139,6 +158,8 @@ done"#
 pub(crate) struct WaitFor;
 
 impl Module for WaitFor {
+    type Args = WaitArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "wait_for",
         args: &[
@@ -155,11 +176,11 @@ impl Module for WaitFor {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(_args: &WaitArgs, _ctx: &ModCtx<'_>) -> Result<Probe> {
         Ok(probe())
     }
 
-    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &WaitArgs, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, ctx).await
     }
 }

@@ -418,6 +418,8 @@ pub async fn since(mark: &Mark, ctx: &ModCtx<'_>) -> Result<Vec<String>> {
 pub(crate) struct WriteMark;
 
 impl Module for WriteMark {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "write_mark",
         args: &[

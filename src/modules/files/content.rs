@@ -465,6 +465,8 @@ trap - EXIT"#,
 pub(crate) struct Copy;
 
 impl Module for Copy {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "copy",
         args: &[
@@ -504,6 +506,8 @@ impl Module for Copy {
 pub(crate) struct Template;
 
 impl Module for Template {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "template",
         args: &[

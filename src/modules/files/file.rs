@@ -323,6 +323,8 @@ fn file_touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct File;
 
 impl Module for File {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "file",
         args: &[

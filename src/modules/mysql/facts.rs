@@ -421,6 +421,8 @@ pub async fn apply_facts(probe: &Probe) -> Result<Outcome> {
 pub(crate) struct MysqlFacts;
 
 impl Module for MysqlFacts {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "mysql_facts",
         args: &[

@@ -77,6 +77,8 @@ pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outc
 pub(crate) struct MysqlQuery;
 
 impl Module for MysqlQuery {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "mysql_query",
         args: &[

@@ -798,6 +798,8 @@ fn replication_touched(args: &Map<String, J>) -> Effect {
 pub(crate) struct MysqlReplication;
 
 impl Module for MysqlReplication {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "mysql_replication",
         args: &[

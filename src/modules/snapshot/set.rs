@@ -316,6 +316,8 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct Snapshot;
 
 impl Module for Snapshot {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "snapshot",
         args: &[

@@ -142,6 +142,8 @@ pub async fn apply_usage(
 pub(crate) struct SnapshotUsage;
 
 impl Module for SnapshotUsage {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "snapshot_usage",
         args: &[

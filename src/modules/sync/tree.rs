@@ -396,6 +396,8 @@ fn undo_script(dest: &str, backup: Option<&str>, in_place: bool) -> String {
 pub(crate) struct TreeSync;
 
 impl Module for TreeSync {
+    type Args = crate::modules::contract::RawArgs;
+
     const SPEC: ModuleSpec = ModuleSpec {
         name: "sync",
         args: &[
