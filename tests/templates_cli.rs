@@ -164,7 +164,8 @@ fn a_variable_derived_from_a_secret_is_masked_where_it_is_shown() {
 /// instead of filling the controller's memory.
 #[test]
 fn a_render_that_would_fill_memory_stops_with_an_error() {
-    let loops = "{% for i in range(end=100000) %}{% for j in range(end=100000) %}x{% endfor %}{% endfor %}";
+    let loops =
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}x{% endfor %}{% endfor %}";
     let dir = project(&[("many.conf", &format!("{loops}\n"))]);
     let started = std::time::Instant::now();
     let (rc, out, err) = cutover(
