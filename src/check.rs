@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::vars::{Layers, Resolved};
@@ -37,7 +38,29 @@ pub struct CheckReport {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The inputs as checked, loaded once for whoever goes on to plan or run them: nothing is read
+/// or resolved again after the check.
+pub struct Checked {
+    pub inventory: Inventory,
+    pub playbooks: Vec<CheckedPlaybook>,
+    /// The templates the playbooks use (all of them with `every_template`).
+    pub templates: Templates,
+    pub report: CheckReport,
+}
+
+/// A playbook as checked, with each play's variables resolved for every host (by play index).
+pub struct CheckedPlaybook {
+    pub playbook: Playbook,
+    pub play_vars: Vec<Arc<BTreeMap<String, Resolved>>>,
+}
+
+/// Validate, keeping only the summary (`cutover check`).
 pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
+    load(input).map(|c| c.report)
+}
+
+/// Validate inventory, playbooks and templates together and keep what was loaded.
+pub fn load(input: &CheckInput<'_>) -> Result<Checked, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut report = CheckReport::default();
 
@@ -71,6 +94,37 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
         // Cross-file checks only make sense on a playbook that parsed cleanly.
         playbooks.push((pb, diags.len() == before));
     }
+    let templates = load_templates(input, &playbooks, &mut report, &mut diags);
+    let mut checked = Vec::new();
+    for (pb, clean) in playbooks {
+        report.warnings.extend(command_warnings(&pb));
+        if let (true, Some(inv)) = (clean, &inventory) {
+            let play_vars =
+                check_playbook(&pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
+            checked.push(CheckedPlaybook {
+                playbook: pb,
+                play_vars,
+            });
+        }
+    }
+    match (inventory, templates) {
+        (Some(inventory), Some(templates)) if diags.is_empty() => Ok(Checked {
+            inventory,
+            playbooks: checked,
+            templates,
+            report,
+        }),
+        _ => Err(diags),
+    }
+}
+
+/// The templates the playbooks use (every one under the directory for `cutover check`).
+fn load_templates(
+    input: &CheckInput<'_>,
+    playbooks: &[(Playbook, bool)],
+    report: &mut CheckReport,
+    diags: &mut Diagnostics,
+) -> Option<Templates> {
     let used = (!input.every_template)
         .then(|| crate::playbook::templates_used_by(playbooks.iter().map(|(pb, _)| pb)))
         .flatten();
@@ -78,7 +132,7 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
         Some(names) => Templates::load_used(input.templates_dir, names.iter().map(String::as_str)),
         None => Templates::load(input.templates_dir),
     };
-    let templates = match loaded {
+    match loaded {
         Ok(t) => {
             report.templates = t.names().count();
             Some(t)
@@ -89,27 +143,19 @@ pub fn check(input: &CheckInput<'_>) -> Result<CheckReport, Diagnostics> {
             }
             None
         }
-    };
-    for (pb, clean) in &playbooks {
-        if let (true, Some(inv)) = (clean, &inventory) {
-            check_playbook(pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
-        }
-        report.warnings.extend(command_warnings(pb));
-    }
-    if diags.is_empty() {
-        Ok(report)
-    } else {
-        Err(diags)
     }
 }
 
+/// Check a playbook against the inventory; each play's resolved variables (those of a play
+/// that could not be resolved are left out, with the diagnostics saying why).
 fn check_playbook(
     pb: &Playbook,
     inv: &Inventory,
     templates: Option<&Templates>,
     extra: &[Var],
     diags: &mut Diagnostics,
-) {
+) -> Vec<Arc<BTreeMap<String, Resolved>>> {
+    let mut play_vars = Vec::new();
     // Names only known at run time: registered results and gathered facts.
     let runtime: Vec<String> = pb
         .plays
@@ -142,7 +188,7 @@ fn check_playbook(
             extra,
         };
         let everyone = match template::resolve_all(inv, layers) {
-            Ok(e) => e,
+            Ok(e) => Arc::new(e),
             Err(d) => {
                 diags.extend(d);
                 continue;
@@ -159,7 +205,9 @@ fn check_playbook(
         for step in play.steps.iter().chain(&play.handlers) {
             check_step(step, at, diags);
         }
+        play_vars.push(everyone);
     }
+    play_vars
 }
 
 /// What every step of a play is checked against.

@@ -100,7 +100,9 @@ pub(super) fn apply_saved_plan(
         transport: run.transport.clone(),
     };
     let rt = runtime()?;
-    let now = rt.block_on(crate::plan::plan(&opts))?;
+    // Loaded once: the plan made again and the run that applies it read the same inputs.
+    let inputs = crate::plan::load_inputs(&opts)?;
+    let now = rt.block_on(crate::plan::plan_loaded(&inputs, &opts));
     let drift = crate::plan::drift(&saved, &now);
     if !drift.is_empty() {
         eprintln!(
@@ -124,7 +126,7 @@ pub(super) fn apply_saved_plan(
         })
         .collect();
     run.expected = Some(std::sync::Arc::new(expected));
-    finish_run(rt.block_on(crate::engine::apply(run)))
+    finish_run(rt.block_on(crate::engine::apply_loaded(inputs, run)))
 }
 
 /// Refuse, before any host is contacted, a saved plan that cannot be applied as it was

@@ -5,6 +5,7 @@
 //! the journal before the next action. A host that fails drops out of the run; with
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
+mod applying;
 mod fault;
 pub mod journal;
 pub mod output;
@@ -24,16 +25,18 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use crate::controller::hash::sha256_hex;
 use crate::controller::user::{controller_name, current_user};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::error_kind::ErrorKind;
-use crate::inventory::vars::{Layers, Resolved};
+use crate::inventory::vars::Resolved;
 use crate::inventory::{pattern, Inventory, Var};
 use crate::modules::{self, Decision, ModCtx, UndoAction};
-use crate::playbook::{Batch, OnFailure, Play, Playbook, Step, Undo};
+use crate::playbook::{Play, Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{Become, HostConn, TransportOptions};
 
-use crate::run::step::{become_for, delegate_target, load_templates, render_args};
+use crate::run::inputs::{Inputs, Request};
+use crate::run::step::{become_for, delegate_target, render_args};
+use crate::run::walk::StepAt;
 use crate::run::{facts, lock};
 use journal::Journal;
 use output::{OutputMode, Reporter, Status};
@@ -156,15 +159,24 @@ fn resume_state(
 
 /// Run a playbook. Validation runs first: nothing touches a host unless all input is valid.
 pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError> {
+    let inputs = load_inputs(&opts)?;
+    apply_loaded(inputs, opts).await
+}
+
+/// Run a playbook whose inputs are loaded and checked (`load_inputs`).
+pub async fn apply_loaded(
+    inputs: Inputs,
+    opts: RunOptions,
+) -> std::result::Result<RunResult, RunError> {
     let Inputs {
         inv,
-        playbook,
         templates,
+        plays,
         limited,
-    } = load_inputs(&opts)?;
+    } = inputs;
 
     crate::transport::reap_stale_masters();
-    let fingerprint = fingerprint(&playbook, &opts)?;
+    let fingerprint = fingerprint(&plays.playbook, &opts)?;
     let resumed = match &opts.resume {
         Some(id) => Some(resume_state(id, &fingerprint)?),
         None => None,
@@ -220,9 +232,9 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
 
     // Every host the run may touch is locked before its first step: a run that would meet a
     // locked host is refused before it changes anything anywhere.
-    let everywhere = hosts_of_run(&run, &playbook, limited.as_ref());
+    let everywhere = hosts_of_run(&run, &plays.playbook, limited.as_ref());
     let status = match lock_run_hosts(&run, &everywhere).await {
-        Ok(()) => run_plays(&run, &playbook, limited.as_ref()).await,
+        Ok(()) => applying::run_plays(&run, &plays).await,
         Err(refused) => refused,
     };
     signals.abort();
@@ -264,62 +276,20 @@ pub async fn apply(opts: RunOptions) -> std::result::Result<RunResult, RunError>
 }
 
 /// Everything a run reads, checked before anything else happens: the inventory, the playbook,
-/// the templates it uses, the hosts `--limit` selects.
-struct Inputs {
-    inv: Inventory,
-    playbook: Playbook,
-    templates: Templates,
-    /// The hosts `--limit` selects (None: no limit).
-    limited: Option<BTreeSet<String>>,
-}
-
-fn load_inputs(opts: &RunOptions) -> std::result::Result<Inputs, RunError> {
-    let report = crate::check::check(&crate::check::CheckInput {
+/// the templates it uses, each play's variables, the hosts `--limit` selects.
+pub fn load_inputs(opts: &RunOptions) -> std::result::Result<Inputs, RunError> {
+    Inputs::load(&Request {
         inventory: &opts.inventory,
-        playbooks: std::slice::from_ref(&opts.playbook),
+        playbook: &opts.playbook,
         templates_dir: &opts.templates_dir,
         extra_vars: &opts.extra_vars,
-        every_template: false,
-    });
-    report.map_err(RunError::Invalid)?;
-    let inv = crate::inventory::load_checked(&opts.inventory).map_err(RunError::Invalid)?;
-    let playbook = crate::playbook::load_checked(&opts.playbook).map_err(RunError::Invalid)?;
-    let wrong_options = playbook.check_run_options(
-        opts.start_at_step.as_deref(),
-        &opts.tags,
-        &opts.skip_tags,
-        &opts.approvals,
-    );
-    if !wrong_options.is_empty() {
-        return Err(RunError::Invalid(wrong_options));
-    }
-    let used = crate::playbook::templates_used_by([&playbook]);
-    let templates = load_templates(&opts.templates_dir, used).map_err(|e| {
-        let mut d = Diagnostics::default();
-        e.into_iter().for_each(|x| d.push(x));
-        RunError::Invalid(d)
-    })?;
-    let limited: Option<BTreeSet<String>> = match &opts.limit {
-        Some(p) => Some(
-            pattern::select(&inv, p)
-                .map_err(|e| {
-                    RunError::Invalid(one(Diagnostic::new(
-                        crate::diag::Pos::cli("--limit"),
-                        format!("--limit {p}: {e}"),
-                    )))
-                })?
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        ),
-        None => None,
-    };
-    Ok(Inputs {
-        inv,
-        playbook,
-        templates,
-        limited,
+        limit: opts.limit.as_deref(),
+        tags: &opts.tags,
+        skip_tags: &opts.skip_tags,
+        start_at_step: opts.start_at_step.as_deref(),
+        approvals: &opts.approvals,
     })
+    .map_err(RunError::Invalid)
 }
 
 /// The run's journal: a new one with `run_started`, or the stopped run's, reopened with
@@ -437,12 +407,6 @@ async fn journal_refusal(
     Ok(())
 }
 
-fn one(d: Diagnostic) -> Diagnostics {
-    let mut ds = Diagnostics::default();
-    ds.push(d);
-    ds
-}
-
 /// SHA-256 over everything the run reads: playbooks, inventory, templates, extra variables.
 fn fingerprint(pb: &Playbook, opts: &RunOptions) -> Result<String> {
     let mut data = Vec::new();
@@ -461,332 +425,8 @@ fn fingerprint(pb: &Playbook, opts: &RunOptions) -> Result<String> {
     Ok(sha256_hex(&data))
 }
 
-async fn run_plays(run: &Arc<Run>, pb: &Playbook, limited: Option<&BTreeSet<String>>) -> RunStatus {
-    let mut failed_hosts: BTreeSet<String> = BTreeSet::new();
-    let mut unreachable: BTreeSet<String> = BTreeSet::new();
-    let mut start_at = run.opts.start_at_step.clone();
-    for (play_index, play) in pb.plays.iter().enumerate() {
-        if run.interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        if tags_exclude_play(run, play) {
-            continue;
-        }
-        let hosts: Vec<String> = match pattern::select(&run.inv, &play.hosts) {
-            Ok(h) => h
-                .into_iter()
-                .filter(|h| limited.is_none_or(|l| l.contains(*h)))
-                .filter(|h| !failed_hosts.contains(*h) && !unreachable.contains(*h))
-                .map(str::to_string)
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        if hosts.is_empty() {
-            run.reporter
-                .say(&format!("PLAY {}: no hosts left to run on", play.name));
-            continue;
-        }
-        let layers = Layers {
-            play_defaults: &play.defaults,
-            play_vars: &play.vars,
-            extra: &run.opts.extra_vars,
-        };
-        let everyone = match template::resolve_all(&run.inv, layers) {
-            Ok(e) => Arc::new(e),
-            Err(d) => {
-                run.reporter.say(&format!(
-                    "PLAY {}: {}",
-                    play.name,
-                    d.items.first().map(|d| d.to_string()).unwrap_or_default()
-                ));
-                return RunStatus::Failed;
-            }
-        };
-        *run.shared.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Arc::new(template::Shared::new(&run.inv, &everyone)));
-        start_play(run, play, play_index, &hosts).await;
-
-        for batch in batches(&hosts, &play.serial) {
-            let mut tally = Tally {
-                failed_hosts: &mut failed_hosts,
-                unreachable: &mut unreachable,
-                start_at: &mut start_at,
-            };
-            if let Some(status) =
-                run_batch(run, play, play_index, &batch, &everyone, &mut tally).await
-            {
-                return status;
-            }
-        }
-    }
-    if run.interrupted.load(Ordering::SeqCst) {
-        let _ = run
-            .journal
-            .record(
-                "run_interrupted",
-                json!({ "how": "Ctrl-C: stopped at a step boundary" }),
-            )
-            .await;
-        return RunStatus::Interrupted;
-    }
-    status_of(&failed_hosts, &unreachable)
-}
-
-/// What a run keeps across plays and batches.
-struct Tally<'a> {
-    failed_hosts: &'a mut BTreeSet<String>,
-    unreachable: &'a mut BTreeSet<String>,
-    /// `--start-at-step`, until the step is reached.
-    start_at: &'a mut Option<String>,
-}
-
-/// One batch of a play (`serial`): its steps, then its notified handlers. Some(status) when the
-/// run stops after it (a host failed or was lost).
-async fn run_batch(
-    run: &Arc<Run>,
-    play: &Play,
-    play_index: usize,
-    batch: &[String],
-    everyone: &Arc<BTreeMap<String, Resolved>>,
-    tally: &mut Tally<'_>,
-) -> Option<RunStatus> {
-    let Tally {
-        failed_hosts,
-        unreachable,
-        start_at,
-    } = tally;
-    let reached = connect_all(run, batch).await;
-    for h in batch.iter().filter(|h| !reached.contains(*h)) {
-        unreachable.insert(h.clone());
-    }
-    let mut active: Vec<String> = batch
-        .iter()
-        .filter(|h| reached.contains(*h))
-        .cloned()
-        .collect();
-    let mut notified = owed_handlers(run, play_index, batch);
-    let batch_size = batch.len().max(1);
-    let mut batch_failed = 0usize;
-    for (step_index, step) in play.steps.iter().enumerate() {
-        if run.interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        if let Some(target) = start_at.as_ref() {
-            if step.name.as_deref() != Some(target.as_str()) {
-                continue;
-            }
-            **start_at = None;
-        }
-        if !tags_allow(&run.opts, &play.tags, &step.tags) || active.is_empty() {
-            continue;
-        }
-        // Resuming: a step finished before the controller died is not run again
-        // (`JournalState::still_to_run` says what "finished" covers).
-        let todo = still_to_run(run, (play_index, step_index, false), step, batch, &active);
-        if todo.is_empty() {
-            continue;
-        }
-        let at = StepAt {
-            play,
-            play_index,
-            step_index,
-            step,
-            handler: false,
-        };
-        let outcomes = run_step_everywhere(run, at, &todo, everyone).await;
-        for o in outcomes {
-            if o.notify {
-                notify(run, play_index, step, &o.host, &mut notified).await;
-            }
-            if o.status == Status::Unreachable {
-                unreachable.insert(o.host.clone());
-                active.retain(|h| h != &o.host);
-            } else if o.status == Status::Failed && !step.ignore_errors {
-                failed_hosts.insert(o.host.clone());
-                active.retain(|h| h != &o.host);
-                batch_failed += 1;
-            }
-        }
-        if over_fail_budget(run, play, batch_failed, batch_size) {
-            active.clear();
-        }
-    }
-    // Handlers: in the order they are defined, once per notified host still running.
-    for (hi, handler) in play.handlers.iter().enumerate() {
-        let targets = notified_among(&active, &handler.answers_to(), &notified);
-        let targets = still_to_run(run, (play_index, hi, true), handler, batch, &targets);
-        if targets.is_empty() || run.interrupted.load(Ordering::SeqCst) {
-            continue;
-        }
-        let at = StepAt {
-            play,
-            play_index,
-            step_index: hi,
-            step: handler,
-            handler: true,
-        };
-        for o in run_step_everywhere(run, at, &targets, everyone).await {
-            if o.status == Status::Failed && !handler.ignore_errors {
-                failed_hosts.insert(o.host.clone());
-            }
-        }
-    }
-    if !failed_hosts.is_empty() || !unreachable.is_empty() {
-        if play.on_failure == OnFailure::Unwind {
-            unwind(run).await;
-        }
-        return Some(status_of(failed_hosts, unreachable));
-    }
-    None
-}
-
-/// A play whose tags, and every step's, are excluded by `--tags`/`--skip-tags`.
-fn tags_exclude_play(run: &Run, play: &Play) -> bool {
-    !tags_allow(&run.opts, &play.tags, &[])
-        && play
-            .steps
-            .iter()
-            .all(|s| !tags_allow(&run.opts, &play.tags, &s.tags))
-}
-
-async fn start_play(run: &Run, play: &Play, play_index: usize, hosts: &[String]) {
-    let _ = run
-        .journal
-        .record(
-            "play_started",
-            json!({ "play": play_index, "name": play.name, "hosts": hosts }),
-        )
-        .await;
-    let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
-    run.reporter
-        .play_started(&play.name, &host_refs, play.steps.len());
-}
-
-/// The handlers a resumed run still owes this batch: notified before the controller died.
-fn owed_handlers(
-    run: &Run,
-    play_index: usize,
-    batch: &[String],
-) -> BTreeMap<String, BTreeSet<String>> {
-    let mut notified: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    if let Some(r) = &run.resumed {
-        for (p, h, n) in &r.notified {
-            if *p == play_index && batch.contains(h) {
-                notified.entry(n.clone()).or_default().insert(h.clone());
-            }
-        }
-    }
-    notified
-}
-
-/// A changed step notifies its handlers on a host; each notification is journaled.
-async fn notify(
-    run: &Run,
-    play_index: usize,
-    step: &Step,
-    host: &str,
-    notified: &mut BTreeMap<String, BTreeSet<String>>,
-) {
-    for (n, _) in &step.notify {
-        notified
-            .entry(n.clone())
-            .or_default()
-            .insert(host.to_string());
-        let _ = run
-            .journal
-            .record(
-                "handler_notified",
-                json!({ "play": play_index, "host": host, "handler": n }),
-            )
-            .await;
-    }
-}
-
-/// More hosts of the batch failed than the play's `max_fail_percentage` allows (said).
-fn over_fail_budget(run: &Run, play: &Play, batch_failed: usize, batch_size: usize) -> bool {
-    let budget = play.max_fail_percentage.unwrap_or(100);
-    let over = batch_failed > 0
-        && (batch_failed * 100 / batch_size) as u32 > budget.min(99)
-        && play.max_fail_percentage.is_some();
-    if over {
-        run.reporter.say(&format!("PLAY {}: {batch_failed} of {batch_size} hosts failed, over the budget of {budget}%: stopping", play.name));
-    }
-    over
-}
-
-/// The active hosts a handler answering to `names` was notified on.
-fn notified_among(
-    active: &[String],
-    names: &[&str],
-    notified: &BTreeMap<String, BTreeSet<String>>,
-) -> Vec<String> {
-    active
-        .iter()
-        .filter(|h| {
-            names
-                .iter()
-                .any(|n| notified.get(*n).is_some_and(|set| set.contains(*h)))
-        })
-        .cloned()
-        .collect()
-}
-
-fn status_of(failed_hosts: &BTreeSet<String>, unreachable: &BTreeSet<String>) -> RunStatus {
-    if !failed_hosts.is_empty() {
-        RunStatus::Failed
-    } else if !unreachable.is_empty() {
-        RunStatus::Unreachable
-    } else {
-        RunStatus::Ok
-    }
-}
-
-/// The hosts of a batch a step (or handler) runs on: all of `hosts`, or in a resumed run those
-/// the journal does not show it finished for (`JournalState::still_to_run`). A `run_once` step
-/// finished before the stop runs nowhere, and what it registered stands for the batch again.
-fn still_to_run(
-    run: &Run,
-    key: (usize, usize, bool),
-    step: &Step,
-    batch: &[String],
-    hosts: &[String],
-) -> Vec<String> {
-    let Some(r) = &run.resumed else {
-        return hosts.to_vec();
-    };
-    match r.still_to_run(key, step.run_once, batch, hosts) {
-        recovery::Resume::On(hosts) => hosts,
-        recovery::Resume::DoneBy(host) => {
-            share_run_once_result(run, step, &host, batch);
-            Vec::new()
-        }
-    }
-}
-
 fn tags_allow(opts: &RunOptions, play_tags: &[String], step_tags: &[String]) -> bool {
     crate::playbook::tags_allow(&opts.tags, &opts.skip_tags, play_tags, step_tags)
-}
-
-/// Split a play's hosts into serial batches (`serial: 1`, `"50%"`, or a growing list).
-pub fn batches(hosts: &[String], serial: &[Batch]) -> Vec<Vec<String>> {
-    if serial.is_empty() {
-        return vec![hosts.to_vec()];
-    }
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut k = 0;
-    while i < hosts.len() {
-        let b = &serial[k.min(serial.len() - 1)];
-        let n = match b {
-            Batch::Count(c) => *c as usize,
-            Batch::Percent(p) => ((hosts.len() * *p as usize).div_ceil(100)).max(1),
-        };
-        let end = (i + n.max(1)).min(hosts.len());
-        out.push(hosts[i..end].to_vec());
-        i = end;
-        k += 1;
-    }
-    out
 }
 
 /// The hosts a run may touch, in inventory order: the hosts of every play it runs (after
@@ -982,16 +622,6 @@ struct HostOutcome {
     host: String,
     status: Status,
     notify: bool,
-}
-
-/// One step of a play, and where it stands: what every host's run of it shares.
-#[derive(Clone, Copy)]
-struct StepAt<'a> {
-    play: &'a Play,
-    play_index: usize,
-    step_index: usize,
-    step: &'a Step,
-    handler: bool,
 }
 
 async fn run_step_everywhere(
@@ -1653,21 +1283,4 @@ async fn unwind(run: &Arc<Run>) {
         "unwind",
     )
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serial_batches() {
-        let hosts: Vec<String> = (1..=5).map(|i| format!("h{i}")).collect();
-        assert_eq!(batches(&hosts, &[]).len(), 1);
-        let b = batches(&hosts, &[Batch::Count(2)]);
-        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
-        let b = batches(&hosts, &[Batch::Count(1), Batch::Percent(100)]);
-        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 4]);
-        let b = batches(&hosts, &[Batch::Percent(40)]);
-        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
-    }
 }

@@ -18,14 +18,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::controller::hash::sha256_hex;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::error_kind::ErrorKind;
-use crate::inventory::vars::{Layers, Resolved};
+use crate::inventory::vars::Resolved;
 use crate::inventory::{pattern, Inventory, Var};
 use crate::modules::spec::Reversibility;
 use crate::modules::{self, Decision, ModCtx};
 use crate::overlay::{Effect, Overlay};
-use crate::playbook::{Playbook, Step, Undo};
+use crate::playbook::{Play, Playbook, Step, Undo};
+use crate::run::inputs::{Inputs, Request};
+use crate::run::walk::{self, Mode, PlayAt, StepAt};
 use crate::template::{self, Templates};
 use crate::transport::{HostConn, TransportOptions};
 
@@ -233,20 +235,21 @@ struct HostMemory {
 
 /// Probe everything and build the plan. Invalid input is refused before any host is touched.
 pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> {
-    let PlanInputs {
-        inv,
-        pb,
-        templates,
-        limited,
-    } = load_inputs(opts)?;
+    Ok(plan_loaded(&load_inputs(opts)?, opts).await)
+}
+
+/// The plan of inputs already loaded and checked (`load_inputs`): a saved plan's inputs are
+/// loaded once, planned again and then applied.
+pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
+    let plays = &inputs.plays;
     let run = PlanRun {
-        inv,
-        templates,
+        inv: &inputs.inv,
+        templates: &inputs.templates,
         opts,
         conns: tokio::sync::Mutex::new(HashMap::new()),
-        many_plays: pb.plays.len() > 1,
+        many_plays: plays.playbook.plays.len() > 1,
     };
-    let mut plan = Plan {
+    let plan = Plan {
         schema: SCHEMA.into(),
         created: crate::controller::clock::now_rfc3339(),
         playbook: opts.playbook.display().to_string(),
@@ -254,135 +257,137 @@ pub async fn plan(opts: &PlanOptions) -> std::result::Result<Plan, Diagnostics> 
         limit: opts.limit.clone(),
         tags: opts.tags.clone(),
         skip_tags: opts.skip_tags.clone(),
-        inputs: input_hashes(&pb, &run.inv, &opts.templates_dir, &opts.extra_vars),
+        inputs: input_hashes(
+            &plays.playbook,
+            run.inv,
+            &opts.templates_dir,
+            &opts.extra_vars,
+        ),
         hosts: Vec::new(),
         unreachable: Vec::new(),
         summary: Summary::default(),
         entries: Vec::new(),
     };
-    let mut memory: HashMap<String, HostMemory> = HashMap::new();
-    // What the steps planned so far leave on each host, for the steps after them.
-    let mut planned = Overlay::default();
-    let mut unreachable: BTreeSet<String> = BTreeSet::new();
-    for (pi, play) in pb.plays.iter().enumerate() {
-        let Ok(selected) = pattern::select(&run.inv, &play.hosts) else {
-            continue;
-        };
-        let hosts: Vec<String> = selected
-            .into_iter()
-            .filter(|h| limited.as_ref().is_none_or(|l| l.contains(*h)))
-            .map(str::to_string)
-            .collect();
-        let layers = Layers {
-            play_defaults: &play.defaults,
-            play_vars: &play.vars,
-            extra: &opts.extra_vars,
-        };
-        let everyone = Arc::new(template::resolve_all(&run.inv, layers)?);
-        let reachable = run.reach(&hosts, &mut plan, &mut unreachable).await;
-        for (si, step) in play.steps.iter().enumerate() {
-            if !tags_allow(opts, &play.tags, &step.tags) {
-                continue;
-            }
-            let entries = run
-                .step_everywhere(
-                    StepInPlay {
-                        play: pi,
-                        play_name: &play.name,
-                        index: si,
-                        step,
-                        play_become: &play.become_root,
-                        play_become_user: &play.become_user,
-                    },
-                    None,
-                    &reachable,
-                    &everyone,
-                    &mut memory,
-                    &mut planned,
-                )
-                .await;
-            plan.entries.extend(entries);
-        }
-        for (hi, handler) in play.handlers.iter().enumerate() {
-            let names = handler.answers_to();
-            let targets = maybe_notified(&reachable, &names, &memory);
-            if targets.is_empty() {
-                continue;
-            }
-            let entries = run
-                .step_everywhere(
-                    StepInPlay {
-                        play: pi,
-                        play_name: &play.name,
-                        index: hi,
-                        step: handler,
-                        play_become: &play.become_root,
-                        play_become_user: &play.become_user,
-                    },
-                    Some(&names),
-                    &targets,
-                    &everyone,
-                    &mut memory,
-                    &mut planned,
-                )
-                .await;
-            plan.entries.extend(entries);
-        }
-    }
+    let mut planning = Planning {
+        run: &run,
+        plan,
+        memory: HashMap::new(),
+        planned: Overlay::default(),
+        unreachable: BTreeSet::new(),
+        reachable: Vec::new(),
+    };
+    let _ = walk::walk(plays, &mut planning, None).await;
+    let mut plan = planning.plan;
     run.close().await;
     plan.summary = summary_of(&plan);
-    Ok(plan)
+    plan
 }
 
-/// What a plan reads, checked first: the inventory, the playbook, the templates it uses, the
-/// hosts `--limit` selects.
-struct PlanInputs {
-    inv: Inventory,
-    pb: Playbook,
-    templates: Templates,
-    limited: Option<BTreeSet<String>>,
+/// The walk in plan mode: every step probed on the play's reachable hosts against what the
+/// steps before it leave.
+struct Planning<'p> {
+    run: &'p PlanRun<'p>,
+    plan: Plan,
+    memory: HashMap<String, HostMemory>,
+    /// What the steps planned so far leave on each host, for the steps after them.
+    planned: Overlay,
+    unreachable: BTreeSet<String>,
+    /// The current play's hosts that could be reached.
+    reachable: Vec<String>,
 }
 
-fn load_inputs(opts: &PlanOptions) -> std::result::Result<PlanInputs, Diagnostics> {
-    crate::check::check(&crate::check::CheckInput {
+impl Mode for Planning<'_> {
+    /// A plan goes through to the end.
+    type Stop = std::convert::Infallible;
+
+    fn tags(&self) -> (&[String], &[String]) {
+        (&self.run.opts.tags, &self.run.opts.skip_tags)
+    }
+
+    fn play_hosts(&mut self, _play: &Play, selected: &[String]) -> Option<Vec<String>> {
+        Some(selected.to_vec())
+    }
+
+    async fn start_play(&mut self, _at: &PlayAt<'_>, hosts: &[String]) {
+        self.reachable = self
+            .run
+            .reach(hosts, &mut self.plan, &mut self.unreachable)
+            .await;
+    }
+
+    /// One batch: `serial` changes when a step runs on a host, not what it does there.
+    fn batches(&self, _play: &Play, hosts: &[String]) -> Vec<Vec<String>> {
+        vec![hosts.to_vec()]
+    }
+
+    async fn open_batch(&mut self, _play_index: usize, _batch: &[String]) -> Vec<String> {
+        self.reachable.clone()
+    }
+
+    async fn step(
+        &mut self,
+        at: StepAt<'_>,
+        at_play: &PlayAt<'_>,
+        _batch: &[String],
+        active: &mut Vec<String>,
+    ) {
+        let entries = self
+            .run
+            .step_everywhere(
+                at,
+                None,
+                active,
+                at_play.vars,
+                &mut self.memory,
+                &mut self.planned,
+            )
+            .await;
+        self.plan.entries.extend(entries);
+    }
+
+    fn handler_hosts(
+        &mut self,
+        at: StepAt<'_>,
+        _batch: &[String],
+        active: &[String],
+    ) -> Vec<String> {
+        maybe_notified(active, &at.step.answers_to(), &self.memory)
+    }
+
+    async fn handler(&mut self, at: StepAt<'_>, at_play: &PlayAt<'_>, hosts: &[String]) {
+        let names = at.step.answers_to();
+        let entries = self
+            .run
+            .step_everywhere(
+                at,
+                Some(&names),
+                hosts,
+                at_play.vars,
+                &mut self.memory,
+                &mut self.planned,
+            )
+            .await;
+        self.plan.entries.extend(entries);
+    }
+
+    async fn close_batch(&mut self, _play: &Play) -> Option<Self::Stop> {
+        None
+    }
+}
+
+/// What a plan reads, checked first: the inventory, the playbook, the templates it uses, each
+/// play's variables, the hosts `--limit` selects.
+pub fn load_inputs(opts: &PlanOptions) -> std::result::Result<Inputs, Diagnostics> {
+    Inputs::load(&Request {
         inventory: &opts.inventory,
-        playbooks: std::slice::from_ref(&opts.playbook),
+        playbook: &opts.playbook,
         templates_dir: &opts.templates_dir,
         extra_vars: &opts.extra_vars,
-        every_template: false,
-    })?;
-    let inv = crate::inventory::load_checked(&opts.inventory)?;
-    let pb = crate::playbook::load_checked(&opts.playbook)?;
-    let wrong_options = pb.check_run_options(None, &opts.tags, &opts.skip_tags, &opts.approvals);
-    if !wrong_options.is_empty() {
-        return Err(wrong_options);
-    }
-    let used = crate::playbook::templates_used_by([&pb]);
-    let templates = crate::run::step::load_templates(&opts.templates_dir, used).map_err(|e| {
-        let mut d = Diagnostics::default();
-        e.into_iter().for_each(|x| d.push(x));
-        d
-    })?;
-    let limited: Option<BTreeSet<String>> = match &opts.limit {
-        Some(p) => Some(
-            pattern::select(&inv, p)
-                .map_err(|e| {
-                    one(Diagnostic::new(
-                        crate::diag::Pos::cli("--limit"),
-                        format!("--limit {p}: {e}"),
-                    ))
-                })?
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        ),
-        None => None,
-    };
-    Ok(PlanInputs {
-        inv,
-        pb,
-        templates,
-        limited,
+        limit: opts.limit.as_deref(),
+        tags: &opts.tags,
+        skip_tags: &opts.skip_tags,
+        start_at_step: None,
+        approvals: &opts.approvals,
     })
 }
 
@@ -432,35 +437,13 @@ fn maybe_notified(
         .collect()
 }
 
-fn one(d: Diagnostic) -> Diagnostics {
-    let mut ds = Diagnostics::default();
-    ds.push(d);
-    ds
-}
-
-fn tags_allow(opts: &PlanOptions, play_tags: &[String], step_tags: &[String]) -> bool {
-    crate::playbook::tags_allow(&opts.tags, &opts.skip_tags, play_tags, step_tags)
-}
-
 struct PlanRun<'a> {
-    inv: Inventory,
-    templates: Templates,
+    inv: &'a Inventory,
+    templates: &'a Templates,
     opts: &'a PlanOptions,
     conns: tokio::sync::Mutex<HashMap<String, Arc<HostConn>>>,
     /// The playbook has more than one play: name the play where a reason names a step.
     many_plays: bool,
-}
-
-/// Where a step stands in the playbook, and its play's sudo: what the plan of the step shares
-/// on every host.
-#[derive(Clone, Copy)]
-struct StepInPlay<'a> {
-    play: usize,
-    play_name: &'a str,
-    index: usize,
-    step: &'a Step,
-    play_become: &'a Option<bool>,
-    play_become_user: &'a Option<String>,
 }
 
 /// One step on one host, as planned.
@@ -582,19 +565,14 @@ impl PlanRun<'_> {
     /// host where it is only maybe notified, a change becomes "unknown".
     async fn step_everywhere(
         &self,
-        at: StepInPlay<'_>,
+        at: StepAt<'_>,
         handler: Option<&[&str]>,
         hosts: &[String],
         everyone: &Arc<BTreeMap<String, Resolved>>,
         memory: &mut HashMap<String, HostMemory>,
         planned: &mut Overlay,
     ) -> Vec<Entry> {
-        let StepInPlay {
-            play_name,
-            index,
-            step,
-            ..
-        } = at;
+        let (play_name, index, step) = (at.play.name.as_str(), at.step_index, at.step);
         let targets: Vec<&String> = if step.run_once {
             hosts.iter().take(1).collect()
         } else {
@@ -685,18 +663,13 @@ impl PlanRun<'_> {
     /// back.
     fn step_plan(
         &self,
-        at: StepInPlay<'_>,
+        at: StepAt<'_>,
         handler: bool,
         host: &str,
         everyone: &BTreeMap<String, Resolved>,
     ) -> StepPlan {
-        let StepInPlay {
-            play,
-            play_name,
-            index,
-            step,
-            ..
-        } = at;
+        let (play, play_name, index, step) =
+            (at.play_index, at.play.name.as_str(), at.step_index, at.step);
         let spec = modules::spec::find(&step.action.module);
         let irreversible = irreversible(step);
         let target = step
@@ -745,7 +718,7 @@ impl PlanRun<'_> {
 
     async fn step_on_host(
         &self,
-        at: StepInPlay<'_>,
+        at: StepAt<'_>,
         handler: bool,
         host: &str,
         everyone: &BTreeMap<String, Resolved>,
@@ -753,12 +726,8 @@ impl PlanRun<'_> {
         planned: &Overlay,
     ) -> StepPlan {
         let mut sp = self.step_plan(at, handler, host, everyone);
-        let StepInPlay {
-            step,
-            play_become,
-            play_become_user,
-            ..
-        } = at;
+        let (step, play_become, play_become_user) =
+            (at.step, &at.play.become_root, &at.play.become_user);
         let entry = &mut sp.entry;
         // A step reading a result registered earlier can only be known when it runs.
         let texts = step_texts(step);
@@ -848,7 +817,7 @@ impl PlanRun<'_> {
         let resolved = everyone
             .get(host)
             .ok_or_else(|| anyhow!("no variables for {host}"))?;
-        let mut ctx = template::host_context(&self.inv, host, resolved, everyone);
+        let mut ctx = template::host_context(self.inv, host, resolved, everyone);
         // The run id is only known when the plan is applied.
         ctx.insert(
             crate::context_names::RUN,
@@ -868,7 +837,7 @@ impl PlanRun<'_> {
         planned: &Overlay,
     ) -> Result<Option<modules::Probe>> {
         let mut ctx = self.context(host, everyone)?;
-        let target = crate::run::step::delegate_target(&self.inv, step, host, &ctx)?;
+        let target = crate::run::step::delegate_target(self.inv, step, host, &ctx)?;
         if self.conns.lock().await.get(&target).is_none() {
             self.connect(std::slice::from_ref(&target)).await;
         }
@@ -893,7 +862,7 @@ impl PlanRun<'_> {
         let args =
             crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)?;
         let become_ = crate::run::step::become_for(
-            &self.inv,
+            self.inv,
             *play_become,
             play_become_user.as_deref(),
             step,
@@ -912,7 +881,7 @@ impl PlanRun<'_> {
             host: &conn,
             become_: become_.as_ref(),
             timeout: Some(Duration::from_secs(step.timeout_secs.unwrap_or(120))),
-            templates: &self.templates,
+            templates: self.templates,
             vars: &ctx,
             run_id: "plan",
             approvals: &self.opts.approvals,

@@ -2,5 +2,7 @@
 //! controller and on each host), facts gathered on demand, and one step prepared for one host.
 
 pub mod facts;
+pub mod inputs;
 pub mod lock;
 pub mod step;
+pub mod walk;

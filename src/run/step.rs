@@ -4,23 +4,10 @@
 use anyhow::{anyhow, Result};
 use serde_json::{Map, Value as J};
 
-use crate::diag::Diagnostic;
 use crate::inventory::Inventory;
 use crate::playbook::Step;
-use crate::template::{self, Templates};
+use crate::template;
 use crate::transport::Become;
-
-/// The templates a run needs: those its steps name and what they include (all of them when a
-/// step computes its `src`).
-pub fn load_templates(
-    dir: &std::path::Path,
-    used: Option<Vec<String>>,
-) -> Result<Templates, Vec<Diagnostic>> {
-    match used {
-        Some(names) => Templates::load_used(dir, names.iter().map(String::as_str)),
-        None => Templates::load(dir),
-    }
-}
 
 /// Where a step runs: its `delegate_to` — rendered, so `"{{ groups.db_master[0] }}"` works —
 /// else the host itself.

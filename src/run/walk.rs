@@ -1,0 +1,184 @@
+//! One walk over a playbook for plan and apply, as Terraform's plan and apply walk one graph:
+//! the plays in order; a play's hosts (within `--limit`) in its batches (`serial`); in each
+//! batch the steps in order — those `--tags`/`--skip-tags` keep, from `--start-at-step` on —
+//! on the hosts still active, then the handlers notified, in the order they are defined.
+//!
+//! What a step does on its hosts is the mode's: a plan probes what it would change
+//! (`plan::`), a run applies it and keeps the journal (`engine::`). The order of everything,
+//! and which step is visited on which hosts, is decided here once for both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::inventory::vars::Resolved;
+use crate::playbook::{Play, Playbook, Step};
+
+/// The plays of a checked playbook, with what each play needs before any host is contacted.
+pub struct Plays {
+    pub playbook: Playbook,
+    /// Each play's variables for every host, by play index.
+    pub vars: Vec<Arc<BTreeMap<String, Resolved>>>,
+    /// The hosts each play selects within `--limit`, in inventory order, by play index.
+    pub hosts: Vec<Vec<String>>,
+}
+
+/// A play as the walk reaches it.
+pub struct PlayAt<'a> {
+    pub play: &'a Play,
+    pub index: usize,
+    /// The play's variables for every host.
+    pub vars: &'a Arc<BTreeMap<String, Resolved>>,
+}
+
+/// One step (or handler) of a play, and where it stands: what every host's run of it shares.
+#[derive(Clone, Copy)]
+pub struct StepAt<'a> {
+    pub play: &'a Play,
+    pub play_index: usize,
+    pub step_index: usize,
+    pub step: &'a Step,
+    pub handler: bool,
+}
+
+/// What plan and apply each do at the walk's stops.
+pub(crate) trait Mode {
+    /// Why a walk ended before its end (a run's status).
+    type Stop;
+
+    /// `--tags` and `--skip-tags`.
+    fn tags(&self) -> (&[String], &[String]);
+
+    /// Ctrl-C: stop at the next step boundary.
+    fn interrupted(&self) -> bool {
+        false
+    }
+
+    /// A play left out whole, before its hosts are looked at.
+    fn skips_play(&self, _play: &Play) -> bool {
+        false
+    }
+
+    /// The hosts a play runs on, from those it selects; None leaves the play out.
+    fn play_hosts(&mut self, play: &Play, selected: &[String]) -> Option<Vec<String>>;
+
+    async fn start_play(&mut self, at: &PlayAt<'_>, hosts: &[String]);
+
+    /// The play's hosts split into the batches it runs in.
+    fn batches(&self, play: &Play, hosts: &[String]) -> Vec<Vec<String>>;
+
+    /// Reach a batch's hosts: those that can run its steps.
+    async fn open_batch(&mut self, play_index: usize, batch: &[String]) -> Vec<String>;
+
+    /// A step on the batch's active hosts; drops from `active` the hosts that go no further.
+    async fn step(
+        &mut self,
+        at: StepAt<'_>,
+        at_play: &PlayAt<'_>,
+        batch: &[String],
+        active: &mut Vec<String>,
+    );
+
+    /// The hosts a handler runs on: those of `active` it was (or may have been) notified on.
+    fn handler_hosts(&mut self, at: StepAt<'_>, batch: &[String], active: &[String])
+        -> Vec<String>;
+
+    async fn handler(&mut self, at: StepAt<'_>, at_play: &PlayAt<'_>, hosts: &[String]);
+
+    /// After a batch's handlers: Some ends the walk.
+    async fn close_batch(&mut self, play: &Play) -> Option<Self::Stop>;
+}
+
+/// Walk the plays in `mode`; Some when the mode ended the walk early.
+pub(crate) async fn walk<M: Mode>(
+    plays: &Plays,
+    mode: &mut M,
+    start_at: Option<String>,
+) -> Option<M::Stop> {
+    let mut start_at = start_at;
+    for (index, play) in plays.playbook.plays.iter().enumerate() {
+        if mode.interrupted() {
+            break;
+        }
+        if mode.skips_play(play) {
+            continue;
+        }
+        let Some(hosts) = mode.play_hosts(play, &plays.hosts[index]) else {
+            continue;
+        };
+        let at = PlayAt {
+            play,
+            index,
+            vars: &plays.vars[index],
+        };
+        mode.start_play(&at, &hosts).await;
+        for batch in mode.batches(play, &hosts) {
+            let mut active = mode.open_batch(index, &batch).await;
+            walk_steps(mode, &at, &batch, &mut active, &mut start_at).await;
+            walk_handlers(mode, &at, &batch, &active).await;
+            if let Some(stop) = mode.close_batch(play).await {
+                return Some(stop);
+            }
+        }
+    }
+    None
+}
+
+/// A batch's steps in order, on the hosts still active.
+async fn walk_steps<M: Mode>(
+    mode: &mut M,
+    at_play: &PlayAt<'_>,
+    batch: &[String],
+    active: &mut Vec<String>,
+    start_at: &mut Option<String>,
+) {
+    let play = at_play.play;
+    for (step_index, step) in play.steps.iter().enumerate() {
+        if mode.interrupted() {
+            break;
+        }
+        if let Some(target) = start_at.as_ref() {
+            if step.name.as_deref() != Some(target.as_str()) {
+                continue;
+            }
+            *start_at = None;
+        }
+        let (tags, skip_tags) = mode.tags();
+        if !crate::playbook::tags_allow(tags, skip_tags, &play.tags, &step.tags)
+            || active.is_empty()
+        {
+            continue;
+        }
+        let at = StepAt {
+            play,
+            play_index: at_play.index,
+            step_index,
+            step,
+            handler: false,
+        };
+        mode.step(at, at_play, batch, active).await;
+    }
+}
+
+/// The handlers notified in a batch, in the order they are defined, once per host.
+async fn walk_handlers<M: Mode>(
+    mode: &mut M,
+    at_play: &PlayAt<'_>,
+    batch: &[String],
+    active: &[String],
+) {
+    let play = at_play.play;
+    for (handler_index, handler) in play.handlers.iter().enumerate() {
+        let at = StepAt {
+            play,
+            play_index: at_play.index,
+            step_index: handler_index,
+            step: handler,
+            handler: true,
+        };
+        let hosts = mode.handler_hosts(at, batch, active);
+        if hosts.is_empty() || mode.interrupted() {
+            continue;
+        }
+        mode.handler(at, at_play, &hosts).await;
+    }
+}
