@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use serde_json::{json, Map, Value as J};
-use tokio::sync::{Mutex, OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::controller::hash::sha256_hex;
 use crate::controller::user::{controller_name, current_user};
@@ -34,6 +34,7 @@ use crate::playbook::{Play, Playbook, Step, Undo};
 use crate::template::{self, Templates};
 use crate::transport::{Become, HostConn, TransportOptions};
 
+use crate::run::connections::Connections;
 use crate::run::inputs::{Inputs, Request};
 use crate::run::step::{become_for, delegate_target, render_args};
 use crate::run::walk::StepAt;
@@ -107,7 +108,7 @@ struct Run {
     journal: Journal,
     reporter: Reporter,
     opts: RunOptions,
-    conns: Mutex<HashMap<String, Arc<HostConn>>>,
+    conns: Connections,
     registered: std::sync::Mutex<HashMap<String, Map<String, J>>>,
     facts: std::sync::Mutex<HashMap<String, Arc<OnceCell<J>>>>,
     done: std::sync::Mutex<Vec<Done>>,
@@ -211,7 +212,7 @@ pub async fn apply_loaded(
         journal,
         reporter,
         opts,
-        conns: Mutex::new(HashMap::new()),
+        conns: Connections::default(),
         registered: std::sync::Mutex::new(
             resumed
                 .as_ref()
@@ -240,7 +241,7 @@ pub async fn apply_loaded(
     signals.abort();
 
     // Release host locks and close every master connection, whatever happened.
-    let conns: Vec<Arc<HostConn>> = run.conns.lock().await.drain().map(|(_, c)| c).collect();
+    let conns = run.conns.take_all().await;
     for c in &conns {
         lock::unlock_host(c, &run.id).await;
     }
@@ -525,6 +526,12 @@ enum Closed {
     Lock(lock::HostLockError),
 }
 
+impl From<tokio::task::JoinError> for Closed {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Closed::Unreachable(anyhow!("internal error opening the host: {e}"))
+    }
+}
+
 impl std::fmt::Display for Closed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -556,10 +563,10 @@ async fn connect_all(run: &Arc<Run>, hosts: &[String]) -> BTreeSet<String> {
     for (h, why) in open_hosts(run, hosts).await {
         report_closed(run, &h, &why).await;
     }
-    let conns = run.conns.lock().await;
+    let open = run.conns.all().await;
     hosts
         .iter()
-        .filter(|h| conns.contains_key(*h))
+        .filter(|h| open.contains_key(*h))
         .cloned()
         .collect()
 }
@@ -567,55 +574,35 @@ async fn connect_all(run: &Arc<Run>, hosts: &[String]) -> BTreeSet<String> {
 /// Connect to and lock the hosts not yet connected (nor down since the start), in parallel;
 /// the ones that could not be opened, and why.
 async fn open_hosts(run: &Arc<Run>, hosts: &[String]) -> Vec<(String, Closed)> {
-    let sem = Arc::new(Semaphore::new(run.opts.forks.max(1)));
-    let mut tasks = Vec::new();
-    for h in hosts {
-        if run.conns.lock().await.contains_key(h)
-            || run
-                .down
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(h)
-        {
-            continue;
-        }
-        let run = run.clone();
-        let h = h.clone();
-        let sem = sem.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire().await;
-            let Some(host) = run.inv.host(&h) else {
-                return (h, Err(Closed::Unreachable(anyhow!("not in the inventory"))));
-            };
-            let started = Instant::now();
-            let conn = match HostConn::connect(&h, &host.connection, &run.opts.transport).await {
-                Ok(c) => c,
-                Err(e) => return (h, Err(Closed::Unreachable(e))),
-            };
-            if let Err(e) =
-                lock::lock_host(&conn, &lock::Owner::me(&run.id), run.opts.break_lock).await
-            {
-                conn.close().await;
-                return (h, Err(Closed::Lock(e)));
-            }
-            let _ = run
-                .journal
-                .record(
-                    "host_connected",
-                    json!({ "host": h, "ms": started.elapsed().as_millis() as u64 }),
-                )
-                .await;
-            run.conns.lock().await.insert(h.clone(), Arc::new(conn));
-            (h, Ok(()))
-        }));
+    let down = run.down.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    run.conns
+        .open_missing(hosts, run.opts.forks, |h| {
+            (!down.contains(h)).then(|| open_host(run.clone(), h.to_string()))
+        })
+        .await
+}
+
+/// Connect to a host and lock it for the run.
+async fn open_host(run: Arc<Run>, h: String) -> std::result::Result<HostConn, Closed> {
+    let Some(host) = run.inv.host(&h) else {
+        return Err(Closed::Unreachable(anyhow!("not in the inventory")));
+    };
+    let started = Instant::now();
+    let conn = HostConn::connect(&h, &host.connection, &run.opts.transport)
+        .await
+        .map_err(Closed::Unreachable)?;
+    if let Err(e) = lock::lock_host(&conn, &lock::Owner::me(&run.id), run.opts.break_lock).await {
+        conn.close().await;
+        return Err(Closed::Lock(e));
     }
-    let mut closed = Vec::new();
-    for t in tasks {
-        if let Ok((h, Err(why))) = t.await {
-            closed.push((h, why));
-        }
-    }
-    closed
+    let _ = run
+        .journal
+        .record(
+            "host_connected",
+            json!({ "host": h, "ms": started.elapsed().as_millis() as u64 }),
+        )
+        .await;
+    Ok(conn)
 }
 
 struct HostOutcome {
@@ -1005,16 +992,13 @@ fn step_vars(
 
 /// The connection to where a step runs; a delegate outside the play's hosts is connected now.
 async fn connection_to(run: &Arc<Run>, target: &str) -> Result<Arc<HostConn>> {
-    let conn = run.conns.lock().await.get(target).cloned();
-    if let Some(c) = conn {
+    if let Some(c) = run.conns.get(target).await {
         return Ok(c);
     }
     connect_all(run, &[target.to_string()]).await;
     run.conns
-        .lock()
-        .await
         .get(target)
-        .cloned()
+        .await
         .ok_or_else(|| anyhow!("cannot reach delegate {target}"))
 }
 
@@ -1238,7 +1222,7 @@ async fn peers_for(
         HashMap::new()
     } else {
         connect_all(run, &wanted).await;
-        run.conns.lock().await.clone()
+        run.conns.all().await
     }
 }
 
@@ -1272,7 +1256,7 @@ async fn unwind(run: &Arc<Run>) {
         .drain(..)
         .rev()
         .collect();
-    let conns = run.conns.lock().await.clone();
+    let conns = run.conns.all().await;
     recovery::undo_all(
         done,
         &conns,

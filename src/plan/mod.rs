@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::controller::hash::sha256_hex;
 use crate::diag::Diagnostics;
@@ -26,6 +25,7 @@ use crate::modules::spec::Reversibility;
 use crate::modules::{self, Decision, ModCtx};
 use crate::overlay::{Effect, Overlay};
 use crate::playbook::{Play, Playbook, Step, Undo};
+use crate::run::connections::Connections;
 use crate::run::inputs::{Inputs, Request};
 use crate::run::walk::{self, Mode, PlayAt, StepAt};
 use crate::template::{self, Templates};
@@ -246,7 +246,7 @@ pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
         inv: &inputs.inv,
         templates: &inputs.templates,
         opts,
-        conns: tokio::sync::Mutex::new(HashMap::new()),
+        conns: Connections::default(),
         many_plays: plays.playbook.plays.len() > 1,
     };
     let plan = Plan {
@@ -441,7 +441,7 @@ struct PlanRun<'a> {
     inv: &'a Inventory,
     templates: &'a Templates,
     opts: &'a PlanOptions,
-    conns: tokio::sync::Mutex<HashMap<String, Arc<HostConn>>>,
+    conns: Connections,
     /// The playbook has more than one play: name the play where a reason names a step.
     many_plays: bool,
 }
@@ -460,67 +460,30 @@ struct StepPlan {
 impl PlanRun<'_> {
     /// Connect to hosts not yet connected. No lock is taken: a plan writes nothing.
     async fn connect(&self, hosts: &[String]) -> Vec<Unreachable> {
-        let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
-        let mut futs = Vec::new();
-        for h in hosts {
-            if self.conns.lock().await.contains_key(h) {
-                continue;
-            }
-            let Some(host) = self.inv.host(h) else {
-                continue;
-            };
-            let sem = sem.clone();
-            let conn = host.connection.clone();
-            let name = h.clone();
-            let transport = self.opts.transport.clone();
-            futs.push(tokio::spawn(async move {
-                let _p = sem.acquire().await;
-                (
-                    name.clone(),
-                    HostConn::connect(&name, &conn, &transport).await,
-                )
-            }));
-        }
-        let mut bad = Vec::new();
-        for f in futs {
-            match f.await {
-                Ok((h, Ok(c))) => {
-                    // A run in progress makes this plan stale; say so, but read on.
-                    if let Ok(out) = c
-                        .run(
-                            &format!("cat {} 2>/dev/null", crate::run::lock::HOST_LOCK),
-                            None,
-                            None,
-                            None,
-                        )
-                        .await
-                    {
-                        if let Ok(owner) = serde_json::from_str::<crate::run::lock::Owner>(
-                            out.stdout_text().trim(),
-                        ) {
-                            eprintln!(
-                                "warning: {h} is locked by {} — this plan may be stale",
-                                owner.describe()
-                            );
-                        }
-                    }
-                    self.conns.lock().await.insert(h, Arc::new(c));
-                }
-                Ok((h, Err(e))) => bad.push(Unreachable {
-                    host: h,
-                    error: format!("{e:#}"),
-                }),
-                Err(e) => bad.push(Unreachable {
-                    host: "?".into(),
-                    error: e.to_string(),
-                }),
-            }
-        }
-        bad
+        let transport = &self.opts.transport;
+        let closed = self
+            .conns
+            .open_missing(hosts, self.opts.forks, |h| {
+                let conn = self.inv.host(h)?.connection.clone();
+                let (name, transport) = (h.to_string(), transport.clone());
+                Some(async move {
+                    let c = HostConn::connect(&name, &conn, &transport).await?;
+                    warn_if_locked(&name, &c).await;
+                    Ok::<_, anyhow::Error>(c)
+                })
+            })
+            .await;
+        closed
+            .into_iter()
+            .map(|(host, e)| Unreachable {
+                host,
+                error: format!("{e:#}"),
+            })
+            .collect()
     }
 
     async fn close(self) {
-        crate::transport::close_all(self.conns.into_inner().into_values()).await;
+        self.conns.close_all().await;
     }
 
     /// How a reason names a step of this plan.
@@ -838,15 +801,13 @@ impl PlanRun<'_> {
     ) -> Result<Option<modules::Probe>> {
         let mut ctx = self.context(host, everyone)?;
         let target = crate::run::step::delegate_target(self.inv, step, host, &ctx)?;
-        if self.conns.lock().await.get(&target).is_none() {
+        if !self.conns.contains(&target).await {
             self.connect(std::slice::from_ref(&target)).await;
         }
         let conn = self
             .conns
-            .lock()
-            .await
             .get(&target)
-            .cloned()
+            .await
             .ok_or_else(|| anyhow!("{target} is unreachable"))?;
         if crate::run::facts::mentions_facts(&step_texts(step).join("\n")) {
             ctx.insert(
@@ -874,7 +835,7 @@ impl PlanRun<'_> {
             HashMap::new()
         } else {
             self.connect(&wanted).await;
-            self.conns.lock().await.clone()
+            self.conns.all().await
         };
         let mctx = ModCtx {
             peers: &peers,
@@ -891,6 +852,20 @@ impl PlanRun<'_> {
         Ok(Some(
             modules::probe(&step.action.module, &args, &mctx).await?,
         ))
+    }
+}
+
+/// A run in progress makes this plan stale; say so, but read on.
+async fn warn_if_locked(host: &str, c: &HostConn) {
+    let read = format!("cat {} 2>/dev/null", crate::run::lock::HOST_LOCK);
+    if let Ok(out) = c.run(&read, None, None, None).await {
+        if let Ok(owner) = serde_json::from_str::<crate::run::lock::Owner>(out.stdout_text().trim())
+        {
+            eprintln!(
+                "warning: {host} is locked by {} — this plan may be stale",
+                owner.describe()
+            );
+        }
     }
 }
 
