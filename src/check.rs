@@ -194,11 +194,19 @@ fn check_playbook(
                 continue;
             }
         };
+        // Each host's context is built once per play, not once per step.
+        let shared = template::Shared::new(inv, &everyone);
+        let contexts: Vec<(&str, template::Vars)> = hosts
+            .iter()
+            .filter_map(|h| {
+                let resolved = everyone.get(*h)?;
+                Some((*h, template::host_context_with(inv, h, resolved, &shared)))
+            })
+            .collect();
         let at = PlayCheck {
             play,
             inv,
-            hosts: &hosts,
-            everyone: &everyone,
+            contexts: &contexts,
             templates,
             runtime: &runtime,
         };
@@ -215,8 +223,8 @@ fn check_playbook(
 struct PlayCheck<'a> {
     play: &'a Play,
     inv: &'a Inventory,
-    hosts: &'a [&'a str],
-    everyone: &'a BTreeMap<String, Resolved>,
+    /// Each host of the play, with what its templates see.
+    contexts: &'a [(&'a str, template::Vars)],
     templates: Option<&'a Templates>,
     /// Names known only at run time (registered results, facts, run).
     runtime: &'a [String],
@@ -226,8 +234,7 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
     let PlayCheck {
         play,
         inv,
-        hosts,
-        everyone,
+        contexts,
         templates,
         runtime,
     } = at;
@@ -263,22 +270,18 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
         }
     }
     // Render per host: undefined variables are found for the host that lacks them.
-    for host in hosts {
-        let Some(resolved) = everyone.get(*host) else {
-            continue;
-        };
-        let ctx = template::host_context(inv, host, resolved, everyone);
+    for (host, ctx) in contexts {
         let mut problems: Vec<Diagnostic> = Vec::new();
-        problems.extend(delegate_problem(step, inv, &ctx));
+        problems.extend(delegate_problem(step, inv, ctx));
         if let (Some(src), Some(t)) = (template_src, templates) {
-            problems.extend(t.render(src, &ctx).err());
+            problems.extend(t.render(src, ctx).err());
         }
-        problems.extend(arg_problems(&step.action, &ctx));
+        problems.extend(arg_problems(&step.action, ctx));
         // The way back runs at unwind time, the worst moment to find a typo in it.
         if let Undo::Custom(undo) = &step.undo {
-            problems.extend(arg_problems(undo, &ctx));
+            problems.extend(arg_problems(undo, ctx));
         }
-        problems.extend(expression_problems(step, &ctx));
+        problems.extend(expression_problems(step, ctx));
         for d in problems {
             if is_runtime_variable(&d, runtime) {
                 continue;
