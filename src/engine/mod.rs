@@ -618,11 +618,7 @@ async fn run_step_everywhere(
     everyone: &Arc<BTreeMap<String, Resolved>>,
 ) -> Vec<HostOutcome> {
     let step = at.step;
-    let targets: Vec<String> = if step.run_once {
-        hosts.iter().take(1).cloned().collect()
-    } else {
-        hosts.to_vec()
-    };
+    let targets = crate::run::walk::step_hosts(step, hosts).to_vec();
     let sem = Arc::new(Semaphore::new(run.opts.forks.max(1)));
     let mut tasks = Vec::new();
     for h in targets {

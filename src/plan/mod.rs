@@ -536,15 +536,11 @@ impl PlanRun<'_> {
         planned: &mut Overlay,
     ) -> Vec<Entry> {
         let (play_name, index, step) = (at.play.name.as_str(), at.step_index, at.step);
-        let targets: Vec<&String> = if step.run_once {
-            hosts.iter().take(1).collect()
-        } else {
-            hosts.iter().collect()
-        };
+        let targets = walk::step_hosts(step, hosts);
         let results = {
             let seen: &Overlay = planned;
             let futs = targets.iter().map(|h| {
-                let mem = memory.remove(*h).unwrap_or_default();
+                let mem = memory.remove(h).unwrap_or_default();
                 let everyone = everyone.clone();
                 async move {
                     let sp = self
@@ -553,7 +549,7 @@ impl PlanRun<'_> {
                     (h.to_string(), sp, mem)
                 }
             });
-            futures_join_all(futs).await
+            futures::future::join_all(futs).await
         };
         let mut out = Vec::new();
         for (h, sp, mut mem) in results {
@@ -894,34 +890,6 @@ fn mentions(text: &str, name: &str) -> bool {
         let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
         !word(before) && !word(after) && before != Some('.')
     })
-}
-
-/// Join futures that borrow from the caller (tokio::spawn needs 'static).
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futs.into_iter().enumerate().collect();
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
-            std::task::Poll::Ready(v) => {
-                results[*i] = Some(v);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results
-        .into_iter()
-        .map(|r| r.expect("every future completed"))
-        .collect()
 }
 
 /// The hosts a plan of `pb` covers, as `plan` lists them: each play's hosts within `limit`,

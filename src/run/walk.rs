@@ -182,3 +182,193 @@ async fn walk_handlers<M: Mode>(
         mode.handler(at, at_play, &hosts).await;
     }
 }
+
+/// The hosts a step runs on among `hosts`: a `run_once` step on the first only.
+pub fn step_hosts<'h>(step: &Step, hosts: &'h [String]) -> &'h [String] {
+    if step.run_once {
+        &hosts[..hosts.len().min(1)]
+    } else {
+        hosts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAYBOOK: &str = r#"
+- name: first
+  hosts: all
+  serial: 2
+  steps:
+    - name: one
+      command: "true"
+      notify: restart
+    - name: two
+      command: "true"
+      tags: [later]
+    - name: three
+      command: "true"
+  handlers:
+    - name: restart
+      command: "true"
+- name: second
+  hosts: b
+  steps:
+    - name: four
+      command: "true"
+"#;
+
+    /// Records where the walk stops; h2 is lost at step "one", h3 fails there.
+    #[derive(Default)]
+    struct Recorder {
+        tags: Vec<String>,
+        seen: Vec<String>,
+        notified: Vec<String>,
+        stop_after_batches: Option<usize>,
+        batches_closed: usize,
+    }
+
+    impl Mode for Recorder {
+        type Stop = &'static str;
+        fn tags(&self) -> (&[String], &[String]) {
+            (&self.tags, &[])
+        }
+        fn play_hosts(&mut self, play: &Play, selected: &[String]) -> Option<Vec<String>> {
+            self.seen.push(format!("play {} {selected:?}", play.name));
+            Some(selected.to_vec())
+        }
+        async fn start_play(&mut self, _at: &PlayAt<'_>, _hosts: &[String]) {}
+        fn batches(&self, _play: &Play, hosts: &[String]) -> Vec<Vec<String>> {
+            hosts.chunks(2).map(<[String]>::to_vec).collect()
+        }
+        async fn open_batch(&mut self, _play_index: usize, batch: &[String]) -> Vec<String> {
+            self.seen.push(format!("batch {batch:?}"));
+            batch.to_vec()
+        }
+        async fn step(
+            &mut self,
+            at: StepAt<'_>,
+            _p: &PlayAt<'_>,
+            _b: &[String],
+            active: &mut Vec<String>,
+        ) {
+            self.seen
+                .push(format!("step {} {active:?}", at.step.display_name()));
+            self.notified.extend(active.iter().take(1).cloned());
+            active.retain(|h| h != "h2");
+        }
+        fn handler_hosts(
+            &mut self,
+            _at: StepAt<'_>,
+            _b: &[String],
+            active: &[String],
+        ) -> Vec<String> {
+            active
+                .iter()
+                .filter(|h| self.notified.contains(h))
+                .cloned()
+                .collect()
+        }
+        async fn handler(&mut self, at: StepAt<'_>, _p: &PlayAt<'_>, hosts: &[String]) {
+            self.seen
+                .push(format!("handler {} {hosts:?}", at.step.display_name()));
+        }
+        async fn close_batch(&mut self, _play: &Play) -> Option<&'static str> {
+            self.batches_closed += 1;
+            (Some(self.batches_closed) == self.stop_after_batches).then_some("stopped")
+        }
+    }
+
+    fn plays() -> Plays {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pb.yml");
+        std::fs::write(&path, PLAYBOOK).unwrap();
+        let playbook = crate::playbook::load_checked(&path).unwrap();
+        let hosts = vec![
+            ["h1", "h2", "h3"].map(String::from).to_vec(),
+            vec!["h3".to_string()],
+        ];
+        let vars = (0..2).map(|_| Arc::new(BTreeMap::new())).collect();
+        Plays {
+            playbook,
+            vars,
+            hosts,
+        }
+    }
+
+    fn walked(mode: &mut Recorder, start_at: Option<&str>) -> Option<&'static str> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(walk(&plays(), mode, start_at.map(String::from)))
+    }
+
+    #[test]
+    fn plays_batches_steps_then_handlers_on_the_hosts_still_active() {
+        let mut mode = Recorder::default();
+        assert_eq!(walked(&mut mode, None), None);
+        assert_eq!(
+            mode.seen,
+            [
+                r#"play first ["h1", "h2", "h3"]"#,
+                r#"batch ["h1", "h2"]"#,
+                r#"step one ["h1", "h2"]"#,
+                r#"step two ["h1"]"#,
+                r#"step three ["h1"]"#,
+                r#"handler restart ["h1"]"#,
+                r#"batch ["h3"]"#,
+                r#"step one ["h3"]"#,
+                r#"step two ["h3"]"#,
+                r#"step three ["h3"]"#,
+                r#"handler restart ["h3"]"#,
+                r#"play second ["h3"]"#,
+                r#"batch ["h3"]"#,
+                r#"step four ["h3"]"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn tags_start_at_and_a_stop_leave_out_what_they_should() {
+        let mut mode = Recorder {
+            tags: vec!["later".into()],
+            stop_after_batches: Some(1),
+            ..Recorder::default()
+        };
+        assert_eq!(walked(&mut mode, None), Some("stopped"));
+        assert_eq!(
+            mode.seen,
+            [
+                r#"play first ["h1", "h2", "h3"]"#,
+                r#"batch ["h1", "h2"]"#,
+                r#"step two ["h1", "h2"]"#,
+                r#"handler restart ["h1"]"#,
+            ]
+        );
+        let mut mode = Recorder::default();
+        walked(&mut mode, Some("three"));
+        let steps: Vec<&String> = mode.seen.iter().filter(|s| s.starts_with("step")).collect();
+        assert_eq!(
+            steps,
+            [
+                r#"step three ["h1", "h2"]"#,
+                r#"step one ["h3"]"#,
+                r#"step two ["h3"]"#,
+                r#"step three ["h3"]"#,
+                r#"step four ["h3"]"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_once_step_runs_on_the_first_host() {
+        let hosts = ["a", "b"].map(String::from);
+        let pb = plays().playbook;
+        let mut step = pb.plays[0].steps[0].clone();
+        assert_eq!(step_hosts(&step, &hosts), hosts);
+        step.run_once = true;
+        assert_eq!(step_hosts(&step, &hosts), ["a"]);
+        assert!(step_hosts(&step, &[]).is_empty());
+    }
+}
