@@ -1,5 +1,6 @@
-//! The engine: runs a playbook's plays in order; within a play, each step runs on all of the
-//! batch's hosts in parallel (bounded by `--forks`) before the next step starts.
+//! The engine: runs a playbook's plays in order (the walk `run::walk` shared with the plan, in
+//! apply mode: `applying.rs`); within a play, each step runs on all of the batch's hosts in
+//! parallel (bounded by `--forks`) before the next step starts.
 //!
 //! Every step on every host is probe → decide → apply; what was done and how to undo it goes to
 //! the journal before the next action. A host that fails drops out of the run; with

@@ -1,4 +1,5 @@
-//! Dry runs: probe every host read-only and say, per step and host, what would happen.
+//! Dry runs: probe every host read-only and say, per step and host, what would happen. The
+//! plan walks the playbook with the run's own walk (`run::walk`), in plan mode (`Planning`).
 //!
 //! A plan never writes: no journal, no lock file, no command run on a host other than the
 //! modules' read-only probes. Where the outcome depends on something only a real run can know
