@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::hosts::connect_all;
 use super::output::Status;
-use super::{
-    connect_all, recovery, run_step_everywhere, share_run_once_result, tags_allow, unwind, Run,
-    RunStatus,
-};
+use super::step::{run_step_everywhere, share_run_once_result};
+use super::{recovery, tags_allow, unwind, Run, RunStatus};
 use crate::playbook::{Batch, OnFailure, Play, Step};
 use crate::run::walk::{self, Mode, PlayAt, Plays, StepAt};
 use crate::template;
