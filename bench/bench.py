@@ -502,6 +502,8 @@ def plan_time(cutover_bin, results):
 
 
 def save(results):
+    if results.get("meta", {}).get("partial"):
+        return  # --only-overhead: results.json keeps the last full run
     (WORK / "results.json").write_text(json.dumps(results, indent=1))
 
 
@@ -766,12 +768,27 @@ def main():
     ap.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from results.json")
     ap.add_argument("--keep-fleet", action="store_true", help="leave the fleet up at the end")
     ap.add_argument("--only-spawns", action="store_true", help="only count processes per run on one host, into results.json")
+    ap.add_argument("--only-overhead", action="store_true",
+                    help="only measure cutover's own per-step overhead (6 hosts), into overhead.json; BENCHMARKS.md is left as it is")
     ap.add_argument("--command-line", default="bench/run.sh")
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "logs").mkdir(exist_ok=True)
     if a.report_only:
         report(json.loads((WORK / "results.json").read_text()), a.command_line)
+        return
+    if a.only_overhead:
+        results = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(),
+                            "versions": versions(Path(a.cutover_bin)), "partial": True}}
+        fleet_up(6)
+        try:
+            overhead(Runner(Path(a.cutover_bin)), results)
+            overhead(Runner(Path(a.cutover_bin)), results, steps=50, runs=2, fleet=True)
+        finally:
+            if not a.keep_fleet:
+                subprocess.run([str(REPO / "lab/lab.sh"), "fleet", "down"], stdout=subprocess.DEVNULL)
+        (WORK / "overhead.json").write_text(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1))
         return
     if a.only_spawns:
         results = json.loads((WORK / "results.json").read_text())
