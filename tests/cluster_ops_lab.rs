@@ -8,21 +8,12 @@
 
 mod common;
 
-use common::project::Project;
+use common::project::{text, Project};
 
-use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static HOSTS: Mutex<()> = Mutex::new(());
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// ssh to a lab host; a failed connection (exit 255: other tests' ssh load) is retried.
 fn ssh(host: &str, cmd: &str) -> String {

@@ -259,19 +259,7 @@ fn users_write_after_the_window() -> Vec<String> {
     // Users write again: two pages through the load balancer, an attachment on app1's home.
     let written: Vec<String> = (0..2).map(|i| format!("{}-{i}", unique("after"))).collect();
     for name in &written {
-        let code = curl(&[
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--data-binary",
-            "written after the window",
-            &format!("http://lb/pages/{name}"),
-        ]);
-        assert_eq!(code, "201", "PUT /pages/{name}");
+        put_page(name, "written after the window");
     }
     ssh(
         "app1",
@@ -527,15 +515,7 @@ fn assert_staging_runs_production_data_on_its_own(pages: &BTreeMap<String, Strin
         "the general log recorded connections:\n{general}"
     );
     let cfg = ssh("staging", "cat /var/lib/wiki/wiki.cfg.xml");
-    assert!(cfg.contains("jdbc:mariadb://localhost:3306/wiki"), "{cfg}");
-    assert!(
-        cfg.contains("<property name=\"cluster.name\">wiki-staging</property>"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("<property name=\"mail.enabled\">false</property>"),
-        "{cfg}"
-    );
+    assert_staging_config(&cfg);
     for a in ["10.77.0.11", "10.77.0.12", "10.77.0.21", "10.77.0.22"] {
         assert!(
             !cfg.contains(a),

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::cluster::{curl, journal_of, ssh, status, wait_replication_in_sync_within};
 use common::project::{repo_file, text, Project};
 
 use std::collections::BTreeMap;
@@ -30,14 +31,6 @@ fn guard(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
 
 fn inventory() -> String {
     repo_file("inventory/lab.yml")
-}
-
-/// The journal of one run, parsed.
-fn journal(p: &Project, id: &str) -> Vec<J> {
-    p.journal_text(id)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// `cutover apply PLAYBOOK` with `--output json`; returns the output, the run id and the
@@ -128,14 +121,6 @@ fn ts(e: &J) -> SystemTime {
     humantime::parse_rfc3339_weak(e["ts"].as_str().expect("ts")).expect("rfc3339 ts")
 }
 
-fn ssh(host: &str, cmd: &str) -> String {
-    String::from_utf8_lossy(&common::lab_ssh(host, cmd).stdout).into_owned()
-}
-
-fn curl(args: &[&str]) -> String {
-    String::from_utf8_lossy(&common::in_controller("curl", args).stdout).into_owned()
-}
-
 fn unique(tag: &str) -> String {
     format!(
         "m{}-{}-{}",
@@ -146,13 +131,6 @@ fn unique(tag: &str) -> String {
             .unwrap()
             .as_secs()
             % 100000
-    )
-}
-
-fn status(host: &str) -> String {
-    ssh(
-        host,
-        "curl -sS --max-time 5 http://127.0.0.1:8080/status 2>&1",
     )
 }
 
@@ -168,25 +146,6 @@ fn wait_status(host: &str, want: &str, secs: u64) {
             "{host}: /status {s}, wanted {want}"
         );
         std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
-/// Replication runs (both threads) and the slave has applied all the master wrote.
-fn wait_replication_in_sync() {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = ssh("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
-        let running = st.contains("Slave_IO_Running: Yes") && st.contains("Slave_SQL_Running: Yes");
-        let master = ssh("db1", "mysql -NB -e 'SELECT @@global.gtid_binlog_pos'");
-        let slave = ssh("db2", "mysql -NB -e 'SELECT @@global.gtid_slave_pos'");
-        if running && master.trim() == slave.trim() && !master.trim().is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replication not running or not in sync: master {master} slave {slave}\n{st}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -245,7 +204,7 @@ fn wait_cluster_v1(secs: u64) {
         );
         std::thread::sleep(Duration::from_secs(3));
     }
-    wait_replication_in_sync();
+    wait_replication_in_sync_within(Duration::from_secs(120));
 }
 
 fn assert_cluster_v1() {
@@ -302,7 +261,7 @@ fn rolling_upgrade_refuses_a_schema_change_and_keeps_serving_one_node_at_a_time(
     }
 
     // Requests through the lb during this run's own window: none failed.
-    let journal = journal(&p, &id);
+    let journal = journal_of(&p, &id);
     let start = ts(journal
         .iter()
         .find(|e| e["event"] == "run_started")
@@ -401,7 +360,7 @@ fn a_second_run_with_the_same_set_is_refused(p: &Project, id: &str, set: &str) {
         "second run:\n{}",
         text(&o)
     );
-    let rs2 = results(&crate::journal(p, &id2));
+    let rs2 = results(&journal_of(p, &id2));
     assert!(
         rs2.iter()
             .all(|r| r["play"] == 0 && r["status"] != "changed"),
@@ -552,7 +511,7 @@ fn a_schema_change_is_refused_before_anything_changes(p: &Project) {
     );
     assert_eq!(o.status.code(), Some(3), "refusal:\n{}", text(&o));
     assert_eq!(recap["status"], "failed", "{recap}");
-    let rs = results(&journal(p, &id));
+    let rs = results(&journal_of(p, &id));
     let check = "The node is RUNNING at schema app_build_number (a compatible release)";
     for h in ["app1", "app2"] {
         assert_eq!(status_of(&rs, check, h), "failed", "{h}: {rs:?}");
@@ -621,7 +580,7 @@ fn with_writer<T>(f: impl FnOnce() -> T) -> (T, u64) {
 }
 
 fn assert_slave_caught_up() {
-    wait_replication_in_sync();
+    wait_replication_in_sync_within(Duration::from_secs(120));
     let (m, s) = (rows("db1"), rows("db2"));
     assert_eq!(m, s, "rows on db1 and db2");
     let st = ssh("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
@@ -645,7 +604,7 @@ fn backup_snapshot_and_copy_from_the_slave_which_catches_up() {
         "DROP DATABASE IF EXISTS {BDB}; CREATE DATABASE {BDB}; CREATE TABLE {BDB}.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(32))"
     ));
     db1_sql(&format!("INSERT INTO {BDB}.t (v) VALUES ('before')"));
-    wait_replication_in_sync();
+    wait_replication_in_sync_within(Duration::from_secs(120));
     assert_eq!(rows("db2"), 1);
 
     let snap = a_snapshot_backup_of_the_stopped_slave(&p);
@@ -668,7 +627,7 @@ fn backup_snapshot_and_copy_from_the_slave_which_catches_up() {
         ssh("db2", &format!("test -e {dir} || echo gone")).trim(),
         "gone"
     );
-    wait_replication_in_sync();
+    wait_replication_in_sync_within(Duration::from_secs(120));
     assert_eq!(
         ssh(
             "db2",
@@ -688,7 +647,7 @@ fn a_copy_backup_with_its_gtid(p: &Project) -> String {
     assert!(o.status.success(), "backup (copy):\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert!(written >= 2, "rows written during the backup: {written}");
-    let rs = results(&journal(p, &id2));
+    let rs = results(&journal_of(p, &id2));
     assert_eq!(
         status_of(&rs, "Snapshot the datadir's volume", "db2"),
         "skipped"
@@ -739,7 +698,7 @@ fn a_snapshot_backup_of_the_stopped_slave(p: &Project) -> String {
     assert_eq!(recap["status"], "ok", "{recap}");
     assert_eq!(recap_counts(&recap, "db2"), (0, 0));
     assert!(written >= 2, "rows written during the backup: {written}");
-    let rs = results(&journal(p, &id));
+    let rs = results(&journal_of(p, &id));
     // Stopped cleanly: in sync, replication stopped, then the server shut down, then the
     // snapshot; started again, threads running, caught up.
     let order = [
@@ -864,7 +823,7 @@ fn clone_node_onto_staging_then_rollback_restores_it() {
     assert!(o.status.success(), "clone:\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert_eq!(recap_counts(&recap, "staging"), (0, 0));
-    let rs = results(&journal(&p, &id));
+    let rs = results(&journal_of(&p, &id));
     assert!(
         rs.iter().all(|r| r["host"] == "staging"),
         "only staging was touched: {rs:?}"
@@ -903,7 +862,7 @@ fn clone_node_onto_staging_then_rollback_restores_it() {
     // Rolled back: staging exactly as before, serving as before, nothing left.
     let o = after(&p, "rollback", &id);
     assert!(o.status.success(), "rollback:\n{}", text(&o));
-    let j = journal(&p, &id);
+    let j = journal_of(&p, &id);
     assert!(
         j.iter()
             .any(|e| e["event"] == "rollback_finished" && e["ok"] == true),
@@ -990,7 +949,7 @@ fn without_a_clone_target_the_guard_refuses(p: &Project, before: &BTreeMap<Strin
     let (o, id0, recap) = apply(p, "clone-node.yml", &["--limit", "staging"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(recap["status"], "failed");
-    let rs = results(&journal(p, &id0));
+    let rs = results(&journal_of(p, &id0));
     assert_eq!(rs.len(), 1, "only the guard ran: {rs:?}");
     assert_eq!(rs[0]["status"], "failed");
     assert_eq!(manifest("staging"), *before);
@@ -1099,7 +1058,7 @@ fn a_failed_check_rolls_the_system_upgrade_back(p: &Project) {
     assert_eq!(o.status.code(), Some(3), "forced failure:\n{}", text(&o));
     assert_eq!(recap["status"], "failed", "{recap}");
     assert_eq!(recap_counts(&recap, "staging").0, 1, "{recap}");
-    let j = journal(p, &id);
+    let j = journal_of(p, &id);
     let rs = results(&j);
     assert_eq!(
         status_of(&rs, "The host works after the upgrade", "staging"),
@@ -1154,7 +1113,7 @@ fn a_system_upgrade_succeeds_and_commits(p: &Project) {
     assert!(o.status.success(), "system upgrade:\n{}", text(&o));
     assert_eq!(recap["status"], "ok", "{recap}");
     assert_eq!(recap_counts(&recap, "staging"), (0, 0));
-    let rs = results(&journal(p, &id));
+    let rs = results(&journal_of(p, &id));
     for step in [
         "Stop the services that write to the data volumes",
         "Snapshot the data volumes",
@@ -1320,7 +1279,7 @@ fn assert_the_late_rollback_is_refused(
             "snapshot {set}-{v} kept: {s}"
         );
     }
-    let j = journal(p, id);
+    let j = journal_of(p, id);
     assert!(j.iter().any(|e| e["event"] == "rollback_refused"));
     assert!(
         !j.iter().any(|e| e["event"] == "undo_result"),
@@ -1372,7 +1331,7 @@ fn users_write_on_staging() -> String {
 
 fn assert_the_window_marks_follow_the_check(p: &Project, id: &str) {
     // Both marks taken after the host works again, as the run's last steps.
-    let rs = results(&journal(p, id));
+    let rs = results(&journal_of(p, id));
     let db_mark = result_of(
         &rs,
         "The database's position when the host serves again",

@@ -5,6 +5,7 @@ mod common;
 
 use std::process::Command;
 
+use common::cluster::ssh;
 use common::project::{text, Project};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,10 +27,6 @@ fn inventory() -> String {
         .join("inventory/lab.yml")
         .display()
         .to_string()
-}
-
-fn ssh(host: &str, cmd: &str) -> String {
-    String::from_utf8_lossy(&common::lab_ssh(host, cmd).stdout).into_owned()
 }
 
 /// Start the playbook and SIGKILL the controller as soon as the journal has `event` for `step`

@@ -145,15 +145,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
         "{st}"
     );
     let cfg = common::lab_ssh_ok("staging", "cat /var/lib/wiki/wiki.cfg.xml");
-    assert!(cfg.contains("jdbc:mariadb://localhost:3306/wiki"), "{cfg}");
-    assert!(
-        cfg.contains("<property name=\"cluster.name\">wiki-staging</property>"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("<property name=\"mail.enabled\">false</property>"),
-        "{cfg}"
-    );
+    common::cluster::assert_staging_config(&cfg);
 
     assert_the_security_measures();
     assert_the_maintenance_page_spares_the_admin();

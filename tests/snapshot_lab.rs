@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::project::Project;
+use common::project::{text, Project};
 
 use std::process::Output;
 use std::sync::Mutex;
@@ -13,14 +13,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ssh(host: &str, cmd: &str) -> Output {
