@@ -8,21 +8,12 @@
 
 mod common;
 
-use common::project::Project;
+use common::project::{text, Project};
 
-use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static HOSTS: Mutex<()> = Mutex::new(());
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// ssh to a lab host; a failed connection (exit 255: other tests' ssh load) is retried.
 fn ssh(host: &str, cmd: &str) -> String {
@@ -74,8 +65,27 @@ fn synced_waits_for_a_slave_behind_and_a_stopped_replica_fails_at_once() {
     let p = Project::new();
     with_cleanup(
         || {
-            // 1. SQL thread stopped, a write on the master: `synced` reports it at once.
-            let o = p.apply_text(&format!(
+            a_stopped_sql_thread_is_reported_at_once(&p, &db);
+            synced_waits_for_a_delayed_slave(&p, &db);
+        },
+        || restore_replication_and_drop(&db),
+    );
+}
+
+/// The line of step `step` in the plain output, and the seconds it took (`… (1.2s)`).
+fn step_secs<'a>(out: &'a str, step: &str) -> (&'a str, Option<f64>) {
+    let line = out.lines().find(|l| l.contains(step)).unwrap();
+    let secs = line
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok());
+    (line, secs)
+}
+
+fn a_stopped_sql_thread_is_reported_at_once(p: &Project, db: &str) {
+    // 1. SQL thread stopped, a write on the master: `synced` reports it at once.
+    let o = p.apply_text(&format!(
                 r#"- name: behind
   hosts: db2
   steps:
@@ -88,34 +98,28 @@ fn synced_waits_for_a_slave_behind_and_a_stopped_replica_fails_at_once() {
       mysql_replication: {{ state: synced, master: db1, wait_timeout: 120 }}
 "#
             ));
-            let out = text(&o);
-            assert_eq!(o.status.code(), Some(3), "{out}");
-            assert!(
-                out.contains("db2 is behind db1") && out.contains("SQL thread No"),
-                "{out}"
-            );
-            assert!(out.contains("start it first"), "{out}");
-            // Reported at once, not after the 120 s timeout.
-            let line = out
-                .lines()
-                .find(|l| l.contains("wait for the master's position"))
-                .unwrap();
-            let secs: f64 = line
-                .split('(')
-                .nth(1)
-                .and_then(|s| s.split('s').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(999.0);
-            assert!(secs < 10.0, "{line}");
-            assert!(slave_threads().contains("Slave_SQL_Running: No"));
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("db2 is behind db1") && out.contains("SQL thread No"),
+        "{out}"
+    );
+    assert!(out.contains("start it first"), "{out}");
+    // Reported at once, not after the 120 s timeout.
+    let (line, secs) = step_secs(&out, "wait for the master's position");
+    let secs = secs.unwrap_or(999.0);
+    assert!(secs < 10.0, "{line}");
+    assert!(slave_threads().contains("Slave_SQL_Running: No"));
+}
 
-            // 2. A running slave that applies 5 s late (MASTER_DELAY): `synced` blocks until the
-            //    write is there, and the row is on db2 the moment it returns.
-            ssh(
-                "db2",
-                "mysql -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 5; START SLAVE;'",
-            );
-            let o = p.apply_text(&format!(
+fn synced_waits_for_a_delayed_slave(p: &Project, db: &str) {
+    // 2. A running slave that applies 5 s late (MASTER_DELAY): `synced` blocks until the
+    //    write is there, and the row is on db2 the moment it returns.
+    ssh(
+        "db2",
+        "mysql -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 5; START SLAVE;'",
+    );
+    let o = p.apply_text(&format!(
                 r#"- name: lagging
   hosts: db2
   steps:
@@ -136,53 +140,45 @@ fn synced_waits_for_a_slave_behind_and_a_stopped_replica_fails_at_once() {
       assert: {{ that: ["f.flavour == 'mariadb'", "f.role == 'slave'", "f.replica.sql_running == 'Yes'", "f.read_only"] }}
 "#
             ));
-            let out = text(&o);
-            assert!(o.status.success(), "{out}");
-            let line = out
-                .lines()
-                .find(|l| l.contains("wait for the master's position"))
-                .unwrap();
-            assert!(line.contains("changed") || line.contains("ok"), "{line}");
-            let secs: f64 = line
-                .split('(')
-                .nth(1)
-                .and_then(|s| s.split('s').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0.0);
-            assert!(
-                secs >= 2.0,
-                "synced returned before the delayed event: {line}"
-            );
-            // No option file left behind on the host.
-            assert_eq!(
-                ssh("db2", "ls /tmp/.cutover-my.* 2>/dev/null | wc -l").trim(),
-                "0"
-            );
-        },
-        || {
-            let _ = common::lab_ssh(
-                "db2",
-                "mysql -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE;'",
-            );
-            let _ = common::lab_ssh("db1", &format!("mysql -e 'DROP DATABASE IF EXISTS {db}'"));
-            // Both threads back, and db2 caught up (the DROP replicated).
-            for _ in 0..30 {
-                let s = slave_threads();
-                let gone = ssh(
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let (line, secs) = step_secs(&out, "wait for the master's position");
+    assert!(line.contains("changed") || line.contains("ok"), "{line}");
+    let secs = secs.unwrap_or(0.0);
+    assert!(
+        secs >= 2.0,
+        "synced returned before the delayed event: {line}"
+    );
+    // No option file left behind on the host.
+    assert_eq!(
+        ssh("db2", "ls /tmp/.cutover-my.* 2>/dev/null | wc -l").trim(),
+        "0"
+    );
+}
+
+/// Both threads back without delay, the test database dropped and gone from db2.
+fn restore_replication_and_drop(db: &str) {
+    let _ = common::lab_ssh(
+        "db2",
+        "mysql -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE;'",
+    );
+    let _ = common::lab_ssh("db1", &format!("mysql -e 'DROP DATABASE IF EXISTS {db}'"));
+    // Both threads back, and db2 caught up (the DROP replicated).
+    for _ in 0..30 {
+        let s = slave_threads();
+        let gone = ssh(
                     "db2",
                     &format!("mysql -N -e \"SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'\""),
                 );
-                if s.contains("Slave_IO_Running: Yes")
-                    && s.contains("Slave_SQL_Running: Yes")
-                    && gone.trim() == "0"
-                {
-                    return;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            panic!("replication on db2 did not come back: {}", slave_threads());
-        },
-    );
+        if s.contains("Slave_IO_Running: Yes")
+            && s.contains("Slave_SQL_Running: Yes")
+            && gone.trim() == "0"
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("replication on db2 did not come back: {}", slave_threads());
 }
 
 #[test]

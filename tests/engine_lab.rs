@@ -528,41 +528,35 @@ fn control_flow_register_when_retries_handlers_tags_limit() {
     let _g = serial();
     let p = Project::new();
     let dir = format!("/tmp/cutover-flow-{}", std::process::id());
-    p.write(
-        "pb.yml",
-        &format!(
-            r#"- name: flow
-  hosts: app_nodes
-  steps:
-    - name: prepare
-      file: {{ path: {dir}, state: directory }}
-      notify: note
-    - name: count attempts
-      shell: "echo x >> {dir}/attempts; test $(wc -l < {dir}/attempts) -ge 3"
-      retries: 5
-      delay: 0
-      register: tries
-    - name: only on node1
-      copy: {{ content: "one\n", dest: {dir}/only-node1 }}
-      when: "node_name == 'node1'"
-    - name: once
-      shell: "hostname > /tmp/cutover-flow-once-{pid}"
-      run_once: true
-    - name: delegated
-      copy: {{ content: "from {{{{ inventory_hostname }}}}\n", dest: "/tmp/cutover-flow-delegated-{pid}-{{{{ inventory_hostname }}}}" }}
-      delegate_to: lb
-    - name: tagged
-      copy: {{ content: "t\n", dest: {dir}/tagged }}
-      tags: [extra]
-  handlers:
-    - name: note
-      copy: {{ content: "handled\n", dest: {dir}/handler }}
-"#,
-            pid = std::process::id()
-        ),
-    );
+    write_flow_playbook(&p, &dir);
     let o = p.apply("pb.yml", &["--output", "plain", "--skip-tags", "extra"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert_flow_ran_as_written(&dir);
+    // --limit and --tags: only app2, only the tagged step.
+    let o = p.apply(
+        "pb.yml",
+        &["--output", "plain", "--limit", "app2", "--tags", "extra"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = p.last_run_results();
+    assert!(
+        r.iter()
+            .all(|e| e["host"] == "app2" && e["name"] == "tagged"),
+        "{r:#?}"
+    );
+    for h in ["app1", "app2", "lb"] {
+        ssh_ok(
+            h,
+            &format!(
+                "rm -rf {dir} /tmp/cutover-flow-*-{pid} /tmp/cutover-flow-*-{pid}-*",
+                pid = std::process::id()
+            ),
+        );
+    }
+}
+
+/// What the flow playbook leaves on the hosts (run with --skip-tags extra).
+fn assert_flow_ran_as_written(dir: &str) {
     for h in ["app1", "app2"] {
         assert_eq!(
             ssh_ok(h, &format!("wc -l < {dir}/attempts")).trim(),
@@ -614,27 +608,43 @@ fn control_flow_register_when_retries_handlers_tags_limit() {
         ),
         "from app2\n"
     );
-    // --limit and --tags: only app2, only the tagged step.
-    let o = p.apply(
+}
+
+/// register, when, retries, run_once, delegate_to, tags and a handler, on app1 and app2.
+fn write_flow_playbook(p: &Project, dir: &str) {
+    p.write(
         "pb.yml",
-        &["--output", "plain", "--limit", "app2", "--tags", "extra"],
+        &format!(
+            r#"- name: flow
+  hosts: app_nodes
+  steps:
+    - name: prepare
+      file: {{ path: {dir}, state: directory }}
+      notify: note
+    - name: count attempts
+      shell: "echo x >> {dir}/attempts; test $(wc -l < {dir}/attempts) -ge 3"
+      retries: 5
+      delay: 0
+      register: tries
+    - name: only on node1
+      copy: {{ content: "one\n", dest: {dir}/only-node1 }}
+      when: "node_name == 'node1'"
+    - name: once
+      shell: "hostname > /tmp/cutover-flow-once-{pid}"
+      run_once: true
+    - name: delegated
+      copy: {{ content: "from {{{{ inventory_hostname }}}}\n", dest: "/tmp/cutover-flow-delegated-{pid}-{{{{ inventory_hostname }}}}" }}
+      delegate_to: lb
+    - name: tagged
+      copy: {{ content: "t\n", dest: {dir}/tagged }}
+      tags: [extra]
+  handlers:
+    - name: note
+      copy: {{ content: "handled\n", dest: {dir}/handler }}
+"#,
+            pid = std::process::id()
+        ),
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let r = p.last_run_results();
-    assert!(
-        r.iter()
-            .all(|e| e["host"] == "app2" && e["name"] == "tagged"),
-        "{r:#?}"
-    );
-    for h in ["app1", "app2", "lb"] {
-        ssh_ok(
-            h,
-            &format!(
-                "rm -rf {dir} /tmp/cutover-flow-*-{pid} /tmp/cutover-flow-*-{pid}-*",
-                pid = std::process::id()
-            ),
-        );
-    }
 }
 
 #[test]

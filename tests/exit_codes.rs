@@ -67,13 +67,13 @@ fn help_shows_the_readme_exit_code_table() {
     }
 }
 
-#[test]
-fn command_line_mistakes_exit_64_and_touch_nothing() {
-    let state = tempfile::tempdir().unwrap();
-    let s = state.path();
-    // (args, what stderr must say, the position shown, if cutover's own error)
-    type Case<'a> = (Vec<&'a str>, &'a str, Option<&'a str>);
-    let cases: Vec<Case> = vec![
+/// A wrong command line: its args, what stderr must say, the position shown (if cutover's own
+/// error).
+type Case = (Vec<&'static str>, &'static str, Option<&'static str>);
+
+/// Mistakes reported in cutover's own error format, with a position.
+fn own_mistakes() -> Vec<Case> {
+    vec![
         (
             vec!["check", "noop.yml"],
             "error: no inventory given",
@@ -130,6 +130,12 @@ fn command_line_mistakes_exit_64_and_touch_nothing() {
             "error: `-e @`: expected `name=value` or `@file.yml`",
             Some("<-e #1>"),
         ),
+    ]
+}
+
+/// Mistakes reported in the argument parser's (clap's) format, without a position.
+fn clap_mistakes() -> Vec<Case> {
+    vec![
         (
             vec!["apply", "-i", "inventory.yml", "--forks", "0", "noop.yml"],
             "'--forks <FORKS>': `0` is not a number of hosts",
@@ -206,7 +212,14 @@ fn command_line_mistakes_exit_64_and_touch_nothing() {
             "invalid value 'fancy' for '--output <OUTPUT>'",
             None,
         ),
-    ];
+    ]
+}
+
+#[test]
+fn command_line_mistakes_exit_64_and_touch_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let cases = own_mistakes().into_iter().chain(clap_mistakes());
     for (args, message, position) in cases {
         let out = cutover(s, &[], &args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -6,6 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+use common::cluster::ssh;
 use common::project::{text, Project};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -65,10 +66,6 @@ impl Drop for LinkGuard {
     fn drop(&mut self) {
         link(self.0, true);
     }
-}
-
-fn ssh(host: &str, cmd: &str) -> String {
-    String::from_utf8_lossy(&common::lab_ssh(host, cmd).stdout).into_owned()
 }
 
 #[test]

@@ -572,7 +572,8 @@ fn snapshot_larger_than_vg_free_space_is_refused() {
 /// Test 5b: Asking for more than origin + COW metadata: lvcreate reduces the COW size to
 /// what the origin can need ("Reducing COW size ... down to maximum usable size"),
 /// as Red Hat's LVM guide says ("Creating a snapshot of the original volume",
-/// https://docs.redhat.com/en/documentation/red_hat_enterprise_linux/9/html/configuring_and_managing_logical_volumes/creating-a-snapshot-of-the-original-volume_snapshot-of-logical-volumes).
+/// https://docs.redhat.com/en/documentation/red_hat_enterprise_linux/9/html/configuring_and_managin
+/// g_logical_volumes/creating-a-snapshot-of-the-original-volume_snapshot-of-logical-volumes).
 /// The reduction comes before the free-space check: a request
 /// larger than the VG's free space still succeeds when the reduced size fits.
 #[test]
@@ -623,33 +624,7 @@ fn rollback_keeps_the_current_lvm_data_before_discarding_writes_since_the_window
     let p = Project::new();
     let inv = common::project::lab_inventory().display().to_string();
     let templates = p.templates();
-    let o = p.run_text(
-        "apply",
-        &format!(
-            r#"- name: an upgrade of lvm1's data
-  hosts: lvm1
-  on_failure: unwind
-  steps:
-    - name: Snapshot the data volume
-      snapshot:
-        backend: lvm
-        volumes: [{{ name: data, vg: vg0, lv: data, mount: /srv/data }}]
-        name: {set}
-        size: 100%ORIGIN
-        state: present
-    - name: The upgrade's own change
-      copy: {{ content: "version=2\n", dest: /srv/data/app/VERSION }}
-    - name: Window closes
-      write_mark: {{ point: window_closed, paths: [/srv/data], exclude: [lost+found] }}
-"#
-        ),
-    );
-    assert!(o.status.success(), "apply:\n{}", text(&o));
-    let id = p.only_run_id();
-    assert_eq!(
-        lv(&format!("{set}-data")).expect("the snapshot").kind(),
-        's'
-    );
+    let id = apply_snapshot_then_close_the_window(&p, &set);
     // A user writes after the window closed.
     ok("echo 'written after the window' > /srv/data/lab-test/after-window.txt && sync");
     let after = digest("/srv/data");
@@ -702,6 +677,27 @@ fn rollback_keeps_the_current_lvm_data_before_discarding_writes_since_the_window
         t0.elapsed().as_secs_f64()
     );
     assert!(o.status.success(), "{out}");
+    let kept = assert_kept_copy_and_origin_rolled_back(&out, &set, &before, &version);
+    let j = p.journal_text(&id);
+    assert!(j.contains("\"event\":\"rollback_refused\""));
+    assert!(j.contains(&format!("\"location\":\"vg0/{kept}\"")), "{j}");
+
+    ok(&format!("lvremove -y vg0/{kept}"));
+    assert_eq!(
+        vg().free_count,
+        free_before,
+        "every snapshot's extents back"
+    );
+}
+
+/// After a discarding rollback: the kept copy, printed in OUT, holds the writes since the window,
+/// the origin is back; the kept LV's name.
+fn assert_kept_copy_and_origin_rolled_back(
+    out: &str,
+    set: &str,
+    before: &str,
+    version: &str,
+) -> String {
     let kept_prefix = format!("kept-{set}-");
     let kept_line = out
         .lines()
@@ -743,14 +739,37 @@ fn rollback_keeps_the_current_lvm_data_before_discarding_writes_since_the_window
     // (The upgrade's own change was undone by its own way back first, newest first.)
     assert_eq!(ok("cat /mnt/lab-kept/app/VERSION"), version);
     ok("umount /mnt/lab-kept");
-    let j = p.journal_text(&id);
-    assert!(j.contains("\"event\":\"rollback_refused\""));
-    assert!(j.contains(&format!("\"location\":\"vg0/{kept}\"")), "{j}");
+    kept
+}
 
-    ok(&format!("lvremove -y vg0/{kept}"));
-    assert_eq!(
-        vg().free_count,
-        free_before,
-        "every snapshot's extents back"
+/// Apply: snapshot lvm1's data as SET, the upgrade's change, the window's mark; the run id.
+fn apply_snapshot_then_close_the_window(p: &Project, set: &str) -> String {
+    let o = p.run_text(
+        "apply",
+        &format!(
+            r#"- name: an upgrade of lvm1's data
+  hosts: lvm1
+  on_failure: unwind
+  steps:
+    - name: Snapshot the data volume
+      snapshot:
+        backend: lvm
+        volumes: [{{ name: data, vg: vg0, lv: data, mount: /srv/data }}]
+        name: {set}
+        size: 100%ORIGIN
+        state: present
+    - name: The upgrade's own change
+      copy: {{ content: "version=2\n", dest: /srv/data/app/VERSION }}
+    - name: Window closes
+      write_mark: {{ point: window_closed, paths: [/srv/data], exclude: [lost+found] }}
+"#
+        ),
     );
+    assert!(o.status.success(), "apply:\n{}", text(&o));
+    let id = p.only_run_id();
+    assert_eq!(
+        lv(&format!("{set}-data")).expect("the snapshot").kind(),
+        's'
+    );
+    id
 }

@@ -1,46 +1,22 @@
 //! `address: local`: steps run on the controller itself, no ssh. Needs no lab: a playbook writes
 //! into a temporary directory of this machine, and a second run changes nothing.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value as J;
+use common::local::{command, cutover};
+use common::project::text;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use serde_json::Value as J;
 
 /// The tests of this file share the controller's host lock: one at a time.
 static LOCAL_HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCAL_HOST.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `cutover ARGS` with its own state and control directories. Another local run on this
-/// machine (the host lock `/var/tmp/cutover.lock` is the controller's own) is waited for,
-/// and so is a killed one until its resume takes the lock over (the kill test below).
-fn cutover(dir: &Path, args: &[&str]) -> Output {
-    for _ in 0..60 {
-        let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(args)
-            .env("CUTOVER_STATE_DIR", dir.join("state"))
-            .env("XDG_RUNTIME_DIR", dir.join("runtime"))
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        let busy = text(&o).contains("locked by run") || text(&o).contains("stale lock left by");
-        if o.status.code() != Some(5) && !busy {
-            return o;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    panic!("the controller stayed locked by another local run for a minute");
 }
 
 fn runs(dir: &Path) -> Vec<String> {
@@ -222,14 +198,13 @@ fn a_resume_does_not_repeat_a_run_once_step_another_host_finished() {
     let before = runs(d);
     let mut killed = None;
     for _ in 0..60 {
-        let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"])
-            .env("CUTOVER_STATE_DIR", d.join("state"))
-            .env("XDG_RUNTIME_DIR", d.join("runtime"))
-            .env("CUTOVER_TEST_FAULT", "kill-after-step=1:Start the node")
-            .current_dir(d)
-            .output()
-            .unwrap();
+        let o = command(
+            d,
+            &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+        )
+        .env("CUTOVER_TEST_FAULT", "kill-after-step=1:Start the node")
+        .output()
+        .unwrap();
         if o.status.code() == Some(5) {
             // Another local run holds the controller's host lock: wait for it.
             let _ = std::fs::remove_dir_all(d.join("state/runs"));
@@ -336,18 +311,17 @@ fn the_lock_owner_is_the_real_user_of_the_process_without_user_set() {
     .unwrap();
     let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
     let me = me.trim();
-    let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args([
+    let o = command(
+        d,
+        &[
             "apply", "-i", "inv.yml", "pb.yml", "--output", "plain", "-v",
-        ])
-        .env("CUTOVER_STATE_DIR", d.join("state"))
-        .env("XDG_RUNTIME_DIR", d.join("runtime"))
-        .env_remove("USER")
-        .env_remove("SUDO_USER")
-        .env_remove("LOGNAME")
-        .current_dir(d)
-        .output()
-        .unwrap();
+        ],
+    )
+    .env_remove("USER")
+    .env_remove("SUDO_USER")
+    .env_remove("LOGNAME")
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     // The host lock, as the run saw it, and the controller lock left on disk.
     let rs = step_results(d, &[]);
@@ -385,11 +359,7 @@ fn a_run_refused_by_the_controller_lock_is_journaled() {
     )
     .unwrap();
     let run = |fault: Option<&str>, args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cutover"));
-        c.args(args)
-            .env("CUTOVER_STATE_DIR", d.join("state"))
-            .env("XDG_RUNTIME_DIR", d.join("runtime"))
-            .current_dir(d);
+        let mut c = command(d, args);
         if let Some(f) = fault {
             c.env("CUTOVER_TEST_FAULT", f);
         }

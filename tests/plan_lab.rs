@@ -276,10 +276,81 @@ fn one_variable_changes_exactly_one_diff_on_exactly_its_hosts_and_plans_never_wr
         .map(|h| (h, db_state(h)))
         .collect();
     p.write("vars.yml", "cluster_name: wiki-renamed\n");
+    assert_one_diff_line_on_the_app_nodes_only(&p);
+    assert_writes_are_shown_not_run(&p);
+    // No plan changed anything on any host, in its files or its database.
+    let after: Vec<String> = ALL.iter().map(|h| host_state(h)).collect();
+    assert_eq!(before, after, "a plan must not write on any host");
+    for (h, b) in &dbs_before {
+        assert_db_unchanged(h, b, "a plan");
+    }
+}
+
+fn assert_writes_are_shown_not_run(p: &Project) {
+    // A plan of steps that would write to the databases, the load balancer and services: it
+    // shows them, and runs none of them.
+    p.write(
+        "db.yml",
+        r#"- hosts: databases
+  steps:
+    - name: facts
+      mysql_facts: {}
+      register: f
+    - name: a page written by SQL
+      mysql_query: { sql: "INSERT INTO wiki.PAGES (NAME, BODY, CREATED_AT, UPDATED_AT) VALUES ('plan-must-not-write', 'x', NOW(), NOW())" }
+    - name: a table written by a command
+      command: { argv: [mysql, -e, "CREATE TABLE wiki.PLAN_MUST_NOT_WRITE (a int)"] }
+- hosts: db_slave
+  steps:
+    - name: in sync
+      mysql_replication: { state: synced, master: db1 }
+    - name: replication stopped
+      mysql_replication: { state: stopped }
+    - name: writable
+      mysql_replication: { read_only: false }
+    - name: slave shut down
+      service: { name: mariadb, state: stopped }
+- hosts: db_master
+  steps:
+    - name: binary log flushed
+      mysql_query: { sql: "FLUSH BINARY LOGS" }
+- hosts: load_balancers
+  steps:
+    - name: drained
+      lb_member: { lb: wiki_lb, member: node1, activation: disabled }
+    - name: maintenance page
+      maintenance: { path: "{{ maintenance_flag }}", state: "on" }
+"#,
+    );
+    let (o, plan) = plan_json(p, "db.yml", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let shown = |name: &str, outcome: &str| {
+        plan["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == name && e["outcome"] == outcome)
+    };
+    for (name, outcome) in [
+        ("a page written by SQL", "unknown"),
+        ("a table written by a command", "unknown"),
+        ("replication stopped", "change"),
+        ("writable", "change"),
+        ("slave shut down", "change"),
+        ("drained", "change"),
+        ("maintenance page", "change"),
+    ] {
+        assert!(shown(name, outcome), "{name} is not {outcome} in {plan:#}");
+    }
+}
+
+/// With vars.yml setting cluster_name and --limit app_nodes: one diff line on app1 and app2, in
+/// json and markdown.
+fn assert_one_diff_line_on_the_app_nodes_only(p: &Project) {
     // -e sets it for every host; --limit keeps the plan to the app nodes, and the hosts
     // outside the limit must not appear at all.
     let (o, plan) = plan_json(
-        &p,
+        p,
         "pb.yml",
         &[
             "-e",
@@ -333,67 +404,6 @@ fn one_variable_changes_exactly_one_diff_on_exactly_its_hosts_and_plans_never_wr
             && md.contains("<details>"),
         "{md}"
     );
-    // A plan of steps that would write to the databases, the load balancer and services: it
-    // shows them, and runs none of them.
-    p.write(
-        "db.yml",
-        r#"- hosts: databases
-  steps:
-    - name: facts
-      mysql_facts: {}
-      register: f
-    - name: a page written by SQL
-      mysql_query: { sql: "INSERT INTO wiki.PAGES (NAME, BODY, CREATED_AT, UPDATED_AT) VALUES ('plan-must-not-write', 'x', NOW(), NOW())" }
-    - name: a table written by a command
-      command: { argv: [mysql, -e, "CREATE TABLE wiki.PLAN_MUST_NOT_WRITE (a int)"] }
-- hosts: db_slave
-  steps:
-    - name: in sync
-      mysql_replication: { state: synced, master: db1 }
-    - name: replication stopped
-      mysql_replication: { state: stopped }
-    - name: writable
-      mysql_replication: { read_only: false }
-    - name: slave shut down
-      service: { name: mariadb, state: stopped }
-- hosts: db_master
-  steps:
-    - name: binary log flushed
-      mysql_query: { sql: "FLUSH BINARY LOGS" }
-- hosts: load_balancers
-  steps:
-    - name: drained
-      lb_member: { lb: wiki_lb, member: node1, activation: disabled }
-    - name: maintenance page
-      maintenance: { path: "{{ maintenance_flag }}", state: "on" }
-"#,
-    );
-    let (o, plan) = plan_json(&p, "db.yml", &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let shown = |name: &str, outcome: &str| {
-        plan["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["name"] == name && e["outcome"] == outcome)
-    };
-    for (name, outcome) in [
-        ("a page written by SQL", "unknown"),
-        ("a table written by a command", "unknown"),
-        ("replication stopped", "change"),
-        ("writable", "change"),
-        ("slave shut down", "change"),
-        ("drained", "change"),
-        ("maintenance page", "change"),
-    ] {
-        assert!(shown(name, outcome), "{name} is not {outcome} in {plan:#}");
-    }
-    // No plan changed anything on any host, in its files or its database.
-    let after: Vec<String> = ALL.iter().map(|h| host_state(h)).collect();
-    assert_eq!(before, after, "a plan must not write on any host");
-    for (h, b) in &dbs_before {
-        assert_db_unchanged(h, b, "a plan");
-    }
 }
 
 #[test]
@@ -529,45 +539,7 @@ fn secrets_reach_the_host_and_never_any_output() {
     // A password with characters that escaping changes, so every escaped form is checked.
     let secret = format!("Pw&<{}>'x\"", std::process::id());
     std::fs::create_dir_all(p.path("out")).unwrap();
-    let key = p.path("lab.key");
-    let o = p.run(&["secrets", "keygen", "-o", key.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    let recipient = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    p.write(
-        "plain.yml",
-        &format!("db_password: {}\n", serde_json::to_string(&secret).unwrap()),
-    );
-    let o = p.run(&[
-        "secrets",
-        "encrypt",
-        p.path("plain.yml").to_str().unwrap(),
-        "-r",
-        &recipient,
-        "-o",
-        p.path("secrets.age").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    std::fs::remove_file(p.path("plain.yml")).unwrap();
-    assert!(!std::fs::read_to_string(p.path("secrets.age"))
-        .unwrap()
-        .contains(&secret));
-    // The lab inventory plus the secrets file, with the key next to it.
-    // The lab inventory with this test's secrets file and key instead of the lab's.
-    let inv = common::project::lab_inventory_text();
-    let inv: String = inv
-        .lines()
-        .map(|l| {
-            if l.starts_with("secrets_file:") {
-                "secrets_file: secrets.age".to_string()
-            } else if l.starts_with("secrets_key_file:") {
-                "secrets_key_file: lab.key".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let inv_path = p.write("inventory.yml", &inv).display().to_string();
+    let inv_path = encrypt_the_secret_into_a_lab_inventory(&p, &secret);
     p.write(
         "templates/db.cnf",
         "[client]\nuser = wiki\npassword = {{ db_password }}\n",
@@ -660,6 +632,18 @@ fn secrets_reach_the_host_and_never_any_output() {
         run.contains("the password is [secret:db_password]"),
         "{run}"
     );
+    assert_the_host_has_the_secret_and_no_artifact_has(&p, &dir, &secret, &outputs);
+    common::lab_ssh("app1", &format!("rm -rf {dir}"));
+}
+
+/// The files in DIR on app1 hold SECRET (plain and XML-escaped); no output or artifact holds it in
+/// any form, only its marker.
+fn assert_the_host_has_the_secret_and_no_artifact_has(
+    p: &Project,
+    dir: &str,
+    secret: &str,
+    outputs: &[Output],
+) {
     // The host has the real value.
     let cnf = common::lab_ssh("app1", &format!("cat {dir}/db.cnf; cat {dir}/wiki.cfg.xml"));
     let cnf = String::from_utf8_lossy(&cnf.stdout);
@@ -672,19 +656,58 @@ fn secrets_reach_the_host_and_never_any_output() {
         .replace('\'', "&apos;");
     assert!(cnf.contains(&xml_form), "{cnf}");
     // …and no artifact has it, in any form.
-    let all = all_artifacts(&p, &outputs);
+    let all = all_artifacts(p, outputs);
     assert!(
         all.contains("[secret:db_password]"),
         "the marker shows where the secret was"
     );
-    for form in [
-        secret.as_str(),
-        xml_form.as_str(),
-        &secret.replace('\'', r"'\''"),
-    ] {
+    for form in [secret, xml_form.as_str(), &secret.replace('\'', r"'\''")] {
         assert!(!all.contains(form), "secret leaked in the form {form:?}");
     }
-    common::lab_ssh("app1", &format!("rm -rf {dir}"));
+}
+
+/// A key, SECRET encrypted to secrets.age as db_password, and the lab inventory using both; its
+/// path.
+fn encrypt_the_secret_into_a_lab_inventory(p: &Project, secret: &str) -> String {
+    let key = p.path("lab.key");
+    let o = p.run(&["secrets", "keygen", "-o", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let recipient = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    p.write(
+        "plain.yml",
+        &format!("db_password: {}\n", serde_json::to_string(&secret).unwrap()),
+    );
+    let o = p.run(&[
+        "secrets",
+        "encrypt",
+        p.path("plain.yml").to_str().unwrap(),
+        "-r",
+        &recipient,
+        "-o",
+        p.path("secrets.age").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_file(p.path("plain.yml")).unwrap();
+    assert!(!std::fs::read_to_string(p.path("secrets.age"))
+        .unwrap()
+        .contains(secret));
+    // The lab inventory plus the secrets file, with the key next to it.
+    // The lab inventory with this test's secrets file and key instead of the lab's.
+    let inv = common::project::lab_inventory_text();
+    let inv: String = inv
+        .lines()
+        .map(|l| {
+            if l.starts_with("secrets_file:") {
+                "secrets_file: secrets.age".to_string()
+            } else if l.starts_with("secrets_key_file:") {
+                "secrets_key_file: lab.key".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    p.write("inventory.yml", &inv).display().to_string()
 }
 
 /// Removes what a test put on a host, however the test ends.
@@ -735,6 +758,83 @@ fn steps_on_one_file_are_planned_against_each_other_and_the_saved_plan_applies_e
             "mkdir -p {dir} && printf '# hand-made\\nname = old\\nthreads = 2\\n' > {dir}/app.conf"
         ),
     );
+    write_the_overlay_playbook(&p, &dir, &unit);
+    let saved = p.path("out/plan.json").display().to_string();
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    let (o, plan) = plan_json(&p, "pb.yml", &["--out", &saved]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_each_step_is_planned_after_the_earlier_ones(&plan, &dir, &unit);
+    // The saved plan applies: every step's probe, just before it runs, matches what the plan
+    // derived for it (a wrong derivation is drift, and nothing of that step is applied).
+    let o = p.run(&[
+        "apply",
+        "-i",
+        &lab_inventory(),
+        "--templates",
+        &p.templates(),
+        &saved,
+        "--output",
+        "plain",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        common::lab_ssh_ok("app1", &format!("cat {dir}/app.conf; stat -c %a {dir}/app.conf; cat {dir}/data/seed.txt; systemctl is-active {unit}")),
+        "# managed by cutover\nname = app1\nthreads = 8\nmode = normal\nextra = yes\n640\nseed\nactive\n"
+    );
+}
+
+fn assert_each_step_is_planned_after_the_earlier_ones(plan: &J, dir: &str, unit: &str) {
+    // The template against the host's file.
+    assert_eq!(
+        changed_lines(entry(plan, "conf")["diff"].as_str().unwrap()),
+        [
+            "-# hand-made",
+            "-name = old",
+            "-threads = 2",
+            "+# managed by cutover",
+            "+name = app1",
+            "+threads = 4",
+            "+mode = normal",
+        ]
+    );
+    // Each edit against what the steps before it leave, not against the host.
+    let more = entry(plan, "more threads");
+    assert_eq!(more["outcome"], "change", "{more:#}");
+    assert_eq!(
+        changed_lines(more["diff"].as_str().unwrap()),
+        ["-threads = 4", "+threads = 8"],
+        "{more:#}"
+    );
+    let extra = entry(plan, "extra");
+    let diff = extra["diff"].as_str().unwrap();
+    assert_eq!(changed_lines(diff), ["+extra = yes"], "{diff}");
+    assert!(
+        diff.contains(" threads = 8\n") && diff.contains(" mode = normal\n"),
+        "the combined content around the new line: {diff}"
+    );
+    // The template's mode is planned: asking for it again changes nothing.
+    assert_eq!(
+        entry(plan, "mode again")["outcome"],
+        "no_change",
+        "{plan:#}"
+    );
+    // A directory created by an earlier step: the copy into it is a create.
+    let seed = entry(plan, "seed");
+    assert_eq!(seed["outcome"], "change", "{seed:#}");
+    assert_eq!(seed["summary"], format!("create {dir}/data/seed.txt"));
+    // A unit whose file an earlier step writes: known, stopped, then planned running.
+    let run = entry(plan, "unit running");
+    assert_eq!(run["outcome"], "change", "{run:#}");
+    assert_eq!(
+        run["summary"],
+        format!("{unit}: stopped → started; {unit}: enabled at boot")
+    );
+    assert_eq!(entry(plan, "unit running still")["outcome"], "no_change");
+}
+
+/// A template of DIR/app.conf, two edits of it, a file in a new directory and a new unit UNIT
+/// started.
+fn write_the_overlay_playbook(p: &Project, dir: &str, unit: &str) {
     p.write(
         "templates/app.conf",
         "# managed by cutover\nname = {{ inventory_hostname }}\nthreads = 4\nmode = normal\n",
@@ -766,73 +866,6 @@ fn steps_on_one_file_are_planned_against_each_other_and_the_saved_plan_applies_e
       service: {{ name: {unit}, state: started, enabled: true }}
 "#
         ),
-    );
-    let saved = p.path("out/plan.json").display().to_string();
-    std::fs::create_dir_all(p.path("out")).unwrap();
-    let (o, plan) = plan_json(&p, "pb.yml", &["--out", &saved]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    // The template against the host's file.
-    assert_eq!(
-        changed_lines(entry(&plan, "conf")["diff"].as_str().unwrap()),
-        [
-            "-# hand-made",
-            "-name = old",
-            "-threads = 2",
-            "+# managed by cutover",
-            "+name = app1",
-            "+threads = 4",
-            "+mode = normal",
-        ]
-    );
-    // Each edit against what the steps before it leave, not against the host.
-    let more = entry(&plan, "more threads");
-    assert_eq!(more["outcome"], "change", "{more:#}");
-    assert_eq!(
-        changed_lines(more["diff"].as_str().unwrap()),
-        ["-threads = 4", "+threads = 8"],
-        "{more:#}"
-    );
-    let extra = entry(&plan, "extra");
-    let diff = extra["diff"].as_str().unwrap();
-    assert_eq!(changed_lines(diff), ["+extra = yes"], "{diff}");
-    assert!(
-        diff.contains(" threads = 8\n") && diff.contains(" mode = normal\n"),
-        "the combined content around the new line: {diff}"
-    );
-    // The template's mode is planned: asking for it again changes nothing.
-    assert_eq!(
-        entry(&plan, "mode again")["outcome"],
-        "no_change",
-        "{plan:#}"
-    );
-    // A directory created by an earlier step: the copy into it is a create.
-    let seed = entry(&plan, "seed");
-    assert_eq!(seed["outcome"], "change", "{seed:#}");
-    assert_eq!(seed["summary"], format!("create {dir}/data/seed.txt"));
-    // A unit whose file an earlier step writes: known, stopped, then planned running.
-    let run = entry(&plan, "unit running");
-    assert_eq!(run["outcome"], "change", "{run:#}");
-    assert_eq!(
-        run["summary"],
-        format!("{unit}: stopped → started; {unit}: enabled at boot")
-    );
-    assert_eq!(entry(&plan, "unit running still")["outcome"], "no_change");
-    // The saved plan applies: every step's probe, just before it runs, matches what the plan
-    // derived for it (a wrong derivation is drift, and nothing of that step is applied).
-    let o = p.run(&[
-        "apply",
-        "-i",
-        &lab_inventory(),
-        "--templates",
-        &p.templates(),
-        &saved,
-        "--output",
-        "plain",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        common::lab_ssh_ok("app1", &format!("cat {dir}/app.conf; stat -c %a {dir}/app.conf; cat {dir}/data/seed.txt; systemctl is-active {unit}")),
-        "# managed by cutover\nname = app1\nthreads = 8\nmode = normal\nextra = yes\n640\nseed\nactive\n"
     );
 }
 

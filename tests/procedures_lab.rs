@@ -12,6 +12,7 @@ mod common;
 use common::cluster::*;
 use common::project::{repo_file, text, Project};
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -129,88 +130,11 @@ fn a_rollback_that_would_discard_users_writes_is_refused_then_keeps_them() {
     let set = unique("lost");
     let (o, id) = upgrade(&p, "2.0.0", 2, &set);
     assert!(o.status.success(), "upgrade to 2.0.0:\n{}", text(&o));
-    // Users write again: two pages through the load balancer, an attachment on app1's home.
-    let written: Vec<String> = (0..2).map(|i| format!("{}-{i}", unique("after"))).collect();
-    for name in &written {
-        let code = curl(&[
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--data-binary",
-            "written after the window",
-            &format!("http://lb/pages/{name}"),
-        ]);
-        assert_eq!(code, "201", "PUT /pages/{name}");
-    }
-    ssh(
-        "app1",
-        "mkdir -p /var/lib/wiki/attachments && echo scan > /var/lib/wiki/attachments/after-window.pdf",
-    );
-
+    let written = users_write_after_the_window();
     // One cluster-safety interval: the app's own heartbeat writes (not user data) are there too.
     std::thread::sleep(Duration::from_secs(11));
-    // The plan of the rollback: the loss, exit 1, nothing changed.
-    let o = p.run_cluster(&after_args("rollback", &id, &["--plan".into()]));
-    let plan = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{plan}");
-    assert!(
-        plan.contains("would undo") && plan.contains("would be REFUSED"),
-        "{plan}"
-    );
-    assert!(
-        plan.contains("db1: since the window closed at 20"),
-        "{plan}"
-    );
-    assert!(plan.contains("wiki.PAGES (2)"), "{plan}");
-    assert!(
-        plan.contains("app1: since the window closed at 20")
-            && plan.contains("/var/lib/wiki: 1 file written (e.g. attachments/after-window.pdf)"),
-        "{plan}"
-    );
-    assert!(
-        !plan.contains("app2: since"),
-        "nothing written on app2's home: {plan}"
-    );
-
-    // The rollback itself: refused, exit 1, the same loss, nothing changed, journaled.
-    let o = p.run_cluster(&after_args("rollback", &id, &[]));
-    let out = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains(&format!("rollback of run {id} refused")),
-        "{out}"
-    );
-    let db_line = out
-        .lines()
-        .find(|l| l.contains("db1: since the window closed at"))
-        .unwrap_or_else(|| panic!("no db1 line:\n{out}"));
-    assert!(
-        db_line.contains("database: ")
-            && db_line.contains(" transactions on ")
-            && db_line.contains("wiki.PAGES (2)")
-            && db_line.contains("only on ignored tables"),
-        "{db_line}"
-    );
-    assert!(out.contains("--discard-writes-since-window"), "{out}");
-    assert_cluster_serves("2.0.0", 2);
-    assert!(
-        !snapshots_of(&set).is_empty(),
-        "the snapshots are still there"
-    );
-    assert_no_host_locks();
-    let j = journal_of(&p, &id);
-    assert!(j.iter().any(|e| e["event"] == "rollback_refused"));
-    assert!(
-        !j.iter().any(|e| e["event"] == "undo_result"),
-        "nothing undone"
-    );
-    let runs = text(&p.run(&["runs"]));
-    assert!(runs.contains("ok, rollback refused at 20"), "{runs}");
-
+    assert_the_rollback_plan_names_the_loss(&p, &id);
+    assert_the_rollback_is_refused_and_changes_nothing(&p, &id, &set);
     // Named explicitly: it proceeds, keeping the current data first.
     let o = p.run_cluster(&after_args(
         "rollback",
@@ -267,6 +191,82 @@ fn a_rollback_that_would_discard_users_writes_is_refused_then_keeps_them() {
     assert!(line.contains("  rolled back at 20"), "{runs}");
     assert_no_host_locks();
     remove_kept_sets(&set);
+}
+
+fn assert_the_rollback_is_refused_and_changes_nothing(p: &Project, id: &str, set: &str) {
+    // The rollback itself: refused, exit 1, the same loss, nothing changed, journaled.
+    let o = p.run_cluster(&after_args("rollback", id, &[]));
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("rollback of run {id} refused")),
+        "{out}"
+    );
+    let db_line = out
+        .lines()
+        .find(|l| l.contains("db1: since the window closed at"))
+        .unwrap_or_else(|| panic!("no db1 line:\n{out}"));
+    assert!(
+        db_line.contains("database: ")
+            && db_line.contains(" transactions on ")
+            && db_line.contains("wiki.PAGES (2)")
+            && db_line.contains("only on ignored tables"),
+        "{db_line}"
+    );
+    assert!(out.contains("--discard-writes-since-window"), "{out}");
+    assert_cluster_serves("2.0.0", 2);
+    assert!(
+        !snapshots_of(set).is_empty(),
+        "the snapshots are still there"
+    );
+    assert_no_host_locks();
+    let j = journal_of(p, id);
+    assert!(j.iter().any(|e| e["event"] == "rollback_refused"));
+    assert!(
+        !j.iter().any(|e| e["event"] == "undo_result"),
+        "nothing undone"
+    );
+    let runs = text(&p.run(&["runs"]));
+    assert!(runs.contains("ok, rollback refused at 20"), "{runs}");
+}
+
+fn assert_the_rollback_plan_names_the_loss(p: &Project, id: &str) {
+    // The plan of the rollback: the loss, exit 1, nothing changed.
+    let o = p.run_cluster(&after_args("rollback", id, &["--plan".into()]));
+    let plan = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains("would undo") && plan.contains("would be REFUSED"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("db1: since the window closed at 20"),
+        "{plan}"
+    );
+    assert!(plan.contains("wiki.PAGES (2)"), "{plan}");
+    assert!(
+        plan.contains("app1: since the window closed at 20")
+            && plan.contains("/var/lib/wiki: 1 file written (e.g. attachments/after-window.pdf)"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("app2: since"),
+        "nothing written on app2's home: {plan}"
+    );
+}
+
+fn users_write_after_the_window() -> Vec<String> {
+    // Users write again: two pages through the load balancer, an attachment on app1's home.
+    let written: Vec<String> = (0..2).map(|i| format!("{}-{i}", unique("after"))).collect();
+    for name in &written {
+        put_page(name, "written after the window");
+    }
+    ssh(
+        "app1",
+        "mkdir -p /var/lib/wiki/attachments && echo scan > /var/lib/wiki/attachments/after-window.pdf",
+    );
+
+    written
 }
 
 #[test]
@@ -420,6 +420,73 @@ fn rehearsal_on_staging_never_touches_production() {
         .unwrap_or_else(|| panic!("no predicted window printed:\n{out}"));
     eprintln!("measured: {line}");
 
+    assert_staging_runs_production_data_on_its_own(&pages, &general);
+    // Production: still v1, serving, data unchanged, nothing written by the rehearsal.
+    assert_cluster_serves("1.0.0", 1);
+    assert_pages(&pages);
+    let (m1, s1) = db_checksums();
+    assert_eq!(m1, m0, "production master unchanged");
+    assert_eq!(s1, s0, "production slave unchanged");
+
+    // Where staging's data stood when the rehearsal ended is journaled (issue 21, item 6): a
+    // file a tester writes since is named by the rollback's plan (exit 1); once it is gone,
+    // nothing is in the way (the app's heartbeat and logs/ do not count).
+    // (Checked after the rollback below: a failure here must not leave staging upgraded.)
+    let note = "/var/lib/wiki/cutover-rehearsal-tester-note.txt";
+    let guard_check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a_tester_file_is_named_by_the_rollback_plan(&p, &id, note);
+    }));
+    ssh("staging", &format!("rm -f {note}"));
+
+    // Staging back as it was.
+    rollback(&p, &id);
+    wait_for_staging_back_at_v1();
+    assert_cluster_serves("1.0.0", 1);
+    if let Err(e) = guard_check {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn wait_for_staging_back_at_v1() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = status("staging");
+        if st.contains(
+            "\"state\":\"RUNNING\",\"version\":\"1.0.0\",\"schema\":1,\"node\":\"staging\"",
+        ) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "staging after rollback: {st}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// After a rehearsal: staging has two window marks, and a file written since is named by the
+/// rollback plan (exit 1).
+fn a_tester_file_is_named_by_the_rollback_plan(p: &Project, id: &str, note: &str) {
+    let marks: Vec<serde_json::Value> = journal_of(p, id)
+        .into_iter()
+        .filter(|e| e["event"] == "step_result" && e["mark"]["point"] == "window_closed")
+        .collect();
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    assert!(marks.iter().all(|m| m["host"] == "staging"), "{marks:?}");
+    ssh("staging", &format!("echo tested > {note}"));
+    let o = p.run_cluster(&after_args("rollback", id, &["--plan".into()]));
+    let plan = text(&o);
+    ssh("staging", &format!("rm -f {note}"));
+    assert_eq!(o.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("staging: since the window closed at 20")
+                && l.ends_with(
+                    "/var/lib/wiki: 1 file written (e.g. cutover-rehearsal-tester-note.txt)"
+                )),
+        "{plan}"
+    );
+    assert!(!plan.contains("database: "), "{plan}");
+}
+
+fn assert_staging_runs_production_data_on_its_own(pages: &BTreeMap<String, String>, general: &str) {
     // Staging runs the new release on its own copy of production's data.
     let st = status("staging");
     assert!(
@@ -448,15 +515,7 @@ fn rehearsal_on_staging_never_touches_production() {
         "the general log recorded connections:\n{general}"
     );
     let cfg = ssh("staging", "cat /var/lib/wiki/wiki.cfg.xml");
-    assert!(cfg.contains("jdbc:mariadb://localhost:3306/wiki"), "{cfg}");
-    assert!(
-        cfg.contains("<property name=\"cluster.name\">wiki-staging</property>"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("<property name=\"mail.enabled\">false</property>"),
-        "{cfg}"
-    );
+    assert_staging_config(&cfg);
     for a in ["10.77.0.11", "10.77.0.12", "10.77.0.21", "10.77.0.22"] {
         assert!(
             !cfg.contains(a),
@@ -469,58 +528,4 @@ fn rehearsal_on_staging_never_touches_production() {
         "mysql -NB -e 'SELECT CLUSTER_NAME FROM wiki.CLUSTERSAFETY'",
     );
     assert_eq!(safety.trim(), "wiki-production");
-
-    // Production: still v1, serving, data unchanged, nothing written by the rehearsal.
-    assert_cluster_serves("1.0.0", 1);
-    assert_pages(&pages);
-    let (m1, s1) = db_checksums();
-    assert_eq!(m1, m0, "production master unchanged");
-    assert_eq!(s1, s0, "production slave unchanged");
-
-    // Where staging's data stood when the rehearsal ended is journaled (issue 21, item 6): a
-    // file a tester writes since is named by the rollback's plan (exit 1); once it is gone,
-    // nothing is in the way (the app's heartbeat and logs/ do not count).
-    // (Checked after the rollback below: a failure here must not leave staging upgraded.)
-    let note = "/var/lib/wiki/cutover-rehearsal-tester-note.txt";
-    let guard_check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let marks: Vec<serde_json::Value> = journal_of(&p, &id)
-            .into_iter()
-            .filter(|e| e["event"] == "step_result" && e["mark"]["point"] == "window_closed")
-            .collect();
-        assert_eq!(marks.len(), 2, "{marks:?}");
-        assert!(marks.iter().all(|m| m["host"] == "staging"), "{marks:?}");
-        ssh("staging", &format!("echo tested > {note}"));
-        let o = p.run_cluster(&after_args("rollback", &id, &["--plan".into()]));
-        let plan = text(&o);
-        ssh("staging", &format!("rm -f {note}"));
-        assert_eq!(o.status.code(), Some(1), "{plan}");
-        assert!(
-            plan.lines()
-                .any(|l| l.contains("staging: since the window closed at 20")
-                    && l.ends_with(
-                        "/var/lib/wiki: 1 file written (e.g. cutover-rehearsal-tester-note.txt)"
-                    )),
-            "{plan}"
-        );
-        assert!(!plan.contains("database: "), "{plan}");
-    }));
-    ssh("staging", &format!("rm -f {note}"));
-
-    // Staging back as it was.
-    rollback(&p, &id);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = status("staging");
-        if st.contains(
-            "\"state\":\"RUNNING\",\"version\":\"1.0.0\",\"schema\":1,\"node\":\"staging\"",
-        ) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "staging after rollback: {st}");
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    assert_cluster_serves("1.0.0", 1);
-    if let Err(e) = guard_check {
-        std::panic::resume_unwind(e);
-    }
 }

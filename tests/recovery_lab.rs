@@ -5,6 +5,7 @@ mod common;
 
 use std::process::Command;
 
+use common::cluster::ssh;
 use common::project::{text, Project};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,10 +27,6 @@ fn inventory() -> String {
         .join("inventory/lab.yml")
         .display()
         .to_string()
-}
-
-fn ssh(host: &str, cmd: &str) -> String {
-    String::from_utf8_lossy(&common::lab_ssh(host, cmd).stdout).into_owned()
 }
 
 /// Start the playbook and SIGKILL the controller as soon as the journal has `event` for `step`
@@ -223,15 +220,29 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
         ssh("db1", &format!("cat {dir}/conf; ls {dir}")),
         format!("before\nconf\n")
     );
+    assert_runs_and_show_tell_the_rollback(&p, &id);
+    // Rolling back twice finds nothing left to undo.
+    let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
+    assert!(
+        o.status.success() && text(&o).contains("nothing to roll back"),
+        "{}",
+        text(&o)
+    );
+
+    a_committed_run_cannot_be_rolled_back(&dir);
+    ssh("db1", &format!("rm -rf {dir}"));
+}
+
+fn assert_runs_and_show_tell_the_rollback(p: &Project, id: &str) {
     // `runs` says it was rolled back (not `ok`, not `unfinished`), with the time; `show` tells
     // the story in order: the run, the kill, the rollback and its undos, the state.
     let runs = text(&p.run(&["runs"]));
-    let line = runs.lines().find(|l| l.starts_with(&id)).unwrap_or("");
+    let line = runs.lines().find(|l| l.starts_with(id)).unwrap_or("");
     assert!(
         line.contains("  rolled back at 20") && !line.contains("unfinished"),
         "{runs}"
     );
-    let show = text(&p.run(&["show", &id]));
+    let show = text(&p.run(&["show", id]));
     let at = |what: &str| {
         show.find(what)
             .unwrap_or_else(|| panic!("`{what}` missing from show:\n{show}"))
@@ -247,14 +258,10 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
             .starts_with("state: rolled back at 20"),
         "{show}"
     );
-    // Rolling back twice finds nothing left to undo.
-    let o = p.run(&["rollback", "-i", &inventory(), &id, "--output", "plain"]);
-    assert!(
-        o.status.success() && text(&o).contains("nothing to roll back"),
-        "{}",
-        text(&o)
-    );
+}
 
+/// A finished run on db1 (a copy into DIR), committed: its backup gone, no rollback any more.
+fn a_committed_run_cannot_be_rolled_back(dir: &str) {
     // A finished run, committed: backups gone, no rollback any more.
     let q = Project::new();
     std::fs::write(q.path("pb.yml"), format!("- hosts: db1\n  steps:\n    - copy: {{ content: \"committed\\n\", dest: {dir}/conf }}\n")).unwrap();
@@ -292,5 +299,4 @@ fn a_killed_run_is_rolled_back_and_a_committed_one_cannot_be() {
         "{}",
         text(&o)
     );
-    ssh("db1", &format!("rm -rf {dir}"));
 }

@@ -7,39 +7,17 @@
 //! application's own (an excluded subtree) do not count. A snapshot step replacing an existing
 //! set (`replace_existing`) is irreversible in the plan: that rollback point is gone.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::local::cutover;
+use common::project::text;
 
 fn sh(script: &str) -> Output {
     Command::new("sh").args(["-c", script]).output().unwrap()
-}
-
-/// `cutover ARGS` with its own state; another local run holding the controller's host lock
-/// is waited for.
-fn cutover(dir: &Path, args: &[&str]) -> Output {
-    for _ in 0..60 {
-        let o = Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(args)
-            .env("CUTOVER_STATE_DIR", dir.join("state"))
-            .env("XDG_RUNTIME_DIR", dir.join("runtime"))
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        if o.status.code() != Some(5) && !text(&o).contains("locked by run") {
-            return o;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    panic!("the controller stayed locked by another local run for a minute");
 }
 
 /// One test at a time: both lock the controller itself (`address: local`).

@@ -136,6 +136,114 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
         );
     }
 
+    let (page, content) = assert_the_lb_serves_pages_and_sessions(&p);
+    assert_replication_carries_the_page(&page, &content);
+    // Staging: its own cluster on its own database, mail disabled.
+    let st = common::lab_ssh_ok("staging", "curl -sS http://127.0.0.1:8080/status");
+    assert!(
+        st.contains("\"state\":\"RUNNING\"") && st.contains("\"node\":\"staging\""),
+        "{st}"
+    );
+    let cfg = common::lab_ssh_ok("staging", "cat /var/lib/wiki/wiki.cfg.xml");
+    common::cluster::assert_staging_config(&cfg);
+
+    assert_the_security_measures();
+    assert_the_maintenance_page_spares_the_admin();
+    // Second run: nothing to change anywhere.
+    let (code, recap, all) = apply_site(&p);
+    assert_eq!(code, Some(0), "second run failed:\n{all}");
+    let hosts = recap["hosts"].as_object().expect("recap hosts");
+    assert_eq!(hosts.len(), 6, "{recap}");
+    for (h, r) in hosts {
+        assert_eq!(r["failed"], 0, "{h}: {recap}");
+        assert_eq!(
+            r["changed"],
+            0,
+            "second run changed something on {h}: {:#?}",
+            changed_steps(&all)
+        );
+    }
+}
+
+fn assert_the_maintenance_page_spares_the_admin() {
+    // Maintenance page: with the flag, others get 503 + Retry-After, the admin still gets in.
+    struct Flag;
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            let _ = common::lab_ssh("lb", "rm -f /var/www/maintenance/ENABLED");
+        }
+    }
+    let flag = Flag;
+    common::lab_ssh_ok("lb", "touch /var/www/maintenance/ENABLED");
+    let during = common::lab_ssh_ok("lb", "curl -s -D - -o /dev/null http://127.0.0.1/pages");
+    assert_eq!(status_code(&during), 503, "{during}");
+    assert_eq!(header(&during, "Retry-After"), Some("3600"), "{during}");
+    let (h, _) = curl(&["http://lb/pages"]);
+    assert_eq!(status_code(&h), 200, "the admin address was refused: {h}");
+    drop(flag);
+    let after = common::lab_ssh_ok(
+        "lb",
+        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/pages",
+    );
+    assert_eq!(after, "200");
+}
+
+fn assert_the_security_measures() {
+    // Security measures: the app runs as wiki, its HTTP connector only on localhost, secret
+    // files 0640 root:wiki, no secret on a command line, the status worker only for admins.
+    let ps = common::lab_ssh_ok(
+        "app1",
+        "ps -o user= -p \"$(systemctl show -p MainPID --value wiki)\"; \
+         stat -c '%U:%G %a' /var/lib/wiki/wiki.cfg.xml /opt/wiki/current/conf/server.xml; \
+         ss -Hltn 'sport = :8080' | awk '{print $4}'; \
+         grep -c ajp-lab /proc/$(systemctl show -p MainPID --value wiki)/cmdline || true",
+    );
+    let lines: Vec<&str> = ps.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            "wiki",
+            "root:wiki 640",
+            "root:wiki 640",
+            "[::ffff:127.0.0.1]:8080",
+            "0"
+        ],
+        "app1: {ps}"
+    );
+    let from_app = common::lab_ssh_ok(
+        "app1",
+        "curl -s -o /dev/null -w '%{http_code}' http://lb/jkstatus",
+    );
+    assert_eq!(from_app, "403", "the status worker is open to app1");
+    let (h, body) = curl(&["http://lb/jkstatus?mime=prop&cmd=list"]);
+    assert_eq!(status_code(&h), 200, "{h}");
+    assert!(body.contains("worker.node1.activation=ACT"), "{body}");
+}
+
+fn assert_replication_carries_the_page(page: &str, content: &str) {
+    // Replication: both threads run on db2, and the page written on db1 arrives there.
+    let status = common::lab_ssh_ok("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
+    assert!(status.contains("Slave_IO_Running: Yes"), "{status}");
+    assert!(status.contains("Slave_SQL_Running: Yes"), "{status}");
+    assert!(status.contains("Using_Gtid: Slave_Pos"), "{status}");
+    let query = format!("mysql -N -B -e \"SELECT BODY FROM wiki.PAGES WHERE NAME = '{page}'\"");
+    assert_eq!(common::lab_ssh_ok("db1", &query).trim(), content);
+    poll(
+        "the page to be replicated to db2",
+        Duration::from_secs(30),
+        || (common::lab_ssh_ok("db2", &query).trim() == content).then_some(()),
+    );
+    let ro = common::lab_ssh_ok("db2", "mysql -N -B -e 'SELECT @@read_only, @@server_id'");
+    assert_eq!(
+        ro.split_whitespace().collect::<Vec<_>>(),
+        ["1", "2"],
+        "db2: {ro}"
+    );
+}
+
+/// Through the lb: /status, a page written and read back, sticky and balanced sessions; the page's
+/// (name, content).
+fn assert_the_lb_serves_pages_and_sessions(p: &Project) -> (String, String) {
     // Through the load balancer: /status, then a page written and read back.
     let (h, body) = curl(&["http://lb/status"]);
     assert_eq!(status_code(&h), 200, "{h}{body}");
@@ -178,105 +286,5 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     let both: BTreeSet<String> = ["node1", "node2"].map(String::from).into();
     assert_eq!(fresh, both, "fresh sessions did not reach both nodes");
 
-    // Replication: both threads run on db2, and the page written on db1 arrives there.
-    let status = common::lab_ssh_ok("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
-    assert!(status.contains("Slave_IO_Running: Yes"), "{status}");
-    assert!(status.contains("Slave_SQL_Running: Yes"), "{status}");
-    assert!(status.contains("Using_Gtid: Slave_Pos"), "{status}");
-    let query = format!("mysql -N -B -e \"SELECT BODY FROM wiki.PAGES WHERE NAME = '{page}'\"");
-    assert_eq!(common::lab_ssh_ok("db1", &query).trim(), content);
-    poll(
-        "the page to be replicated to db2",
-        Duration::from_secs(30),
-        || (common::lab_ssh_ok("db2", &query).trim() == content).then_some(()),
-    );
-    let ro = common::lab_ssh_ok("db2", "mysql -N -B -e 'SELECT @@read_only, @@server_id'");
-    assert_eq!(
-        ro.split_whitespace().collect::<Vec<_>>(),
-        ["1", "2"],
-        "db2: {ro}"
-    );
-
-    // Staging: its own cluster on its own database, mail disabled.
-    let st = common::lab_ssh_ok("staging", "curl -sS http://127.0.0.1:8080/status");
-    assert!(
-        st.contains("\"state\":\"RUNNING\"") && st.contains("\"node\":\"staging\""),
-        "{st}"
-    );
-    let cfg = common::lab_ssh_ok("staging", "cat /var/lib/wiki/wiki.cfg.xml");
-    assert!(cfg.contains("jdbc:mariadb://localhost:3306/wiki"), "{cfg}");
-    assert!(
-        cfg.contains("<property name=\"cluster.name\">wiki-staging</property>"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("<property name=\"mail.enabled\">false</property>"),
-        "{cfg}"
-    );
-
-    // Security measures: the app runs as wiki, its HTTP connector only on localhost, secret
-    // files 0640 root:wiki, no secret on a command line, the status worker only for admins.
-    let ps = common::lab_ssh_ok(
-        "app1",
-        "ps -o user= -p \"$(systemctl show -p MainPID --value wiki)\"; \
-         stat -c '%U:%G %a' /var/lib/wiki/wiki.cfg.xml /opt/wiki/current/conf/server.xml; \
-         ss -Hltn 'sport = :8080' | awk '{print $4}'; \
-         grep -c ajp-lab /proc/$(systemctl show -p MainPID --value wiki)/cmdline || true",
-    );
-    let lines: Vec<&str> = ps.lines().map(str::trim).collect();
-    assert_eq!(
-        lines,
-        [
-            "wiki",
-            "root:wiki 640",
-            "root:wiki 640",
-            "[::ffff:127.0.0.1]:8080",
-            "0"
-        ],
-        "app1: {ps}"
-    );
-    let from_app = common::lab_ssh_ok(
-        "app1",
-        "curl -s -o /dev/null -w '%{http_code}' http://lb/jkstatus",
-    );
-    assert_eq!(from_app, "403", "the status worker is open to app1");
-    let (h, body) = curl(&["http://lb/jkstatus?mime=prop&cmd=list"]);
-    assert_eq!(status_code(&h), 200, "{h}");
-    assert!(body.contains("worker.node1.activation=ACT"), "{body}");
-
-    // Maintenance page: with the flag, others get 503 + Retry-After, the admin still gets in.
-    struct Flag;
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            let _ = common::lab_ssh("lb", "rm -f /var/www/maintenance/ENABLED");
-        }
-    }
-    let flag = Flag;
-    common::lab_ssh_ok("lb", "touch /var/www/maintenance/ENABLED");
-    let during = common::lab_ssh_ok("lb", "curl -s -D - -o /dev/null http://127.0.0.1/pages");
-    assert_eq!(status_code(&during), 503, "{during}");
-    assert_eq!(header(&during, "Retry-After"), Some("3600"), "{during}");
-    let (h, _) = curl(&["http://lb/pages"]);
-    assert_eq!(status_code(&h), 200, "the admin address was refused: {h}");
-    drop(flag);
-    let after = common::lab_ssh_ok(
-        "lb",
-        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/pages",
-    );
-    assert_eq!(after, "200");
-
-    // Second run: nothing to change anywhere.
-    let (code, recap, all) = apply_site(&p);
-    assert_eq!(code, Some(0), "second run failed:\n{all}");
-    let hosts = recap["hosts"].as_object().expect("recap hosts");
-    assert_eq!(hosts.len(), 6, "{recap}");
-    for (h, r) in hosts {
-        assert_eq!(r["failed"], 0, "{h}: {recap}");
-        assert_eq!(
-            r["changed"],
-            0,
-            "second run changed something on {h}: {:#?}",
-            changed_steps(&all)
-        );
-    }
+    (page, content)
 }

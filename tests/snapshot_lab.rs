@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::project::Project;
+use common::project::{text, Project};
 
 use std::process::Output;
 use std::sync::Mutex;
@@ -13,14 +13,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ssh(host: &str, cmd: &str) -> Output {
@@ -155,46 +147,7 @@ fn btrfs_snapshot_merge_and_commit() {
     let first = p.run_ids().pop().unwrap();
     let run_file = format!("/srv/vol/.snapshots/.cutover-runs/pre-{}", f.vol);
     assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), first);
-    // A second run finds the set in place: an error naming the run that made it (issue 21,
-    // item 2: it was "ok", silently keeping the older rollback point), in the plan and in
-    // the run, and the set is left as it was.
-    let refused = format!(
-        "snapshot set `pre` exists already on {BHOST}: {} was made by run {first}",
-        f.snapshot("pre")
-    );
-    let plan = p.run_text("plan", &f.play("pre", "present"));
-    assert!(text(&plan).contains(&refused), "plan:\n{}", text(&plan));
-    let again = p.apply_text(&f.play("pre", "present"));
-    assert_eq!(again.status.code(), Some(3), "{}", text(&again));
-    assert!(text(&again).contains(&refused), "{}", text(&again));
-    assert!(
-        text(&again).contains("replace_existing: true"),
-        "{}",
-        text(&again)
-    );
-    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), first);
-    // replace_existing: true removes it first — the plan says so and whose it was — and the
-    // new set records the run that made it.
-    let replace = f.play("pre", "present").replace(
-        "state: present\n",
-        "state: present\n        replace_existing: true\n",
-    );
-    let plan = p.run_text("plan", &replace);
-    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    assert!(
-        text(&plan).contains(&format!(
-            "remove the existing {} (made by run {first}) first (replace_existing: that rollback point is gone), then snapshot",
-            f.snapshot("pre")
-        )),
-        "plan:\n{}",
-        text(&plan)
-    );
-    let out = p.apply_text_ok(&replace);
-    assert!(out.contains("changed=1"), "{out}");
-    let second = p.run_ids().pop().unwrap();
-    assert_ne!(second, first);
-    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), second);
-
+    an_existing_set_is_refused_unless_replaced(&p, &f, &first, &run_file);
     // Change the data, then merge (roll back): the data is back exactly, the unit runs again.
     ssh_ok(
         BHOST,
@@ -252,6 +205,53 @@ fn btrfs_snapshot_merge_and_commit() {
         "no"
     );
     assert!(f.data().starts_with("three\n"));
+}
+
+fn an_existing_set_is_refused_unless_replaced(
+    p: &Project,
+    f: &BtrfsFixture,
+    first: &str,
+    run_file: &str,
+) {
+    // A second run finds the set in place: an error naming the run that made it (issue 21,
+    // item 2: it was "ok", silently keeping the older rollback point), in the plan and in
+    // the run, and the set is left as it was.
+    let refused = format!(
+        "snapshot set `pre` exists already on {BHOST}: {} was made by run {first}",
+        f.snapshot("pre")
+    );
+    let plan = p.run_text("plan", &f.play("pre", "present"));
+    assert!(text(&plan).contains(&refused), "plan:\n{}", text(&plan));
+    let again = p.apply_text(&f.play("pre", "present"));
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+    assert!(text(&again).contains(&refused), "{}", text(&again));
+    assert!(
+        text(&again).contains("replace_existing: true"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), first);
+    // replace_existing: true removes it first — the plan says so and whose it was — and the
+    // new set records the run that made it.
+    let replace = f.play("pre", "present").replace(
+        "state: present\n",
+        "state: present\n        replace_existing: true\n",
+    );
+    let plan = p.run_text("plan", &replace);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        text(&plan).contains(&format!(
+            "remove the existing {} (made by run {first}) first (replace_existing: that rollback point is gone), then snapshot",
+            f.snapshot("pre")
+        )),
+        "plan:\n{}",
+        text(&plan)
+    );
+    let out = p.apply_text_ok(&replace);
+    assert!(out.contains("changed=1"), "{out}");
+    let second = p.run_ids().pop().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(ssh_ok(BHOST, &format!("cat {run_file}")).trim(), second);
 }
 
 #[test]
@@ -323,6 +323,34 @@ fn lv_names() -> String {
     )
 }
 
+/// What the test changes on lvm1's data volume: two files' sums and the listing.
+fn lvm1_data_state() -> String {
+    ssh_ok(
+        "lvm1",
+        "sha256sum /srv/data/hello.txt /srv/data/app/numbers.txt; ls /srv/data",
+    )
+}
+
+/// A play of one snapshot step on lvm1: set SET of vg0/data in state ST, stopping UNIT, then
+/// the steps EXTRA.
+fn lvm_play(set: &str, unit: &str, st: &str, extra: &str) -> String {
+    format!(
+        r#"- name: lvm snapshot
+  hosts: lvm1
+  steps:
+    - name: snapshot {st}
+      snapshot:
+        backend: lvm
+        volumes: [{{ name: data, vg: vg0, lv: data, mount: /srv/data }}]
+        name: {set}
+        size: 20%ORIGIN
+        state: {st}
+        services: [{unit}]
+      register: snap
+{extra}"#
+    )
+}
+
 #[test]
 fn lvm_snapshot_merge_with_mounted_origin_is_completed() {
     let _g = serial();
@@ -344,33 +372,10 @@ EOF
 systemctl daemon-reload; systemctl start {unit}"#
         ),
     );
-    let state = || {
-        ssh_ok(
-            "lvm1",
-            "sha256sum /srv/data/hello.txt /srv/data/app/numbers.txt; ls /srv/data",
-        )
-    };
-    let before = state();
+    let before = lvm1_data_state();
     let p = Project::new();
-    let play = |st: &str, extra: &str| {
-        format!(
-            r#"- name: lvm snapshot
-  hosts: lvm1
-  steps:
-    - name: snapshot {st}
-      snapshot:
-        backend: lvm
-        volumes: [{{ name: data, vg: vg0, lv: data, mount: /srv/data }}]
-        name: {set}
-        size: 20%ORIGIN
-        state: {st}
-        services: [{unit}]
-      register: snap
-{extra}"#
-        )
-    };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.apply_text_ok(&play("present", ""));
+        p.apply_text_ok(&lvm_play(&set, &unit, "present", ""));
         let attr = ssh_ok(
             "lvm1",
             &format!("lvs --noheadings -o lv_attr,origin vg0/{set}-data"),
@@ -386,7 +391,7 @@ systemctl daemon-reload; systemctl start {unit}"#
             &format!("lvs --noheadings -o lv_tags vg0/{set}-data"),
         );
         assert_eq!(tags.trim(), format!("cutover-run:{first}"));
-        let again = p.apply_text(&play("present", ""));
+        let again = p.apply_text(&lvm_play(&set, &unit, "present", ""));
         assert_eq!(again.status.code(), Some(3), "{}", text(&again));
         assert!(
             text(&again).contains(&format!(
@@ -399,14 +404,14 @@ systemctl daemon-reload; systemctl start {unit}"#
             "lvm1",
             "echo changed > /srv/data/hello.txt; seq 1 5000 > /srv/data/app/numbers.txt; echo x > /srv/data/cutover-new; sync",
         );
-        assert_ne!(state(), before);
+        assert_ne!(lvm1_data_state(), before);
         // /srv/data is mounted and busy: lvconvert defers; the module stops the unit, unmounts,
         // reactivates the LV, waits for the merge and mounts again.
-        let out = p.apply_text_ok(&play(
+        let out = p.apply_text_ok(&lvm_play(&set, &unit,
             "merged",
             "    - name: it was deferred, then completed\n      assert: { that: [\"snap.deferred\"] }\n",
         ));
-        assert_eq!(state(), before, "{out}");
+        assert_eq!(lvm1_data_state(), before, "{out}");
         let lvs = ssh_ok("lvm1", "lvs -a --noheadings -o lv_name,lv_attr vg0");
         assert!(!lvs.contains(&set), "{lvs}");
         assert!(
@@ -419,8 +424,8 @@ systemctl daemon-reload; systemctl start {unit}"#
             "active"
         );
         // Commit path: a new snapshot, removed again with state: absent.
-        p.apply_text_ok(&play("present", ""));
-        p.apply_text_ok(&play("absent", ""));
+        p.apply_text_ok(&lvm_play(&set, &unit, "present", ""));
+        p.apply_text_ok(&lvm_play(&set, &unit, "absent", ""));
         assert_eq!(lv_names(), lvs_before);
     }));
     let _ = ssh(

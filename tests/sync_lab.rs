@@ -5,21 +5,13 @@
 
 mod common;
 
-use common::project::Project;
+use common::project::{text, Project};
 
 use std::process::Output;
 use std::sync::Mutex;
 
 /// The tests compare app1's authorized_keys before and after their copies: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn ssh_ok(host: &str, cmd: &str) -> String {
     let o = common::lab_ssh(host, cmd);

@@ -83,22 +83,40 @@ pub fn write_pages(tag: &str) -> BTreeMap<String, String> {
     for i in 0..3 {
         let name = format!("{}-{i}", unique(tag));
         let body = format!("page {i} of {tag}: ünïcode & <xml> 'quotes'");
-        let code = curl(&[
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--data-binary",
-            &body,
-            &format!("http://lb/pages/{name}"),
-        ]);
-        assert_eq!(code, "201", "PUT /pages/{name}");
+        put_page(&name, &body);
         pages.insert(name, body);
     }
     pages
+}
+
+/// A page written through the load balancer: created (201).
+pub fn put_page(name: &str, body: &str) {
+    let code = curl(&[
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "PUT",
+        "--data-binary",
+        body,
+        &format!("http://lb/pages/{name}"),
+    ]);
+    assert_eq!(code, "201", "PUT /pages/{name}");
+}
+
+/// Staging's wiki.cfg.xml names its own database and cluster, and mail is off.
+pub fn assert_staging_config(cfg: &str) {
+    assert!(cfg.contains("jdbc:mariadb://localhost:3306/wiki"), "{cfg}");
+    assert!(
+        cfg.contains("<property name=\"cluster.name\">wiki-staging</property>"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("<property name=\"mail.enabled\">false</property>"),
+        "{cfg}"
+    );
 }
 
 pub fn assert_pages(pages: &BTreeMap<String, String>) {
@@ -141,9 +159,16 @@ pub fn status(host: &str) -> String {
     )
 }
 
-/// Replication runs (both threads) and the slave has applied all the master wrote.
+/// Replication runs (both threads) and the slave has applied all the master wrote, within a
+/// minute.
 pub fn wait_replication_in_sync() {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_replication_in_sync_within(Duration::from_secs(60));
+}
+
+/// Replication runs (both threads) and the slave has applied all the master wrote, within
+/// `limit`.
+pub fn wait_replication_in_sync_within(limit: Duration) {
+    let deadline = Instant::now() + limit;
     loop {
         let st = ssh("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
         let running = st.contains("Slave_IO_Running: Yes") && st.contains("Slave_SQL_Running: Yes");

@@ -1,8 +1,10 @@
-//! Helpers shared by the integration tests that drive the lab (see lab/README.md).
+//! Helpers shared by the integration tests: most drive the lab (see lab/README.md); `local`
+//! runs cutover on this machine alone.
 #![allow(dead_code)]
 
 pub mod artifacts;
 pub mod cluster;
+pub mod local;
 pub mod project;
 pub mod sweep;
 

@@ -1,0 +1,34 @@
+//! cutover on the controller itself (`address: local`), without the lab: every test gives it
+//! a directory of its own for its state and control files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use super::project::text;
+
+/// `cutover ARGS` run in `dir`, with `dir/state` and `dir/runtime` as its state and control
+/// directories.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cutover"));
+    c.args(args)
+        .env("CUTOVER_STATE_DIR", dir.join("state"))
+        .env("XDG_RUNTIME_DIR", dir.join("runtime"))
+        .current_dir(dir);
+    c
+}
+
+/// [`command`]'s output. Another local run on this machine (the host lock
+/// `/var/tmp/cutover.lock` is the controller's own) is waited for, for up to a minute, and so
+/// is a killed one until its resume takes the lock over.
+pub fn cutover(dir: &Path, args: &[&str]) -> Output {
+    for _ in 0..60 {
+        let o = command(dir, args).output().unwrap();
+        let busy = text(&o).contains("locked by run") || text(&o).contains("stale lock left by");
+        if o.status.code() != Some(5) && !busy {
+            return o;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("the controller stayed locked by another local run for a minute");
+}
