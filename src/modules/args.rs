@@ -109,6 +109,12 @@ pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, J>,
     })
 }
 
+/// An optional text that a step needs after all (a `copy`'s `src:` without `content:`, a
+/// `file` link's `src:`): absent is the error `required` gave.
+pub(crate) fn needed<'a>(value: Option<&'a str>, key: &str) -> anyhow::Result<&'a str> {
+    value.ok_or_else(|| anyhow::anyhow!("argument `{key}` is missing or not a string"))
+}
+
 #[cfg(test)]
 pub(crate) use drift::spec_agrees;
 

@@ -132,11 +132,16 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         let new = edit("", args)?;
         let diff = files::content_diff(&label, None, None, new.as_bytes());
         let mut summary = format!("create {path}");
-        let attrs = files::attr_changes(args, path, None)?;
+        let attrs = files::attr_changes(files::WantedAttrs::from_map(args), path, None)?;
         if !attrs.is_empty() {
             summary.push_str(&format!(" ({})", attrs.join(", ")));
         }
-        let after = files::file_written(path, Some(new.clone().into_bytes()), args, false);
+        let after = files::file_written(
+            path,
+            Some(new.clone().into_bytes()),
+            files::WantedAttrs::from_map(args),
+            false,
+        );
         return Ok(
             Probe::change(summary, Some(diff), json!({ "stat": null, "content": new }))
                 .with_after(vec![after]),
@@ -162,7 +167,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     };
     let new = edit(old, args)?;
     let content_changes = new != old;
-    let attrs = files::attr_changes(args, path, Some(&st))?;
+    let attrs = files::attr_changes(files::WantedAttrs::from_map(args), path, Some(&st))?;
     let saw = json!({ "stat": st, "content": content_changes.then_some(&new) });
     if !content_changes && attrs.is_empty() {
         return Ok(Probe::no_change(saw));
@@ -185,7 +190,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let after = files::file_written(
         path,
         content_changes.then(|| new.clone().into_bytes()),
-        args,
+        files::WantedAttrs::from_map(args),
         true,
     );
     Ok(Probe::change(summary, diff, saw).with_after(vec![after]))
@@ -207,7 +212,15 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         .zip(sha.as_deref())
         .map(|(c, sha)| (Input::Bytes(c), sha));
     let expect = existed.as_ref().and_then(|s| s.sha256.as_deref());
-    let undo = files::write_file(ctx, args, path, content, existed.as_ref(), expect).await?;
+    let undo = files::write_file(
+        ctx,
+        files::WantedAttrs::from_map(args),
+        path,
+        content,
+        existed.as_ref(),
+        expect,
+    )
+    .await?;
     let mut result = Map::new();
     result.insert("path".into(), J::String(path.to_string()));
     Ok(Outcome {
@@ -252,7 +265,8 @@ impl Module for LineInFile {
     }
 
     fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        files::pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+        let path = super::required(args, "path").ok()?;
+        files::pending_content_undo(path, probe.state["content"].is_string(), probe, ctx.run_id)
     }
 
     fn touches(args: &Map<String, J>) -> Vec<Effect> {

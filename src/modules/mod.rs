@@ -312,6 +312,8 @@ mod tests {
     const TYPED: &[&str] = &[
         "command",
         "shell",
+        "copy",
+        "template",
         "package",
         "service",
         "user",

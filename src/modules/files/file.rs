@@ -4,7 +4,7 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Map, Value as J};
 
 use super::look::{attr_script, planned_attrs, stat};
-use super::{attr_changes, Stat};
+use super::{attr_changes, Stat, WantedAttrs};
 use crate::modules::contract::Module;
 use crate::modules::contract::{unknown_path, unknown_tree};
 use crate::modules::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
@@ -38,7 +38,7 @@ async fn probe_below(
         )
         .with_after(vec![Effect::Tree {
             path: path.to_string(),
-            state: TreeState::Attrs(planned_attrs(args, true)),
+            state: TreeState::Attrs(planned_attrs(WantedAttrs::from_map(args), true)),
         }]),
     ))
 }
@@ -49,7 +49,7 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
     let state = arg_str(args, "state").unwrap_or("file");
     let (st, _) = stat(ctx, path, false).await?;
     let saw = json!({ "stat": st });
-    let attrs = attr_changes(args, path, st.as_ref())?;
+    let attrs = attr_changes(WantedAttrs::from_map(args), path, st.as_ref())?;
     let with_attrs = |s: String| {
         if attrs.is_empty() {
             s
@@ -69,11 +69,11 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
     };
     let attrs_only = |s: &Stat| match s.kind.as_str() {
         "directory" => at(PathState::Dir {
-            attrs: planned_attrs(args, true),
+            attrs: planned_attrs(WantedAttrs::from_map(args), true),
         }),
         "regular file" | "regular empty file" => at(PathState::File {
             content: Val::Host,
-            attrs: planned_attrs(args, true),
+            attrs: planned_attrs(WantedAttrs::from_map(args), true),
         }),
         _ => at(PathState::Unknown {
             why: format!("{{by}} changes the attributes of {path}"),
@@ -100,7 +100,7 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
         ("directory", None) => Some((
             with_attrs(format!("create directory {path}")),
             vec![at(PathState::Dir {
-                attrs: planned_attrs(args, false),
+                attrs: planned_attrs(WantedAttrs::from_map(args), false),
             })],
         )),
         ("directory", Some(s)) => bail!("{path} is a {} on {}, not a directory", s.kind, ctx.host.name),
@@ -119,7 +119,7 @@ pub async fn probe_file(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe
             with_attrs(format!("create empty file {path}")),
             vec![at(PathState::File {
                 content: Val::Set(std::sync::Arc::new(Vec::new())),
-                attrs: planned_attrs(args, false),
+                attrs: planned_attrs(WantedAttrs::from_map(args), false),
             })],
         )),
         ("file", None) => bail!("{path} does not exist on {} (state: file only changes attributes; use touch to create)", ctx.host.name),
@@ -272,7 +272,10 @@ pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) 
     let script = match state {
         "absent" => format!("mv -f -- {p} {}", quote(&backup)),
         "directory" if before.is_none() => {
-            format!("set -e\nmkdir -p -- {p}\n{}", attr_script(args, &p))
+            format!(
+                "set -e\nmkdir -p -- {p}\n{}",
+                attr_script(WantedAttrs::from_map(args), &p)
+            )
         }
         "link" => {
             let src = required(args, "src")?;
@@ -284,13 +287,16 @@ pub async fn apply_file(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) 
             format!("set -e\n{save}ln -sfn -- {} {p}", quote(src))
         }
         "touch" if before.is_none() => {
-            format!("set -e\ntouch -- {p}\n{}", attr_script(args, &p))
+            format!(
+                "set -e\ntouch -- {p}\n{}",
+                attr_script(WantedAttrs::from_map(args), &p)
+            )
         }
         _ => {
             before
                 .as_ref()
                 .context("attribute change on a missing path")?;
-            format!("set -e\n{}", attr_script(args, &p))
+            format!("set -e\n{}", attr_script(WantedAttrs::from_map(args), &p))
         }
     };
     let undo = file_undo(path, state, before.as_ref(), ctx.run_id)
