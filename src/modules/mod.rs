@@ -314,6 +314,7 @@ mod tests {
         "shell",
         "copy",
         "template",
+        "file",
         "package",
         "service",
         "user",
