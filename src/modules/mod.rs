@@ -315,6 +315,7 @@ mod tests {
         "copy",
         "template",
         "file",
+        "lineinfile",
         "package",
         "service",
         "user",

@@ -16,18 +16,6 @@ pub(crate) struct WantedAttrs<'a> {
     pub mode: Option<&'a str>,
 }
 
-impl<'a> WantedAttrs<'a> {
-    /// Read from a step's argument map (for `file` and `lineinfile`, which read the map yet).
-    pub(crate) fn from_map(args: &'a serde_json::Map<String, serde_json::Value>) -> Self {
-        use crate::modules::arg_str;
-        WantedAttrs {
-            owner: arg_str(args, "owner"),
-            group: arg_str(args, "group"),
-            mode: arg_str(args, "mode"),
-        }
-    }
-}
-
 /// What `stat` says of a path on the host (or, in a plan, what earlier steps leave there).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
