@@ -115,6 +115,19 @@ pub(crate) fn needed<'a>(value: Option<&'a str>, key: &str) -> anyhow::Result<&'
     value.ok_or_else(|| anyhow::anyhow!("argument `{key}` is missing or not a string"))
 }
 
+/// A list of texts: a list (its strings), or one non-empty string as a list of one; anything
+/// else empty (as `arg_str_list`).
+pub(crate) fn text_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        J::String(s) if !s.is_empty() => vec![s],
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 pub(crate) use drift::spec_agrees;
 

@@ -325,6 +325,7 @@ mod tests {
         "fail",
         "debug",
         "approve",
+        "sync",
         "http_check",
     ];
 
@@ -348,7 +349,10 @@ mod tests {
     fn peer_hosts_and_read_only_steps_come_from_their_module() {
         let args = |v: J| v.as_object().cloned().unwrap_or_default();
         assert_eq!(
-            peer_hosts("sync", &args(json!({"src_host": "db1"}))),
+            peer_hosts(
+                "sync",
+                &args(json!({"src_host": "db1", "src": "/srv/a", "dest": "/srv/a"}))
+            ),
             ["db1"]
         );
         assert_eq!(
