@@ -2,7 +2,7 @@
 //! the swap of the staged tree into place, and the way back.
 
 use anyhow::{bail, Result};
-use serde::{de, Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as J};
 
 use super::direct::{copy_direct, direct_unavailable, Direct, DirectJob};
@@ -25,8 +25,8 @@ pub(crate) struct SyncArgs {
     pub(super) dest: String,
     #[serde(default, deserialize_with = "args::text_list")]
     pub(super) exclude: Vec<String>,
-    #[serde(default, deserialize_with = "via")]
-    pub(super) via: Via,
+    #[serde(default, deserialize_with = "args::text")]
+    pub(super) via: Option<String>,
     #[serde(default, deserialize_with = "args::text")]
     pub(super) src_address: Option<String>,
 }
@@ -112,30 +112,25 @@ fn source<'a>(ctx: &'a ModCtx<'_>, src_host: &str) -> Result<&'a HostConn> {
 }
 
 /// `via:`, how the tree is copied.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Via {
     /// Host to host when possible, else through the controller.
-    #[default]
     Auto,
     Direct,
     Controller,
 }
 
-/// `via:` from its text; anything but a string is `auto` (as when not given).
-fn via<'de, D: Deserializer<'de>>(d: D) -> Result<Via, D::Error> {
-    Ok(match J::deserialize(d)? {
-        J::String(s) => match s.as_str() {
+impl SyncArgs {
+    /// `via:`, `auto` when not given. Read when the step runs, not when it is parsed: as
+    /// written (for `peer_hosts`) it may still be a `{{ … }}`.
+    pub(super) fn via(&self) -> Result<Via> {
+        Ok(match self.via.as_deref().unwrap_or("auto") {
             "auto" => Via::Auto,
             "direct" => Via::Direct,
             "controller" => Via::Controller,
-            other => {
-                return Err(de::Error::custom(format!(
-                    "sync: {{key}} must be auto, direct or controller, found `{other}`"
-                )))
-            }
-        },
-        _ => Via::Auto,
-    })
+            other => bail!("sync: via must be auto, direct or controller, found `{other}`"),
+        })
+    }
 }
 
 /// Put a staged tree (`stage`, next to `dest`) into place: the old `dest` moved aside as
@@ -188,6 +183,8 @@ async fn probe(args: &SyncArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
             )));
         }
     }
+    // Refused before any command runs (it used to be read after both trees were checksummed).
+    let via = args.via()?;
     let excl = &args.exclude;
     let from = source(ctx, src_host)?;
     let (a, b) = tokio::join!(
@@ -198,7 +195,6 @@ async fn probe(args: &SyncArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
     let Some((src_digest, entries)) = a else {
         bail!("sync: {src_host}:{src} does not exist");
     };
-    let via = args.via;
     let saw = json!({ "src_digest": src_digest, "dest_digest": b.as_ref().map(|x| x.0.clone()), "entries": entries });
     if b.as_ref().map(|x| &x.0) == Some(&src_digest) {
         return Ok(Probe::no_change(saw));
@@ -232,7 +228,7 @@ async fn apply(args: &SyncArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outco
     let dest = args.dest.trim_end_matches('/');
     let excl = &args.exclude;
     let from = source(ctx, src_host)?;
-    let via = args.via;
+    let via = args.via()?;
     let mut direct_skipped: Option<String> = None;
     if via != Via::Controller {
         let job = DirectJob {
