@@ -326,6 +326,7 @@ mod tests {
         "debug",
         "approve",
         "sync",
+        "write_mark",
         "http_check",
     ];
 
