@@ -28,11 +28,11 @@ pub(crate) struct WriteMarkArgs {
     point: String,
     #[serde(default, deserialize_with = "args::flag")]
     mysql: Option<bool>,
-    #[serde(default, deserialize_with = "args::text_list")]
+    #[serde(default, deserialize_with = "args::str_list")]
     ignore_tables: Vec<String>,
-    #[serde(default, deserialize_with = "args::text_list")]
+    #[serde(default, deserialize_with = "args::str_list")]
     paths: Vec<String>,
-    #[serde(default, deserialize_with = "args::text_list")]
+    #[serde(default, deserialize_with = "args::str_list")]
     exclude: Vec<String>,
     #[serde(default, deserialize_with = "args::text")]
     login_user: Option<String>,

@@ -23,7 +23,7 @@ pub(crate) struct SyncArgs {
     pub(super) src: String,
     #[serde(deserialize_with = "args::required_text")]
     pub(super) dest: String,
-    #[serde(default, deserialize_with = "args::text_list")]
+    #[serde(default, deserialize_with = "args::str_list")]
     pub(super) exclude: Vec<String>,
     #[serde(default, deserialize_with = "args::text")]
     pub(super) via: Option<String>,
