@@ -109,6 +109,28 @@ pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, J>,
     })
 }
 
+/// A list of texts: a list's strings, or one non-empty string as a list of one (as
+/// `arg_str_list`); anything else empty.
+pub(crate) fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(a) => a
+            .into_iter()
+            .filter_map(|v| match v {
+                J::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        J::String(s) if !s.is_empty() => vec![s],
+        _ => Vec::new(),
+    })
+}
+
+/// An optional text that a step needs after all (a `copy`'s `src:` without `content:`, a
+/// `file` link's `src:`): absent is the error `required` gave.
+pub(crate) fn needed<'a>(value: Option<&'a str>, key: &str) -> anyhow::Result<&'a str> {
+    value.ok_or_else(|| anyhow::anyhow!("argument `{key}` is missing or not a string"))
+}
+
 #[cfg(test)]
 pub(crate) use drift::spec_agrees;
 

@@ -7,16 +7,58 @@
 
 use anyhow::{bail, Context as _, Result};
 use regex::Regex;
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
 use super::contract::unknown_path;
 use super::contract::Module;
-use super::files::{self, Stat};
+use super::files::{self, Stat, WantedAttrs};
 use super::spec::{arg, choice, req, ArgType as T, ModuleSpec, Reversibility};
 use super::UndoAction;
-use super::{arg_bool, arg_str, required, Decision, ModCtx, Outcome, Probe};
+use super::{args, Decision, ModCtx, Outcome, Probe};
 use crate::overlay::Effect;
 use crate::transport::Input;
+
+/// The arguments of a `lineinfile` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct LineInFileArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    path: String,
+    #[serde(default, deserialize_with = "args::text")]
+    line: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    regexp: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    insertafter: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    insertbefore: Option<String>,
+    #[serde(default, deserialize_with = "args::flag")]
+    create: Option<bool>,
+    #[serde(default, deserialize_with = "args::text")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    mode: Option<String>,
+}
+
+impl LineInFileArgs {
+    /// `state:`, `present` when not given.
+    fn state(&self) -> &str {
+        self.state.as_deref().unwrap_or("present")
+    }
+
+    /// The owner, group and mode asked for.
+    fn attrs(&self) -> WantedAttrs<'_> {
+        WantedAttrs {
+            owner: self.owner.as_deref(),
+            group: self.group.as_deref(),
+            mode: self.mode.as_deref(),
+        }
+    }
+}
 
 /// Where a missing line goes.
 #[derive(Debug)]
@@ -31,8 +73,8 @@ fn compile(what: &str, re: &str) -> Result<Regex> {
     Regex::new(re).with_context(|| format!("`{what}` is not a valid regular expression"))
 }
 
-fn anchor(args: &Map<String, J>) -> Result<Anchor> {
-    match (arg_str(args, "insertafter"), arg_str(args, "insertbefore")) {
+fn anchor(args: &LineInFileArgs) -> Result<Anchor> {
+    match (args.insertafter.as_deref(), args.insertbefore.as_deref()) {
         (Some(_), Some(_)) => bail!("give `insertafter` or `insertbefore`, not both"),
         (Some("EOF") | None, None) => Ok(Anchor::Eof),
         (Some(a), None) => Ok(Anchor::After(compile("insertafter", a)?)),
@@ -43,10 +85,12 @@ fn anchor(args: &Map<String, J>) -> Result<Anchor> {
 
 /// The file's content after the edit. Lines are compared without their line ending; a file
 /// without a final newline gets one when a line is appended after it.
-fn edit(old: &str, args: &Map<String, J>) -> Result<String> {
-    let state = arg_str(args, "state").unwrap_or("present");
-    let line = arg_str(args, "line");
-    let regexp = arg_str(args, "regexp")
+fn edit(old: &str, args: &LineInFileArgs) -> Result<String> {
+    let state = args.state();
+    let line = args.line.as_deref();
+    let regexp = args
+        .regexp
+        .as_deref()
         .map(|r| compile("regexp", r))
         .transpose()?;
     let mut lines: Vec<&str> = old.lines().collect();
@@ -97,9 +141,9 @@ fn edit(old: &str, args: &Map<String, J>) -> Result<String> {
     Ok(new)
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let path = required(args, "path")?;
-    let state = arg_str(args, "state").unwrap_or("present");
+async fn probe(args: &LineInFileArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let path = args.path.as_str();
+    let state = args.state();
     let files::Looked {
         stat: st,
         content,
@@ -111,7 +155,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         if state == "absent" {
             return Ok(Probe::no_change(saw));
         }
-        if arg_bool(args, "create") != Some(true) {
+        if args.create != Some(true) {
             return Ok(Probe::unknown(
                 format!(
                     "{path} does not exist on {} (no earlier step of the plan is known to create it; create: true would)",
@@ -132,11 +176,11 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
         let new = edit("", args)?;
         let diff = files::content_diff(&label, None, None, new.as_bytes());
         let mut summary = format!("create {path}");
-        let attrs = files::attr_changes(args, path, None)?;
+        let attrs = files::attr_changes(args.attrs(), path, None)?;
         if !attrs.is_empty() {
             summary.push_str(&format!(" ({})", attrs.join(", ")));
         }
-        let after = files::file_written(path, Some(new.clone().into_bytes()), args, false);
+        let after = files::file_written(path, Some(new.clone().into_bytes()), args.attrs(), false);
         return Ok(
             Probe::change(summary, Some(diff), json!({ "stat": null, "content": new }))
                 .with_after(vec![after]),
@@ -162,7 +206,7 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     };
     let new = edit(old, args)?;
     let content_changes = new != old;
-    let attrs = files::attr_changes(args, path, Some(&st))?;
+    let attrs = files::attr_changes(args.attrs(), path, Some(&st))?;
     let saw = json!({ "stat": st, "content": content_changes.then_some(&new) });
     if !content_changes && attrs.is_empty() {
         return Ok(Probe::no_change(saw));
@@ -185,14 +229,14 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     let after = files::file_written(
         path,
         content_changes.then(|| new.clone().into_bytes()),
-        args,
+        args.attrs(),
         true,
     );
     Ok(Probe::change(summary, diff, saw).with_after(vec![after]))
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let path = required(args, "path")?;
+async fn apply(args: &LineInFileArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let path = args.path.as_str();
     match &probe.decision {
         Decision::NoChange => return Ok(Outcome::default()),
         Decision::Unknown { reason } => bail!("{reason}"),
@@ -207,7 +251,8 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         .zip(sha.as_deref())
         .map(|(c, sha)| (Input::Bytes(c), sha));
     let expect = existed.as_ref().and_then(|s| s.sha256.as_deref());
-    let undo = files::write_file(ctx, args, path, content, existed.as_ref(), expect).await?;
+    let undo =
+        files::write_file(ctx, args.attrs(), path, content, existed.as_ref(), expect).await?;
     let mut result = Map::new();
     result.insert("path".into(), J::String(path.to_string()));
     Ok(Outcome {
@@ -222,7 +267,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
 pub(crate) struct LineInFile;
 
 impl Module for LineInFile {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = LineInFileArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "lineinfile",
@@ -243,23 +288,22 @@ impl Module for LineInFile {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &LineInFileArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &LineInFileArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        files::pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+    fn pending_undo(args: &LineInFileArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        // The probe keeps the new content only when the content changes.
+        let content_changes = probe.state["content"].is_string();
+        files::pending_content_undo(&args.path, content_changes, probe, ctx.run_id)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
-        arg_str(args, "path")
-            .map(unknown_path)
-            .into_iter()
-            .collect()
+    fn touches(args: &LineInFileArgs) -> Vec<Effect> {
+        vec![unknown_path(&args.path)]
     }
 }
 
@@ -267,8 +311,10 @@ impl Module for LineInFile {
 mod tests {
     use super::*;
 
-    fn args(v: J) -> Map<String, J> {
-        v.as_object().cloned().unwrap_or_default()
+    fn args(v: J) -> LineInFileArgs {
+        let mut m = v.as_object().cloned().unwrap_or_default();
+        m.insert("path".into(), json!("/etc/x.conf"));
+        args::parse("lineinfile", &m).unwrap()
     }
 
     #[test]
@@ -303,5 +349,35 @@ mod tests {
         assert_eq!(edit("echo\n", &bof).unwrap(), "#!/bin/sh\necho\n");
         let missing = args(json!({"line": "new", "insertafter": "^nope"}));
         assert_eq!(edit("a\n", &missing).unwrap(), "a\nnew\n");
+    }
+
+    #[test]
+    fn a_step_reads_its_arguments_as_before() {
+        let a = args(json!({"line": "x=1", "create": "true", "mode": "0600", "owner": 0}));
+        assert_eq!((a.state(), a.create), ("present", Some(true)));
+        assert_eq!((a.attrs().mode, a.attrs().owner), (Some("0600"), None));
+        // Rendered values that read as nothing: not given, as the map readers had it.
+        assert_eq!(args(json!({"create": "yes"})).create, None);
+        let no_line = args(json!({"line": 5}));
+        assert_eq!(
+            edit("a\n", &no_line).unwrap_err().to_string(),
+            "state: present needs `line`"
+        );
+        let both = args(json!({"line": "n", "insertafter": "a", "insertbefore": "b"}));
+        assert_eq!(
+            edit("a\n", &both).unwrap_err().to_string(),
+            "give `insertafter` or `insertbefore`, not both"
+        );
+        let bad = args(json!({"line": "n", "regexp": "("}));
+        assert_eq!(
+            edit("a\n", &bad).unwrap_err().to_string(),
+            "`regexp` is not a valid regular expression"
+        );
+        assert_eq!(
+            edit("a\n", &args(json!({"line": "n", "state": "gone"})))
+                .unwrap_err()
+                .to_string(),
+            "unknown lineinfile state `gone`"
+        );
     }
 }

@@ -312,6 +312,10 @@ mod tests {
     const TYPED: &[&str] = &[
         "command",
         "shell",
+        "copy",
+        "template",
+        "file",
+        "lineinfile",
         "package",
         "service",
         "user",
@@ -321,6 +325,8 @@ mod tests {
         "fail",
         "debug",
         "approve",
+        "sync",
+        "write_mark",
         "http_check",
     ];
 
@@ -344,7 +350,10 @@ mod tests {
     fn peer_hosts_and_read_only_steps_come_from_their_module() {
         let args = |v: J| v.as_object().cloned().unwrap_or_default();
         assert_eq!(
-            peer_hosts("sync", &args(json!({"src_host": "db1"}))),
+            peer_hosts(
+                "sync",
+                &args(json!({"src_host": "db1", "src": "/srv/a", "dest": "/srv/a"}))
+            ),
             ["db1"]
         );
         assert_eq!(

@@ -18,8 +18,56 @@ use serde_json::{Map, Value as J};
 use super::contract::Module;
 use super::mysql::{self, Login, Row};
 use super::spec::{arg, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_bool, required, ModCtx, Outcome, Probe};
+use super::{args, ModCtx, Outcome, Probe};
 use crate::shell::quote;
+
+/// The arguments of a `write_mark` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct WriteMarkArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    point: String,
+    #[serde(default, deserialize_with = "args::flag")]
+    mysql: Option<bool>,
+    #[serde(default, deserialize_with = "args::str_list")]
+    ignore_tables: Vec<String>,
+    #[serde(default, deserialize_with = "args::str_list")]
+    paths: Vec<String>,
+    #[serde(default, deserialize_with = "args::str_list")]
+    exclude: Vec<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_user: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password_var: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_host: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    login_port: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_unix_socket: Option<String>,
+}
+
+impl WriteMarkArgs {
+    /// The `login_*` arguments given, as `mysql::Login::from_args` reads them.
+    fn login_args(&self) -> Map<String, J> {
+        let texts = [
+            ("login_user", &self.login_user),
+            ("login_password", &self.login_password),
+            ("login_password_var", &self.login_password_var),
+            ("login_host", &self.login_host),
+            ("login_unix_socket", &self.login_unix_socket),
+        ];
+        let mut m: Map<String, J> = texts
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), J::String(v.clone()?))))
+            .collect();
+        if let Some(port) = self.login_port {
+            m.insert("login_port".into(), J::from(port));
+        }
+        m
+    }
+}
 
 /// The mark that separates the upgrade's writes from users'.
 pub const WINDOW_CLOSED: &str = "window_closed";
@@ -93,33 +141,30 @@ fn find_files(path: &str, exclude: &[String], extra: &str) -> Result<String> {
     ))
 }
 
-pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let point = required(args, "point")?.to_string();
-    let exclude = super::arg_str_list(args, "exclude");
+async fn apply(args: &WriteMarkArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let point = args.point.clone();
+    let exclude = &args.exclude;
     let out = ctx.run("date +%s.%N", None).await?;
     let time = out.stdout_text().trim().to_string();
     if !is_epoch(&time) {
         bail!("cannot read the clock of {}: `{time}`", ctx.host.name);
     }
     let mut paths = Vec::new();
-    for path in super::arg_str_list(args, "paths") {
+    for path in &args.paths {
         let out = ctx
-            .run(
-                &format!("{} | wc -l", find_files(&path, &exclude, "")?),
-                None,
-            )
+            .run(&format!("{} | wc -l", find_files(path, exclude, "")?), None)
             .await?;
         if !out.ok() {
             bail!("cannot list {path}: {}", out.stderr_text().trim());
         }
         paths.push(TreeMark {
-            path,
+            path: path.clone(),
             files: out.stdout_text().trim().parse().unwrap_or(0),
             exclude: exclude.clone(),
         });
     }
-    let mysql = if arg_bool(args, "mysql") == Some(true) {
-        let login = Login::from_args(args, ctx)?;
+    let mysql = if args.mysql == Some(true) {
+        let login = Login::from_args(&args.login_args(), ctx)?;
         let f = mysql::facts(ctx.host, ctx, &login, "").await?;
         let (Some(file), Some(pos)) = (f.binlog_file.clone(), f.binlog_pos) else {
             bail!(
@@ -131,7 +176,7 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
             gtid: f.gtid_binlog_pos.clone(),
             file,
             pos,
-            ignore_tables: super::arg_str_list(args, "ignore_tables"),
+            ignore_tables: args.ignore_tables.clone(),
             login: login.undo_args(),
         })
     } else {
@@ -418,7 +463,7 @@ pub async fn since(mark: &Mark, ctx: &ModCtx<'_>) -> Result<Vec<String>> {
 pub(crate) struct WriteMark;
 
 impl Module for WriteMark {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = WriteMarkArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "write_mark",
@@ -445,11 +490,11 @@ impl Module for WriteMark {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(_args: &WriteMarkArgs, _ctx: &ModCtx<'_>) -> Result<Probe> {
         Ok(probe())
     }
 
-    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &WriteMarkArgs, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, ctx).await
     }
 }
@@ -573,5 +618,41 @@ mod tests {
             assert!(!is_epoch(bad), "{bad}");
         }
         assert!(find_files("/x", &["/etc".into()], "").is_err());
+    }
+
+    fn mark_args(v: J) -> Result<WriteMarkArgs> {
+        args::parse("write_mark", v.as_object().expect("a map"))
+    }
+
+    /// Lists, the switch and the login read as the map readers had them; the login reaches
+    /// `mysql::Login` as given (the password only as the step gave it, a port as a number).
+    #[test]
+    fn a_step_reads_its_arguments_as_before() {
+        let a = mark_args(
+            json!({"point": "snapshot", "paths": "/var/lib/wiki", "exclude": "",
+                                 "ignore_tables": ["wiki.CLUSTERSAFETY", 3], "mysql": "true"}),
+        )
+        .unwrap();
+        assert_eq!((a.point.as_str(), a.mysql), ("snapshot", Some(true)));
+        assert_eq!(a.paths, ["/var/lib/wiki"]);
+        assert!(a.exclude.is_empty());
+        assert_eq!(a.ignore_tables, ["wiki.CLUSTERSAFETY"]);
+        assert!(a.login_args().is_empty());
+        let login = mark_args(json!({"point": "snapshot", "login_user": "cutover",
+                                     "login_password_var": "db_pass", "login_port": "3307",
+                                     "login_host": 5}))
+        .unwrap()
+        .login_args();
+        assert_eq!(
+            J::Object(login),
+            json!({"login_user": "cutover", "login_password_var": "db_pass", "login_port": 3307})
+        );
+        assert_eq!(
+            mark_args(json!({"point": "snapshot", "login_port": "x"}))
+                .err()
+                .unwrap()
+                .to_string(),
+            "`login_port` must be a non-negative integer, not `x`"
+        );
     }
 }

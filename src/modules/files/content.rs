@@ -2,15 +2,16 @@
 //! written atomically with a backup kept for the undo.
 
 use anyhow::{bail, Context as _, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 use sha2::{Digest, Sha256};
 
-use super::look::{attr_script, look_unless, planned_attrs, sha256_hex};
+use super::look::{attr_script, look_unless, planned_attrs, sha256_hex, WantedAttrs};
 use super::{attr_changes, Looked, Stat};
 use crate::modules::contract::unknown_path;
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, req, ArgType as T, ModuleSpec, Reversibility};
-use crate::modules::{arg_str, required, ModCtx, Outcome, Probe, UndoAction};
+use crate::modules::{args, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::Effect;
 use crate::shell::quote;
 use crate::transport::Input;
@@ -44,10 +45,121 @@ impl Wanted {
     }
 }
 
+/// The arguments of a `copy` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct CopyArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    dest: String,
+    #[serde(default, deserialize_with = "args::text")]
+    src: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    content: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    mode: Option<String>,
+}
+
+impl CopyArgs {
+    /// The step as the code shared with `template` reads it: `content:`, else the `src:` file.
+    fn step(&self) -> Result<ContentStep<'_>> {
+        let source = match (&self.content, &self.src) {
+            (Some(c), _) => Source::Inline(c),
+            (None, src) => Source::Controller(args::needed(src.as_deref(), "src")?),
+        };
+        Ok(ContentStep {
+            dest: &self.dest,
+            source,
+            attrs: WantedAttrs {
+                owner: self.owner.as_deref(),
+                group: self.group.as_deref(),
+                mode: self.mode.as_deref(),
+            },
+            ignore_lines: None,
+        })
+    }
+}
+
+/// The arguments of a `template` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct TemplateArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    src: String,
+    #[serde(deserialize_with = "args::required_text")]
+    dest: String,
+    #[serde(default, deserialize_with = "args::text")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    mode: Option<String>,
+    #[serde(default, deserialize_with = "args::mapping")]
+    vars: Map<String, J>,
+    #[serde(default, deserialize_with = "ignore_lines")]
+    ignore_lines: Option<Vec<String>>,
+}
+
+/// `ignore_lines:` as a list of patterns (a list's strings, or one string); anything else: not
+/// given. An empty list is given: lines are then compared without their line endings.
+fn ignore_lines<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+        ),
+        J::String(s) => Some(vec![s]),
+        _ => None,
+    })
+}
+
+impl TemplateArgs {
+    /// The step as the code shared with `copy` reads it.
+    fn step(&self) -> ContentStep<'_> {
+        ContentStep {
+            dest: &self.dest,
+            source: Source::Template {
+                src: &self.src,
+                vars: &self.vars,
+            },
+            attrs: WantedAttrs {
+                owner: self.owner.as_deref(),
+                group: self.group.as_deref(),
+                mode: self.mode.as_deref(),
+            },
+            ignore_lines: self.ignore_lines.as_deref(),
+        }
+    }
+}
+
+/// What a `copy` or `template` step asks for, as the code both share reads it.
+struct ContentStep<'a> {
+    dest: &'a str,
+    source: Source<'a>,
+    attrs: WantedAttrs<'a>,
+    /// A template's `ignore_lines:`: patterns of lines left out of the comparison.
+    ignore_lines: Option<&'a [String]>,
+}
+
+/// Where a step's content comes from.
+enum Source<'a> {
+    /// A copy's `content:`.
+    Inline(&'a str),
+    /// A copy's `src:`, a file on the controller.
+    Controller(&'a str),
+    /// A template, rendered with the host's variables and the step's `vars:`.
+    Template {
+        src: &'a str,
+        vars: &'a Map<String, J>,
+    },
+}
+
 /// The content a `copy` or `template` step wants on the host.
-fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Wanted> {
-    if module == "copy" && arg_str(args, "content").is_none() {
-        let src = required(args, "src")?;
+fn desired_content(step: &ContentStep<'_>, ctx: &ModCtx<'_>) -> Result<Wanted> {
+    if let Source::Controller(src) = step.source {
         // A regular file only: a FIFO or device as `src` would block or never end.
         let (_, meta) = crate::input::open_regular(std::path::Path::new(src))
             .with_context(|| format!("cannot read {src} on the controller"))?;
@@ -62,7 +174,7 @@ fn desired_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
             });
         }
     }
-    small_content(module, args, ctx).map(Wanted::Bytes)
+    small_content(&step.source, ctx).map(Wanted::Bytes)
 }
 
 /// SHA-256 of a file on the controller, read in pieces.
@@ -81,27 +193,22 @@ fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn small_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Vec<u8>> {
-    if module == "template" {
-        let src = required(args, "src")?;
-        let mut vars = ctx.vars.clone();
-        if let Some(J::Object(extra)) = args.get("vars") {
+fn small_content(source: &Source<'_>, ctx: &ModCtx<'_>) -> Result<Vec<u8>> {
+    match *source {
+        Source::Template { src, vars: extra } => {
+            let mut vars = ctx.vars.clone();
             for (k, v) in extra {
                 vars.insert(k.as_str(), v);
             }
+            ctx.templates
+                .render(src, &vars)
+                .map(String::into_bytes)
+                .map_err(|d| anyhow::anyhow!("{d}"))
         }
-        return ctx
-            .templates
-            .render(src, &vars)
-            .map(String::into_bytes)
-            .map_err(|d| anyhow::anyhow!("{d}"));
+        Source::Inline(c) => Ok(c.as_bytes().to_vec()),
+        Source::Controller(src) => crate::input::read(std::path::Path::new(src), DIFF_LIMIT)
+            .with_context(|| format!("cannot read {src} on the controller")),
     }
-    if let Some(c) = arg_str(args, "content") {
-        return Ok(c.as_bytes().to_vec());
-    }
-    let src = required(args, "src")?;
-    crate::input::read(std::path::Path::new(src), DIFF_LIMIT)
-        .with_context(|| format!("cannot read {src} on the controller"))
 }
 
 /// A unified diff, or a one-line summary for binary and large files.
@@ -148,14 +255,9 @@ fn large_content_summary(
 
 /// `ignore_lines:` of a template step: regular expressions of lines to leave out of the
 /// comparison.
-fn ignore_patterns(args: &Map<String, J>) -> Result<Option<Vec<regex::Regex>>> {
-    let list: Vec<String> = match args.get("ignore_lines") {
-        Some(J::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect(),
-        Some(J::String(s)) => vec![s.clone()],
-        _ => return Ok(None),
+fn ignore_patterns(list: Option<&[String]>) -> Result<Option<Vec<regex::Regex>>> {
+    let Some(list) = list else {
+        return Ok(None);
     };
     let compiled = list
         .iter()
@@ -168,9 +270,9 @@ fn ignore_patterns(args: &Map<String, J>) -> Result<Option<Vec<regex::Regex>>> {
     Ok(Some(compiled))
 }
 
-pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let dest = required(args, "dest")?;
-    let want = desired_content(module, args, ctx)?;
+async fn probe_content(step: &ContentStep<'_>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let dest = step.dest;
+    let want = desired_content(step, ctx)?;
     let want_sha = want.sha();
     let Looked {
         stat: st,
@@ -199,7 +301,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
         st.as_ref().and_then(|s| s.sha256.as_deref()) != Some(want_sha.as_str());
     // Lines the app rewrites itself (timestamps, build numbers) don't count as a change.
     if let (true, Wanted::Bytes(want)) = (content_changes, &want) {
-        if let (Some(patterns), Some(old)) = (ignore_patterns(args)?, old.as_deref()) {
+        if let (Some(patterns), Some(old)) = (ignore_patterns(step.ignore_lines)?, old.as_deref()) {
             let keep = |text: &[u8]| -> Vec<String> {
                 String::from_utf8_lossy(text)
                     .lines()
@@ -210,7 +312,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
             content_changes = keep(old) != keep(want);
         }
     }
-    let attrs = attr_changes(args, dest, st.as_ref())?;
+    let attrs = attr_changes(step.attrs, dest, st.as_ref())?;
     let state = json!({ "stat": st, "content_changes": content_changes, "sha256": want_sha });
     if !content_changes && attrs.is_empty() {
         return Ok(Probe::no_change(state));
@@ -229,14 +331,14 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
         summary.push_str(&format!(" ({})", attrs.join(", ")));
     }
     let after = match (want, content_changes) {
-        (_, false) => file_written(dest, None, args, st.is_some()),
-        (Wanted::Bytes(b), true) => file_written(dest, Some(b), args, st.is_some()),
+        (_, false) => file_written(dest, None, step.attrs, st.is_some()),
+        (Wanted::Bytes(b), true) => file_written(dest, Some(b), step.attrs, st.is_some()),
         // A large file is not kept in the plan: later steps reading it are not derivable.
         (Wanted::File { .. }, true) => crate::overlay::Effect::Path {
             path: dest.to_string(),
             state: crate::overlay::PathState::File {
                 content: crate::overlay::Val::Unknown,
-                attrs: planned_attrs(args, st.is_some()),
+                attrs: planned_attrs(step.attrs, st.is_some()),
             },
         },
     };
@@ -248,7 +350,7 @@ pub async fn probe_content(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>
 pub(crate) fn file_written(
     path: &str,
     content: Option<Vec<u8>>,
-    args: &Map<String, J>,
+    attrs: WantedAttrs<'_>,
     existed: bool,
 ) -> crate::overlay::Effect {
     use crate::overlay::{Effect, PathState, Val};
@@ -256,18 +358,13 @@ pub(crate) fn file_written(
         path: path.to_string(),
         state: PathState::File {
             content: content.map_or(Val::Host, |c| Val::Set(std::sync::Arc::new(c))),
-            attrs: planned_attrs(args, existed),
+            attrs: planned_attrs(attrs, existed),
         },
     }
 }
 
-pub async fn apply_content(
-    module: &str,
-    args: &Map<String, J>,
-    probe: &Probe,
-    ctx: &ModCtx<'_>,
-) -> Result<Outcome> {
-    let dest = required(args, "dest")?;
+async fn apply_content(step: &ContentStep<'_>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let dest = step.dest;
     if probe.decision == crate::modules::Decision::NoChange {
         // The same fields as a write's result, so a registered result reads the same.
         let mut result = Map::new();
@@ -283,14 +380,14 @@ pub async fn apply_content(
         .flatten();
     let content_changes = probe.state["content_changes"].as_bool().unwrap_or(true);
     let want = if content_changes {
-        Some(desired_content(module, args, ctx)?)
+        Some(desired_content(step, ctx)?)
     } else {
         None
     };
     // What is written must be what was probed (and, from a saved plan, reviewed).
     let probed_sha = probe.state["sha256"].as_str().unwrap_or_default();
     let content = want.as_ref().map(|w| (w.input(), probed_sha));
-    let undo = write_file(ctx, args, dest, content, existed.as_ref(), None).await?;
+    let undo = write_file(ctx, step.attrs, dest, content, existed.as_ref(), None).await?;
     let mut result = Map::new();
     result.insert("dest".into(), J::String(dest.to_string()));
     result.insert("sha256".into(), probe.state["sha256"].clone());
@@ -340,10 +437,11 @@ pub(crate) fn write_undo(
     })
 }
 
-/// The way back of a `copy`/`template`/`lineinfile` step, known before it writes.
+/// The way back of a `copy`/`template`/`lineinfile` step writing `dest`, known before it
+/// writes; `content_changes`: its probe found new content (else only attributes change).
 pub(crate) fn pending_content_undo(
-    module: &str,
-    args: &Map<String, J>,
+    dest: &str,
+    content_changes: bool,
     probe: &Probe,
     run_id: &str,
 ) -> Option<UndoAction> {
@@ -353,28 +451,22 @@ pub(crate) fn pending_content_undo(
     let existed: Option<Stat> = serde_json::from_value(probe.state["stat"].clone())
         .ok()
         .flatten();
-    let (dest, content_changes) = if module == "lineinfile" {
-        (
-            required(args, "path").ok()?,
-            probe.state["content"].is_string(),
-        )
-    } else {
-        (
-            required(args, "dest").ok()?,
-            probe.state["content_changes"].as_bool().unwrap_or(true),
-        )
-    };
     write_undo(dest, content_changes, existed.as_ref(), run_id)
+}
+
+/// Did a `copy` or `template` probe find new content (else only attributes change)?
+fn content_changes(probe: &Probe) -> bool {
+    probe.state["content_changes"].as_bool().unwrap_or(true)
 }
 
 /// Write `content` (its input and the SHA-256 it must have) to `dest` atomically (temporary
 /// file in the same directory, checked against the SHA-256, then renamed), keeping the
-/// previous file as a backup named after the run; with `content` None, only apply the
-/// owner/group/mode arguments. `expect_sha` guards against a change on the host since the
+/// previous file as a backup named after the run; with `content` None, only set the owner,
+/// group and mode asked for (`attrs`). `expect_sha` guards against a change on the host since the
 /// probe read the file. Returns how to undo the write.
 pub(crate) async fn write_file(
     ctx: &ModCtx<'_>,
-    args: &Map<String, J>,
+    attrs: WantedAttrs<'_>,
     dest: &str,
     content: Option<(Input<'_>, &str)>,
     existed: Option<&Stat>,
@@ -390,7 +482,11 @@ pub(crate) async fn write_file(
     };
     let Some((input, sha)) = content else {
         existed.context("attribute change on a missing file")?;
-        let script = format!("set -e\np={}\n{}", quote(dest), attr_script(args, "\"$p\""));
+        let script = format!(
+            "set -e\np={}\n{}",
+            quote(dest),
+            attr_script(attrs, "\"$p\"")
+        );
         let undo = write_undo(dest, false, existed, ctx.run_id).context("no way back")?;
         let out = ctx.run(&script, None).await?;
         if !out.ok() {
@@ -403,8 +499,8 @@ pub(crate) async fn write_file(
     // always a `chmod`: creating the file with a umask that gives the mode would save it, but
     // a directory's default ACL overrides the umask.)
     let (owner_set, mode_set) = (
-        arg_str(args, "owner").is_some() && arg_str(args, "group").is_some(),
-        arg_str(args, "mode").is_some(),
+        attrs.owner.is_some() && attrs.group.is_some(),
+        attrs.mode.is_some(),
     );
     let mut keep_attrs = String::new();
     if existed.is_some() {
@@ -418,7 +514,7 @@ pub(crate) async fn write_file(
     // Until its owner and mode are set, the new file is private (0600); a new file without
     // `mode:` gets the mode the umask gives, as any new file.
     let umask = (existed.is_some() || mode_set).then_some(0o077);
-    let attrs = attr_script(args, "\"$tmp\"");
+    let attrs = attr_script(attrs, "\"$tmp\"");
     // The new content goes to a random name next to the target (created exclusively: no link
     // planted there is followed), and is renamed over it once complete. (Not `parent_of`: a
     // relative `dest` is relative to the shell's directory, so its temporary file is too.)
@@ -465,7 +561,7 @@ trap - EXIT"#,
 pub(crate) struct Copy;
 
 impl Module for Copy {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = CopyArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "copy",
@@ -482,23 +578,20 @@ impl Module for Copy {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-        probe_content(Self::SPEC.name, args, ctx).await
+    async fn probe(args: &CopyArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_content(&args.step()?, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        apply_content(Self::SPEC.name, args, probe, ctx).await
+    async fn apply(args: &CopyArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_content(&args.step()?, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+    fn pending_undo(args: &CopyArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        pending_content_undo(&args.dest, content_changes(probe), probe, ctx.run_id)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
-        arg_str(args, "dest")
-            .map(unknown_path)
-            .into_iter()
-            .collect()
+    fn touches(args: &CopyArgs) -> Vec<Effect> {
+        vec![unknown_path(&args.dest)]
     }
 }
 
@@ -506,7 +599,7 @@ impl Module for Copy {
 pub(crate) struct Template;
 
 impl Module for Template {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = TemplateArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "template",
@@ -524,22 +617,103 @@ impl Module for Template {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-        probe_content(Self::SPEC.name, args, ctx).await
+    async fn probe(args: &TemplateArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+        probe_content(&args.step(), ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        apply_content(Self::SPEC.name, args, probe, ctx).await
+    async fn apply(args: &TemplateArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+        apply_content(&args.step(), probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
-        pending_content_undo(Self::SPEC.name, args, probe, ctx.run_id)
+    fn pending_undo(args: &TemplateArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+        pending_content_undo(&args.dest, content_changes(probe), probe, ctx.run_id)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
-        arg_str(args, "dest")
-            .map(unknown_path)
-            .into_iter()
-            .collect()
+    fn touches(args: &TemplateArgs) -> Vec<Effect> {
+        vec![unknown_path(&args.dest)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse<A: serde::de::DeserializeOwned>(module: &str, v: J) -> Result<A> {
+        args::parse(module, v.as_object().expect("a map"))
+    }
+
+    #[test]
+    fn a_copy_takes_its_content_inline_else_from_src() {
+        let inline: CopyArgs =
+            parse("copy", json!({"dest": "/d", "content": "x", "src": "/s"})).unwrap();
+        assert!(matches!(inline.step().unwrap().source, Source::Inline("x")));
+        let file: CopyArgs = parse(
+            "copy",
+            json!({"dest": "/d", "src": "/s", "mode": "0640", "owner": 0}),
+        )
+        .unwrap();
+        let step = file.step().unwrap();
+        assert!(matches!(step.source, Source::Controller("/s")));
+        assert_eq!(step.dest, "/d");
+        assert_eq!((step.attrs.mode, step.attrs.owner), (Some("0640"), None));
+        // Content rendered to something else than text: `src` is needed, and said as before.
+        let neither: CopyArgs = parse("copy", json!({"dest": "/d", "content": 5})).unwrap();
+        assert_eq!(
+            neither.step().err().unwrap().to_string(),
+            "argument `src` is missing or not a string"
+        );
+        assert_eq!(
+            parse::<CopyArgs>("copy", json!({"dest": 5, "content": "x"}))
+                .err()
+                .unwrap()
+                .to_string(),
+            "argument `dest` is missing or not a string"
+        );
+    }
+
+    #[test]
+    fn a_template_s_ignore_lines_and_vars_read_as_before() {
+        let ignore = |v: J| {
+            let mut m = json!({"src": "a.conf", "dest": "/d"});
+            m["ignore_lines"] = v;
+            parse::<TemplateArgs>("template", m).unwrap().ignore_lines
+        };
+        assert_eq!(
+            ignore(json!(["^a", 3, "^b"])),
+            Some(vec!["^a".to_string(), "^b".to_string()])
+        );
+        // One string is a list of one, even empty; an empty list still compares by lines.
+        assert_eq!(ignore(json!("")), Some(vec![String::new()]));
+        assert_eq!(ignore(json!([])), Some(vec![]));
+        assert_eq!(ignore(json!(7)), None);
+        let t: TemplateArgs = parse(
+            "template",
+            json!({"src": "a.conf", "dest": "/d", "vars": "x", "group": "g"}),
+        )
+        .unwrap();
+        let step = t.step();
+        assert!(matches!(step.source, Source::Template { src: "a.conf", vars } if vars.is_empty()));
+        assert_eq!((step.attrs.group, step.ignore_lines), (Some("g"), None));
+        assert_eq!(
+            parse::<TemplateArgs>("template", json!({"dest": "/d"}))
+                .err()
+                .unwrap()
+                .to_string(),
+            "arguments of `template`: missing field `src`"
+        );
+    }
+
+    #[test]
+    fn the_patterns_to_ignore_are_regular_expressions() {
+        assert!(ignore_patterns(None).unwrap().is_none());
+        let list = ["^stamp=".to_string()];
+        assert_eq!(ignore_patterns(Some(&list)).unwrap().unwrap().len(), 1);
+        let bad = ["(".to_string()];
+        let e = ignore_patterns(Some(&bad)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ignore_lines: `(` is not a regular expression: "),
+            "{e}"
+        );
     }
 }

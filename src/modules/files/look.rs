@@ -2,11 +2,19 @@
 //! round trip, and the attribute changes a step asks for.
 
 use anyhow::{bail, Result};
-use serde_json::{Map, Value as J};
 
 use super::content::DIFF_LIMIT;
-use crate::modules::{arg_str, ModCtx};
+use crate::modules::ModCtx;
 use crate::shell::quote;
+
+/// The owner, group and mode a step asks a path to have (`owner:`, `group:`, `mode:`), each
+/// optional: what `copy`, `template`, `lineinfile` and `file` share.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WantedAttrs<'a> {
+    pub owner: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub mode: Option<&'a str>,
+}
 
 /// What `stat` says of a path on the host (or, in a plan, what earlier steps leave there).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -363,17 +371,18 @@ fn normalize_mode(mode: &str) -> Option<String> {
 /// Attribute changes (owner, group, mode) a step asks for, compared with the host (in a plan:
 /// with what earlier steps leave; one they leave to the host is not derivable).
 pub(crate) fn attr_changes(
-    args: &Map<String, J>,
+    want: WantedAttrs<'_>,
     path: &str,
     st: Option<&Stat>,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let wanted = [
-        ("owner", arg_str(args, "owner").map(str::to_string)),
-        ("group", arg_str(args, "group").map(str::to_string)),
+        ("owner", want.owner.map(str::to_string)),
+        ("group", want.group.map(str::to_string)),
         (
             "mode",
-            arg_str(args, "mode").map(|m| normalize_mode(m).unwrap_or_else(|| m.to_string())),
+            want.mode
+                .map(|m| normalize_mode(m).unwrap_or_else(|| m.to_string())),
         ),
     ];
     for (what, want) in wanted {
@@ -396,13 +405,13 @@ pub(crate) fn attr_changes(
     Ok(out)
 }
 
-/// The owner, group and mode a path has after a step that sets `args`' attributes on it:
+/// The owner, group and mode a path has after a step that sets `want` on it:
 /// what it asks for; otherwise, for a path that exists, as it was (`Val::Host`), and for a new
 /// one, whatever the host gives it (unknown). Only numeric modes and names are derived.
-pub(crate) fn planned_attrs(args: &Map<String, J>, existed: bool) -> crate::overlay::Attrs {
+pub(crate) fn planned_attrs(want: WantedAttrs<'_>, existed: bool) -> crate::overlay::Attrs {
     use crate::overlay::Val;
     let keep = || if existed { Val::Host } else { Val::Unknown };
-    let name = |key: &str| match arg_str(args, key) {
+    let name = |asked: Option<&str>| match asked {
         Some(v) if !v.is_empty() && !v.chars().all(|c| c.is_ascii_digit()) => {
             Val::Set(v.to_string())
         }
@@ -410,24 +419,24 @@ pub(crate) fn planned_attrs(args: &Map<String, J>, existed: bool) -> crate::over
         None => keep(),
     };
     crate::overlay::Attrs {
-        owner: name("owner"),
-        group: name("group"),
-        mode: match arg_str(args, "mode") {
+        owner: name(want.owner),
+        group: name(want.group),
+        mode: match want.mode {
             Some(m) => normalize_mode(m).map_or(Val::Unknown, Val::Set),
             None => keep(),
         },
     }
 }
 
-pub(super) fn attr_script(args: &Map<String, J>, target: &str) -> String {
+pub(super) fn attr_script(want: WantedAttrs<'_>, target: &str) -> String {
     let mut s = String::new();
-    match (arg_str(args, "owner"), arg_str(args, "group")) {
+    match (want.owner, want.group) {
         (Some(o), Some(g)) => s.push_str(&format!("chown -- {}:{} {target}\n", quote(o), quote(g))),
         (Some(o), None) => s.push_str(&format!("chown -- {} {target}\n", quote(o))),
         (None, Some(g)) => s.push_str(&format!("chgrp -- {} {target}\n", quote(g))),
         (None, None) => {}
     }
-    if let Some(m) = arg_str(args, "mode") {
+    if let Some(m) = want.mode {
         s.push_str(&format!("chmod -- {} {target}\n", quote(m)));
     }
     s

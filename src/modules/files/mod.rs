@@ -15,4 +15,4 @@ pub use content::content_diff;
 pub(crate) use content::{file_written, pending_content_undo, write_file, Copy, Template};
 pub(crate) use file::File;
 pub use look::sha256_hex;
-pub(crate) use look::{attr_changes, dir_exists, look, parent_of, Looked, Stat};
+pub(crate) use look::{attr_changes, dir_exists, look, parent_of, Looked, Stat, WantedAttrs};

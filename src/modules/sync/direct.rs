@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
 use super::tree::{find_pruned, swap_and_verify};
-use crate::modules::{arg_str, ModCtx, Outcome};
+use crate::modules::{ModCtx, Outcome};
 use crate::shell::quote;
 use crate::transport::HostConn;
 
@@ -19,6 +19,8 @@ pub(super) struct DirectJob<'a> {
     pub(super) dest: &'a str,
     pub(super) excl: &'a [String],
     pub(super) from: &'a HostConn,
+    /// The step's `src_address:`, where this host reaches the source's sshd.
+    pub(super) src_address: Option<&'a str>,
 }
 
 pub(super) enum Direct {
@@ -30,13 +32,13 @@ pub(super) enum Direct {
 
 /// Where this host reaches the source's sshd: `src_address`, else the source's inventory
 /// address (`hostvars`).
-fn source_address(args: &Map<String, J>, src_host: &str, ctx: &ModCtx<'_>) -> Option<String> {
-    if let Some(a) = arg_str(args, "src_address") {
+fn source_address(job: &DirectJob<'_>, ctx: &ModCtx<'_>) -> Option<String> {
+    if let Some(a) = job.src_address {
         return Some(a.to_string());
     }
     ctx.vars
         .get("hostvars")
-        .and_then(|h| h.get(src_host))
+        .and_then(|h| h.get(job.src_host))
         .and_then(|h| h.get("address"))
         .and_then(J::as_str)
         .map(str::to_string)
@@ -54,15 +56,14 @@ pub(super) fn plain_user(u: &str) -> bool {
 
 /// Why the direct path cannot be tried (read-only checks), or None.
 pub(super) async fn direct_unavailable(
-    args: &Map<String, J>,
-    src_host: &str,
-    from: &HostConn,
+    job: &DirectJob<'_>,
     ctx: &ModCtx<'_>,
 ) -> Result<Option<String>> {
+    let (src_host, from) = (job.src_host, job.from);
     if src_host == ctx.host.name {
         return Ok(Some("src_host is this host".into()));
     }
-    let Some(addr) = source_address(args, src_host, ctx) else {
+    let Some(addr) = source_address(job, ctx) else {
         return Ok(Some(format!("no address known for {src_host}")));
     };
     if addr == "local" {
@@ -469,20 +470,17 @@ async fn read_source_facts(from: &HostConn, ctx: &ModCtx<'_>) -> Result<(u16, Op
 /// Copy with rsync, pulled by this host from the source host. `Unavailable` when the copy
 /// could not be made (nothing changed, nothing left behind); errors when the source or this
 /// host fail otherwise, or when the temporary key could not be removed again.
-pub(super) async fn copy_direct(
-    job: &DirectJob<'_>,
-    args: &Map<String, J>,
-    ctx: &ModCtx<'_>,
-) -> Result<Direct> {
+pub(super) async fn copy_direct(job: &DirectJob<'_>, ctx: &ModCtx<'_>) -> Result<Direct> {
     let DirectJob {
         src_host,
         src,
         dest,
         excl,
         from,
+        ..
     } = *job;
     let here = &ctx.host.name;
-    let addr = source_address(args, src_host, ctx).unwrap_or_default();
+    let addr = source_address(job, ctx).unwrap_or_default();
     let backup = format!("{dest}.cutover-{}~", ctx.run_id);
     let marker = key_marker(ctx.run_id, here, dest);
 

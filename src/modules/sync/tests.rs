@@ -129,3 +129,61 @@ fn the_prepare_script_reads_the_route_source_address() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10.77.0.41");
 }
+
+fn sync_args(v: serde_json::Value) -> anyhow::Result<SyncArgs> {
+    let mut m = serde_json::json!({"src_host": "db1", "src": "/srv/a", "dest": "/srv/b"});
+    for (k, v) in v.as_object().expect("a map") {
+        m[k] = v.clone();
+    }
+    crate::modules::args::parse("sync", m.as_object().expect("a map"))
+}
+
+/// `exclude:` and `via:` read as the map readers had them; a rendered `via:` that is none of
+/// the three is refused with the message the probe gave.
+#[test]
+fn a_sync_step_reads_its_arguments_as_before() {
+    use serde_json::json;
+    let a = sync_args(json!({})).unwrap();
+    assert_eq!((a.via().unwrap(), a.exclude.len()), (Via::Auto, 0));
+    assert_eq!(a.src_address, None);
+    assert_eq!(
+        (a.src_host.as_str(), a.src.as_str(), a.dest.as_str()),
+        ("db1", "/srv/a", "/srv/b")
+    );
+    let excl = |v| sync_args(json!({ "exclude": v })).unwrap().exclude;
+    assert_eq!(excl(json!("*.tmp")), ["*.tmp"]);
+    assert_eq!(excl(json!("")), Vec::<String>::new());
+    assert_eq!(excl(json!(["logs", 3, "cache/"])), ["logs", "cache/"]);
+    let via = |v| sync_args(json!({ "via": v })).unwrap().via();
+    assert_eq!(via(json!("direct")).unwrap(), Via::Direct);
+    assert_eq!(via(json!("controller")).unwrap(), Via::Controller);
+    assert_eq!(via(json!(7)).unwrap(), Via::Auto);
+    assert_eq!(
+        via(json!("sideways")).unwrap_err().to_string(),
+        "sync: via must be auto, direct or controller, found `sideways`"
+    );
+    let addr = sync_args(json!({"src_address": "10.77.0.31"})).unwrap();
+    assert_eq!(addr.src_address.as_deref(), Some("10.77.0.31"));
+    assert_eq!(
+        sync_args(json!({"src_host": 5})).err().unwrap().to_string(),
+        "argument `src_host` is missing or not a string"
+    );
+}
+
+/// As written (the engine connects to the peers before rendering), a `via:` that is still a
+/// template does not hide the source host.
+#[test]
+fn a_sync_step_reads_its_source_host_and_replaces_its_destination() {
+    use crate::overlay::Effect;
+    let m = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let step = m(
+        serde_json::json!({"src_host": "db1", "src": "/srv/a", "dest": "/srv/b",
+                                    "via": "{{ sync_via }}"}),
+    );
+    assert_eq!(crate::modules::peer_hosts("sync", &step), ["db1"]);
+    let t = crate::modules::touches("sync", &step);
+    assert!(
+        matches!(&t[..], [Effect::Tree { path, .. }] if path == "/srv/b"),
+        "{t:?}"
+    );
+}

@@ -9,20 +9,26 @@ use super::direct::{copy_direct, direct_unavailable, Direct, DirectJob};
 use crate::modules::contract::unknown_tree;
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use crate::modules::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::modules::{args, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::Effect;
 use crate::shell::quote;
 use crate::transport::HostConn;
 
-fn excludes(args: &Map<String, J>) -> Vec<String> {
-    match args.get("exclude") {
-        Some(J::Array(a)) => a
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect(),
-        Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
+/// The arguments of a `sync` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct SyncArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    pub(super) src_host: String,
+    #[serde(deserialize_with = "args::required_text")]
+    pub(super) src: String,
+    #[serde(deserialize_with = "args::required_text")]
+    pub(super) dest: String,
+    #[serde(default, deserialize_with = "args::str_list")]
+    pub(super) exclude: Vec<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub(super) via: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub(super) src_address: Option<String>,
 }
 
 /// `find .` with the excluded paths pruned: a pattern with a `/` matches the path from the
@@ -105,20 +111,26 @@ fn source<'a>(ctx: &'a ModCtx<'_>, src_host: &str) -> Result<&'a HostConn> {
     }
 }
 
+/// `via:`, how the tree is copied.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Via {
+pub(super) enum Via {
+    /// Host to host when possible, else through the controller.
     Auto,
     Direct,
     Controller,
 }
 
-fn via_of(args: &Map<String, J>) -> Result<Via> {
-    Ok(match arg_str(args, "via").unwrap_or("auto") {
-        "auto" => Via::Auto,
-        "direct" => Via::Direct,
-        "controller" => Via::Controller,
-        other => bail!("sync: via must be auto, direct or controller, found `{other}`"),
-    })
+impl SyncArgs {
+    /// `via:`, `auto` when not given. Read when the step runs, not when it is parsed: as
+    /// written (for `peer_hosts`) it may still be a `{{ … }}`.
+    pub(super) fn via(&self) -> Result<Via> {
+        Ok(match self.via.as_deref().unwrap_or("auto") {
+            "auto" => Via::Auto,
+            "direct" => Via::Direct,
+            "controller" => Via::Controller,
+            other => bail!("sync: via must be auto, direct or controller, found `{other}`"),
+        })
+    }
 }
 
 /// Put a staged tree (`stage`, next to `dest`) into place: the old `dest` moved aside as
@@ -156,11 +168,11 @@ pub(super) fn check_paths(src: &str, dest: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+async fn probe(args: &SyncArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
     let (src_host, src, dest) = (
-        required(args, "src_host")?,
-        required(args, "src")?,
-        required(args, "dest")?,
+        args.src_host.as_str(),
+        args.src.as_str(),
+        args.dest.as_str(),
     );
     check_paths(src, dest)?;
     // In a plan: trees that earlier steps change are not on the hosts to be compared.
@@ -171,17 +183,18 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
             )));
         }
     }
-    let excl = excludes(args);
+    // Refused before any command runs (it used to be read after both trees were checksummed).
+    let via = args.via()?;
+    let excl = &args.exclude;
     let from = source(ctx, src_host)?;
     let (a, b) = tokio::join!(
-        manifest(from, ctx, src, &excl),
-        manifest(ctx.host, ctx, dest, &excl)
+        manifest(from, ctx, src, excl),
+        manifest(ctx.host, ctx, dest, excl)
     );
     let (a, b) = (a?, b?);
     let Some((src_digest, entries)) = a else {
         bail!("sync: {src_host}:{src} does not exist");
     };
-    let via = via_of(args)?;
     let saw = json!({ "src_digest": src_digest, "dest_digest": b.as_ref().map(|x| x.0.clone()), "entries": entries });
     if b.as_ref().map(|x| &x.0) == Some(&src_digest) {
         return Ok(Probe::no_change(saw));
@@ -207,36 +220,31 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     Ok(Probe::change(summary, None, saw).with_after(vec![after]))
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+async fn apply(args: &SyncArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == Decision::NoChange {
         return Ok(Outcome::default());
     }
-    let (src_host, src, dest) = (
-        required(args, "src_host")?,
-        required(args, "src")?,
-        required(args, "dest")?,
-    );
-    let dest = dest.trim_end_matches('/');
-    let excl = excludes(args);
+    let (src_host, src) = (args.src_host.as_str(), args.src.as_str());
+    let dest = args.dest.trim_end_matches('/');
+    let excl = &args.exclude;
     let from = source(ctx, src_host)?;
-    let via = via_of(args)?;
+    let via = args.via()?;
     let mut direct_skipped: Option<String> = None;
     if via != Via::Controller {
-        let why = match direct_unavailable(args, src_host, from, ctx).await? {
+        let job = DirectJob {
+            src_host,
+            src,
+            dest,
+            excl,
+            from,
+            src_address: args.src_address.as_deref(),
+        };
+        let why = match direct_unavailable(&job, ctx).await? {
             Some(why) => why,
-            None => {
-                let job = DirectJob {
-                    src_host,
-                    src,
-                    dest,
-                    excl: &excl,
-                    from,
-                };
-                match copy_direct(&job, args, ctx).await? {
-                    Direct::Done(outcome) => return Ok(outcome),
-                    Direct::Unavailable(why) => why,
-                }
-            }
+            None => match copy_direct(&job, ctx).await? {
+                Direct::Done(outcome) => return Ok(outcome),
+                Direct::Unavailable(why) => why,
+            },
         };
         if via == Via::Direct {
             bail!(
@@ -252,7 +260,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     let pack = format!(
         "cd -- {src} && {find} -print0 | LC_ALL=C sort -z | tar --null --no-recursion -T - -cf -",
         src = quote(src),
-        find = find_pruned(&excl)
+        find = find_pruned(excl)
     );
     let receive = format!(
         r#"set -e
@@ -303,7 +311,7 @@ tar -xpf - -C "$s" || {{ rm -rf -- "$s"; exit 1; }}"#,
         dest,
         &backup,
         &stage,
-        &excl,
+        excl,
         result,
     )
     .await
@@ -396,7 +404,7 @@ fn undo_script(dest: &str, backup: Option<&str>, in_place: bool) -> String {
 pub(crate) struct TreeSync;
 
 impl Module for TreeSync {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = SyncArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "sync",
@@ -418,25 +426,19 @@ impl Module for TreeSync {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &SyncArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &SyncArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn peer_hosts(args: &Map<String, J>) -> Vec<String> {
-        arg_str(args, "src_host")
-            .map(str::to_string)
-            .into_iter()
-            .collect()
+    fn peer_hosts(args: &SyncArgs) -> Vec<String> {
+        vec![args.src_host.clone()]
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
-        arg_str(args, "dest")
-            .map(unknown_tree)
-            .into_iter()
-            .collect()
+    fn touches(args: &SyncArgs) -> Vec<Effect> {
+        vec![unknown_tree(&args.dest)]
     }
 }
