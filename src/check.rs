@@ -52,6 +52,8 @@ pub struct Checked {
 pub struct CheckedPlaybook {
     pub playbook: Playbook,
     pub play_vars: Vec<Arc<BTreeMap<String, Resolved>>>,
+    /// Each play's `groups` and `hostvars`, what every host's template context shares.
+    pub play_shared: Vec<Arc<template::Shared>>,
 }
 
 /// Validate, keeping only the summary (`cutover check`).
@@ -99,11 +101,14 @@ pub fn load(input: &CheckInput<'_>) -> Result<Checked, Diagnostics> {
     for (pb, clean) in playbooks {
         report.warnings.extend(command_warnings(&pb));
         if let (true, Some(inv)) = (clean, &inventory) {
-            let play_vars =
-                check_playbook(&pb, inv, templates.as_ref(), input.extra_vars, &mut diags);
+            let (play_vars, play_shared) =
+                check_playbook(&pb, inv, templates.as_ref(), input.extra_vars, &mut diags)
+                    .into_iter()
+                    .unzip();
             checked.push(CheckedPlaybook {
                 playbook: pb,
                 play_vars,
+                play_shared,
             });
         }
     }
@@ -146,7 +151,11 @@ fn load_templates(
     }
 }
 
-/// Check a playbook against the inventory; each play's resolved variables (those of a play
+/// A play's variables for every host.
+type EveryHost = Arc<BTreeMap<String, Resolved>>;
+
+/// Check a playbook against the inventory; each play's resolved variables and shared template
+/// context (those of a play
 /// that could not be resolved are left out, with the diagnostics saying why).
 fn check_playbook(
     pb: &Playbook,
@@ -154,8 +163,8 @@ fn check_playbook(
     templates: Option<&Templates>,
     extra: &[Var],
     diags: &mut Diagnostics,
-) -> Vec<Arc<BTreeMap<String, Resolved>>> {
-    let mut play_vars = Vec::new();
+) -> Vec<(EveryHost, Arc<template::Shared>)> {
+    let mut plays = Vec::new();
     // Names only known at run time: registered results and gathered facts.
     let runtime: Vec<String> = pb
         .plays
@@ -195,7 +204,7 @@ fn check_playbook(
             }
         };
         // Each host's context is built once per play, not once per step.
-        let shared = template::Shared::new(inv, &everyone);
+        let shared = Arc::new(template::Shared::new(inv, &everyone));
         let contexts: Vec<(&str, template::Vars)> = hosts
             .iter()
             .filter_map(|h| {
@@ -213,9 +222,9 @@ fn check_playbook(
         for step in play.steps.iter().chain(&play.handlers) {
             check_step(step, at, diags);
         }
-        play_vars.push(everyone);
+        plays.push((everyone, shared));
     }
-    play_vars
+    plays
 }
 
 /// What every step of a play is checked against.

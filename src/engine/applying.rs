@@ -15,7 +15,6 @@ use super::step::{run_step_everywhere, share_run_once_result};
 use super::{recovery, tags_allow, unwind, Run, RunStatus};
 use crate::playbook::{Batch, OnFailure, Play, Step};
 use crate::run::walk::{self, Mode, PlayAt, Plays, StepAt};
-use crate::template;
 
 /// Run the plays: the status the run ends with.
 pub(super) async fn run_plays(run: &Arc<Run>, plays: &Plays) -> RunStatus {
@@ -89,8 +88,7 @@ impl Mode for Applying<'_> {
 
     async fn start_play(&mut self, at: &PlayAt<'_>, hosts: &[String]) {
         let run = self.run;
-        *run.shared.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Arc::new(template::Shared::new(&run.inv, at.vars)));
+        *run.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.shared.clone());
         start_play(run, at.play, at.index, hosts).await;
     }
 

@@ -47,6 +47,7 @@ pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
         opts,
         conns: Connections::default(),
         many_plays: plays.playbook.plays.len() > 1,
+        shared: std::sync::Mutex::new(None),
     };
     let plan = Plan {
         schema: SCHEMA.into(),
@@ -107,7 +108,8 @@ impl Mode for Planning<'_> {
         Some(selected.to_vec())
     }
 
-    async fn start_play(&mut self, _at: &PlayAt<'_>, hosts: &[String]) {
+    async fn start_play(&mut self, at: &PlayAt<'_>, hosts: &[String]) {
+        *self.run.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.shared.clone());
         self.reachable = self
             .run
             .reach(hosts, &mut self.plan, &mut self.unreachable)
@@ -198,6 +200,8 @@ struct PlanRun<'a> {
     conns: Connections,
     /// The playbook has more than one play: name the play where a reason names a step.
     many_plays: bool,
+    /// The current play's `groups` and `hostvars` (built once by the check).
+    shared: std::sync::Mutex<Option<Arc<template::Shared>>>,
 }
 
 /// One step on one host, as planned.
@@ -530,13 +534,23 @@ impl PlanRun<'_> {
         let resolved = everyone
             .get(host)
             .ok_or_else(|| anyhow!("no variables for {host}"))?;
-        let mut ctx = template::host_context(self.inv, host, resolved, everyone);
+        let shared = self.run_shared(everyone);
+        let mut ctx = template::host_context_with(self.inv, host, resolved, &shared);
         // The run id is only known when the plan is applied.
         ctx.insert(
             crate::context_names::RUN,
             &serde_json::json!({ "id": RUN_ID_PLACEHOLDER }),
         );
         Ok(ctx)
+    }
+
+    /// The play's shared template context: the one its start set, else built now.
+    fn run_shared(&self, everyone: &BTreeMap<String, Resolved>) -> Arc<template::Shared> {
+        let slot = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(s) => s.clone(),
+            None => Arc::new(template::Shared::new(self.inv, everyone)),
+        }
     }
 
     /// `Ok(None)`: the step is skipped on this host.

@@ -55,6 +55,7 @@ impl Inputs {
         let crate::check::CheckedPlaybook {
             playbook,
             play_vars,
+            play_shared,
         } = playbooks.pop().ok_or_else(|| {
             // A playbook that does not load is a diagnostic, so this is never reached.
             let mut d = Diagnostics::default();
@@ -84,6 +85,7 @@ impl Inputs {
             plays: Plays {
                 playbook,
                 vars: play_vars,
+                shared: play_shared,
                 hosts,
             },
             limited,

@@ -12,12 +12,16 @@ use std::sync::Arc;
 
 use crate::inventory::vars::Resolved;
 use crate::playbook::{Play, Playbook, Step};
+use crate::template;
 
 /// The plays of a checked playbook, with what each play needs before any host is contacted.
 pub struct Plays {
     pub playbook: Playbook,
     /// Each play's variables for every host, by play index.
     pub vars: Vec<Arc<BTreeMap<String, Resolved>>>,
+    /// What every host's template context shares in each play (`groups`, `hostvars`), built
+    /// once by the check, by play index.
+    pub shared: Vec<Arc<template::Shared>>,
     /// The hosts each play selects within `--limit`, in inventory order, by play index.
     pub hosts: Vec<Vec<String>>,
 }
@@ -28,6 +32,8 @@ pub struct PlayAt<'a> {
     pub index: usize,
     /// The play's variables for every host.
     pub vars: &'a Arc<BTreeMap<String, Resolved>>,
+    /// What every host's template context shares in the play.
+    pub shared: &'a Arc<template::Shared>,
 }
 
 /// One step (or handler) of a play, and where it stands: what every host's run of it shares.
@@ -109,6 +115,7 @@ pub(crate) async fn walk<M: Mode>(
             play,
             index,
             vars: &plays.vars[index],
+            shared: &plays.shared[index],
         };
         mode.start_play(&at, &hosts).await;
         for batch in mode.batches(play, &hosts) {
@@ -290,9 +297,15 @@ mod tests {
             vec!["h3".to_string()],
         ];
         let vars = (0..2).map(|_| Arc::new(BTreeMap::new())).collect();
+        std::fs::write(dir.path().join("inv.yml"), "hosts:\n  h1: {}\n").unwrap();
+        let inv = crate::inventory::load_checked(&dir.path().join("inv.yml")).unwrap();
+        let shared = (0..2)
+            .map(|_| Arc::new(template::Shared::new(&inv, &BTreeMap::new())))
+            .collect();
         Plays {
             playbook,
             vars,
+            shared,
             hosts,
         }
     }
