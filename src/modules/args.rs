@@ -29,6 +29,25 @@ pub(crate) fn parse<A: DeserializeOwned>(module: &str, args: &Map<String, J>) ->
     })
 }
 
+/// Parse a step's arguments as written, before rendering (what `peer_hosts` and
+/// `changes_nothing` read): an argument that does not convert yet (a `{{ … }}` where a number
+/// goes) reads as not given, as it did for the map readers, instead of losing every other one.
+pub(crate) fn parse_as_written<A: DeserializeOwned>(
+    module: &str,
+    args: &Map<String, J>,
+) -> anyhow::Result<A> {
+    let mut args = args.clone();
+    loop {
+        match serde_path_to_error::deserialize(J::Object(args.clone())) {
+            Ok(a) => return Ok(a),
+            Err(e) => match e.path().iter().next() {
+                Some(serde_path_to_error::Segment::Map { key }) if args.remove(key).is_some() => {}
+                _ => return parse(module, &args),
+            },
+        }
+    }
+}
+
 /// Where an error of a deserializer below names its argument.
 const KEY: &str = "{key}";
 
@@ -110,7 +129,7 @@ pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, J>,
 }
 
 #[cfg(test)]
-pub(crate) use drift::spec_agrees;
+pub(crate) use drift::{spec_agrees, spec_agrees_beside};
 
 #[cfg(test)]
 mod drift {
@@ -171,9 +190,19 @@ mod drift {
     pub(crate) fn spec_agrees<A: serde::de::DeserializeOwned>(
         spec: &ModuleSpec,
     ) -> Result<bool, String> {
+        spec_agrees_beside::<A>(spec, &[])
+    }
+
+    /// As [`spec_agrees`], for a struct that also has `undo_only`: arguments only the module's
+    /// own way back (an `UndoAction::Rerun`) passes, which a playbook may not write.
+    pub(crate) fn spec_agrees_beside<A: serde::de::DeserializeOwned>(
+        spec: &ModuleSpec,
+        undo_only: &[&str],
+    ) -> Result<bool, String> {
         let Some(mut fields) = fields_of::<A>() else {
             return Ok(false);
         };
+        fields.retain(|f| !undo_only.contains(f));
         let mut names: Vec<&str> = spec.args.iter().map(|a| a.name).collect();
         fields.sort_unstable();
         names.sort_unstable();
@@ -301,6 +330,18 @@ mod tests {
     }
 
     #[test]
+    fn arguments_as_written_keep_what_converts() {
+        // Before rendering, a `{{ … }}` where a number goes reads as not given; the rest stays.
+        let written = map(json!({"name": "a", "port": "{{ port }}", "force": true}));
+        let d: Demo = parse_as_written("demo", &written).unwrap();
+        assert_eq!((d.name.as_str(), d.port, d.force), ("a", None, Some(true)));
+        assert!(parse::<Demo>("demo", &written).is_err());
+        // A required argument missing stays an error.
+        let e = parse_as_written::<Demo>("demo", &map(json!({"port": "x"}))).unwrap_err();
+        assert_eq!(e.to_string(), "arguments of `demo`: missing field `name`");
+    }
+
+    #[test]
     fn a_struct_that_disagrees_with_its_spec_is_found() {
         assert_eq!(spec_agrees::<Demo>(&SPEC), Ok(true));
         assert_eq!(spec_agrees::<RawArgs>(&SPEC), Ok(false));
@@ -359,5 +400,24 @@ mod tests {
         }
         let e = spec_agrees::<WrongType>(&SPEC).unwrap_err();
         assert!(e.contains("every argument"), "{e}");
+        // A field only the module's way back passes, declared as such.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct WithUndo {
+            #[serde(deserialize_with = "required_text")]
+            name: String,
+            #[serde(default, deserialize_with = "uint32")]
+            port: Option<u32>,
+            #[serde(default, deserialize_with = "flag")]
+            force: Option<bool>,
+            #[serde(default, deserialize_with = "text")]
+            restore_from: Option<String>,
+        }
+        let e = spec_agrees::<WithUndo>(&SPEC).unwrap_err();
+        assert!(e.contains("restore_from"), "{e}");
+        assert_eq!(
+            spec_agrees_beside::<WithUndo>(&SPEC, &["restore_from"]),
+            Ok(true)
+        );
     }
 }

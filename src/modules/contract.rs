@@ -28,6 +28,12 @@ pub(crate) trait Module {
     /// rendered map; [`RawArgs`] for a module that still reads the map itself.
     type Args: DeserializeOwned;
 
+    /// Fields of `Args` that are not in `SPEC.args`: arguments only the module's own way back
+    /// (an [`UndoAction::Rerun`]) passes (`lb_member`'s `restore_from`), which `check` refuses
+    /// in a playbook.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the registry's test only
+    const UNDO_ONLY: &'static [&'static str] = &[];
+
     /// Read the host without changing it and decide: no change, a change, or unknown.
     async fn probe(args: &Self::Args, ctx: &ModCtx<'_>) -> Result<Probe>;
 
@@ -94,7 +100,10 @@ macro_rules! registry {
         pub(crate) fn args_agree_with_specs() -> Vec<(&'static str, Result<bool, String>)> {
             vec![$((
                 <$m as Module>::SPEC.name,
-                args::spec_agrees::<<$m as Module>::Args>(&<$m as Module>::SPEC),
+                args::spec_agrees_beside::<<$m as Module>::Args>(
+                    &<$m as Module>::SPEC,
+                    <$m as Module>::UNDO_ONLY,
+                ),
             )),+]
         }
 
@@ -157,11 +166,12 @@ macro_rules! registry {
 
         /// Does this module, with these arguments, only read (though its probe cannot say "no
         /// change" in advance: a wait for the replica, a read-only query)? Such a step cut off
-        /// by a kill left nothing half done.
+        /// by a kill left nothing half done. `args` may be as written, not rendered yet
+        /// ([`args::parse_as_written`]).
         pub fn changes_nothing(module: &str, args: &Map<String, J>) -> bool {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return args::parse_as_written::<<$m as Module>::Args>(module, args)
                     .map_or(false, |a| <$m as Module>::changes_nothing(&a));
             })+
             false
@@ -169,11 +179,12 @@ macro_rules! registry {
 
         /// Other hosts a step's module reads besides its own, by inventory name (`sync`'s
         /// `src_host`, `mysql_replication`'s `master`, `cluster_safety`'s `hosts`): the engine
-        /// and plans connect to them and pass them in [`ModCtx::peers`].
+        /// and plans connect to them and pass them in [`ModCtx::peers`]. `args` may be as
+        /// written, not rendered yet ([`args::parse_as_written`]).
         pub fn peer_hosts(module: &str, args: &Map<String, J>) -> Vec<String> {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return args::parse_as_written::<<$m as Module>::Args>(module, args)
                     .map_or(Vec::new(), |a| <$m as Module>::peer_hosts(&a));
             })+
             Vec::new()
