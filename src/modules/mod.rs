@@ -321,6 +321,7 @@ mod tests {
         "fail",
         "debug",
         "approve",
+        "mysql_facts",
         "http_check",
     ];
 

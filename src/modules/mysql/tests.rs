@@ -246,3 +246,48 @@ fn the_option_file_is_read_from_stdin_line_by_line() {
 fn sql_strings() {
     assert_eq!(sql_str("a'b\\c"), "'a''b\\\\c'");
 }
+
+fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The `login_*` arguments are read once into `LoginArgs` (every MySQL module's login): a
+/// rendered port that is no number is refused when the step's arguments are parsed, before
+/// the probe runs anything, with the message `arg_u64` gave.
+#[test]
+fn login_arguments_are_typed() {
+    use super::client::LoginSource;
+    use crate::modules::args::parse;
+    let a: LoginArgs = parse(
+        "mysql_facts",
+        &map(serde_json::json!({"login_user": "cutover", "login_port": "3307", "login_host": 7})),
+    )
+    .unwrap();
+    assert_eq!(
+        (a.login_user.as_deref(), a.login_port, a.login_host),
+        (Some("cutover"), Some(3307), None)
+    );
+    let err = |v: serde_json::Value| {
+        parse::<LoginArgs>("mysql_facts", &map(v))
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        err(serde_json::json!({"login_port": "33o6"})).as_deref(),
+        Some("`login_port` must be a non-negative integer, not `33o6`")
+    );
+    assert_eq!(
+        err(serde_json::json!({"login_port": -1})).as_deref(),
+        Some("`login_port` must be a non-negative integer")
+    );
+    // A module still reading the map (write_mark) gets the same login and the same messages.
+    let from_map = map(serde_json::json!({"login_port": "x", "mysql": true}));
+    assert_eq!(
+        from_map
+            .login_args()
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("`login_port` must be a non-negative integer, not `x`")
+    );
+}
