@@ -322,6 +322,7 @@ mod tests {
         "debug",
         "approve",
         "mysql_facts",
+        "mysql_query",
         "http_check",
     ];
 

@@ -291,3 +291,32 @@ fn login_arguments_are_typed() {
         Some("`login_port` must be a non-negative integer, not `x`")
     );
 }
+
+/// A read-only query only reads, whatever else the step says; as written (before rendering),
+/// a templated port does not make a plan take it for a change with no way back.
+#[test]
+fn a_read_only_query_changes_nothing_as_written_and_rendered() {
+    use crate::modules::changes_nothing;
+    let written = map(
+        serde_json::json!({"sql": "SELECT 1", "read_only": true, "login_port": "{{ db_port }}"}),
+    );
+    assert!(changes_nothing("mysql_query", &written));
+    assert!(changes_nothing(
+        "mysql_query",
+        &map(serde_json::json!({"sql": "SELECT 1", "read_only": "true", "login_port": "3306"}))
+    ));
+    assert!(!changes_nothing(
+        "mysql_query",
+        &map(serde_json::json!({"sql": "DELETE FROM t", "login_port": "{{ db_port }}"}))
+    ));
+    let e = crate::modules::args::parse::<super::query::QueryArgs>(
+        "mysql_query",
+        &map(serde_json::json!({"sql": "SELECT 1", "login_port": "db"})),
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("`login_port` must be a non-negative integer, not `db`")
+    );
+}
