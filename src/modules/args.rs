@@ -128,6 +128,22 @@ pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, J>,
     })
 }
 
+/// A list of texts: a list's strings, or one non-empty string as a list of one (as
+/// `arg_str_list`); anything else empty.
+pub(crate) fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(a) => a
+            .into_iter()
+            .filter_map(|v| match v {
+                J::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        J::String(s) if !s.is_empty() => vec![s],
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 pub(crate) use drift::{spec_agrees, spec_agrees_beside};
 

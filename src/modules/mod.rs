@@ -324,6 +324,7 @@ mod tests {
         "mysql_facts",
         "mysql_query",
         "http_check",
+        "cluster_safety",
     ];
 
     #[test]
@@ -354,11 +355,17 @@ mod tests {
             ["db1"]
         );
         assert_eq!(
-            peer_hosts("cluster_safety", &args(json!({"hosts": ["app1", "app2"]}))),
+            peer_hosts(
+                "cluster_safety",
+                &args(json!({"check": "same_version", "hosts": ["app1", "app2"]}))
+            ),
             ["app1", "app2"]
         );
         assert_eq!(
-            peer_hosts("cluster_safety", &args(json!({"hosts": "app1"}))),
+            peer_hosts(
+                "cluster_safety",
+                &args(json!({"check": "same_version", "hosts": "app1"}))
+            ),
             ["app1"]
         );
         assert!(peer_hosts("debug", &args(json!({"msg": "x"}))).is_empty());
