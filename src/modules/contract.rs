@@ -34,6 +34,13 @@ pub(crate) trait Module {
     #[cfg_attr(not(test), allow(dead_code))] // read by the registry's test only
     const UNDO_ONLY: &'static [&'static str] = &[];
 
+    /// The step's rendered map as `Args` ([`args::parse`](super::args::parse)). A module
+    /// whose way back reruns it with its own map (an [`UndoAction::Rerun`]) overrides this to
+    /// keep that map as it was written beside the fields, so the journal records it unchanged.
+    fn parse_args(map: &Map<String, J>) -> Result<Self::Args> {
+        super::args::parse(Self::SPEC.name, map)
+    }
+
     /// Read the host without changing it and decide: no change, a change, or unknown.
     async fn probe(args: &Self::Args, ctx: &ModCtx<'_>) -> Result<Probe>;
 
@@ -113,7 +120,7 @@ macro_rules! registry {
         /// Probe a host for a step of `module` (see [`Module::probe`]).
         pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
             $(if module == <$m as Module>::SPEC.name {
-                let a = args::parse::<<$m as Module>::Args>(module, args)?;
+                let a = <$m as Module>::parse_args(args)?;
                 return <$m as Module>::probe(&a, ctx).await;
             })+
             bail!("module `{module}` is not implemented by the engine yet")
@@ -127,7 +134,7 @@ macro_rules! registry {
             ctx: &ModCtx<'_>,
         ) -> Result<Outcome> {
             $(if module == <$m as Module>::SPEC.name {
-                let a = args::parse::<<$m as Module>::Args>(module, args)?;
+                let a = <$m as Module>::parse_args(args)?;
                 return <$m as Module>::apply(&a, probe, ctx).await;
             })+
             bail!("module `{module}` is not implemented by the engine yet")
@@ -147,7 +154,7 @@ macro_rules! registry {
         ) -> Option<UndoAction> {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return <$m as Module>::parse_args(args)
                     .map_or(None, |a| <$m as Module>::pending_undo(&a, probe, ctx));
             })+
             None
@@ -196,7 +203,7 @@ macro_rules! registry {
         pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return <$m as Module>::parse_args(args)
                     .map_or(Vec::new(), |a| <$m as Module>::touches(&a));
             })+
             Vec::new()
