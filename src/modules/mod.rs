@@ -323,6 +323,7 @@ mod tests {
         "approve",
         "mysql_facts",
         "mysql_query",
+        "lb_member",
         "maintenance",
         "http_check",
         "cluster_safety",
