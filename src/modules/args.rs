@@ -4,7 +4,7 @@
 //! Validation (`check`) runs against `SPEC.args` before any host is touched and keeps its
 //! messages; the struct is parsed once per step from the rendered map and used by `probe`,
 //! `apply` and the rest. The deserializers here convert exactly as the old map readers did
-//! (`arg_str`, `arg_bool`, `mysql::arg_u64` and `user.rs`'s former `arg_u32`), so a module moved onto a struct
+//! (`arg_str`, `arg_bool`, the former `mysql::arg_u64` and `user.rs`'s former `arg_u32`), so a module moved onto a struct
 //! behaves as before: a value of the wrong shape for an optional text reads as absent, `"true"`
 //! (a rendered `{{ … }}`) is a boolean, one string is a list of one.
 
@@ -101,7 +101,8 @@ pub(crate) fn uint32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
     }
 }
 
-/// An optional non-negative integer, as a number or its text (with `mysql::arg_u64`'s errors).
+/// An optional non-negative integer, as a number or its text (with the former `mysql::arg_u64`'s
+/// errors).
 pub(crate) fn uint64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match J::deserialize(d)? {
         J::Null => Ok(None),

@@ -322,6 +322,7 @@ mod tests {
         "debug",
         "approve",
         "mysql_facts",
+        "mysql_replication",
         "mysql_query",
         "lb_member",
         "maintenance",

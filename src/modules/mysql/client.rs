@@ -22,22 +22,6 @@ pub(crate) struct Login {
     pub socket: Option<String>,
 }
 
-pub(crate) fn arg_u64(args: &Map<String, J>, key: &str) -> Result<Option<u64>> {
-    match args.get(key) {
-        None | Some(J::Null) => Ok(None),
-        Some(J::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| anyhow::anyhow!("`{key}` must be a non-negative integer")),
-        Some(J::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("`{key}` must be a non-negative integer, not `{s}`")),
-        Some(other) => bail!("`{key}` must be an integer, not {other}"),
-    }
-}
-
 /// The `login_*` arguments of a step, as given (`mysql_facts`' whole `Args`; the other MySQL
 /// modules have the same fields and hand them over with their `login()`).
 #[derive(Clone, Default, Deserialize)]
