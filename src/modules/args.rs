@@ -145,6 +145,43 @@ pub(crate) fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D
     })
 }
 
+/// Texts given as a list or as one text, told apart where a module reads them differently.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum TextList {
+    #[default]
+    Absent,
+    /// A list's strings (anything else in it is left out).
+    List(Vec<String>),
+    One(String),
+}
+
+impl TextList {
+    /// As `arg_str_list` read them: a list's strings, or one non-empty text as a list of one.
+    pub(crate) fn items(&self) -> Vec<String> {
+        match self {
+            TextList::List(l) => l.clone(),
+            TextList::One(s) if !s.is_empty() => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A [`TextList`]; anything but a list or a string is absent.
+pub(crate) fn text_list<'de, D: Deserializer<'de>>(d: D) -> Result<TextList, D::Error> {
+    Ok(match J::deserialize(d)? {
+        J::Array(a) => TextList::List(
+            a.into_iter()
+                .filter_map(|v| match v {
+                    J::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        J::String(s) => TextList::One(s),
+        _ => TextList::Absent,
+    })
+}
+
 #[cfg(test)]
 pub(crate) use drift::{spec_agrees, spec_agrees_beside};
 

@@ -17,11 +17,12 @@ use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
+use super::args::{self, TextList};
 use super::contract::Module;
 use super::http_check::fetch;
 use super::mysql::{parse_sections, run_sql_script, sql_str, Login, LoginArgs, LoginSource};
 use super::spec::{arg, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use super::{args, ModCtx, Outcome, Probe};
+use super::{ModCtx, Outcome, Probe};
 use crate::transport::HostConn;
 
 pub const DEFAULT_PROCESS: &str = "org.apache.catalina.startup.Bootstrap";
@@ -31,8 +32,9 @@ pub const DEFAULT_PROCESS: &str = "org.apache.catalina.startup.Bootstrap";
 pub(crate) struct SafetyArgs {
     #[serde(deserialize_with = "args::required_text")]
     check: String,
-    #[serde(default, deserialize_with = "hosts")]
-    hosts: Hosts,
+    /// Inventory names: a list, or one name.
+    #[serde(default, deserialize_with = "args::text_list")]
+    hosts: TextList,
     #[serde(default, deserialize_with = "args::text")]
     process: Option<String>,
     #[serde(default, deserialize_with = "args::text")]
@@ -78,53 +80,12 @@ impl LoginSource for SafetyArgs {
     }
 }
 
-/// `hosts`: a list of inventory names, or one name.
-#[derive(Default)]
-enum Hosts {
-    #[default]
-    Unset,
-    List(Vec<String>),
-    One(String),
-}
-
-fn hosts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hosts, D::Error> {
-    Ok(match J::deserialize(d)? {
-        J::Array(a) => Hosts::List(
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-        ),
-        J::String(s) => Hosts::One(s),
-        _ => Hosts::Unset,
-    })
-}
-
-impl Hosts {
-    /// The hosts a check runs on (none: this host); an empty name is none.
-    fn names(&self) -> Vec<String> {
-        match self {
-            Hosts::List(l) => l.clone(),
-            Hosts::One(s) if !s.is_empty() => vec![s.clone()],
-            _ => Vec::new(),
-        }
-    }
-
-    /// The other hosts the step reads, as written.
-    fn peers(&self) -> Vec<String> {
-        match self {
-            Hosts::List(l) => l.clone(),
-            Hosts::One(s) => vec![s.clone()],
-            Hosts::Unset => Vec::new(),
-        }
-    }
-}
-
 pub fn probe() -> Probe {
     Probe::no_change(J::Null)
 }
 
 fn conns<'a>(args: &SafetyArgs, ctx: &'a ModCtx<'_>) -> Result<Vec<&'a HostConn>> {
-    let names = args.hosts.names();
+    let names = args.hosts.items();
     if names.is_empty() {
         return Ok(vec![ctx.host]);
     }
@@ -425,7 +386,7 @@ async fn jdbc_ping(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
         .ok_or_else(|| anyhow!("argument `cluster_name` is missing or not a string"))?;
     let expected = match args.expected {
         Some(n) => n,
-        None => args.hosts.names().len() as u64,
+        None => args.hosts.items().len() as u64,
     };
     let sql = format!(
         "SELECT 'rows' AS cutover_section; SELECT COUNT(*) AS n FROM `{db}`.`{table}` WHERE cluster_name = {c}; \
@@ -555,9 +516,13 @@ impl Module for ClusterSafety {
         apply(args, ctx).await
     }
 
-    /// The hosts a check reads: its `hosts` argument, a list or one name.
+    /// The hosts a check reads: its `hosts` argument, a list or one name (even empty).
     fn peer_hosts(args: &SafetyArgs) -> Vec<String> {
-        args.hosts.peers()
+        match &args.hosts {
+            TextList::List(l) => l.clone(),
+            TextList::One(s) => vec![s.clone()],
+            TextList::Absent => Vec::new(),
+        }
     }
 }
 
@@ -575,23 +540,21 @@ mod tests {
     /// still names it as a peer (as the map readers did).
     #[test]
     fn hosts_a_list_or_one_name() {
+        let peers = |a: &SafetyArgs| ClusterSafety::peer_hosts(a);
         let a = parse(json!({"check": "same_version", "hosts": ["app1", 7, "app2"]})).unwrap();
         assert_eq!(
-            (a.hosts.names(), a.hosts.peers()),
+            (a.hosts.items(), peers(&a)),
             (
                 vec!["app1".into(), "app2".into()],
                 vec!["app1".into(), "app2".into()]
             )
         );
         let a = parse(json!({"check": "same_version", "hosts": "app1"})).unwrap();
-        assert_eq!(a.hosts.names(), ["app1"]);
+        assert_eq!(a.hosts.items(), ["app1"]);
         let a = parse(json!({"check": "same_version", "hosts": ""})).unwrap();
-        assert_eq!(
-            (a.hosts.names(), a.hosts.peers()),
-            (vec![], vec![String::new()])
-        );
+        assert_eq!((a.hosts.items(), peers(&a)), (vec![], vec![String::new()]));
         let a = parse(json!({"check": "jdbc_ping", "clients": "10.0.0.1"})).unwrap();
-        assert!(matches!(a.hosts, Hosts::Unset));
+        assert_eq!(a.hosts, TextList::Absent);
         assert_eq!(a.clients, ["10.0.0.1"]);
     }
 

@@ -321,6 +321,8 @@ mod tests {
         "fail",
         "debug",
         "approve",
+        "snapshot",
+        "snapshot_usage",
         "mysql_facts",
         "mysql_replication",
         "mysql_query",
