@@ -14,23 +14,78 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
+use super::args::{self, TextList};
 use super::contract::Module;
 use super::http_check::fetch;
-use super::mysql::{arg_u64, parse_sections, run_sql_script, sql_str, Login};
+use super::mysql::{parse_sections, run_sql_script, sql_str, Login, LoginArgs, LoginSource};
 use super::spec::{arg, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_str, required, ModCtx, Outcome, Probe};
+use super::{ModCtx, Outcome, Probe};
 use crate::transport::HostConn;
 
 pub const DEFAULT_PROCESS: &str = "org.apache.catalina.startup.Bootstrap";
+
+/// The arguments of a `cluster_safety` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct SafetyArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    check: String,
+    /// Inventory names: a list, or one name.
+    #[serde(default, deserialize_with = "args::text_list")]
+    hosts: TextList,
+    #[serde(default, deserialize_with = "args::text")]
+    process: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    status_url: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    version: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    database: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    wait: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    cluster_name: Option<String>,
+    #[serde(default, deserialize_with = "args::str_list")]
+    clients: Vec<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    table: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    expected: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_user: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password_var: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_host: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    login_port: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_unix_socket: Option<String>,
+}
+
+impl LoginSource for SafetyArgs {
+    fn login_args(&self) -> Result<LoginArgs> {
+        Ok(LoginArgs {
+            login_user: self.login_user.clone(),
+            login_password: self.login_password.clone(),
+            login_password_var: self.login_password_var.clone(),
+            login_host: self.login_host.clone(),
+            login_port: self.login_port,
+            login_unix_socket: self.login_unix_socket.clone(),
+        })
+    }
+}
 
 pub fn probe() -> Probe {
     Probe::no_change(J::Null)
 }
 
-fn conns<'a>(args: &Map<String, J>, ctx: &'a ModCtx<'_>) -> Result<Vec<&'a HostConn>> {
-    let names = super::arg_str_list(args, "hosts");
+fn conns<'a>(args: &SafetyArgs, ctx: &'a ModCtx<'_>) -> Result<Vec<&'a HostConn>> {
+    let names = args.hosts.items();
     if names.is_empty() {
         return Ok(vec![ctx.host]);
     }
@@ -58,8 +113,8 @@ fn outcome(result: Map<String, J>, problems: Vec<String>) -> Outcome {
     }
 }
 
-pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    match required(args, "check")? {
+pub async fn apply(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    match args.check.as_str() {
         "no_app_running" => no_app_running(args, ctx).await,
         "same_version" => same_version(args, ctx).await,
         "single_writer" => single_writer(args, ctx).await,
@@ -68,8 +123,8 @@ pub async fn apply(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
     }
 }
 
-async fn no_app_running(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let pattern = arg_str(args, "process").unwrap_or(DEFAULT_PROCESS);
+async fn no_app_running(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let pattern = args.process.as_deref().unwrap_or(DEFAULT_PROCESS);
     let hosts = conns(args, ctx)?;
     let script = "IFS= read -r p; pgrep -a -f -- \"$p\"; rc=$?; [ $rc -le 1 ] || exit $rc; exit 0";
     let input = format!("{pattern}\n");
@@ -127,9 +182,12 @@ where
     out
 }
 
-async fn same_version(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let url = arg_str(args, "status_url").unwrap_or("http://127.0.0.1:8080/status");
-    let want = arg_str(args, "version");
+async fn same_version(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let url = args
+        .status_url
+        .as_deref()
+        .unwrap_or("http://127.0.0.1:8080/status");
+    let want = args.version.as_deref();
     let mut versions = Map::new();
     let mut problems = Vec::new();
     for c in conns(args, ctx)? {
@@ -235,12 +293,12 @@ async fn safety_read(
     Ok((rows, clients))
 }
 
-async fn single_writer(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+async fn single_writer(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let login = Login::from_args(args, ctx)?;
-    let db = arg_str(args, "database").unwrap_or("wiki");
-    let wait = Duration::from_secs(arg_u64(args, "wait")?.unwrap_or(30));
-    let cluster = arg_str(args, "cluster_name");
-    let allowed = super::arg_str_list(args, "clients");
+    let db = args.database.as_deref().unwrap_or("wiki");
+    let wait = Duration::from_secs(args.wait.unwrap_or(30));
+    let cluster = args.cluster_name.as_deref();
+    let allowed = &args.clients;
     let (first, c1) = safety_read(ctx, &login, db).await?;
     let mut problems = Vec::new();
     if first.len() != 1 {
@@ -314,18 +372,21 @@ async fn single_writer(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcom
 /// members that died without deregistering (they make new members try to join ghosts); fewer
 /// mean members missing. With Keycloak 26's JDBC_PING2 schema there must also be exactly one
 /// coordinator row.
-async fn jdbc_ping(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+async fn jdbc_ping(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let login = Login::from_args(args, ctx)?;
-    let db = arg_str(args, "database").unwrap_or("keycloak");
+    let db = args.database.as_deref().unwrap_or("keycloak");
     // Keycloak 26: JGROUPS_PING (JDBC_PING2 columns, with `coord`); legacy JDBC_PING: JGROUPSPING.
-    let table = arg_str(args, "table").unwrap_or("JGROUPS_PING");
+    let table = args.table.as_deref().unwrap_or("JGROUPS_PING");
     if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("`table: {table}` is not a table name");
     }
-    let cluster = required(args, "cluster_name")?;
-    let expected = match arg_u64(args, "expected")? {
+    let cluster = args
+        .cluster_name
+        .as_deref()
+        .ok_or_else(|| anyhow!("argument `cluster_name` is missing or not a string"))?;
+    let expected = match args.expected {
         Some(n) => n,
-        None => super::arg_str_list(args, "hosts").len() as u64,
+        None => args.hosts.items().len() as u64,
     };
     let sql = format!(
         "SELECT 'rows' AS cutover_section; SELECT COUNT(*) AS n FROM `{db}`.`{table}` WHERE cluster_name = {c}; \
@@ -405,23 +466,11 @@ async fn jdbc_ping(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
     Ok(outcome(result, problems))
 }
 
-/// The hosts a check reads: its `hosts` argument, a list or one name.
-fn peers(args: &Map<String, J>) -> Vec<String> {
-    match args.get("hosts") {
-        Some(J::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(J::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 /// The `cluster_safety` module.
 pub(crate) struct ClusterSafety;
 
 impl Module for ClusterSafety {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = SafetyArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "cluster_safety",
@@ -459,15 +508,78 @@ impl Module for ClusterSafety {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(_args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(_args: &SafetyArgs, _ctx: &ModCtx<'_>) -> Result<Probe> {
         Ok(probe())
     }
 
-    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &SafetyArgs, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, ctx).await
     }
 
-    fn peer_hosts(args: &Map<String, J>) -> Vec<String> {
-        peers(args)
+    /// The hosts a check reads: its `hosts` argument, a list or one name (even empty).
+    fn peer_hosts(args: &SafetyArgs) -> Vec<String> {
+        match &args.hosts {
+            TextList::List(l) => l.clone(),
+            TextList::One(s) => vec![s.clone()],
+            TextList::Absent => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value as J};
+
+    use super::*;
+
+    fn parse(v: J) -> Result<SafetyArgs> {
+        args::parse("cluster_safety", v.as_object().unwrap())
+    }
+
+    /// `hosts` is a list or one name; an empty name is no host to check on, though the step
+    /// still names it as a peer (as the map readers did).
+    #[test]
+    fn hosts_a_list_or_one_name() {
+        let peers = |a: &SafetyArgs| ClusterSafety::peer_hosts(a);
+        let a = parse(json!({"check": "same_version", "hosts": ["app1", 7, "app2"]})).unwrap();
+        assert_eq!(
+            (a.hosts.items(), peers(&a)),
+            (
+                vec!["app1".into(), "app2".into()],
+                vec!["app1".into(), "app2".into()]
+            )
+        );
+        let a = parse(json!({"check": "same_version", "hosts": "app1"})).unwrap();
+        assert_eq!(a.hosts.items(), ["app1"]);
+        let a = parse(json!({"check": "same_version", "hosts": ""})).unwrap();
+        assert_eq!((a.hosts.items(), peers(&a)), (vec![], vec![String::new()]));
+        let a = parse(json!({"check": "jdbc_ping", "clients": "10.0.0.1"})).unwrap();
+        assert_eq!(a.hosts, TextList::Absent);
+        assert_eq!(a.clients, ["10.0.0.1"]);
+    }
+
+    /// A rendered number that is none is refused when the arguments are parsed, before any
+    /// host is read, with the map reader's message; as written (a plan's peers), a template
+    /// there does not lose the hosts.
+    #[test]
+    fn numbers_are_checked_when_parsed() {
+        let e = |v: J| parse(v).err().map(|e| e.to_string());
+        assert_eq!(
+            e(json!({"check": "single_writer", "wait": "30s"})).as_deref(),
+            Some("`wait` must be a non-negative integer, not `30s`")
+        );
+        assert_eq!(
+            e(json!({"check": "jdbc_ping", "expected": [2]})).as_deref(),
+            Some("`expected` must be an integer, not [2]")
+        );
+        assert_eq!(
+            e(json!({"hosts": ["app1"]})).as_deref(),
+            Some("arguments of `cluster_safety`: missing field `check`")
+        );
+        let written = json!({"check": "jdbc_ping", "hosts": ["kc1", "kc2"], "expected": "{{ n }}"});
+        assert_eq!(
+            crate::modules::peer_hosts("cluster_safety", written.as_object().unwrap()),
+            ["kc1", "kc2"]
+        );
     }
 }

@@ -11,8 +11,6 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as J};
 
-pub(crate) use super::args::RawArgs;
-
 use super::spec::ModuleSpec;
 use super::{ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::{Effect, PathState, TreeState};
@@ -25,8 +23,21 @@ pub(crate) trait Module {
 
     /// The arguments as the module reads them: a `Deserialize` struct whose fields are
     /// `SPEC.args` (the registry's test checks they agree), parsed once per step from the
-    /// rendered map; [`RawArgs`] for a module that still reads the map itself.
+    /// rendered map.
     type Args: DeserializeOwned;
+
+    /// Fields of `Args` that are not in `SPEC.args`: arguments only the module's own way back
+    /// (an [`UndoAction::Rerun`]) passes (`lb_member`'s `restore_from`), which `check` refuses
+    /// in a playbook.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the registry's test only
+    const UNDO_ONLY: &'static [&'static str] = &[];
+
+    /// The step's rendered map as `Args` ([`args::parse`](super::args::parse)). A module
+    /// whose way back reruns it with its own map (an [`UndoAction::Rerun`]) overrides this to
+    /// keep that map as it was written beside the fields, so the journal records it unchanged.
+    fn parse_args(map: &Map<String, J>) -> Result<Self::Args> {
+        super::args::parse(Self::SPEC.name, map)
+    }
 
     /// Read the host without changing it and decide: no change, a change, or unknown.
     async fn probe(args: &Self::Args, ctx: &ModCtx<'_>) -> Result<Probe>;
@@ -94,7 +105,10 @@ macro_rules! registry {
         pub(crate) fn args_agree_with_specs() -> Vec<(&'static str, Result<bool, String>)> {
             vec![$((
                 <$m as Module>::SPEC.name,
-                args::spec_agrees::<<$m as Module>::Args>(&<$m as Module>::SPEC),
+                args::spec_agrees_beside::<<$m as Module>::Args>(
+                    &<$m as Module>::SPEC,
+                    <$m as Module>::UNDO_ONLY,
+                ),
             )),+]
         }
 
@@ -104,7 +118,7 @@ macro_rules! registry {
         /// Probe a host for a step of `module` (see [`Module::probe`]).
         pub async fn probe(module: &str, args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
             $(if module == <$m as Module>::SPEC.name {
-                let a = args::parse::<<$m as Module>::Args>(module, args)?;
+                let a = <$m as Module>::parse_args(args)?;
                 return <$m as Module>::probe(&a, ctx).await;
             })+
             bail!("module `{module}` is not implemented by the engine yet")
@@ -118,7 +132,7 @@ macro_rules! registry {
             ctx: &ModCtx<'_>,
         ) -> Result<Outcome> {
             $(if module == <$m as Module>::SPEC.name {
-                let a = args::parse::<<$m as Module>::Args>(module, args)?;
+                let a = <$m as Module>::parse_args(args)?;
                 return <$m as Module>::apply(&a, probe, ctx).await;
             })+
             bail!("module `{module}` is not implemented by the engine yet")
@@ -138,7 +152,7 @@ macro_rules! registry {
         ) -> Option<UndoAction> {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return <$m as Module>::parse_args(args)
                     .map_or(None, |a| <$m as Module>::pending_undo(&a, probe, ctx));
             })+
             None
@@ -157,11 +171,12 @@ macro_rules! registry {
 
         /// Does this module, with these arguments, only read (though its probe cannot say "no
         /// change" in advance: a wait for the replica, a read-only query)? Such a step cut off
-        /// by a kill left nothing half done.
+        /// by a kill left nothing half done. `args` may be as written, not rendered yet
+        /// ([`args::parse_as_written`]).
         pub fn changes_nothing(module: &str, args: &Map<String, J>) -> bool {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return args::parse_as_written::<<$m as Module>::Args>(module, args)
                     .map_or(false, |a| <$m as Module>::changes_nothing(&a));
             })+
             false
@@ -169,11 +184,12 @@ macro_rules! registry {
 
         /// Other hosts a step's module reads besides its own, by inventory name (`sync`'s
         /// `src_host`, `mysql_replication`'s `master`, `cluster_safety`'s `hosts`): the engine
-        /// and plans connect to them and pass them in [`ModCtx::peers`].
+        /// and plans connect to them and pass them in [`ModCtx::peers`]. `args` may be as
+        /// written, not rendered yet ([`args::parse_as_written`]).
         pub fn peer_hosts(module: &str, args: &Map<String, J>) -> Vec<String> {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return args::parse_as_written::<<$m as Module>::Args>(module, args)
                     .map_or(Vec::new(), |a| <$m as Module>::peer_hosts(&a));
             })+
             Vec::new()
@@ -185,7 +201,7 @@ macro_rules! registry {
         pub fn touches(module: &str, args: &Map<String, J>) -> Vec<Effect> {
             $(if module == <$m as Module>::SPEC.name {
                 // Arguments that do not parse: the probe says why; nothing more here.
-                return args::parse::<<$m as Module>::Args>(module, args)
+                return <$m as Module>::parse_args(args)
                     .map_or(Vec::new(), |a| <$m as Module>::touches(&a));
             })+
             Vec::new()

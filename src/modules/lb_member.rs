@@ -19,16 +19,58 @@
 //! get requests: nothing to do. Recovering needs no undo.
 
 use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
 use super::contract::Module;
 use super::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use super::{args, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::Effect;
 use crate::shell::quote;
 
 pub const DEFAULT_STATUS_URL: &str = "http://localhost/jkstatus";
 pub const DEFAULT_WORKERS_FILE: &str = "/etc/libapache2-mod-jk/workers.properties";
+
+/// The arguments of an `lb_member` step (its `SPEC.args`, and the undo's `restore_from`).
+#[derive(Deserialize)]
+pub(crate) struct LbArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    lb: String,
+    #[serde(deserialize_with = "args::required_text")]
+    member: String,
+    #[serde(deserialize_with = "args::required_text")]
+    activation: String,
+    #[serde(default, deserialize_with = "args::text")]
+    status_url: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    workers_file: Option<String>,
+    /// Only in the way back: put this backup of the workers file back instead of editing it.
+    #[serde(default, deserialize_with = "args::text")]
+    restore_from: Option<String>,
+    /// The step's map as it was given: the way back carries its `lb`, `member`, `status_url`
+    /// and `workers_file` as they were.
+    #[serde(skip)]
+    written: Map<String, J>,
+}
+
+impl LbArgs {
+    /// The balancer, the member (checked as mod_jk names) and the activation wanted.
+    fn target(&self) -> Result<(&str, &str, &'static str)> {
+        check_name("lb", &self.lb)?;
+        check_name("member", &self.member)?;
+        let want = normalize(&self.activation)
+            .ok_or_else(|| anyhow!("activation must be active, disabled or stopped"))?;
+        Ok((&self.lb, &self.member, want))
+    }
+
+    fn status_url(&self) -> &str {
+        self.status_url.as_deref().unwrap_or(DEFAULT_STATUS_URL)
+    }
+
+    fn workers_file(&self) -> &str {
+        self.workers_file.as_deref().unwrap_or(DEFAULT_WORKERS_FILE)
+    }
+}
 
 /// `active|disabled|stopped` (any case, or the first letter, or ACT/DIS/STP) → the word.
 pub fn normalize(a: &str) -> Option<&'static str> {
@@ -124,8 +166,8 @@ pub fn file_activation(text: &str, member: &str) -> Option<&'static str> {
         .next()
 }
 
-fn url_of(args: &Map<String, J>, lb: &str, extra: &str) -> String {
-    let base = arg_str(args, "status_url").unwrap_or(DEFAULT_STATUS_URL);
+fn url_of(args: &LbArgs, lb: &str, extra: &str) -> String {
+    let base = args.status_url();
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}cmd={extra}&mime=prop&w={lb}")
 }
@@ -178,14 +220,9 @@ fn planned(
     Ok((runtime, file_present, file_act))
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let lb = required(args, "lb")?;
-    let member = required(args, "member")?;
-    check_name("lb", lb)?;
-    check_name("member", member)?;
-    let want = normalize(required(args, "activation")?)
-        .ok_or_else(|| anyhow!("activation must be active, disabled or stopped"))?;
-    let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
+pub(crate) async fn probe(args: &LbArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let (lb, member, want) = args.target()?;
+    let file = args.workers_file();
     let script = format!(
         r#"curl -sS --max-time 10 -- {url} || echo "curl-failed $?"
 echo {MARK}
@@ -218,7 +255,7 @@ if [ -f {f} ]; then echo present; grep -E '^[[:space:]]*worker\.{m}\.activation[
         return Ok(Probe::unknown(
             format!(
                 "the jk status worker at {} does not answer on {} (Apache not installed or not running yet?): {}",
-                arg_str(args, "status_url").unwrap_or(DEFAULT_STATUS_URL),
+                args.status_url(),
                 ctx.host.name,
                 show_text.lines().last().unwrap_or("").trim()
             ),
@@ -285,22 +322,21 @@ pub fn needs_recover(want: &str, state: Option<&str>) -> bool {
 /// activation, and the file as it was before the run's first change of it. Safe when the change
 /// was cut off: the backup is put back only if it was made, and the activation set is the one
 /// the member had.
-pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe, run_id: &str) -> Option<UndoAction> {
+pub(crate) fn undo_of(args: &LbArgs, probe: &Probe, run_id: &str) -> Option<UndoAction> {
     if probe.decision == Decision::NoChange {
         return None;
     }
-    let lb = arg_str(args, "lb")?;
-    let member = arg_str(args, "member")?;
-    let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
+    let (lb, member) = (&args.lb, &args.member);
+    let file = args.workers_file();
     let was = probe.state["runtime"].as_str().unwrap_or("active");
     let mut a = Map::new();
     for k in ["lb", "member", "status_url", "workers_file"] {
-        if let Some(v) = args.get(k) {
+        if let Some(v) = args.written.get(k) {
             a.insert(k.into(), v.clone());
         }
     }
     a.insert("activation".into(), json!(was));
-    if arg_str(args, "restore_from").is_none() {
+    if args.restore_from.is_none() {
         a.insert(
             "restore_from".into(),
             json!(format!("{file}.cutover-{run_id}~")),
@@ -315,9 +351,9 @@ pub(crate) fn undo_of(args: &Map<String, J>, probe: &Probe, run_id: &str) -> Opt
 
 /// The script part that writes the member's activation into the workers file `$f` (keeping
 /// the run's first backup of it), or, for an undo (`restore_from`), puts the backup back.
-fn file_script(args: &Map<String, J>, backup: &str, member: &str, want: &str) -> String {
+fn file_script(args: &LbArgs, backup: &str, member: &str, want: &str) -> String {
     // Undo: `restore_from` puts the previous file back instead of editing it.
-    match arg_str(args, "restore_from") {
+    match args.restore_from.as_deref() {
         Some(b) => format!(
             r#"b={b}
 if [ -f "$b" ]; then mv -f -- "$b" "$f"; fi"#,
@@ -343,17 +379,12 @@ trap - EXIT"#,
     }
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub(crate) async fn apply(args: &LbArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == Decision::NoChange {
         return Ok(Outcome::default());
     }
-    let lb = required(args, "lb")?;
-    let member = required(args, "member")?;
-    check_name("lb", lb)?;
-    check_name("member", member)?;
-    let want = normalize(required(args, "activation")?)
-        .ok_or_else(|| anyhow!("activation must be active, disabled or stopped"))?;
-    let file = arg_str(args, "workers_file").unwrap_or(DEFAULT_WORKERS_FILE);
+    let (lb, member, want) = args.target()?;
+    let file = args.workers_file();
     let was = probe.state["runtime"]
         .as_str()
         .unwrap_or("active")
@@ -362,7 +393,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
     // Only the error state to clear: the activation (at run time and in the file) is right.
     let activation_ok = was == want
         && probe.state["file"].as_str().unwrap_or("active") == want
-        && arg_str(args, "restore_from").is_none();
+        && args.restore_from.is_none();
     if activation_ok && recover {
         return recover_only(args, lb, member, ctx).await;
     }
@@ -441,12 +472,7 @@ curl -sS --max-time 10 -- {show}"#,
 /// `cmd=recover` for a member whose activation is already right, then read back. mod_jk may
 /// have recovered it on its own in the meantime (its recover_time passed): then the command
 /// is refused ("not an error state") and the member is fine all the same.
-async fn recover_only(
-    args: &Map<String, J>,
-    lb: &str,
-    member: &str,
-    ctx: &ModCtx<'_>,
-) -> Result<Outcome> {
+async fn recover_only(args: &LbArgs, lb: &str, member: &str, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let script = format!(
         r#"curl -sS --max-time 10 -- {recover}
 echo {MARK}
@@ -491,17 +517,12 @@ curl -sS --max-time 10 -- {show}"#,
 }
 
 /// What `lb_member` may change: the member's activation, on the balancer and in its file.
-fn touches(args: &Map<String, J>) -> Vec<Effect> {
-    let (Some(lb), Some(member)) = (arg_str(args, "lb"), arg_str(args, "member")) else {
-        return Vec::new();
-    };
+fn touches(args: &LbArgs) -> Vec<Effect> {
     vec![Effect::LbMember {
-        lb: lb.to_string(),
-        member: member.to_string(),
+        lb: args.lb.clone(),
+        member: args.member.clone(),
         activation: None,
-        workers_file: arg_str(args, "workers_file")
-            .unwrap_or(DEFAULT_WORKERS_FILE)
-            .to_string(),
+        workers_file: args.workers_file().to_string(),
     }]
 }
 
@@ -509,7 +530,9 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct LbMember;
 
 impl Module for LbMember {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = LbArgs;
+
+    const UNDO_ONLY: &'static [&'static str] = &["restore_from"];
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "lb_member",
@@ -530,19 +553,25 @@ impl Module for LbMember {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    fn parse_args(map: &Map<String, J>) -> Result<LbArgs> {
+        let mut a: LbArgs = args::parse(Self::SPEC.name, map)?;
+        a.written = map.clone();
+        Ok(a)
+    }
+
+    async fn probe(args: &LbArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &LbArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+    fn pending_undo(args: &LbArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
         undo_of(args, probe, ctx.run_id)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(args: &LbArgs) -> Vec<Effect> {
         touches(args)
     }
 }
@@ -610,6 +639,66 @@ worker.result.message=Action finished
             assert!(!needs_recover("active", Some(fine)), "{fine}");
         }
         assert!(!needs_recover("active", None));
+    }
+
+    fn parsed(v: J) -> Result<LbArgs> {
+        LbMember::parse_args(v.as_object().unwrap())
+    }
+
+    /// The way back carries the step's own `lb`, `member`, `status_url`, `workers_file` as
+    /// given, the activation the member had and the backup to put back: the journal's JSON is
+    /// what it was when the module read the map. Undoing that (it has `restore_from`) adds none.
+    #[test]
+    fn the_way_back_keeps_the_step_s_values() {
+        let a = parsed(json!({
+            "lb": "wiki_lb", "member": "node1", "activation": "disabled",
+            "status_url": "http://127.0.0.1/jkstatus", "workers_file": "/etc/w.properties"
+        }))
+        .unwrap();
+        assert_eq!(a.target().unwrap(), ("wiki_lb", "node1", "disabled"));
+        let probe = Probe::change("x", None, json!({"runtime": "active"}));
+        let undo = undo_of(&a, &probe, "R1").unwrap();
+        assert_eq!(
+            serde_json::to_string(&undo).unwrap(),
+            r#"{"undo":"rerun","module":"lb_member","args":{"activation":"active","lb":"wiki_lb","member":"node1","restore_from":"/etc/w.properties.cutover-R1~","status_url":"http://127.0.0.1/jkstatus","workers_file":"/etc/w.properties"},"what":"wiki_lb/node1 back to active (runtime and /etc/w.properties)"}"#
+        );
+        let UndoAction::Rerun { args: back, .. } = undo else {
+            panic!()
+        };
+        let b = LbMember::parse_args(&back).unwrap();
+        assert_eq!(
+            b.restore_from.as_deref(),
+            Some("/etc/w.properties.cutover-R1~")
+        );
+        let probe = Probe::change("x", None, json!({"runtime": "disabled"}));
+        let UndoAction::Rerun { args: again, .. } = undo_of(&b, &probe, "R2").unwrap() else {
+            panic!()
+        };
+        assert!(!again.contains_key("restore_from"), "{again:?}");
+        assert!(undo_of(&a, &Probe::no_change(J::Null), "R1").is_none());
+    }
+
+    /// Values a template rendered wrong are refused before anything runs, as before.
+    #[test]
+    fn bad_rendered_values_are_refused_as_before() {
+        let e = |v: J| {
+            parsed(v)
+                .and_then(|a| a.target().map(|_| ()))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            e(json!({"lb": "wiki_lb", "member": 1, "activation": "active"})).as_deref(),
+            Some("argument `member` is missing or not a string")
+        );
+        assert_eq!(
+            e(json!({"lb": "wiki lb", "member": "n1", "activation": "active"})).as_deref(),
+            Some("lb_member: lb `wiki lb` is not a mod_jk worker name (letters, digits, _ and -)")
+        );
+        assert_eq!(
+            e(json!({"lb": "wiki_lb", "member": "n1", "activation": "paused"})).as_deref(),
+            Some("activation must be active, disabled or stopped")
+        );
     }
 
     #[test]

@@ -13,28 +13,54 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
 use super::contract::unknown_path;
 use super::contract::Module;
 use super::http_check::{fetch, HttpResponse};
-use super::mysql::arg_u64;
 use super::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use super::{arg_str, required, Decision, ModCtx, Outcome, Probe, UndoAction};
+use super::{args, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::Effect;
 use crate::shell::quote;
 
-fn want_on(args: &Map<String, J>) -> Result<bool> {
-    match required(args, "state")? {
-        "on" | "present" | "true" => Ok(true),
-        "off" | "absent" | "false" => Ok(false),
-        other => bail!("maintenance state must be on or off, not `{other}`"),
+/// The arguments of a `maintenance` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct MaintenanceArgs {
+    #[serde(deserialize_with = "args::required_text")]
+    path: String,
+    #[serde(deserialize_with = "args::required_text")]
+    state: String,
+    #[serde(default, deserialize_with = "args::text")]
+    url: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    admin_url: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    expect_status: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    page_match: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    timeout: Option<u64>,
+    /// The step's map as it was given: the way back reruns the step with it (the other
+    /// state), and the journal keeps it as it was.
+    #[serde(skip)]
+    written: Map<String, J>,
+}
+
+impl MaintenanceArgs {
+    /// Is the page to be on (`state`; a rendered `present`/`true` reads as on)?
+    fn want_on(&self) -> Result<bool> {
+        match self.state.as_str() {
+            "on" | "present" | "true" => Ok(true),
+            "off" | "absent" | "false" => Ok(false),
+            other => bail!("maintenance state must be on or off, not `{other}`"),
+        }
     }
 }
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let path = required(args, "path")?;
-    let on = want_on(args)?;
+pub async fn probe(args: &MaintenanceArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let path = args.path.as_str();
+    let on = args.want_on()?;
     let out = ctx
         .run(
             &format!(
@@ -123,9 +149,9 @@ pub fn verify(
     }
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-    let path = required(args, "path")?;
-    let on = want_on(args)?;
+pub async fn apply(args: &MaintenanceArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let path = args.path.as_str();
+    let on = args.want_on()?;
     let mut changed = false;
     if probe.decision != Decision::NoChange {
         let script = if on {
@@ -148,16 +174,18 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
         }
         changed = true;
     }
-    let expect = arg_u64(args, "expect_status")?.unwrap_or(200) as u16;
-    let page = arg_str(args, "page_match")
+    let expect = args.expect_status.unwrap_or(200) as u16;
+    let page = args
+        .page_match
+        .as_deref()
         .map(regex::Regex::new)
         .transpose()
         .map_err(|e| anyhow::anyhow!("page_match: {e}"))?;
-    let timeout = Duration::from_secs(arg_u64(args, "timeout")?.unwrap_or(30));
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(30));
     let mut result = Map::new();
     let mut failed = None;
     let started = Instant::now();
-    if let Some(url) = arg_str(args, "url") {
+    if let Some(url) = args.url.as_deref() {
         loop {
             let why = match fetch(url, Some(ctx), &[]).await {
                 Ok(r) => {
@@ -177,7 +205,7 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
             }
         }
     }
-    if let (true, None, Some(url)) = (on, &failed, arg_str(args, "admin_url")) {
+    if let (true, None, Some(url)) = (on, &failed, args.admin_url.as_deref()) {
         match fetch(url, None, &[]).await {
             Ok(r) if r.status != 503 => {
                 result.insert("admin_status".into(), json!(r.status));
@@ -202,10 +230,10 @@ pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Re
 
 /// The way back: the page in the opposite state (known before the change; safe to run whether
 /// or not the switch happened).
-pub(crate) fn undo_of(args: &Map<String, J>) -> Option<UndoAction> {
-    let on = want_on(args).ok()?;
-    let path = arg_str(args, "path")?;
-    let mut a = args.clone();
+pub(crate) fn undo_of(args: &MaintenanceArgs) -> Option<UndoAction> {
+    let on = args.want_on().ok()?;
+    let path = &args.path;
+    let mut a = args.written.clone();
     a.insert("state".into(), json!(if on { "off" } else { "on" }));
     a.remove("admin_url");
     Some(UndoAction::Rerun {
@@ -222,7 +250,7 @@ pub(crate) fn undo_of(args: &Map<String, J>) -> Option<UndoAction> {
 pub(crate) struct Maintenance;
 
 impl Module for Maintenance {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = MaintenanceArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "maintenance",
@@ -245,32 +273,88 @@ impl Module for Maintenance {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    fn parse_args(map: &Map<String, J>) -> Result<MaintenanceArgs> {
+        let mut a: MaintenanceArgs = args::parse(Self::SPEC.name, map)?;
+        a.written = map.clone();
+        Ok(a)
+    }
+
+    async fn probe(args: &MaintenanceArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &MaintenanceArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
+    fn pending_undo(
+        args: &MaintenanceArgs,
+        probe: &Probe,
+        _ctx: &ModCtx<'_>,
+    ) -> Option<UndoAction> {
         if probe.decision == Decision::NoChange {
             return None;
         }
         undo_of(args)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
-        arg_str(args, "path")
-            .map(unknown_path)
-            .into_iter()
-            .collect()
+    fn touches(args: &MaintenanceArgs) -> Vec<Effect> {
+        vec![unknown_path(&args.path)]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(v: J) -> Result<MaintenanceArgs> {
+        Maintenance::parse_args(v.as_object().unwrap())
+    }
+
+    /// The way back reruns the step with its own map, the state the other way and without the
+    /// admin check: the journal keeps every value as the step gave it (a rendered number as
+    /// text stays text).
+    #[test]
+    fn the_way_back_is_the_step_as_given_the_other_way() {
+        let a = parsed(json!({
+            "path": "/srv/maint/on", "state": "on", "url": "http://10.0.0.5/",
+            "admin_url": "http://lb/", "expect_status": "200", "timeout": 60, "page_match": 503
+        }))
+        .unwrap();
+        assert!(a.want_on().unwrap());
+        let undo = serde_json::to_string(&undo_of(&a).unwrap()).unwrap();
+        assert_eq!(
+            undo,
+            r#"{"undo":"rerun","module":"maintenance","args":{"expect_status":"200","page_match":503,"path":"/srv/maint/on","state":"off","timeout":60,"url":"http://10.0.0.5/"},"what":"maintenance page back off (/srv/maint/on)"}"#
+        );
+        let back = parsed(json!({"path": "/srv/maint/on", "state": "absent"})).unwrap();
+        assert!(!back.want_on().unwrap());
+        assert!(undo_of(&back)
+            .unwrap()
+            .describe()
+            .ends_with("back on (/srv/maint/on)"));
+    }
+
+    /// A rendered value of the wrong kind is refused when the step's arguments are parsed,
+    /// before the probe runs anything, with the messages the map readers gave.
+    #[test]
+    fn bad_rendered_values_are_refused_as_before() {
+        let e = |v: J| parsed(v).err().map(|e| e.to_string());
+        assert_eq!(
+            e(json!({"path": "/m", "state": "on", "timeout": "1m"})).as_deref(),
+            Some("`timeout` must be a non-negative integer, not `1m`")
+        );
+        assert_eq!(
+            e(json!({"path": ["/m"], "state": "on"})).as_deref(),
+            Some("argument `path` is missing or not a string")
+        );
+        let a = parsed(json!({"path": "/m", "state": "maybe"})).unwrap();
+        assert_eq!(
+            a.want_on().unwrap_err().to_string(),
+            "maintenance state must be on or off, not `maybe`"
+        );
+        assert!(undo_of(&a).is_none());
+    }
 
     #[test]
     fn verification() {

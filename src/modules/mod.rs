@@ -220,39 +220,6 @@ registry! {
     cluster_safety::ClusterSafety,
 }
 
-/// A list argument: a YAML list of strings, or one non-empty string as a list of one.
-pub(crate) fn arg_str_list(args: &Map<String, J>, key: &str) -> Vec<String> {
-    match args.get(key) {
-        Some(J::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
-/// Argument helpers (arguments were type-checked by validation; these only convert).
-pub(crate) fn arg_str<'a>(args: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    args.get(key).and_then(J::as_str)
-}
-
-pub(crate) fn arg_bool(args: &Map<String, J>, key: &str) -> Option<bool> {
-    match args.get(key) {
-        Some(J::Bool(b)) => Some(*b),
-        Some(J::String(s)) if s == "true" => Some(true),
-        Some(J::String(s)) if s == "false" => Some(false),
-        _ => None,
-    }
-}
-
-pub(crate) fn required<'a>(args: &'a Map<String, J>, key: &str) -> Result<&'a str> {
-    match arg_str(args, key) {
-        Some(s) => Ok(s),
-        None => bail!("argument `{key}` is missing or not a string"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,9 +292,17 @@ mod tests {
         "fail",
         "debug",
         "approve",
+        "snapshot",
+        "snapshot_usage",
         "sync",
+        "mysql_facts",
         "write_mark",
+        "mysql_replication",
+        "mysql_query",
+        "lb_member",
+        "maintenance",
         "http_check",
+        "cluster_safety",
     ];
 
     #[test]
@@ -361,11 +336,17 @@ mod tests {
             ["db1"]
         );
         assert_eq!(
-            peer_hosts("cluster_safety", &args(json!({"hosts": ["app1", "app2"]}))),
+            peer_hosts(
+                "cluster_safety",
+                &args(json!({"check": "same_version", "hosts": ["app1", "app2"]}))
+            ),
             ["app1", "app2"]
         );
         assert_eq!(
-            peer_hosts("cluster_safety", &args(json!({"hosts": "app1"}))),
+            peer_hosts(
+                "cluster_safety",
+                &args(json!({"check": "same_version", "hosts": "app1"}))
+            ),
             ["app1"]
         );
         assert!(peer_hosts("debug", &args(json!({"msg": "x"}))).is_empty());

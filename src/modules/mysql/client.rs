@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
-use crate::modules::{arg_str, ModCtx};
+use crate::modules::{args, ModCtx};
 use crate::transport::HostConn;
 
 /// How to log in. Serialised into undo actions without the password: a password is only ever
@@ -21,26 +22,51 @@ pub(crate) struct Login {
     pub socket: Option<String>,
 }
 
-pub(crate) fn arg_u64(args: &Map<String, J>, key: &str) -> Result<Option<u64>> {
-    match args.get(key) {
-        None | Some(J::Null) => Ok(None),
-        Some(J::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| anyhow!("`{key}` must be a non-negative integer")),
-        Some(J::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow!("`{key}` must be a non-negative integer, not `{s}`")),
-        Some(other) => bail!("`{key}` must be an integer, not {other}"),
+/// The `login_*` arguments of a step, as given (`mysql_facts`' whole `Args`; the other MySQL
+/// modules have the same fields and hand them over with their `login()`).
+#[derive(Clone, Default, Deserialize)]
+pub(crate) struct LoginArgs {
+    #[serde(default, deserialize_with = "args::text")]
+    pub login_user: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub login_password: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub login_password_var: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub login_host: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    pub login_port: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub login_unix_socket: Option<String>,
+}
+
+/// What [`Login::from_args`] reads the `login_*` arguments from: a typed module's
+/// [`LoginArgs`], or a map (`write_mark` passes its fields as one, and its way back reads the
+/// login it journaled).
+pub(crate) trait LoginSource {
+    fn login_args(&self) -> Result<LoginArgs>;
+}
+
+impl LoginSource for LoginArgs {
+    fn login_args(&self) -> Result<LoginArgs> {
+        Ok(self.clone())
+    }
+}
+
+impl LoginSource for Map<String, J> {
+    fn login_args(&self) -> Result<LoginArgs> {
+        // Unknown keys are ignored: only the `login_*` ones are read (with `uint64`'s messages).
+        args::parse("mysql", self)
     }
 }
 
 impl Login {
-    pub fn from_args(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Login> {
-        let password_var = arg_str(args, "login_password_var").map(str::to_string);
-        let mut password = arg_str(args, "login_password").map(str::to_string);
+    /// The login a step's arguments ask for; `login_password_var` names a variable of the
+    /// host's context holding the password.
+    pub fn from_args(source: &impl LoginSource, ctx: &ModCtx<'_>) -> Result<Login> {
+        let args = source.login_args()?;
+        let password_var = args.login_password_var.clone();
+        let mut password = args.login_password.clone();
         if password.is_none() {
             if let Some(v) = &password_var {
                 match ctx.vars.get(v) {
@@ -50,12 +76,12 @@ impl Login {
             }
         }
         Ok(Login {
-            user: arg_str(args, "login_user").map(str::to_string),
+            user: args.login_user.clone(),
             password,
             password_var,
-            host: arg_str(args, "login_host").map(str::to_string),
-            port: arg_u64(args, "login_port")?,
-            socket: arg_str(args, "login_unix_socket").map(str::to_string),
+            host: args.login_host.clone(),
+            port: args.login_port,
+            socket: args.login_unix_socket.clone(),
         })
     }
 

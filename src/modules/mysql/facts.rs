@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as J};
 
 use super::output::col;
-use super::{parse_sections, run_sql_script, Login, Row};
+use super::{parse_sections, run_sql_script, Login, LoginArgs, Row};
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, ArgType as T, ModuleSpec, Reversibility};
 use crate::modules::{Decision, ModCtx, Outcome, Probe};
@@ -393,7 +393,7 @@ async fn facts_on_host(
         .map_err(|e| anyhow!("{}: {e}", conn.name))
 }
 
-pub async fn probe_facts(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+pub async fn probe_facts(args: &LoginArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
     let login = Login::from_args(args, ctx)?;
     match facts(ctx.host, ctx, &login, "").await {
         Ok(f) => Ok(Probe::no_change(serde_json::to_value(&f)?)),
@@ -421,7 +421,7 @@ pub async fn apply_facts(probe: &Probe) -> Result<Outcome> {
 pub(crate) struct MysqlFacts;
 
 impl Module for MysqlFacts {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = LoginArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "mysql_facts",
@@ -438,11 +438,11 @@ impl Module for MysqlFacts {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &LoginArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe_facts(args, ctx).await
     }
 
-    async fn apply(_args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(_args: &LoginArgs, probe: &Probe, _ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply_facts(probe).await
     }
 }

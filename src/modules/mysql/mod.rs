@@ -30,7 +30,7 @@ mod replication;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use client::{arg_u64, run_sql_script, sql_str, Login};
+pub(crate) use client::{run_sql_script, sql_str, Login, LoginArgs, LoginSource};
 pub use facts::{dialect, facts_from_sections, Dialect, Facts, Flavour, ReplicaStatus, DB_UNITS};
 pub(crate) use facts::{facts, MysqlFacts};
 pub use output::{parse_batch, parse_sections, parse_vertical, Row};

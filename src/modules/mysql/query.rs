@@ -1,24 +1,65 @@
 //! The `mysql_query` module: SQL, or an SQL file from the controller or the host.
 
 use anyhow::{anyhow, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
-use super::client::read_controller_file;
-use super::{parse_batch, run_sql_script, Login};
+use super::client::{read_controller_file, LoginSource};
+use super::{parse_batch, run_sql_script, Login, LoginArgs};
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, ArgType as T, ModuleSpec, Reversibility};
-use crate::modules::{arg_bool, arg_str, ModCtx, Outcome, Probe};
+use crate::modules::{args, ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
-pub async fn probe_query(args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Probe> {
-    let what = if let Some(p) = arg_str(args, "path") {
+/// The arguments of a `mysql_query` step (its `SPEC.args`).
+#[derive(Deserialize)]
+pub(crate) struct QueryArgs {
+    #[serde(default, deserialize_with = "args::text")]
+    sql: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    src: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    path: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    database: Option<String>,
+    #[serde(default, deserialize_with = "args::flag")]
+    read_only: Option<bool>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_user: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password_var: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_host: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    login_port: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_unix_socket: Option<String>,
+}
+
+impl LoginSource for QueryArgs {
+    fn login_args(&self) -> Result<LoginArgs> {
+        Ok(LoginArgs {
+            login_user: self.login_user.clone(),
+            login_password: self.login_password.clone(),
+            login_password_var: self.login_password_var.clone(),
+            login_host: self.login_host.clone(),
+            login_port: self.login_port,
+            login_unix_socket: self.login_unix_socket.clone(),
+        })
+    }
+}
+
+pub async fn probe_query(args: &QueryArgs, _ctx: &ModCtx<'_>) -> Result<Probe> {
+    let what = if let Some(p) = &args.path {
         format!("run the SQL file {p}")
-    } else if let Some(p) = arg_str(args, "src") {
+    } else if let Some(p) = &args.src {
         format!("run the SQL file {p} (from the controller)")
     } else {
         "run SQL".to_string()
     };
-    if arg_bool(args, "read_only") == Some(true) {
+    if args.read_only == Some(true) {
         return Ok(Probe::no_change(json!({ "what": what })));
     }
     Ok(Probe::unknown(
@@ -27,21 +68,23 @@ pub async fn probe_query(args: &Map<String, J>, _ctx: &ModCtx<'_>) -> Result<Pro
     ))
 }
 
-pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub async fn apply_query(args: &QueryArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let login = Login::from_args(args, ctx)?;
-    let db = arg_str(args, "database");
     let mut opts = String::from("--batch");
-    if let Some(d) = db {
+    if let Some(d) = &args.database {
         opts.push_str(&format!(" --database={}", quote(d)));
     }
-    let (body, stdin) = if let Some(p) = arg_str(args, "path") {
+    let (body, stdin) = if let Some(p) = &args.path {
         (format!("my {opts} < {}\n", quote(p)), None)
-    } else if let Some(src) = arg_str(args, "src") {
+    } else if let Some(src) = &args.src {
         let data = read_controller_file(src)
             .map_err(|e| anyhow!("cannot read {src} on the controller: {e}"))?;
         (format!("my {opts}\n"), Some(data))
     } else {
-        let sql = crate::modules::required(args, "sql")?;
+        let sql = args
+            .sql
+            .as_deref()
+            .ok_or_else(|| anyhow!("argument `sql` is missing or not a string"))?;
         (
             format!("my {opts}\n"),
             Some(format!("{sql}\n").into_bytes()),
@@ -66,7 +109,7 @@ pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outc
         )
     });
     Ok(Outcome {
-        changed: arg_bool(args, "read_only") != Some(true),
+        changed: args.read_only != Some(true),
         result,
         undo: None,
         failed,
@@ -77,7 +120,7 @@ pub async fn apply_query(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Outc
 pub(crate) struct MysqlQuery;
 
 impl Module for MysqlQuery {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = QueryArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "mysql_query",
@@ -99,15 +142,15 @@ impl Module for MysqlQuery {
         reversibility: Reversibility::Irreversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &QueryArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe_query(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &QueryArgs, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply_query(args, ctx).await
     }
 
-    fn changes_nothing(args: &Map<String, J>) -> bool {
-        arg_bool(args, "read_only") == Some(true)
+    fn changes_nothing(args: &QueryArgs) -> bool {
+        args.read_only == Some(true)
     }
 }

@@ -4,26 +4,125 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
 
 use super::client::exec_sql;
 use super::facts::CANNOT_READ;
 use super::{
-    arg_u64, dialect, facts, relay_log_holds, run_sql_script, slave_reached, sql_str, Dialect,
-    Facts, Flavour, Login, MasterPos, ReplicaStatus,
+    dialect, facts, relay_log_holds, run_sql_script, slave_reached, sql_str, Dialect, Facts,
+    Flavour, Login, LoginArgs, LoginSource, MasterPos, ReplicaStatus,
 };
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, choice, ArgType as T, ModuleSpec, Reversibility};
-use crate::modules::{arg_bool, arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::modules::{args, Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::{Effect, ReplicationState, Val};
 use crate::shell::quote;
 use crate::transport::HostConn;
 
+/// The arguments of a `mysql_replication` step (its `SPEC.args`, and the undo's `io`, `sql`
+/// with `state: restore`).
+#[derive(Deserialize)]
+pub(crate) struct ReplArgs {
+    #[serde(default, deserialize_with = "args::text")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    threads: Option<String>,
+    /// `Some` when the step gives `read_only` at all (then it may change something, whatever
+    /// it renders to); inside, the value.
+    #[serde(default, deserialize_with = "given_flag")]
+    read_only: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "args::text")]
+    master: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    wait_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    source_host: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    source_port: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    source_user: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    source_password: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    use_gtid: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    connect_retry: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    service: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    config_file: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_user: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_password_var: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_host: Option<String>,
+    #[serde(default, deserialize_with = "args::uint64")]
+    login_port: Option<u64>,
+    #[serde(default, deserialize_with = "args::text")]
+    login_unix_socket: Option<String>,
+    /// Only in the way back (`state: restore`): the IO thread's state to put back.
+    #[serde(default, deserialize_with = "args::flag")]
+    io: Option<bool>,
+    /// Only in the way back (`state: restore`): the SQL thread's state to put back.
+    #[serde(default, deserialize_with = "args::flag")]
+    sql: Option<bool>,
+    /// The step's map as it was given: the way back carries its `wait_timeout` as it was.
+    #[serde(skip)]
+    written: Map<String, J>,
+}
+
+fn given_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<bool>>, D::Error> {
+    args::flag(d).map(Some)
+}
+
+impl ReplArgs {
+    fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
+    /// The read_only wanted, if the step says.
+    fn read_only(&self) -> Option<bool> {
+        self.read_only.flatten()
+    }
+
+    /// The source asked for (`state: configured`): host, port, user.
+    fn source(&self) -> Result<(&str, u64, &str)> {
+        let missing = |k: &str| anyhow!("argument `{k}` is missing or not a string");
+        let host = self
+            .source_host
+            .as_deref()
+            .ok_or_else(|| missing("source_host"))?;
+        let port = self.source_port.unwrap_or(3306);
+        let user = self
+            .source_user
+            .as_deref()
+            .ok_or_else(|| missing("source_user"))?;
+        Ok((host, port, user))
+    }
+}
+
+impl LoginSource for ReplArgs {
+    fn login_args(&self) -> Result<LoginArgs> {
+        Ok(LoginArgs {
+            login_user: self.login_user.clone(),
+            login_password: self.login_password.clone(),
+            login_password_var: self.login_password_var.clone(),
+            login_host: self.login_host.clone(),
+            login_port: self.login_port,
+            login_unix_socket: self.login_unix_socket.clone(),
+        })
+    }
+}
+
 /// What a `mysql_replication` change leaves for a plan's later steps.
-fn replication_after(args: &Map<String, J>) -> Vec<crate::overlay::Effect> {
+fn replication_after(args: &ReplArgs) -> Vec<crate::overlay::Effect> {
     use crate::overlay::{Effect, ReplicationState, Val};
     let set = |b: Option<bool>| b.map_or(Val::Host, Val::Set);
-    let (io, sql) = match arg_str(args, "state") {
+    let (io, sql) = match args.state() {
         Some("started" | "stopped" | "restore") => match thread_targets(args) {
             Ok((io, sql)) => (set(io), set(sql)),
             Err(_) => (Val::Unknown, Val::Unknown),
@@ -34,13 +133,13 @@ fn replication_after(args: &Map<String, J>) -> Vec<crate::overlay::Effect> {
     vec![Effect::Replication(ReplicationState {
         io_running: io,
         sql_running: sql,
-        read_only: set(arg_bool(args, "read_only")),
-        reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
+        read_only: set(args.read_only()),
+        reconfigured: matches!(args.state(), Some("configured" | "detached")),
     })]
 }
 
-fn threads_arg(args: &Map<String, J>) -> Result<&str> {
-    match arg_str(args, "threads").unwrap_or("all") {
+fn threads_arg(args: &ReplArgs) -> Result<&str> {
+    match args.threads.as_deref().unwrap_or("all") {
         t @ ("all" | "io" | "sql") => Ok(t),
         other => bail!("threads must be all, io or sql, not `{other}`"),
     }
@@ -77,7 +176,7 @@ fn subset_check(master: &Facts) -> String {
     }
 }
 
-pub async fn probe_replication(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+pub(crate) async fn probe_replication(args: &ReplArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
     match probe_replication_inner(args, ctx).await {
         // A server that is not installed or not running yet: an earlier step may start it.
         Err(e) if format!("{e:#}").contains(CANNOT_READ) => Ok(Probe::unknown(
@@ -93,13 +192,11 @@ pub async fn probe_replication(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Resul
 
 /// `state: configured`: the change of source, if the replica's differs from the one asked for.
 fn configured_change(
-    args: &Map<String, J>,
+    args: &ReplArgs,
     host: &str,
     r: Option<&ReplicaStatus>,
 ) -> Result<Option<String>> {
-    let want_host = crate::modules::required(args, "source_host")?;
-    let want_port = arg_u64(args, "source_port")?.unwrap_or(3306);
-    let want_user = crate::modules::required(args, "source_user")?;
+    let (want_host, want_port, want_user) = args.source()?;
     Ok(match r {
         Some(r)
             if r.source_host == want_host
@@ -118,13 +215,15 @@ fn configured_change(
     })
 }
 
-async fn probe_replication_inner(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+async fn probe_replication_inner(args: &ReplArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
     let login = Login::from_args(args, ctx)?;
-    let state = arg_str(args, "state");
-    let want_ro = arg_bool(args, "read_only");
+    let state = args.state();
+    let want_ro = args.read_only();
     let host = &ctx.host.name;
     let (f, master) = if state == Some("synced") {
-        let mname = arg_str(args, "master")
+        let mname = args
+            .master
+            .as_deref()
             .ok_or_else(|| anyhow!("state: synced needs `master` (the master's inventory name)"))?;
         let mconn = master_of(ctx, mname)?;
         let m = facts(mconn, ctx, &login, "").await?;
@@ -218,9 +317,9 @@ async fn probe_replication_inner(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Res
 }
 
 /// What each thread should be: `state` + `threads`, or (undo) `state: restore` + `io`/`sql`.
-fn thread_targets(args: &Map<String, J>) -> Result<(Option<bool>, Option<bool>)> {
-    match arg_str(args, "state") {
-        Some("restore") => Ok((arg_bool(args, "io"), arg_bool(args, "sql"))),
+fn thread_targets(args: &ReplArgs) -> Result<(Option<bool>, Option<bool>)> {
+    match args.state() {
+        Some("restore") => Ok((args.io, args.sql)),
         Some(s @ ("started" | "stopped")) => {
             let want = s == "started";
             Ok(match threads_arg(args)? {
@@ -319,17 +418,12 @@ async fn poll_threads(
     }
 }
 
-fn undo_step(
-    args: &Map<String, J>,
-    login: &Login,
-    extra: &[(&str, J)],
-    what: String,
-) -> UndoAction {
+fn undo_step(args: &ReplArgs, login: &Login, extra: &[(&str, J)], what: String) -> UndoAction {
     let mut a = login.undo_args();
     for (k, v) in extra {
         a.insert((*k).into(), v.clone());
     }
-    if let Some(t) = args.get("wait_timeout") {
+    if let Some(t) = args.written.get("wait_timeout") {
         a.insert("wait_timeout".into(), t.clone());
     }
     UndoAction::Rerun {
@@ -343,7 +437,7 @@ fn undo_step(
 /// records; known before the change, so it is journaled with the intent). Restoring thread
 /// states and read_only is safe whether or not the change happened.
 pub(crate) fn pending_undo_replication(
-    args: &Map<String, J>,
+    args: &ReplArgs,
     probe: &Probe,
     ctx: &ModCtx<'_>,
 ) -> Option<UndoAction> {
@@ -355,7 +449,7 @@ pub(crate) fn pending_undo_replication(
     let facts = &probe.state["facts"];
     let mut undo = None;
     if matches!(
-        arg_str(args, "state"),
+        args.state(),
         Some("started") | Some("stopped") | Some("restore")
     ) {
         let r = facts.get("replica").filter(|r| r.is_object())?;
@@ -375,7 +469,7 @@ pub(crate) fn pending_undo_replication(
             ),
         ));
     }
-    if let (Some(want), Some(was)) = (arg_bool(args, "read_only"), facts["read_only"].as_bool()) {
+    if let (Some(want), Some(was)) = (args.read_only(), facts["read_only"].as_bool()) {
         if want != was {
             undo = Some(match undo {
                 Some(UndoAction::Rerun {
@@ -402,14 +496,14 @@ pub(crate) fn pending_undo_replication(
     undo
 }
 
-pub async fn apply_replication(
-    args: &Map<String, J>,
+pub(crate) async fn apply_replication(
+    args: &ReplArgs,
     probe: &Probe,
     ctx: &ModCtx<'_>,
 ) -> Result<Outcome> {
     let login = Login::from_args(args, ctx)?;
-    let state = arg_str(args, "state");
-    let limit = Duration::from_secs(arg_u64(args, "wait_timeout")?.unwrap_or(300));
+    let state = args.state();
+    let limit = Duration::from_secs(args.wait_timeout.unwrap_or(300));
     let mut out = Outcome::default();
     if probe.decision == Decision::NoChange && state != Some("synced") {
         out.result
@@ -445,7 +539,7 @@ pub async fn apply_replication(
         None => {}
         Some(other) => bail!("unknown mysql_replication state `{other}`"),
     }
-    if let Some(ro) = arg_bool(args, "read_only") {
+    if let Some(ro) = args.read_only() {
         run.read_only(ro, &mut out).await?;
     }
     Ok(out)
@@ -453,7 +547,7 @@ pub async fn apply_replication(
 
 /// What every part of a `mysql_replication` apply works with.
 struct Run<'a, 'c> {
-    args: &'a Map<String, J>,
+    args: &'a ReplArgs,
     ctx: &'a ModCtx<'c>,
     login: &'a Login,
     limit: Duration,
@@ -509,7 +603,11 @@ impl Run<'_, '_> {
     async fn synced(&self, out: &mut Outcome) -> Result<()> {
         let (ctx, login) = (self.ctx, self.login);
         let host = &ctx.host.name;
-        let mname = crate::modules::required(self.args, "master")?;
+        let mname = self
+            .args
+            .master
+            .as_deref()
+            .ok_or_else(|| anyhow!("argument `master` is missing or not a string"))?;
         let mconn = master_of(ctx, mname)?;
         let m = facts(mconn, ctx, login, "").await?;
         let f = facts(ctx.host, ctx, login, &subset_check(&m)).await?;
@@ -616,13 +714,11 @@ impl Run<'_, '_> {
 
 /// The statements that make a replica replicate from `source_*` (MySQL 8.0.23+ spells them
 /// SOURCE_*, older MySQL and MariaDB MASTER_*), with GTID positioning as `use_gtid` asks.
-fn change_source_sql(args: &Map<String, J>, f: &Facts) -> Result<String> {
+fn change_source_sql(args: &ReplArgs, f: &Facts) -> Result<String> {
     let d = dialect(f.flavour, &f.version);
-    let sh = crate::modules::required(args, "source_host")?;
-    let sp = arg_u64(args, "source_port")?.unwrap_or(3306);
-    let su = crate::modules::required(args, "source_user")?;
-    let pw = arg_str(args, "source_password").unwrap_or("");
-    let retry = arg_u64(args, "connect_retry")?.unwrap_or(10);
+    let (sh, sp, su) = args.source()?;
+    let pw = args.source_password.as_deref().unwrap_or("");
+    let retry = args.connect_retry.unwrap_or(10);
     let mysql8 = d.change.starts_with("CHANGE REPLICATION");
     let (k_host, k_port, k_user, k_pw, k_retry) = if mysql8 {
         (
@@ -641,7 +737,7 @@ fn change_source_sql(args: &Map<String, J>, f: &Facts) -> Result<String> {
             "MASTER_CONNECT_RETRY",
         )
     };
-    let gtid = match (f.flavour, arg_str(args, "use_gtid").unwrap_or("slave_pos")) {
+    let gtid = match (f.flavour, args.use_gtid.as_deref().unwrap_or("slave_pos")) {
         (Flavour::Mariadb, "no") => ", MASTER_USE_GTID = no".to_string(),
         (Flavour::Mariadb, g @ ("slave_pos" | "current_pos")) => {
             format!(", MASTER_USE_GTID = {g}")
@@ -665,11 +761,13 @@ fn change_source_sql(args: &Map<String, J>, f: &Facts) -> Result<String> {
 /// The script that detaches a server: an option file so that it never starts replicating by
 /// itself, the server started, replication stopped and forgotten. `before`: the server's facts
 /// if it was running (its flavour and version pick the statements).
-fn detach_script(args: &Map<String, J>, before: Option<&Facts>) -> String {
+fn detach_script(args: &ReplArgs, before: Option<&Facts>) -> String {
     let flavour_hint = before.map(|f| (f.flavour, f.version.clone()));
-    let service = arg_str(args, "service").unwrap_or("mariadb");
-    let conf =
-        arg_str(args, "config_file").unwrap_or("/etc/mysql/mariadb.conf.d/99-cutover-detached.cnf");
+    let service = args.service.as_deref().unwrap_or("mariadb");
+    let conf = args
+        .config_file
+        .as_deref()
+        .unwrap_or("/etc/mysql/mariadb.conf.d/99-cutover-detached.cnf");
     let opt = match &flavour_hint {
         Some((fl, v)) => dialect(*fl, v).skip_start_option,
         None => "skip-slave-start",
@@ -785,12 +883,12 @@ async fn wait_synced(
 
 /// What `mysql_replication` may change: the replica's threads and read-only flag, and its
 /// source when it (re)configures or detaches.
-fn replication_touched(args: &Map<String, J>) -> Effect {
+fn replication_touched(args: &ReplArgs) -> Effect {
     Effect::Replication(ReplicationState {
         io_running: Val::Unknown,
         sql_running: Val::Unknown,
         read_only: Val::Unknown,
-        reconfigured: matches!(arg_str(args, "state"), Some("configured" | "detached")),
+        reconfigured: matches!(args.state(), Some("configured" | "detached")),
     })
 }
 
@@ -798,7 +896,9 @@ fn replication_touched(args: &Map<String, J>) -> Effect {
 pub(crate) struct MysqlReplication;
 
 impl Module for MysqlReplication {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = ReplArgs;
+
+    const UNDO_ONLY: &'static [&'static str] = &["io", "sql"];
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "mysql_replication",
@@ -831,30 +931,129 @@ impl Module for MysqlReplication {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    fn parse_args(map: &Map<String, J>) -> Result<ReplArgs> {
+        let mut a: ReplArgs = args::parse(Self::SPEC.name, map)?;
+        a.written = map.clone();
+        Ok(a)
+    }
+
+    async fn probe(args: &ReplArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe_replication(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &ReplArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply_replication(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
+    fn pending_undo(args: &ReplArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Option<UndoAction> {
         pending_undo_replication(args, probe, ctx)
     }
 
-    fn changes_nothing(args: &Map<String, J>) -> bool {
-        arg_str(args, "state") == Some("synced") && !args.contains_key("read_only")
+    fn changes_nothing(args: &ReplArgs) -> bool {
+        args.state() == Some("synced") && args.read_only.is_none()
     }
 
-    fn peer_hosts(args: &Map<String, J>) -> Vec<String> {
-        arg_str(args, "master")
-            .map(str::to_string)
-            .into_iter()
-            .collect()
+    fn peer_hosts(args: &ReplArgs) -> Vec<String> {
+        args.master.iter().cloned().collect()
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(args: &ReplArgs) -> Vec<Effect> {
         vec![replication_touched(args)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(v: J) -> Result<ReplArgs> {
+        MysqlReplication::parse_args(v.as_object().unwrap())
+    }
+
+    /// The way back reruns the module with `state: restore` and the threads' states (`io`,
+    /// `sql`: only a way back passes them), the login without its password and the step's
+    /// `wait_timeout` as given: the journal's JSON is what it was when the module read the map,
+    /// and the rerun reads the threads back.
+    #[test]
+    fn the_way_back_keeps_the_journal_form() {
+        let a = parsed(json!({
+            "state": "stopped", "threads": "io", "wait_timeout": "60",
+            "login_user": "cutover", "login_password": "secret", "login_port": "3307"
+        }))
+        .unwrap();
+        assert_eq!(thread_targets(&a).unwrap(), (Some(false), None));
+        let login = Login {
+            user: a.login_user.clone(),
+            password: a.login_password.clone(),
+            port: a.login_port,
+            ..Default::default()
+        };
+        let undo = undo_step(
+            &a,
+            &login,
+            &[
+                ("state", json!("restore")),
+                ("io", json!(true)),
+                ("sql", json!(true)),
+            ],
+            "w".into(),
+        );
+        assert_eq!(
+            serde_json::to_string(&undo).unwrap(),
+            r#"{"undo":"rerun","module":"mysql_replication","args":{"io":true,"login_port":3307,"login_user":"cutover","sql":true,"state":"restore","wait_timeout":"60"},"what":"w"}"#
+        );
+        let UndoAction::Rerun { args: back, .. } = undo else {
+            panic!()
+        };
+        let b = MysqlReplication::parse_args(&back).unwrap();
+        assert_eq!(thread_targets(&b).unwrap(), (Some(true), Some(true)));
+        assert_eq!(b.wait_timeout, Some(60));
+    }
+
+    /// A wait for the replica only reads unless the step gives `read_only` (whatever it renders
+    /// to); as written, before rendering, a templated number does not change that nor lose the
+    /// master.
+    #[test]
+    fn a_wait_only_reads_and_reads_its_master() {
+        let m = |v: J| v.as_object().cloned().unwrap();
+        let written = m(json!({"state": "synced", "master": "db1", "wait_timeout": "{{ t }}"}));
+        assert!(crate::modules::changes_nothing(
+            "mysql_replication",
+            &written
+        ));
+        assert_eq!(
+            crate::modules::peer_hosts("mysql_replication", &written),
+            ["db1"]
+        );
+        let ro = m(json!({"state": "synced", "master": "db1", "read_only": "{{ ro }}"}));
+        assert!(!crate::modules::changes_nothing("mysql_replication", &ro));
+        let ro = m(json!({"state": "synced", "read_only": null}));
+        assert!(!crate::modules::changes_nothing("mysql_replication", &ro));
+    }
+
+    /// Values rendered wrong are refused when the arguments are parsed, with the map readers'
+    /// messages; a source without host or user as before.
+    #[test]
+    fn bad_rendered_values_are_refused_as_before() {
+        let e = |v: J| parsed(v).err().map(|e| e.to_string());
+        assert_eq!(
+            e(json!({"state": "configured", "source_host": "db1", "source_user": "r", "source_port": "x"}))
+                .as_deref(),
+            Some("`source_port` must be a non-negative integer, not `x`")
+        );
+        assert_eq!(
+            e(json!({"state": "synced", "wait_timeout": -5})).as_deref(),
+            Some("`wait_timeout` must be a non-negative integer")
+        );
+        let a = parsed(json!({"state": "configured", "source_user": "r"})).unwrap();
+        assert_eq!(
+            a.source().unwrap_err().to_string(),
+            "argument `source_host` is missing or not a string"
+        );
+        let a = parsed(json!({"state": "started", "threads": "both"})).unwrap();
+        assert_eq!(
+            thread_targets(&a).unwrap_err().to_string(),
+            "threads must be all, io or sql, not `both`"
+        );
     }
 }

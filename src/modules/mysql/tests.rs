@@ -246,3 +246,77 @@ fn the_option_file_is_read_from_stdin_line_by_line() {
 fn sql_strings() {
     assert_eq!(sql_str("a'b\\c"), "'a''b\\\\c'");
 }
+
+fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The `login_*` arguments are read once into `LoginArgs` (every MySQL module's login): a
+/// rendered port that is no number is refused when the step's arguments are parsed, before
+/// the probe runs anything, with the message `arg_u64` gave.
+#[test]
+fn login_arguments_are_typed() {
+    use super::client::LoginSource;
+    use crate::modules::args::parse;
+    let a: LoginArgs = parse(
+        "mysql_facts",
+        &map(serde_json::json!({"login_user": "cutover", "login_port": "3307", "login_host": 7})),
+    )
+    .unwrap();
+    assert_eq!(
+        (a.login_user.as_deref(), a.login_port, a.login_host),
+        (Some("cutover"), Some(3307), None)
+    );
+    let err = |v: serde_json::Value| {
+        parse::<LoginArgs>("mysql_facts", &map(v))
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        err(serde_json::json!({"login_port": "33o6"})).as_deref(),
+        Some("`login_port` must be a non-negative integer, not `33o6`")
+    );
+    assert_eq!(
+        err(serde_json::json!({"login_port": -1})).as_deref(),
+        Some("`login_port` must be a non-negative integer")
+    );
+    // A module still reading the map (write_mark) gets the same login and the same messages.
+    let from_map = map(serde_json::json!({"login_port": "x", "mysql": true}));
+    assert_eq!(
+        from_map
+            .login_args()
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("`login_port` must be a non-negative integer, not `x`")
+    );
+}
+
+/// A read-only query only reads, whatever else the step says; as written (before rendering),
+/// a templated port does not make a plan take it for a change with no way back.
+#[test]
+fn a_read_only_query_changes_nothing_as_written_and_rendered() {
+    use crate::modules::changes_nothing;
+    let written = map(
+        serde_json::json!({"sql": "SELECT 1", "read_only": true, "login_port": "{{ db_port }}"}),
+    );
+    assert!(changes_nothing("mysql_query", &written));
+    assert!(changes_nothing(
+        "mysql_query",
+        &map(serde_json::json!({"sql": "SELECT 1", "read_only": "true", "login_port": "3306"}))
+    ));
+    assert!(!changes_nothing(
+        "mysql_query",
+        &map(serde_json::json!({"sql": "DELETE FROM t", "login_port": "{{ db_port }}"}))
+    ));
+    let e = crate::modules::args::parse::<super::query::QueryArgs>(
+        "mysql_query",
+        &map(serde_json::json!({"sql": "SELECT 1", "login_port": "db"})),
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("`login_port` must be a non-negative integer, not `db`")
+    );
+}

@@ -1,11 +1,13 @@
 //! A snapshot set's arguments (checked and converted), the names of its snapshots, and the run
 //! that made each one (recorded so that a run finds its own set again and refuses another's).
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as J};
+use serde_json::Value as J;
 
-use crate::modules::{arg_bool, arg_str, required, Probe};
+use crate::modules::args::{self, TextList};
+use crate::modules::Probe;
 
 /// One volume of a set: LVM needs `vg` and `lv`; `mount` is where its filesystem is mounted
 /// (unmounted for a merge, mounted again after).
@@ -59,20 +61,147 @@ pub(super) struct Args {
     pub(super) replace_existing: bool,
 }
 
+/// The arguments of a `snapshot` step (its `SPEC.args`), as given; [`Args::of`] checks and
+/// converts them.
+#[derive(Deserialize)]
+pub(crate) struct SnapshotArgs {
+    #[serde(deserialize_with = "args::text")]
+    backend: Option<String>,
+    /// A list of `{name, vg, lv, mount}`, or its JSON text (a rendered `json_encode()`).
+    volumes: J,
+    #[serde(deserialize_with = "args::text")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub(super) state: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub(super) size: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pool: Option<String>,
+    #[serde(default, deserialize_with = "args::text_list")]
+    pub(super) services: TextList,
+    #[serde(default, deserialize_with = "args::flag")]
+    reboot: Option<bool>,
+    #[serde(default, deserialize_with = "strict_flag")]
+    replace_existing: Option<bool>,
+}
+
+impl SnapshotArgs {
+    /// `state`, `present` when not given.
+    pub(super) fn state(&self) -> &str {
+        self.state.as_deref().unwrap_or("present")
+    }
+
+    /// The volumes as given, when they are a list (the mounts a merge may change).
+    pub(super) fn listed_volumes(&self) -> &[J] {
+        self.volumes.as_array().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The arguments of a `snapshot_usage` step (its `SPEC.args`), as given; [`Args::of_set`]
+/// checks and converts the set's.
+#[derive(Deserialize)]
+pub(crate) struct UsageArgs {
+    #[serde(deserialize_with = "args::text")]
+    backend: Option<String>,
+    /// As `snapshot`'s.
+    volumes: J,
+    #[serde(deserialize_with = "args::text")]
+    name: Option<String>,
+    /// Percent: a number, or its text (a decimal one too).
+    #[serde(default = "max_usage_default", deserialize_with = "percent")]
+    pub(super) max_usage_percent: f64,
+    #[serde(default, deserialize_with = "args::flag")]
+    pub(super) autoextend: Option<bool>,
+    #[serde(default, deserialize_with = "args::text")]
+    pub(super) extend_by: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    pool: Option<String>,
+}
+
+impl UsageArgs {
+    /// The set's arguments, checked and converted.
+    pub(super) fn set(&self) -> Result<Args> {
+        Args::of_set(
+            self.backend.as_deref(),
+            self.name.as_deref(),
+            &self.volumes,
+            self.pool.as_deref(),
+        )
+    }
+
+    /// How much an extension adds (`extend_by`, 20%ORIGIN when not given).
+    pub(super) fn extend_by(&self) -> &str {
+        self.extend_by.as_deref().unwrap_or("20%ORIGIN")
+    }
+}
+
+fn max_usage_default() -> f64 {
+    80.0
+}
+
+/// A boolean that must be one if given (`true`/`false` or their text); null: not given.
+fn strict_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    match J::deserialize(d)? {
+        J::Null => Ok(None),
+        J::Bool(b) => Ok(Some(b)),
+        J::String(s) if s == "true" => Ok(Some(true)),
+        J::String(s) if s == "false" => Ok(Some(false)),
+        v => Err(de::Error::custom(format!(
+            "`{{key}}` must be true or false, found {v}"
+        ))),
+    }
+}
+
+/// A number or its text (with the messages the map reader gave).
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match J::deserialize(d)? {
+        J::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| de::Error::custom("{key}: not a number")),
+        J::String(s) => s
+            .parse()
+            .map_err(|e| de::Error::custom(format!("{{key}} `{s}` is not a number: {e}"))),
+        _ => Err(de::Error::custom("{key} must be a number")),
+    }
+}
+
 impl Args {
-    pub(super) fn parse(args: &Map<String, J>) -> Result<Args> {
-        let backend = match required(args, "backend")? {
+    /// A `snapshot` step's arguments, checked and converted.
+    pub(super) fn of(a: &SnapshotArgs) -> Result<Args> {
+        let set = Args::of_set(
+            a.backend.as_deref(),
+            a.name.as_deref(),
+            &a.volumes,
+            a.pool.as_deref(),
+        )?;
+        Ok(Args {
+            services: a.services.items(),
+            reboot: a.reboot.unwrap_or(false),
+            replace_existing: a.replace_existing.unwrap_or(false),
+            ..set
+        })
+    }
+
+    /// A set's arguments, checked and converted (no services to stop, no reboot).
+    pub(super) fn of_set(
+        backend: Option<&str>,
+        name: Option<&str>,
+        volumes: &J,
+        pool: Option<&str>,
+    ) -> Result<Args> {
+        let missing = |k: &str| anyhow!("argument `{k}` is missing or not a string");
+        let backend = match backend.ok_or_else(|| missing("backend"))? {
             "lvm" => Backend::Lvm,
             "btrfs" => Backend::Btrfs,
             other => bail!("snapshot backend must be lvm or btrfs, found `{other}`"),
         };
-        let name = required(args, "name")?.to_string();
+        let name = name.ok_or_else(|| missing("name"))?.to_string();
         check_name("snapshot name", &name)?;
-        let volumes: Vec<SnapVolume> = match args.get("volumes") {
-            Some(J::Array(_)) => serde_json::from_value(args["volumes"].clone())
+        let volumes: Vec<SnapVolume> = match volumes {
+            J::Array(_) => serde_json::from_value(volumes.clone())
                 .context("`volumes` must be a list of {name, vg, lv, mount}")?,
             // A rendered "{{ volumes | json_encode() }}".
-            Some(J::String(s)) => serde_json::from_str(s).with_context(|| {
+            J::String(s) => serde_json::from_str(s).with_context(|| {
                 format!("`volumes` must be a list of {{name, vg, lv, mount}} or its JSON, found `{s}`; from a variable, write volumes: \"{{{{ volumes | json_encode() }}}}\" (\"{{{{ volumes }}}}\" renders a list as text)")
             })?,
             _ => bail!("argument `volumes` is missing or not a list"),
@@ -90,31 +219,15 @@ impl Args {
                 check_name("LV name", lv)?;
             }
         }
-        let services = match args.get("services") {
-            Some(J::Array(a)) => a
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect(),
-            Some(J::String(s)) if !s.is_empty() => vec![s.clone()],
-            _ => Vec::new(),
-        };
         Ok(Args {
             backend,
             name,
             volumes,
-            pool: arg_str(args, "pool")
-                .unwrap_or("/srv/vol")
-                .trim_end_matches('/')
-                .to_string(),
-            services,
-            reboot: arg_bool(args, "reboot").unwrap_or(false),
+            pool: pool.unwrap_or("/srv/vol").trim_end_matches('/').to_string(),
+            services: Vec::new(),
+            reboot: false,
             keep_current_as: None,
-            replace_existing: match args.get("replace_existing") {
-                None | Some(J::Null) => false,
-                Some(v) => arg_bool(args, "replace_existing").with_context(|| {
-                    format!("`replace_existing` must be true or false, found {v}")
-                })?,
-            },
+            replace_existing: false,
         })
     }
 

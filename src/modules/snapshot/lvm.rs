@@ -13,7 +13,7 @@ use super::args::{
 };
 use super::set::{start_services, stop_services};
 use super::SnapVolume;
-use crate::modules::{arg_str, ModCtx, Outcome, Probe};
+use crate::modules::{ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -250,12 +250,13 @@ fn human(b: u64) -> String {
     }
 }
 
+/// `size`: the step's, as given (100%ORIGIN when not).
 pub(super) async fn probe_lvm_present(
     a: &Args,
-    args: &Map<String, J>,
+    size: Option<&str>,
     ctx: &ModCtx<'_>,
 ) -> Result<Probe> {
-    let size = parse_size(arg_str(args, "size").unwrap_or("100%ORIGIN"))?;
+    let size = parse_size(size.unwrap_or("100%ORIGIN"))?;
     let st = lvm_state(ctx, &a.volumes).await?;
     let mut create = Vec::new();
     let mut replace = Vec::new();

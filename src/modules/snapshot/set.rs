@@ -3,22 +3,25 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value as J};
 
-use super::args::{btrfs_run_file, btrfs_snap, recorded_id, run_tag, snap_lv, Args, Backend};
+use super::args::{
+    btrfs_run_file, btrfs_snap, recorded_id, run_tag, snap_lv, Args, Backend, SnapshotArgs,
+};
 use super::btrfs::{merge_btrfs, probe_btrfs};
 use super::lvm::{merge_lvm, probe_lvm_absent, probe_lvm_merged, probe_lvm_present};
 use super::{MergeSpec, SnapVolume};
+use crate::modules::args::TextList;
 use crate::modules::contract::unknown_tree;
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, choice, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use crate::modules::{arg_str, Decision, ModCtx, Outcome, Probe, UndoAction};
+use crate::modules::{Decision, ModCtx, Outcome, Probe, UndoAction};
 use crate::overlay::{Effect, UnitState};
 use crate::shell::quote;
 
-pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let a = Args::parse(args)?;
-    let state = arg_str(args, "state").unwrap_or("present");
+pub(crate) async fn probe(args: &SnapshotArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let a = Args::of(args)?;
+    let state = args.state();
     match (a.backend, state) {
-        (Backend::Lvm, "present") => probe_lvm_present(&a, args, ctx).await,
+        (Backend::Lvm, "present") => probe_lvm_present(&a, args.size.as_deref(), ctx).await,
         (Backend::Lvm, "merged") => probe_lvm_merged(&a, ctx).await,
         (Backend::Lvm, "absent") => probe_lvm_absent(&a, ctx).await,
         (Backend::Btrfs, _) => probe_btrfs(&a, state, ctx).await,
@@ -26,12 +29,12 @@ pub async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
     }
 }
 
-pub async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+pub(crate) async fn apply(args: &SnapshotArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
     if probe.decision == Decision::NoChange {
         return Ok(Outcome::default());
     }
-    let a = Args::parse(args)?;
-    match arg_str(args, "state").unwrap_or("present") {
+    let a = Args::of(args)?;
+    match args.state() {
         "present" => create(&a, probe, ctx).await,
         "merged" => merge(&a, ctx).await,
         _ => remove(&a, probe, ctx).await,
@@ -69,13 +72,11 @@ fn to_create(a: &Args, probe: &Probe) -> Vec<SnapVolume> {
 /// controller killed in the middle of the create still has it): the merge of the snapshots it
 /// makes. A merge skips the snapshots that do not exist, so it is safe when the create was cut
 /// off before making some or all of them.
-pub fn pending_undo(args: &Map<String, J>, probe: &Probe) -> Option<UndoAction> {
-    if arg_str(args, "state").unwrap_or("present") != "present"
-        || probe.decision == Decision::NoChange
-    {
+pub(crate) fn pending_undo(args: &SnapshotArgs, probe: &Probe) -> Option<UndoAction> {
+    if args.state() != "present" || probe.decision == Decision::NoChange {
         return None;
     }
-    let a = Args::parse(args).ok()?;
+    let a = Args::of(args).ok()?;
     let made = to_create(&a, probe);
     (!made.is_empty()).then(|| UndoAction::SnapshotMerge(a.merge_spec(made)))
 }
@@ -289,20 +290,19 @@ async fn merge(a: &Args, ctx: &ModCtx<'_>) -> Result<Outcome> {
 
 /// What a merge may change: the merged volumes' trees and the services it stops and starts.
 /// Creating or removing snapshots changes no path.
-fn touches(args: &Map<String, J>) -> Vec<Effect> {
+fn touches(args: &SnapshotArgs) -> Vec<Effect> {
     let mut out = Vec::new();
-    if arg_str(args, "state") != Some("merged") {
+    if args.state.as_deref() != Some("merged") {
         return out;
     }
-    if let Some(J::Array(vols)) = args.get("volumes") {
-        for v in vols {
-            if let Some(m) = v.get("mount").and_then(J::as_str) {
-                out.push(unknown_tree(m));
-            }
+    for v in args.listed_volumes() {
+        if let Some(m) = v.get("mount").and_then(J::as_str) {
+            out.push(unknown_tree(m));
         }
     }
-    if let Some(J::Array(services)) = args.get("services") {
-        for s in services.iter().filter_map(J::as_str) {
+    // Only a list: one name given as text is not taken as a unit here (as before).
+    if let TextList::List(services) = &args.services {
+        for s in services {
             out.push(Effect::Unit {
                 name: s.to_string(),
                 state: UnitState::unknown(),
@@ -316,7 +316,7 @@ fn touches(args: &Map<String, J>) -> Vec<Effect> {
 pub(crate) struct Snapshot;
 
 impl Module for Snapshot {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = SnapshotArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "snapshot",
@@ -341,19 +341,19 @@ impl Module for Snapshot {
         reversibility: Reversibility::Reversible,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &SnapshotArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &SnapshotArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply(args, probe, ctx).await
     }
 
-    fn pending_undo(args: &Map<String, J>, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
+    fn pending_undo(args: &SnapshotArgs, probe: &Probe, _ctx: &ModCtx<'_>) -> Option<UndoAction> {
         pending_undo(args, probe)
     }
 
-    fn touches(args: &Map<String, J>) -> Vec<Effect> {
+    fn touches(args: &SnapshotArgs) -> Vec<Effect> {
         touches(args)
     }
 }

@@ -1,5 +1,6 @@
 use super::args::*;
 use super::lvm::*;
+use crate::modules::args::parse;
 
 use serde_json::json;
 
@@ -44,11 +45,9 @@ fn snapshots_record_the_run_that_made_them() {
     let lv = &parse_report(lvs).unwrap().report[0].lv[0];
     assert_eq!(run_of_tags(&lv.lv_tags), Some("R1".into()));
 
-    let a = Args::parse(
-        json!({ "backend": "btrfs", "name": "pre-rolling", "volumes": [{ "name": "home" }] })
-            .as_object()
-            .unwrap(),
-    )
+    let a = Args::of(&given(
+        json!({ "backend": "btrfs", "name": "pre-rolling", "volumes": [{ "name": "home" }] }),
+    ))
     .unwrap();
     assert!(!a.replace_existing);
     let e = made_by_another_run(
@@ -71,11 +70,122 @@ fn snapshots_record_the_run_that_made_them() {
     );
     assert_eq!(replaced_first(&[]), "");
     let bad = json!({ "backend": "btrfs", "name": "s", "volumes": [{ "name": "home" }], "replace_existing": "yes" });
-    let e = Args::parse(bad.as_object().unwrap()).err().unwrap();
-    assert!(
-        format!("{e:#}").contains("`replace_existing` must be true or false"),
-        "{e:#}"
+    let e = parse::<SnapshotArgs>("snapshot", bad.as_object().unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(
+        format!("{e:#}"),
+        "`replace_existing` must be true or false, found \"yes\""
     );
+}
+
+fn given(v: serde_json::Value) -> SnapshotArgs {
+    parse("snapshot", v.as_object().unwrap()).unwrap()
+}
+
+/// Every value a template may render wrong is refused with the message the map reader gave,
+/// before the probe runs anything (`Args::of` is the probe's first step; the typed fields
+/// are read when the step's arguments are parsed).
+#[test]
+fn bad_rendered_values_are_refused_as_before() {
+    let e = |v: serde_json::Value| {
+        parse::<SnapshotArgs>("snapshot", v.as_object().unwrap())
+            .and_then(|a| Args::of(&a))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+    };
+    let vols = json!([{ "name": "db", "vg": "vg0", "lv": "db" }]);
+    assert_eq!(
+        e(json!({ "backend": "zfs", "name": "s", "volumes": vols })),
+        "snapshot backend must be lvm or btrfs, found `zfs`"
+    );
+    assert_eq!(
+        e(json!({ "backend": 1, "name": "s", "volumes": vols })),
+        "argument `backend` is missing or not a string"
+    );
+    assert_eq!(
+        e(json!({ "backend": "lvm", "name": "a b", "volumes": vols })),
+        "snapshot name `a b` must be 1-100 letters, digits or + _ . - (not starting with -)"
+    );
+    assert_eq!(
+        e(json!({ "backend": "lvm", "name": "s", "volumes": "[{\"name\": \"db\"}]" })),
+        "volume `db`: the lvm backend needs `vg` and `lv`"
+    );
+    assert!(
+        e(json!({ "backend": "lvm", "name": "s", "volumes": "{{ volumes }}" })).starts_with(
+            "`volumes` must be a list of {name, vg, lv, mount} or its JSON, found `{{ volumes }}`"
+        )
+    );
+    assert_eq!(
+        e(json!({ "backend": "lvm", "name": "s", "volumes": [{ "mount": "/srv" }] })),
+        "`volumes` must be a list of {name, vg, lv, mount}: missing field `name`"
+    );
+    assert_eq!(
+        e(json!({ "backend": "lvm", "name": "s", "volumes": [] })),
+        "`volumes` is empty: nothing to snapshot"
+    );
+    assert_eq!(
+        e(json!({ "backend": "lvm", "name": "s", "volumes": 3 })),
+        "argument `volumes` is missing or not a list"
+    );
+    // snapshot_usage: the same set, and its threshold.
+    let u = |v: serde_json::Value| {
+        parse::<UsageArgs>("snapshot_usage", v.as_object().unwrap())
+            .and_then(|a| a.set().map(|_| a.max_usage_percent))
+            .map_err(|e| format!("{e:#}"))
+    };
+    assert_eq!(
+        u(json!({ "backend": "lvm", "name": "s", "volumes": vols })),
+        Ok(80.0)
+    );
+    assert_eq!(
+        u(json!({ "backend": "lvm", "name": "s", "volumes": vols, "max_usage_percent": "85.5" })),
+        Ok(85.5)
+    );
+    assert_eq!(
+        u(json!({ "backend": "lvm", "name": "s", "volumes": vols, "max_usage_percent": "lots" })),
+        Err("max_usage_percent `lots` is not a number: invalid float literal".into())
+    );
+    assert_eq!(
+        u(json!({ "backend": "lvm", "name": "s", "volumes": vols, "max_usage_percent": null })),
+        Err("max_usage_percent must be a number".into())
+    );
+    assert_eq!(
+        u(json!({ "backend": "lvm", "name": "-s", "volumes": vols })),
+        Err(
+            "snapshot name `-s` must be 1-100 letters, digits or + _ . - (not starting with -)"
+                .into()
+        )
+    );
+}
+
+/// What a merge may change, for a plan: the volumes' mounts and the services, when the
+/// services are a list (as before).
+#[test]
+fn a_merge_touches_the_mounts_and_listed_services() {
+    use crate::modules::touches;
+    let m = |v: serde_json::Value| v.as_object().cloned().unwrap();
+    let vols = json!([{ "name": "db", "vg": "vg0", "lv": "db", "mount": "/var/lib/mysql" }]);
+    let t = touches(
+        "snapshot",
+        &m(
+            json!({ "backend": "lvm", "name": "s", "volumes": vols, "state": "merged", "services": ["mariadb"] }),
+        ),
+    );
+    assert_eq!(t.len(), 2, "{t:?}");
+    let t = touches(
+        "snapshot",
+        &m(
+            json!({ "backend": "lvm", "name": "s", "volumes": vols, "state": "merged", "services": "mariadb" }),
+        ),
+    );
+    assert_eq!(t.len(), 1, "{t:?}");
+    let t = touches(
+        "snapshot",
+        &m(json!({ "backend": "lvm", "name": "s", "volumes": vols, "services": ["mariadb"] })),
+    );
+    assert!(t.is_empty(), "{t:?}");
 }
 
 #[test]

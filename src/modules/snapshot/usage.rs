@@ -1,19 +1,19 @@
 //! The `snapshot_usage` module: how full a set's COW space is, extended before it turns invalid.
 
-use anyhow::{bail, Context as _, Result};
-use serde_json::{json, Map, Value as J};
+use anyhow::Result;
+use serde_json::{json, Map};
 
-use super::args::{btrfs_snap, snap_lv, Args, Backend};
+use super::args::{btrfs_snap, snap_lv, Backend, UsageArgs};
 use super::btrfs::btrfs_state;
 use super::lvm::{lvm_state, parse_size, Size};
 use crate::modules::contract::Module;
 use crate::modules::spec::{arg, req, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
-use crate::modules::{arg_bool, arg_str, ModCtx, Outcome, Probe};
+use crate::modules::{ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
-pub async fn probe_usage(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
-    let a = Args::parse(args)?;
-    let max = max_percent(args)?;
+pub(crate) async fn probe_usage(args: &UsageArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
+    let a = args.set()?;
+    let max = args.max_usage_percent;
     let mut problems = Vec::new();
     let mut extend = Vec::new();
     let mut usage = Map::new();
@@ -32,7 +32,7 @@ pub async fn probe_usage(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Prob
                         let p = s.percent().unwrap_or(0.0);
                         usage.insert(v.name.clone(), json!(p));
                         if p >= max {
-                            if arg_bool(args, "autoextend") == Some(true) {
+                            if args.autoextend == Some(true) {
                                 extend.push(format!("{vg}/{snap}"));
                             } else {
                                 problems.push(format!(
@@ -63,7 +63,7 @@ pub async fn probe_usage(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Prob
             format!(
                 "extend {} by {} (usage at or above {max}%)",
                 extend.join(", "),
-                arg_str(args, "extend_by").unwrap_or("20%ORIGIN")
+                args.extend_by()
             ),
             None,
             saw,
@@ -73,19 +73,8 @@ pub async fn probe_usage(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Prob
     })
 }
 
-fn max_percent(args: &Map<String, J>) -> Result<f64> {
-    match args.get("max_usage_percent") {
-        None => Ok(80.0),
-        Some(J::Number(n)) => n.as_f64().context("max_usage_percent"),
-        Some(J::String(s)) => s
-            .parse()
-            .with_context(|| format!("max_usage_percent `{s}` is not a number")),
-        Some(_) => bail!("max_usage_percent must be a number"),
-    }
-}
-
-pub async fn apply_usage(
-    args: &Map<String, J>,
+pub(crate) async fn apply_usage(
+    args: &UsageArgs,
     probe: &Probe,
     ctx: &ModCtx<'_>,
 ) -> Result<Outcome> {
@@ -115,7 +104,7 @@ pub async fn apply_usage(
     if extend.is_empty() {
         return Ok(out);
     }
-    let by = arg_str(args, "extend_by").unwrap_or("20%ORIGIN");
+    let by = args.extend_by();
     let size = match parse_size(by)? {
         Size::PercentOrigin(p) => format!("-l +{p}%ORIGIN"),
         Size::Bytes(b) => format!("-L +{b}b"),
@@ -142,7 +131,7 @@ pub async fn apply_usage(
 pub(crate) struct SnapshotUsage;
 
 impl Module for SnapshotUsage {
-    type Args = crate::modules::contract::RawArgs;
+    type Args = UsageArgs;
 
     const SPEC: ModuleSpec = ModuleSpec {
         name: "snapshot_usage",
@@ -165,11 +154,11 @@ impl Module for SnapshotUsage {
         reversibility: Reversibility::ReadOnly,
     };
 
-    async fn probe(args: &Map<String, J>, ctx: &ModCtx<'_>) -> Result<Probe> {
+    async fn probe(args: &UsageArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
         probe_usage(args, ctx).await
     }
 
-    async fn apply(args: &Map<String, J>, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    async fn apply(args: &UsageArgs, probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
         apply_usage(args, probe, ctx).await
     }
 }
