@@ -184,6 +184,30 @@ impl UndoAction {
 }
 
 impl UndoAction {
+    /// What [`commit`](Self::commit) deletes, said before it does (`cutover commit --force`
+    /// lists it); `None` when nothing was kept only for the undo.
+    pub fn kept_for_undo(&self) -> Option<String> {
+        match self {
+            UndoAction::RestoreFile { backup, .. } => Some(format!("backup {backup}")),
+            UndoAction::MovePath { from, .. } => Some(format!("{from} (kept for undo)")),
+            UndoAction::Rerun { args, .. } => args
+                .get("restore_from")
+                .and_then(|v| v.as_str())
+                .map(|b| format!("backup {b}")),
+            UndoAction::SnapshotMerge(m) => Some(format!(
+                "snapshot set {} ({}: {})",
+                m.name,
+                m.backend,
+                m.volumes
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => None,
+        }
+    }
+
     /// Accept the change for good (`cutover commit RUN`): drop what was kept only to undo it —
     /// snapshots and backups. Returns what was removed, or `None` when nothing was kept.
     pub async fn commit(&self, ctx: &ModCtx<'_>) -> Result<Option<String>> {
