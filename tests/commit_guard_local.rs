@@ -231,3 +231,66 @@ fn an_unfinished_run_is_refused_even_with_force() {
         assert_eq!(backups(d).len(), 1);
     }
 }
+
+/// A snapshot set on btrfs (a loop device): a failed run's set stays after the refusal; the
+/// forced commit names it, says btrfs has no fill level instead of inventing one, removes it.
+#[test]
+fn a_forced_commit_names_the_snapshot_set_and_says_btrfs_has_no_fill_level() {
+    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pool) = common::btrfs::Pool::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  me: { address: local }\n").unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    let p = pool.pool.display();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            r#"- hosts: me
+  steps:
+    - name: Snapshot the home
+      snapshot: {{ backend: btrfs, volumes: [{{ name: home }}], name: pre, pool: "{p}", state: present }}
+    - name: Check the new release
+      fail: {{ msg: the new release does not start }}
+"#
+        ),
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let id = std::fs::read_dir(d.join("state/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .unwrap();
+    let snap = pool.pool.join(".snapshots/pre-home");
+    assert!(snap.exists(), "{}", text(&o));
+
+    let o = commit(d, &id, false);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(snap.exists(), "a refused commit deleted the snapshot");
+
+    let o = commit(d, &id, true);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("\n  me: snapshot set pre (btrfs: home)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("me: snapshot set pre (btrfs): no fill level — btrfs snapshots share the pool's free space"),
+        "{out}"
+    );
+    assert!(!out.contains("% full"), "{out}");
+    assert!(!snap.exists(), "the forced commit left the snapshot\n{out}");
+    let j = journal(d, &id);
+    let result = events(&j, "commit_result");
+    assert_eq!(result[0]["fill"]["backend"], "btrfs", "{j:?}");
+    assert!(result[0]["fill"]["fill"].is_null(), "{j:?}");
+}
