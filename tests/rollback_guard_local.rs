@@ -10,16 +10,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::btrfs::Pool;
 use common::local::cutover;
 use common::project::text;
-
-fn sh(script: &str) -> Output {
-    Command::new("sh").args(["-c", script]).output().unwrap()
-}
 
 /// One test at a time: both lock the controller itself (`address: local`).
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
