@@ -327,28 +327,27 @@ mod tests {
     }
 
     /// `lvs` output as [`snapshot_fill`](crate::modules::snapshot::snapshot_fill) reads it
-    /// (`--reportformat json --binary --units b --nosuffix`): an origin, a snapshot of the set
-    /// 12.4% full, one that filled up (invalid, Data% 100), and another set's snapshot.
+    /// (`--reportformat json --binary --units b --nosuffix`), captured on the lab's LVM VM
+    /// (lvm1, LVM 2.03.16): set `cgcap`, its snapshot of `data` 12.57% full (4 MiB written to a
+    /// 32 MiB COW space), that of `logs` filled up (8 MiB into 4 MiB: invalid, Data% 100),
+    /// beside the VG's plain LVs (`lv_snapshot_invalid` -1).
     const LVS: &str = r#"  {
       "report": [
           {
               "lv": [
-                  {"lv_name":"data", "vg_name":"vg0", "lv_attr":"owi-aos---", "origin":"", "lv_size":"1073741824", "snap_percent":"", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_tags":""},
-                  {"lv_name":"pre-data", "vg_name":"vg0", "lv_attr":"swi-a-s---", "origin":"data", "lv_size":"1077936128", "snap_percent":"12.40", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_tags":"cutover-run:r1"},
-                  {"lv_name":"pre-logs", "vg_name":"vg0", "lv_attr":"swi-I-s---", "origin":"logs", "lv_size":"4194304", "snap_percent":"100.00", "lv_merging":"0", "lv_snapshot_invalid":"1", "lv_tags":"cutover-run:r1"},
-                  {"lv_name":"old-data", "vg_name":"vg0", "lv_attr":"swi-a-s---", "origin":"data", "lv_size":"1077936128", "snap_percent":"55.00", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_tags":"cutover-run:r0"}
+                  {"lv_name":"cgcap-data", "vg_name":"vg0", "lv_attr":"swi-a-s---", "origin":"scratch", "lv_size":"33554432", "snap_percent":"12.57", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_tags":"cutover-run:r1"},
+                  {"lv_name":"cgcap-logs", "vg_name":"vg0", "lv_attr":"swi-I-s---", "origin":"scratch", "lv_size":"4194304", "snap_percent":"100.00", "lv_merging":"0", "lv_snapshot_invalid":"1", "lv_tags":"cutover-run:r1"},
+                  {"lv_name":"data", "vg_name":"vg0", "lv_attr":"-wi-ao----", "origin":"", "lv_size":"268435456", "snap_percent":"", "lv_merging":"0", "lv_snapshot_invalid":"-1", "lv_tags":""},
+                  {"lv_name":"scratch", "vg_name":"vg0", "lv_attr":"owi-a-s---", "origin":"", "lv_size":"134217728", "snap_percent":"", "lv_merging":"0", "lv_snapshot_invalid":"-1", "lv_tags":""}
               ]
           }
-      ]
-      ,
-      "log": [
       ]
   }
 "#;
 
     fn set(volumes: &[(&str, &str)]) -> crate::modules::snapshot::MergeSpec {
         serde_json::from_value(json!({
-            "backend": "lvm", "name": "pre", "pool": "", "services": [], "reboot": false,
+            "backend": "lvm", "name": "cgcap", "pool": "", "services": [], "reboot": false,
             "volumes": volumes.iter().map(|(n, lv)| json!({ "name": n, "vg": "vg0", "lv": lv })).collect::<Vec<_>>(),
         }))
         .unwrap()
@@ -366,12 +365,13 @@ mod tests {
         assert_eq!(
             said,
             [
-                "/dev/vg0/pre-data 12.4% full",
-                "/dev/vg0/pre-logs INVALID: its COW space filled up, the rollback point was lost already",
-                "/dev/vg0/pre-home not found (nothing to delete)",
+                "/dev/vg0/cgcap-data 12.6% full",
+                "/dev/vg0/cgcap-logs INVALID: its COW space filled up, the rollback point was lost already",
+                "/dev/vg0/cgcap-home not found (nothing to delete)",
             ]
         );
-        assert_eq!(fills[0].percent, Some(12.4));
+        assert_eq!(fills[0].percent, Some(12.57));
+        assert_eq!(fills[1].percent, Some(100.0));
         // As journaled, and read back by `cutover show`.
         let back: Vec<crate::modules::snapshot::SnapshotFill> =
             serde_json::from_value(json!(fills)).unwrap();
