@@ -144,6 +144,8 @@ fn a_failed_run_is_refused_and_force_says_what_it_deletes() {
         serde_json::json!([format!("n1: backup {}", kept[0].display())])
     );
     assert_eq!(events(&j, "commit_finished")[0]["ok"], true);
+    let runs = text(&cutover(d, &["runs"]));
+    assert!(runs.contains("  committed (forced) at 20"), "{runs}");
 }
 
 #[test]
