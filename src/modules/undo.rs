@@ -305,6 +305,44 @@ mod tests {
         }
     }
 
+    /// What a commit deletes, said before it does: exactly what `commit` removes, nothing for
+    /// an undo that keeps no copy.
+    #[test]
+    fn what_a_commit_deletes_is_named_before() {
+        let kept = |form: &str| {
+            serde_json::from_str::<UndoAction>(form)
+                .unwrap()
+                .kept_for_undo()
+        };
+        assert_eq!(
+            kept(r#"{"undo":"restore_file","path":"/etc/a","backup":"/etc/a.cutover-r1~"}"#),
+            Some("backup /etc/a.cutover-r1~".into())
+        );
+        assert_eq!(
+            kept(r#"{"undo":"move_path","from":"/srv/.old","to":"/srv/app"}"#),
+            Some("/srv/.old (kept for undo)".into())
+        );
+        assert_eq!(
+            kept(
+                r#"{"undo":"rerun","module":"lb_member","args":{"restore_from":"/etc/w.bak"},"what":"w"}"#
+            ),
+            Some("backup /etc/w.bak".into())
+        );
+        assert_eq!(
+            kept(
+                r#"{"undo":"snapshot_merge","backend":"btrfs","name":"pre","pool":"/srv/vol","services":[],"reboot":false,"volumes":[{"name":"home"},{"name":"db"}]}"#
+            ),
+            Some("snapshot set pre (btrfs: home, db)".into())
+        );
+        for none in [
+            r#"{"undo":"remove_path","path":"/etc/a"}"#,
+            r#"{"undo":"rerun","module":"lb_member","args":{"activation":"active"},"what":"w"}"#,
+            r#"{"undo":"service","name":"x","active":false,"enabled":null,"socket":null}"#,
+        ] {
+            assert_eq!(kept(none), None, "{none}");
+        }
+    }
+
     /// The scripts of the module ways back, as they were when undo.rs wrote them.
     #[test]
     fn module_undo_scripts_are_unchanged() {
