@@ -3,7 +3,8 @@
 
 /// Everything worked (for `check`: the input is valid).
 pub const OK: u8 = 0;
-/// The input is invalid, or the command failed.
+/// The input is invalid, a request was refused (`commit` of a run that did not finish ok), or
+/// the command failed.
 pub const FAILED: u8 = 1;
 /// `plan`: changes (or steps whose outcome is unknown) are pending.
 pub const CHANGES: u8 = 2;
@@ -21,7 +22,7 @@ pub const INTERRUPTED: u8 = 130;
 /// Every exit code and what it means.
 pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; for `check`, the input is valid; for `plan`, no changes"),
-    (FAILED, "invalid input (every problem is listed, each with file:line:column), a saved plan that drifted or cannot be applied as reviewed, or another error"),
+    (FAILED, "invalid input (every problem is listed, each with file:line:column), a saved plan that drifted or cannot be applied as reviewed, a refused `commit` (the run did not finish ok; nothing touched) or `rollback`, or another error"),
     (CHANGES, "`plan`: changes (or steps whose outcome is unknown) are pending — like `terraform plan -detailed-exitcode`"),
     (HOST_FAILED, "`apply`: a host failed"),
     (UNREACHABLE, "`apply`: a host was unreachable (or refused: unknown host key; a stale lock, which refuses the whole run)"),

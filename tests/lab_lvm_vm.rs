@@ -773,3 +773,94 @@ fn apply_snapshot_then_close_the_window(p: &Project, set: &str) -> String {
     );
     id
 }
+
+/// Issue 17, item 6: `cutover commit` of a run that failed is refused and leaves the snapshot;
+/// `--force` names it, prints how full it is (lvs Data%: 4 MiB written to the origin, so about
+/// 12.5% of a 32 MiB COW space) before deleting it, and journals that fill.
+#[test]
+fn commit_refuses_a_failed_run_and_forced_prints_the_snapshots_fill() {
+    let _vm = take_vm();
+    let _restore = Restore;
+    common::require_lab();
+    let free_before = vg().free_count;
+    let set = format!("c{}", std::process::id());
+    let p = Project::new();
+    let o = p.run_text(
+        "apply",
+        &format!(
+            r#"- hosts: lvm1
+  steps:
+    - name: Snapshot the scratch volume
+      snapshot: {{ backend: lvm, volumes: [{{ name: scratch, vg: vg0, lv: scratch }}], name: {set}, size: 25%ORIGIN, state: present }}
+    - name: Write 4 MiB to the origin
+      command: dd if=/dev/urandom of=/dev/vg0/scratch bs=1M count=4 oflag=direct status=none
+    - name: Check the new release
+      fail: {{ msg: the new release does not start }}
+"#
+        ),
+    );
+    assert_eq!(o.status.code(), Some(3), "apply:\n{}", text(&o));
+    let id = p.only_run_id();
+    let snap = format!("{set}-scratch");
+    let inv = common::project::lab_inventory().display().to_string();
+    let commit = |force: bool| {
+        let mut args = vec!["commit", "-i", &inv, id.as_str(), "--output", "plain"];
+        if force {
+            args.push("--force");
+        }
+        p.run(&args)
+    };
+
+    let o = commit(false);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "commit of run {id} refused: the run is failed at 20"
+        )),
+        "{out}"
+    );
+    assert_eq!(lv(&snap).expect("the snapshot is kept").kind(), 's');
+
+    let o = commit(true);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("\n  lvm1: snapshot set {set} (lvm: scratch)")),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("lvm1:/dev/vg0/{snap} ")))
+        .unwrap_or_else(|| panic!("no fill line:\n{out}"));
+    let percent: f64 = line
+        .trim_end_matches("% full")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    assert!((11.0..20.0).contains(&percent), "{line}");
+    let removed = out.find("removed snapshot set").expect("removed");
+    assert!(out.find(line).unwrap() < removed, "fill said first:\n{out}");
+    assert!(lv(&snap).is_none(), "{:?}", lvs());
+    let j = p.journal_text(&id);
+    let result: Value = j
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "commit_result")
+        .unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(result["fill"][0]["lv"], format!("/dev/vg0/{snap}"), "{j}");
+    // Journaled as lvs said it (11.18), printed to one decimal (11.2).
+    let journaled = result["fill"][0]["percent"].as_f64().expect("a percentage");
+    assert!(
+        (journaled - percent).abs() <= 0.05,
+        "{percent} printed\n{j}"
+    );
+    assert!(j.contains("\"forced\":true"), "{j}");
+    assert_eq!(
+        vg().free_count,
+        free_before,
+        "every snapshot's extents back"
+    );
+}

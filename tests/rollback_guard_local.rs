@@ -10,57 +10,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::btrfs::Pool;
 use common::local::cutover;
 use common::project::text;
 
-fn sh(script: &str) -> Output {
-    Command::new("sh").args(["-c", script]).output().unwrap()
-}
-
 /// One test at a time: both lock the controller itself (`address: local`).
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A btrfs filesystem on a loop device, mounted at `pool`, with a subvolume `home`;
-/// unmounted when dropped.
-struct Pool {
-    pool: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Pool {
-    fn new() -> Option<Pool> {
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("fs.img");
-        let pool = dir.path().join("pool");
-        std::fs::create_dir_all(&pool).unwrap();
-        let o = sh(&format!(
-            "truncate -s 160M {img} && mkfs.btrfs -q {img} && mount -o loop {img} {pool} && btrfs subvolume create {pool}/home >/dev/null",
-            img = img.display(),
-            pool = pool.display()
-        ));
-        if !o.status.success() {
-            eprintln!(
-                "SKIPPED: no loop-mounted btrfs here (root and mkfs.btrfs needed): {}",
-                text(&o)
-            );
-            return None;
-        }
-        Some(Pool { pool, _dir: dir })
-    }
-
-    fn home(&self) -> PathBuf {
-        self.pool.join("home")
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        let _ = sh(&format!("umount -l {}", self.pool.display()));
-    }
-}
 
 /// Apply the "upgrade": snapshot `home`, change it, mark the window's close. Returns the run id.
 fn upgrade(dir: &Path, pool: &Pool) -> String {

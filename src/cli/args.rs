@@ -153,13 +153,20 @@ pub enum Command {
         run_args: RunArgs,
         run: String,
     },
-    /// Accept a run: remove its snapshots and the backups kept for undo (no rollback after this).
+    /// Accept a run that finished ok: remove its snapshots and the backups kept for undo (no
+    /// rollback after this). A run that failed, was unwound or rolled back, or did not finish is
+    /// refused (exit 1, nothing touched).
     Commit {
         #[command(flatten)]
         common: Common,
         run: String,
         #[command(flatten)]
         after: AfterArgs,
+        /// Commit a run that ended without finishing ok (failed, unwound, rolled back,
+        /// interrupted): what it deletes, on which host, is listed first. A run that never
+        /// finished (killed or still running) is refused even so.
+        #[arg(long)]
+        force: bool,
     },
     /// List past runs, newest first.
     Runs,

@@ -183,20 +183,31 @@ fn show_recovery_event(time: &str, kind: &str, e: &Value) {
             e["why"].as_str().unwrap_or("")
         ),
         "commit_started" => println!(
-            "{time} COMMIT of {} change(s) by {}",
+            "{time} COMMIT of {} change(s) by {}{}",
             e["count"],
-            e["user"].as_str().unwrap_or("?")
-        ),
-        "commit_result" => println!(
-            "{time} {:<12} {:<11} {}",
-            e["host"].as_str().unwrap_or(""),
-            if e["ok"] == true {
-                "committed"
+            e["user"].as_str().unwrap_or("?"),
+            if e["forced"] == true {
+                format!(
+                    " — FORCED, the run being {}",
+                    e["run_status"].as_str().unwrap_or("?")
+                )
             } else {
-                "COMMIT FAILED"
-            },
-            e["detail"].as_str().unwrap_or("")
+                String::new()
+            }
         ),
+        "commit_result" => {
+            show_fill(time, e);
+            println!(
+                "{time} {:<12} {:<11} {}",
+                e["host"].as_str().unwrap_or(""),
+                if e["ok"] == true {
+                    "committed"
+                } else {
+                    "COMMIT FAILED"
+                },
+                e["detail"].as_str().unwrap_or("")
+            )
+        }
         "commit_finished" => println!(
             "{time} {}",
             if e["ok"] == true {
@@ -256,6 +267,20 @@ fn show_final_state(events: &[Value]) {
     {
         println!(
             "(the journal ends here: the run or its rollback was killed, or is still running)"
+        );
+    }
+}
+
+/// How full each LVM snapshot was when the commit deleted it, as journaled.
+fn show_fill(time: &str, e: &Value) {
+    let fills: Vec<crate::modules::snapshot::SnapshotFill> =
+        serde_json::from_value(e["fill"].clone()).unwrap_or_default();
+    for f in fills {
+        println!(
+            "{time} {:<12} {:<11} {}",
+            e["host"].as_str().unwrap_or(""),
+            "fill",
+            f.describe()
         );
     }
 }

@@ -85,9 +85,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 discard_writes: discard_writes_since_window,
             },
         ),
-        Command::Commit { common, run, after } => {
-            rollback::cmd_after(&common, run, &after, rollback::After::Commit)
-        }
+        Command::Commit {
+            common,
+            run,
+            after,
+            force,
+        } => rollback::cmd_after(&common, run, &after, rollback::After::Commit { force }),
         Command::Resume {
             common,
             run_args,

@@ -6,7 +6,7 @@ use super::{exit, AfterArgs, Common, Refusal};
 /// What `cmd_after` does.
 pub(super) enum After {
     Rollback { plan: bool, discard_writes: bool },
-    Commit,
+    Commit { force: bool },
 }
 
 pub(super) fn cmd_after(
@@ -37,10 +37,11 @@ pub(super) fn cmd_after(
                 ..
             }
         ),
+        force: matches!(what, After::Commit { force: true }),
     };
     let rt = runtime()?;
     let result = match what {
-        After::Commit => rt.block_on(crate::engine::recovery::commit(opts)),
+        After::Commit { .. } => rt.block_on(crate::engine::commit::commit(opts)),
         After::Rollback { plan: true, .. } => {
             return match rt.block_on(crate::engine::recovery::rollback_plan(opts)) {
                 Ok(code) => Ok(code),

@@ -7,6 +7,7 @@
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
 mod applying;
+pub mod commit;
 mod fault;
 mod hosts;
 pub mod journal;

@@ -1,6 +1,6 @@
-//! After the fact: undoing a run's changes (unwinding on failure, `cutover rollback RUN`),
-//! accepting them (`cutover commit RUN`: snapshots and backups removed), and reading a run's
-//! journal back for `cutover resume RUN`.
+//! After the fact: undoing a run's changes (unwinding on failure, `cutover rollback RUN`), and
+//! reading a run's journal back for `cutover resume RUN` (and for `cutover commit RUN`, in
+//! [`super::commit`]).
 //!
 //! Everything here works from the journal alone, so it works after the controller was killed.
 
@@ -430,10 +430,12 @@ pub struct AfterOptions {
     /// `rollback --discard-writes-since-window`: merge even though users wrote after the
     /// window closed (their writes are kept in a second snapshot set first).
     pub discard_writes: bool,
+    /// `commit --force`: commit a run that did not finish ok (it says what it deletes first).
+    pub force: bool,
 }
 
 /// Connect to the hosts a run changed and take their locks in the run's name.
-async fn reconnect(
+pub(super) async fn reconnect(
     opts: &AfterOptions,
     state: &JournalState,
     hosts: &BTreeSet<String>,
@@ -473,7 +475,7 @@ async fn reconnect(
     Ok((inv, conns))
 }
 
-async fn release(conns: HashMap<String, Arc<HostConn>>, run_id: &str) {
+pub(super) async fn release(conns: HashMap<String, Arc<HostConn>>, run_id: &str) {
     for c in conns.values() {
         lock::unlock_host(c, run_id).await;
     }
@@ -533,7 +535,10 @@ fn inventory_of(opts: &AfterOptions, state: &JournalState) -> PathBuf {
 }
 
 /// The controller lock of the run's cluster, taken in the run's own name.
-fn lock_controller_for(opts: &AfterOptions, state: &JournalState) -> Result<lock::ControllerLock> {
+pub(super) fn lock_controller_for(
+    opts: &AfterOptions,
+    state: &JournalState,
+) -> Result<lock::ControllerLock> {
     lock::lock_controller(
         &state_dir(),
         &inventory_of(opts, state),
@@ -694,75 +699,6 @@ pub async fn rollback_plan(opts: AfterOptions) -> Result<u8> {
     }
     println!("the rollback would be REFUSED; with --discard-writes-since-window it would keep the current data first (a second snapshot set), then discard it");
     Ok(crate::exit::FAILED)
-}
-
-/// `cutover commit RUN`: accept a run: remove its snapshots and the backups kept for undo.
-/// After this the run cannot be rolled back.
-pub async fn commit(opts: AfterOptions) -> Result<bool> {
-    let state = load_state(&opts.run_id)?;
-    if state.finished.is_none() {
-        bail!(
-            "run {} did not finish; resume or roll it back before committing",
-            opts.run_id
-        );
-    }
-    let _controller_lock = lock_controller_for(&opts, &state)?;
-    let hosts: BTreeSet<String> = state.done.iter().map(|d| d.host.clone()).collect();
-    let reporter = Reporter::new(opts.output, None, true);
-    let (_inv, conns) = reconnect(&opts, &state, &hosts).await?;
-    let journal = Journal::reopen(&opts.run_id)?;
-    let _ = journal
-        .record(
-            "commit_started",
-            json!({ "count": state.done.len(), "user": current_user(), "pid": std::process::id() }),
-        )
-        .await;
-    let templates = Templates::load(&opts.templates_dir).unwrap_or_else(|_| Templates::empty());
-    let vars = crate::template::Vars::new();
-    let approvals: Vec<String> = Vec::new();
-    let mut ok = true;
-    for d in &state.done {
-        let Some(conn) = conns.get(&d.host) else {
-            continue;
-        };
-        let ctx = ModCtx {
-            host: conn,
-            become_: d.become_.as_ref(),
-            timeout: Some(Duration::from_secs(600)),
-            templates: &templates,
-            vars: &vars,
-            run_id: &opts.run_id,
-            approvals: &approvals,
-            interactive: false,
-            peers: &conns,
-            planned: None,
-        };
-        let started = Instant::now();
-        let result = d.undo.commit(&ctx).await;
-        ok &= result.is_ok();
-        let detail = match &result {
-            Ok(Some(what)) => what.clone(),
-            Ok(None) => continue,
-            Err(e) => format!("{e:#}"),
-        };
-        let _ = journal.record("commit_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "ok": result.is_ok(), "detail": detail })).await;
-        reporter.step_result(
-            "commit",
-            &format!("commit: {}", d.step),
-            &d.host,
-            if result.is_ok() {
-                Status::Changed
-            } else {
-                Status::Failed
-            },
-            &detail,
-            started.elapsed(),
-        );
-    }
-    let _ = journal.record("commit_finished", json!({ "ok": ok })).await;
-    release(conns, &opts.run_id).await;
-    let _ = reporter.finish(if ok { "committed" } else { "commit incomplete" });
-    Ok(ok)
 }
 
 #[cfg(test)]

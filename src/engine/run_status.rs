@@ -38,6 +38,8 @@ pub struct RunState {
     /// A rollback that was refused (writes since the window would be lost), if the last one
     /// was refused and nothing happened since.
     pub rollback_refused: Option<String>,
+    /// The last commit was forced (`commit --force`: the run had not finished ok).
+    pub forced_commit: bool,
 }
 
 impl RunState {
@@ -57,6 +59,9 @@ impl RunState {
             State::Committed => "committed".to_string(),
             State::CommitIncomplete => "commit incomplete".to_string(),
         };
+        if self.forced_commit && matches!(self.state, State::Committed | State::CommitIncomplete) {
+            s.push_str(" (forced)");
+        }
         if self.resumed > 0 {
             s.push_str(&format!(
                 ", resumed{}",
@@ -103,6 +108,7 @@ pub fn run_state(events: &[J]) -> RunState {
         at: events.first().map(event_time).unwrap_or_default(),
         resumed: 0,
         rollback_refused: None,
+        forced_commit: false,
     };
     // The run's own unwind, until its run_finished says how the run ended.
     let mut unwind: Option<bool> = None;
@@ -136,7 +142,10 @@ pub fn run_state(events: &[J]) -> RunState {
             "rollback_started" => Some(State::RollbackIncomplete { left: 0 }),
             "rollback_finished" if e["ok"] == true => Some(State::RolledBack),
             "rollback_finished" => Some(State::RollbackIncomplete { left: 0 }),
-            "commit_started" => Some(State::CommitIncomplete),
+            "commit_started" => {
+                st.forced_commit = e["forced"] == true;
+                Some(State::CommitIncomplete)
+            }
             "commit_finished" if e["ok"] == true => Some(State::Committed),
             "commit_finished" => Some(State::CommitIncomplete),
             "rollback_refused" => {
@@ -288,6 +297,22 @@ mod tests {
         assert_eq!(
             run_state(&events).describe(),
             "committed, resumed at 2026-12-07T06:00:31Z"
+        );
+    }
+
+    #[test]
+    fn a_forced_commit_says_so() {
+        let mut events = vec![
+            started(),
+            change(0, 1),
+            ev("run_finished", 2, json!({ "status": "failed" })),
+            ev("commit_started", 3, json!({ "count": 1, "forced": true })),
+        ];
+        assert_eq!(run_state(&events).label(), "commit incomplete (forced)");
+        events.push(ev("commit_finished", 4, json!({ "ok": true })));
+        assert_eq!(
+            run_state(&events).describe(),
+            "committed (forced) at 2026-12-07T06:00:04Z"
         );
     }
 

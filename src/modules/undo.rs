@@ -184,6 +184,30 @@ impl UndoAction {
 }
 
 impl UndoAction {
+    /// What [`commit`](Self::commit) deletes, said before it does (`cutover commit --force`
+    /// lists it); `None` when nothing was kept only for the undo.
+    pub fn kept_for_undo(&self) -> Option<String> {
+        match self {
+            UndoAction::RestoreFile { backup, .. } => Some(format!("backup {backup}")),
+            UndoAction::MovePath { from, .. } => Some(format!("{from} (kept for undo)")),
+            UndoAction::Rerun { args, .. } => args
+                .get("restore_from")
+                .and_then(|v| v.as_str())
+                .map(|b| format!("backup {b}")),
+            UndoAction::SnapshotMerge(m) => Some(format!(
+                "snapshot set {} ({}: {})",
+                m.name,
+                m.backend,
+                m.volumes
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => None,
+        }
+    }
+
     /// Accept the change for good (`cutover commit RUN`): drop what was kept only to undo it —
     /// snapshots and backups. Returns what was removed, or `None` when nothing was kept.
     pub async fn commit(&self, ctx: &ModCtx<'_>) -> Result<Option<String>> {
@@ -278,6 +302,44 @@ mod tests {
             let action: UndoAction = serde_json::from_str(form).expect(form);
             assert_eq!(serde_json::to_string(&action).unwrap(), form);
             assert_eq!(action.describe(), description);
+        }
+    }
+
+    /// What a commit deletes, said before it does: exactly what `commit` removes, nothing for
+    /// an undo that keeps no copy.
+    #[test]
+    fn what_a_commit_deletes_is_named_before() {
+        let kept = |form: &str| {
+            serde_json::from_str::<UndoAction>(form)
+                .unwrap()
+                .kept_for_undo()
+        };
+        assert_eq!(
+            kept(r#"{"undo":"restore_file","path":"/etc/a","backup":"/etc/a.cutover-r1~"}"#),
+            Some("backup /etc/a.cutover-r1~".into())
+        );
+        assert_eq!(
+            kept(r#"{"undo":"move_path","from":"/srv/.old","to":"/srv/app"}"#),
+            Some("/srv/.old (kept for undo)".into())
+        );
+        assert_eq!(
+            kept(
+                r#"{"undo":"rerun","module":"lb_member","args":{"restore_from":"/etc/w.bak"},"what":"w"}"#
+            ),
+            Some("backup /etc/w.bak".into())
+        );
+        assert_eq!(
+            kept(
+                r#"{"undo":"snapshot_merge","backend":"btrfs","name":"pre","pool":"/srv/vol","services":[],"reboot":false,"volumes":[{"name":"home"},{"name":"db"}]}"#
+            ),
+            Some("snapshot set pre (btrfs: home, db)".into())
+        );
+        for none in [
+            r#"{"undo":"remove_path","path":"/etc/a"}"#,
+            r#"{"undo":"rerun","module":"lb_member","args":{"activation":"active"},"what":"w"}"#,
+            r#"{"undo":"service","name":"x","active":false,"enabled":null,"socket":null}"#,
+        ] {
+            assert_eq!(kept(none), None, "{none}");
         }
     }
 

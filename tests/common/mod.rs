@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod artifacts;
+pub mod btrfs;
 pub mod cluster;
 pub mod local;
 pub mod project;

@@ -653,3 +653,72 @@ async fn wait_merged(ctx: &ModCtx<'_>, v: &SnapVolume, snap: &str) -> Result<()>
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+// How full a set's snapshots are, read by `cutover commit` before it deletes them: the admin
+// sees how close each rollback point came to filling up (and turning invalid).
+
+/// How full one LVM snapshot of a set is (journaled with the commit's result).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotFill {
+    /// `/dev/VG/LV` of the snapshot.
+    pub lv: String,
+    /// `lvs` Data% (`snap_percent`) of its COW space; `None` when it is not there or unreadable.
+    pub percent: Option<f64>,
+    /// The COW space filled up: the snapshot is invalid, its rollback point was lost already.
+    pub invalid: bool,
+    /// The snapshot exists.
+    pub found: bool,
+}
+
+impl SnapshotFill {
+    /// `/dev/vg0/pre-data 12.4% full`, or what stands in for the percentage.
+    pub fn describe(&self) -> String {
+        match (self.found, self.invalid, self.percent) {
+            (false, _, _) => format!("{} not found (nothing to delete)", self.lv),
+            (true, true, _) => format!(
+                "{} INVALID: its COW space filled up, the rollback point was lost already",
+                self.lv
+            ),
+            (true, false, Some(p)) => format!("{} {p:.1}% full", self.lv),
+            (true, false, None) => format!("{} fill unknown (lvs gave no Data%)", self.lv),
+        }
+    }
+}
+
+/// The fill of each snapshot of `spec`'s set, from the output of [`lvs_cmd`] (pure, so that
+/// captured `lvs` output can be tested).
+pub fn fill_of_report(text: &str, spec: &super::MergeSpec) -> Result<Vec<SnapshotFill>> {
+    let lvs: Vec<Lv> = parse_report(text)?
+        .report
+        .into_iter()
+        .flat_map(|s| s.lv)
+        .collect();
+    Ok(spec
+        .volumes
+        .iter()
+        .map(|v| {
+            let vg = v.vg.as_deref().unwrap_or("");
+            let snap = snap_lv(&spec.name, v);
+            let lv = lvs.iter().find(|l| l.vg_name == vg && l.lv_name == snap);
+            SnapshotFill {
+                lv: format!("/dev/{vg}/{snap}"),
+                percent: lv.and_then(Lv::percent),
+                invalid: lv.is_some_and(Lv::invalid),
+                found: lv.is_some(),
+            }
+        })
+        .collect())
+}
+
+/// The fill of each snapshot of an LVM set, read on its host.
+pub async fn snapshot_fill(spec: &super::MergeSpec, ctx: &ModCtx<'_>) -> Result<Vec<SnapshotFill>> {
+    let out = ctx.run(&lvs_cmd(&vgs_of(&spec.volumes)), None).await?;
+    if !out.ok() {
+        bail!(
+            "cannot read LVM state on {}: {}",
+            ctx.host.name,
+            out.stderr_text().trim()
+        );
+    }
+    fill_of_report(&out.stdout_text(), spec)
+}

@@ -20,5 +20,6 @@ mod tests;
 mod usage;
 
 pub use args::{MergeSpec, SnapVolume};
+pub use lvm::{fill_of_report, snapshot_fill, SnapshotFill};
 pub(crate) use set::{undo_merge, Snapshot};
 pub(crate) use usage::SnapshotUsage;
