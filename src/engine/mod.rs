@@ -15,6 +15,7 @@ pub mod output;
 pub mod recovery;
 pub mod run_status;
 mod step;
+pub mod window;
 pub mod writes_guard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
