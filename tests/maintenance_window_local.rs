@@ -45,9 +45,11 @@ fn playbook(d: &Path, www: &Path) {
       changed_when: false
 - name: under the page
   hosts: controller
+  vars: {{ page_state: "on" }}
   steps:
+    # Templated: the page state is read from the way back the step recorded (rendered).
     - name: Maintenance page on
-      maintenance: {{ path: "{www}/maintenance.on", state: "on" }}
+      maintenance: {{ path: "{www}/maintenance.on", state: "{{{{ page_state }}}}" }}
     - name: current -> the new release
       file: {{ path: "{www}/current", state: link, src: "{www}" }}
     - name: Start the node alone (it migrates the schema)
@@ -134,6 +136,8 @@ fn json_output_puts_the_window_in_the_recap_and_a_run_without_the_page_prints_no
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     playbook(d, &d.join("www"));
+    // The page is already on: the step changes nothing, and still opens the window.
+    std::fs::write(d.join("www/maintenance.on"), "").unwrap();
     let o = cutover(d, &["apply", "-i", "inv.yml", "pb.yml", "--output", "json"]);
     assert!(o.status.success(), "{}", text(&o));
     let recap: J = String::from_utf8_lossy(&o.stdout)

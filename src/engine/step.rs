@@ -190,7 +190,7 @@ pub(super) async fn run_step_on_host(
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
     // What the maintenance window's breakdown reads (engine::window).
-    add_window_fields(&mut fields, step, &label, undo.as_ref());
+    add_window_fields(&mut fields, step, &label, &registered_mark);
     // The handlers this result notifies are journaled with it, in the same event, so a kill
     // between the result and its `handler_notified` events cannot lose them.
     if status == Status::Changed && !step.notify.is_empty() {
@@ -563,38 +563,16 @@ pub(super) fn add_applying_fields(
 }
 
 /// A step result's module, its phase in the maintenance window and, for a `maintenance` step,
-/// the state it leaves the page in (`page`): from the way back it recorded (the rendered
-/// opposite state) or else its `state` as written.
-fn add_window_fields(
-    fields: &mut J,
-    step: &Step,
-    label: &str,
-    undo: Option<&(UndoAction, String)>,
-) {
+/// the state it left the page in (`page`, from its rendered result).
+fn add_window_fields(fields: &mut J, step: &Step, label: &str, result: &J) {
     let module = step.action.module.as_str();
     fields["module"] = json!(module);
     fields["phase"] = json!(super::window::phase_of(module, &step.action.args, label));
-    if module != "maintenance" {
-        return;
-    }
-    let undone = match undo {
-        Some((UndoAction::Rerun { module, args, .. }, _)) if module == "maintenance" => {
-            args.get("state").and_then(J::as_str)
+    if module == "maintenance" {
+        if let Some(page) = result.get("page").and_then(J::as_str) {
+            fields["page"] = json!(page);
         }
-        _ => None,
-    };
-    let on = match undone {
-        Some(back) => !is_on_word(back),
-        None => match step.action.args.get("state").and_then(J::as_str) {
-            Some(s) if is_on_word(s) || ["off", "absent", "false"].contains(&s) => is_on_word(s),
-            _ => return,
-        },
-    };
-    fields["page"] = json!(if on { "on" } else { "off" });
-}
-
-fn is_on_word(s: &str) -> bool {
-    ["on", "present", "true"].contains(&s)
+    }
 }
 
 /// A step's status and result line from what it came to.
