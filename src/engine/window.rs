@@ -7,7 +7,8 @@
 //!   `state: off`). Never turned off: the window ends at the run's last event and is
 //!   *still open*.
 //! - **Phases**: each step inside the window is counted in the phase its `step_result` names
-//!   (`phase`, classified when the step ran by [`phase_of`]).
+//!   (`phase`, classified when the step ran by [`phase_of`]); each way back run inside it (an
+//!   `undo_result`, of an unwind or rollback) in `unwind`.
 //! - **Remote time**: a step ran remotely from `ts - duration_ms` to `ts`. Steps on several hosts
 //!   in parallel overlap, so the wall-clock **union** of those intervals (clipped to the window)
 //!   is counted, not their sum; each phase is the union of its own steps' intervals too.
@@ -20,13 +21,14 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Map, Value as J};
 
 /// The phases of a window, in the order they are printed.
-pub const PHASES: [&str; 7] = [
+pub const PHASES: [&str; 8] = [
     "stops",
     "snapshots",
     "switch",
     "migration",
     "starts",
     "checks",
+    "unwind",
     "other",
 ];
 
@@ -140,24 +142,22 @@ pub fn window(events: &[J]) -> Option<Window> {
     };
     let inside = &events[start_at + 1..end_at.unwrap_or(events.len())];
     let mut spans: Vec<(&str, (u64, u64))> = Vec::new();
-    for e in inside.iter().filter(|e| e["event"] == "step_result") {
+    // The step (or way back) that turns the page off runs under the page too.
+    let last = end_at.map(|i| &events[i]);
+    for e in inside.iter().chain(last) {
         let (Some(to), Some(d)) = (ts_ms(e), e["duration_ms"].as_u64()) else {
             continue;
         };
-        let phase = PHASES
-            .iter()
-            .find(|p| e["phase"] == **p)
-            .copied()
-            .unwrap_or("other");
+        let phase = match e["event"].as_str() {
+            Some("undo_result") => "unwind",
+            Some("step_result") => PHASES
+                .iter()
+                .find(|p| e["phase"] == **p)
+                .copied()
+                .unwrap_or("other"),
+            _ => continue,
+        };
         spans.push((phase, (to.saturating_sub(d), to)));
-    }
-    // The step that turns the page off runs under the page too.
-    if let Some(e) = end_at
-        .map(|i| &events[i])
-        .filter(|e| e["event"] == "step_result")
-    {
-        let d = e["duration_ms"].as_u64().unwrap_or(0);
-        spans.push(("other", (end.saturating_sub(d), end)));
     }
     let of = |keep: &dyn Fn(&str) -> bool| {
         let s = spans.iter().filter(|(p, _)| keep(p)).map(|(_, s)| *s);

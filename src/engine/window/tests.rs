@@ -139,15 +139,23 @@ fn an_unwind_that_turns_the_page_off_ends_the_window() {
     let events = vec![
         page("on", 10),
         result("app1", "Stop wiki", "service", "stops", 15, 5000),
+        json!({ "event": "undo_result", "host": "app1", "step": "Stop wiki", "seq": 4,
+                "undo": { "undo": "rerun", "module": "shell",
+                          "args": { "cmd": "systemctl start wiki" },
+                          "what": "shell: systemctl start wiki" },
+                "partial": false, "ok": true, "detail": "", "duration_ms": 6000, "ts": ts(23, 0) }),
         json!({ "event": "undo_result", "host": "lb", "step": "Maintenance page", "seq": 3,
                 "undo": { "undo": "rerun", "module": "maintenance",
                           "args": { "path": "/var/www/maintenance/on", "state": "off" },
                           "what": "maintenance page back off (/var/www/maintenance/on)" },
-                "partial": false, "ok": true, "detail": "", "ts": ts(25, 0) }),
+                "partial": false, "ok": true, "detail": "", "duration_ms": 1000, "ts": ts(25, 0) }),
         event("run_finished", 40),
     ];
     let w = window(&events).expect("a window");
     assert_eq!(w.total, secs(15));
+    // The ways back run under the page too: 17..23 and 24..25.
+    assert_eq!(w.phases, vec![("stops", secs(5)), ("unwind", secs(7))]);
+    assert_eq!(w.remote, secs(12));
     assert!(w.unwound && !w.still_open);
     assert!(w.describe().contains("by the way back"), "{}", w.describe());
 }
