@@ -56,6 +56,9 @@ pub(super) fn cmd_show(run: &str, raw: bool) -> Result<u8, Refusal> {
         return Ok(exit::OK);
     }
     show_final_state(&events);
+    if let Some(w) = crate::engine::window::window(&events) {
+        println!("{}", w.describe());
+    }
     Ok(exit::OK)
 }
 

@@ -15,6 +15,7 @@ pub mod output;
 pub mod recovery;
 pub mod run_status;
 mod step;
+pub mod window;
 pub mod writes_guard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -271,9 +272,15 @@ pub async fn apply_loaded(
             .await?;
     }
     run.reporter
-        .finish(status_word)
+        .finish_run(status_word, journaled_window(&run.journal).as_ref())
         .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
     Ok(RunResult { run_id, status })
+}
+
+/// The run's maintenance window, measured from its journal as `cutover show` measures it.
+fn journaled_window(j: &Journal) -> Option<window::Window> {
+    let events = journal::read_path(&j.path).ok()?;
+    window::window(&events)
 }
 
 /// Everything a run reads, checked before anything else happens: the inventory, the playbook,

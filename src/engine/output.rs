@@ -239,6 +239,15 @@ impl Reporter {
 
     /// Clear the progress display and print the recap; write the JUnit file if asked.
     pub fn finish(&self, status: &str) -> std::io::Result<()> {
+        self.finish_run(status, None)
+    }
+
+    /// The recap of a run, with its maintenance window's breakdown if the page was on.
+    pub fn finish_run(
+        &self,
+        status: &str,
+        window: Option<&super::window::Window>,
+    ) -> std::io::Result<()> {
         if let Some(p) = &self.progress {
             for b in p.hosts.lock().unwrap_or_else(|e| e.into_inner()).values() {
                 b.finish_and_clear();
@@ -256,7 +265,11 @@ impl Reporter {
                 .iter()
                 .map(|(h, r)| (h.clone(), json!({ "ok": r.ok, "changed": r.changed, "failed": r.failed, "skipped": r.skipped, "unreachable": r.unreachable, "time_ms": r.time.as_millis() as u64 })))
                 .collect();
-            self.emit(json!({ "event": "recap", "status": status, "hosts": hosts, "elapsed_ms": self.started.elapsed().as_millis() as u64 }));
+            let mut recap = json!({ "event": "recap", "status": status, "hosts": hosts, "elapsed_ms": self.started.elapsed().as_millis() as u64 });
+            if let Some(w) = window {
+                recap["maintenance_window"] = w.to_json();
+            }
+            self.emit(recap);
         } else {
             eprintln!(
                 "\nRECAP ({status}, {:.1}s)",
@@ -273,6 +286,9 @@ impl Reporter {
                     r.unreachable,
                     r.time.as_secs_f64()
                 );
+            }
+            if let Some(w) = window {
+                eprintln!("{}", w.describe());
             }
         }
         if let Some(path) = &self.junit {

@@ -402,7 +402,7 @@ pub async fn undo_all(
             Err(e) => (Status::Failed, format!("{e:#}")),
         };
         let _ = journal
-            .record("undo_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "undo": d.undo, "partial": d.partial, "ok": result.is_ok(), "detail": detail }))
+            .record("undo_result", json!({ "host": d.host, "step": d.step, "seq": d.seq, "undo": d.undo, "partial": d.partial, "ok": result.is_ok(), "detail": detail, "duration_ms": started.elapsed().as_millis() as u64 }))
             .await;
         reporter.step_result(
             label,

@@ -189,6 +189,8 @@ pub(super) async fn run_step_on_host(
     }
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
+    // What the maintenance window's breakdown reads (engine::window).
+    add_window_fields(&mut fields, step, &label, &registered_mark);
     // The handlers this result notifies are journaled with it, in the same event, so a kill
     // between the result and its `handler_notified` events cannot lose them.
     if status == Status::Changed && !step.notify.is_empty() {
@@ -557,6 +559,19 @@ pub(super) fn add_applying_fields(
     // A change cut off by a kill may be made: its handlers count as notified.
     if !read_only && !step.notify.is_empty() {
         fields["notify"] = json!(step.notify.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    }
+}
+
+/// A step result's module, its phase in the maintenance window and, for a `maintenance` step,
+/// the state it left the page in (`page`, from its rendered result).
+fn add_window_fields(fields: &mut J, step: &Step, label: &str, result: &J) {
+    let module = step.action.module.as_str();
+    fields["module"] = json!(module);
+    fields["phase"] = json!(super::window::phase_of(module, &step.action.args, label));
+    if module == "maintenance" {
+        if let Some(page) = result.get("page").and_then(J::as_str) {
+            fields["page"] = json!(page);
+        }
     }
 }
 

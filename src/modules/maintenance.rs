@@ -182,7 +182,9 @@ pub async fn apply(args: &MaintenanceArgs, probe: &Probe, ctx: &ModCtx<'_>) -> R
         .transpose()
         .map_err(|e| anyhow::anyhow!("page_match: {e}"))?;
     let timeout = Duration::from_secs(args.timeout.unwrap_or(30));
-    let mut result = Map::new();
+    // The state the step leaves the page in, rendered: the window's breakdown reads it from
+    // the journal (engine::window).
+    let mut result = Map::from_iter([("page".to_string(), json!(if on { "on" } else { "off" }))]);
     let mut failed = None;
     let started = Instant::now();
     if let Some(url) = args.url.as_deref() {
