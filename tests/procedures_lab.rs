@@ -41,6 +41,7 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
     assert!(o.status.success(), "upgrade to 2.0.0:\n{out}");
     let secs = maintenance_seconds(&out);
     assert!(secs > 0 && secs < 600, "maintenance window {secs} s");
+    assert_window_breakdown(&out, secs);
 
     assert_cluster_serves("2.0.0", 2);
     assert_pages(&pages);
@@ -528,4 +529,49 @@ fn assert_staging_runs_production_data_on_its_own(pages: &BTreeMap<String, Strin
         "mysql -NB -e 'SELECT CLUSTER_NAME FROM wiki.CLUSTERSAFETY'",
     );
     assert_eq!(safety.trim(), "wiki-production");
+}
+
+/// The run's own account of the window under the page (from its journal): every phase of the
+/// upgrade is in it, and its total agrees with the playbook's clock (`date +%s` around the
+/// page, so whole seconds and a few steps more or less).
+fn assert_window_breakdown(out: &str, playbook_secs: u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("maintenance window "))
+        .unwrap_or_else(|| panic!("no window breakdown in the run's output:\n{out}"));
+    for phase in [
+        "stops",
+        "snapshots",
+        "migration",
+        "starts",
+        "checks",
+        "cutover's own work",
+    ] {
+        assert!(line.contains(phase), "{phase} missing: {line}");
+    }
+    let total = line["maintenance window ".len()..]
+        .split(':')
+        .next()
+        .map(seconds_of)
+        .unwrap_or_else(|| panic!("no total in {line}"));
+    let diff = (total - playbook_secs as f64).abs();
+    assert!(
+        diff <= 10.0,
+        "window {total} s by the journal, {playbook_secs} s by the playbook: {line}"
+    );
+}
+
+/// `2m31s`, `58s`, `2.1s`, `340ms` in seconds.
+fn seconds_of(text: &str) -> f64 {
+    let t = text.trim();
+    if let Some(ms) = t.strip_suffix("ms") {
+        return ms.parse::<f64>().unwrap() / 1000.0;
+    }
+    let t = t
+        .strip_suffix('s')
+        .unwrap_or_else(|| panic!("not a duration: {t}"));
+    match t.split_once('m') {
+        Some((m, s)) => m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap(),
+        None => t.parse().unwrap(),
+    }
 }
