@@ -101,6 +101,8 @@ if lvs -a --noheadings -o lv_attr vg0 | grep -q '^ *S'; then
         sleep 1
     done
 fi
+# A test that wrote to the scratch volume's device directly must not break the next one.
+blkid -p /dev/vg0/scratch >/dev/null 2>&1 || mkfs.ext4 -q -L scratch /dev/vg0/scratch
 mountpoint -q /srv/data || mount /srv/data
 rm -rf /srv/data/lab-test
 mountpoint -q /srv/data && ! lvs -a --noheadings -o lv_attr vg0 | grep -q '^ *[sSO]'
@@ -792,8 +794,8 @@ fn commit_refuses_a_failed_run_and_forced_prints_the_snapshots_fill() {
   steps:
     - name: Snapshot the scratch volume
       snapshot: {{ backend: lvm, volumes: [{{ name: scratch, vg: vg0, lv: scratch }}], name: {set}, size: 25%ORIGIN, state: present }}
-    - name: Write 4 MiB to the origin
-      command: dd if=/dev/urandom of=/dev/vg0/scratch bs=1M count=4 oflag=direct status=none
+    - name: Write 4 MiB to the origin, through its file system (the other tests mount it)
+      shell: {{ cmd: "mkdir -p /mnt/lab-scratch && mount /dev/vg0/scratch /mnt/lab-scratch && dd if=/dev/urandom of=/mnt/lab-scratch/fill bs=1M count=4 oflag=direct status=none && rm /mnt/lab-scratch/fill && umount /mnt/lab-scratch" }}
     - name: Check the new release
       fail: {{ msg: the new release does not start }}
 "#
