@@ -14,9 +14,6 @@ use common::local::cutover;
 use common::project::text;
 use serde_json::Value as J;
 
-/// One test at a time: each locks the controller itself (`address: local`).
-static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Apply a playbook that rewrites `d/data/version` (v1 → v2) and then, if `fail`, fails.
 /// Returns the run id and the apply's output.
 fn upgrade(d: &Path, fail: bool) -> (String, Output) {
@@ -82,7 +79,7 @@ fn commit(d: &Path, id: &str, force: bool) -> Output {
 
 #[test]
 fn a_failed_run_is_refused_and_force_says_what_it_deletes() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (id, o) = upgrade(d, true);
@@ -150,7 +147,7 @@ fn a_failed_run_is_refused_and_force_says_what_it_deletes() {
 
 #[test]
 fn a_rolled_back_run_is_refused_as_having_nothing_to_accept() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (id, o) = upgrade(d, false);
@@ -183,7 +180,7 @@ fn a_rolled_back_run_is_refused_as_having_nothing_to_accept() {
 
 #[test]
 fn an_ok_run_is_committed_without_a_word_of_force() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (id, o) = upgrade(d, false);
@@ -201,7 +198,7 @@ fn an_ok_run_is_committed_without_a_word_of_force() {
 
 #[test]
 fn an_unfinished_run_is_refused_even_with_force() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (id, o) = upgrade(d, false);
@@ -238,7 +235,7 @@ fn an_unfinished_run_is_refused_even_with_force() {
 /// forced commit names it, says btrfs has no fill level instead of inventing one, removes it.
 #[test]
 fn a_forced_commit_names_the_snapshot_set_and_says_btrfs_has_no_fill_level() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let Some(pool) = common::btrfs::Pool::new() else {
         return;
     };

@@ -7,17 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::local::{command, cutover};
+use common::local::{command, cutover, one_at_a_time};
 use common::project::text;
 
 use serde_json::Value as J;
-
-/// The tests of this file share the controller's host lock: one at a time.
-static LOCAL_HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    LOCAL_HOST.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn runs(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir.join("state/runs"))

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::local::cutover;
+use common::local::{cutover, one_at_a_time};
 use common::project::text;
 use serde_json::Value as J;
 
@@ -82,6 +82,7 @@ fn phase_ms(line: &str, phase: &str) -> u64 {
 
 #[test]
 fn apply_and_show_print_the_window_split_by_phase() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let www = d.join("www");
@@ -133,6 +134,7 @@ fn apply_and_show_print_the_window_split_by_phase() {
 
 #[test]
 fn json_output_puts_the_window_in_the_recap_and_a_run_without_the_page_prints_none() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     playbook(d, &d.join("www"));

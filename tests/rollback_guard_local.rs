@@ -16,9 +16,6 @@ use common::btrfs::Pool;
 use common::local::cutover;
 use common::project::text;
 
-/// One test at a time: both lock the controller itself (`address: local`).
-static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Apply the "upgrade": snapshot `home`, change it, mark the window's close. Returns the run id.
 fn upgrade(dir: &Path, pool: &Pool) -> String {
     std::fs::write(dir.join("inv.yml"), "hosts:\n  me: { address: local }\n").unwrap();
@@ -60,7 +57,7 @@ fn exists(p: &Path) -> bool {
 
 #[test]
 fn a_file_written_after_the_window_refuses_the_rollback_then_is_kept() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let Some(pool) = Pool::new() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -160,7 +157,7 @@ fn a_file_written_after_the_window_refuses_the_rollback_then_is_kept() {
 
 #[test]
 fn the_applications_own_writes_and_no_writes_do_not_refuse() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let Some(pool) = Pool::new() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -202,7 +199,7 @@ fn the_applications_own_writes_and_no_writes_do_not_refuse() {
 /// and says whose set goes.
 #[test]
 fn replacing_a_snapshot_set_is_irreversible_in_the_plan() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let Some(pool) = Pool::new() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -250,7 +247,7 @@ fn replacing_a_snapshot_set_is_irreversible_in_the_plan() {
 /// replace the first, and what only the first covered went unguarded).
 #[test]
 fn every_mark_of_a_host_counts_not_only_its_last() {
-    let _g = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::local::one_at_a_time();
     let Some(pool) = Pool::new() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -7,6 +7,15 @@ use std::time::Duration;
 
 use super::project::text;
 
+/// The tests of one binary that run cutover against the controller share its host lock
+/// (`address: local`): they take this first, one at a time, so no run is refused (or
+/// retried) because of another test's.
+static LOCAL_HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    LOCAL_HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `cutover ARGS` run in `dir`, with `dir/state` and `dir/runtime` as its state and control
 /// directories.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
