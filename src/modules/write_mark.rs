@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as J};
 
 use super::contract::Module;
-use super::mysql::{self, Login, Row};
+use super::mysql::{self, Login, LoginArgs, LoginSource, Row};
 use super::spec::{arg, ArgSpec, ArgType as T, ModuleSpec, Reversibility};
 use super::{args, ModCtx, Outcome, Probe};
 use crate::shell::quote;
@@ -48,24 +48,16 @@ pub(crate) struct WriteMarkArgs {
     login_unix_socket: Option<String>,
 }
 
-impl WriteMarkArgs {
-    /// The `login_*` arguments given, as `mysql::Login::from_args` reads them.
-    fn login_args(&self) -> Map<String, J> {
-        let texts = [
-            ("login_user", &self.login_user),
-            ("login_password", &self.login_password),
-            ("login_password_var", &self.login_password_var),
-            ("login_host", &self.login_host),
-            ("login_unix_socket", &self.login_unix_socket),
-        ];
-        let mut m: Map<String, J> = texts
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_string(), J::String(v.clone()?))))
-            .collect();
-        if let Some(port) = self.login_port {
-            m.insert("login_port".into(), J::from(port));
-        }
-        m
+impl LoginSource for WriteMarkArgs {
+    fn login_args(&self) -> Result<LoginArgs> {
+        Ok(LoginArgs {
+            login_user: self.login_user.clone(),
+            login_password: self.login_password.clone(),
+            login_password_var: self.login_password_var.clone(),
+            login_host: self.login_host.clone(),
+            login_port: self.login_port,
+            login_unix_socket: self.login_unix_socket.clone(),
+        })
     }
 }
 
@@ -164,7 +156,7 @@ async fn apply(args: &WriteMarkArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
         });
     }
     let mysql = if args.mysql == Some(true) {
-        let login = Login::from_args(&args.login_args(), ctx)?;
+        let login = Login::from_args(args, ctx)?;
         let f = mysql::facts(ctx.host, ctx, &login, "").await?;
         let (Some(file), Some(pos)) = (f.binlog_file.clone(), f.binlog_pos) else {
             bail!(
@@ -637,15 +629,26 @@ mod tests {
         assert_eq!(a.paths, ["/var/lib/wiki"]);
         assert!(a.exclude.is_empty());
         assert_eq!(a.ignore_tables, ["wiki.CLUSTERSAFETY"]);
-        assert!(a.login_args().is_empty());
+        let none = a.login_args().unwrap();
+        assert!(
+            none.login_user.is_none() && none.login_port.is_none() && none.login_host.is_none()
+        );
         let login = mark_args(json!({"point": "snapshot", "login_user": "cutover",
                                      "login_password_var": "db_pass", "login_port": "3307",
                                      "login_host": 5}))
         .unwrap()
-        .login_args();
+        .login_args()
+        .unwrap();
+        assert_eq!(login.login_user.as_deref(), Some("cutover"));
+        assert_eq!(login.login_password_var.as_deref(), Some("db_pass"));
+        assert_eq!(login.login_port, Some(3307));
         assert_eq!(
-            J::Object(login),
-            json!({"login_user": "cutover", "login_password_var": "db_pass", "login_port": 3307})
+            (
+                login.login_host,
+                login.login_password,
+                login.login_unix_socket
+            ),
+            (None, None, None)
         );
         assert_eq!(
             mark_args(json!({"point": "snapshot", "login_port": "x"}))

@@ -41,8 +41,7 @@ pub(crate) struct LoginArgs {
 }
 
 /// What [`Login::from_args`] reads the `login_*` arguments from: a typed module's
-/// [`LoginArgs`], or a map (`write_mark` passes its fields as one, and its way back reads the
-/// login it journaled).
+/// [`LoginArgs`], or a map (the login a write mark's way back journaled).
 pub(crate) trait LoginSource {
     fn login_args(&self) -> Result<LoginArgs>;
 }
