@@ -32,22 +32,40 @@ pub const PHASES: [&str; 8] = [
     "other",
 ];
 
-/// A step's phase, from its module, its arguments as written and its name. The table:
+/// The phases a step may name with `phase:` (all but the unwind, which the engine counts).
+pub const DECLARABLE_PHASES: [&str; 7] = [
+    "stops",
+    "snapshots",
+    "switch",
+    "migration",
+    "starts",
+    "checks",
+    "other",
+];
+
+/// A step's phase: the one it names (`phase:`), else the one its module and its arguments as
+/// written tell. The table:
 ///
 /// | phase | steps |
 /// |---|---|
-/// | migration | any step whose name mentions "migrat" (a start that migrates the schema) |
 /// | stops | `service` with `state: stopped`; `mysql_replication` with `state: stopped` |
 /// | starts | `service` with `state: started`/`restarted`/`reloaded`; `mysql_replication` `started` |
 /// | snapshots | `snapshot` |
 /// | switch | `file` with `state: link` (the release symlink), `symlink` |
 /// | checks | `http_check`, `cluster_safety`, `wait_for`, `assert`, `write_mark`, `mysql_replication` `synced` |
 /// | other | everything else (commands, templates, the page switch itself, …) |
-pub fn phase_of(module: &str, args: &Map<String, J>, name: &str) -> &'static str {
-    let state = args.get("state").and_then(J::as_str).unwrap_or("");
-    if name.to_lowercase().contains("migrat") {
-        return "migration";
+///
+/// Nothing tells a start that migrates the schema from another start: such a step says
+/// `phase: migration`.
+pub fn phase_of(
+    module: &str,
+    args: &Map<String, J>,
+    declared: Option<&'static str>,
+) -> &'static str {
+    if let Some(p) = declared {
+        return p;
     }
+    let state = args.get("state").and_then(J::as_str).unwrap_or("");
     match (module, state) {
         ("service" | "mysql_replication", "stopped") => "stops",
         ("service", "started" | "restarted" | "reloaded") => "starts",

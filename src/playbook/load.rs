@@ -43,6 +43,7 @@ const STEP_KEYS: &[&str] = &[
     "ignore_errors",
     "become",
     "become_user",
+    "phase",
 ];
 const HANDLER_EXTRA_KEYS: &[&str] = &["listen"];
 /// Ansible habits that mean something else (or nothing) here, with what to write instead.
@@ -453,6 +454,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         ignore_errors: f.bool("ignore_errors", diags).unwrap_or(false),
         become_root: f.bool("become", diags),
         become_user: become_user(&f, diags),
+        phase: window_phase(&f, diags),
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()
@@ -461,6 +463,31 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
             .collect(),
         action,
     })
+}
+
+/// `phase:` names the maintenance-window phase a step counts in (see `engine::window`), for
+/// steps the module alone does not tell (a start that migrates the schema).
+fn window_phase(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<&'static str> {
+    let p = f.str("phase", diags)?;
+    let known = crate::engine::window::DECLARABLE_PHASES;
+    match known.iter().find(|k| **k == p) {
+        Some(k) => Some(k),
+        None => {
+            let pos = f.get("phase")?.pos.clone();
+            diags.push(
+                Diagnostic::new(
+                    pos,
+                    format!(
+                        "`phase: {}` is not a phase of the maintenance window; expected one of: {}",
+                        crate::diag::one_line(&p),
+                        known.join(", ")
+                    ),
+                )
+                .suggest(&p, known.iter().copied()),
+            );
+            None
+        }
+    }
 }
 
 /// `become_user:` goes to sudo's `-u`: a user name or `#UID` (`ssh_args`), nothing that

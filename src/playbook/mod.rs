@@ -79,6 +79,8 @@ pub struct Step {
     pub ignore_errors: bool,
     pub become_root: Option<bool>,
     pub become_user: Option<String>,
+    /// `phase:`: the maintenance-window phase the step counts in, when the author names it.
+    pub phase: Option<&'static str>,
     /// Handlers only: other names this handler answers to.
     pub listen: Vec<String>,
 }

@@ -192,57 +192,55 @@ fn the_classification_table() {
         (
             "service",
             json!({"name": "wiki", "state": "stopped"}),
-            "Stop wiki",
+            None,
             "stops",
         ),
         (
             "mysql_replication",
             json!({"state": "stopped"}),
-            "Stop replication",
+            None,
             "stops",
         ),
-        (
-            "service",
-            json!({"state": "started"}),
-            "Start the master",
-            "starts",
-        ),
-        ("service", json!({"state": "restarted"}), "x", "starts"),
+        ("service", json!({"state": "started"}), None, "starts"),
+        ("service", json!({"state": "restarted"}), None, "starts"),
         (
             "mysql_replication",
             json!({"state": "started"}),
-            "x",
+            None,
             "starts",
         ),
         (
             "service",
             json!({"state": "started"}),
-            "Start the node (it migrates the schema)",
+            Some("migration"),
             "migration",
         ),
-        (
-            "snapshot",
-            json!({"state": "present"}),
-            "Snapshot",
-            "snapshots",
-        ),
-        ("file", json!({"state": "link"}), "current -> new", "switch"),
-        ("file", json!({"state": "directory"}), "dir", "other"),
-        ("http_check", json!({}), "x", "checks"),
-        ("cluster_safety", json!({}), "x", "checks"),
-        ("wait_for", json!({}), "x", "checks"),
+        ("snapshot", json!({"state": "present"}), None, "snapshots"),
+        ("file", json!({"state": "link"}), None, "switch"),
+        ("file", json!({"state": "directory"}), None, "other"),
+        ("http_check", json!({}), None, "checks"),
+        ("cluster_safety", json!({}), None, "checks"),
+        ("wait_for", json!({}), None, "checks"),
         (
             "mysql_replication",
             json!({"state": "synced"}),
-            "x",
+            None,
             "checks",
         ),
-        ("shell", json!({"cmd": "true"}), "x", "other"),
-        ("maintenance", json!({"state": "on"}), "x", "other"),
+        ("shell", json!({"cmd": "true"}), None, "other"),
+        ("maintenance", json!({"state": "on"}), None, "other"),
     ];
-    for (module, args, name, want) in cases {
-        assert_eq!(phase_of(module, &a(args), name), want, "{module} {name}");
+    for (module, args, declared, want) in cases {
+        assert_eq!(
+            phase_of(module, &a(args), declared),
+            want,
+            "{module} {declared:?}"
+        );
     }
+    // The name tells nothing: a start is a start unless it says `phase: migration`.
+    let start = a(json!({"state": "started"}));
+    assert_eq!(phase_of("service", &start, None), "starts");
+    assert_eq!(phase_of("command", &a(json!({})), Some("switch")), "switch");
 }
 
 #[test]
