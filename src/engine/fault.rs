@@ -10,7 +10,10 @@
 //! - `pause-after-step=K:SECS:STEP`: the run waits SECS seconds after the K-th result of STEP
 //!   (a test changes the cluster meanwhile, at a known point of the run);
 //! - `kill-after-applying=STEP`: once the intent of STEP is journaled, before its change starts;
-//! - `kill-after-apply=STEP`: once STEP's change is made, before its result is journaled.
+//! - `kill-after-apply=STEP`: once STEP's change is made, before its result is journaled;
+//! - `fail-after-step=STEP`: STEP's change is made (its way back recorded), then the step
+//!   fails on every host as if its check had failed: the run unwinds as on any failure. A
+//!   test shows with it that each step of a procedure can be undone from the point after it.
 
 use std::sync::OnceLock;
 
@@ -23,6 +26,8 @@ enum Fault {
     Pause(u32, u64, String),
     Applying(String),
     Applied(String),
+    /// The step named so fails after its change.
+    Fail(String),
 }
 
 fn parse(spec: &str) -> Option<Fault> {
@@ -45,6 +50,7 @@ fn parse(spec: &str) -> Option<Fault> {
         }
         "kill-after-applying" => Fault::Applying(arg.to_string()),
         "kill-after-apply" => Fault::Applied(arg.to_string()),
+        "fail-after-step" => Fault::Fail(arg.to_string()),
         _ => return None,
     })
 }
@@ -116,6 +122,12 @@ pub fn after_apply(step: &str) {
     }
 }
 
+/// After a step's change was made and judged: the failure injected into it, if any.
+pub fn injected_failure(step: &str) -> Option<String> {
+    matches!(fault(), Some(Fault::Fail(s)) if s == step)
+        .then(|| "failure injected after the step (CUTOVER_TEST_FAULT)".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +153,10 @@ mod tests {
         assert_eq!(
             parse("pause-after-step=1:10:No wiki JVM left"),
             Some(Fault::Pause(1, 10, "No wiki JVM left".into()))
+        );
+        assert_eq!(
+            parse("fail-after-step=Stage: the release"),
+            Some(Fault::Fail("Stage: the release".into()))
         );
         assert_eq!(parse("kill-after-result=x"), None);
         assert_eq!(parse("explode"), None);

@@ -190,7 +190,7 @@ pub(super) async fn run_step_on_host(
     fields["detail"] = json!(detail);
     fields["duration_ms"] = json!(started.elapsed().as_millis() as u64);
     // What the maintenance window's breakdown reads (engine::window).
-    add_window_fields(&mut fields, step, &label, &registered_mark);
+    add_window_fields(&mut fields, step, &registered_mark);
     // The handlers this result notifies are journaled with it, in the same event, so a kill
     // between the result and its `handler_notified` events cannot lose them.
     if status == Status::Changed && !step.notify.is_empty() {
@@ -350,6 +350,9 @@ pub(super) async fn execute(
             attempt += 1;
             tokio::time::sleep(Duration::from_secs(step.delay_secs)).await;
             continue;
+        }
+        if failed.is_none() {
+            failed = fault::injected_failure(&step.display_name());
         }
         if step.until.is_some() && !done && failed.is_none() {
             failed = Some(format!(
@@ -564,10 +567,14 @@ pub(super) fn add_applying_fields(
 
 /// A step result's module, its phase in the maintenance window and, for a `maintenance` step,
 /// the state it left the page in (`page`, from its rendered result).
-fn add_window_fields(fields: &mut J, step: &Step, label: &str, result: &J) {
+fn add_window_fields(fields: &mut J, step: &Step, result: &J) {
     let module = step.action.module.as_str();
     fields["module"] = json!(module);
-    fields["phase"] = json!(super::window::phase_of(module, &step.action.args, label));
+    fields["phase"] = json!(super::window::phase_of(
+        module,
+        &step.action.args,
+        step.phase
+    ));
     if module == "maintenance" {
         if let Some(page) = result.get("page").and_then(J::as_str) {
             fields["page"] = json!(page);
