@@ -8,8 +8,14 @@
 //! - `check: same_version` — `status_url` (default http://127.0.0.1:8080/status, fetched on each
 //!   host) reports the same `version` on every host of `hosts` (and `version`, if given).
 //! - `check: single_writer` — on the database master (this host): the `CLUSTERSAFETY` value
-//!   changes within `wait` seconds (the safety job is alive), every write comes from
+//!   changes within `wait` seconds (the safety job is alive) — with `node`, a write by that
+//!   node (it has run one full safety cycle since the check began) —, every write comes from
 //!   `cluster_name` (if given), and the processlist's client hosts are all in `clients`.
+//! - `check: no_connections` — on the database master (this host): waits up to `wait` seconds
+//!   (default 120) until no client session is open but replication's, the server's own and
+//!   this check's (and those of `ignore_users`); when it gives up, fails listing each session
+//!   left (user, host, command, seconds in it). The runbook's "no open connections" before the
+//!   master stops: a session still open may hold writes the snapshot must not split.
 
 use std::time::Duration;
 
@@ -47,8 +53,12 @@ pub(crate) struct SafetyArgs {
     wait: Option<u64>,
     #[serde(default, deserialize_with = "args::text")]
     cluster_name: Option<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    node: Option<String>,
     #[serde(default, deserialize_with = "args::str_list")]
     clients: Vec<String>,
+    #[serde(default, deserialize_with = "args::str_list")]
+    ignore_users: Vec<String>,
     #[serde(default, deserialize_with = "args::text")]
     table: Option<String>,
     #[serde(default, deserialize_with = "args::uint64")]
@@ -119,6 +129,7 @@ pub async fn apply(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
         "same_version" => same_version(args, ctx).await,
         "single_writer" => single_writer(args, ctx).await,
         "jdbc_ping" => jdbc_ping(args, ctx).await,
+        "no_connections" => no_connections(args, ctx).await,
         other => bail!("unknown cluster_safety check `{other}`"),
     }
 }
@@ -311,21 +322,22 @@ async fn single_writer(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
     let mut clients: std::collections::BTreeSet<String> = c1.into_iter().collect();
     let started = std::time::Instant::now();
     let mut moved = false;
+    let node = args.node.as_deref();
     while started.elapsed() < wait {
         tokio::time::sleep(Duration::from_secs(2).min(wait)).await;
         let (now, c) = safety_read(ctx, &login, db).await?;
         clients.extend(c);
-        if now.first().map(|r| &r.0) != first.first().map(|r| &r.0) {
+        if now.first().map(|r| &r.0) != seen.last().and_then(|r| r.first()).map(|r| &r.0) {
+            let by_node = node.is_none_or(|n| now.first().is_some_and(|r| r.2 == n));
             seen.push(now);
-            moved = true;
-            break;
+            if by_node {
+                moved = true;
+                break;
+            }
         }
     }
     if !moved {
-        problems.push(format!(
-            "the CLUSTERSAFETY value did not change in {}s: no cluster safety job is running (is the app up?)",
-            wait.as_secs()
-        ));
+        problems.push(not_moved(wait, node, &seen));
     }
     if let Some(c) = cluster {
         for rows in &seen {
@@ -364,6 +376,117 @@ async fn single_writer(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
     result.insert("clients".into(), json!(clients));
     result.insert("moved".into(), json!(moved));
     Ok(outcome(result, problems))
+}
+
+/// Why the wait for a new CLUSTERSAFETY write gave up.
+fn not_moved(wait: Duration, node: Option<&str>, seen: &[Vec<(String, String, String)>]) -> String {
+    let secs = wait.as_secs();
+    match node {
+        None => format!("the CLUSTERSAFETY value did not change in {secs}s: no cluster safety job is running (is the app up?)"),
+        Some(n) => {
+            let last = seen
+                .last()
+                .and_then(|r| r.first())
+                .map_or("nobody".to_string(), |(_, c, w)| format!("node {w} of cluster {c}"));
+            format!("node {n} did not write CLUSTERSAFETY in {secs}s (it has not run a cluster safety cycle; last written by {last})")
+        }
+    }
+}
+
+/// An open client session on the master.
+#[derive(Debug, PartialEq)]
+struct Session {
+    user: String,
+    host: String,
+    command: String,
+    secs: String,
+    db: String,
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{} ({}, {} s",
+            self.user, self.host, self.command, self.secs
+        )?;
+        if !self.db.is_empty() && self.db != "NULL" {
+            write!(f, ", db {}", self.db)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The sessions a stop would cut: every processlist entry but the server's own threads,
+/// replication to slaves (`Binlog Dump`), this session and the users told to ignore.
+fn sessions_sql(ignore_users: &[String]) -> String {
+    let mut users = vec![sql_str("system user"), sql_str("event_scheduler")];
+    users.extend(ignore_users.iter().map(|u| sql_str(u)));
+    format!(
+        "SELECT 'sessions' AS cutover_section; SELECT USER, HOST, COMMAND, TIME, DB FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT LIKE 'Binlog Dump%' AND COMMAND <> 'Daemon' AND USER NOT IN ({}) ORDER BY TIME DESC;",
+        users.join(", ")
+    )
+}
+
+fn parse_sessions(out: &str) -> Vec<Session> {
+    let s = parse_sections(out);
+    s.get("sessions")
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    let g = |k: &str| row.get(k).cloned().unwrap_or_default();
+                    Session {
+                        user: g("USER"),
+                        host: g("HOST"),
+                        command: g("COMMAND"),
+                        secs: g("TIME"),
+                        db: g("DB"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn no_connections(args: &SafetyArgs, ctx: &ModCtx<'_>) -> Result<Outcome> {
+    let login = Login::from_args(args, ctx)?;
+    let wait = Duration::from_secs(args.wait.unwrap_or(120));
+    let script = format!(
+        "my -B -e {}\n",
+        crate::shell::quote(&sessions_sql(&args.ignore_users))
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let out = run_sql_script(ctx.host, ctx, &login, &script, None, None).await?;
+        if !out.ok() {
+            bail!(
+                "cannot read the processlist on {}: {}",
+                ctx.host.name,
+                out.stderr_text().trim()
+            );
+        }
+        let open = parse_sessions(&out.stdout_text());
+        if open.is_empty() || started.elapsed() >= wait {
+            let mut result = Map::new();
+            let listed: Vec<String> = open.iter().map(Session::to_string).collect();
+            result.insert("sessions".into(), json!(listed));
+            result.insert("waited_s".into(), json!(started.elapsed().as_secs()));
+            let problems = if open.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{} client session{} still open on {} after {}s: {}",
+                    open.len(),
+                    if open.len() == 1 { "" } else { "s" },
+                    ctx.host.name,
+                    wait.as_secs(),
+                    listed.join("; ")
+                )]
+            };
+            return Ok(outcome(result, problems));
+        }
+        tokio::time::sleep(Duration::from_secs(2).min(wait)).await;
+    }
 }
 
 /// JGroups JDBC_PING discovery: once the view has settled, the ping table holds one row per
@@ -484,6 +607,7 @@ impl Module for ClusterSafety {
                     "single_writer",
                     "same_version",
                     "jdbc_ping",
+                    "no_connections",
                 ],
             },
             arg("hosts", T::StrList),
@@ -493,7 +617,9 @@ impl Module for ClusterSafety {
             arg("database", T::Str),
             arg("wait", T::Int),
             arg("cluster_name", T::Str),
+            arg("node", T::Str),
             arg("clients", T::StrList),
+            arg("ignore_users", T::StrList),
             arg("table", T::Str),
             arg("expected", T::Int),
             arg("login_user", T::Str),
@@ -581,5 +707,50 @@ mod tests {
             crate::modules::peer_hosts("cluster_safety", written.as_object().unwrap()),
             ["kc1", "kc2"]
         );
+    }
+
+    /// The sessions a stop would cut, read from `mysql -B` output as captured on the lab's
+    /// master (MariaDB 10.11: a NULL db, an app's pooled session, the admin's console).
+    #[test]
+    fn open_sessions_are_read_and_named() {
+        let out = "cutover_section\nsessions\nUSER\tHOST\tCOMMAND\tTIME\tDB\n\
+                   wiki\t10.77.0.11:41822\tSleep\t35\twiki\nroot\tlocalhost\tQuery\t3\tNULL\n";
+        let open = parse_sessions(out);
+        let listed: Vec<String> = open.iter().map(Session::to_string).collect();
+        assert_eq!(
+            listed,
+            [
+                "wiki@10.77.0.11:41822 (Sleep, 35 s, db wiki)",
+                "root@localhost (Query, 3 s)"
+            ]
+        );
+        assert!(parse_sessions("cutover_section\nsessions\n").is_empty());
+    }
+
+    /// Replication, the server's threads and this session never count; users told to be
+    /// ignored are quoted as SQL strings (a quote in a name cannot end the list).
+    #[test]
+    fn the_sessions_query_leaves_out_what_a_stop_does_not_cut() {
+        let sql = sessions_sql(&["monitor".into(), "o'brien".into()]);
+        assert!(sql.contains("ID <> CONNECTION_ID()"), "{sql}");
+        assert!(sql.contains("COMMAND NOT LIKE 'Binlog Dump%'"), "{sql}");
+        assert!(
+            sql.contains("USER NOT IN ('system user', 'event_scheduler', 'monitor', 'o''brien')"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn a_node_that_wrote_nothing_is_named_with_the_last_writer() {
+        let seen = vec![vec![("1".into(), "wiki-production".into(), "node1".into())]];
+        let w = Duration::from_secs(25);
+        assert_eq!(
+            not_moved(w, Some("node2"), &seen),
+            "node node2 did not write CLUSTERSAFETY in 25s (it has not run a cluster safety cycle; last written by node node1 of cluster wiki-production)"
+        );
+        assert!(
+            not_moved(w, None, &seen).starts_with("the CLUSTERSAFETY value did not change in 25s")
+        );
+        assert!(not_moved(w, Some("node2"), &[]).ends_with("last written by nobody)"));
     }
 }
