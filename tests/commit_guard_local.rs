@@ -110,6 +110,14 @@ fn a_failed_run_is_refused_and_force_says_what_it_deletes() {
     assert_eq!(backups(d), kept);
     let j = journal(d, &id);
     assert!(events(&j, "commit_started").is_empty(), "{j:?}");
+    // The refusal itself is on record: who tried, and the run's status then.
+    let refused = events(&j, "commit_refused");
+    assert_eq!(refused.len(), 1, "{j:?}");
+    assert!(
+        refused[0]["run_status"].as_str().unwrap().starts_with("failed"),
+        "{j:?}"
+    );
+    assert_eq!(refused[0]["forced"], false);
     assert_eq!(
         std::fs::read_to_string(d.join("data/version")).unwrap(),
         "v2\n"
@@ -194,6 +202,18 @@ fn an_ok_run_is_committed_without_a_word_of_force() {
     assert!(backups(d).is_empty());
     let j = journal(d, &id);
     assert_eq!(events(&j, "commit_started")[0].get("forced"), None);
+
+    // Committed already: said, nothing touched, nothing journaled again.
+    let o = commit(d, &id, false);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!("run {id} was committed already at 20")),
+        "{out}"
+    );
+    assert!(out.contains("nothing to do"), "{out}");
+    let again = journal(d, &id);
+    assert_eq!(again.len(), j.len(), "a second commit journals nothing");
 }
 
 #[test]
@@ -229,6 +249,13 @@ fn an_unfinished_run_is_refused_even_with_force() {
         assert!(!out.contains("--force"), "{out}");
         assert_eq!(backups(d).len(), 1);
     }
+    // Dead (no process holds the controller lock): both refusals are on record.
+    let j = journal(d, &id);
+    let forced: Vec<&J> = events(&j, "commit_refused")
+        .iter()
+        .map(|e| &e["forced"])
+        .collect();
+    assert_eq!(forced, [false, true], "{j:?}");
 }
 
 /// A snapshot set on btrfs (a loop device): a failed run's set stays after the refusal; the

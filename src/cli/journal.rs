@@ -185,6 +185,11 @@ fn show_recovery_event(time: &str, kind: &str, e: &Value) {
             "{time} ROLLBACK REFUSED: {}",
             e["why"].as_str().unwrap_or("")
         ),
+        "commit_refused" => println!(
+            "{time} COMMIT REFUSED (by {}): the run being {}",
+            e["user"].as_str().unwrap_or("?"),
+            e["run_status"].as_str().unwrap_or("?")
+        ),
         "commit_started" => println!(
             "{time} COMMIT of {} change(s) by {}{}",
             e["count"],

@@ -86,6 +86,24 @@ fn refused(run_id: &str, r: &Refusal) -> String {
     )
 }
 
+/// When the run's last commit finished with everything deleted, if it did.
+pub fn committed_at(events: &[J]) -> Option<String> {
+    let st = run_state(events);
+    (st.state == State::Committed).then_some(st.at)
+}
+
+/// A refused commit goes to the run's journal (who tried, the run's status), under the
+/// controller lock: a run still going holds that lock and its journal is not written to.
+async fn journal_refusal(opts: &AfterOptions, state: &super::recovery::JournalState, r: &Refusal) {
+    let Ok(_lock) = lock_controller_for(opts, state) else {
+        return;
+    };
+    if let Ok(journal) = Journal::reopen(&opts.run_id) {
+        let fields = json!({ "user": current_user(), "run_status": r.status, "forced": opts.force });
+        let _ = journal.record("commit_refused", fields).await;
+    }
+}
+
 /// What a forced commit deletes, a line per snapshot set or kept copy: `HOST: WHAT`.
 pub fn deletions(done: &[Done]) -> Vec<String> {
     done.iter()
@@ -101,10 +119,22 @@ pub fn deletions(done: &[Done]) -> Vec<String> {
 /// After this the run cannot be rolled back.
 pub async fn commit(opts: AfterOptions) -> Result<bool> {
     let state = load_state(&opts.run_id)?;
-    let refusal = refusal(&opts.run_id, &journal::read(&opts.run_id)?);
+    let events = journal::read(&opts.run_id)?;
     let reporter = Reporter::new(opts.output, None, true);
+    if let Some(at) = committed_at(&events) {
+        // Nothing left to delete: said, and no host is touched (as a second apply of a
+        // converged playbook changes nothing).
+        reporter.say(&format!(
+            "run {} was committed already at {at}: its snapshots and backups are gone; nothing to do",
+            opts.run_id
+        ));
+        let _ = reporter.finish("committed");
+        return Ok(true);
+    }
+    let refusal = refusal(&opts.run_id, &events);
     if let Some(r) = &refusal {
         if !opts.force || !r.forceable {
+            journal_refusal(&opts, &state, r).await;
             bail!("{}", refused(&opts.run_id, r));
         }
         let gone = deletions(&state.done);
