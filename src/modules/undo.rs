@@ -167,6 +167,12 @@ impl UndoAction {
                 if let Some(f) = out.failed {
                     bail!("undo step {module} failed: {f}");
                 }
+                // Nothing undoes an undo: a file the module kept to undo its own change
+                // (`file: state: absent` keeps the file as `PATH.cutover-RUN~`) is deleted,
+                // not left behind on the host for good.
+                if let Some(kept) = out.undo.as_ref().filter(|u| u.keeps_only_a_file()) {
+                    kept.commit(ctx).await?;
+                }
                 return Ok(());
             }
         };
@@ -184,6 +190,15 @@ impl UndoAction {
 }
 
 impl UndoAction {
+    /// The way back keeps nothing but a file or directory moved aside (no snapshot set).
+    fn keeps_only_a_file(&self) -> bool {
+        match self {
+            UndoAction::RestoreFile { .. } | UndoAction::MovePath { .. } => true,
+            UndoAction::Rerun { args, .. } => args.get("restore_from").is_some(),
+            _ => false,
+        }
+    }
+
     /// What [`commit`](Self::commit) deletes, said before it does (`cutover commit --force`
     /// lists it); `None` when nothing was kept only for the undo.
     pub fn kept_for_undo(&self) -> Option<String> {
