@@ -114,7 +114,10 @@ fn a_failed_run_is_refused_and_force_says_what_it_deletes() {
     let refused = events(&j, "commit_refused");
     assert_eq!(refused.len(), 1, "{j:?}");
     assert!(
-        refused[0]["run_status"].as_str().unwrap().starts_with("failed"),
+        refused[0]["run_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed"),
         "{j:?}"
     );
     assert_eq!(refused[0]["forced"], false);

@@ -99,7 +99,8 @@ async fn journal_refusal(opts: &AfterOptions, state: &super::recovery::JournalSt
         return;
     };
     if let Ok(journal) = Journal::reopen(&opts.run_id) {
-        let fields = json!({ "user": current_user(), "run_status": r.status, "forced": opts.force });
+        let fields =
+            json!({ "user": current_user(), "run_status": r.status, "forced": opts.force });
         let _ = journal.record("commit_refused", fields).await;
     }
 }
