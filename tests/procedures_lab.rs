@@ -549,6 +549,14 @@ fn assert_window_breakdown(out: &str, playbook_secs: u64) {
     ] {
         assert!(line.contains(phase), "{phase} missing: {line}");
     }
+    // The node migrates after its start returned: the declared phase holds the wait for it.
+    let migration = line
+        .split("migration ")
+        .nth(1)
+        .and_then(|r| r.split([',', ';']).next())
+        .map(seconds_of)
+        .unwrap_or_else(|| panic!("no migration time in {line}"));
+    assert!(migration >= 1.0, "the migration took {migration} s: {line}");
     let total = line["maintenance window ".len()..]
         .split(':')
         .next()
