@@ -205,12 +205,12 @@ fn a_failure_after_the_last_safety_cycle_unwinds_to_v1_with_the_data_as_before()
     let done = results(&p, &id);
     for h in ["app1", "app2"] {
         let cycle =
-            "One cluster safety cycle of this node (its write to CLUSTERSAFETY, this cluster only)";
+            "One cluster safety cycle with this node up (CLUSTERSAFETY moves, this cluster only)";
         let n = done
             .iter()
             .filter(|d| **d == format!("{h}: {cycle}"))
             .count();
-        assert_eq!(n, 1, "{h}: one cycle seen after its start: {done:?}");
+        assert_eq!(n, 1, "{h}: one cycle watched after its start: {done:?}");
     }
     assert!(
         !p.journal_text(&id).contains("sleep 11"),
