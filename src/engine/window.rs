@@ -32,17 +32,6 @@ pub const PHASES: [&str; 8] = [
     "other",
 ];
 
-/// The phases a step may name with `phase:` (all but the unwind, which the engine counts).
-pub const DECLARABLE_PHASES: [&str; 7] = [
-    "stops",
-    "snapshots",
-    "switch",
-    "migration",
-    "starts",
-    "checks",
-    "other",
-];
-
 /// A step's phase: the one it names (`phase:`), else the one its module and its arguments as
 /// written tell. The table:
 ///

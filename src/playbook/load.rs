@@ -469,7 +469,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
 /// steps the module alone does not tell (a start that migrates the schema).
 fn window_phase(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<&'static str> {
     let p = f.str("phase", diags)?;
-    let known = crate::engine::window::DECLARABLE_PHASES;
+    let known = super::WINDOW_PHASES;
     match known.iter().find(|k| **k == p) {
         Some(k) => Some(k),
         None => {

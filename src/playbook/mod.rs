@@ -56,6 +56,18 @@ pub enum Undo {
     Custom(Box<Action>),
 }
 
+/// The maintenance-window phases a step may name with `phase:` (`engine::window` counts each
+/// step in one; the unwind is the engine's own).
+pub const WINDOW_PHASES: [&str; 7] = [
+    "stops",
+    "snapshots",
+    "switch",
+    "migration",
+    "starts",
+    "checks",
+    "other",
+];
+
 #[derive(Clone, Debug)]
 pub struct Step {
     pub name: Option<String>,
