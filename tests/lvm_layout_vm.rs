@@ -184,7 +184,10 @@ fn again_no_change_then_grow_keeps_the_data(p: &Project, two: &str) {
         ),
         "{plan}"
     );
-    assert!(plan.contains("is not restored"), "{plan}");
+    assert!(
+        plan.contains("1 IRREVERSIBLE step") && plan.contains("(irreversible) [irreversible]"),
+        "{plan}"
+    );
     p.apply_text_ok(&grown);
     assert_eq!(size_of("lt_a"), 24 << 20);
     assert_eq!(vm_ok("cat /mnt/layout-test/a/data.txt").trim(), "kept");
