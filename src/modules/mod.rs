@@ -40,7 +40,7 @@ use crate::transport::{Become, HostConn};
 
 use contract::{registry, Module};
 pub use files::sha256_hex;
-pub(crate) use lvm_layout::check_volumes;
+pub(crate) use lvm_layout::{check_volumes, layout_volumes_problem};
 pub use undo::UndoAction;
 
 /// Everything a module may use on one host for one step.

@@ -112,6 +112,17 @@ impl Layout {
     }
 }
 
+/// What is wrong with a rendered `volumes` (the JSON text a variable gave), by the rules of
+/// [`Layout::of`]; `None`: nothing.
+pub(crate) fn layout_volumes_problem(rendered: &str) -> Option<String> {
+    let volumes: Vec<Volume> = match serde_json::from_str(rendered) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("not a list of volumes ({e})")),
+    };
+    let (i, key, why) = list_problems(&volumes).into_iter().next()?;
+    Some(format!("volume {}, `{key}`: {why}", i + 1))
+}
+
 /// What is wrong with one field's value, if anything.
 fn field_problem(key: &str, value: &str) -> Option<String> {
     match key {

@@ -26,7 +26,7 @@ use crate::modules::snapshot::human;
 use crate::overlay::Effect;
 use crate::shell::quote;
 
-pub(crate) use args::check_volumes;
+pub(crate) use args::{check_volumes, layout_volumes_problem};
 use args::{Layout, LayoutArgs};
 use decide::{decide, dev_path, mapper_path, VolumeWork, Work};
 use state::{read_state, FSTAB};
