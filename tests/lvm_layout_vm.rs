@@ -2,8 +2,10 @@
 //! device-mapper), through cutover itself and the lab inventory: plan changes nothing, apply
 //! creates tagged LVs with file systems, mounts and fstab lines, a second apply changes
 //! nothing, a grow keeps the data, a shrink and an LV cutover did not create are refused before
-//! anything changes, a failure after the layout step unwinds it, and `cutover rollback` removes
-//! what a finished run created.
+//! anything changes, a failure after the layout step unwinds it, `cutover rollback` removes
+//! what a finished run created, and an xfs volume is made and grown online.
+//!
+//! Takes about 1.5 min under TCG (measured: 72 s without the xfs part, 94 s with it).
 //!
 //! Needs the lab up (`lab/lab.sh up`, which starts the VM). Its volumes are `lt_*` under
 //! /mnt/layout-test (not the inventory's own layout, which site.yml keeps); the test removes
@@ -119,6 +121,7 @@ fn a_layout_is_planned_applied_kept_grown_refused_and_unwound_in_the_vm() {
     again_no_change_then_grow_keeps_the_data(&p, &two);
     shrink_and_untagged_lv_are_refused_untouched(&p, &two);
     a_failure_after_the_layout_unwinds_it_and_rollback_removes_it(&p);
+    xfs_is_made_and_grown_online(&p);
     vm_ok(RESTORE);
     assert_eq!(
         lvm_and_fstab(),
@@ -257,4 +260,34 @@ fn a_failure_after_the_layout_unwinds_it_and_rollback_removes_it(p: &Project) {
         backups,
         "the rollback left its fstab backup"
     );
+}
+
+/// An xfs volume (300M, mkfs.xfs's least) is made, then grown mounted (`xfs_growfs`), its
+/// data kept.
+fn xfs_is_made_and_grown_online(p: &Project) {
+    let x = |size: &str| {
+        layout_playbook(
+            &format!(
+                "          - {{ name: lt_x, size: {size}, fs: xfs, mount: /mnt/layout-test/x }}"
+            ),
+            "",
+        )
+    };
+    p.apply_text_ok(&x("300M"));
+    assert_eq!(
+        vm_ok("findmnt -rn -o FSTYPE /mnt/layout-test/x").trim(),
+        "xfs"
+    );
+    vm_ok("echo kept > /mnt/layout-test/x/data.txt && sync");
+    let size = || -> u64 {
+        vm_ok("df -B1M --output=size /mnt/layout-test/x | tail -1")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = size();
+    p.apply_text_ok(&x("320M"));
+    assert_eq!(size_of("lt_x"), 320 << 20);
+    assert!(size() > before, "xfs did not grow: {} MiB", size());
+    assert_eq!(vm_ok("cat /mnt/layout-test/x/data.txt").trim(), "kept");
 }

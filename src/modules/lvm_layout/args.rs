@@ -234,12 +234,27 @@ fn list_problems(volumes: &[Volume]) -> Vec<(usize, &'static str, String)> {
                 out.push((i, key, why));
             }
         }
+        if let Some(why) = fs_size_problem(&v.fs, &v.size) {
+            out.push((i, "size", why));
+        }
         let earlier = &volumes[..i];
         if let Some(why) = order_problem(earlier, v.name.as_str(), v.mount.as_str()) {
             out.push((i, why.0, why.1));
         }
     }
     out
+}
+
+/// The smallest XFS file system `mkfs.xfs` makes (xfsprogs 5.19 and later: "Filesystem must
+/// be larger than 300MB"; bookworm has 6.1).
+const XFS_MIN: u64 = 300 << 20;
+
+/// A size too small for the volume's file system.
+fn fs_size_problem(fs: &str, size: &str) -> Option<String> {
+    let bytes = size_bytes(size).ok()?;
+    (fs == "xfs" && bytes < XFS_MIN).then(|| {
+        format!("size `{size}` is too small for xfs: mkfs.xfs makes 300M or more (use ext4 for a smaller volume)")
+    })
 }
 
 /// A volume's name or mount point against the volumes listed before it.
@@ -328,9 +343,17 @@ pub(crate) fn check_volumes(node: &Node, what: &str, diags: &mut Diagnostics) ->
         };
         let name = text("name");
         let mount = text("mount");
-        for key in &VOLUME_KEYS[1..] {
-            if *key != "mount" {
-                text(key);
+        let size = text("size");
+        let fs = text("fs").unwrap_or_else(default_fs);
+        for key in &VOLUME_KEYS[4..] {
+            text(key);
+        }
+        if let (Some(size), Some(n)) = (size, f.get("size")) {
+            if let Some(why) = fs_size_problem(&fs, &size) {
+                diags.push(Diagnostic::new(
+                    n.pos.clone(),
+                    format!("{label}, `size`: {why}"),
+                ));
             }
         }
         if let (Some(name), Some(mount)) = (name, mount) {

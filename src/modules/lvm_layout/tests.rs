@@ -221,7 +221,7 @@ fn a_shrink_is_refused_a_grow_is_planned_and_irreversible() {
 #[test]
 fn another_file_system_on_a_volume_is_refused() {
     let xfs =
-        layout(json!([{"name": "app_install", "size": "32M", "fs": "xfs", "mount": "/opt/wiki", "mount_options": "defaults,nofail"}])).unwrap();
+        layout(json!([{"name": "app_install", "size": "300M", "fs": "xfs", "mount": "/opt/wiki", "mount_options": "defaults,nofail"}])).unwrap();
     let why = refusal(&xfs, &after_with(|_| {}));
     assert!(
         why.contains("it holds a ext4 file system, the layout asks for xfs: reformatting a volume that holds data is refused"),
@@ -330,6 +330,11 @@ fn arguments_are_checked_at_run_time_too() {
             .contains("not an octal mode")
     );
     assert!(err(json!([])).contains("the list is empty"));
+    assert!(
+        err(json!([{"name": "a", "size": "299M", "fs": "xfs", "mount": "/a"}]))
+            .contains("`size`: size `299M` is too small for xfs: mkfs.xfs makes 300M or more")
+    );
+    assert!(err(json!([{"name": "a", "size": "300M", "fs": "xfs", "mount": "/a"}])).is_empty());
     // From a variable: the rendered JSON.
     let l = layout(json!(
         "[{\"name\": \"a\", \"size\": \"8M\", \"mount\": \"/a\"}]"
