@@ -3,9 +3,10 @@
 //! creates tagged LVs with file systems, mounts and fstab lines, a second apply changes
 //! nothing, a grow keeps the data, a shrink and an LV cutover did not create are refused before
 //! anything changes, a failure after the layout step unwinds it, `cutover rollback` removes
-//! what a finished run created, and an xfs volume is made and grown online.
+//! what a finished run created, an xfs volume is made and grown online, and a plan after a step
+//! that edits fstab says the layout is unknown (not "no change").
 //!
-//! Takes about 1.5 min under TCG (measured: 72 s without the xfs part, 94 s with it).
+//! Takes about 2 min under TCG (measured 109 s; plus the wait for the lab lock).
 //!
 //! Needs the lab up (`lab/lab.sh up`, which starts the VM). Its volumes are `lt_*` under
 //! /mnt/layout-test (not the inventory's own layout, which site.yml keeps); the test removes
@@ -150,6 +151,18 @@ fn plan_changes_nothing_then_apply_lays_out(p: &Project, two: &str, initial: &st
     ] {
         assert!(plan.contains(want), "plan lacks `{want}`:\n{plan}");
     }
+    assert_eq!(lvm_and_fstab(), initial, "plan changed the VM");
+    // After a step that edits fstab, the plan cannot know what the layout will find there.
+    let edited_first = two.replace(
+        "  steps:\n",
+        "  steps:\n    - lineinfile: { path: /etc/fstab, line: \"# a comment\" }\n",
+    );
+    let plan = text(&p.run_text("plan", &edited_first));
+    assert!(
+        plan.contains("1 to change, 1 unknown")
+            && plan.contains("changes /etc/fstab or a mount point of the layout first"),
+        "{plan}"
+    );
     assert_eq!(lvm_and_fstab(), initial, "plan changed the VM");
 
     let out = p.apply_text_ok(two);
