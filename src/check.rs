@@ -285,7 +285,13 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
         if let (Some(src), Some(t)) = (template_src, templates) {
             problems.extend(t.render(src, ctx).err());
         }
-        problems.extend(arg_problems(&step.action, ctx));
+        // A step whose `when:` (on inventory values only) is false for this host never runs
+        // there: its arguments may use what only the hosts it runs on define
+        // (`when: lvm_layout is defined`).
+        if !never_runs_on(step, ctx, runtime) {
+            problems.extend(arg_problems(&step.action, ctx));
+            problems.extend(rendered_layout_problem(&step.action, ctx));
+        }
         // The way back runs at unwind time, the worst moment to find a typo in it.
         if let Undo::Custom(undo) = &step.undo {
             problems.extend(arg_problems(undo, ctx));
@@ -370,6 +376,38 @@ fn expression_problems(step: &Step, ctx: &template::Vars) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// An `lvm_layout` step's `volumes` from a variable (`"{{ x.volumes | json_encode() }}"`),
+/// rendered for the host and checked by the rules `check` applies to a written list.
+fn rendered_layout_problem(action: &Action, ctx: &template::Vars) -> Option<Diagnostic> {
+    if action.module != "lvm_layout" {
+        return None;
+    }
+    let text = action.args.get("volumes")?.as_str()?;
+    if !text.contains("{{") {
+        return None;
+    }
+    let pos = action_arg_pos(action, "volumes");
+    let rendered = template::render_str(text, ctx, &pos).ok()?;
+    let why = crate::modules::layout_volumes_problem(&rendered)?;
+    Some(Diagnostic::new(
+        pos,
+        format!("`lvm_layout.volumes` as rendered: {why}"),
+    ))
+}
+
+/// Is the step's `when:` false for this host, from the inventory's values alone (no name a
+/// run registers or sets: those are known only when it runs)?
+fn never_runs_on(step: &Step, ctx: &template::Vars, runtime: &[String]) -> bool {
+    let Some(w) = &step.when else {
+        return false;
+    };
+    let vars = template::expression_variables(&w.text);
+    if vars.iter().any(|v| runtime.contains(v)) {
+        return false;
+    }
+    template::eval_bool(&w.text, ctx, &w.pos) == Ok(false)
 }
 
 /// Does the expression ask whether `var` is defined (`var is defined`, `var.x is not

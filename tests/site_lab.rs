@@ -128,7 +128,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     let (code, recap, all) = apply_site(&p);
     assert_eq!(code, Some(0), "first run failed:\n{all}");
     assert_eq!(recap["status"], "ok", "{recap}");
-    for h in ["app1", "app2", "db1", "db2", "lb", "staging"] {
+    for h in ["app1", "app2", "db1", "db2", "lb", "staging", "lvm1"] {
         assert_eq!(recap["hosts"][h]["failed"], 0, "{h}: {recap}");
         assert!(
             recap["hosts"][h].is_object(),
@@ -136,6 +136,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
         );
     }
 
+    assert_the_partition_layout_on_lvm1();
     let (page, content) = assert_the_lb_serves_pages_and_sessions(&p);
     assert_replication_carries_the_page(&page, &content);
     // Staging: its own cluster on its own database, mail disabled.
@@ -153,7 +154,7 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     let (code, recap, all) = apply_site(&p);
     assert_eq!(code, Some(0), "second run failed:\n{all}");
     let hosts = recap["hosts"].as_object().expect("recap hosts");
-    assert_eq!(hosts.len(), 6, "{recap}");
+    assert_eq!(hosts.len(), 7, "{recap}");
     for (h, r) in hosts {
         assert_eq!(r["failed"], 0, "{h}: {recap}");
         assert_eq!(
@@ -161,6 +162,34 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
             0,
             "second run changed something on {h}: {:#?}",
             changed_steps(&all)
+        );
+    }
+}
+
+/// The inventory's `lvm_layout` on lvm1 (the only host with a volume group): each volume an LV
+/// tagged `cutover-layout`, mounted where the layout says, in fstab.
+fn assert_the_partition_layout_on_lvm1() {
+    let o = common::lvm1_ssh(
+        "export LC_ALL=C; lvs --noheadings -o lv_name,lv_tags vg0; findmnt -rn -o TARGET,SOURCE; cat /etc/fstab",
+    );
+    let out = text(&o.stdout);
+    for (lv, mount) in [
+        ("app_install", "/opt/wiki"),
+        ("app_home", "/var/lib/wiki"),
+        ("mysql", "/var/lib/mysql"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [lv, "cutover-layout"]),
+            "{lv} not tagged:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("{mount} /dev/mapper/vg0-{lv}\n")),
+            "{lv} not mounted at {mount}:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("/dev/vg0/{lv} {mount} ext4 defaults,nofail 0 2\n")),
+            "{lv} not in fstab:\n{out}"
         );
     }
 }

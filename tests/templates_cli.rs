@@ -191,3 +191,45 @@ fn a_render_that_would_fill_memory_stops_with_an_error() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+/// A step guarded by `when: x is defined` uses `x` in its arguments; on a host without `x` it
+/// never runs, so `check` does not call `x` undefined there. A `when:` true on the host still
+/// has its arguments checked (an undefined name in them is an error at its position), and a
+/// `when:` on a name a run registers keeps them checked on every host.
+#[test]
+fn arguments_of_a_step_whose_when_is_false_on_a_host_are_not_checked_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = "hosts:\n  a:\n    address: 10.0.0.1\n    vars:\n      layout: { vg: vg0 }\n  b:\n    address: 10.0.0.2\n";
+    std::fs::write(dir.path().join("inv.yml"), inv).unwrap();
+    let guarded = "- hosts: all\n  steps:\n    - debug: { msg: \"{{ layout.vg }}\" }\n      when: layout is defined\n";
+    std::fs::write(dir.path().join("guarded.yml"), guarded).unwrap();
+    let (rc, out, err) = cutover(dir.path(), &["check", "-i", "inv.yml", "guarded.yml"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    // True on `a`: its arguments are rendered there, and a typo is found.
+    let typo = guarded.replace("{{ layout.vg }}", "{{ layout.vg }}/{{ layuot }}");
+    std::fs::write(dir.path().join("typo.yml"), typo).unwrap();
+    let (rc, _, err) = cutover(dir.path(), &["check", "-i", "inv.yml", "typo.yml"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("undefined variable `layuot`"), "{err}");
+    assert!(err.contains("typo.yml:3:41"), "{err}");
+    assert!(err.contains("host a"), "{err}");
+    assert!(!err.contains("host b"), "{err}");
+    // Without the guard, `b` lacks `layout`.
+    let unguarded = guarded.replace("      when: layout is defined\n", "");
+    std::fs::write(dir.path().join("unguarded.yml"), unguarded).unwrap();
+    let (rc, _, err) = cutover(dir.path(), &["check", "-i", "inv.yml", "unguarded.yml"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("undefined variable `layout`") && err.contains("host b"),
+        "{err}"
+    );
+    // A `when:` on a registered result is known only at run time: arguments stay checked.
+    let registered = "- hosts: all\n  steps:\n    - command: \"true\"\n      register: r\n    - debug: { msg: \"{{ layout.vg }}\" }\n      when: r.rc == 1\n";
+    std::fs::write(dir.path().join("registered.yml"), registered).unwrap();
+    let (rc, _, err) = cutover(dir.path(), &["check", "-i", "inv.yml", "registered.yml"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("undefined variable `layout`") && err.contains("host b"),
+        "{err}"
+    );
+}

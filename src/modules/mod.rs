@@ -17,6 +17,7 @@ mod group;
 pub mod http_check;
 pub mod lb_member;
 mod lineinfile;
+mod lvm_layout;
 mod maintenance;
 pub mod mysql;
 mod package;
@@ -39,6 +40,7 @@ use crate::transport::{Become, HostConn};
 
 use contract::{registry, Module};
 pub use files::sha256_hex;
+pub(crate) use lvm_layout::{check_volumes, layout_volumes_problem};
 pub use undo::UndoAction;
 
 /// Everything a module may use on one host for one step.
@@ -209,6 +211,7 @@ registry! {
     control::Approve,
     snapshot::Snapshot,
     snapshot::SnapshotUsage,
+    lvm_layout::LvmLayout,
     sync::TreeSync,
     mysql::MysqlFacts,
     write_mark::WriteMark,
@@ -294,6 +297,7 @@ mod tests {
         "approve",
         "snapshot",
         "snapshot_usage",
+        "lvm_layout",
         "sync",
         "mysql_facts",
         "write_mark",
@@ -312,7 +316,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 26);
+        assert_eq!(names.len(), 27);
         assert_eq!(names[..3], ["command", "shell", "copy"]);
         assert_eq!(
             spec::find("mysql_query").map(|s| s.free_form),

@@ -21,6 +21,9 @@ pub enum ArgType {
     /// A host name or IP address that reaches an ssh command line on a host
     /// (`crate::ssh_args::address_problem`).
     Address,
+    /// The volumes of an `lvm_layout` step: a list of `{name, size, fs, mount, …}` (checked
+    /// item by item, `lvm_layout::check_volumes`), or a template that renders one.
+    Volumes,
     /// An expression evaluated per host (like `when:`).
     Expr,
     /// A list of expressions, or one.

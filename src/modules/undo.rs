@@ -7,6 +7,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::lvm_layout::RemoveLayout;
 use super::ModCtx;
 use crate::shell::quote;
 
@@ -45,6 +46,8 @@ pub enum UndoAction {
     RestoreGroup(super::group::RestoreGroup),
     /// Roll volumes back to the snapshot set a step created (the undo of `snapshot`).
     SnapshotMerge(super::snapshot::MergeSpec),
+    /// Unmount and remove the volumes an `lvm_layout` step created, with their fstab lines.
+    RemoveLayout(super::lvm_layout::RemoveLayout),
     /// Put back the tree a `sync` replaced (kept as `backup`), or remove the one it created.
     SyncRestore(super::sync::SyncRestore),
     /// Run a step the author declared with `undo:`.
@@ -93,6 +96,7 @@ impl UndoAction {
                 m.backend
             ),
             UndoAction::SyncRestore(u) => u.describe(),
+            UndoAction::RemoveLayout(u) => u.describe(),
             UndoAction::Step { module, .. } => format!("run {module} (declared undo)"),
             UndoAction::Rerun { what, .. } => what.clone(),
         }
@@ -161,6 +165,7 @@ impl UndoAction {
             UndoAction::RestoreGroup(u) => u.script(),
             UndoAction::SnapshotMerge(m) => return super::snapshot::undo_merge(m, ctx).await,
             UndoAction::SyncRestore(u) => u.script(),
+            UndoAction::RemoveLayout(u) => u.script(),
             UndoAction::Step { module, args } | UndoAction::Rerun { module, args, .. } => {
                 let probe = super::probe(module, args, ctx).await?;
                 let out = super::apply(module, args, &probe, ctx).await?;
@@ -209,6 +214,7 @@ impl UndoAction {
                 .get("restore_from")
                 .and_then(|v| v.as_str())
                 .map(|b| format!("backup {b}")),
+            UndoAction::RemoveLayout(u) => u.fstab_backup.as_ref().map(|b| format!("backup {b}")),
             UndoAction::SnapshotMerge(m) => Some(format!(
                 "snapshot set {} ({}: {})",
                 m.name,
@@ -249,6 +255,13 @@ impl UndoAction {
                     format!("removed backup {backup}"),
                 )
             }
+            UndoAction::RemoveLayout(RemoveLayout {
+                fstab_backup: Some(backup),
+                ..
+            }) => (
+                format!("rm -f -- {}", quote(backup)),
+                format!("removed backup {backup}"),
+            ),
             UndoAction::SnapshotMerge(m) => {
                 let mut args = serde_json::Map::new();
                 args.insert("backend".into(), m.backend.clone().into());
@@ -367,6 +380,7 @@ mod tests {
             UndoAction::RemoveGroup(u) => u.script(),
             UndoAction::RestoreGroup(u) => u.script(),
             UndoAction::SyncRestore(u) => u.script(),
+            UndoAction::RemoveLayout(u) => u.script(),
             other => panic!("{other:?}"),
         };
         assert_eq!(

@@ -810,6 +810,7 @@ fn check_arg(
             Value::Seq(items) => items.iter().all(|i| read_expr(i, &what, diags).is_some()),
             _ => read_expr(v, &what, diags).is_some(),
         },
+        ArgType::Volumes => crate::modules::check_volumes(v, &what, diags),
         ArgType::Any => true,
     }
 }

@@ -403,7 +403,12 @@ async fn apply_content(step: &ContentStep<'_>, probe: &Probe, ctx: &ModCtx<'_>) 
 /// steps of one run writing the same file keep one backup each (the second does not replace
 /// the first's, and the unwind, newest first, ends at the original).
 pub(crate) fn write_backup(dest: &str, run_id: &str, old: &Stat) -> String {
-    match old.sha256.as_deref() {
+    backup_name(dest, run_id, old.sha256.as_deref())
+}
+
+/// As [`write_backup`], from the old content's SHA-256 (when known).
+pub(crate) fn backup_name(dest: &str, run_id: &str, sha: Option<&str>) -> String {
+    match sha {
         Some(sha) => format!("{dest}.cutover-{run_id}-{}~", &sha[..12.min(sha.len())]),
         None => format!("{dest}.cutover-{run_id}~"),
     }

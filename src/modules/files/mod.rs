@@ -12,7 +12,9 @@ mod look;
 mod tests;
 
 pub use content::content_diff;
-pub(crate) use content::{file_written, pending_content_undo, write_file, Copy, Template};
+pub(crate) use content::{
+    backup_name, file_written, pending_content_undo, write_file, Copy, Template,
+};
 pub(crate) use file::File;
 pub use look::sha256_hex;
 pub(crate) use look::{attr_changes, dir_exists, look, parent_of, Looked, Stat, WantedAttrs};

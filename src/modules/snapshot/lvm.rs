@@ -17,66 +17,66 @@ use crate::modules::{ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(super) struct Lv {
+pub(crate) struct Lv {
     #[serde(default)]
-    pub(super) lv_name: String,
+    pub(crate) lv_name: String,
     #[serde(default)]
-    pub(super) vg_name: String,
+    pub(crate) vg_name: String,
     #[serde(default)]
-    pub(super) lv_attr: String,
+    pub(crate) lv_attr: String,
     #[serde(default)]
-    pub(super) origin: String,
+    pub(crate) origin: String,
     #[serde(default)]
-    pub(super) lv_size: String,
+    pub(crate) lv_size: String,
     #[serde(default)]
-    pub(super) snap_percent: String,
+    pub(crate) snap_percent: String,
     #[serde(default)]
-    pub(super) lv_merging: String,
+    pub(crate) lv_merging: String,
     #[serde(default)]
-    pub(super) lv_snapshot_invalid: String,
+    pub(crate) lv_snapshot_invalid: String,
     #[serde(default)]
-    pub(super) lv_tags: String,
+    pub(crate) lv_tags: String,
 }
 
 impl Lv {
     fn attr(&self, i: usize) -> char {
         self.lv_attr.chars().nth(i).unwrap_or('-')
     }
-    fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.lv_size.parse().unwrap_or(0)
     }
-    pub(super) fn invalid(&self) -> bool {
+    pub(crate) fn invalid(&self) -> bool {
         self.attr(4) == 'I' || self.attr(4) == 'S' || self.lv_snapshot_invalid == "1"
     }
-    pub(super) fn merging(&self) -> bool {
+    pub(crate) fn merging(&self) -> bool {
         self.attr(0) == 'S' || self.lv_merging == "1"
     }
-    pub(super) fn percent(&self) -> Option<f64> {
+    pub(crate) fn percent(&self) -> Option<f64> {
         self.snap_percent.parse().ok()
     }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub(super) struct Vg {
+pub(crate) struct Vg {
     #[serde(default)]
-    pub(super) vg_name: String,
+    pub(crate) vg_name: String,
     #[serde(default)]
-    pub(super) vg_free: String,
+    pub(crate) vg_free: String,
     #[serde(default)]
-    pub(super) vg_extent_size: String,
+    pub(crate) vg_extent_size: String,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Report {
-    pub(super) report: Vec<Section>,
+pub(crate) struct Report {
+    pub(crate) report: Vec<Section>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Section {
+pub(crate) struct Section {
     #[serde(default)]
-    pub(super) lv: Vec<Lv>,
+    pub(crate) lv: Vec<Lv>,
     #[serde(default)]
-    pub(super) vg: Vec<Vg>,
+    pub(crate) vg: Vec<Vg>,
 }
 
 const SEP: &str = "@@cutover-snapshot@@";
@@ -111,7 +111,7 @@ fn vgs_of(volumes: &[SnapVolume]) -> Vec<String> {
     v
 }
 
-pub(super) fn parse_report(text: &str) -> Result<Report> {
+pub(crate) fn parse_report(text: &str) -> Result<Report> {
     let mut r: Report = serde_json::from_str(text.trim())
         .with_context(|| format!("unexpected lvm report: {}", text.trim()))?;
     for s in &mut r.report {
@@ -192,13 +192,35 @@ pub(super) fn parse_size(s: &str) -> Result<Size> {
             .with_context(|| format!("snapshot size `{s}`: the percentage must be 1-100"))?;
         return Ok(Size::PercentOrigin(v));
     }
+    match size_bytes(t) {
+        Ok(b) => Ok(Size::Bytes(b)),
+        Err(SizeError::NotANumber) => {
+            bail!("snapshot size `{s}`: expected N%ORIGIN or a size like 2G, 512M, 8M")
+        }
+        Err(SizeError::Unit(unit)) => {
+            bail!("snapshot size `{s}`: unknown unit `{unit}` (use K, M, G, T or N%ORIGIN)")
+        }
+        Err(SizeError::Zero) => bail!("snapshot size `{s}` is zero"),
+    }
+}
+
+/// Why a text is not a size [`size_bytes`] reads.
+#[derive(Debug, PartialEq)]
+pub(crate) enum SizeError {
+    NotANumber,
+    Unit(String),
+    Zero,
+}
+
+/// A size as `lvcreate -L` reads it, in bytes: a number and a unit (K, M, G, T, binary; S:
+/// 512-byte sectors; B: bytes; none: MiB, lvcreate's default), case-insensitive.
+pub(crate) fn size_bytes(t: &str) -> std::result::Result<u64, SizeError> {
+    let t = t.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().with_context(|| {
-        format!("snapshot size `{s}`: expected N%ORIGIN or a size like 2G, 512M, 8M")
-    })?;
+    let n: f64 = num.parse().map_err(|_| SizeError::NotANumber)?;
     let mult: u64 = match unit.to_ascii_lowercase().trim_end_matches('b') {
         "" if unit.eq_ignore_ascii_case("b") => 1,
         "" | "m" | "mi" => 1 << 20, // lvcreate -L without a unit means MiB
@@ -206,16 +228,15 @@ pub(super) fn parse_size(s: &str) -> Result<Size> {
         "g" | "gi" => 1 << 30,
         "t" | "ti" => 1 << 40,
         "s" => 512,
-        _ => bail!("snapshot size `{s}`: unknown unit `{unit}` (use K, M, G, T or N%ORIGIN)"),
+        _ => return Err(SizeError::Unit(unit.to_string())),
     };
-    let bytes = (n * mult as f64).ceil() as u64;
-    if bytes == 0 {
-        bail!("snapshot size `{s}` is zero");
+    match (n * mult as f64).ceil() as u64 {
+        0 => Err(SizeError::Zero),
+        bytes => Ok(bytes),
     }
-    Ok(Size::Bytes(bytes))
 }
 
-fn round_up(n: u64, to: u64) -> u64 {
+pub(crate) fn round_up(n: u64, to: u64) -> u64 {
     if to == 0 {
         n
     } else {
@@ -241,7 +262,7 @@ fn size_args(size: Size, need: u64) -> String {
     }
 }
 
-fn human(b: u64) -> String {
+pub(crate) fn human(b: u64) -> String {
     let mib = b as f64 / (1u64 << 20) as f64;
     if mib >= 1024.0 {
         format!("{b} bytes ({:.2} GiB)", mib / 1024.0)

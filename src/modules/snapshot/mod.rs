@@ -21,5 +21,6 @@ mod usage;
 
 pub use args::{MergeSpec, SnapVolume};
 pub use lvm::{fill_of_report, snapshot_fill, SnapshotFill};
+pub(crate) use lvm::{human, parse_report, round_up, size_bytes, Lv, SizeError, Vg};
 pub(crate) use set::{undo_merge, Snapshot};
 pub(crate) use usage::SnapshotUsage;
