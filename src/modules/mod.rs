@@ -13,6 +13,7 @@ mod cluster_safety;
 mod command;
 mod control;
 mod files;
+mod git_overlay;
 mod group;
 pub mod http_check;
 pub mod lb_member;
@@ -197,6 +198,7 @@ registry! {
     files::Copy,
     files::Template,
     files::File,
+    git_overlay::GitOverlay,
     lineinfile::LineInFile,
     package::Package,
     service::Service,
@@ -282,6 +284,7 @@ mod tests {
         "copy",
         "template",
         "file",
+        "git_overlay",
         "lineinfile",
         "package",
         "service",
@@ -312,7 +315,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 26);
+        assert_eq!(names.len(), 27);
         assert_eq!(names[..3], ["command", "shell", "copy"]);
         assert_eq!(
             spec::find("mysql_query").map(|s| s.free_form),

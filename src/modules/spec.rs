@@ -18,6 +18,11 @@ pub enum ArgType {
     /// A file mode, as a quoted octal string ("0644") or symbolic ("u+rwx"): an unquoted
     /// 0644 is the number 644 in YAML 1.2, which is never what an admin meant.
     Mode,
+    /// A file mode as an octal string only ("0644"): for modules that compute with it.
+    OctalMode,
+    /// A commit pinned by its full id (40 hexadecimal digits): a branch or tag name moves, a
+    /// pinned commit does not, so the tree a reviewer read is the tree that lands.
+    CommitId,
     /// A host name or IP address that reaches an ssh command line on a host
     /// (`crate::ssh_args::address_problem`).
     Address,
@@ -26,6 +31,30 @@ pub enum ArgType {
     /// A list of expressions, or one.
     ExprList,
     Any,
+}
+
+impl ArgType {
+    /// What is wrong with `value` as an argument of this type, for the types whose text has a
+    /// form (`check` says it where the value is written, or where a template renders it).
+    pub fn text_problem(self, value: &str) -> Option<String> {
+        let octal =
+            |s: &str| (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match self {
+            ArgType::OctalMode if !octal(value) => Some(format!(
+                "`{}` is not an octal file mode; expected one like \"0644\" (a symbolic mode cannot be combined with the executable bit git records)",
+                crate::diag::one_line(value)
+            )),
+            ArgType::CommitId
+                if !(value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit())) =>
+            {
+                Some(format!(
+                    "`{}` is not a commit id; expected the full 40-hex id of a commit (a branch or tag name moves; pin the commit that was reviewed)",
+                    crate::diag::one_line(value)
+                ))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
