@@ -376,11 +376,18 @@ pub(crate) struct LookFor<'a> {
     pub unless_sha: Option<&'a str>,
 }
 
-/// As [`look`] for many paths in one round trip (on the host as it is now: a plan whose
-/// earlier steps touch these paths looks at them one by one instead). Content comes back
+/// As [`look`] for many paths in one round trip (on the host as it is now: in a plan whose
+/// earlier steps touch any of these paths or their directories, one by one as `look` sees
+/// them). Content comes back
 /// base64-encoded, one line per file, so the files' bytes cannot be mistaken for the framing.
 pub(crate) async fn look_many(ctx: &ModCtx<'_>, paths: &[LookFor<'_>]) -> Result<Vec<Looked>> {
-    if ctx.overlay().is_some() {
+    use crate::overlay::Seen;
+    let planned = ctx.overlay().is_some_and(|o| {
+        paths
+            .iter()
+            .any(|p| o.path(p.path) != Seen::Host || o.path(&parent_of(p.path)) != Seen::Host)
+    });
+    if planned {
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
             out.push(look_unless(ctx, p.path, p.want_content, p.unless_sha).await?);
