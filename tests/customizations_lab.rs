@@ -2,9 +2,9 @@
 //! repo host serves (`http://repo:8080/customizations.git`, built by lab/lib/repo.sh, two
 //! commits), pinned in inventory/lab.yml, laid over an install dir on app1.
 //!
-//! The install dir here is a scratch copy under /tmp on app1 (the release's real
-//! `conf/logging.properties` and `bin/setenv.sh`), so the test neither depends on nor changes
-//! what `site.yml` left in /opt/wiki. One test, in order: the plan shows the diffs and writes
+//! The install dir here is a scratch one under /tmp on app1 (release 1.0.0's
+//! `conf/logging.properties` and `bin/setenv.sh`, from its bundle), so the test neither depends
+//! on nor changes what `site.yml` left in /opt/wiki. One test, in order: the plan shows the diffs and writes
 //! nothing; the apply lays the pinned tree (content, owner, mode on the host), not the newer
 //! commit's; a second apply changes nothing; a failure after the step unwinds it (replaced
 //! file back, added files and directories gone), both from a bare install dir and from one at
@@ -52,15 +52,16 @@ fn playbook(dest: &str, after: &str) -> String {
 const FAIL_AFTER: &str =
     "    - name: Something later fails\n      fail: { msg: later step failed }\n";
 
-/// A scratch install dir on app1 with two files of the release: one the customizations
+/// A scratch install dir on app1 with two files of release 1.0.0 as its bundle has them (not
+/// as /opt/wiki has them: `site.yml` lays the customizations there): one the customizations
 /// replace, one they leave alone.
 fn fresh_install(dest: &str) {
     lab_ssh_ok(
         HOST,
         &format!(
-            "set -e; rm -rf {dest}; mkdir -p {dest}/conf {dest}/bin; \
-             cp -p /opt/wiki/wiki-1.0.0/conf/logging.properties {dest}/conf/; \
-             cp -p /opt/wiki/wiki-1.0.0/bin/setenv.sh {dest}/bin/"
+            "set -e; rm -rf {dest}; mkdir -p {dest}; \
+             tar -xzf /opt/wiki/dist/wiki-1.0.0.tar.gz -C {dest} --strip-components=1 \
+             wiki-1.0.0/conf/logging.properties wiki-1.0.0/bin/setenv.sh"
         ),
     );
 }
@@ -224,22 +225,17 @@ fn apply_lays_the_pinned_tree_then_changes_nothing(p: &Project, dest: &str) {
              webapps/ROOT/custom/banner.html; test ! -e webapps/ROOT/custom/contact.txt && echo no-contact"
         ),
     );
-    let setenv = lab_ssh_ok(
-        HOST,
-        "stat -c '%U:%G %a' /opt/wiki/wiki-1.0.0/bin/setenv.sh",
-    );
     assert_eq!(
         attrs.trim(),
         format!(
             "conf/logging.properties root:wiki 640\n\
-             bin/setenv.sh {}\n\
+             bin/setenv.sh root:root 755\n\
              bin/wiki-healthcheck.sh root:wiki 750\n\
              webapps root:wiki 750\n\
              webapps/ROOT root:wiki 750\n\
              webapps/ROOT/custom root:wiki 750\n\
              webapps/ROOT/custom/banner.html root:wiki 640\n\
-             no-contact",
-            setenv.trim()
+             no-contact"
         )
     );
     for f in [
