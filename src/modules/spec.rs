@@ -23,6 +23,10 @@ pub enum ArgType {
     /// A commit pinned by its full id (40 hexadecimal digits): a branch or tag name moves, a
     /// pinned commit does not, so the tree a reviewer read is the tree that lands.
     CommitId,
+    /// A repository git fetches (a URL or a path), which git must not read as an option.
+    RepoUrl,
+    /// A path that must be absolute (a step that lays files under it).
+    AbsPath,
     /// A host name or IP address that reaches an ssh command line on a host
     /// (`crate::ssh_args::address_problem`).
     Address,
@@ -52,8 +56,30 @@ impl ArgType {
                     crate::diag::one_line(value)
                 ))
             }
+            ArgType::RepoUrl => repo_problem(value),
+            ArgType::AbsPath if !value.starts_with('/') => Some(format!(
+                "`{}` is not an absolute path",
+                crate::diag::one_line(value)
+            )),
             _ => None,
         }
+    }
+}
+
+/// What is wrong with a repository URL that git would read as something else (an option, a
+/// second argument).
+fn repo_problem(repo: &str) -> Option<String> {
+    if repo.is_empty() {
+        Some("the repository URL is empty".into())
+    } else if repo.starts_with('-') {
+        Some(format!(
+            "`{}` starts with `-` (git would read it as an option)",
+            crate::diag::one_line(repo)
+        ))
+    } else if repo.chars().any(char::is_control) {
+        Some("the repository URL has a control character".into())
+    } else {
+        None
     }
 }
 

@@ -762,7 +762,7 @@ fn check_arg(
             }
             _ => fail(diags, "a quoted mode like \"0644\""),
         },
-        ArgType::OctalMode | ArgType::CommitId => {
+        ArgType::OctalMode | ArgType::CommitId | ArgType::RepoUrl | ArgType::AbsPath => {
             check_formed_text(spec, name, ty, choices, v, diags)
         }
         ArgType::Address => match &v.value {
@@ -802,7 +802,9 @@ fn check_formed_text(
     let what = format!("{}.{}", spec.name, name);
     let expected = match ty {
         ArgType::OctalMode => "a quoted octal mode like \"0644\"",
-        _ => "a quoted commit id (40 hexadecimal digits)",
+        ArgType::CommitId => "a quoted commit id (40 hexadecimal digits)",
+        ArgType::RepoUrl => "a repository URL or path",
+        _ => "an absolute path",
     };
     match &v.value {
         Value::Str(s) => match ty.text_problem(s) {

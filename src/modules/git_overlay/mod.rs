@@ -65,7 +65,9 @@ impl GitOverlayArgs {
         let spec = &GitOverlay::SPEC;
         for a in spec.args {
             let value = match a.name {
+                "repo" => Some(self.repo.as_str()),
                 "version" => Some(self.version.as_str()),
+                "dest" => Some(self.dest.as_str()),
                 "mode" => self.mode.as_deref(),
                 "directory_mode" => self.directory_mode.as_deref(),
                 _ => None,
@@ -73,15 +75,6 @@ impl GitOverlayArgs {
             if let Some(why) = value.and_then(|v| a.ty.text_problem(v)) {
                 bail!("git_overlay.{}: {why}", a.name);
             }
-        }
-        if let Some(why) = repo_problem(&self.repo) {
-            bail!("git_overlay.repo: {why}");
-        }
-        if !self.dest.starts_with('/') {
-            bail!(
-                "git_overlay.dest: `{}` is not an absolute path",
-                crate::diag::one_line(&self.dest)
-            );
         }
         let dest = match self.dest.trim_end_matches('/') {
             "" => "/".to_string(),
@@ -97,23 +90,6 @@ impl GitOverlayArgs {
             directory_mode: self.directory_mode.as_deref(),
         })
     }
-}
-
-/// What is wrong with a repository URL that git would read as something else.
-fn repo_problem(repo: &str) -> Option<String> {
-    if repo.is_empty() {
-        return Some("the repository URL is empty".into());
-    }
-    if repo.starts_with('-') {
-        return Some(format!(
-            "`{}` starts with `-` (git would read it as an option)",
-            crate::diag::one_line(repo)
-        ));
-    }
-    if repo.chars().any(char::is_control) {
-        return Some("the repository URL has a control character".into());
-    }
-    None
 }
 
 impl Overlay<'_> {
@@ -459,9 +435,9 @@ impl Module for GitOverlay {
     const SPEC: ModuleSpec = ModuleSpec {
         name: "git_overlay",
         args: &[
-            req("repo", T::Str),
+            req("repo", T::RepoUrl),
             req("version", T::CommitId),
-            req("dest", T::Path),
+            req("dest", T::AbsPath),
             arg("owner", T::Str),
             arg("group", T::Str),
             arg("mode", T::OctalMode),
