@@ -304,7 +304,7 @@ impl Findings {
             parts.push(format!("{attrs} with new owner/group/mode"));
         }
         if !self.mkdirs.is_empty() {
-            parts.push(format!("{} new directories", self.mkdirs.len()));
+            parts.push(new_dirs(self.mkdirs.len()));
         }
         format!(
             "lay commit {} over {} ({})",
@@ -354,6 +354,13 @@ impl Findings {
     }
 }
 
+fn new_dirs(n: usize) -> String {
+    match n {
+        1 => "1 new directory".into(),
+        n => format!("{n} new directories"),
+    }
+}
+
 /// The way back of a `git_overlay` step: each file's own (a replaced file restored from its
 /// backup, an added one removed, attributes set back), newest first, then the directories it
 /// created, deepest first. Safe to run when the step was cut off half way: a backup that was
@@ -369,11 +376,11 @@ pub struct OverlayUndo {
 impl OverlayUndo {
     pub fn describe(&self) -> String {
         format!(
-            "put back {} file(s) under {} as before commit {} (and remove {} new directories)",
+            "put back {} file(s) under {} as before commit {} (and remove {})",
             self.files.len(),
             self.dest,
             &self.commit[..12.min(self.commit.len())],
-            self.dirs.len()
+            new_dirs(self.dirs.len())
         )
     }
 

@@ -365,7 +365,7 @@ fn the_way_back_is_known_from_the_probe_before_anything_is_written() {
     };
     assert_eq!(
         found.summary(),
-        "lay commit f71622737a3b over /opt/w (1 added, 1 replaced, 1 new directories)"
+        "lay commit f71622737a3b over /opt/w (1 added, 1 replaced, 1 new directory)"
     );
     let u = found.undo("r1");
     assert_eq!(
