@@ -57,6 +57,7 @@ cmd_up() {
   timed "containers started" up_containers
   timed "repo http server" start_http
   timed "app bundles" ensure_app_bundles
+  timed "customizations repository" ensure_customizations_repo
   local names=()
   mapfile -t names < <(lab_host_names)
   timed "sshd listening" wait_ssh_port 90 "${names[@]}"
@@ -211,6 +212,13 @@ cmd_status() {
   pid=$(pid_from_file "$RUN_DIR/http.pid")
   if alive "$pid"; then printf 'repo http server     pid %s http://repo:%s/\n' "$pid" "$REPO_PORT"; else
     printf 'repo http server     DOWN\n'
+    ok=1
+  fi
+  if [[ -f $STATE/www/customizations.git/info/refs ]]; then
+    printf 'customizations git   http://repo:%s/customizations.git (main %s)\n' "$REPO_PORT" \
+      "$(awk '$2 == "refs/heads/main" { print substr($1, 1, 12) }' "$STATE/www/customizations.git/info/refs")"
+  else
+    printf 'customizations git   MISSING\n'
     ok=1
   fi
   if is_mounted "$STATE/btrfs"; then printf 'btrfs volumes        mounted at %s\n' "$STATE/btrfs"; else

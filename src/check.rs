@@ -311,12 +311,30 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
 }
 
 /// `{{ }}` values of a module's arguments rendered for one host.
+/// An argument whose type has a form (a pinned commit id, an octal mode) is checked as rendered
+/// too: a branch name in the inventory is found by `check`, not in the maintenance window.
 fn arg_problems(action: &Action, ctx: &template::Vars) -> Vec<Diagnostic> {
+    let spec = crate::modules::spec::find(&action.module);
     let mut out = Vec::new();
     for (name, value) in &action.args {
+        let ty = spec
+            .and_then(|m| m.args.iter().find(|a| a.name == name))
+            .map(|a| a.ty);
         for s in strings_in(value) {
-            if s.contains("{{") || s.contains("{%") {
-                out.extend(template::render_str(s, ctx, &action_arg_pos(action, name)).err());
+            if !(s.contains("{{") || s.contains("{%")) {
+                continue;
+            }
+            let pos = action_arg_pos(action, name);
+            match template::render_str(s, ctx, &pos) {
+                Err(d) => out.push(d),
+                Ok(rendered) => {
+                    if let Some(why) = ty.and_then(|t| t.text_problem(rendered.trim())) {
+                        out.push(Diagnostic::new(
+                            pos,
+                            format!("`{}.{name}` as rendered: {why}", action.module),
+                        ));
+                    }
+                }
             }
         }
     }

@@ -5,10 +5,11 @@
 # main-job announces is what the lab then installs (install through lab/lib/apt.sh).
 
 # The lab of containers: debootstrap, nspawn, btrfs volumes, the apt repository, the
-# controller's ssh, the repo's HTTP server, GNU time for the streaming tests' peak memory.
+# controller's ssh, the repo's HTTP server, GNU time for the streaming tests' peak memory, git
+# (the customizations repository the lab serves, and cutover's `git_overlay` on the controller).
 LAB_HOST_PACKAGES=(
   debootstrap systemd-container btrfs-progs dpkg-dev apt-utils iproute2 openssh-client
-  curl mount python3 time
+  curl mount python3 time git
 )
 # The LVM VM (lab/vm/vm.sh): its image is built with debootstrap and mkfs.ext4 -d, run by qemu.
 VM_HOST_PACKAGES=(debootstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client)

@@ -160,3 +160,85 @@ stop_http() {
   fi
   rm -f "$STATE/run/http.pid"
 }
+
+# The installation's customizations under version control (issue #17, the runbook's "reapply
+# customizations ... with a VCS, e.g. git"): a bare repository served by the repo server at
+# http://repo:8080/customizations.git (dumb HTTP: `git update-server-info`), laid over an
+# install dir by the playbooks' `git_overlay` step. Two commits, made REPRODUCIBLE (fixed
+# names, e-mails, dates, no user or system git config), so the commit ids pinned in
+# inventory/lab.yml are the same on every machine: the inventory pins the first; the second
+# is a newer one that must not land until it is pinned.
+CUSTOMIZATIONS_COMMIT_1=f71622737a3b15c88f2e9a273dc148ebfbaa6d1d
+CUSTOMIZATIONS_COMMIT_2=f2b07a62b86f21077da0664104559cd9931174f4
+
+# git with nothing of this machine's configuration, and fixed authors and dates.
+lab_git() {
+  GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+    GIT_AUTHOR_NAME="cutover lab" GIT_AUTHOR_EMAIL=lab@cutover.invalid \
+    GIT_COMMITTER_NAME="cutover lab" GIT_COMMITTER_EMAIL=lab@cutover.invalid \
+    git "$@"
+}
+
+# Commit 1: Tomcat keeps 30 days of logs (conf/logging.properties replaced), a banner in a new
+# directory of the webapp, an executable health-check script. Commit 2: a new banner text and
+# a contact page.
+customizations_commit_1() {
+  local w=$1
+  mkdir -p "$w/conf" "$w/bin" "$w/webapps/ROOT/custom"
+  cat >"$w/conf/logging.properties" <<'PROPS'
+# Customized (customizations.git): catalina logs are kept 30 days, not 14.
+handlers = 1catalina.org.apache.juli.AsyncFileHandler, java.util.logging.ConsoleHandler
+.handlers = 1catalina.org.apache.juli.AsyncFileHandler, java.util.logging.ConsoleHandler
+
+1catalina.org.apache.juli.AsyncFileHandler.level = FINE
+1catalina.org.apache.juli.AsyncFileHandler.directory = ${catalina.base}/logs
+1catalina.org.apache.juli.AsyncFileHandler.prefix = catalina.
+1catalina.org.apache.juli.AsyncFileHandler.maxDays = 30
+1catalina.org.apache.juli.AsyncFileHandler.encoding = UTF-8
+
+java.util.logging.ConsoleHandler.level = FINE
+java.util.logging.ConsoleHandler.formatter = org.apache.juli.OneLineFormatter
+java.util.logging.ConsoleHandler.encoding = UTF-8
+PROPS
+  printf '%s\n' '<p class="banner">Lab wiki: customizations v1</p>' >"$w/webapps/ROOT/custom/banner.html"
+  printf '%s\n' '#!/bin/sh' '# Customized: is this node serving? (exit 0 when /status answers)' \
+    'exec curl -fsS --max-time 5 -o /dev/null http://localhost:8080/status' >"$w/bin/wiki-healthcheck.sh"
+  chmod 755 "$w/bin/wiki-healthcheck.sh"
+}
+
+customizations_commit_2() {
+  local w=$1
+  printf '%s\n' '<p class="banner">Lab wiki: customizations v2</p>' >"$w/webapps/ROOT/custom/banner.html"
+  printf '%s\n' 'Wiki operations: ops@lab.invalid' >"$w/webapps/ROOT/custom/contact.txt"
+}
+
+build_customizations_repo() {
+  local out=$1 w
+  w=$(mktemp -d)
+  lab_git init --quiet -b main "$w"
+  customizations_commit_1 "$w"
+  lab_git -C "$w" add -A
+  GIT_AUTHOR_DATE="2024-01-01T00:00:00Z" GIT_COMMITTER_DATE="2024-01-01T00:00:00Z" \
+    lab_git -C "$w" commit --quiet -m "Customizations: 30 days of logs, banner, health check"
+  customizations_commit_2 "$w"
+  lab_git -C "$w" add -A
+  GIT_AUTHOR_DATE="2024-02-01T00:00:00Z" GIT_COMMITTER_DATE="2024-02-01T00:00:00Z" \
+    lab_git -C "$w" commit --quiet -m "Customizations: banner v2, contact page"
+  rm -rf "$out.tmp"
+  lab_git clone --quiet --bare "$w" "$out.tmp"
+  lab_git -C "$out.tmp" update-server-info
+  rm -rf "$w" "$out"
+  mv "$out.tmp" "$out"
+}
+
+# Built at every `up` (well under a second); a commit id that differs from the pinned ones
+# means the recipe changed: update inventory/lab.yml and these ids together.
+ensure_customizations_repo() {
+  local out=$STATE/www/customizations.git got
+  mkdir -p "$STATE/www"
+  build_customizations_repo "$out"
+  got=$(lab_git -C "$out" rev-list --reverse main | tr '\n' ' ')
+  [[ $got == "$CUSTOMIZATIONS_COMMIT_1 $CUSTOMIZATIONS_COMMIT_2 " ]] ||
+    die "customizations.git has commits $got, not the pinned $CUSTOMIZATIONS_COMMIT_1 $CUSTOMIZATIONS_COMMIT_2 (update lab/lib/repo.sh and inventory/lab.yml together)"
+  log "customizations repository served: http://repo:$REPO_PORT/customizations.git (main: $CUSTOMIZATIONS_COMMIT_2)"
+}

@@ -242,6 +242,8 @@ mod drift {
             ArgType::StrList | ArgType::ExprList => json!(["x"]),
             ArgType::Map => json!({}),
             ArgType::Mode => json!("0644"),
+            ArgType::OctalMode => json!("0644"),
+            ArgType::CommitId => json!("0123456789abcdef0123456789abcdef01234567"),
             _ => json!("x"),
         }
     }

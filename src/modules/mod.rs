@@ -13,6 +13,7 @@ mod cluster_safety;
 mod command;
 mod control;
 mod files;
+mod git_overlay;
 mod group;
 pub mod http_check;
 pub mod lb_member;
@@ -199,6 +200,7 @@ registry! {
     files::Copy,
     files::Template,
     files::File,
+    git_overlay::GitOverlay,
     lineinfile::LineInFile,
     package::Package,
     service::Service,
@@ -285,6 +287,7 @@ mod tests {
         "copy",
         "template",
         "file",
+        "git_overlay",
         "lineinfile",
         "package",
         "service",

@@ -18,6 +18,15 @@ pub enum ArgType {
     /// A file mode, as a quoted octal string ("0644") or symbolic ("u+rwx"): an unquoted
     /// 0644 is the number 644 in YAML 1.2, which is never what an admin meant.
     Mode,
+    /// A file mode as an octal string only ("0644"): for modules that compute with it.
+    OctalMode,
+    /// A commit pinned by its full id (40 hexadecimal digits): a branch or tag name moves, a
+    /// pinned commit does not, so the tree a reviewer read is the tree that lands.
+    CommitId,
+    /// A repository git fetches (a URL or a path), which git must not read as an option.
+    RepoUrl,
+    /// A path that must be absolute (a step that lays files under it).
+    AbsPath,
     /// A host name or IP address that reaches an ssh command line on a host
     /// (`crate::ssh_args::address_problem`).
     Address,
@@ -29,6 +38,52 @@ pub enum ArgType {
     /// A list of expressions, or one.
     ExprList,
     Any,
+}
+
+impl ArgType {
+    /// What is wrong with `value` as an argument of this type, for the types whose text has a
+    /// form (`check` says it where the value is written, or where a template renders it).
+    pub fn text_problem(self, value: &str) -> Option<String> {
+        let octal =
+            |s: &str| (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match self {
+            ArgType::OctalMode if !octal(value) => Some(format!(
+                "`{}` is not an octal file mode; expected one like \"0644\" (a symbolic mode cannot be combined with the executable bit git records)",
+                crate::diag::one_line(value)
+            )),
+            ArgType::CommitId
+                if !(value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit())) =>
+            {
+                Some(format!(
+                    "`{}` is not a commit id; expected the full 40-hex id of a commit (a branch or tag name moves; pin the commit that was reviewed)",
+                    crate::diag::one_line(value)
+                ))
+            }
+            ArgType::RepoUrl => repo_problem(value),
+            ArgType::AbsPath if !value.starts_with('/') => Some(format!(
+                "`{}` is not an absolute path",
+                crate::diag::one_line(value)
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a repository URL that git would read as something else (an option, a
+/// second argument).
+fn repo_problem(repo: &str) -> Option<String> {
+    if repo.is_empty() {
+        Some("the repository URL is empty".into())
+    } else if repo.starts_with('-') {
+        Some(format!(
+            "`{}` starts with `-` (git would read it as an option)",
+            crate::diag::one_line(repo)
+        ))
+    } else if repo.chars().any(char::is_control) {
+        Some("the repository URL has a control character".into())
+    } else {
+        None
+    }
 }
 
 #[derive(Debug)]

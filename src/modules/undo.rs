@@ -50,6 +50,9 @@ pub enum UndoAction {
     RemoveLayout(super::lvm_layout::RemoveLayout),
     /// Put back the tree a `sync` replaced (kept as `backup`), or remove the one it created.
     SyncRestore(super::sync::SyncRestore),
+    /// Put back what a `git_overlay` step laid over a directory (each file's own way back,
+    /// newest first, then the directories it created).
+    GitOverlay(super::git_overlay::OverlayUndo),
     /// Run a step the author declared with `undo:`.
     Step {
         module: String,
@@ -97,6 +100,7 @@ impl UndoAction {
             ),
             UndoAction::SyncRestore(u) => u.describe(),
             UndoAction::RemoveLayout(u) => u.describe(),
+            UndoAction::GitOverlay(u) => u.describe(),
             UndoAction::Step { module, .. } => format!("run {module} (declared undo)"),
             UndoAction::Rerun { what, .. } => what.clone(),
         }
@@ -166,6 +170,7 @@ impl UndoAction {
             UndoAction::SnapshotMerge(m) => return super::snapshot::undo_merge(m, ctx).await,
             UndoAction::SyncRestore(u) => u.script(),
             UndoAction::RemoveLayout(u) => u.script(),
+            UndoAction::GitOverlay(u) => u.script(),
             UndoAction::Step { module, args } | UndoAction::Rerun { module, args, .. } => {
                 let probe = super::probe(module, args, ctx).await?;
                 let out = super::apply(module, args, &probe, ctx).await?;
@@ -210,6 +215,9 @@ impl UndoAction {
         match self {
             UndoAction::RestoreFile { backup, .. } => Some(format!("backup {backup}")),
             UndoAction::MovePath { from, .. } => Some(format!("{from} (kept for undo)")),
+            UndoAction::GitOverlay(u) if !u.backups().is_empty() => {
+                Some(format!("backups {}", u.backups().join(", ")))
+            }
             UndoAction::Rerun { args, .. } => args
                 .get("restore_from")
                 .and_then(|v| v.as_str())
@@ -240,6 +248,17 @@ impl UndoAction {
             UndoAction::MovePath { from, .. } => (
                 format!("rm -rf -- {}", quote(from)),
                 format!("removed {from}, kept for undo"),
+            ),
+            UndoAction::GitOverlay(u) if !u.backups().is_empty() => (
+                format!(
+                    "rm -f -- {}",
+                    u.backups()
+                        .iter()
+                        .map(|b| quote(b))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                format!("removed backups {}", u.backups().join(", ")),
             ),
             // A module that kept a backup file for its rerun-undo (lb_member's workers.properties,
             // which holds the AJP secret) names it in `restore_from`.

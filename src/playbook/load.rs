@@ -789,6 +789,9 @@ fn check_arg(
             }
             _ => fail(diags, "a quoted mode like \"0644\""),
         },
+        ArgType::OctalMode | ArgType::CommitId | ArgType::RepoUrl | ArgType::AbsPath => {
+            check_formed_text(spec, name, ty, choices, v, diags)
+        }
         ArgType::Address => match &v.value {
             Value::Str(s) => match crate::ssh_args::address_problem(s) {
                 None => true,
@@ -812,6 +815,44 @@ fn check_arg(
         },
         ArgType::Volumes => crate::modules::check_volumes(v, &what, diags),
         ArgType::Any => true,
+    }
+}
+
+/// An argument whose text has a form (`ArgType::text_problem`): an octal mode, a commit id.
+fn check_formed_text(
+    spec: &ModuleSpec,
+    name: &str,
+    ty: ArgType,
+    choices: &[&str],
+    v: &Node,
+    diags: &mut Diagnostics,
+) -> bool {
+    let what = format!("{}.{}", spec.name, name);
+    let expected = match ty {
+        ArgType::OctalMode => "a quoted octal mode like \"0644\"",
+        ArgType::CommitId => "a quoted commit id (40 hexadecimal digits)",
+        ArgType::RepoUrl => "a repository URL or path",
+        _ => "an absolute path",
+    };
+    match &v.value {
+        Value::Str(s) => match ty.text_problem(s) {
+            None => true,
+            Some(why) => {
+                diags.push(Diagnostic::new(v.pos.clone(), format!("`{what}`: {why}")));
+                false
+            }
+        },
+        // An unquoted mode is a number: the same help as for `mode:` of the files modules.
+        Value::Int(_) | Value::Float(_) if ty == ArgType::OctalMode => {
+            check_arg(spec, name, ArgType::Mode, choices, v, diags)
+        }
+        _ => {
+            diags.push(Diagnostic::new(
+                v.pos.clone(),
+                format!("`{what}` expects {expected}, found {}", v.value.kind()),
+            ));
+            false
+        }
     }
 }
 

@@ -329,20 +329,8 @@ fi"#,
             parent_dir: lines.any(|l| l == "parent-dir"),
         });
     }
-    let f: Vec<&str> = first.split('|').collect();
-    if f.len() < 5 {
-        bail!("unexpected stat output for {path}: {first}");
-    }
-    let mut st = Stat {
-        kind: f[0].to_string(),
-        owner: f[1].to_string(),
-        group: f[2].to_string(),
-        mode: format!("{:04o}", u32::from_str_radix(f[3], 8).unwrap_or(0)),
-        size: f[4].parse().unwrap_or(0),
-        sha256: None,
-        link_target: None,
-        planned_by: None,
-    };
+    let mut st = parse_stat_line(first)
+        .ok_or_else(|| anyhow::anyhow!("unexpected stat output for {path}: {first}"))?;
     for l in lines {
         if let Some(s) = l.strip_prefix("sha|") {
             st.sha256 = Some(s.to_string());
@@ -360,6 +348,148 @@ fi"#,
         content,
         parent_dir: true,
     })
+}
+
+/// `stat -c '%F|%U|%G|%a|%s'` as a [`Stat`] (no checksum, no link target yet).
+fn parse_stat_line(line: &str) -> Option<Stat> {
+    let f: Vec<&str> = line.split('|').collect();
+    if f.len() < 5 {
+        return None;
+    }
+    Some(Stat {
+        kind: f[0].to_string(),
+        owner: f[1].to_string(),
+        group: f[2].to_string(),
+        mode: format!("{:04o}", u32::from_str_radix(f[3], 8).unwrap_or(0)),
+        size: f[4].parse().unwrap_or(0),
+        sha256: None,
+        link_target: None,
+        planned_by: None,
+    })
+}
+
+/// One path of [`look_many`]: where, and, for a file whose content is wanted for a diff, the
+/// SHA-256 it should have (its content is not sent when it has it already).
+pub(crate) struct LookFor<'a> {
+    pub path: &'a str,
+    pub want_content: bool,
+    pub unless_sha: Option<&'a str>,
+}
+
+/// As [`look`] for many paths in one round trip (on the host as it is now: in a plan whose
+/// earlier steps touch any of these paths or their directories, one by one as `look` sees
+/// them). Content comes back
+/// base64-encoded, one line per file, so the files' bytes cannot be mistaken for the framing.
+pub(crate) async fn look_many(ctx: &ModCtx<'_>, paths: &[LookFor<'_>]) -> Result<Vec<Looked>> {
+    use crate::overlay::Seen;
+    let planned = ctx.overlay().is_some_and(|o| {
+        paths
+            .iter()
+            .any(|p| o.path(p.path) != Seen::Host || o.path(&parent_of(p.path)) != Seen::Host)
+    });
+    if planned {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(look_unless(ctx, p.path, p.want_content, p.unless_sha).await?);
+        }
+        return Ok(out);
+    }
+    let mut script = String::from(
+        r#"look() {
+  if [ -L "$2" ] || [ -e "$2" ]; then
+    m=$(stat -c '%F|%U|%G|%a|%s' -- "$2") || exit 1
+    printf '@%s %s
+' "$1" "$m"
+    if [ -L "$2" ]; then printf 'link %s
+' "$(readlink -- "$2")"; fi
+    if [ -f "$2" ] && [ ! -L "$2" ]; then
+      set -- "$1" "$2" "$3" "$4" $(sha256sum <"$2")
+      printf 'sha %s
+' "$5"
+      if [ "$3" = 1 ] && [ "$5" != "$4" ] && [ "${m##*|}" -le "#,
+    );
+    script.push_str(&format!(
+        r#"{DIFF_LIMIT} ]; then printf 'data '; base64 -w0 -- "$2"; echo; fi
+    fi
+  else
+    case $2 in */*) d=${{2%/*}} ;; *) d=. ;; esac
+    if [ -d "${{d:-/}}" ]; then printf '@%s absent parent-dir
+' "$1"; else printf '@%s absent
+' "$1"; fi
+  fi
+}}
+"#
+    ));
+    for (i, p) in paths.iter().enumerate() {
+        script.push_str(&format!(
+            "look {i} {} {} {}
+",
+            quote(p.path),
+            u8::from(p.want_content),
+            quote(p.unless_sha.unwrap_or("-"))
+        ));
+    }
+    let out = ctx.run(&script, None).await?;
+    if !out.ok() {
+        bail!(
+            "cannot inspect {} paths: {}",
+            paths.len(),
+            out.stderr_text().trim()
+        );
+    }
+    parse_looks(&out.stdout_text(), paths.len())
+}
+
+/// The output of [`look_many`]'s script: one `@INDEX` line per path, then its checksum,
+/// link target and content lines.
+pub(crate) fn parse_looks(text: &str, n: usize) -> Result<Vec<Looked>> {
+    use base64::Engine as _;
+    let mut out: Vec<Looked> = Vec::with_capacity(n);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('@') {
+            let (i, what) = rest.split_once(' ').unwrap_or((rest, ""));
+            if i.parse::<usize>().ok() != Some(out.len()) {
+                bail!(
+                    "unexpected inspection output (path {i} after {} paths)",
+                    out.len()
+                );
+            }
+            out.push(match what.strip_prefix("absent") {
+                Some(rest) => Looked {
+                    parent_dir: rest.trim() == "parent-dir",
+                    ..Looked::default()
+                },
+                None => Looked {
+                    stat: Some(
+                        parse_stat_line(what)
+                            .ok_or_else(|| anyhow::anyhow!("unexpected stat output: {what}"))?,
+                    ),
+                    content: None,
+                    parent_dir: true,
+                },
+            });
+            continue;
+        }
+        let Some(st) = out.last_mut().and_then(|l| l.stat.as_mut()) else {
+            bail!("unexpected inspection output: {line}");
+        };
+        if let Some(sha) = line.strip_prefix("sha ") {
+            st.sha256 = Some(sha.to_string());
+        } else if let Some(t) = line.strip_prefix("link ") {
+            st.link_target = Some(t.to_string());
+        } else if let Some(d) = line.strip_prefix("data ") {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .map_err(|e| anyhow::anyhow!("unexpected file content encoding: {e}"))?;
+            if let Some(l) = out.last_mut() {
+                l.content = Some(bytes);
+            }
+        }
+    }
+    if out.len() != n {
+        bail!("inspection output ended after {} of {n} paths", out.len());
+    }
+    Ok(out)
 }
 
 fn normalize_mode(mode: &str) -> Option<String> {
@@ -428,7 +558,7 @@ pub(crate) fn planned_attrs(want: WantedAttrs<'_>, existed: bool) -> crate::over
     }
 }
 
-pub(super) fn attr_script(want: WantedAttrs<'_>, target: &str) -> String {
+pub(crate) fn attr_script(want: WantedAttrs<'_>, target: &str) -> String {
     let mut s = String::new();
     match (want.owner, want.group) {
         (Some(o), Some(g)) => s.push_str(&format!("chown -- {}:{} {target}\n", quote(o), quote(g))),

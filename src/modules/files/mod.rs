@@ -13,8 +13,13 @@ mod tests;
 
 pub use content::content_diff;
 pub(crate) use content::{
-    backup_name, file_written, pending_content_undo, write_file, Copy, Template,
+    backup_name, file_written, pending_content_undo, write_file, write_undo, Copy, Template,
 };
 pub(crate) use file::File;
+#[cfg(test)]
+pub(crate) use look::parse_looks;
 pub use look::sha256_hex;
-pub(crate) use look::{attr_changes, dir_exists, look, parent_of, Looked, Stat, WantedAttrs};
+pub(crate) use look::{
+    attr_changes, attr_script, dir_exists, look, look_many, parent_of, planned_attrs, LookFor,
+    Looked, Stat, WantedAttrs,
+};
