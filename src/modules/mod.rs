@@ -319,7 +319,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 27);
+        assert_eq!(names.len(), 28);
         assert_eq!(names[..3], ["command", "shell", "copy"]);
         assert_eq!(
             spec::find("mysql_query").map(|s| s.free_form),
