@@ -139,23 +139,31 @@ fn a_failure_after_the_release_is_staged_unwinds_it_before_any_downtime() {
     assert_back_at_v1(&before, &set, &dirs);
 }
 
-/// A root session on db1 that sleeps in a query (an admin's console left open).
-fn hold_a_session_on_db1() {
-    ssh(
-        "db1",
-        "setsid nohup mysql -e 'SELECT SLEEP(600) AS cutover_test_session' >/dev/null 2>&1 < /dev/null &",
-    );
-    for _ in 0..50 {
-        if ssh("db1", "mysql -NBe \"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(600)%'\"").trim() == "1" {
-            return;
+/// A root session on db1 that sleeps in a query (an admin's console left open), closed when
+/// dropped: a test that panics on the way must not leave it to stop the next upgrade.
+struct SessionOnDb1;
+
+impl SessionOnDb1 {
+    fn hold() -> SessionOnDb1 {
+        ssh(
+            "db1",
+            "setsid nohup mysql -e 'SELECT SLEEP(600) AS cutover_test_session' >/dev/null 2>&1 < /dev/null &",
+        );
+        let session = SessionOnDb1;
+        for _ in 0..50 {
+            if ssh("db1", "mysql -NBe \"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(600)%'\"").trim() == "1" {
+                return session;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        panic!("the test session did not open on db1");
     }
-    panic!("the test session did not open on db1");
 }
 
-fn release_the_session_on_db1() {
-    ssh("db1", "pkill -f 'cutover_test_session' || true");
+impl Drop for SessionOnDb1 {
+    fn drop(&mut self) {
+        ssh("db1", "pkill -f 'cutover_test_session' || true");
+    }
 }
 
 #[test]
@@ -166,10 +174,10 @@ fn a_client_left_on_the_master_stops_the_upgrade_and_is_named() {
     let before = db_checksums();
     let dirs = install_dirs();
     let set = unique("conns");
-    hold_a_session_on_db1();
+    let session = SessionOnDb1::hold();
     let started = std::time::Instant::now();
     let (out, ok, id) = upgrade_with(&p, &set, &["connections_wait_timeout=4"], &[]);
-    release_the_session_on_db1();
+    drop(session);
     eprintln!("refused run with its unwind: {:?}", started.elapsed());
     assert!(!ok, "a client left on the master fails the run:\n{out}");
     assert!(
