@@ -248,6 +248,12 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
     if let Some(handlers) = f.get("handlers") {
         for h in decode::sequence(handlers, "handlers", diags).unwrap_or_default() {
             if let Some(step) = read_step(h, true, diags) {
+                if let Some(lp) = &step.loop_ {
+                    diags.push(Diagnostic::new(
+                        lp.pos.clone(),
+                        "a handler runs once when notified; `loop:` is for steps",
+                    ));
+                }
                 if step.name.is_none() {
                     diags.push(Diagnostic::new(
                         step.pos.clone(),
@@ -454,6 +460,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         become_user: become_user(&f, diags),
         phase: window_phase(&f, diags),
         loop_: super::loops::read_loop(&f, diags),
+        item: None,
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()

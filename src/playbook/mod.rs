@@ -97,6 +97,8 @@ pub struct Step {
     pub phase: Option<&'static str>,
     /// `loop:` (with `loop_control:`): the step runs once per item.
     pub loop_: Option<Loop>,
+    /// An item of a looped step, as the run expands it: the variable and its value.
+    pub item: Option<(String, serde_json::Value)>,
     /// Handlers only: other names this handler answers to.
     pub listen: Vec<String>,
 }

@@ -70,19 +70,23 @@ impl Inputs {
         if !wrong_options.is_empty() {
             return Err(wrong_options);
         }
-        let looped = looped_steps(&playbook);
-        if !looped.is_empty() {
-            return Err(looped);
-        }
         let limited = match req.limit {
             Some(p) => Some(limit_hosts(&inv, p)?),
             None => None,
         };
-        let hosts = playbook
+        let hosts: Vec<Vec<String>> = playbook
             .plays
             .iter()
             .map(|play| play_hosts(&inv, play, limited.as_ref()))
             .collect();
+        let loops = playbook
+            .plays
+            .iter()
+            .enumerate()
+            .map(|(i, play)| {
+                crate::run::loops::expand(&inv, play, &hosts[i], &play_vars[i], &play_shared[i])
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Inputs {
             inv,
             templates,
@@ -91,30 +95,11 @@ impl Inputs {
                 vars: play_vars,
                 shared: play_shared,
                 hosts,
+                loops,
             },
             limited,
         })
     }
-}
-
-/// `loop:` is read and checked (`cutover check`), but plan and apply do not expand it yet:
-/// a looped step is refused before any host is touched rather than run once without its items.
-fn looped_steps(playbook: &crate::playbook::Playbook) -> Diagnostics {
-    let mut diags = Diagnostics::default();
-    let steps = playbook
-        .plays
-        .iter()
-        .flat_map(|p| p.steps.iter().chain(&p.handlers));
-    for lp in steps.filter_map(|s| s.loop_.as_ref()) {
-        diags.push(
-            Diagnostic::new(
-                lp.pos.clone(),
-                "`loop:` is checked by this version but not yet run by plan or apply",
-            )
-            .with_help("write one step per item until looped steps run"),
-        );
-    }
-    diags
 }
 
 /// The hosts a play selects, within `--limit`, in inventory order.
