@@ -730,6 +730,35 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_loop_item_is_not_run_again_and_the_next_one_is() {
+        let item = |i: u64, status: &str| {
+            let mut e = result(10 + i, "app1", status);
+            e["item"] = json!(i);
+            e
+        };
+        let state = state_of("r", &[started(), item(0, "changed"), item(1, "failed")]).unwrap();
+        let all = hosts(&["app1"]);
+        let key = |i| (3, 1, false, Some(i));
+        assert_eq!(
+            state.still_to_run(key(0), false, &all, &all),
+            Resume::On(vec![])
+        );
+        assert_eq!(
+            state.still_to_run(key(1), false, &all, &all),
+            Resume::On(all.clone())
+        );
+        assert_eq!(
+            state.still_to_run(key(2), false, &all, &all),
+            Resume::On(all.clone())
+        );
+        // The step without an item is another step: its items finishing does not finish it.
+        assert_eq!(
+            state.still_to_run((3, 1, false, None), false, &all, &all),
+            Resume::On(all)
+        );
+    }
+
+    #[test]
     fn a_run_once_step_finished_on_one_host_is_finished_for_the_batch() {
         // The kill came after app1's result: app2 has no record of the step, and must not
         // run it (it would see the JVMs this run started since).

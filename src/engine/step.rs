@@ -732,3 +732,39 @@ pub(super) fn step_mentions_facts(step: &Step) -> bool {
             .as_ref()
             .is_some_and(|w| facts::mentions_facts(&w.text))
 }
+
+#[cfg(test)]
+mod loop_register_tests {
+    use super::*;
+
+    fn item_step(value: &str) -> Step {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pb.yml");
+        std::fs::write(&path, "- hosts: all\n  steps:\n    - command: \"true\"\n").unwrap();
+        let pb = crate::playbook::load_checked(&path).unwrap();
+        let mut step = pb.plays[0].steps[0].clone();
+        step.item = Some(("dir".into(), json!(value)));
+        step
+    }
+
+    #[test]
+    fn a_looped_register_has_results_per_item_and_any_changed_or_failed() {
+        let first = with_item_result(None, &item_step("a"), Status::Changed, json!({"rc": 0}));
+        assert_eq!(
+            first,
+            json!({ "changed": true, "failed": false, "skipped": false, "results": [
+                { "rc": 0, "changed": true, "failed": false, "skipped": false, "dir": "a", "item": "a" }
+            ]})
+        );
+        let second = with_item_result(Some(first), &item_step("b"), Status::Failed, json!({}));
+        assert_eq!(second["changed"], true);
+        assert_eq!(second["failed"], true);
+        assert_eq!(second["results"][1]["item"], "b");
+        assert_eq!(second["results"][1]["changed"], false);
+        let skips = with_item_result(None, &item_step("a"), Status::Skipped, skipped().4);
+        let skips = with_item_result(Some(skips), &item_step("b"), Status::Skipped, skipped().4);
+        assert_eq!(skips["skipped"], true);
+        assert_eq!(skips["changed"], false);
+        assert_eq!(skips["results"].as_array().unwrap().len(), 2);
+    }
+}

@@ -439,6 +439,43 @@ mod tests {
     }
 
     #[test]
+    fn a_looped_step_walks_item_by_item_on_the_hosts_that_have_each_item() {
+        use crate::run::loops::Item;
+        let mut plays = plays();
+        let item = |v: &str| Item {
+            value: serde_json::json!(v),
+            label: v.to_string(),
+        };
+        // Step "three" loops: h1 over [x, y], h2 over [x, y]; h3 over nothing.
+        let by_host: BTreeMap<String, Vec<Item>> = [
+            ("h1".to_string(), vec![item("x"), item("y")]),
+            ("h2".to_string(), vec![item("x"), item("y")]),
+            ("h3".to_string(), vec![]),
+        ]
+        .into();
+        plays.loops[0].insert(2, by_host);
+        let mut mode = Recorder::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(walk(&plays, &mut mode, None));
+        let steps: Vec<&String> = mode.seen.iter().filter(|s| s.starts_with("step")).collect();
+        // h2 is lost at step "one" (the Recorder drops it), so items run on h1 only.
+        assert_eq!(
+            steps,
+            [
+                r#"step one ["h1", "h2"]"#,
+                r#"step two ["h1"]"#,
+                r#"step three (item 1/2: x) ["h1"]"#,
+                r#"step three (item 2/2: y) ["h1"]"#,
+                r#"step one ["h3"]"#,
+                r#"step two ["h3"]"#,
+                r#"step four ["h3"]"#,
+            ]
+        );
+    }
+
+    #[test]
     fn a_run_once_step_runs_on_the_first_host() {
         let hosts = ["a", "b"].map(String::from);
         let pb = plays().playbook;
