@@ -112,3 +112,62 @@ fn an_unwind_undoes_the_items_newest_first() {
     assert!(at("item 3/3: c") < at("item 2/3: b"), "{out}");
     assert!(at("item 2/3: b") < at("item 1/3: a"), "{out}");
 }
+
+/// The step results a run journaled for the step named `name`.
+fn results_of(d: &Path, id: &str, name: &str) -> usize {
+    let journal =
+        std::fs::read_to_string(d.join(format!("state/runs/{id}/journal.jsonl"))).unwrap();
+    journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_result" && e["name"] == name)
+        .count()
+}
+
+#[test]
+fn a_resumed_run_does_not_redo_the_items_it_finished() {
+    use std::os::unix::process::ExitStatusExt;
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, false);
+    // Killed once items a and b are journaled (the controller's host lock may be another
+    // test binary's for a moment: then try again).
+    let mut killed = None;
+    for _ in 0..60 {
+        let o = common::local::command(
+            d,
+            &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+        )
+        .env("CUTOVER_TEST_FAULT", "kill-after-result=2")
+        .output()
+        .unwrap();
+        if o.status.code() == Some(5) {
+            let _ = std::fs::remove_dir_all(d.join("state/runs"));
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            continue;
+        }
+        killed = Some(o);
+        break;
+    }
+    let o = killed.expect("the controller stayed locked by another local run");
+    assert_eq!(o.status.signal(), Some(9), "killed:\n{}", text(&o));
+    assert_eq!(data(d), ["a", "b"]);
+    let id = std::fs::read_dir(d.join("state/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .max()
+        .unwrap();
+    let o = cutover(d, &["resume", "-i", "inv.yml", &id, "--output", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for item in ["item 1/3: a", "item 2/3: b", "item 3/3: c"] {
+        assert_eq!(
+            results_of(d, &id, &format!("Make dirs ({item})")),
+            1,
+            "{item}"
+        );
+    }
+    // `made` was restored from the journal with its first two results, then got the third.
+    assert_eq!(data(d), ["a", "b", "c", "note"]);
+}

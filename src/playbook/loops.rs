@@ -122,7 +122,13 @@ fn read_loop_control(node: &Node, diags: &mut Diagnostics) -> Option<(String, Op
 /// host's variables; a value that is not a list is a located error.
 pub fn items_for(lp: &Loop, ctx: &template::Vars) -> Result<Vec<J>, Diagnostic> {
     match &lp.items {
-        LoopItems::List(items) => Ok(items.clone()),
+        // Items written with `{{ }}` are rendered, as Ansible templates the whole loop value.
+        LoopItems::List(items) => {
+            match template::render_json_strings(&J::Array(items.clone()), ctx, &lp.pos)? {
+                J::Array(items) => Ok(items),
+                other => Ok(vec![other]),
+            }
+        }
         LoopItems::Template(text) => match template::render_value(text, ctx, &lp.pos)? {
             J::Array(items) => Ok(items),
             // A rendered value may be a secret: only its kind is named.
@@ -227,5 +233,20 @@ mod tests {
         let d = items_for(&lp, &ctx).unwrap_err();
         assert!(d.message.ends_with("found text"), "{}", d.message);
         assert_eq!(d.pos, Pos::cli("loop"));
+    }
+
+    #[test]
+    fn items_written_with_templates_are_rendered() {
+        let mut lp = looped(None);
+        lp.items = LoopItems::List(vec![
+            J::from("{{ app }}-logs"),
+            serde_json::json!({ "n": "{{ app }}" }),
+        ]);
+        let mut ctx = template::Vars::new();
+        ctx.insert("app", &"wiki");
+        assert_eq!(
+            items_for(&lp, &ctx).unwrap(),
+            [J::from("wiki-logs"), serde_json::json!({ "n": "wiki" })]
+        );
     }
 }
