@@ -171,3 +171,48 @@ fn a_resumed_run_does_not_redo_the_items_it_finished() {
     // `made` was restored from the journal with its first two results, then got the third.
     assert_eq!(data(d), ["a", "b", "c", "note"]);
 }
+
+#[test]
+fn a_secret_item_never_shows_in_output_or_the_journal() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("inv.yml"),
+        "secret_vars: [db_password]\nhosts:\n  n1: { address: local }\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(d.join("vars.yml"), "db_password: s3cret-Pw-42\n").unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        "- hosts: n1\n  steps:\n    - name: Use each\n      debug: { msg: ok }\n      loop: [plain, \"{{ db_password }}\"]\n",
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &[
+            "apply",
+            "-i",
+            "inv.yml",
+            "-e",
+            "@vars.yml",
+            "pb.yml",
+            "--output",
+            "plain",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("Use each (item 1/2: plain)"), "{out}");
+    assert!(
+        out.contains("Use each (item 2/2: [secret:db_password])"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+    let runs = d.join("state/runs");
+    for run in std::fs::read_dir(&runs).unwrap().flatten() {
+        let journal = std::fs::read_to_string(run.path().join("journal.jsonl")).unwrap();
+        assert!(!journal.contains("s3cret"), "{journal}");
+    }
+}
