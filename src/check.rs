@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::vars::{Layers, Resolved};
 use crate::inventory::{pattern, Inventory, Var};
-use crate::playbook::{Action, Play, Playbook, Step, Undo};
+use crate::playbook::{Action, Loop, Play, Playbook, Step, Undo};
 use crate::template::{self, Templates};
 
 /// What `check` was asked to look at.
@@ -280,23 +280,10 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
     }
     // Render per host: undefined variables are found for the host that lacks them.
     for (host, ctx) in contexts {
-        let mut problems: Vec<Diagnostic> = Vec::new();
-        problems.extend(delegate_problem(step, inv, ctx));
-        if let (Some(src), Some(t)) = (template_src, templates) {
-            problems.extend(t.render(src, ctx).err());
-        }
-        // A step whose `when:` (on inventory values only) is false for this host never runs
-        // there: its arguments may use what only the hosts it runs on define
-        // (`when: lvm_layout is defined`).
-        if !never_runs_on(step, ctx, runtime) {
-            problems.extend(arg_problems(&step.action, ctx));
-            problems.extend(rendered_layout_problem(&step.action, ctx));
-        }
-        // The way back runs at unwind time, the worst moment to find a typo in it.
-        if let Undo::Custom(undo) = &step.undo {
-            problems.extend(arg_problems(undo, ctx));
-        }
-        problems.extend(expression_problems(step, ctx));
+        let problems = match &step.loop_ {
+            None => host_problems(step, at, template_src, ctx),
+            Some(lp) => loop_problems(step, lp, at, template_src, ctx),
+        };
         for d in problems {
             if is_runtime_variable(&d, runtime) {
                 continue;
@@ -308,6 +295,78 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
             diags.push(d);
         }
     }
+}
+
+/// A step's problems on one host, rendered with what the host's templates see.
+fn host_problems(
+    step: &Step,
+    at: PlayCheck<'_>,
+    template_src: Option<&str>,
+    ctx: &template::Vars,
+) -> Vec<Diagnostic> {
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    problems.extend(delegate_problem(step, at.inv, ctx));
+    if let (Some(src), Some(t)) = (template_src, at.templates) {
+        problems.extend(t.render(src, ctx).err());
+    }
+    // A step whose `when:` (on inventory values only) is false for this host never runs
+    // there: its arguments may use what only the hosts it runs on define
+    // (`when: lvm_layout is defined`).
+    if !never_runs_on(step, ctx, at.runtime) {
+        problems.extend(arg_problems(&step.action, ctx));
+        problems.extend(rendered_layout_problem(&step.action, ctx));
+    }
+    // The way back runs at unwind time, the worst moment to find a typo in it.
+    if let Undo::Custom(undo) = &step.undo {
+        problems.extend(arg_problems(undo, ctx));
+    }
+    problems.extend(expression_problems(step, ctx));
+    problems
+}
+
+/// A looped step on one host: its items must be a list known before the run (plan and apply
+/// expand the same items), and the step is checked with each item bound, as `when:` is
+/// evaluated per item. One report per problem, not one per item.
+fn loop_problems(
+    step: &Step,
+    lp: &Loop,
+    at: PlayCheck<'_>,
+    template_src: Option<&str>,
+    ctx: &template::Vars,
+) -> Vec<Diagnostic> {
+    let items = match crate::playbook::items_for(lp, ctx) {
+        Ok(items) => items,
+        Err(d) => match undefined_name(&d).filter(|v| at.runtime.iter().any(|r| r == v)) {
+            Some(v) => {
+                let d = Diagnostic::new(
+                    lp.pos.clone(),
+                    format!("`loop:` must be known before the run: `{v}` is set only while it runs"),
+                )
+                .with_help("loop over inventory or play variables, so that plan and apply expand the same items");
+                return vec![d];
+            }
+            None => return vec![d],
+        },
+    };
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for item in &items {
+        let mut ctx = ctx.clone();
+        ctx.insert(lp.var.as_str(), item);
+        let mut found = host_problems(step, at, template_src, &ctx);
+        found.extend(crate::playbook::item_label(lp, &ctx).err());
+        for mut d in found {
+            if undefined_name(&d) == Some(lp.var.as_str()) {
+                d.help = Some(format!(
+                    "`{}` is the loop's item here: an item of `loop:` at line {} lacks what this reads",
+                    lp.var, lp.pos.line
+                ));
+            }
+            if !out.iter().any(|o| o.message == d.message && o.pos == d.pos) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// `{{ }}` values of a module's arguments rendered for one host.
@@ -536,12 +595,14 @@ fn strings_in(v: &serde_json::Value) -> Vec<&str> {
 
 /// Registered results and facts exist only at run time; an "undefined" one is not an error.
 fn is_runtime_variable(d: &Diagnostic, runtime: &[String]) -> bool {
-    let Some(rest) = d.message.strip_prefix("undefined variable `") else {
-        return false;
-    };
+    undefined_name(d).is_some_and(|root| runtime.iter().any(|r| r == root))
+}
+
+/// The variable an "undefined variable `x.y`" error is about (`x`).
+fn undefined_name(d: &Diagnostic) -> Option<&str> {
+    let rest = d.message.strip_prefix("undefined variable `")?;
     let var = rest.split('`').next().unwrap_or("");
-    let root = var.split(['.', '[']).next().unwrap_or(var);
-    runtime.iter().any(|r| r == root)
+    var.split(['.', '[']).next()
 }
 
 /// The playbooks `check` looks at when none are named: every `*.yml` in `playbooks/`.

@@ -120,7 +120,7 @@ pub(super) fn apply_saved_plan(
         .iter()
         .map(|e| {
             (
-                (e.play, e.step, e.handler, e.host.clone()),
+                (e.play, e.step, e.handler, e.item, e.host.clone()),
                 (e.outcome.clone(), e.fingerprint.clone()),
             )
         })

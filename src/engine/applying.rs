@@ -123,7 +123,7 @@ impl Mode for Applying<'_> {
         // (`JournalState::still_to_run` says what "finished" covers).
         let todo = still_to_run(
             run,
-            (at.play_index, at.step_index, false),
+            (at.play_index, at.step_index, false, at.item),
             step,
             batch,
             active,
@@ -156,7 +156,7 @@ impl Mode for Applying<'_> {
         active: &[String],
     ) -> Vec<String> {
         let targets = notified_among(active, &at.step.answers_to(), &self.notified);
-        let key = (at.play_index, at.step_index, true);
+        let key = (at.play_index, at.step_index, true, None);
         still_to_run(self.run, key, at.step, batch, &targets)
     }
 
@@ -285,7 +285,7 @@ fn status_of(failed_hosts: &BTreeSet<String>, unreachable: &BTreeSet<String>) ->
 /// finished before the stop runs nowhere, and what it registered stands for the batch again.
 fn still_to_run(
     run: &Run,
-    key: (usize, usize, bool),
+    key: (usize, usize, bool, Option<usize>),
     step: &Step,
     batch: &[String],
     hosts: &[String],

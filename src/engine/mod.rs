@@ -66,7 +66,8 @@ pub struct RunOptions {
 }
 
 /// What a saved plan showed for each (play, step, handler, host).
-pub type Expected = HashMap<(usize, usize, bool, String), (crate::plan::Outcome, String)>;
+pub type Expected =
+    HashMap<(usize, usize, bool, Option<usize>, String), (crate::plan::Outcome, String)>;
 
 #[derive(Debug, PartialEq)]
 pub enum RunStatus {

@@ -54,8 +54,8 @@ pub struct JournalState {
     pub finished: Option<J>,
     /// Changes not undone yet, oldest first.
     pub done: Vec<Done>,
-    /// (play, step, handler, host) that finished (ok, changed or skipped).
-    pub completed: BTreeSet<(usize, usize, bool, String)>,
+    /// (play, step, handler, loop item, host) that finished (ok, changed or skipped).
+    pub completed: BTreeSet<(usize, usize, bool, Option<usize>, String)>,
     /// (play, host, handler name) notified and not yet run.
     pub notified: Vec<(usize, String, String)>,
     pub committed: bool,
@@ -97,14 +97,14 @@ impl JournalState {
     ///   changed since (the JVMs it started fail "no JVM left").
     pub fn still_to_run(
         &self,
-        (play, step, handler): (usize, usize, bool),
+        (play, step, handler, item): (usize, usize, bool, Option<usize>),
         run_once: bool,
         batch: &[String],
         active: &[String],
     ) -> Resume {
         let finished_on = |h: &String| {
             self.completed
-                .contains(&(play, step, handler, h.to_string()))
+                .contains(&(play, step, handler, item, h.to_string()))
         };
         if run_once {
             if let Some(h) = batch.iter().find(|h| finished_on(h)) {
@@ -287,19 +287,20 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
                     e["play"].as_u64().unwrap_or(0) as usize,
                     e["step"].as_u64().unwrap_or(0) as usize,
                     e["handler"] == true,
+                    e["item"].as_u64().map(|i| i as usize),
                     e["host"].as_str().unwrap_or("").to_string(),
                 );
                 // Notifications are part of the result (a kill right after it must not lose
                 // them); `handler_notified` events say the same.
                 if let Some(names) = e["notify"].as_array() {
                     for n in names.iter().filter_map(J::as_str) {
-                        add_once(&mut notified, (key.0, key.3.clone(), n.to_string()));
+                        add_once(&mut notified, (key.0, key.4.clone(), n.to_string()));
                     }
                 }
                 if finishes_step(e) {
                     if key.2 {
                         let name = e["name"].as_str().unwrap_or("").to_string();
-                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.3 && *n == name));
+                        notified.retain(|(p, h, n)| !(*p == key.0 && *h == key.4 && *n == name));
                     }
                     completed.insert(key);
                 }
@@ -721,11 +722,40 @@ mod tests {
 
     fn to_run(events: &[J], run_once: bool, batch: &[&str], active: &[&str]) -> Resume {
         state_of("r", events).unwrap().still_to_run(
-            (3, 1, false),
+            (3, 1, false, None),
             run_once,
             &hosts(batch),
             &hosts(active),
         )
+    }
+
+    #[test]
+    fn a_finished_loop_item_is_not_run_again_and_the_next_one_is() {
+        let item = |i: u64, status: &str| {
+            let mut e = result(10 + i, "app1", status);
+            e["item"] = json!(i);
+            e
+        };
+        let state = state_of("r", &[started(), item(0, "changed"), item(1, "failed")]).unwrap();
+        let all = hosts(&["app1"]);
+        let key = |i| (3, 1, false, Some(i));
+        assert_eq!(
+            state.still_to_run(key(0), false, &all, &all),
+            Resume::On(vec![])
+        );
+        assert_eq!(
+            state.still_to_run(key(1), false, &all, &all),
+            Resume::On(all.clone())
+        );
+        assert_eq!(
+            state.still_to_run(key(2), false, &all, &all),
+            Resume::On(all.clone())
+        );
+        // The step without an item is another step: its items finishing does not finish it.
+        assert_eq!(
+            state.still_to_run((3, 1, false, None), false, &all, &all),
+            Resume::On(all)
+        );
     }
 
     #[test]
@@ -777,12 +807,12 @@ mod tests {
         let all = hosts(&["app1", "app2"]);
         let state = state_of("r", &[started(), h]).unwrap();
         assert_eq!(
-            state.still_to_run((3, 1, true), true, &all, &all),
+            state.still_to_run((3, 1, true, None), true, &all, &all),
             Resume::DoneBy("app1".into())
         );
         // The step of the same index is another thing.
         assert_eq!(
-            state.still_to_run((3, 1, false), true, &all, &all),
+            state.still_to_run((3, 1, false, None), true, &all, &all),
             Resume::On(all.clone())
         );
     }

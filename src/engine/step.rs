@@ -44,7 +44,8 @@ pub(super) async fn run_step_everywhere(
     for h in targets {
         let (run, sem, everyone) = (run.clone(), sem.clone(), everyone.clone());
         let (play, step) = (at.play.clone(), step.clone());
-        let (play_index, step_index, handler) = (at.play_index, at.step_index, at.handler);
+        let (play_index, step_index, handler, item) =
+            (at.play_index, at.step_index, at.handler, at.item);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
             let at = StepAt {
@@ -53,6 +54,7 @@ pub(super) async fn run_step_everywhere(
                 step_index,
                 step: &step,
                 handler,
+                item,
             };
             run_step_on_host(&run, at, &h, &everyone).await
         }));
@@ -135,17 +137,13 @@ pub(super) async fn run_step_on_host(
     everyone: &BTreeMap<String, Resolved>,
 ) -> HostOutcome {
     let StepAt {
-        play,
-        play_index,
-        step_index,
-        step,
-        handler,
+        play, step, item, ..
     } = at;
     let started = Instant::now();
     let label = step.display_name();
     run.reporter.step_started(&label, host);
     let seq = run.step_counter.fetch_add(1, Ordering::SeqCst);
-    let where_ = json!({ "play": play_index, "step": step_index, "handler": handler, "name": label, "host": host, "seq": seq });
+    let where_ = event_fields(at, host, seq);
     let mut pending: Option<(UndoAction, String)> = None;
     let result = execute(run, at, seq, host, everyone, &mut pending).await;
     // An error after the change began (the module failed half way, the host was lost): the
@@ -155,6 +153,7 @@ pub(super) async fn run_step_on_host(
     let (status, detail, undo, decision, registered) =
         result.unwrap_or_else(|e| failed_step(&e, &mut pending));
     let registered_mark = registered.clone();
+    let registered = looped_registered(run, host, (step, item), status, registered);
     // Kept in the journal too (secrets masked), so a resumed run still knows it.
     let registered_for_journal = step
         .register
@@ -276,6 +275,7 @@ pub(super) async fn execute(
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
     let mut ctx = step_vars(run, host, resolved, everyone);
+    crate::run::loops::bind_item(step, &mut ctx);
     let target = delegate_target(&run.inv, step, host, &ctx)?;
     let conn = connection_to(run, &target).await?;
     if step_mentions_facts(step) {
@@ -333,7 +333,8 @@ pub(super) async fn execute(
                 step_undo(step, module_undo, &ctx)?
             }
             .map(|u| (u, target.clone()));
-            let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "host": host, "name": step.display_name(), "seq": seq, "changes": !read_only });
+            let mut fields = event_fields(at, host, seq);
+            fields["changes"] = json!(!read_only);
             add_applying_fields(&mut fields, step, read_only, pending.as_ref(), &become_);
             run.journal.record("step_applying", fields).await?;
             fault::after_applying(&step.display_name());
@@ -382,7 +383,13 @@ pub(super) fn reviewed_outcome(
     let Some(exp) = &run.opts.expected else {
         return Ok(None);
     };
-    match exp.get(&(at.play_index, at.step_index, at.handler, host.to_string())) {
+    match exp.get(&(
+        at.play_index,
+        at.step_index,
+        at.handler,
+        at.item,
+        host.to_string(),
+    )) {
         Some(e) => Ok(Some(e.clone())),
         None => Err(anyhow!(
             "this step was not part of the reviewed plan on {host}; nothing done"
@@ -515,6 +522,67 @@ pub(super) fn judge(
 }
 
 /// A registered result, for the host's later steps.
+/// Where a step's journal events are: play, step (and loop item), host, sequence number.
+fn event_fields(at: StepAt<'_>, host: &str, seq: u32) -> J {
+    let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "name": at.step.display_name(), "host": host, "seq": seq });
+    if let Some(i) = at.item {
+        fields["item"] = json!(i);
+    }
+    fields
+}
+
+/// What an item of a looped step registers: the results of the items before it on this host,
+/// with its own; any other step's result as it is.
+fn looped_registered(
+    run: &Run,
+    host: &str,
+    (step, item): (&Step, Option<usize>),
+    status: Status,
+    result: J,
+) -> J {
+    let (Some(r), Some(i)) = (&step.register, item) else {
+        return result;
+    };
+    let earlier = run
+        .registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(host)
+        .and_then(|m| m.get(r))
+        .cloned();
+    with_item_result(earlier.filter(|_| i > 0), step, status, result)
+}
+
+/// What a looped step registers, as Ansible: `results` (one entry per item so far, each with
+/// its `item`), `changed` and `failed` if any item's was, `skipped` if every item was.
+fn with_item_result(earlier: Option<J>, step: &Step, status: Status, result: J) -> J {
+    let mut entry = match result {
+        J::Object(m) => m,
+        other => Map::from_iter([("result".to_string(), other)]),
+    };
+    entry.insert("changed".into(), json!(status == Status::Changed));
+    entry.insert(
+        "failed".into(),
+        json!(matches!(status, Status::Failed | Status::Unreachable)),
+    );
+    entry.insert("skipped".into(), json!(status == Status::Skipped));
+    if let Some((var, value)) = &step.item {
+        entry.insert(var.clone(), value.clone());
+        entry.insert("item".into(), value.clone());
+    }
+    let mut results = earlier
+        .and_then(|e| e.get("results").and_then(J::as_array).cloned())
+        .unwrap_or_default();
+    results.push(J::Object(entry));
+    let any = |key: &str| results.iter().any(|r| r[key] == true);
+    json!({
+        "changed": any("changed"),
+        "failed": any("failed"),
+        "skipped": results.iter().all(|r| r["skipped"] == true),
+        "results": results,
+    })
+}
+
 pub(super) fn register(run: &Run, host: &str, name: &str, value: J) {
     run.registered
         .lock()
@@ -663,4 +731,40 @@ pub(super) fn step_mentions_facts(step: &Step) -> bool {
             .when
             .as_ref()
             .is_some_and(|w| facts::mentions_facts(&w.text))
+}
+
+#[cfg(test)]
+mod loop_register_tests {
+    use super::*;
+
+    fn item_step(value: &str) -> Step {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pb.yml");
+        std::fs::write(&path, "- hosts: all\n  steps:\n    - command: \"true\"\n").unwrap();
+        let pb = crate::playbook::load_checked(&path).unwrap();
+        let mut step = pb.plays[0].steps[0].clone();
+        step.item = Some(("dir".into(), json!(value)));
+        step
+    }
+
+    #[test]
+    fn a_looped_register_has_results_per_item_and_any_changed_or_failed() {
+        let first = with_item_result(None, &item_step("a"), Status::Changed, json!({"rc": 0}));
+        assert_eq!(
+            first,
+            json!({ "changed": true, "failed": false, "skipped": false, "results": [
+                { "rc": 0, "changed": true, "failed": false, "skipped": false, "dir": "a", "item": "a" }
+            ]})
+        );
+        let second = with_item_result(Some(first), &item_step("b"), Status::Failed, json!({}));
+        assert_eq!(second["changed"], true);
+        assert_eq!(second["failed"], true);
+        assert_eq!(second["results"][1]["item"], "b");
+        assert_eq!(second["results"][1]["changed"], false);
+        let skips = with_item_result(None, &item_step("a"), Status::Skipped, skipped().4);
+        let skips = with_item_result(Some(skips), &item_step("b"), Status::Skipped, skipped().4);
+        assert_eq!(skips["skipped"], true);
+        assert_eq!(skips["changed"], false);
+        assert_eq!(skips["results"].as_array().unwrap().len(), 2);
+    }
 }

@@ -47,7 +47,7 @@ pub fn drift(saved: &Plan, now: &Plan) -> Vec<String> {
             host_list(&now.hosts)
         ));
     }
-    let key = |e: &Entry| (e.play, e.step, e.handler, e.host.clone());
+    let key = |e: &Entry| (e.play, e.step, e.handler, e.item, e.host.clone());
     let before: BTreeMap<_, &Entry> = saved.entries.iter().map(|e| (key(e), e)).collect();
     let after: BTreeMap<_, &Entry> = now.entries.iter().map(|e| (key(e), e)).collect();
     for (k, e) in &before {

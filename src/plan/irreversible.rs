@@ -129,6 +129,7 @@ mod irreversible_tests {
             play_name: play_name.into(),
             step,
             handler: false,
+            item: None,
             name: name.into(),
             module: "command".into(),
             host: host.into(),

@@ -50,6 +50,9 @@ pub struct Entry {
     pub play_name: String,
     pub step: usize,
     pub handler: bool,
+    /// A looped step's item (from 0); plans saved before loops have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
     pub name: String,
     pub module: String,
     pub host: String,

@@ -398,7 +398,8 @@ impl PlanRun<'_> {
         let touches = self
             .context(host, everyone)
             .ok()
-            .and_then(|ctx| {
+            .and_then(|mut ctx| {
+                crate::run::loops::bind_item(step, &mut ctx);
                 crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)
                     .ok()
             })
@@ -410,6 +411,7 @@ impl PlanRun<'_> {
                 play_name: play_name.to_string(),
                 step: index,
                 handler,
+                item: at.item,
                 name: step.display_name(),
                 module: step.action.module.clone(),
                 host: host.to_string(),
@@ -564,6 +566,7 @@ impl PlanRun<'_> {
         planned: &Overlay,
     ) -> Result<Option<modules::Probe>> {
         let mut ctx = self.context(host, everyone)?;
+        crate::run::loops::bind_item(step, &mut ctx);
         let target = crate::run::step::delegate_target(self.inv, step, host, &ctx)?;
         if !self.conns.contains(&target).await {
             self.connect(std::slice::from_ref(&target)).await;

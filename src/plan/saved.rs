@@ -257,6 +257,7 @@ mod tests {
             play_name: "p".into(),
             step: 0,
             handler: false,
+            item: None,
             name: "write".into(),
             module: "copy".into(),
             host: "h".into(),

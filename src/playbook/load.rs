@@ -44,6 +44,8 @@ const STEP_KEYS: &[&str] = &[
     "become",
     "become_user",
     "phase",
+    "loop",
+    "loop_control",
 ];
 const HANDLER_EXTRA_KEYS: &[&str] = &["listen"];
 /// Ansible habits that mean something else (or nothing) here, with what to write instead.
@@ -59,12 +61,8 @@ const ANSIBLE_HINTS: &[(&str, &str)] = &[
     ),
     ("include_tasks", "use `import_playbook` at play level"),
     (
-        "loop",
-        "loops are not supported; write one step per item or use a template",
-    ),
-    (
         "with_items",
-        "loops are not supported; write one step per item or use a template",
+        "write `loop:` (Ansible's newer keyword): `loop: [a, b]` or `loop: \"{{ items }}\"`",
     ),
     ("vars_files", "use `-e @file.yml` or inventory group vars"),
     ("hosts_file", "use `hosts:` with a host pattern"),
@@ -250,6 +248,12 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
     if let Some(handlers) = f.get("handlers") {
         for h in decode::sequence(handlers, "handlers", diags).unwrap_or_default() {
             if let Some(step) = read_step(h, true, diags) {
+                if let Some(lp) = &step.loop_ {
+                    diags.push(Diagnostic::new(
+                        lp.pos.clone(),
+                        "a handler runs once when notified; `loop:` is for steps",
+                    ));
+                }
                 if step.name.is_none() {
                     diags.push(Diagnostic::new(
                         step.pos.clone(),
@@ -455,6 +459,8 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         become_root: f.bool("become", diags),
         become_user: become_user(&f, diags),
         phase: window_phase(&f, diags),
+        loop_: super::loops::read_loop(&f, diags),
+        item: None,
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()

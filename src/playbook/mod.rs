@@ -13,6 +13,7 @@
 //! ```
 
 mod load;
+mod loops;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::Var;
 
 pub use load::{load, load_checked};
+pub use loops::{item_label, items_for, Loop, LoopItems};
 
 /// An expression evaluated per host at run time (`when:`, `until:`, `changed_when:`…).
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +95,10 @@ pub struct Step {
     pub become_user: Option<String>,
     /// `phase:`: the maintenance-window phase the step counts in, when the author names it.
     pub phase: Option<&'static str>,
+    /// `loop:` (with `loop_control:`): the step runs once per item.
+    pub loop_: Option<Loop>,
+    /// An item of a looped step, as the run expands it: the variable and its value.
+    pub item: Option<(String, serde_json::Value)>,
     /// Handlers only: other names this handler answers to.
     pub listen: Vec<String>,
 }

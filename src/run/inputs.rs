@@ -74,11 +74,19 @@ impl Inputs {
             Some(p) => Some(limit_hosts(&inv, p)?),
             None => None,
         };
-        let hosts = playbook
+        let hosts: Vec<Vec<String>> = playbook
             .plays
             .iter()
             .map(|play| play_hosts(&inv, play, limited.as_ref()))
             .collect();
+        let loops = playbook
+            .plays
+            .iter()
+            .enumerate()
+            .map(|(i, play)| {
+                crate::run::loops::expand(&inv, play, &hosts[i], &play_vars[i], &play_shared[i])
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Inputs {
             inv,
             templates,
@@ -87,6 +95,7 @@ impl Inputs {
                 vars: play_vars,
                 shared: play_shared,
                 hosts,
+                loops,
             },
             limited,
         })

@@ -5,5 +5,6 @@ pub mod connections;
 pub mod facts;
 pub mod inputs;
 pub mod lock;
+pub mod loops;
 pub mod step;
 pub mod walk;
