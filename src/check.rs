@@ -215,6 +215,7 @@ fn check_playbook(
         let at = PlayCheck {
             play,
             inv,
+            everyone: &everyone,
             contexts: &contexts,
             templates,
             runtime: &runtime,
@@ -232,6 +233,7 @@ fn check_playbook(
 struct PlayCheck<'a> {
     play: &'a Play,
     inv: &'a Inventory,
+    everyone: &'a BTreeMap<String, Resolved>,
     /// Each host of the play, with what its templates see.
     contexts: &'a [(&'a str, template::Vars)],
     templates: Option<&'a Templates>,
@@ -243,6 +245,7 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
     let PlayCheck {
         play,
         inv,
+        everyone,
         contexts,
         templates,
         runtime,
@@ -280,6 +283,20 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
     }
     // Render per host: undefined variables are found for the host that lacks them.
     for (host, ctx) in contexts {
+        let scoped;
+        let ctx = match scope_context(step, ctx, everyone.get(*host)) {
+            Ok(None) => ctx,
+            Ok(Some(c)) => {
+                scoped = c;
+                &scoped
+            }
+            // An include variable made of what only the run registers: known then.
+            Err(d) if is_runtime_variable(&d, runtime) => continue,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
         let problems = match &step.loop_ {
             None => host_problems(step, at, template_src, ctx),
             Some(lp) => loop_problems(step, lp, at, template_src, ctx),
@@ -288,13 +305,35 @@ fn check_step(step: &Step, at: PlayCheck<'_>, diags: &mut Diagnostics) {
             if is_runtime_variable(&d, runtime) {
                 continue;
             }
+            let included = match step.included_from.last() {
+                Some(at) => format!(", included at {at}"),
+                None => String::new(),
+            };
             let d = Diagnostic {
-                message: format!("{} (host {host}, play \"{}\")", d.message, play.name),
+                message: format!(
+                    "{} (host {host}, play \"{}\"{included})",
+                    d.message, play.name
+                ),
                 ..d
             };
             diags.push(d);
         }
     }
+}
+
+/// A host's context with the step's include variables bound; None when it has none (the
+/// play's context serves as it is).
+fn scope_context(
+    step: &Step,
+    ctx: &template::Vars,
+    resolved: Option<&Resolved>,
+) -> Result<Option<template::Vars>, Diagnostic> {
+    let (false, Some(resolved)) = (step.scope_vars.is_empty(), resolved) else {
+        return Ok(None);
+    };
+    let mut ctx = ctx.clone();
+    crate::run::scope::bind(step, &mut ctx, resolved)?;
+    Ok(Some(ctx))
 }
 
 /// A step's problems on one host, rendered with what the host's templates see.
@@ -406,7 +445,7 @@ fn arg_problems(action: &Action, ctx: &template::Vars) -> Vec<Diagnostic> {
 /// so names are looked up first.
 fn expression_problems(step: &Step, ctx: &template::Vars) -> Vec<Diagnostic> {
     let mut exprs: Vec<(&str, Pos, &str, bool)> = Vec::new();
-    if let Some(w) = &step.when {
+    for w in step.conditions() {
         exprs.push((&w.text, w.pos.clone(), "when", false));
     }
     for (e, key) in [
@@ -477,14 +516,11 @@ fn rendered_layout_problem(action: &Action, ctx: &template::Vars) -> Option<Diag
 /// Is the step's `when:` false for this host, from the inventory's values alone (no name a
 /// run registers or sets: those are known only when it runs)?
 fn never_runs_on(step: &Step, ctx: &template::Vars, runtime: &[String]) -> bool {
-    let Some(w) = &step.when else {
-        return false;
-    };
-    let vars = template::expression_variables(&w.text);
-    if vars.iter().any(|v| runtime.contains(v)) {
-        return false;
-    }
-    template::eval_bool(&w.text, ctx, &w.pos) == Ok(false)
+    step.conditions().any(|w| {
+        let vars = template::expression_variables(&w.text);
+        !vars.iter().any(|v| runtime.contains(v))
+            && template::eval_bool(&w.text, ctx, &w.pos) == Ok(false)
+    })
 }
 
 /// Does the expression ask whether `var` is defined (`var is defined`, `var.x is not

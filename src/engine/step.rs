@@ -275,7 +275,7 @@ pub(super) async fn execute(
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
     let mut ctx = step_vars(run, host, resolved, everyone);
-    crate::run::loops::bind_item(step, &mut ctx);
+    crate::run::scope::bind(step, &mut ctx, resolved).map_err(|d| anyhow!("{d}"))?;
     let target = delegate_target(&run.inv, step, host, &ctx)?;
     let conn = connection_to(run, &target).await?;
     if step_mentions_facts(step) {
@@ -427,10 +427,14 @@ pub(super) fn when_is_false(
     ctx: &template::Vars,
     reviewed: Option<&(crate::plan::Outcome, String)>,
 ) -> Result<bool> {
-    let Some(w) = &step.when else {
-        return Ok(false);
-    };
-    if template::eval_bool(&w.text, ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+    let mut all_true = true;
+    for w in step.conditions() {
+        if !template::eval_bool(&w.text, ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
+            all_true = false;
+            break;
+        }
+    }
+    if all_true {
         return Ok(false);
     }
     let planned_to_run = reviewed.is_some_and(|(o, _)| {
@@ -524,7 +528,7 @@ pub(super) fn judge(
 /// A registered result, for the host's later steps.
 /// Where a step's journal events are: play, step (and loop item), host, sequence number.
 fn event_fields(at: StepAt<'_>, host: &str, seq: u32) -> J {
-    let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "name": at.step.display_name(), "host": host, "seq": seq });
+    let mut fields = json!({ "play": at.play_index, "step": at.step_index, "handler": at.handler, "name": at.step.display_name(), "at": at.step.location(), "host": host, "seq": seq });
     if let Some(i) = at.item {
         fields["item"] = json!(i);
     }

@@ -6,7 +6,8 @@
 //! 4. the inventory's encrypted `secrets_file:`
 //! 5. the host's own `vars:`
 //! 6. play `vars:`
-//! 7. the command line: `-e key=value`, `-e @file.yml`, in the order given
+//! 7. the `vars:` beside an `include_steps:`, for its steps (bound per step by `run::scope`)
+//! 8. the command line: `-e key=value`, `-e @file.yml`, in the order given
 //!
 //! Two groups at the same depth that give one host different values for one variable are an
 //! error, unless their `priority:` differs (higher wins). Nothing is decided by name or file

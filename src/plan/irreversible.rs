@@ -131,6 +131,7 @@ mod irreversible_tests {
             handler: false,
             item: None,
             name: name.into(),
+            at: None,
             module: "command".into(),
             host: host.into(),
             outcome: Outcome::Unknown,

@@ -54,6 +54,9 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
     pub name: String,
+    /// Where the step is written (`file:line`; a step from a step file names that file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub module: String,
     pub host: String,
     pub outcome: Outcome,

@@ -396,10 +396,9 @@ impl PlanRun<'_> {
         // What the step may touch, whatever its outcome (arguments that need a result only a
         // run knows cannot be rendered: then nothing is known of them).
         let touches = self
-            .context(host, everyone)
+            .step_context(step, host, everyone)
             .ok()
-            .and_then(|mut ctx| {
-                crate::run::loops::bind_item(step, &mut ctx);
+            .and_then(|ctx| {
                 crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)
                     .ok()
             })
@@ -413,6 +412,7 @@ impl PlanRun<'_> {
                 handler,
                 item: at.item,
                 name: step.display_name(),
+                at: Some(step.location()),
                 module: step.action.module.clone(),
                 host: host.to_string(),
                 outcome: Outcome::Unknown,
@@ -546,6 +546,21 @@ impl PlanRun<'_> {
         Ok(ctx)
     }
 
+    /// What one step sees on a host: the host's context with the step's include variables
+    /// and loop item bound.
+    fn step_context(
+        &self,
+        step: &Step,
+        host: &str,
+        everyone: &BTreeMap<String, Resolved>,
+    ) -> Result<template::Vars> {
+        let mut ctx = self.context(host, everyone)?;
+        if let Some(resolved) = everyone.get(host) {
+            crate::run::scope::bind(step, &mut ctx, resolved).map_err(|d| anyhow!("{d}"))?;
+        }
+        Ok(ctx)
+    }
+
     /// The play's shared template context: the one its start set, else built now.
     fn run_shared(&self, everyone: &BTreeMap<String, Resolved>) -> Arc<template::Shared> {
         let slot = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -565,8 +580,7 @@ impl PlanRun<'_> {
         play_become_user: &Option<String>,
         planned: &Overlay,
     ) -> Result<Option<modules::Probe>> {
-        let mut ctx = self.context(host, everyone)?;
-        crate::run::loops::bind_item(step, &mut ctx);
+        let mut ctx = self.step_context(step, host, everyone)?;
         let target = crate::run::step::delegate_target(self.inv, step, host, &ctx)?;
         if !self.conns.contains(&target).await {
             self.connect(std::slice::from_ref(&target)).await;
@@ -582,7 +596,7 @@ impl PlanRun<'_> {
                 &crate::run::facts::gather(&conn).await?,
             );
         }
-        if let Some(w) = &step.when {
+        for w in step.conditions() {
             if !template::eval_bool(&w.text, &ctx, &w.pos).map_err(|d| anyhow!("{d}"))? {
                 return Ok(None);
             }
@@ -639,6 +653,8 @@ async fn warn_if_locked(host: &str, c: &HostConn) {
 /// Every text of a step that can name a variable: arguments and expressions.
 fn step_texts(step: &Step) -> Vec<String> {
     let mut out = vec![serde_json::to_string(&step.action.args).unwrap_or_default()];
+    out.extend(step.inherited_when.iter().map(|e| e.text.clone()));
+    out.extend(step.scope_vars.iter().map(|v| v.value.to_string()));
     for e in [
         &step.when,
         &step.changed_when,

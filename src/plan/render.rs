@@ -127,7 +127,17 @@ pub fn render_text(p: &Plan, color: bool) -> String {
         }
         if last_step != Some((e.step, e.handler, e.name.as_str())) {
             let tag = if e.handler { " (handler)" } else { "" };
-            let _ = writeln!(out, "  step {}: {}{tag}", e.step + 1, e.name);
+            let at =
+                e.at.as_deref()
+                    .map(|a| format!("  ({a})"))
+                    .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  step {}: {}{tag}{}",
+                e.step + 1,
+                e.name,
+                st.paint("2", &at)
+            );
             last_step = Some((e.step, e.handler, e.name.as_str()));
         }
         let (code, word) = match e.outcome {
@@ -245,9 +255,13 @@ pub fn render_markdown(p: &Plan) -> String {
                 Outcome::Change => md(&e.summary),
                 _ => format!("_{}_", md(e.reason.as_deref().unwrap_or(""))),
             };
+            let at =
+                e.at.as_deref()
+                    .map(|a| format!(" (`{a}`)"))
+                    .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- **{}** — {}: {what}{mark}",
+                "- **{}**{at} — {}: {what}{mark}",
                 md(&e.name),
                 outcome_word(e)
             );

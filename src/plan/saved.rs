@@ -259,6 +259,7 @@ mod tests {
             handler: false,
             item: None,
             name: "write".into(),
+            at: None,
             module: "copy".into(),
             host: "h".into(),
             outcome: super::super::Outcome::Change,

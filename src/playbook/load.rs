@@ -59,7 +59,14 @@ const ANSIBLE_HINTS: &[(&str, &str)] = &[
         "roles",
         "cutover has no roles; use `import_playbook` and templates",
     ),
-    ("include_tasks", "use `import_playbook` at play level"),
+    (
+        "include_tasks",
+        "write `include_steps: FILE` (a file that is a list of steps)",
+    ),
+    (
+        "import_tasks",
+        "write `include_steps: FILE` (a file that is a list of steps)",
+    ),
     (
         "with_items",
         "write `loop:` (Ansible's newer keyword): `loop: [a, b]` or `loop: \"{{ items }}\"`",
@@ -239,14 +246,20 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
         },
     };
     if let Some(steps) = f.require("steps", "play", diags) {
-        for s in decode::sequence(steps, "steps", diags).unwrap_or_default() {
-            if let Some(step) = read_step(s, false, diags) {
-                play.steps.push(step);
-            }
-        }
+        let items = decode::sequence(steps, "steps", diags).unwrap_or_default();
+        let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let mut stack = vec![(canonical, file.to_path_buf())];
+        play.steps = super::include::read_steps(items, file, &mut stack, diags);
     }
     if let Some(handlers) = f.get("handlers") {
         for h in decode::sequence(handlers, "handlers", diags).unwrap_or_default() {
+            if super::include::is_include(h) {
+                diags.push(Diagnostic::new(
+                    h.pos.clone(),
+                    "`include_steps:` brings steps into a `steps:` list; a handler is one named step",
+                ));
+                continue;
+            }
             if let Some(step) = read_step(h, true, diags) {
                 if let Some(lp) = &step.loop_ {
                     diags.push(Diagnostic::new(
@@ -270,7 +283,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
     Some(play)
 }
 
-fn vars(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Var> {
+pub(super) fn vars(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Var> {
     decode::variables(node, what, diags)
         .into_iter()
         .map(|(name, value, pos)| Var { name, value, pos })
@@ -461,6 +474,9 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         phase: window_phase(&f, diags),
         loop_: super::loops::read_loop(&f, diags),
         item: None,
+        scope_vars: Vec::new(),
+        inherited_when: Vec::new(),
+        included_from: Vec::new(),
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()
@@ -498,7 +514,7 @@ fn window_phase(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<&'static str>
 
 /// `become_user:` goes to sudo's `-u`: a user name or `#UID` (`ssh_args`), nothing that
 /// could read as an option.
-fn become_user(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<String> {
+pub(super) fn become_user(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<String> {
     let u = f.str("become_user", diags)?;
     match crate::ssh_args::become_user_problem(&u) {
         None => Some(u),
@@ -570,7 +586,7 @@ fn read_undo(node: &Node, diags: &mut Diagnostics) -> Option<Undo> {
     }
 }
 
-fn read_expr(node: &Node, key: &str, diags: &mut Diagnostics) -> Option<Expr> {
+pub(super) fn read_expr(node: &Node, key: &str, diags: &mut Diagnostics) -> Option<Expr> {
     let text = match &node.value {
         Value::Str(s) => s.clone(),
         Value::Bool(b) => b.to_string(),

@@ -12,6 +12,7 @@
 //! - import_playbook: rollback-checks.yml
 //! ```
 
+mod include;
 mod load;
 mod loops;
 
@@ -99,11 +100,30 @@ pub struct Step {
     pub loop_: Option<Loop>,
     /// An item of a looped step, as the run expands it: the variable and its value.
     pub item: Option<(String, serde_json::Value)>,
+    /// Variables the `include_steps:` around the step give it (`vars:` beside the include),
+    /// outermost first: an inner include's value wins. Rendered per host at run time.
+    pub scope_vars: Vec<Var>,
+    /// `when:` of the includes around the step, outermost first: the step runs only when all
+    /// of them and its own `when:` are true.
+    pub inherited_when: Vec<Expr>,
+    /// Where the `include_steps:` that brought the step in are written, outermost first.
+    pub included_from: Vec<Pos>,
     /// Handlers only: other names this handler answers to.
     pub listen: Vec<String>,
 }
 
 impl Step {
+    /// Every condition the step runs under: its includes' `when:`, then its own.
+    pub fn conditions(&self) -> impl Iterator<Item = &Expr> {
+        self.inherited_when.iter().chain(&self.when)
+    }
+
+    /// Where the step is written (`file:line`), for plans and journals: a step from a step
+    /// file names that file.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.pos.file.display(), self.pos.line)
+    }
+
     /// The names a handler answers to in `notify:` (its name and its `listen:` names).
     pub fn answers_to(&self) -> Vec<&str> {
         self.name

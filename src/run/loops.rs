@@ -42,8 +42,10 @@ pub fn expand(
             let Some(resolved) = everyone.get(host) else {
                 continue;
             };
-            let ctx = template::host_context_with(inv, host, resolved, shared);
-            match host_items(lp, &ctx) {
+            let mut ctx = template::host_context_with(inv, host, resolved, shared);
+            let items = crate::run::scope::bind(step, &mut ctx, resolved)
+                .and_then(|()| host_items(lp, &ctx));
+            match items {
                 Ok(items) => {
                     by_host.insert(host.clone(), items);
                 }
@@ -87,11 +89,4 @@ pub fn item_step(step: &Step, index: usize, count: usize, item: &Item) -> Step {
     s.item = Some((var.to_string(), item.value.clone()));
     s.loop_ = None;
     s
-}
-
-/// Bind a looped step's item in its template context.
-pub fn bind_item(step: &Step, ctx: &mut template::Vars) {
-    if let Some((var, value)) = &step.item {
-        ctx.insert(var.as_str(), value);
-    }
 }

@@ -6,5 +6,6 @@ pub mod facts;
 pub mod inputs;
 pub mod lock;
 pub mod loops;
+pub mod scope;
 pub mod step;
 pub mod walk;
