@@ -194,6 +194,7 @@ fn check_playbook(
         let layers = Layers {
             play_defaults: &play.defaults,
             play_vars: &play.vars,
+            play_vars_files: &play.file_vars,
             extra,
         };
         let everyone = match template::resolve_all(inv, layers) {

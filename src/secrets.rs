@@ -318,9 +318,24 @@ fn read_key_file(f: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("key file {} is not text", f.display()))
 }
 
-/// Decrypt a secrets file: a YAML mapping of variable names to values.
+/// The inventory's `secrets_key_file:`, once read: files the playbooks name (`vars_files:`)
+/// are decrypted with the same key as the inventory's secrets file.
+static INVENTORY_KEY_FILE: RwLock<Option<std::path::PathBuf>> = RwLock::new(None);
+
+pub fn remember_inventory_key_file(path: &Path) {
+    *INVENTORY_KEY_FILE
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
+}
+
+/// Decrypt a secrets file (a YAML mapping of variable names to values) with the environment's
+/// key, else the inventory's key file.
 pub fn decrypt_file(path: &Path) -> Result<String> {
-    decrypt_file_with(path, None)
+    let fallback = INVENTORY_KEY_FILE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    decrypt_file_with(path, fallback.as_deref())
 }
 
 pub fn decrypt_file_with(path: &Path, fallback_key: Option<&Path>) -> Result<String> {

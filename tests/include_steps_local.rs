@@ -194,3 +194,33 @@ fn when_tags_and_the_command_line_reach_the_included_steps() {
     assert_eq!(mode(&d.join("data/a/inner")), Some(0o755));
     assert_eq!(mode(&d.join("data/b")), None, "{}", text(&o));
 }
+
+#[test]
+fn a_saved_plan_is_refused_when_a_step_file_changed_since() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d);
+    let plan = cutover(
+        d,
+        &[
+            "plan",
+            "-i",
+            "inv.yml",
+            "playbooks/pb.yml",
+            "--out",
+            "plan.json",
+        ],
+    );
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let inner = d.join("playbooks/steps/inner.yml");
+    let edited = std::fs::read_to_string(&inner)
+        .unwrap()
+        .replace("/inner", "/other");
+    std::fs::write(&inner, edited).unwrap();
+    let o = cutover(d, &["apply", "plan.json", "--output", "plain"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("playbooks/steps/inner.yml"), "{out}");
+    assert_eq!(mode(&d.join("data/a")), None, "nothing applied: {out}");
+}

@@ -71,13 +71,15 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         .into_iter()
         .map(|(n, _)| n)
         .collect();
+    // The key also decrypts the playbooks' encrypted `vars_files:`.
+    let key = top
+        .str("secrets_key_file", diags)
+        .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
+    if let Some(k) = &key {
+        crate::secrets::remember_inventory_key_file(k);
+    }
     let (secrets_file, secrets) = match top.get("secrets_file") {
-        Some(node) => {
-            let key = top
-                .str("secrets_key_file", diags)
-                .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
-            read_secrets(path, node, key.as_deref(), diags)
-        }
+        Some(node) => read_secrets(path, node, key.as_deref(), diags),
         None => (None, Vec::new()),
     };
     for name in secret_vars.iter().chain(secrets.iter().map(|v| &v.name)) {

@@ -6,8 +6,9 @@
 //! 4. the inventory's encrypted `secrets_file:`
 //! 5. the host's own `vars:`
 //! 6. play `vars:`
-//! 7. the `vars:` beside an `include_steps:`, for its steps (bound per step by `run::scope`)
-//! 8. the command line: `-e key=value`, `-e @file.yml`, in the order given
+//! 7. play `vars_files:`, a later file over an earlier one
+//! 8. the `vars:` beside an `include_steps:`, for its steps (bound per step by `run::scope`)
+//! 9. the command line: `-e key=value`, `-e @file.yml`, in the order given
 //!
 //! Two groups at the same depth that give one host different values for one variable are an
 //! error, unless their `priority:` differs (higher wins). Nothing is decided by name or file
@@ -27,6 +28,7 @@ pub enum Origin {
     Group { name: String, pos: Pos },
     Host(Pos),
     PlayVars(Pos),
+    VarsFile(Pos),
     CommandLine(Pos),
     Secrets(Pos),
 }
@@ -38,6 +40,7 @@ impl Origin {
             Origin::PlayDefaults(p)
             | Origin::Host(p)
             | Origin::PlayVars(p)
+            | Origin::VarsFile(p)
             | Origin::CommandLine(p)
             | Origin::Secrets(p)
             | Origin::Group { pos: p, .. } => p,
@@ -52,6 +55,7 @@ impl fmt::Display for Origin {
             Origin::Group { name, pos } => write!(f, "group {name} ({pos})"),
             Origin::Host(p) => write!(f, "host vars ({p})"),
             Origin::PlayVars(p) => write!(f, "play vars ({p})"),
+            Origin::VarsFile(p) => write!(f, "vars file ({p})"),
             Origin::CommandLine(p) => write!(f, "command line ({p})"),
             Origin::Secrets(p) => write!(f, "secrets file ({p})"),
         }
@@ -84,6 +88,7 @@ impl Resolved {
 pub struct Layers<'a> {
     pub play_defaults: &'a [Var],
     pub play_vars: &'a [Var],
+    pub play_vars_files: &'a [Var],
     pub extra: &'a [Var],
 }
 
@@ -160,6 +165,9 @@ pub fn resolve(inv: &Inventory, host: &str, layers: Layers<'_>) -> Result<Resolv
     }
     for v in layers.play_vars {
         out.set(v, Origin::PlayVars(v.pos.clone()));
+    }
+    for v in layers.play_vars_files {
+        out.set(v, Origin::VarsFile(v.pos.clone()));
     }
     for v in layers.extra {
         out.set(v, Origin::CommandLine(v.pos.clone()));
@@ -252,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn precedence_all_parent_child_host_play_cli() {
+    fn precedence_all_parent_child_host_play_vars_file_cli() {
         let (_d, inv) = inv(
             "hosts:\n  db1: {vars: {h: host}}\ngroups:\n  all: {vars: {a: all, p: all, c: all, h: all, x: all}}\n  databases: {children: [db_master], vars: {p: parent, c: parent}}\n  db_master: {hosts: [db1], vars: {c: child}}\n",
         );
@@ -278,12 +286,19 @@ mod tests {
             value: "cli".into(),
             pos: Pos::cli("t"),
         }];
+        // A vars file over the play's vars (`x`), under the command line (`h`).
+        let files = ["x", "h"].map(|name| Var {
+            name: name.into(),
+            value: "file".into(),
+            pos: Pos::cli("t"),
+        });
         let r = resolve(
             &inv,
             "db1",
             Layers {
                 play_defaults: &pd,
                 play_vars: &pv,
+                play_vars_files: &files,
                 extra: &ex,
             },
         )
@@ -292,7 +307,8 @@ mod tests {
         assert_eq!(r.get("a").unwrap(), "all");
         assert_eq!(r.get("p").unwrap(), "parent");
         assert_eq!(r.get("c").unwrap(), "child");
-        assert_eq!(r.get("x").unwrap(), "play");
+        assert_eq!(r.get("x").unwrap(), "file");
+        assert!(matches!(&r.vars["x"].1, Origin::VarsFile(_)));
         assert_eq!(r.get("h").unwrap(), "cli");
         assert!(matches!(&r.vars["c"].1, Origin::Group { name, .. } if name == "db_master"));
     }

@@ -168,8 +168,9 @@ pub struct Input {
     pub sha256: String,
 }
 
-/// Every input: playbook files, inventory, its secrets file (as encrypted), templates, `-e`
-/// files and `-e name=value` variables.
+/// Every input: playbook files, step files, vars files (encrypted ones as encrypted),
+/// inventory, its secrets file (as encrypted), templates, `-e` files and `-e name=value`
+/// variables.
 pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var]) -> Vec<Input> {
     let mut files: BTreeMap<PathBuf, &'static str> = BTreeMap::new();
     files.extend(
@@ -178,6 +179,11 @@ pub fn inputs(pb: &Playbook, inv: &Inventory, templates_dir: &Path, extra: &[Var
             .map(|(_, t)| (t, "template")),
     );
     files.extend(pb.plays.iter().map(|p| (p.file.clone(), "playbook")));
+    for play in &pb.plays {
+        let steps = play.steps.iter().filter(|s| s.pos.file != play.file);
+        files.extend(steps.map(|s| (s.pos.file.clone(), "step file")));
+        files.extend(play.vars_files.iter().map(|f| (f.clone(), "vars file")));
+    }
     files.insert(inv.path.clone(), "inventory");
     files.extend(inv.secrets_file.clone().map(|f| (f, "secrets file")));
     let mut out: Vec<Input> = Vec::new();

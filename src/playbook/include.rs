@@ -114,7 +114,7 @@ fn read_include(
 /// `rel` next to `file`, with `.` and `dir/..` taken out, so that errors and the plan name
 /// `steps/x.yml`, not `playbooks/../steps/x.yml` (symlinks are left alone: cycles compare
 /// canonical paths).
-fn relative_to(file: &Path, rel: &str) -> PathBuf {
+pub(super) fn relative_to(file: &Path, rel: &str) -> PathBuf {
     let mut out = PathBuf::new();
     for c in file
         .parent()

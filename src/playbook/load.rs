@@ -18,6 +18,7 @@ const PLAY_KEYS: &[&str] = &[
     "max_fail_percentage",
     "defaults",
     "vars",
+    "vars_files",
     "steps",
     "handlers",
     "tags",
@@ -71,7 +72,6 @@ const ANSIBLE_HINTS: &[(&str, &str)] = &[
         "with_items",
         "write `loop:` (Ansible's newer keyword): `loop: [a, b]` or `loop: \"{{ items }}\"`",
     ),
-    ("vars_files", "use `-e @file.yml` or inventory group vars"),
     ("hosts_file", "use `hosts:` with a host pattern"),
 ];
 
@@ -221,6 +221,8 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             .get("vars")
             .map(|n| vars(n, "play vars", diags))
             .unwrap_or_default(),
+        vars_files: Vec::new(),
+        file_vars: Vec::new(),
         steps: Vec::new(),
         handlers: Vec::new(),
         tags: f
@@ -245,6 +247,9 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
             },
         },
     };
+    if let Some(n) = f.get("vars_files") {
+        (play.vars_files, play.file_vars) = super::vars_files::read(file, n, diags);
+    }
     if let Some(steps) = f.require("steps", "play", diags) {
         let items = decode::sequence(steps, "steps", diags).unwrap_or_default();
         let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());

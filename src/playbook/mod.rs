@@ -15,6 +15,7 @@
 mod include;
 mod load;
 mod loops;
+mod vars_files;
 
 use std::path::PathBuf;
 
@@ -174,6 +175,10 @@ pub struct Play {
     pub max_fail_percentage: Option<u32>,
     pub defaults: Vec<Var>,
     pub vars: Vec<Var>,
+    /// `vars_files:`, as found (relative to the playbook file).
+    pub vars_files: Vec<PathBuf>,
+    /// Their variables, in the order they override each other.
+    pub file_vars: Vec<Var>,
     pub steps: Vec<Step>,
     pub handlers: Vec<Step>,
     pub tags: Vec<String>,
