@@ -139,9 +139,13 @@ impl Mode for Applying<'_> {
                 self.unreachable.insert(o.host.clone());
                 active.retain(|h| h != &o.host);
             } else if o.status == Status::Failed && !step.ignore_errors {
-                self.failed_hosts.insert(o.host.clone());
                 active.retain(|h| h != &o.host);
-                self.batch_failed += 1;
+                // A failure in a block is the block's (`run::blocks`): the host fails only
+                // if no `rescue:` handles it.
+                if step.blocks.is_empty() {
+                    self.failed_hosts.insert(o.host.clone());
+                    self.batch_failed += 1;
+                }
             }
         }
         if over_fail_budget(run, at.play, self.batch_failed, self.batch_size) {
@@ -166,6 +170,46 @@ impl Mode for Applying<'_> {
                 self.failed_hosts.insert(o.host.clone());
             }
         }
+    }
+
+    fn failed_before(&self, at: StepAt<'_>, host: &str) -> bool {
+        self.run.resumed.as_ref().is_some_and(|r| {
+            r.failed_in_block.contains(&(
+                at.play_index,
+                at.step_index,
+                at.handler,
+                at.item,
+                host.to_string(),
+            ))
+        })
+    }
+
+    fn unreachable(&self, host: &str) -> bool {
+        self.unreachable.contains(host)
+    }
+
+    fn block_failure_escaped(&mut self, play: &Play, host: &str) -> bool {
+        self.run
+            .reporter
+            .say(&format!("{host}: failed in a block and not rescued"));
+        self.failed_hosts.insert(host.to_string());
+        self.batch_failed += 1;
+        over_fail_budget(self.run, play, self.batch_failed, self.batch_size)
+    }
+
+    async fn block_rescued(&mut self, at_play: &PlayAt<'_>, host: &str, block: usize) {
+        let name = at_play.play.blocks[block].name.clone().unwrap_or_default();
+        self.run.reporter.say(&format!(
+            "{host}: rescued (block {name:?}): the failure is handled"
+        ));
+        let _ = self
+            .run
+            .journal
+            .record(
+                "block_rescued",
+                json!({ "play": at_play.index, "block": block, "host": host }),
+            )
+            .await;
     }
 
     async fn close_batch(&mut self, play: &Play) -> Option<RunStatus> {

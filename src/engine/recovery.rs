@@ -56,6 +56,8 @@ pub struct JournalState {
     pub done: Vec<Done>,
     /// (play, step, handler, loop item, host) that finished (ok, changed or skipped).
     pub completed: BTreeSet<(usize, usize, bool, Option<usize>, String)>,
+    /// The same key for steps of a block that failed: finished, and the block's to handle.
+    pub failed_in_block: BTreeSet<(usize, usize, bool, Option<usize>, String)>,
     /// (play, host, handler name) notified and not yet run.
     pub notified: Vec<(usize, String, String)>,
     pub committed: bool,
@@ -124,9 +126,25 @@ pub fn load_state(run_id: &str) -> Result<JournalState> {
 fn finishes_step(result: &J) -> bool {
     match result["status"].as_str() {
         Some("ok" | "changed" | "skipped") => true,
-        Some("failed") => result["ignored"] == true,
+        Some("failed") => result["ignored"] == true || failed_in_block(result),
         _ => false,
     }
+}
+
+/// The step (play, step, handler, loop item) and host a step result is of.
+fn result_key(e: &J) -> (usize, usize, bool, Option<usize>, String) {
+    (
+        e["play"].as_u64().unwrap_or(0) as usize,
+        e["step"].as_u64().unwrap_or(0) as usize,
+        e["handler"] == true,
+        e["item"].as_u64().map(|i| i as usize),
+        e["host"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// A failure in a block: the block handles it (its `rescue:`, or the host fails leaving it).
+fn failed_in_block(result: &J) -> bool {
+    result["status"] == "failed" && result["in_block"] == true && result["ignored"] != true
 }
 
 /// Handlers of changes under way (intent journaled, no result): notified if the change was
@@ -283,13 +301,7 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
             Some("step_result") => {
                 let seq = e["seq"].as_u64().unwrap_or(0);
                 done.retain(|d| !(d.partial && d.seq == seq));
-                let key = (
-                    e["play"].as_u64().unwrap_or(0) as usize,
-                    e["step"].as_u64().unwrap_or(0) as usize,
-                    e["handler"] == true,
-                    e["item"].as_u64().map(|i| i as usize),
-                    e["host"].as_str().unwrap_or("").to_string(),
-                );
+                let key = result_key(e);
                 // Notifications are part of the result (a kill right after it must not lose
                 // them); `handler_notified` events say the same.
                 if let Some(names) = e["notify"].as_array() {
@@ -337,6 +349,11 @@ pub fn state_of(run_id: &str, events: &[J]) -> Result<JournalState> {
         finished,
         done,
         completed,
+        failed_in_block: events
+            .iter()
+            .filter(|e| e["event"] == "step_result" && failed_in_block(e))
+            .map(result_key)
+            .collect(),
         notified,
         committed,
         next_seq,

@@ -532,6 +532,11 @@ fn event_fields(at: StepAt<'_>, host: &str, seq: u32) -> J {
     if let Some(i) = at.item {
         fields["item"] = json!(i);
     }
+    // A failure here is handled by the block (rescued, or the host fails when it leaves the
+    // block): a resumed run does not run the step again.
+    if !at.step.blocks.is_empty() {
+        fields["in_block"] = json!(true);
+    }
     fields
 }
 
@@ -730,11 +735,7 @@ pub(super) fn done_detail(module: &str, decision: &Decision, result: &Map<String
 
 pub(super) fn step_mentions_facts(step: &Step) -> bool {
     let in_args = serde_json::to_string(&step.action.args).is_ok_and(|s| facts::mentions_facts(&s));
-    in_args
-        || step
-            .when
-            .as_ref()
-            .is_some_and(|w| facts::mentions_facts(&w.text))
+    in_args || step.conditions().any(|w| facts::mentions_facts(&w.text))
 }
 
 #[cfg(test)]

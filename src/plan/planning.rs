@@ -171,6 +171,10 @@ impl Mode for Planning<'_> {
         self.plan.entries.extend(entries);
     }
 
+    fn probes_every_path(&self) -> bool {
+        true
+    }
+
     async fn close_batch(&mut self, _play: &Play) -> Option<Self::Stop> {
         None
     }

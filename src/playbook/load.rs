@@ -224,6 +224,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
         vars_files: Vec::new(),
         file_vars: Vec::new(),
         steps: Vec::new(),
+        blocks: Vec::new(),
         handlers: Vec::new(),
         tags: f
             .str_list("tags", diags)
@@ -253,39 +254,50 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
     if let Some(steps) = f.require("steps", "play", diags) {
         let items = decode::sequence(steps, "steps", diags).unwrap_or_default();
         let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        let mut stack = vec![(canonical, file.to_path_buf())];
-        play.steps = super::include::read_steps(items, file, &mut stack, diags);
+        let mut reader = super::include::StepsReader::new(canonical, file);
+        play.steps = reader.read_steps(items, file, diags);
+        play.blocks = reader.blocks;
     }
     if let Some(handlers) = f.get("handlers") {
-        for h in decode::sequence(handlers, "handlers", diags).unwrap_or_default() {
-            if super::include::is_include(h) {
-                diags.push(Diagnostic::new(
-                    h.pos.clone(),
-                    "`include_steps:` brings steps into a `steps:` list; a handler is one named step",
-                ));
-                continue;
-            }
-            if let Some(step) = read_step(h, true, diags) {
-                if let Some(lp) = &step.loop_ {
-                    diags.push(Diagnostic::new(
-                        lp.pos.clone(),
-                        "a handler runs once when notified; `loop:` is for steps",
-                    ));
-                }
-                if step.name.is_none() {
-                    diags.push(Diagnostic::new(
-                        step.pos.clone(),
-                        "a handler needs a `name:` for `notify:` to refer to",
-                    ));
-                }
-                play.handlers.push(step);
-            }
-        }
+        play.handlers = read_handlers(handlers, diags);
     }
     check_handler_names(&play, diags);
     check_handler_references(&play, diags);
     check_register_names(&play, diags);
     Some(play)
+}
+
+/// A play's `handlers:`: each one named step (no loop, include or block).
+fn read_handlers(handlers: &Node, diags: &mut Diagnostics) -> Vec<Step> {
+    let mut out = Vec::new();
+    for h in decode::sequence(handlers, "handlers", diags).unwrap_or_default() {
+        if let Some(key) = ["include_steps", "block", "rescue", "always"]
+            .into_iter()
+            .find(|k| super::include::has_key(h, k))
+        {
+            diags.push(Diagnostic::new(
+                h.pos.clone(),
+                format!("`{key}:` groups steps of a `steps:` list; a handler is one named step"),
+            ));
+            continue;
+        }
+        if let Some(step) = read_step(h, true, diags) {
+            if let Some(lp) = &step.loop_ {
+                diags.push(Diagnostic::new(
+                    lp.pos.clone(),
+                    "a handler runs once when notified; `loop:` is for steps",
+                ));
+            }
+            if step.name.is_none() {
+                diags.push(Diagnostic::new(
+                    step.pos.clone(),
+                    "a handler needs a `name:` for `notify:` to refer to",
+                ));
+            }
+            out.push(step);
+        }
+    }
+    out
 }
 
 pub(super) fn vars(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Var> {
@@ -482,6 +494,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         scope_vars: Vec::new(),
         inherited_when: Vec::new(),
         included_from: Vec::new(),
+        blocks: Vec::new(),
         listen: f
             .str_list("listen", diags)
             .unwrap_or_default()

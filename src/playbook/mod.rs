@@ -12,6 +12,7 @@
 //! - import_playbook: rollback-checks.yml
 //! ```
 
+mod block;
 mod include;
 mod load;
 mod loops;
@@ -109,6 +110,8 @@ pub struct Step {
     pub inherited_when: Vec<Expr>,
     /// Where the `include_steps:` that brought the step in are written, outermost first.
     pub included_from: Vec<Pos>,
+    /// The `block:`s the step is in and in which part, outermost first.
+    pub blocks: Vec<BlockAt>,
     /// Handlers only: other names this handler answers to.
     pub listen: Vec<String>,
 }
@@ -163,6 +166,32 @@ impl Step {
     }
 }
 
+/// The parts of a `block:`: its steps, the steps that run on a host where one of them failed
+/// (`rescue:`), and those that run whatever happened (`always:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockPart {
+    Body,
+    Rescue,
+    Always,
+}
+
+/// A step's place in a block: which block of its play (`Play::blocks`), which part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockAt {
+    pub id: usize,
+    pub part: BlockPart,
+}
+
+/// A `block:` of a play (its steps are the play's, flattened, each knowing its blocks).
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub name: Option<String>,
+    pub pos: Pos,
+    pub has_rescue: bool,
+    /// The block this one is written in, and in which part.
+    pub parent: Option<BlockAt>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Play {
     pub name: String,
@@ -180,6 +209,8 @@ pub struct Play {
     /// Their variables, in the order they override each other.
     pub file_vars: Vec<Var>,
     pub steps: Vec<Step>,
+    /// The play's `block:`s, by id (`BlockAt::id`), in the order they are written.
+    pub blocks: Vec<Block>,
     pub handlers: Vec<Step>,
     pub tags: Vec<String>,
     pub become_root: Option<bool>,

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::blocks::BlockWalk;
 use super::loops::{item_step, PlayLoops};
 use crate::inventory::vars::Resolved;
 use crate::playbook::{Play, Playbook, Step};
@@ -99,6 +100,31 @@ pub(crate) trait Mode {
 
     /// After a batch's handlers: Some ends the walk.
     async fn close_batch(&mut self, play: &Play) -> Option<Self::Stop>;
+
+    /// A resumed run: the host failed this step of a block before the stop (the failure is
+    /// the block's to handle, so the step is not run again).
+    fn failed_before(&self, _at: StepAt<'_>, _host: &str) -> bool {
+        false
+    }
+
+    /// A plan probes every step of a block, `rescue:` ones included, on every host that
+    /// enters it: a reviewer sees what a rescue would do, and a saved plan has an entry for it.
+    fn probes_every_path(&self) -> bool {
+        false
+    }
+
+    /// Is the host out of the run for being unreachable (not for a failure)?
+    fn unreachable(&self, _host: &str) -> bool {
+        false
+    }
+
+    /// A failure no block rescued: the host failed. True stops the batch (over its budget).
+    fn block_failure_escaped(&mut self, _play: &Play, _host: &str) -> bool {
+        false
+    }
+
+    /// Every `rescue:` step of block `block` succeeded on the host: its failure is handled.
+    async fn block_rescued(&mut self, _at_play: &PlayAt<'_>, _host: &str, _block: usize) {}
 }
 
 /// Walk the plays in `mode`; Some when the mode ended the walk early.
@@ -147,6 +173,7 @@ async fn walk_steps<M: Mode>(
     start_at: &mut Option<String>,
 ) {
     let play = at_play.play;
+    let mut blocks = BlockWalk::new(&play.blocks);
     for (step_index, step) in play.steps.iter().enumerate() {
         if mode.interrupted() {
             break;
@@ -159,7 +186,7 @@ async fn walk_steps<M: Mode>(
         }
         let (tags, skip_tags) = mode.tags();
         if !crate::playbook::tags_allow(tags, skip_tags, &play.tags, &step.tags)
-            || active.is_empty()
+            || (active.is_empty() && blocks.idle())
         {
             continue;
         }
@@ -171,9 +198,80 @@ async fn walk_steps<M: Mode>(
             handler: false,
             item: None,
         };
-        match at_play.loops.get(&step_index) {
-            None => mode.step(at, at_play, batch, active).await,
-            Some(items) => walk_items(mode, at, at_play, batch, active, items).await,
+        if play.blocks.is_empty() {
+            walk_step(mode, at, at_play, batch, active).await;
+        } else {
+            settle(mode, at_play, &mut blocks, Some(step), active).await;
+            walk_block_step(mode, at, at_play, batch, active, &mut blocks).await;
+        }
+    }
+    settle(mode, at_play, &mut blocks, None, active).await;
+}
+
+/// One step (looped or not) on the hosts in `active`.
+async fn walk_step<M: Mode>(
+    mode: &mut M,
+    at: StepAt<'_>,
+    at_play: &PlayAt<'_>,
+    batch: &[String],
+    active: &mut Vec<String>,
+) {
+    match at_play.loops.get(&at.step_index) {
+        None => mode.step(at, at_play, batch, active).await,
+        Some(items) => walk_items(mode, at, at_play, batch, active, items).await,
+    }
+}
+
+/// A step of a block on the hosts `BlockWalk` says run it; who failed it is the block's.
+async fn walk_block_step<M: Mode>(
+    mode: &mut M,
+    at: StepAt<'_>,
+    at_play: &PlayAt<'_>,
+    batch: &[String],
+    active: &mut Vec<String>,
+    blocks: &mut BlockWalk<'_>,
+) {
+    if mode.probes_every_path() {
+        return walk_step(mode, at, at_play, batch, active).await;
+    }
+    let mut run_on = blocks.hosts_for(at.step, active);
+    // Resumed: a failure journaled before the stop is the block's again.
+    let failed_before: Vec<String> = run_on
+        .iter()
+        .filter(|h| mode.failed_before(at, h))
+        .cloned()
+        .collect();
+    run_on.retain(|h| !failed_before.contains(h));
+    let ran = run_on.clone();
+    if !run_on.is_empty() {
+        walk_step(mode, at, at_play, batch, &mut run_on).await;
+    }
+    let gone: Vec<String> = ran.into_iter().filter(|h| !run_on.contains(h)).collect();
+    active.retain(|h| !(gone.contains(h) && mode.unreachable(h)));
+    let failed: Vec<String> = gone
+        .into_iter()
+        .filter(|h| !mode.unreachable(h))
+        .chain(failed_before)
+        .collect();
+    blocks.after(at.step, &failed, active);
+}
+
+/// Before a step (None: after the last one): rescues that ended, and failures that left
+/// every block, which fail their hosts.
+async fn settle<M: Mode>(
+    mode: &mut M,
+    at_play: &PlayAt<'_>,
+    blocks: &mut BlockWalk<'_>,
+    step: Option<&Step>,
+    active: &mut Vec<String>,
+) {
+    let settled = blocks.settle(step);
+    for (host, block) in &settled.rescued {
+        mode.block_rescued(at_play, host, *block).await;
+    }
+    for host in &settled.failed {
+        if mode.block_failure_escaped(at_play.play, host) {
+            active.clear();
         }
     }
 }
