@@ -16,6 +16,8 @@ const TOP_KEYS: &[&str] = &[
     "secrets_file",
     "secrets_key_file",
     "secret_vars",
+    "maintenance_window",
+    "maintenance_window_margin",
 ];
 const CONNECTION_KEYS: &[&str] = &[
     "port",
@@ -145,6 +147,13 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         );
     }
 
+    let maintenance_window = top
+        .get("maintenance_window")
+        .and_then(|n| super::window::read_window(n, diags));
+    let window_margin_percent = top
+        .get("maintenance_window_margin")
+        .and_then(|n| super::window::read_margin(n, diags))
+        .unwrap_or(super::window::DEFAULT_MARGIN_PERCENT);
     let inv = Inventory {
         path: path.to_path_buf(),
         hosts,
@@ -152,6 +161,8 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         secrets,
         secrets_file,
         secret_vars,
+        maintenance_window,
+        window_margin_percent,
     };
     check_references(&inv, members, diags);
     check_cycles(&inv, diags);
