@@ -147,13 +147,7 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         );
     }
 
-    let maintenance_window = top
-        .get("maintenance_window")
-        .and_then(|n| super::window::read_window(n, diags));
-    let window_margin_percent = top
-        .get("maintenance_window_margin")
-        .and_then(|n| super::window::read_margin(n, diags))
-        .unwrap_or(super::window::DEFAULT_MARGIN_PERCENT);
+    let (maintenance_window, window_margin_percent) = super::window::read(&top, diags);
     let inv = Inventory {
         path: path.to_path_buf(),
         hosts,

@@ -38,6 +38,18 @@ impl AgreedWindow {
     }
 }
 
+/// The inventory's `maintenance_window:` and `maintenance_window_margin:` (default 20 %).
+pub fn read(top: &Fields, diags: &mut Diagnostics) -> (Option<AgreedWindow>, f64) {
+    let window = top
+        .get("maintenance_window")
+        .and_then(|n| read_window(n, diags));
+    let margin = top
+        .get("maintenance_window_margin")
+        .and_then(|n| read_margin(n, diags))
+        .unwrap_or(DEFAULT_MARGIN_PERCENT);
+    (window, margin)
+}
+
 /// `maintenance_window:`, checked: a mapping of exactly `start` and `end`, both RFC 3339
 /// date-times with an offset, the end after the start.
 pub fn read_window(node: &Node, diags: &mut Diagnostics) -> Option<AgreedWindow> {
