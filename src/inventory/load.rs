@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Connection, Group, Host, Inventory, Var};
+use crate::context_names::MAINTENANCE_WINDOW;
 use crate::decode::{self, Fields};
 use crate::diag::{one_line, Diagnostic, Diagnostics, Pos};
 use crate::ssh_args;
@@ -155,6 +156,10 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         secrets,
         secrets_file,
         secret_vars,
+        controller_vars: maintenance_window
+            .iter()
+            .map(|w| (MAINTENANCE_WINDOW.to_string(), w.to_json()))
+            .collect(),
         maintenance_window,
         window_margin_percent,
     };

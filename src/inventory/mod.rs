@@ -127,6 +127,10 @@ pub struct Inventory {
     pub maintenance_window: Option<window::AgreedWindow>,
     /// `maintenance_window_margin:`, percent added to a predicted window (default 20).
     pub window_margin_percent: f64,
+    /// Variables the controller adds to every host's context from what it knows itself:
+    /// `maintenance_window` (from `maintenance_window:`) and `window_prediction` (from the
+    /// newest rehearsal on record, set by `run::inputs`). See `context_names`.
+    pub controller_vars: BTreeMap<String, serde_json::Value>,
 }
 
 impl Inventory {
