@@ -188,12 +188,12 @@ pub async fn apply_loaded(
     opts: RunOptions,
 ) -> std::result::Result<RunResult, RunError> {
     let Inputs {
-        inv,
+        mut inv,
         templates,
         plays,
         limited,
-        agreed,
     } = inputs;
+    let agreed = window::fit::agree(&mut inv, &plays.playbook);
     let fit_now = agreed.as_ref().map(window::fit::decide_now);
 
     crate::transport::reap_stale_masters();

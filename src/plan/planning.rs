@@ -67,12 +67,8 @@ pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
         unreachable: Vec::new(),
         summary: Summary::default(),
         entries: Vec::new(),
-        maintenance_window: inputs.agreed.as_ref().map(|a| {
-            let fit = crate::engine::window::fit::decide(a, std::time::SystemTime::now());
-            let mut j = a.to_json(&fit);
-            j["text"] = serde_json::json!(a.describe(&fit));
-            j
-        }),
+        // Set by the caller, which knows the agreed window (`engine::window::fit`).
+        maintenance_window: None,
     };
     let mut planning = Planning {
         run: &run,

@@ -8,8 +8,6 @@ use std::path::Path;
 
 use super::walk::Plays;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::engine::window::fit::{page_step, Agreed};
-use crate::engine::window::prediction::predict;
 use crate::inventory::{pattern, Inventory, Var};
 use crate::playbook::Play;
 use crate::template::Templates;
@@ -35,9 +33,6 @@ pub struct Inputs {
     pub plays: Plays,
     /// The hosts `--limit` selects (None: no limit).
     pub limited: Option<BTreeSet<String>>,
-    /// The agreed window and its prediction, when the playbook turns the maintenance page on
-    /// and the inventory declares `maintenance_window:`.
-    pub agreed: Option<Agreed>,
 }
 
 impl Inputs {
@@ -52,7 +47,7 @@ impl Inputs {
             every_template: false,
         })?;
         let crate::check::Checked {
-            inventory: mut inv,
+            inventory: inv,
             mut playbooks,
             templates,
             ..
@@ -75,7 +70,6 @@ impl Inputs {
         if !wrong_options.is_empty() {
             return Err(wrong_options);
         }
-        let agreed = agreed_window(&mut inv, &playbook);
         let limited = match req.limit {
             Some(p) => Some(limit_hosts(&inv, p)?),
             None => None,
@@ -104,27 +98,8 @@ impl Inputs {
                 loops,
             },
             limited,
-            agreed,
         })
     }
-}
-
-/// The prediction, as `window_prediction` for the steps (an `announce` may tell it), and the
-/// agreed window with it when this playbook puts the maintenance page on.
-fn agreed_window(inv: &mut Inventory, playbook: &crate::playbook::Playbook) -> Option<Agreed> {
-    let paged = page_step(playbook).is_some();
-    if !paged && inv.maintenance_window.is_none() {
-        return None;
-    }
-    let prediction = predict(inv);
-    if let Some(p) = &prediction {
-        inv.controller_vars.insert(
-            crate::context_names::WINDOW_PREDICTION.to_string(),
-            p.to_json(),
-        );
-    }
-    let window = inv.maintenance_window.clone().filter(|_| paged)?;
-    Some(Agreed { window, prediction })
 }
 
 /// The hosts a play selects, within `--limit`, in inventory order.

@@ -138,6 +138,14 @@ impl Agreed {
         ))
     }
 
+    /// What a plan shows: the record of the decision now, with its line (`text`).
+    pub fn plan_json(&self) -> J {
+        let fit = decide_now(self);
+        let mut j = self.to_json(&fit);
+        j["text"] = json!(self.describe(&fit));
+        j
+    }
+
     /// The plan's (and the journal's) record of the decision.
     pub fn to_json(&self, fit: &Fit) -> J {
         let (verdict, left) = match fit {
@@ -153,6 +161,28 @@ impl Agreed {
             "left_s": left.map(|l| l.as_secs()),
         })
     }
+}
+
+/// The prediction, set as `window_prediction` for the steps (an `announce` may tell it), and
+/// the agreed window with it when this playbook puts the maintenance page on. Called by the
+/// run and the plan on the inputs they loaded, before any step is rendered.
+pub fn agree(
+    inv: &mut crate::inventory::Inventory,
+    playbook: &crate::playbook::Playbook,
+) -> Option<Agreed> {
+    let paged = page_step(playbook).is_some();
+    if !paged && inv.maintenance_window.is_none() {
+        return None;
+    }
+    let prediction = super::prediction::predict(inv);
+    if let Some(p) = &prediction {
+        inv.controller_vars.insert(
+            crate::context_names::WINDOW_PREDICTION.to_string(),
+            p.to_json(),
+        );
+    }
+    let window = inv.maintenance_window.clone().filter(|_| paged)?;
+    Some(Agreed { window, prediction })
 }
 
 /// Does a `maintenance` step (its arguments as written or rendered) turn the page on? A state
