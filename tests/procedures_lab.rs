@@ -508,7 +508,8 @@ fn the_team_checks_ran_and_a_failing_one_fails_the_rehearsal(p: &Project, inv: &
         "-e".into(),
         "app_build_number=2".into(),
         "-e".into(),
-        "rehearsal_checks=echo TEAM-CHECK looking for a page; curl -fsS http://127.0.0.1:8080/pages/no-such-page-anywhere".into(),
+        // The check prints a secret: its output is journaled masked.
+        "rehearsal_checks=echo TEAM-CHECK looking for a page as wiki:{{ db_password | shell_quote }}; curl -fsS http://127.0.0.1:8080/pages/no-such-page-anywhere".into(),
         "--start-at-step".into(),
         "The team's rehearsal checks".into(),
         "--templates".into(),
@@ -530,9 +531,9 @@ fn the_team_checks_ran_and_a_failing_one_fails_the_rehearsal(p: &Project, inv: &
         .expect("the failing check's result");
     assert_eq!(check["status"], "failed", "{check}");
     assert!(
-        check["registered"]["stdout"]
-            .as_str()
-            .is_some_and(|s| s.contains("TEAM-CHECK looking for a page")),
+        check["registered"]["stdout"].as_str().is_some_and(
+            |s| s.contains("TEAM-CHECK looking for a page as wiki:[secret:db_password]")
+        ),
         "{check}"
     );
     assert_ne!(check["registered"]["rc"], 0, "{check}");
