@@ -233,6 +233,14 @@ fn too_short_a_window_refuses_before_anything_changes_and_the_plan_says_so() {
     assert_eq!(ev[1]["why"], "maintenance window");
     assert_eq!(ev[1]["maintenance_window"]["fit"], "too_short");
     assert_eq!(ev[2]["status"], "refused");
+    // `cutover show` replays why.
+    let o = cutover(d, &["show", ev[0]["run_id"].as_str().unwrap()]);
+    assert!(
+        text(&o).lines().any(|l| l
+            .contains(" REFUSED (maintenance window): refusing to turn the maintenance page on: ")),
+        "{}",
+        text(&o)
+    );
 
     // A window with room: the plan says it fits, the run goes, the steps see both variables.
     inventory(d, 4, Some((-60, 3600)), 100);

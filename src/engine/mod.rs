@@ -478,8 +478,11 @@ async fn say_window(
     if a.prediction.is_none() {
         reporter.say("warning: no rehearsal of this inventory on record (a successful rehearse.yml run in this state directory): only the window itself is checked");
     }
-    reporter.say(&a.describe(fit));
-    journal.record("window_checked", a.to_json(fit)).await
+    let text = a.describe(fit);
+    reporter.say(&text);
+    let mut checked = a.to_json(fit);
+    checked["text"] = json!(text);
+    journal.record("window_checked", checked).await
 }
 
 /// SHA-256 over everything the run reads: playbooks, inventory, templates, extra variables.
