@@ -66,6 +66,9 @@ fn rehearsal(d: &Path) {
       command: "true"
       changed_when: false
       window: end
+    - name: A check that fails when asked to
+      command: "{{ check_exit | default(value='true') }}"
+      changed_when: false
 "#,
     )
     .unwrap();
@@ -136,6 +139,11 @@ fn events(d: &Path, run: &str) -> Vec<J> {
 }
 
 fn rehearse(d: &Path) -> String {
+    rehearse_with(d, "inv.yml", "true")
+}
+
+/// A rehearsal with inventory `inv`, its last check exiting by `check` (`true`/`false`).
+fn rehearse_with(d: &Path, inv: &str, check: &str) -> String {
     rehearsal(d);
     let before = runs(d);
     let o = cutover(
@@ -143,12 +151,18 @@ fn rehearse(d: &Path) -> String {
         &[
             "apply",
             "-i",
-            "inv.yml",
+            inv,
             "rehearse.yml",
             "--output",
             "plain",
+            "-e",
+            &format!("check_exit={check}"),
         ],
     );
+    if check == "false" {
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        return new_run(d, &before);
+    }
     assert!(o.status.success(), "{}", text(&o));
     // The rehearsal's own window is measured from its marks, like a page's.
     assert!(
@@ -350,4 +364,36 @@ fn the_window_is_checked_again_just_before_the_page_and_the_run_unwinds() {
         .expect("the page step's result");
     assert_eq!(page["status"], "failed", "{page}");
     assert!(page["detail"].as_str().unwrap().contains("has "), "{page}");
+}
+
+#[test]
+fn the_newest_successful_rehearsal_of_this_inventory_predicts() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    production(d, 0);
+    inventory(d, 0, None, 20);
+    let first = rehearse(d);
+    // Another inventory file (the same hosts): its rehearsals predict only its own runs.
+    std::fs::copy(d.join("inv.yml"), d.join("other.yml")).unwrap();
+    rehearse_with(d, "other.yml", "true");
+    inventory(d, 0, Some((-60, 3600)), 20);
+    let predicted_by = |inv: &str| {
+        let o = cutover(d, &["plan", "-i", inv, "pb.yml", "--format", "json"]);
+        let plan: J = serde_json::from_slice(&o.stdout).unwrap();
+        plan["maintenance_window"]["prediction"]["run"].clone()
+    };
+    assert_eq!(predicted_by("inv.yml"), first.as_str());
+    // `-i ./x/../inv.yml` names the same inventory.
+    std::fs::create_dir_all(d.join("x")).unwrap();
+    assert_eq!(predicted_by("./x/../inv.yml"), first.as_str());
+    let newer = rehearse(d);
+    assert_eq!(predicted_by("inv.yml"), newer.as_str());
+    // A rehearsal that failed (after its window closed) predicts nothing.
+    let failed = rehearse_with(d, "inv.yml", "false");
+    assert_ne!(failed, newer);
+    assert_eq!(predicted_by("inv.yml"), newer.as_str());
+    // other.yml declares no window: its plan shows none.
+    let o = cutover(d, &["plan", "-i", "other.yml", "pb.yml"]);
+    assert!(!text(&o).contains("Maintenance window:"), "{}", text(&o));
 }
