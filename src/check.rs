@@ -165,13 +165,21 @@ fn check_playbook(
     diags: &mut Diagnostics,
 ) -> Vec<(EveryHost, Arc<template::Shared>)> {
     let mut plays = Vec::new();
-    // Names only known at run time: registered results and gathered facts.
+    // Names only known at run time: registered results, gathered facts, the run, and the
+    // prediction (from the state directory's rehearsals, which `check` does not read).
     let runtime: Vec<String> = pb
         .plays
         .iter()
         .flat_map(|p| p.steps.iter().chain(&p.handlers))
         .filter_map(|s| s.register.clone())
-        .chain([crate::context_names::FACTS, crate::context_names::RUN].map(String::from))
+        .chain(
+            [
+                crate::context_names::FACTS,
+                crate::context_names::RUN,
+                crate::context_names::WINDOW_PREDICTION,
+            ]
+            .map(String::from),
+        )
         .collect();
     for play in &pb.plays {
         let hosts = match pattern::select(inv, &play.hosts) {

@@ -12,6 +12,11 @@ pub const RUN: &str = "run";
 pub const FACTS: &str = "facts";
 /// The step's own result, in `changed_when`, `failed_when` and `until`.
 pub const RESULT: &str = "result";
+/// The inventory's agreed window, `{ start, end }` (RFC 3339), when it declares one.
+pub const MAINTENANCE_WINDOW: &str = "maintenance_window";
+/// The predicted production window, `{ total_s, run, … }`, when a rehearsal is on record
+/// (`engine::window::prediction`; undefined otherwise).
+pub const WINDOW_PREDICTION: &str = "window_prediction";
 pub const RESERVED: &[&str] = &[
     INVENTORY_HOSTNAME,
     HOST,
@@ -20,4 +25,6 @@ pub const RESERVED: &[&str] = &[
     RUN,
     FACTS,
     RESULT,
+    MAINTENANCE_WINDOW,
+    WINDOW_PREDICTION,
 ];

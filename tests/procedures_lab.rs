@@ -10,7 +10,7 @@
 mod common;
 
 use common::cluster::*;
-use common::project::{repo_file, text, Project};
+use common::project::{lab_inventory_text, repo_file, text, Project};
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -393,11 +393,14 @@ fn rehearsal_on_staging_never_touches_production() {
         &format!("rm -f {glog}; mysql -e \"SET GLOBAL general_log_file='{glog}'; SET GLOBAL general_log=ON\""),
     );
 
+    // The lab inventory with the team's checks for staging (issue #18 item 2) and an agreed
+    // window that has room (a rehearsal puts no page on: it is not held to the window).
+    let inv = window_inventory(&p, -3600, 7200);
     let before = p.run_ids();
     let o = p.run_cluster(&[
         "apply".into(),
         "-i".into(),
-        repo_file("inventory/lab.yml"),
+        inv.clone(),
         "-e".into(),
         "app_release=2.0.0".into(),
         "-e".into(),
@@ -436,6 +439,8 @@ fn rehearsal_on_staging_never_touches_production() {
     let note = "/var/lib/wiki/cutover-rehearsal-tester-note.txt";
     let guard_check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         a_tester_file_is_named_by_the_rollback_plan(&p, &id, note);
+        the_team_checks_ran_and_a_failing_one_fails_the_rehearsal(&p, &inv, &id);
+        the_rehearsal_predicts_the_upgrade_window(&p, &id);
     }));
     ssh("staging", &format!("rm -f {note}"));
 
@@ -446,6 +451,150 @@ fn rehearsal_on_staging_never_touches_production() {
     if let Err(e) = guard_check {
         std::panic::resume_unwind(e);
     }
+}
+
+/// The lab inventory (written in the project) with `rehearsal_checks` on staging and the
+/// agreed window from `from` to `to` seconds from now.
+fn window_inventory(p: &Project, from: i64, to: i64) -> String {
+    let at = |s: i64| {
+        let now = std::time::SystemTime::now();
+        let t = if s >= 0 {
+            now + Duration::from_secs(s as u64)
+        } else {
+            now - Duration::from_secs(s.unsigned_abs())
+        };
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let checks = "      rehearsal_checks: 'echo TEAM-CHECK pages: $(curl -fsS http://127.0.0.1:{{ http_port }}/pages | wc -c) && curl -fsS http://127.0.0.1:{{ http_port }}/status'\n";
+    let text = lab_inventory_text().replacen(
+        "      node_name: staging\n",
+        &format!("      node_name: staging\n{checks}"),
+        1,
+    );
+    assert!(
+        text.contains("TEAM-CHECK"),
+        "staging's vars in lab.yml moved"
+    );
+    let text = format!(
+        "{text}\nmaintenance_window: {{ start: \"{}\", end: \"{}\" }}\n",
+        at(from),
+        at(to)
+    );
+    p.write("inventory.yml", &text).display().to_string()
+}
+
+/// The passing check's output is in the rehearsal's journal; a failing check (run alone, from
+/// its step, against the upgraded staging) fails the run with its output kept.
+fn the_team_checks_ran_and_a_failing_one_fails_the_rehearsal(p: &Project, inv: &str, id: &str) {
+    let check = journal_of(p, id)
+        .into_iter()
+        .find(|e| e["event"] == "step_result" && e["name"] == "The team's rehearsal checks")
+        .expect("the team's checks ran");
+    assert_eq!(check["host"], "staging", "{check}");
+    assert_eq!(check["status"], "ok", "{check}");
+    let stdout = check["registered"]["stdout"].as_str().unwrap_or("");
+    assert!(
+        stdout.contains("TEAM-CHECK pages: ") && stdout.contains("\"version\":\"2.0.0\""),
+        "{check}"
+    );
+
+    let before = p.run_ids();
+    let o = p.run_cluster(&[
+        "apply".into(),
+        "-i".into(),
+        inv.into(),
+        "-e".into(),
+        "app_release=2.0.0".into(),
+        "-e".into(),
+        "app_build_number=2".into(),
+        "-e".into(),
+        // The check prints a secret: its output is journaled masked.
+        "rehearsal_checks=echo TEAM-CHECK looking for a page as wiki:{{ db_password | shell_quote }}; curl -fsS http://127.0.0.1:8080/pages/no-such-page-anywhere".into(),
+        "--start-at-step".into(),
+        "The team's rehearsal checks".into(),
+        "--templates".into(),
+        repo_file("templates"),
+        "--output".into(),
+        "plain".into(),
+        repo_file("playbooks/rehearse.yml"),
+    ]);
+    let failed = p.new_run(&before);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("FAILED") && out.contains("The team's rehearsal checks"),
+        "{out}"
+    );
+    let check = journal_of(p, &failed)
+        .into_iter()
+        .find(|e| e["event"] == "step_result" && e["name"] == "The team's rehearsal checks")
+        .expect("the failing check's result");
+    assert_eq!(check["status"], "failed", "{check}");
+    assert!(
+        check["registered"]["stdout"].as_str().is_some_and(
+            |s| s.contains("TEAM-CHECK looking for a page as wiki:[secret:db_password]")
+        ),
+        "{check}"
+    );
+    assert_ne!(check["registered"]["rc"], 0, "{check}");
+}
+
+/// With the rehearsal on record, `apply upgrade.yml` in too short a window refuses before
+/// anything changed, naming the window, the prediction and the margin; the plan shows the fit.
+fn the_rehearsal_predicts_the_upgrade_window(p: &Project, id: &str) {
+    let upgrade_with = |inv: String, verb: &str, extra: &[&str]| {
+        let mut args = upgrade_args("2.0.0", 2, &unique("window"));
+        args[0] = verb.into();
+        args[2] = inv;
+        if verb == "plan" {
+            args.retain(|a| a != "--approve" && a != "upgrade" && a != "--output" && a != "plain");
+        }
+        let playbook = args.pop().unwrap();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(playbook);
+        args
+    };
+    // 20 s left: less than the rehearsal alone took.
+    let inv = window_inventory(p, -3600, 20);
+    let before = p.run_ids();
+    let o = p.run_cluster(&upgrade_with(inv, "apply", &[]));
+    let refused = p.new_run(&before);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    for want in [
+        "error: refusing to turn the maintenance page on: the maintenance window ",
+        "left, shorter than the predicted window; the predicted window is ",
+        &format!("(rehearsal {id} measured "),
+        "scaled to 2 app nodes",
+        "+ 20 % margin)",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let events = journal_of(p, &refused);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["run_started", "run_refused", "run_finished"],
+        "nothing ran: {events:?}"
+    );
+    assert_eq!(events[1]["maintenance_window"]["fit"], "too_short");
+    assert!(
+        !ssh("lb", "test -e /var/www/maintenance/ENABLED && echo ON").contains("ON"),
+        "no maintenance page"
+    );
+
+    let inv = window_inventory(p, -3600, 7200);
+    let o = p.run_cluster(&upgrade_with(inv, "plan", &["--format", "json"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let w = &plan["maintenance_window"];
+    assert_eq!(w["fit"], "fits", "{w}");
+    assert_eq!(w["prediction"]["run"], id, "{w}");
+    assert_eq!(w["prediction"]["app_nodes"], 2, "{w}");
+    let total = w["prediction"]["total_s"].as_u64().unwrap();
+    let measured = w["prediction"]["measured_s"].as_f64().unwrap();
+    assert!(total as f64 >= measured * 1.2 && measured > 5.0, "{w}");
+    eprintln!("measured rehearsal window {measured} s, predicted upgrade window {total} s");
 }
 
 fn wait_for_staging_back_at_v1() {

@@ -96,6 +96,12 @@ fn show_run_event(time: &str, kind: &str, e: &Value) -> bool {
             println!("{time} INTERRUPTED ({})", e["how"].as_str().unwrap_or(""))
         }
         "run_finished" => println!("{time} finished: {}", e["status"].as_str().unwrap_or("")),
+        "run_refused" => println!(
+            "{time} REFUSED ({}): {}",
+            e["why"].as_str().unwrap_or(""),
+            e["detail"].as_str().unwrap_or("")
+        ),
+        "window_checked" => println!("{time} {}", e["text"].as_str().unwrap_or("")),
         _ => return false,
     }
     true

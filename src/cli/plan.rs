@@ -36,7 +36,12 @@ pub(super) fn cmd_plan(common: &Common, playbook: PathBuf, a: PlanArgs) -> Resul
             become_password: become_password.map(std::sync::Arc::new),
         },
     };
-    let plan = runtime()?.block_on(crate::plan::plan(&opts))?;
+    let mut inputs = crate::plan::load_inputs(&opts)?;
+    let agreed = crate::engine::window::fit::agree(&mut inputs.inv, &inputs.plays.playbook);
+    let mut plan = runtime()?.block_on(crate::plan::plan_loaded(&inputs, &opts));
+    plan.maintenance_window = agreed
+        .as_ref()
+        .map(crate::engine::window::fit::Agreed::plan_json);
     let text = match a.format {
         crate::plan::Format::Text => {
             crate::plan::render_text(&plan, std::io::stdout().is_terminal())
@@ -101,7 +106,9 @@ pub(super) fn apply_saved_plan(
     };
     let rt = runtime()?;
     // Loaded once: the plan made again and the run that applies it read the same inputs.
-    let inputs = crate::plan::load_inputs(&opts)?;
+    let mut inputs = crate::plan::load_inputs(&opts)?;
+    // The steps see `window_prediction` as the reviewed plan's did.
+    crate::engine::window::fit::agree(&mut inputs.inv, &inputs.plays.playbook);
     let now = rt.block_on(crate::plan::plan_loaded(&inputs, &opts));
     let drift = crate::plan::drift(&saved, &now);
     if !drift.is_empty() {

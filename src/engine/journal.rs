@@ -218,6 +218,9 @@ pub fn run_started_fields(
         "run_id": run_id,
         "playbook": playbook.display().to_string(),
         "inventory": inventory.display().to_string(),
+        // Which inventory, whatever path named it: a rehearsal predicts only its own
+        // inventory's window (engine::window::prediction).
+        "inventory_path": super::window::prediction::inventory_id(inventory).display().to_string(),
         "fingerprint": fingerprint,
         "limit": limit,
         "user": current_user(),

@@ -82,6 +82,20 @@ pub enum RunStatus {
     Refused,
 }
 
+impl RunStatus {
+    /// How the journal's `run_finished` and the recap name it.
+    fn word(&self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Unreachable => "unreachable",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Locked => "locked",
+            RunStatus::Refused => "refused",
+        }
+    }
+}
+
 pub struct RunResult {
     pub run_id: String,
     pub status: RunStatus,
@@ -124,6 +138,8 @@ struct Run {
     shared: std::sync::Mutex<Option<Arc<template::Shared>>>,
     /// Hosts found unreachable when the run started (reported then, not tried again).
     down: std::sync::Mutex<BTreeSet<String>>,
+    /// The agreed maintenance window, checked again just before the page goes on.
+    agreed: Option<window::fit::Agreed>,
 }
 
 /// The play's shared template context, set by `run_plays` when a play starts.
@@ -172,11 +188,13 @@ pub async fn apply_loaded(
     opts: RunOptions,
 ) -> std::result::Result<RunResult, RunError> {
     let Inputs {
-        inv,
+        mut inv,
         templates,
         plays,
         limited,
     } = inputs;
+    let agreed = window::fit::agree(&mut inv, &plays.playbook);
+    let fit_now = agreed.as_ref().map(window::fit::decide_now);
 
     crate::transport::reap_stale_masters();
     let fingerprint = fingerprint(&plays.playbook, &opts)?;
@@ -198,6 +216,11 @@ pub async fn apply_loaded(
             return Err(RunError::Locked(why));
         }
     };
+    // Outside the agreed window, or too little of it left: refused before anything is touched
+    // (a resumed run is past this point: its page step, if still to run, checks again).
+    if let (Some(a), Some(fit), None) = (&agreed, &fit_now, &resumed) {
+        refuse_outside_window(a, fit, &run_id, &opts, &fingerprint).await?;
+    }
     let journal = open_journal(&run_id, &opts, &fingerprint, resumed.as_ref()).await?;
 
     let reporter = Reporter::new(opts.output, opts.junit.clone(), opts.verbose);
@@ -207,6 +230,9 @@ pub async fn apply_loaded(
         opts.inventory.display()
     ));
     say_cut_off(&reporter, resumed.as_ref());
+    if let (Some(a), Some(fit)) = (&agreed, &fit_now) {
+        say_window(&reporter, &journal, a, fit).await?;
+    }
     let run = Arc::new(Run {
         id: run_id.clone(),
         inv,
@@ -229,6 +255,7 @@ pub async fn apply_loaded(
         resumed,
         shared: std::sync::Mutex::new(None),
         down: std::sync::Mutex::new(BTreeSet::new()),
+        agreed,
     });
 
     let signals = watch_interrupts(&run);
@@ -248,14 +275,7 @@ pub async fn apply_loaded(
         lock::unlock_host(c, &run.id).await;
     }
     crate::transport::close_all(conns).await;
-    let status_word = match status {
-        RunStatus::Ok => "ok",
-        RunStatus::Failed => "failed",
-        RunStatus::Unreachable => "unreachable",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Locked => "locked",
-        RunStatus::Refused => "refused",
-    };
+    let status_word = status.word();
     let recap: BTreeMap<String, J> = run
         .reporter
         .recap()
@@ -414,6 +434,55 @@ async fn journal_refusal(
             .await?;
     }
     Ok(())
+}
+
+/// A run refused by the agreed maintenance window: its journal holds its start, `run_refused`
+/// (why, the window, the prediction) and its end, `refused`. Nothing else happened.
+async fn refuse_outside_window(
+    a: &window::fit::Agreed,
+    fit: &window::fit::Fit,
+    run_id: &str,
+    opts: &RunOptions,
+    fingerprint: &str,
+) -> std::result::Result<(), RunError> {
+    let Some(why) = a.refusal(fit) else {
+        return Ok(());
+    };
+    let window = a.to_json(fit);
+    let j = Journal::create(run_id)?;
+    let fields = journal::run_started_fields(
+        run_id,
+        &opts.playbook,
+        &opts.inventory,
+        fingerprint,
+        opts.limit.as_deref(),
+    );
+    j.record("run_started", fields).await?;
+    j.record(
+        "run_refused",
+        json!({ "why": "maintenance window", "detail": why, "maintenance_window": window }),
+    )
+    .await?;
+    j.record("run_finished", json!({ "status": "refused", "recap": {} }))
+        .await?;
+    Err(RunError::Other(anyhow!(why)))
+}
+
+/// The agreed window, the prediction and the fit, said and journaled when a run starts.
+async fn say_window(
+    reporter: &Reporter,
+    journal: &Journal,
+    a: &window::fit::Agreed,
+    fit: &window::fit::Fit,
+) -> Result<()> {
+    if a.prediction.is_none() {
+        reporter.say("warning: no rehearsal of this inventory on record (a successful rehearse.yml run in this state directory): only the window itself is checked");
+    }
+    let text = a.describe(fit);
+    reporter.say(&text);
+    let mut checked = a.to_json(fit);
+    checked["text"] = json!(text);
+    journal.record("window_checked", checked).await
 }
 
 /// SHA-256 over everything the run reads: playbooks, inventory, templates, extra variables.

@@ -289,7 +289,7 @@ pub(super) async fn execute(
     if when_is_false(step, &ctx, reviewed.as_ref())? {
         return Ok(skipped());
     }
-    let args = render_args(&step.action.module, &step.action.args, &ctx, step)?;
+    let args = rendered_args(run, step, &ctx)?;
     let become_ = effective_become(run, play, step, host);
     let timeout = step.timeout_secs.map(Duration::from_secs);
     let approvals = run.opts.approvals.clone();
@@ -642,6 +642,23 @@ pub(super) fn add_applying_fields(
     }
 }
 
+/// The step's arguments, rendered. Just before the maintenance page goes on, the agreed window
+/// is checked again (staging the release took time): a refusal fails the step before it
+/// changes anything, and the play's `on_failure` unwinds what the run did.
+fn rendered_args(run: &Run, step: &Step, ctx: &template::Vars) -> Result<Map<String, J>> {
+    let args = render_args(&step.action.module, &step.action.args, ctx, step)?;
+    let Some(a) = &run.agreed else {
+        return Ok(args);
+    };
+    if !super::window::fit::turns_page_on(&step.action.module, &args) {
+        return Ok(args);
+    }
+    match a.refusal(&super::window::fit::decide_now(a)) {
+        Some(why) => Err(anyhow!(why)),
+        None => Ok(args),
+    }
+}
+
 /// A step result's module, its phase in the maintenance window and, for a `maintenance` step,
 /// the state it left the page in (`page`, from its rendered result).
 fn add_window_fields(fields: &mut J, step: &Step, result: &J) {
@@ -656,6 +673,9 @@ fn add_window_fields(fields: &mut J, step: &Step, result: &J) {
         if let Some(page) = result.get("page").and_then(J::as_str) {
             fields["page"] = json!(page);
         }
+    }
+    if let Some(mark) = step.window_mark {
+        fields["window"] = json!(mark);
     }
 }
 

@@ -1,11 +1,12 @@
 //! The maintenance window's breakdown, computed from a run's journal alone (so `cutover show`
 //! gives the same numbers as the end of the run, and a resumed or unwound run is measured too).
 //!
-//! - **Start**: the `step_result` of the step that turned the page on (`page: "on"`).
-//! - **End**: the `step_result` that turned it off (`page: "off"`), or the `undo_result` of a
-//!   way back that turned it off (an unwind or rollback rerunning `maintenance` with
-//!   `state: off`). Never turned off: the window ends at the run's last event and is
-//!   *still open*.
+//! - **Start**: the `step_result` of the step that turned the page on (`page: "on"`), or, in a
+//!   run without a page (a rehearsal on staging), of the step marked `window: start`.
+//! - **End**: the `step_result` that turned it off (`page: "off"`) or is marked `window: end`,
+//!   or the `undo_result` of a way back that turned the page off (an unwind or rollback
+//!   rerunning `maintenance` with `state: off`). Never turned off: the window ends at the run's
+//!   last event and is *still open*.
 //! - **Phases**: each step inside the window is counted in the phase its `step_result` names
 //!   (`phase`, classified when the step ran by [`phase_of`]); each way back run inside it (an
 //!   `undo_result`, of an unwind or rollback) in `unwind`.
@@ -19,6 +20,9 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value as J};
+
+pub mod fit;
+pub mod prediction;
 
 /// The phases of a window, in the order they are printed.
 pub const PHASES: [&str; 8] = [
@@ -82,6 +86,8 @@ pub struct Window {
     pub spans_resume: bool,
     /// The page went off by a way back (unwind or rollback), not by the playbook.
     pub unwound: bool,
+    /// Marked by `window: start` (a rehearsal without a page), not by a maintenance page.
+    pub rehearsed: bool,
 }
 
 /// Milliseconds since the epoch of an event's `ts`.
@@ -94,9 +100,9 @@ fn ts_ms(e: &J) -> Option<u64> {
 fn page_switch(e: &J) -> Option<bool> {
     match e["event"].as_str()? {
         "step_result" if e["status"] == "ok" || e["status"] == "changed" => {
-            match e["page"].as_str()? {
-                "on" => Some(true),
-                "off" => Some(false),
+            match (e["page"].as_str(), e["window"].as_str()) {
+                (Some("on"), _) | (_, Some("start")) => Some(true),
+                (Some("off"), _) | (_, Some("end")) => Some(false),
                 _ => None,
             }
         }
@@ -182,6 +188,7 @@ pub fn window(events: &[J]) -> Option<Window> {
         still_open: end_at.is_none(),
         spans_resume: inside.iter().any(|e| e["event"] == "run_resumed"),
         unwound: end_at.is_some_and(|i| events[i]["event"] == "undo_result"),
+        rehearsed: events[start_at]["page"].as_str() != Some("on"),
     })
 }
 
@@ -230,6 +237,9 @@ impl Window {
         if self.unwound {
             notes.push("the page went off by the way back");
         }
+        if self.rehearsed {
+            notes.push("rehearsed: marked by `window:` steps, no maintenance page");
+        }
         if self.spans_resume {
             notes.push("spans a stop and resume: the time stopped counts as cutover's own");
         }
@@ -265,6 +275,7 @@ impl Window {
             "still_open": self.still_open,
             "spans_resume": self.spans_resume,
             "unwound": self.unwound,
+            "rehearsed": self.rehearsed,
         })
     }
 }

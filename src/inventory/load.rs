@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Connection, Group, Host, Inventory, Var};
+use crate::context_names::MAINTENANCE_WINDOW;
 use crate::decode::{self, Fields};
 use crate::diag::{one_line, Diagnostic, Diagnostics, Pos};
 use crate::ssh_args;
@@ -16,6 +17,8 @@ const TOP_KEYS: &[&str] = &[
     "secrets_file",
     "secrets_key_file",
     "secret_vars",
+    "maintenance_window",
+    "maintenance_window_margin",
 ];
 const CONNECTION_KEYS: &[&str] = &[
     "port",
@@ -71,17 +74,7 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    // The key also decrypts the playbooks' encrypted `vars_files:`.
-    let key = top
-        .str("secrets_key_file", diags)
-        .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
-    if let Some(k) = &key {
-        crate::secrets::remember_inventory_key_file(k);
-    }
-    let (secrets_file, secrets) = match top.get("secrets_file") {
-        Some(node) => read_secrets(path, node, key.as_deref(), diags),
-        None => (None, Vec::new()),
-    };
+    let (secrets_file, secrets) = secrets_section(path, &top, diags);
     for name in secret_vars.iter().chain(secrets.iter().map(|v| &v.name)) {
         crate::secrets::declare(name);
     }
@@ -147,6 +140,7 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         );
     }
 
+    let (maintenance_window, window_margin_percent) = super::window::read(&top, diags);
     let inv = Inventory {
         path: path.to_path_buf(),
         hosts,
@@ -154,6 +148,12 @@ pub(crate) fn from_node(path: &Path, root: &Node, diags: &mut Diagnostics) -> Op
         secrets,
         secrets_file,
         secret_vars,
+        controller_vars: maintenance_window
+            .iter()
+            .map(|w| (MAINTENANCE_WINDOW.to_string(), w.to_json()))
+            .collect(),
+        maintenance_window,
+        window_margin_percent,
     };
     check_references(&inv, members, diags);
     check_cycles(&inv, diags);
@@ -705,6 +705,25 @@ fn check_cycles(inv: &Inventory, diags: &mut Diagnostics) {
     let mut reported = Vec::new();
     for g in inv.groups.keys() {
         visit(inv, g, &mut Vec::new(), &mut reported, diags);
+    }
+}
+
+/// `secrets_file:` decrypted with `secrets_key_file:` (or the environment's key). The key
+/// also decrypts the playbooks' encrypted `vars_files:`.
+fn secrets_section(
+    path: &Path,
+    top: &Fields<'_>,
+    diags: &mut Diagnostics,
+) -> (Option<PathBuf>, Vec<Var>) {
+    let key = top
+        .str("secrets_key_file", diags)
+        .map(|k| path.parent().unwrap_or(Path::new(".")).join(k));
+    if let Some(k) = &key {
+        crate::secrets::remember_inventory_key_file(k);
+    }
+    match top.get("secrets_file") {
+        Some(node) => read_secrets(path, node, key.as_deref(), diags),
+        None => (None, Vec::new()),
     }
 }
 

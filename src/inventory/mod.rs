@@ -14,6 +14,7 @@
 mod load;
 pub mod pattern;
 pub mod vars;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,14 @@ pub struct Inventory {
     pub secrets_file: Option<PathBuf>,
     /// Names of variables, set anywhere, whose values are secret (`secret_vars:`).
     pub secret_vars: Vec<String>,
+    /// `maintenance_window:`, the window agreed with the users (`window.rs`).
+    pub maintenance_window: Option<window::AgreedWindow>,
+    /// `maintenance_window_margin:`, percent added to a predicted window (default 20).
+    pub window_margin_percent: f64,
+    /// Variables the controller adds to every host's context from what it knows itself:
+    /// `maintenance_window` (from `maintenance_window:`) and `window_prediction` (from the
+    /// newest rehearsal on record, set by `run::inputs`). See `context_names`.
+    pub controller_vars: BTreeMap<String, serde_json::Value>,
 }
 
 impl Inventory {

@@ -177,6 +177,7 @@ mod irreversible_tests {
                 ..Summary::default()
             },
             entries,
+            maintenance_window: None,
         };
         let text = render_text(&plan, false);
         let lines: Vec<&str> = text.lines().collect();

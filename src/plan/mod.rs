@@ -106,6 +106,12 @@ pub struct Plan {
     pub unreachable: Vec<Unreachable>,
     pub summary: Summary,
     pub entries: Vec<Entry>,
+    /// The agreed maintenance window, the predicted one and whether it fits now (when the
+    /// playbook puts the page on and the inventory declares `maintenance_window:`): `window`,
+    /// `prediction` (null: no rehearsal on record), `fit`
+    /// (`fits`/`too_short`/`not_started`/`over`), `left_s`, `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<serde_json::Value>,
 }
 
 impl Plan {

@@ -67,6 +67,8 @@ pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
         unreachable: Vec::new(),
         summary: Summary::default(),
         entries: Vec::new(),
+        // Set by the caller, which knows the agreed window (`engine::window::fit`).
+        maintenance_window: None,
     };
     let mut planning = Planning {
         run: &run,

@@ -57,6 +57,11 @@ fn interesting(e: &Entry) -> bool {
     matches!(e.outcome, Outcome::Change | Outcome::Unknown)
 }
 
+/// `Maintenance window: the maintenance window … 3h10m left: fits; the predicted window is …`.
+fn window_line(w: &serde_json::Value) -> String {
+    format!("Maintenance window: {}", w["text"].as_str().unwrap_or(""))
+}
+
 fn summary_lines(p: &Plan) -> String {
     let s = &p.summary;
     let mut out = format!(
@@ -88,6 +93,14 @@ pub fn render_text(p: &Plan, color: bool) -> String {
     let st = Style { on: color };
     let mut out = String::new();
     let _ = writeln!(out, "{}", st.paint("1", &summary_lines(p)));
+    if let Some(w) = &p.maintenance_window {
+        let fits = w["fit"] == "fits";
+        let _ = writeln!(
+            out,
+            "{}",
+            st.paint(if fits { "1" } else { "31;1" }, &window_line(w))
+        );
+    }
     for u in &p.unreachable {
         let _ = writeln!(
             out,
@@ -202,6 +215,9 @@ pub fn render_markdown(p: &Plan) -> String {
     let _ = writeln!(out, "| unchanged | {} |", s.no_change);
     let _ = writeln!(out, "| irreversible | **{}** |", s.irreversible);
     let _ = writeln!(out, "| unreachable | {} |\n", s.unreachable);
+    if let Some(w) = &p.maintenance_window {
+        let _ = writeln!(out, "> **{}**\n", window_line(w));
+    }
     for u in &p.unreachable {
         let _ = writeln!(
             out,

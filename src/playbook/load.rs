@@ -45,6 +45,7 @@ const STEP_KEYS: &[&str] = &[
     "become",
     "become_user",
     "phase",
+    "window",
     "loop",
     "loop_control",
 ];
@@ -489,6 +490,7 @@ pub(crate) fn read_step(node: &Node, handler: bool, diags: &mut Diagnostics) -> 
         become_root: f.bool("become", diags),
         become_user: become_user(&f, diags),
         phase: window_phase(&f, diags),
+        window_mark: window_mark(&f, diags),
         loop_: super::loops::read_loop(&f, diags),
         item: None,
         scope_vars: Vec::new(),
@@ -524,6 +526,30 @@ fn window_phase(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<&'static str>
                     ),
                 )
                 .suggest(&p, known.iter().copied()),
+            );
+            None
+        }
+    }
+}
+
+/// `window: start|end` marks where a maintenance window starts or ends in a run without a
+/// maintenance page (a rehearsal on staging), so its journal is measured as a window too.
+fn window_mark(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<&'static str> {
+    let m = f.str("window", diags)?;
+    match m.as_str() {
+        "start" => Some("start"),
+        "end" => Some("end"),
+        _ => {
+            let pos = f.get("window")?.pos.clone();
+            diags.push(
+                Diagnostic::new(
+                    pos,
+                    format!(
+                        "`window: {}` is not a window mark; expected `start` or `end`",
+                        crate::diag::one_line(&m)
+                    ),
+                )
+                .suggest(&m, ["start", "end"]),
             );
             None
         }

@@ -98,6 +98,9 @@ pub struct Step {
     pub become_user: Option<String>,
     /// `phase:`: the maintenance-window phase the step counts in, when the author names it.
     pub phase: Option<&'static str>,
+    /// `window: start|end`: where a window without a maintenance page starts or ends (a
+    /// rehearsal), journaled with the step's result (`engine::window`).
+    pub window_mark: Option<&'static str>,
     /// `loop:` (with `loop_control:`): the step runs once per item.
     pub loop_: Option<Loop>,
     /// An item of a looped step, as the run expands it: the variable and its value.

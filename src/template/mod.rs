@@ -236,6 +236,9 @@ fn own_context(inv: &Inventory, host: &str, resolved: &Resolved, groups: &J) -> 
         &serde_json::json!({ "name": host, "address": address, "groups": inv.groups_of(host) }),
     );
     ctx.insert(context_names::GROUPS, groups);
+    for (k, v) in &inv.controller_vars {
+        ctx.insert(k.as_str(), v);
+    }
     ctx
 }
 
