@@ -425,6 +425,8 @@ fn rehearsal_on_staging_never_touches_production() {
     eprintln!("measured: {line}");
 
     assert_staging_runs_production_data_on_its_own(&pages, &general);
+    // Staging got the plugins pinned for 2.0.0, as production would.
+    assert_plugins_enabled_on(&["staging"], PLUGINS_V2);
     // Production: still v1, serving, data unchanged, nothing written by the rehearsal.
     assert_cluster_serves("1.0.0", 1);
     assert_pages(&pages);
@@ -445,6 +447,7 @@ fn rehearsal_on_staging_never_touches_production() {
     // Staging back as it was.
     rollback(&p, &id);
     wait_for_staging_back_at_v1();
+    assert_plugins_enabled_on(&["staging"], PLUGINS_V1);
     assert_cluster_serves("1.0.0", 1);
     if let Err(e) = guard_check {
         std::panic::resume_unwind(e);

@@ -366,7 +366,12 @@ pub const PLUGINS_V2: &[(&str, &str)] = &[("calendar", "2.0"), ("diagrams", "1.1
 
 /// Both app nodes' `GET /plugins` list exactly `want` (name, version), each ENABLED.
 pub fn assert_plugins_enabled(want: &[(&str, &str)]) {
-    for h in ["app1", "app2"] {
+    assert_plugins_enabled_on(&["app1", "app2"], want);
+}
+
+/// `GET /plugins` of each of `hosts` lists exactly `want` (name, version), each ENABLED.
+pub fn assert_plugins_enabled_on(hosts: &[&str], want: &[(&str, &str)]) {
+    for &h in hosts {
         let s = ssh(h, "curl -sS --max-time 5 http://127.0.0.1:8080/plugins");
         let v: serde_json::Value =
             serde_json::from_str(&s).unwrap_or_else(|e| panic!("{h}: GET /plugins: {e}: {s}"));
