@@ -272,6 +272,98 @@ fn shipped_files_pass() {
     }
 }
 
+/// The plugins pinned per release (`app_plugins`, README "Plugins") are checked by `check` in
+/// every shipped procedure that reads them, before any host is touched: a release mapped to
+/// something that is not a list, an entry without a version, a name that is not a plain word
+/// (it reaches a shell and a URL), an unquoted version (YAML reads 1.10 as the number 1.1).
+/// Each is refused (exit 1) with the entry as found, at the playbook line that reads it, naming
+/// the host.
+#[test]
+fn shipped_procedures_refuse_bad_plugin_pins() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "\"2.0.0\": calendar",
+            "is a list of { name, version }; found \"calendar\"",
+        ),
+        (
+            "\"2.0.0\": [{ name: calendar }]",
+            "found {\"name\": \"calendar\"}",
+        ),
+        (
+            "\"2.0.0\": [{ name: \"x; rm -rf /\", version: \"1.0\" }]",
+            "found {\"name\": \"x; rm -rf /\", \"version\": \"1.0\"}",
+        ),
+        (
+            "\"2.0.0\": [{ name: Calendar, version: \"2.0\" }]",
+            "found {\"name\": \"Calendar\", \"version\": \"2.0\"}",
+        ),
+        (
+            "\"2.0.0\": [{ name: calendar, version: 1.10 }]",
+            "found {\"name\": \"calendar\", \"version\": 1.1}",
+        ),
+    ];
+    // Where each procedure first reads the pins: its guard of the list, then of each entry
+    // (site.yml: only per item of its loop), and the host it is checked for first.
+    let guards = [
+        ("playbooks/upgrade.yml", "app1"),
+        ("playbooks/rehearse.yml", "app2"),
+        ("playbooks/site.yml", "staging"),
+    ];
+    for (i, (pins, found)) in cases.iter().enumerate() {
+        let vars = tmp.path().join(format!("pins{i}.yml"));
+        std::fs::write(&vars, format!("app_plugins:\n  {pins}\n")).unwrap();
+        let vars = format!("@{}", vars.display());
+        for (playbook, host) in guards {
+            let guard = if i == 0 {
+                "{% if pins is not array %}"
+            } else {
+                "{% if plugin is not map"
+            };
+            let out = cutover(
+                root,
+                &[
+                    "check",
+                    "-i",
+                    "inventory/lab.yml",
+                    "-e",
+                    &vars,
+                    "-e",
+                    "app_release=2.0.0",
+                    playbook,
+                ],
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{playbook} {pins}:\n{err}");
+            assert!(err.contains("nothing was run on any host"), "{err}");
+            let text = std::fs::read_to_string(root.join(playbook)).unwrap();
+            let line_of = |what: &str| {
+                1 + text
+                    .lines()
+                    .position(|l| l.contains(what))
+                    .unwrap_or_else(|| panic!("{what} in {playbook}"))
+            };
+            // site.yml's loop refuses a non-list itself, at `loop:`, just above its guard.
+            let at = if playbook.ends_with("site.yml") && i == 0 {
+                let loop_line = line_of("loop: \"{{ app_plugins[app_release]");
+                assert!(err.contains("`loop:` takes a list"), "{err}");
+                format!("--> {playbook}:{loop_line}:")
+            } else if playbook.ends_with("site.yml") && i == 1 {
+                // The item's label reads plugin.version first: undefined, at the label.
+                assert!(err.contains("undefined variable `plugin.version`"), "{err}");
+                format!("--> {playbook}:{}:", line_of(guard) - 3)
+            } else {
+                assert!(err.contains(found), "{playbook} {pins}: {found}\n{err}");
+                assert!(err.contains("app_plugins[\"2.0.0\"]"), "{err}");
+                format!("--> {playbook}:{}:", line_of(guard))
+            };
+            assert!(err.contains(&at), "{playbook} {pins}: at {at}\n{err}");
+            assert!(err.contains(&format!("(host {host}, play ")), "{err}");
+        }
+    }
+}
+
 /// One file with several independent mistakes: every one is reported, each at its place.
 #[test]
 fn all_independent_errors_of_a_file_are_reported() {

@@ -48,15 +48,19 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 const SNAPSHOT_STEP: &str = "Snapshot every data volume";
 const SYNCED_STEP: &str = "The slave has applied everything the master wrote (GTID wait)";
 
-/// (play, step, handler, host) of every step result that finished (ok, changed or skipped),
-/// with how many times it finished.
-fn finished_steps(journal: &[J]) -> BTreeMap<(u64, u64, bool, String), usize> {
+/// (play, step, loop item, handler, host) of every step result that finished (ok, changed or
+/// skipped), with how many times it finished. Each item of a looped step (the plugin installs)
+/// is a step of its own.
+type StepKey = (u64, u64, Option<u64>, bool, String);
+
+fn finished_steps(journal: &[J]) -> BTreeMap<StepKey, usize> {
     let mut out = BTreeMap::new();
     for e in journal.iter().filter(|e| e["event"] == "step_result") {
         if matches!(e["status"].as_str(), Some("ok" | "changed" | "skipped")) {
             let key = (
                 e["play"].as_u64().unwrap(),
                 e["step"].as_u64().unwrap(),
+                e["item"].as_u64(),
                 e["handler"] == true,
                 e["host"].as_str().unwrap().to_string(),
             );

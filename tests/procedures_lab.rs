@@ -44,6 +44,8 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
     assert_window_breakdown(&out, secs);
 
     assert_cluster_serves("2.0.0", 2);
+    // The plugins pinned for 2.0.0 replaced 1.0.0's on both nodes, enabled without a restart.
+    assert_plugins_enabled(PLUGINS_V2);
     assert_pages(&pages);
     // The pages written before carry the upgrade task's mark (schema 2 really migrated them).
     let h = curl(&[
@@ -92,6 +94,7 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
     assert!(o.status.success(), "rollback {restore}:\n{}", text(&o));
     assert!(text(&o).contains("kept first"), "{}", text(&o));
     assert_cluster_serves("1.0.0", 1);
+    assert_plugins_enabled(PLUGINS_V1);
     assert_eq!(snapshots_of(&restore_set), "");
     remove_kept_sets(&restore_set);
 }
@@ -425,6 +428,8 @@ fn rehearsal_on_staging_never_touches_production() {
     eprintln!("measured: {line}");
 
     assert_staging_runs_production_data_on_its_own(&pages, &general);
+    // Staging got the plugins pinned for 2.0.0, as production would.
+    assert_plugins_enabled_on(&["staging"], PLUGINS_V2);
     // Production: still v1, serving, data unchanged, nothing written by the rehearsal.
     assert_cluster_serves("1.0.0", 1);
     assert_pages(&pages);
@@ -447,6 +452,7 @@ fn rehearsal_on_staging_never_touches_production() {
     // Staging back as it was.
     rollback(&p, &id);
     wait_for_staging_back_at_v1();
+    assert_plugins_enabled_on(&["staging"], PLUGINS_V1);
     assert_cluster_serves("1.0.0", 1);
     if let Err(e) = guard_check {
         std::panic::resume_unwind(e);
@@ -595,6 +601,94 @@ fn the_rehearsal_predicts_the_upgrade_window(p: &Project, id: &str) {
     let measured = w["prediction"]["measured_s"].as_f64().unwrap();
     assert!(total as f64 >= measured * 1.2 && measured > 5.0, "{w}");
     eprintln!("measured rehearsal window {measured} s, predicted upgrade window {total} s");
+}
+
+/// rehearse.yml with `-e` values; its output, exit code and run id.
+fn rehearse(p: &Project, extra: &[&str]) -> (String, Option<i32>, String) {
+    let mut args: Vec<String> = vec!["apply".into(), "-i".into(), repo_file("inventory/lab.yml")];
+    for e in extra {
+        args.extend(["-e".to_string(), e.to_string()]);
+    }
+    args.extend([
+        "--templates".into(),
+        repo_file("templates"),
+        "--output".into(),
+        "plain".into(),
+        repo_file("playbooks/rehearse.yml"),
+    ]);
+    let before = p.run_ids();
+    let o = p.run_cluster(&args);
+    let id = p.new_run(&before);
+    (text(&o), o.status.code(), id)
+}
+
+/// A rehearsal whose target release some installed plugin does not support stops in its first
+/// play, before anything changes, naming each such plugin with its version and the releases it
+/// supports: diagrams has no version pinned for 3.0.0; with calendar pinned at 1.0 (1.0.0 only)
+/// for 2.0.0, calendar is named. Only the check ran (on the source node); nothing changed.
+#[test]
+fn a_rehearsal_with_an_incompatible_plugin_fails_before_any_change_naming_it() {
+    let _g = lock();
+    require_v1();
+    let p = Project::in_repo();
+    let pins = p.write(
+        "old-calendar.yml",
+        "app_plugins:\n  \"2.0.0\": [{ name: calendar, version: \"1.0\" }, { name: diagrams, version: \"1.1\" }]\n",
+    );
+    let pins = format!("@{}", pins.display());
+    let cases: [(&[&str], &str, &str); 2] = [
+        (
+            &["app_release=3.0.0", "app_build_number=3"],
+            "diagrams 1.0 (installed; supports 1.0.0,2.0.0): no version pinned for 3.0.0",
+            "calendar",
+        ),
+        (
+            &["app_release=2.0.0", "app_build_number=2", &pins],
+            "calendar 1.0 (pinned for 2.0.0; supports 1.0.0)",
+            "diagrams",
+        ),
+    ];
+    for (extra, named, compatible) in cases {
+        let (out, code, id) = rehearse(&p, extra);
+        assert_eq!(code, Some(3), "a host failed:\n{out}");
+        let target = extra[0].trim_start_matches("app_release=");
+        let msg = format!("plugins incompatible with {target}:");
+        let at = out
+            .find(&msg)
+            .unwrap_or_else(|| panic!("no `{msg}` in:\n{out}"));
+        let line = out[at..].lines().next().unwrap_or("");
+        assert!(line.contains(named), "{named} named:\n{out}");
+        assert!(
+            !line.contains(compatible),
+            "the compatible {compatible} is not listed:\n{out}"
+        );
+        // Where: the check's step on the source node.
+        let failed = out[..at].lines().last().unwrap_or("");
+        assert!(
+            failed.starts_with("app2")
+                && failed.contains("FAILED      Installed plugins compatible"),
+            "{out}"
+        );
+        let results: Vec<(String, String, bool)> = journal_of(&p, &id)
+            .iter()
+            .filter(|e| e["event"] == "step_result")
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (f("host"), f("name"), e["changed"] == true)
+            })
+            .collect();
+        let ran: Vec<_> = results.iter().filter(|r| r.0 == "app2").collect();
+        assert!(
+            ran.len() == 1 && ran[0].1.starts_with("Installed plugins compatible"),
+            "only the check ran on the source node: {results:?}"
+        );
+        assert!(
+            results.iter().all(|r| r.0.starts_with("app") && !r.2),
+            "nothing changed, nothing ran beyond the first play: {results:?}"
+        );
+    }
+    assert_cluster_serves("1.0.0", 1);
+    assert_plugins_enabled(PLUGINS_V1);
 }
 
 fn wait_for_staging_back_at_v1() {

@@ -147,6 +147,11 @@ fn site_provisions_the_topology_and_a_second_run_changes_nothing() {
     );
     let cfg = common::lab_ssh_ok("staging", "cat /var/lib/wiki/wiki.cfg.xml");
     common::cluster::assert_staging_config(&cfg);
+    // The plugins pinned for 1.0.0, on every node and staging, each enabled.
+    common::cluster::assert_plugins_enabled_on(
+        &["app1", "app2", "staging"],
+        common::cluster::PLUGINS_V1,
+    );
 
     assert_the_security_measures();
     assert_the_maintenance_page_spares_the_admin();

@@ -224,6 +224,29 @@ fn a_failure_after_the_last_safety_cycle_unwinds_to_v1_with_the_data_as_before()
         !p.journal_text(&id).contains("sleep 11"),
         "no fixed sleep stands in for the safety interval"
     );
+    // The plugins pinned for 2.0.0 were installed on both nodes (the failure came after), and
+    // the unwind undid each install before the volumes went back: 1.0.0's plugins are enabled.
+    for h in ["app1", "app2"] {
+        for (i, (n, v)) in PLUGINS_V2.iter().enumerate() {
+            let install = format!(
+                "{h}: Plugin pinned for the release installed (download, sha256, replace) (item {}/2: {n} {v})",
+                i + 1
+            );
+            assert!(done.contains(&install), "{install} in {done:?}");
+        }
+    }
+    let undone = journal_of(&p, &id)
+        .iter()
+        .filter(|e| {
+            e["event"] == "undo_result"
+                && e["ok"] == true
+                && e["step"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("Plugin pinned"))
+        })
+        .count();
+    assert_eq!(undone, 4, "each plugin install undone on each node");
     assert_back_at_v1(&before, &set, &dirs);
+    assert_plugins_enabled(PLUGINS_V1);
     assert_pages(&pages);
 }

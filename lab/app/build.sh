@@ -1,6 +1,7 @@
 #!/bin/bash
 # Build the three stand-in "wiki" release bundles into OUTDIR:
-#   wiki-1.0.0.tar.gz, wiki-2.0.0.tar.gz, wiki-3.0.0.tar.gz (+ .sha256 in sha256sum format).
+#   wiki-1.0.0.tar.gz, wiki-2.0.0.tar.gz, wiki-3.0.0.tar.gz (+ .sha256 in sha256sum format),
+# and the lab's plugins into OUTDIR/plugins: NAME-VERSION.plugin descriptors (+ .sha256).
 # Installs the Debian build dependencies if missing (lab/lib/apt.sh). Deterministic (fixed mtimes/owners, gzip -n), idempotent.
 set -euo pipefail
 
@@ -15,6 +16,15 @@ RELEASES=(
   "1.0.0 1 false"
   "2.0.0 2 false"
   "3.0.0 3 true"
+)
+
+# name version supports (the app releases the plugin declares: X.Y.Z exactly, X.Y.Z+ and later).
+# diagrams has no version for 3.0.0: a rehearsal to 3.0.0 with it installed must name it.
+PLUGINS=(
+  "calendar 1.0 1.0.0"
+  "calendar 2.0 2.0.0+"
+  "diagrams 1.0 1.0.0,2.0.0"
+  "diagrams 1.1 2.0.0"
 )
 
 # The build tools (lab/lib/packages.sh), through the project's one install helper: lab.sh has
@@ -68,3 +78,13 @@ for rel in "${RELEASES[@]}"; do
   mv -f "$WORK/$name.tar.gz" "$WORK/$name.tar.gz.sha256" "$OUT/"
   echo "built $OUT/$name.tar.gz ($(cut -c1-16 "$OUT/$name.tar.gz.sha256")...)"
 done
+
+mkdir -p "$OUT/plugins"
+for plugin in "${PLUGINS[@]}"; do
+  read -r name version supports <<<"$plugin"
+  f=$name-$version.plugin
+  printf 'name=%s\nversion=%s\nsupports=%s\n' "$name" "$version" "$supports" >"$WORK/$f"
+  (cd "$WORK" && sha256sum "$f" >"$f.sha256")
+  mv -f "$WORK/$f" "$WORK/$f.sha256" "$OUT/plugins/"
+done
+echo "built $OUT/plugins: $(cd "$OUT/plugins" && echo *.plugin)"

@@ -171,6 +171,16 @@ eq "SCHEMAINFO version" "$(sql 'SELECT VERSION FROM SCHEMAINFO')" 1
 has_line "log: schema created" "$LOG1" 'Empty database: creating schema 1'
 has_line "log: mail would be sent" "$LOG1" 'would send mail via smtp\.example\.test'
 has_line "wiki.cfg.xml buildNumber updated to 1" "$H1/wiki.cfg.xml" '<buildNumber>1</buildNumber>'
+http GET 18081 /plugins
+eq "no plugins dir: /plugins lists none" "$CODE $BODY" '200 {"release":"1.0.0","plugins":[]}'
+# Installed into the running node (rescanned on each GET /plugins): one for 1.0.0, one for 2.0.0 only.
+mkdir -p "$H1/plugins"
+cp "$BUNDLES/plugins/calendar-1.0.plugin" "$H1/plugins/calendar.plugin"
+cp "$BUNDLES/plugins/diagrams-1.1.plugin" "$H1/plugins/diagrams.plugin"
+http GET 18081 /plugins
+match "v1: calendar 1.0 enabled while running" "$BODY" '"name":"calendar","version":"1.0","state":"ENABLED","supports":\["1.0.0"\]'
+match "v1: diagrams 1.1 (2.0.0 only) refused with the reason" "$BODY" '"name":"diagrams","version":"1.1","state":"REFUSED","supports":\["2.0.0"\],"file":"diagrams.plugin","reason":"incompatible: declares support for 2.0.0, not 1.0.0"'
+has_line "log: refused plugin named" "$LOG1" 'ERROR .*Plugin diagrams.plugin refused: incompatible'
 sleep $((INTERVAL + 1))
 eq "CLUSTERSAFETY: one row by prod/node1" "$(sql 'SELECT COUNT(*), CLUSTER_NAME, NODE FROM CLUSTERSAFETY GROUP BY 2,3' | tr '\t' ' ')" "1 prod node1"
 eq "tables are InnoDB, upper case" "$(sql "SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME), GROUP_CONCAT(DISTINCT ENGINE) FROM information_schema.TABLES WHERE TABLE_SCHEMA='wiki'" | tr '\t' ' ')" "CLUSTERSAFETY,PAGES,SCHEMAINFO InnoDB"
@@ -191,6 +201,13 @@ eq "PAGE_HISTORY seeded + new revision" "$(sql 'SELECT COUNT(*) FROM PAGE_HISTOR
 eq "SCHEMAINFO version" "$(sql 'SELECT VERSION FROM SCHEMAINFO')" 2
 has_line "log: upgrade task 1 -> 2" "$LOG1" 'Upgrade task 1 -> 2: done'
 has_line "wiki.cfg.xml buildNumber updated to 2" "$H1/wiki.cfg.xml" '<buildNumber>2</buildNumber>'
+http GET 18081 /plugins
+match "v2 start: calendar 1.0 (1.0.0 only) refused" "$BODY" '"name":"calendar","version":"1.0","state":"REFUSED"'
+match "v2 start: diagrams 1.1 enabled" "$BODY" '"name":"diagrams","version":"1.1","state":"ENABLED"'
+cp "$BUNDLES/plugins/calendar-2.0.plugin" "$H1/plugins/calendar.plugin"
+http GET 18081 /plugins
+match "v2: calendar 2.0 (2.0.0+) replaced while running, enabled" "$BODY" '"name":"calendar","version":"2.0","state":"ENABLED","supports":\["2.0.0\+"\]'
+has_line "log: plugin enabled" "$LOG1" 'INFO .*Plugin calendar 2.0 enabled'
 
 log "second node of the SAME cluster shares the database without panic"
 start_wiki n2 2.0.0 node2 prod 18082 18010

@@ -109,7 +109,7 @@ ensure_app_bundles() {
     return 0
   fi
   # Rebuild when anything under lab/app is newer than the cached bundles.
-  if [[ ! -f $out/wiki-1.0.0.tar.gz || -n $(find "$LAB_DIR/app" -newer "$out/wiki-1.0.0.tar.gz" -print -quit) ]]; then
+  if [[ ! -f $out/wiki-1.0.0.tar.gz || ! -d $out/plugins || -n $(find "$LAB_DIR/app" -newer "$out/wiki-1.0.0.tar.gz" -print -quit) ]]; then
     mkdir -p "$out"
     logf=$(step_log app-build)
     log "building app bundles with $build (log: $logf)"
@@ -124,6 +124,12 @@ ensure_app_bundles() {
     (cd "$STATE/www/releases" && sha256sum "wiki-$v.tar.gz" >"wiki-$v.tar.gz.sha256")
   done
   log "app bundles served: $(cd "$STATE/www/releases" && echo wiki-*.tar.gz)"
+  # The plugins (descriptors + sha256), served at http://repo:8080/plugins/NAME-VERSION.plugin.
+  [[ -n $(find "$out/plugins" -name '*.plugin' -print -quit 2>/dev/null) ]] ||
+    die "lab/app/build.sh did not produce plugins in $out/plugins"
+  rm -rf "$STATE/www/plugins"
+  cp -r "$out/plugins" "$STATE/www/plugins"
+  log "plugins served: $(cd "$STATE/www/plugins" && echo *.plugin)"
 }
 
 start_http() {

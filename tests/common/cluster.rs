@@ -360,6 +360,38 @@ pub fn snapshots_of(set: &str) -> String {
     all
 }
 
+/// The plugins the inventory pins for each release (inventory/lab.yml, `app_plugins`).
+pub const PLUGINS_V1: &[(&str, &str)] = &[("calendar", "1.0"), ("diagrams", "1.0")];
+pub const PLUGINS_V2: &[(&str, &str)] = &[("calendar", "2.0"), ("diagrams", "1.1")];
+
+/// Both app nodes' `GET /plugins` list exactly `want` (name, version), each ENABLED.
+pub fn assert_plugins_enabled(want: &[(&str, &str)]) {
+    assert_plugins_enabled_on(&["app1", "app2"], want);
+}
+
+/// `GET /plugins` of each of `hosts` lists exactly `want` (name, version), each ENABLED.
+pub fn assert_plugins_enabled_on(hosts: &[&str], want: &[(&str, &str)]) {
+    for &h in hosts {
+        let s = ssh(h, "curl -sS --max-time 5 http://127.0.0.1:8080/plugins");
+        let v: serde_json::Value =
+            serde_json::from_str(&s).unwrap_or_else(|e| panic!("{h}: GET /plugins: {e}: {s}"));
+        let got: Vec<(String, String, String)> = v["plugins"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{h}: no plugins list: {s}"))
+            .iter()
+            .map(|p| {
+                let f = |k: &str| p[k].as_str().unwrap_or("").to_string();
+                (f("name"), f("version"), f("state"))
+            })
+            .collect();
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string(), "ENABLED".to_string()))
+            .collect();
+        assert_eq!(got, want, "{h}: GET /plugins {s}");
+    }
+}
+
 pub fn require_v1() {
     super::require_lab();
     for h in ["app1", "app2"] {

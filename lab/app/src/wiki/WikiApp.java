@@ -29,6 +29,7 @@ public final class WikiApp implements ServletContextListener {
     private volatile boolean panicked;
     private volatile WikiConfig cfg;
     private volatile Database db;
+    private volatile Plugins plugins;
     private volatile String lastHealth = "";
     private ScheduledExecutorService scheduler;
     private Thread startup;
@@ -52,6 +53,8 @@ public final class WikiApp implements ServletContextListener {
             if (cfg.mailEnabled()) WikiLog.info("wiki.mail.MailService", "Mail enabled: would send mail via " + cfg.mailHost());
             else WikiLog.info("wiki.mail.MailService", "Mail disabled (mail.enabled is not true)");
             db = new Database(cfg);
+            plugins = new Plugins(home);
+            plugins.scan(); // at start: each plugin enabled or refused, in the log
         } catch (Exception e) {
             fail("Cannot start: " + e.getMessage());
             return;
@@ -150,6 +153,8 @@ public final class WikiApp implements ServletContextListener {
     Integer schema() { return schema; }
     boolean panicked() { return panicked; }
     Database db() { return db; }
+    /** Null when the app could not start far enough to know its home. */
+    Plugins plugins() { return plugins; }
     WikiConfig cfg() { return cfg; }
     String nodeName() { return cfg == null ? "unknown" : cfg.nodeName(); }
 

@@ -13,7 +13,7 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 
-/** All endpoints: /status, /session, /, /pages, /pages/<name>. Mapped to "/" so it sees every path. */
+/** All endpoints: /status, /session, /plugins, /, /pages, /pages/<name>. Mapped to "/" so it sees every path. */
 public final class WikiServlet extends HttpServlet {
     private static final String CAT = "wiki.pages.PageService";
 
@@ -27,6 +27,8 @@ public final class WikiServlet extends HttpServlet {
         try {
             if (path.equals("/status")) {
                 if (read) status(resp); else notAllowed(resp, "GET");
+            } else if (path.equals("/plugins")) {
+                if (read) plugins(resp); else notAllowed(resp, "GET");
             } else if (path.equals("/session")) {
                 if (read) session(req, resp); else notAllowed(resp, "GET");
             } else if (path.equals("/") || path.isEmpty()) {
@@ -86,6 +88,31 @@ public final class WikiServlet extends HttpServlet {
                 + (phase == WikiApp.Phase.ERROR ? ",\"reason\":\"" + esc(reason) + "\"" : "") + "}";
         app.noteHealth(phase == WikiApp.Phase.RUNNING ? "RUNNING" : "ERROR (" + reason + ")");
         json(resp, phase == WikiApp.Phase.RUNNING ? 200 : 500, body);
+    }
+
+    /**
+     * The plugins directory as read now (a rescan, so a plugin installed while the node runs shows at once), like
+     * UPM's list: each plugin's name, version, the releases it declares, ENABLED or REFUSED with the reason.
+     * Answers in every phase (an admin looks here when the node does not start) and needs no database.
+     */
+    private void plugins(HttpServletResponse resp) throws IOException {
+        Plugins pl = app().plugins();
+        StringBuilder b = new StringBuilder("{\"release\":\"" + Release.VERSION + "\",\"plugins\":[");
+        String sep = "";
+        for (Plugins.Plugin p : pl == null ? java.util.List.<Plugins.Plugin>of() : pl.scan()) {
+            b.append(sep).append("{\"name\":\"").append(esc(p.name())).append("\",\"version\":\"").append(esc(p.version()))
+                    .append("\",\"state\":\"").append(p.enabled() ? "ENABLED" : "REFUSED").append("\",\"supports\":[");
+            String s2 = "";
+            for (String s : p.supports()) {
+                b.append(s2).append('"').append(esc(s)).append('"');
+                s2 = ",";
+            }
+            b.append("],\"file\":\"").append(esc(p.file())).append('"');
+            if (!p.enabled()) b.append(",\"reason\":\"").append(esc(p.reason())).append('"');
+            b.append('}');
+            sep = ",";
+        }
+        json(resp, 200, b.append("]}").toString());
     }
 
     /** Session counter; no database. Tomcat appends ".<jvmRoute>" to the id, which mod_jk uses for stickiness. */
