@@ -407,7 +407,11 @@ pub(super) fn step_vars(
     let shared = shared_context(run, everyone);
     let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
     // `run.id` names what a run leaves behind (snapshot sets, backups).
-    ctx.insert(crate::context_names::RUN, &json!({ "id": run.id }));
+    // In an `after_run` play, `run` also tells how the run ended (`after_run::outcome`).
+    match &*run.ended.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some(ended) => ctx.insert(crate::context_names::RUN, ended),
+        None => ctx.insert(crate::context_names::RUN, &json!({ "id": run.id })),
+    }
     if let Some(regs) = run
         .registered
         .lock()
@@ -717,7 +721,14 @@ pub(super) fn skipped() -> StepResult {
 /// were the result.
 pub(super) fn done_detail(module: &str, decision: &Decision, result: &Map<String, J>) -> String {
     match decision {
-        Decision::Change { summary, .. } => summary.clone(),
+        // A module that needs no undo (a message sent) tells what it did from its result
+        // (where it went, what it answered), not the plan's "would send".
+        Decision::Change { summary, .. } => match modules::spec::find(module) {
+            Some(s) if s.reversibility == modules::spec::Reversibility::NoUndoNeeded => {
+                modules::describe_done(module, result).unwrap_or_else(|| summary.clone())
+            }
+            _ => summary.clone(),
+        },
         Decision::Unknown { .. } => modules::describe_done(module, result)
             .unwrap_or_else(|| "changed (the probe could not tell beforehand)".into()),
         Decision::NoChange => "nothing to do (counted as changed by changed_when)".into(),
