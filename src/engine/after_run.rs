@@ -3,12 +3,13 @@
 //! that must go out on a rollback too).
 //!
 //! Their steps see `run` as it ended, told from the journal (so secrets are masked as there):
-//! `run.status` (`ok`, `failed`, `unreachable`, `interrupted`), `run.succeeded`,
+//! `run.status` (`ok`, `failed`, `unreachable`), `run.succeeded`,
 //! `run.unwound` (an unwind ran) and `run.unwind_ok`, `run.failed` (the first step that failed:
 //! `step`, `host`, `message`; null when none did) and `run.window` (the measured maintenance
 //! window: `total_s`, `total_ms`, `described`, the breakdown of `Window::to_json`; null when no
 //! step turned the page on). A failure in such a play is reported and journaled like any
-//! step's, and changes nothing else: not the run's status, and no unwind.
+//! step's, and changes nothing else: not the run's status, and no unwind. A run stopped by
+//! Ctrl-C has not ended (it is resumed): its `after_run` plays run at the end of the resume.
 
 use std::sync::Arc;
 
@@ -23,9 +24,9 @@ pub(super) async fn run_after(run: &Arc<Run>, plays: &Plays, status: &RunStatus)
         RunStatus::Ok => "ok",
         RunStatus::Failed => "failed",
         RunStatus::Unreachable => "unreachable",
-        RunStatus::Interrupted => "interrupted",
-        // Refused before any step: nothing ran, nothing to tell.
-        RunStatus::Locked | RunStatus::Refused => return,
+        // Stopped at a step boundary to be resumed: the run has not ended yet (its resume
+        // runs them). Refused before any step: nothing ran, nothing to tell.
+        RunStatus::Interrupted | RunStatus::Locked | RunStatus::Refused => return,
     };
     let succeeded = *status == RunStatus::Ok;
     let due = plays

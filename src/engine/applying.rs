@@ -46,8 +46,7 @@ pub(super) async fn run_after_plays(run: &Arc<Run>, plays: &Plays, succeeded: bo
 
 /// The walk in apply mode, and what it keeps across plays and batches.
 struct Applying<'r> {
-    /// Walking the `after_run:` plays: a failure neither unwinds nor stops the others, and a
-    /// first Ctrl-C (which stopped the run) does not stop them.
+    /// Walking the `after_run:` plays: a failure neither unwinds nor stops the others.
     after_run: bool,
     run: &'r Arc<Run>,
     /// Hosts that failed a step: they run nothing more.
@@ -83,7 +82,7 @@ impl Mode for Applying<'_> {
     }
 
     fn interrupted(&self) -> bool {
-        !self.after_run && self.run.interrupted.load(Ordering::SeqCst)
+        self.run.interrupted.load(Ordering::SeqCst)
     }
 
     fn skips_play(&self, play: &Play) -> bool {

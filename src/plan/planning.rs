@@ -423,9 +423,15 @@ impl PlanRun<'_> {
                 undo: match &step.undo {
                     Undo::Custom(a) => Some(format!("declared: {}", a.module)),
                     Undo::Irreversible(_) => None,
-                    Undo::Module => spec
-                        .filter(|s| s.reversibility == Reversibility::Reversible)
-                        .map(|_| "recorded by the module when applied".to_string()),
+                    Undo::Module => spec.and_then(|s| match s.reversibility {
+                        Reversibility::Reversible => {
+                            Some("recorded by the module when applied".to_string())
+                        }
+                        Reversibility::NoUndoNeeded => {
+                            Some("none needed: nothing on a host to undo".to_string())
+                        }
+                        _ => None,
+                    }),
                 },
                 fingerprint: String::new(),
             },
