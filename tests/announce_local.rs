@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -348,4 +349,45 @@ fn bad_after_run_and_webhook_values_are_located_errors() {
         out.contains("module `announce` needs argument `webhook`"),
         "{out}"
     );
+}
+
+#[test]
+fn ctrl_c_in_the_after_run_plays_of_a_run_that_succeeded_is_resumed_there() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (port, got) = webhook();
+    project(d, port);
+    // Results: the start, the file, the skipped failure; the 4th is the success announced.
+    let o = common::local::command(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    )
+    .env("CUTOVER_TEST_FAULT", "int-after-result=4")
+    .process_group(0)
+    .output()
+    .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{out}");
+    assert_eq!(got.lock().unwrap().len(), 2, "start and success sent");
+    assert!(
+        !out.contains("after the run: ok"),
+        "stopped before the next play: {out}"
+    );
+    let id = run_id(&out);
+    let journal =
+        std::fs::read_to_string(d.join(format!("state/runs/{id}/journal.jsonl"))).unwrap();
+    let events: Vec<J> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let n = events.len();
+    assert_eq!(events[n - 2]["event"], "run_interrupted", "{journal}");
+    assert_eq!(events[n - 1]["status"], "interrupted", "{journal}");
+    // The resume runs the rest of the after_run plays; what was sent is not sent again.
+    let o = cutover(d, &["resume", "-i", "inv.yml", &id, "--output", "plain"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("after the run: ok"), "{out}");
+    assert_eq!(got.lock().unwrap().len(), 2, "{:?}", got.lock().unwrap());
 }

@@ -9,8 +9,11 @@
 //! window: `total_s`, `total_ms`, `described`, the breakdown of `Window::to_json`; null when no
 //! step turned the page on). A failure in such a play is reported and journaled like any
 //! step's, and changes nothing else: not the run's status, and no unwind. A run stopped by
-//! Ctrl-C has not ended (it is resumed): its `after_run` plays run at the end of the resume.
+//! Ctrl-C has not ended (it is resumed): its `after_run` plays run at the end of the resume;
+//! one stopped by Ctrl-C in its `after_run` plays after it succeeded ends `interrupted`, and
+//! its resume runs the rest of them.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::{json, Value as J};
@@ -18,15 +21,33 @@ use serde_json::{json, Value as J};
 use super::{applying, journal, window, Run, RunStatus};
 use crate::run::walk::Plays;
 
-/// Run the due `after_run` plays, if any, with `run` describing how the run ended.
-pub(super) async fn run_after(run: &Arc<Run>, plays: &Plays, status: &RunStatus) {
+/// Run the due `after_run` plays, if any, with `run` describing how the run ended; the run's
+/// status after them: as it was, but `Interrupted` when Ctrl-C stopped them after a run that
+/// succeeded (its resume runs the rest of them; a failed run stays failed, never resumed).
+pub(super) async fn run_after(run: &Arc<Run>, plays: &Plays, status: RunStatus) -> RunStatus {
+    if walk_after(run, plays, &status).await
+        && status == RunStatus::Ok
+        && run.interrupted.load(Ordering::SeqCst)
+    {
+        let how = "Ctrl-C: stopped at a step boundary of the after_run plays";
+        let _ = run
+            .journal
+            .record("run_interrupted", json!({ "how": how }))
+            .await;
+        return RunStatus::Interrupted;
+    }
+    status
+}
+
+/// Walk the due `after_run` plays; false when none was due.
+async fn walk_after(run: &Arc<Run>, plays: &Plays, status: &RunStatus) -> bool {
     let word = match status {
         RunStatus::Ok => "ok",
         RunStatus::Failed => "failed",
         RunStatus::Unreachable => "unreachable",
         // Stopped at a step boundary to be resumed: the run has not ended yet (its resume
         // runs them). Refused before any step: nothing ran, nothing to tell.
-        RunStatus::Interrupted | RunStatus::Locked | RunStatus::Refused => return,
+        RunStatus::Interrupted | RunStatus::Locked | RunStatus::Refused => return false,
     };
     let succeeded = *status == RunStatus::Ok;
     let due = plays
@@ -36,7 +57,7 @@ pub(super) async fn run_after(run: &Arc<Run>, plays: &Plays, status: &RunStatus)
         .filter(|p| p.after_run.is_some_and(|a| a.runs_after(succeeded)))
         .count();
     if due == 0 {
-        return;
+        return false;
     }
     let events = journal::read_path(&run.journal.path).unwrap_or_default();
     let ended = outcome(&events, &run.id, word);
@@ -53,6 +74,7 @@ pub(super) async fn run_after(run: &Arc<Run>, plays: &Plays, status: &RunStatus)
         .journal
         .record("after_run_finished", json!({ "ok": ok }))
         .await;
+    true
 }
 
 /// `run` as the `after_run` plays see it, from the run's journal events.

@@ -289,8 +289,7 @@ async fn run_locked(
     match lock_run_hosts(run, everywhere).await {
         Ok(()) => {
             let status = applying::run_plays(run, plays).await;
-            after_run::run_after(run, plays, &status).await;
-            status
+            after_run::run_after(run, plays, status).await
         }
         Err(refused) => refused,
     }
