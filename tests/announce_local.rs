@@ -391,3 +391,68 @@ fn ctrl_c_in_the_after_run_plays_of_a_run_that_succeeded_is_resumed_there() {
     assert!(out.contains("after the run: ok"), "{out}");
     assert_eq!(got.lock().unwrap().len(), 2, "{:?}", got.lock().unwrap());
 }
+
+#[test]
+fn a_token_from_a_secret_reaches_the_webhook_and_shows_nowhere() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (port, got) = webhook();
+    std::fs::write(
+        d.join("inv.yml"),
+        "secret_vars: [hook_token, api_key]\nhosts:\n  n1: { address: local }\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(
+        d.join("vars.yml"),
+        "hook_token: Hk-51e7\napi_key: Ak-90d2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            r#"- hosts: n1
+  vars: {{ path: hooks }}
+  steps:
+    - name: Tell
+      announce:
+        webhook: "http://127.0.0.1:{port}/{{{{ path }}}}/{{{{ hook_token }}}}"
+        message: "key {{{{ api_key }}}}"
+        headers: {{ Authorization: "Bearer {{{{ api_key }}}}" }}
+      register: told
+"#
+        ),
+    )
+    .unwrap();
+    let args = ["-i", "inv.yml", "-e", "@vars.yml", "pb.yml"];
+    let plan = cutover(d, &[&["plan"][..], &args].concat());
+    let apply = cutover(d, &[&["apply"][..], &args, &["--output", "plain"]].concat());
+    let (plan, out) = (text(&plan), text(&apply));
+    assert_eq!(apply.status.code(), Some(0), "{out}");
+    assert!(
+        plan.contains(&format!(
+            "would send: POST http://127.0.0.1:{port}/… (headers: Authorization): key [secret:api_key]"
+        )),
+        "{plan}"
+    );
+    // What the webhook got: the real values.
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "the plan sent nothing, the run once: {got:?}");
+    assert_eq!(got[0].0, "/hooks/Hk-51e7");
+    assert_eq!(got[0].1["text"], "key Ak-90d2");
+    // Shown nowhere: the plan, the run's output, its journal (the registered body included).
+    let id = run_id(&out);
+    let journal =
+        std::fs::read_to_string(d.join(format!("state/runs/{id}/journal.jsonl"))).unwrap();
+    assert!(
+        journal.contains(r#""text":"key [secret:api_key]""#),
+        "{journal}"
+    );
+    for shown in [&plan, &out, &journal] {
+        assert!(
+            !shown.contains("Hk-51e7") && !shown.contains("Ak-90d2"),
+            "{shown}"
+        );
+    }
+}
