@@ -157,6 +157,19 @@ fn a_plan_shows_what_would_be_sent_and_sends_nothing() {
         got.lock().unwrap()
     );
     assert!(!d.join("made").exists());
+    assert!(out.contains(r#""run": "RUN-ID","#), "{out}");
+    // The reviewed plan applies as reviewed: the message is sent, with the run's id.
+    let o = cutover(
+        d,
+        &["plan", "-i", "inv.yml", "pb.yml", "--out", "plan.json"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = cutover(d, &["apply", "plan.json", "--output", "plain"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].1["run"], run_id(&out));
 }
 
 #[test]

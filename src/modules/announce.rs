@@ -168,7 +168,12 @@ fn prepare(args: &AnnounceArgs, ctx: &ModCtx<'_>) -> Result<(J, Vec<(String, Str
     if let Some(why) = url_problem(&args.webhook) {
         bail!("announce: webhook {why}");
     }
-    Ok((body(args, ctx.run_id, &ctx.host.name)?, headers(args)?))
+    // A plan does not know the run's id yet: the placeholder a saved plan is compared with.
+    let run_id = match ctx.planned {
+        Some(_) => crate::plan::RUN_ID_PLACEHOLDER,
+        None => ctx.run_id,
+    };
+    Ok((body(args, run_id, &ctx.host.name)?, headers(args)?))
 }
 
 /// POST the body; the answer's status. Errors never name the URL beyond its origin.
