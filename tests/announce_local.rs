@@ -469,3 +469,51 @@ fn a_token_from_a_secret_reaches_the_webhook_and_shows_nowhere() {
         );
     }
 }
+
+#[test]
+fn start_at_step_cannot_name_a_step_of_an_after_run_play() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (port, got) = webhook();
+    project(d, port);
+    let o = cutover(
+        d,
+        &[
+            "apply",
+            "-i",
+            "inv.yml",
+            "pb.yml",
+            "--start-at-step",
+            "Announce the success",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("--start-at-step `Announce the success` names no step of pb.yml"),
+        "{out}"
+    );
+    assert!(out.contains("<--start-at-step>"), "{out}");
+    assert!(got.lock().unwrap().is_empty());
+    // A step of the run's walk is fine.
+    let o = cutover(
+        d,
+        &[
+            "apply",
+            "-i",
+            "inv.yml",
+            "pb.yml",
+            "--start-at-step",
+            "Make a file",
+            "--output",
+            "plain",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "only the end: the start was skipped"
+    );
+}
