@@ -155,7 +155,7 @@ cmd_down() {
   timed "announcement sink stopped" stop_announce_sink
   timed "containers stopped" down_containers
   timed "mounts, loop, netns removed" down_system
-  rm -rf "${STATE:?}"/{hosts,btrfs,www,run,fleet} "$STATE/btrfs.img" "$SSH_DIR/config" "$SSH_DIR/known_hosts"
+  rm -rf "${STATE:?}"/{hosts,btrfs,www,run,fleet,announce} "$STATE/btrfs.img" "$SSH_DIR/config" "$SSH_DIR/known_hosts"
   log "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "lab down in %.1f s", b - a }')"
 }
 
