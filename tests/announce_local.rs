@@ -281,6 +281,21 @@ fn a_failed_run_announces_the_reason_after_its_unwind() {
     assert!(undo_at < after_at, "{out}");
     assert!(out.contains("after the run: failed"), "{out}");
     assert!(!out.contains("Announce the success"), "{out}");
+    // `cutover show` replays them where they ran: after the unwind, before the end.
+    let shown = text(&cutover(d, &["show", &id]));
+    let at = |what: &str| {
+        shown
+            .find(what)
+            .unwrap_or_else(|| panic!("{what}: {shown}"))
+    };
+    assert!(
+        at("unwind finished") < at("AFTER RUN (the run ended failed): 2 play(s)"),
+        "{shown}"
+    );
+    assert!(
+        at("AFTER RUN (the run ended failed)") < at("finished: failed"),
+        "{shown}"
+    );
 }
 
 #[test]
