@@ -532,3 +532,82 @@ fn start_at_step_cannot_name_a_step_of_an_after_run_play() {
         "only the end: the start was skipped"
     );
 }
+
+/// The start announcement of playbooks/upgrade.yml, as written there, on the controller.
+fn upgrade_start_step(d: &Path, port: u16) {
+    let upgrade =
+        std::fs::read_to_string(common::repo_root().join("playbooks/upgrade.yml")).unwrap();
+    let from = upgrade.find("    - name: Announce the start").unwrap();
+    let end = "      when: announce_webhook != \"\"\n";
+    let to = from + upgrade[from..].find(end).unwrap() + end.len();
+    std::fs::write(
+        d.join("inv.yml"),
+        format!("hosts:\n  lb: {{ address: local, vars: {{ app_release: 2.0.0, announce_webhook: \"http://127.0.0.1:{port}/a\" }} }}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        format!("- hosts: lb\n  steps:\n{}", &upgrade[from..to]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_upgrade_s_start_names_the_planned_window_and_the_prediction_when_there_are_some() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (port, got) = webhook();
+    upgrade_start_step(d, port);
+    std::fs::write(
+        d.join("vars.yml"),
+        "maintenance_window: { start: \"2026-12-08T22:00:00Z\", end: \"2026-12-09T00:00:00Z\" }\nwindow_prediction: { total_s: 41, run: 20261201-101010-abcd }\n",
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &[
+            "apply",
+            "-i",
+            "inv.yml",
+            "pb.yml",
+            "-e",
+            "@vars.yml",
+            "--output",
+            "plain",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let id = run_id(&out);
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let id2 = run_id(&out);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let lead = "The wiki cluster is being upgraded to 2.0.0 (run {}); users get the maintenance page until it is done.";
+    assert_eq!(
+        got[0].1,
+        json!({
+            "text": format!("{} Planned window: 2026-12-08T22:00:00Z to 2026-12-09T00:00:00Z. The last rehearsal (run 20261201-101010-abcd) predicts 41 s under the page.", lead.replace("{}", &id)),
+            "subject": "wiki upgrade to 2.0.0: starting",
+            "run": id, "host": "lb", "event": "upgrade_started", "release": "2.0.0",
+            "planned_window": {"start": "2026-12-08T22:00:00Z", "end": "2026-12-09T00:00:00Z"},
+            "prediction": {"total_s": 41, "run": "20261201-101010-abcd"}
+        })
+    );
+    // Neither defined: both left out, of the text and of the fields.
+    assert_eq!(
+        got[1].1,
+        json!({
+            "text": lead.replace("{}", &id2),
+            "subject": "wiki upgrade to 2.0.0: starting",
+            "run": id2, "host": "lb", "event": "upgrade_started", "release": "2.0.0"
+        })
+    );
+}
