@@ -148,8 +148,21 @@ fn a_plan_shows_what_would_be_sent_and_sends_nothing() {
     assert!(out.contains(r#""event": "started","#), "{out}");
     assert!(out.contains(r#""start": "22:00""#), "{out}");
     assert!(!out.contains("[irreversible]"), "{out}");
-    // The after_run plays are not part of the plan's walk.
-    assert!(!out.contains("Announce the success"), "{out}");
+    // The after_run plays are not part of the plan's walk: listed after it, not planned.
+    let listed = "After the run (not planned: what they do depends on how the run ends):
+  PLAY End - succeeded (after_run: succeeded): Announce the success
+  PLAY End - failed (after_run: failed): Announce the failure
+  PLAY End - always (after_run: always): ";
+    assert!(out.contains(listed), "{out}");
+    assert_eq!(out.matches("Announce the success").count(), 1, "{out}");
+    let md = text(&cutover(
+        d,
+        &["plan", "-i", "inv.yml", "pb.yml", "--format", "markdown"],
+    ));
+    assert!(
+        md.contains("## After the run\n\nNot planned: what these plays do depends on how the run ends.\n\n- play _End - succeeded_ (`after_run: succeeded`): Announce the success\n"),
+        "{md}"
+    );
     assert!(!out.contains(TOKEN), "{out}");
     assert!(
         got.lock().unwrap().is_empty(),

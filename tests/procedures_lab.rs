@@ -623,6 +623,30 @@ fn assert_the_plan_shows_the_start_announcement_and_sends_nothing(p: &Project, s
     let body: serde_json::Value = serde_json::from_str(e["diff"].as_str().unwrap()).unwrap();
     assert_eq!(body["event"], "upgrade_started");
     assert_eq!(body["release"], "2.0.0");
+    // The end announcements are listed, not planned (they depend on how the run ends).
+    let after: Vec<(&str, &str, &serde_json::Value)> = plan["after_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap(),
+                a["when"].as_str().unwrap(),
+                &a["steps"],
+            )
+        })
+        .collect();
+    let (ok, failed) = (
+        serde_json::json!(["Announce the success with the measured window"]),
+        serde_json::json!(["Announce the failure, its reason and the rollback"]),
+    );
+    assert_eq!(
+        after,
+        [
+            ("Announce the end - the upgrade succeeded", "succeeded", &ok),
+            ("Announce the end - the upgrade failed", "failed", &failed),
+        ]
+    );
     assert_eq!(
         announcements(),
         Vec::<serde_json::Value>::new(),

@@ -181,6 +181,7 @@ mod irreversible_tests {
                 ..Summary::default()
             },
             entries,
+            after_run: vec![],
         };
         let text = render_text(&plan, false);
         let lines: Vec<&str> = text.lines().collect();

@@ -67,6 +67,7 @@ pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
         unreachable: Vec::new(),
         summary: Summary::default(),
         entries: Vec::new(),
+        after_run: super::after_run_plays(&plays.playbook),
     };
     let mut planning = Planning {
         run: &run,

@@ -186,6 +186,15 @@ impl AfterRun {
         }
     }
 
+    /// The value as written.
+    pub fn word(self) -> &'static str {
+        match self {
+            AfterRun::Succeeded => "succeeded",
+            AfterRun::Failed => "failed",
+            AfterRun::Always => "always",
+        }
+    }
+
     /// Does a run that ended ok (`succeeded`) or not run this play?
     pub fn runs_after(self, succeeded: bool) -> bool {
         match self {
