@@ -56,6 +56,7 @@ cmd_up() {
   timed "btrfs volumes" up_volumes
   timed "containers started" up_containers
   timed "repo http server" start_http
+  timed "announcement sink" start_announce_sink
   timed "app bundles" ensure_app_bundles
   timed "customizations repository" ensure_customizations_repo
   local names=()
@@ -151,9 +152,10 @@ cmd_down() {
     timed "vm down" "$VM_SCRIPT" down || log "WARNING: lab/vm/vm.sh down failed"
   fi
   timed "http server stopped" stop_http
+  timed "announcement sink stopped" stop_announce_sink
   timed "containers stopped" down_containers
   timed "mounts, loop, netns removed" down_system
-  rm -rf "${STATE:?}"/{hosts,btrfs,www,run,fleet} "$STATE/btrfs.img" "$SSH_DIR/config" "$SSH_DIR/known_hosts"
+  rm -rf "${STATE:?}"/{hosts,btrfs,www,run,fleet,announce} "$STATE/btrfs.img" "$SSH_DIR/config" "$SSH_DIR/known_hosts"
   log "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "lab down in %.1f s", b - a }')"
 }
 
@@ -212,6 +214,11 @@ cmd_status() {
   pid=$(pid_from_file "$RUN_DIR/http.pid")
   if alive "$pid"; then printf 'repo http server     pid %s http://repo:%s/\n' "$pid" "$REPO_PORT"; else
     printf 'repo http server     DOWN\n'
+    ok=1
+  fi
+  pid=$(pid_from_file "$RUN_DIR/announce-sink.pid")
+  if alive "$pid"; then printf 'announcement sink    pid %s http://repo:%s/ (%s)\n' "$pid" "$ANNOUNCE_PORT" "$ANNOUNCE_RECORD"; else
+    printf 'announcement sink    DOWN\n'
     ok=1
   fi
   if [[ -f $STATE/www/customizations.git/info/refs ]]; then

@@ -97,11 +97,12 @@ fn lab_down_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "loop devices left: {left:?}");
 
-    // Processes: containers, VM, repo HTTP server.
+    // Processes: containers, VM, repo HTTP server, announcement sink.
     let left = live_processes(|comm, cmd| {
         (comm == "systemd-nspawn" && cmd.contains(&prefix))
             || (comm.starts_with("qemu-system") && cmd.contains(&prefix))
             || (cmd.contains("http.server") && cmd.contains(&prefix))
+            || (cmd.contains("announce_sink.py") && cmd.contains(&prefix))
     });
     assert!(left.is_empty(), "lab processes left: {left:#?}");
 
@@ -127,6 +128,7 @@ fn lab_down_leaves_nothing_behind() {
         "www",
         "run",
         "fleet",
+        "announce",
         "ssh/config",
         "ssh/known_hosts",
     ] {

@@ -36,12 +36,15 @@ fn upgrade_v1_to_v2_then_commit_removes_the_snapshots() {
 
     let pages = write_pages("v2");
     let set = unique("v2");
+    clear_announcements();
+    assert_the_plan_shows_the_start_announcement_and_sends_nothing(&p, &set);
     let (o, id) = upgrade(&p, "2.0.0", 2, &set);
     let out = text(&o);
     assert!(o.status.success(), "upgrade to 2.0.0:\n{out}");
     let secs = maintenance_seconds(&out);
     assert!(secs > 0 && secs < 600, "maintenance window {secs} s");
     assert_window_breakdown(&out, secs);
+    assert_announced_start_then_success(&id, &out);
 
     assert_cluster_serves("2.0.0", 2);
     // The plugins pinned for 2.0.0 replaced 1.0.0's on both nodes, enabled without a restart.
@@ -283,10 +286,12 @@ fn upgrade_to_broken_v3_rolls_back_by_itself() {
     assert_eq!(m0, s0);
 
     let set = unique("v3");
+    clear_announcements();
     let (o, id) = upgrade(&p, "3.0.0", 3, &set);
     let out = text(&o);
     assert!(!o.status.success(), "the broken release must fail:\n{out}");
     assert!(out.contains("UNWIND"), "the run unwound itself:\n{out}");
+    assert_announced_the_rollback(&p, &id, &out);
     assert!(
         p.journal_text(&id)
             .contains("\"event\":\"unwind_finished\""),
@@ -825,4 +830,157 @@ fn seconds_of(text: &str) -> f64 {
         Some((m, s)) => m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap(),
         None => t.parse().unwrap(),
     }
+}
+
+/// `cutover plan` of the upgrade shows the start announcement — where to, the JSON body — as
+/// "would send", not irreversible, and posts nothing to the lab's sink.
+fn assert_the_plan_shows_the_start_announcement_and_sends_nothing(p: &Project, set: &str) {
+    let mut args = upgrade_args("2.0.0", 2, set);
+    args[0] = "plan".into();
+    let pb = args.pop().unwrap();
+    args.retain(|a| !matches!(a.as_str(), "--approve" | "upgrade" | "--output" | "plain"));
+    args.extend(["--format".into(), "json".into(), pb]);
+    let o = p.run_cluster(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entries: Vec<&serde_json::Value> = plan["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["module"] == "announce")
+        .collect();
+    assert_eq!(entries.len(), 1, "the start only (run_once): {entries:#?}");
+    let e = entries[0];
+    assert_eq!(
+        e["name"],
+        "Announce the start (planned window, the rehearsal's prediction)"
+    );
+    assert_eq!(e["outcome"], "change");
+    assert_eq!(e["irreversible"], false);
+    assert_eq!(e["undo"], "none needed: nothing on a host to undo");
+    let summary = e["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("would send: POST http://repo:8081/…: The wiki cluster is being upgraded to 2.0.0 (run "),
+        "{summary}"
+    );
+    let body: serde_json::Value = serde_json::from_str(e["diff"].as_str().unwrap()).unwrap();
+    assert_eq!(body["event"], "upgrade_started");
+    assert_eq!(body["release"], "2.0.0");
+    // The end announcements are listed, not planned (they depend on how the run ends).
+    let after: Vec<(&str, &str, &serde_json::Value)> = plan["after_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap(),
+                a["when"].as_str().unwrap(),
+                &a["steps"],
+            )
+        })
+        .collect();
+    let (ok, failed) = (
+        serde_json::json!(["Announce the success with the measured window"]),
+        serde_json::json!(["Announce the failure, its reason and the rollback"]),
+    );
+    assert_eq!(
+        after,
+        [
+            ("Announce the end - the upgrade succeeded", "succeeded", &ok),
+            ("Announce the end - the upgrade failed", "failed", &failed),
+        ]
+    );
+    assert_eq!(
+        announcements(),
+        Vec::<serde_json::Value>::new(),
+        "a plan sent nothing"
+    );
+}
+
+/// The sink got the start (after the approval) and then the success with the window the run
+/// measured, as its recap prints it.
+fn assert_announced_start_then_success(id: &str, out: &str) {
+    let got = announcements();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got.iter()
+            .all(|a| a["path"] == "/announce/wiki" && a["content_type"] == "application/json"),
+        "{got:#?}"
+    );
+    let start = announced(&got, "upgrade_started");
+    assert_eq!(got[0]["body"], *start, "the start comes first");
+    assert_eq!(start["run"], id);
+    assert_eq!(start["host"], "lb");
+    assert_eq!(start["release"], "2.0.0");
+    assert_eq!(start["subject"], "wiki upgrade to 2.0.0: starting");
+    assert_eq!(
+        start["text"],
+        format!("The wiki cluster is being upgraded to 2.0.0 (run {id}); users get the maintenance page until it is done.")
+    );
+    // The lab's inventory plans no window and no rehearsal ran: both left out.
+    assert!(
+        start.get("planned_window").is_none() && start.get("prediction").is_none(),
+        "{start}"
+    );
+    let end = announced(&got, "upgrade_succeeded");
+    let recap_window = out
+        .lines()
+        .find(|l| l.starts_with("maintenance window "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(end["subject"], "wiki upgrade to 2.0.0: done");
+    assert_eq!(
+        end["text"],
+        format!("The wiki cluster runs 2.0.0 (run {id}). Measured {recap_window}.")
+    );
+    let outcome = &end["outcome"];
+    assert_eq!(outcome["id"], id);
+    assert_eq!(outcome["status"], "ok");
+    assert_eq!(outcome["failed"], serde_json::Value::Null);
+    assert_eq!(outcome["unwound"], false);
+    assert_eq!(outcome["window"]["described"], recap_window);
+    assert_eq!(outcome["window"]["still_open"], false);
+    let total_ms = outcome["window"]["total_ms"].as_u64().unwrap();
+    assert_eq!(outcome["window"]["total_s"], (total_ms + 500) / 1000);
+}
+
+/// The sink got the start, then the failure: the step that failed, its host and message, and
+/// that the run was rolled back — sent after the unwind.
+fn assert_announced_the_rollback(p: &Project, id: &str, out: &str) {
+    let got = announcements();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    announced(&got, "upgrade_started");
+    let end = announced(&got, "upgrade_failed");
+    let journal = journal_of(p, id);
+    let failed = journal
+        .iter()
+        .find(|e| e["event"] == "step_result" && e["status"] == "failed")
+        .unwrap_or_else(|| panic!("{out}"));
+    let outcome = &end["outcome"];
+    assert_eq!(outcome["status"], "failed");
+    assert_eq!(outcome["unwound"], true);
+    assert_eq!(outcome["unwind_ok"], true);
+    assert_eq!(end["rolled_back"], "true");
+    assert_eq!(outcome["failed"]["step"], failed["name"]);
+    assert_eq!(outcome["failed"]["host"], failed["host"]);
+    assert_eq!(outcome["failed"]["message"], failed["detail"]);
+    assert_eq!(end["subject"], "wiki upgrade to 3.0.0: FAILED, rolled back");
+    let text = end["text"].as_str().unwrap();
+    let reason = format!(
+        "The upgrade of the wiki cluster to 3.0.0 failed (run {id}): \"{}\" on {}: ",
+        failed["name"].as_str().unwrap(),
+        failed["host"].as_str().unwrap()
+    );
+    assert!(text.starts_with(&reason), "{text}");
+    assert!(
+        text.contains("It was rolled back: the cluster runs the release it ran before."),
+        "{text}"
+    );
+    // Sent once the unwind had finished.
+    let at = |k: &str| {
+        journal
+            .iter()
+            .position(|e| e["event"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    assert!(at("unwind_finished") < at("after_run_started"), "{out}");
 }

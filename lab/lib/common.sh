@@ -10,6 +10,9 @@ CTL_ADDR=10.77.0.1
 PREFIX=16
 SUITE=bookworm
 REPO_PORT=8080
+# The announcement sink (lab/sink/announce_sink.py) and the file it records to.
+ANNOUNCE_PORT=8081
+ANNOUNCE_RECORD=$STATE/announce/received.jsonl
 # Bump when the recipe of the base tree changes, so cached trees are rebuilt.
 TREE_VERSION=3
 TREE=$CACHE/rootfs-$SUITE

@@ -157,6 +157,43 @@ start_http() {
   die_with_log "repo HTTP server did not start" "$logf"
 }
 
+# The announcement sink (lab/sink/announce_sink.py): records every webhook POST the upgrade's
+# `announce` steps send, as JSON lines in $ANNOUNCE_RECORD (tests read and empty it), on
+# http://repo:$ANNOUNCE_PORT/ (the controller's address, like the repo server).
+start_announce_sink() {
+  mkdir -p "$STATE/run" "$(dirname "$ANNOUNCE_RECORD")"
+  local pid
+  pid=$(pid_from_file "$STATE/run/announce-sink.pid")
+  if alive "$pid"; then
+    log "announcement sink already running (pid $pid)"
+    return 0
+  fi
+  local logf
+  logf=$(step_log announce-sink)
+  ip netns exec "$CTL_NS" setsid "$PYTHON" "$LAB_DIR/sink/announce_sink.py" "$ANNOUNCE_RECORD" \
+    "$CTL_ADDR" "$ANNOUNCE_PORT" </dev/null >"$logf" 2>&1 9>&- &
+  echo $! >"$STATE/run/announce-sink.pid"
+  local i
+  for ((i = 0; i < 50; i++)); do
+    if in_ctl curl -fsS -o /dev/null "http://$CTL_ADDR:$ANNOUNCE_PORT/received" 2>/dev/null; then
+      log "announcement sink on http://repo:$ANNOUNCE_PORT/ recording to $ANNOUNCE_RECORD"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die_with_log "announcement sink did not start" "$logf"
+}
+
+stop_announce_sink() {
+  local pid
+  pid=$(pid_from_file "$STATE/run/announce-sink.pid")
+  if alive "$pid"; then
+    kill "$pid" 2>/dev/null || true
+    wait_dead 30 "$pid" || kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$STATE/run/announce-sink.pid"
+}
+
 stop_http() {
   local pid
   pid=$(pid_from_file "$STATE/run/http.pid")

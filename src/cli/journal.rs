@@ -173,6 +173,14 @@ fn show_recovery_event(time: &str, kind: &str, e: &Value) {
                 "INCOMPLETE"
             }
         ),
+        "after_run_started" => println!(
+            "{time} AFTER RUN (the run ended {}): {} play(s)",
+            e["status"].as_str().unwrap_or("?"),
+            e["plays"]
+        ),
+        "after_run_finished" if e["ok"] != true => {
+            println!("{time} after_run plays: a step failed (the run's status stands)")
+        }
         "rollback_started" => println!(
             "{time} ROLLBACK of {} change(s) by {}",
             e["count"],

@@ -18,14 +18,7 @@ use crate::run::walk::{self, Mode, PlayAt, Plays, StepAt};
 
 /// Run the plays: the status the run ends with.
 pub(super) async fn run_plays(run: &Arc<Run>, plays: &Plays) -> RunStatus {
-    let mut applying = Applying {
-        run,
-        failed_hosts: BTreeSet::new(),
-        unreachable: BTreeSet::new(),
-        notified: BTreeMap::new(),
-        batch_failed: 0,
-        batch_size: 1,
-    };
+    let mut applying = Applying::new(run, false);
     if let Some(status) = walk::walk(plays, &mut applying, run.opts.start_at_step.clone()).await {
         return status;
     }
@@ -42,8 +35,19 @@ pub(super) async fn run_plays(run: &Arc<Run>, plays: &Plays) -> RunStatus {
     status_of(&applying.failed_hosts, &applying.unreachable)
 }
 
+/// Run the `after_run:` plays due after a run that ended this way: the hosts that failed
+/// (or failed in them) are reported and journaled as in any play, nothing is unwound for them,
+/// and the run's status stays what it was. True when every step on every host went well.
+pub(super) async fn run_after_plays(run: &Arc<Run>, plays: &Plays, succeeded: bool) -> bool {
+    let mut applying = Applying::new(run, true);
+    walk::walk_after_run(plays, &mut applying, succeeded).await;
+    applying.failed_hosts.is_empty() && applying.unreachable.is_empty()
+}
+
 /// The walk in apply mode, and what it keeps across plays and batches.
 struct Applying<'r> {
+    /// Walking the `after_run:` plays: a failure neither unwinds nor stops the others.
+    after_run: bool,
     run: &'r Arc<Run>,
     /// Hosts that failed a step: they run nothing more.
     failed_hosts: BTreeSet<String>,
@@ -54,6 +58,20 @@ struct Applying<'r> {
     /// Hosts of the batch that failed, against `max_fail_percentage`.
     batch_failed: usize,
     batch_size: usize,
+}
+
+impl<'r> Applying<'r> {
+    fn new(run: &'r Arc<Run>, after_run: bool) -> Applying<'r> {
+        Applying {
+            after_run,
+            run,
+            failed_hosts: BTreeSet::new(),
+            unreachable: BTreeSet::new(),
+            notified: BTreeMap::new(),
+            batch_failed: 0,
+            batch_size: 1,
+        }
+    }
 }
 
 impl Mode for Applying<'_> {
@@ -74,7 +92,11 @@ impl Mode for Applying<'_> {
     fn play_hosts(&mut self, play: &Play, selected: &[String]) -> Option<Vec<String>> {
         let hosts: Vec<String> = selected
             .iter()
-            .filter(|h| !self.failed_hosts.contains(*h) && !self.unreachable.contains(*h))
+            // An `after_run` play runs whatever an earlier one did on the host.
+            .filter(|h| {
+                (self.after_run || !self.failed_hosts.contains(*h))
+                    && !self.unreachable.contains(*h)
+            })
             .cloned()
             .collect();
         if hosts.is_empty() {
@@ -213,7 +235,7 @@ impl Mode for Applying<'_> {
     }
 
     async fn close_batch(&mut self, play: &Play) -> Option<RunStatus> {
-        if self.failed_hosts.is_empty() && self.unreachable.is_empty() {
+        if self.failed_hosts.is_empty() && self.unreachable.is_empty() || self.after_run {
             return None;
         }
         if play.on_failure == OnFailure::Unwind {

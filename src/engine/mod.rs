@@ -6,6 +6,7 @@
 //! the journal before the next action. A host that fails drops out of the run; with
 //! `on_failure: unwind` the run's changes are undone, newest first.
 
+mod after_run;
 mod applying;
 pub mod commit;
 mod fault;
@@ -140,6 +141,8 @@ struct Run {
     down: std::sync::Mutex<BTreeSet<String>>,
     /// The agreed maintenance window, checked again just before the page goes on.
     agreed: Option<window::fit::Agreed>,
+    /// How the run ended, once it has (`run` of the `after_run` plays: `after_run::outcome`).
+    ended: std::sync::Mutex<Option<J>>,
 }
 
 /// The play's shared template context, set by `run_plays` when a play starts.
@@ -256,6 +259,7 @@ pub async fn apply_loaded(
         shared: std::sync::Mutex::new(None),
         down: std::sync::Mutex::new(BTreeSet::new()),
         agreed,
+        ended: std::sync::Mutex::new(None),
     });
 
     let signals = watch_interrupts(&run);
@@ -263,10 +267,7 @@ pub async fn apply_loaded(
     // Every host the run may touch is locked before its first step: a run that would meet a
     // locked host is refused before it changes anything anywhere.
     let everywhere = hosts_of_run(&run, &plays.playbook, limited.as_ref());
-    let status = match lock_run_hosts(&run, &everywhere).await {
-        Ok(()) => applying::run_plays(&run, &plays).await,
-        Err(refused) => refused,
-    };
+    let status = run_locked(&run, &plays, &everywhere).await;
     signals.abort();
 
     // Release host locks and close every master connection, whatever happened.
@@ -296,6 +297,22 @@ pub async fn apply_loaded(
         .finish_run(status_word, journaled_window(&run.journal).as_ref())
         .map_err(|e| anyhow!("cannot write JUnit file: {e}"))?;
     Ok(RunResult { run_id, status })
+}
+
+/// The plays, once every host of the run is locked, then the `after_run` plays (after the
+/// run's unwind, still holding its locks and connections): the run's status.
+async fn run_locked(
+    run: &Arc<Run>,
+    plays: &crate::run::walk::Plays,
+    everywhere: &[String],
+) -> RunStatus {
+    match lock_run_hosts(run, everywhere).await {
+        Ok(()) => {
+            let status = applying::run_plays(run, plays).await;
+            after_run::run_after(run, plays, status).await
+        }
+        Err(refused) => refused,
+    }
 }
 
 /// The run's maintenance window, measured from its journal as `cutover show` measures it.

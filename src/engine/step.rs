@@ -374,7 +374,8 @@ pub(super) async fn execute(
 }
 
 /// The outcome and fingerprint the reviewed plan has for this step on this host (when the run
-/// applies a saved plan); a step the plan did not have is refused.
+/// applies a saved plan); a step the plan did not have is refused, but for the steps of
+/// `after_run` plays, which no plan has.
 pub(super) fn reviewed_outcome(
     run: &Run,
     at: StepAt<'_>,
@@ -383,6 +384,11 @@ pub(super) fn reviewed_outcome(
     let Some(exp) = &run.opts.expected else {
         return Ok(None);
     };
+    // A plan leaves out the `after_run` plays (what they do depends on how the run ends); the
+    // plan's input hashes still pin the playbook they are written in.
+    if at.play.after_run.is_some() {
+        return Ok(None);
+    }
     match exp.get(&(
         at.play_index,
         at.step_index,
@@ -407,7 +413,11 @@ pub(super) fn step_vars(
     let shared = shared_context(run, everyone);
     let mut ctx = template::host_context_with(&run.inv, host, resolved, &shared);
     // `run.id` names what a run leaves behind (snapshot sets, backups).
-    ctx.insert(crate::context_names::RUN, &json!({ "id": run.id }));
+    // In an `after_run` play, `run` also tells how the run ended (`after_run::outcome`).
+    match &*run.ended.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some(ended) => ctx.insert(crate::context_names::RUN, ended),
+        None => ctx.insert(crate::context_names::RUN, &json!({ "id": run.id })),
+    }
     if let Some(regs) = run
         .registered
         .lock()
@@ -746,7 +756,14 @@ pub(super) fn skipped() -> StepResult {
 /// were the result.
 pub(super) fn done_detail(module: &str, decision: &Decision, result: &Map<String, J>) -> String {
     match decision {
-        Decision::Change { summary, .. } => summary.clone(),
+        // A module that needs no undo (a message sent) tells what it did from its result
+        // (where it went, what it answered), not the plan's "would send".
+        Decision::Change { summary, .. } => match modules::spec::find(module) {
+            Some(s) if s.reversibility == modules::spec::Reversibility::NoUndoNeeded => {
+                modules::describe_done(module, result).unwrap_or_else(|| summary.clone())
+            }
+            _ => summary.clone(),
+        },
         Decision::Unknown { .. } => modules::describe_done(module, result)
             .unwrap_or_else(|| "changed (the probe could not tell beforehand)".into()),
         Decision::NoChange => "nothing to do (counted as changed by changed_when)".into(),

@@ -9,6 +9,7 @@ pub mod spec;
 mod args;
 mod contract;
 
+mod announce;
 mod cluster_safety;
 mod command;
 mod control;
@@ -223,6 +224,7 @@ registry! {
     maintenance::Maintenance,
     http_check::HttpCheck,
     cluster_safety::ClusterSafety,
+    announce::Announce,
 }
 
 #[cfg(test)]
@@ -310,6 +312,7 @@ mod tests {
         "maintenance",
         "http_check",
         "cluster_safety",
+        "announce",
     ];
 
     #[test]
@@ -319,7 +322,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 28);
+        assert_eq!(names.len(), 29);
         assert_eq!(names[..3], ["command", "shell", "copy"]);
         assert_eq!(
             spec::find("mysql_query").map(|s| s.free_form),

@@ -27,6 +27,9 @@ pub enum ArgType {
     RepoUrl,
     /// A path that must be absolute (a step that lays files under it).
     AbsPath,
+    /// An http:// or https:// URL the controller sends to (`announce`'s webhook). Empty is
+    /// accepted: a step guarded by `when:` for an inventory without one.
+    WebUrl,
     /// A host name or IP address that reaches an ssh command line on a host
     /// (`crate::ssh_args::address_problem`).
     Address,
@@ -60,6 +63,7 @@ impl ArgType {
                 ))
             }
             ArgType::RepoUrl => repo_problem(value),
+            ArgType::WebUrl => super::announce::url_problem(value),
             ArgType::AbsPath if !value.starts_with('/') => Some(format!(
                 "`{}` is not an absolute path",
                 crate::diag::one_line(value)
@@ -104,6 +108,10 @@ pub enum Reversibility {
     /// The module can change a host but has no automatic way back (command, shell…); a step
     /// may declare one with `undo:`.
     Irreversible,
+    /// The module acts, but on nothing a way back could restore: a message sent (`announce`)
+    /// cannot be unsent, and there is nothing on a host to undo. Never irreversible in a
+    /// plan, never in an unwind.
+    NoUndoNeeded,
 }
 
 #[derive(Debug)]

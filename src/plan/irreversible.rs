@@ -47,11 +47,16 @@ pub fn irreversible_steps(entries: &[Entry]) -> Vec<IrreversibleStep<'_>> {
 /// Does a step change something with no way back? A step that only reads — a read-only
 /// module (checks, waits, facts), a read-only query, a wait for the replica, a step declared
 /// `changed_when: false` — is never irreversible, whatever its `undo:` says: there is nothing
-/// to go back from.
+/// to go back from. Nor is a step whose module needs no undo (a message sent: `announce`).
 pub fn irreversible(step: &Step) -> bool {
     let spec = modules::spec::find(&step.action.module);
     let reads_only = step.declared_read_only()
-        || spec.is_some_and(|s| s.reversibility == Reversibility::ReadOnly)
+        || spec.is_some_and(|s| {
+            matches!(
+                s.reversibility,
+                Reversibility::ReadOnly | Reversibility::NoUndoNeeded
+            )
+        })
         || modules::changes_nothing(&step.action.module, &step.action.args);
     !reads_only
         && match &step.undo {
@@ -178,6 +183,7 @@ mod irreversible_tests {
             },
             entries,
             maintenance_window: None,
+            after_run: vec![],
         };
         let text = render_text(&plan, false);
         let lines: Vec<&str> = text.lines().collect();

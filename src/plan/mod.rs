@@ -112,6 +112,36 @@ pub struct Plan {
     /// (`fits`/`too_short`/`not_started`/`over`), `left_s`, `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_window: Option<serde_json::Value>,
+    /// The `after_run` plays: listed, not planned (what they do depends on how the run ends).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_run: Vec<AfterRunPlay>,
+}
+
+/// A play that runs once the run has ended (`after_run:`), as a plan lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AfterRunPlay {
+    pub play: usize,
+    pub name: String,
+    /// `succeeded`, `failed` or `always`.
+    pub when: String,
+    /// Its steps' names.
+    pub steps: Vec<String>,
+}
+
+/// The playbook's `after_run` plays, as a plan lists them.
+pub fn after_run_plays(pb: &crate::playbook::Playbook) -> Vec<AfterRunPlay> {
+    pb.plays
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            p.after_run.map(|a| AfterRunPlay {
+                play: i,
+                name: p.name.clone(),
+                when: a.word().to_string(),
+                steps: p.steps.iter().map(|s| s.display_name()).collect(),
+            })
+        })
+        .collect()
 }
 
 impl Plan {

@@ -69,6 +69,7 @@ pub async fn plan_loaded(inputs: &Inputs, opts: &PlanOptions) -> Plan {
         entries: Vec::new(),
         // Set by the caller, which knows the agreed window (`engine::window::fit`).
         maintenance_window: None,
+        after_run: super::after_run_plays(&plays.playbook),
     };
     let mut planning = Planning {
         run: &run,
@@ -429,9 +430,15 @@ impl PlanRun<'_> {
                 undo: match &step.undo {
                     Undo::Custom(a) => Some(format!("declared: {}", a.module)),
                     Undo::Irreversible(_) => None,
-                    Undo::Module => spec
-                        .filter(|s| s.reversibility == Reversibility::Reversible)
-                        .map(|_| "recorded by the module when applied".to_string()),
+                    Undo::Module => spec.and_then(|s| match s.reversibility {
+                        Reversibility::Reversible => {
+                            Some("recorded by the module when applied".to_string())
+                        }
+                        Reversibility::NoUndoNeeded => {
+                            Some("none needed: nothing on a host to undo".to_string())
+                        }
+                        _ => None,
+                    }),
                 },
                 fingerprint: String::new(),
             },

@@ -176,10 +176,35 @@ pub fn render_text(p: &Plan, color: bool) -> String {
             out.push_str(&st.diff(d));
         }
     }
+    after_run_lines(p, &st, &mut out);
     if let Some(v) = verdict(p) {
         let _ = writeln!(out, "{v}");
     }
     out
+}
+
+/// The `after_run` plays, named with their steps: not planned.
+fn after_run_lines(p: &Plan, st: &Style, out: &mut String) {
+    if p.after_run.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        st.paint(
+            "1",
+            "After the run (not planned: what they do depends on how the run ends):"
+        )
+    );
+    for a in &p.after_run {
+        let _ = writeln!(
+            out,
+            "  PLAY {} (after_run: {}): {}",
+            a.name,
+            a.when,
+            a.steps.join("; ")
+        );
+    }
 }
 
 /// The plan's last line. Hosts that could not be probed were not compared with anything, so a
@@ -292,7 +317,29 @@ pub fn render_markdown(p: &Plan) -> String {
         }
         let _ = writeln!(out);
     }
+    after_run_markdown(p, &mut out);
     out
+}
+
+/// The `after_run` plays, named with their steps: not planned.
+fn after_run_markdown(p: &Plan, out: &mut String) {
+    if !p.after_run.is_empty() {
+        let _ = writeln!(
+            out,
+            "## After the run\n\nNot planned: what these plays do depends on how the run ends.\n"
+        );
+        for a in &p.after_run {
+            let steps: Vec<String> = a.steps.iter().map(|s| md(s)).collect();
+            let _ = writeln!(
+                out,
+                "- play _{}_ (`after_run: {}`): {}",
+                md(&a.name),
+                a.when,
+                steps.join("; ")
+            );
+        }
+        let _ = writeln!(out);
+    }
 }
 
 fn md(s: &str) -> String {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Action, Batch, Expr, OnFailure, Play, Playbook, Step, Undo};
+use super::{Action, AfterRun, Batch, Expr, OnFailure, Play, Playbook, Step, Undo};
 use crate::decode::{self, Fields};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::inventory::Var;
@@ -25,6 +25,7 @@ const PLAY_KEYS: &[&str] = &[
     "become",
     "become_user",
     "on_failure",
+    "after_run",
 ];
 const STEP_KEYS: &[&str] = &[
     "name",
@@ -191,6 +192,27 @@ fn load_into(
     stack.pop();
 }
 
+/// `after_run: succeeded|failed|always` (see `AfterRun`).
+fn read_after_run(n: &Node, diags: &mut Diagnostics) -> Option<AfterRun> {
+    let word = n.as_str();
+    if let Some(a) = word.and_then(AfterRun::from_word) {
+        return Some(a);
+    }
+    let found = match word {
+        Some(w) => format!("`{}`", crate::diag::one_line(w)),
+        None => n.value.kind().to_string(),
+    };
+    let d = Diagnostic::new(
+        n.pos.clone(),
+        format!("`after_run` is `succeeded`, `failed` or `always` (when the play runs, once the run has ended), not {found}"),
+    );
+    diags.push(match word {
+        Some(w) => d.suggest(w, AfterRun::WORDS.iter().copied()),
+        None => d,
+    });
+    None
+}
+
 fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> {
     hint_ansible_keys(node, diags);
     let f = fields_after_hints(node, "play", PLAY_KEYS, diags)?;
@@ -248,6 +270,7 @@ fn read_play(file: &Path, node: &Node, diags: &mut Diagnostics) -> Option<Play> 
                 }
             },
         },
+        after_run: f.get("after_run").and_then(|n| read_after_run(n, diags)),
     };
     if let Some(n) = f.get("vars_files") {
         (play.vars_files, play.file_vars) = super::vars_files::read(file, n, diags);
@@ -855,9 +878,11 @@ fn check_arg(
             }
             _ => fail(diags, "a quoted mode like \"0644\""),
         },
-        ArgType::OctalMode | ArgType::CommitId | ArgType::RepoUrl | ArgType::AbsPath => {
-            check_formed_text(spec, name, ty, choices, v, diags)
-        }
+        ArgType::OctalMode
+        | ArgType::CommitId
+        | ArgType::RepoUrl
+        | ArgType::AbsPath
+        | ArgType::WebUrl => check_formed_text(spec, name, ty, choices, v, diags),
         ArgType::Address => match &v.value {
             Value::Str(s) => match crate::ssh_args::address_problem(s) {
                 None => true,
@@ -898,6 +923,7 @@ fn check_formed_text(
         ArgType::OctalMode => "a quoted octal mode like \"0644\"",
         ArgType::CommitId => "a quoted commit id (40 hexadecimal digits)",
         ArgType::RepoUrl => "a repository URL or path",
+        ArgType::WebUrl => "an http:// or https:// URL",
         _ => "an absolute path",
     };
     match &v.value {

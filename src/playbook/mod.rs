@@ -219,6 +219,49 @@ pub struct Play {
     pub become_root: Option<bool>,
     pub become_user: Option<String>,
     pub on_failure: OnFailure,
+    /// Set: the play is not part of the run's walk; it runs once after the run has ended
+    /// (after its unwind), when the run ended this way (`after_run:`).
+    pub after_run: Option<AfterRun>,
+}
+
+/// When an `after_run` play runs: after a run that succeeded, failed, or either.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AfterRun {
+    Succeeded,
+    Failed,
+    Always,
+}
+
+impl AfterRun {
+    /// The values `after_run:` takes, as written.
+    pub const WORDS: &'static [&'static str] = &["succeeded", "failed", "always"];
+
+    pub fn from_word(w: &str) -> Option<AfterRun> {
+        match w {
+            "succeeded" => Some(AfterRun::Succeeded),
+            "failed" => Some(AfterRun::Failed),
+            "always" => Some(AfterRun::Always),
+            _ => None,
+        }
+    }
+
+    /// The value as written.
+    pub fn word(self) -> &'static str {
+        match self {
+            AfterRun::Succeeded => "succeeded",
+            AfterRun::Failed => "failed",
+            AfterRun::Always => "always",
+        }
+    }
+
+    /// Does a run that ended ok (`succeeded`) or not run this play?
+    pub fn runs_after(self, succeeded: bool) -> bool {
+        match self {
+            AfterRun::Succeeded => succeeded,
+            AfterRun::Failed => !succeeded,
+            AfterRun::Always => true,
+        }
+    }
 }
 
 /// What the engine does when a host fails in a play.
@@ -262,7 +305,14 @@ impl Playbook {
             diags.push(d.suggest(name, known));
         };
         if let Some(name) = start_at_step {
-            let names: Vec<&str> = steps().filter_map(|s| s.name.as_deref()).collect();
+            // The run's walk starts there: a step of an `after_run` play is not in it.
+            let names: Vec<&str> = self
+                .plays
+                .iter()
+                .filter(|p| p.after_run.is_none())
+                .flat_map(|p| p.steps.iter())
+                .filter_map(|s| s.name.as_deref())
+                .collect();
             if !names.contains(&name) {
                 refuse("--start-at-step", "step", name, names);
             }

@@ -127,7 +127,8 @@ pub(crate) trait Mode {
     async fn block_rescued(&mut self, _at_play: &PlayAt<'_>, _host: &str, _block: usize) {}
 }
 
-/// Walk the plays in `mode`; Some when the mode ended the walk early.
+/// Walk the plays in `mode`; Some when the mode ended the walk early. Plays with `after_run:`
+/// are not part of it ([`walk_after_run`]).
 pub(crate) async fn walk<M: Mode>(
     plays: &Plays,
     mode: &mut M,
@@ -138,27 +139,52 @@ pub(crate) async fn walk<M: Mode>(
         if mode.interrupted() {
             break;
         }
-        if mode.skips_play(play) {
+        if play.after_run.is_some() {
             continue;
         }
-        let Some(hosts) = mode.play_hosts(play, &plays.hosts[index]) else {
-            continue;
-        };
-        let at = PlayAt {
-            play,
-            index,
-            vars: &plays.vars[index],
-            shared: &plays.shared[index],
-            loops: &plays.loops[index],
-        };
-        mode.start_play(&at, &hosts).await;
-        for batch in mode.batches(play, &hosts) {
-            let mut active = mode.open_batch(index, &batch).await;
-            walk_steps(mode, &at, &batch, &mut active, &mut start_at).await;
-            walk_handlers(mode, &at, &batch, &active).await;
-            if let Some(stop) = mode.close_batch(play).await {
-                return Some(stop);
-            }
+        if let Some(stop) = walk_play(plays, index, mode, &mut start_at).await {
+            return Some(stop);
+        }
+    }
+    None
+}
+
+/// Walk the plays with `after_run:` that a run that ended this way (`succeeded` or not) runs,
+/// in order; every one of them, whatever an earlier one's batches ended with.
+pub(crate) async fn walk_after_run<M: Mode>(plays: &Plays, mode: &mut M, succeeded: bool) {
+    for (index, play) in plays.playbook.plays.iter().enumerate() {
+        if play.after_run.is_some_and(|a| a.runs_after(succeeded)) {
+            walk_play(plays, index, mode, &mut None).await;
+        }
+    }
+}
+
+/// One play: its hosts, batch by batch.
+async fn walk_play<M: Mode>(
+    plays: &Plays,
+    index: usize,
+    mode: &mut M,
+    start_at: &mut Option<String>,
+) -> Option<M::Stop> {
+    let play = &plays.playbook.plays[index];
+    if mode.skips_play(play) {
+        return None;
+    }
+    let hosts = mode.play_hosts(play, &plays.hosts[index])?;
+    let at = PlayAt {
+        play,
+        index,
+        vars: &plays.vars[index],
+        shared: &plays.shared[index],
+        loops: &plays.loops[index],
+    };
+    mode.start_play(&at, &hosts).await;
+    for batch in mode.batches(play, &hosts) {
+        let mut active = mode.open_batch(index, &batch).await;
+        walk_steps(mode, &at, &batch, &mut active, start_at).await;
+        walk_handlers(mode, &at, &batch, &active).await;
+        if let Some(stop) = mode.close_batch(play).await {
+            return Some(stop);
         }
     }
     None

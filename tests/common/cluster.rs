@@ -499,3 +499,34 @@ pub fn assert_no_host_locks() {
         assert_eq!(l.trim(), "", "{h} still holds a lock: {l}");
     }
 }
+
+/// What the lab's announcement sink recorded (lab/sink/announce_sink.py: one POST a line, as
+/// `{path, content_type, headers, body}`), oldest first.
+pub fn announcements() -> Vec<serde_json::Value> {
+    let path = super::lab_state().join("announce/received.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {e}: {l}")))
+        .collect()
+}
+
+/// Empty the announcement sink's record (before a run whose announcements a test reads).
+pub fn clear_announcements() {
+    let path = super::lab_state().join("announce/received.jsonl");
+    assert!(
+        path.parent().is_some_and(std::path::Path::is_dir),
+        "the lab's announcement sink is not set up ({path:?}): lab/lab.sh up"
+    );
+    std::fs::write(&path, "").unwrap();
+}
+
+/// The body of the one announcement of `event` (the upgrade's `fields.event`) among `got`.
+pub fn announced<'a>(got: &'a [serde_json::Value], event: &str) -> &'a serde_json::Value {
+    let mut of = got.iter().filter(|a| a["body"]["event"] == event);
+    let one = of
+        .next()
+        .unwrap_or_else(|| panic!("no `{event}` announcement: {got:#?}"));
+    assert!(of.next().is_none(), "two `{event}` announcements: {got:#?}");
+    &one["body"]
+}
