@@ -567,15 +567,18 @@ fn upgrade_start_step(d: &Path, port: u16) {
 }
 
 #[test]
-fn the_upgrade_s_start_names_the_planned_window_and_the_prediction_when_there_are_some() {
+fn the_upgrade_s_start_names_the_planned_window_when_there_is_one() {
     let _g = common::local::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (port, got) = webhook();
     upgrade_start_step(d, port);
+    // The agreed window is the inventory's; with no rehearsal on record there is no
+    // prediction (tests/window_enforced_local.rs has one: the steps see it as here).
+    let inventory = std::fs::read_to_string(d.join("inv.yml")).unwrap();
     std::fs::write(
-        d.join("vars.yml"),
-        "maintenance_window: { start: \"2026-12-08T22:00:00Z\", end: \"2026-12-09T00:00:00Z\" }\nwindow_prediction: { total_s: 41, run: 20261201-101010-abcd }\n",
+        d.join("window-inv.yml"),
+        format!("{inventory}maintenance_window: {{ start: \"2026-12-01T22:00:00Z\", end: \"2099-12-09T00:00:00Z\" }}\n"),
     )
     .unwrap();
     let o = cutover(
@@ -583,10 +586,8 @@ fn the_upgrade_s_start_names_the_planned_window_and_the_prediction_when_there_ar
         &[
             "apply",
             "-i",
-            "inv.yml",
+            "window-inv.yml",
             "pb.yml",
-            "-e",
-            "@vars.yml",
             "--output",
             "plain",
         ],
@@ -607,11 +608,10 @@ fn the_upgrade_s_start_names_the_planned_window_and_the_prediction_when_there_ar
     assert_eq!(
         got[0].1,
         json!({
-            "text": format!("{} Planned window: 2026-12-08T22:00:00Z to 2026-12-09T00:00:00Z. The last rehearsal (run 20261201-101010-abcd) predicts 41 s under the page.", lead.replace("{}", &id)),
+            "text": format!("{} Planned window: 2026-12-01T22:00:00+00:00 to 2099-12-09T00:00:00+00:00.", lead.replace("{}", &id)),
             "subject": "wiki upgrade to 2.0.0: starting",
             "run": id, "host": "lb", "event": "upgrade_started", "release": "2.0.0",
-            "planned_window": {"start": "2026-12-08T22:00:00Z", "end": "2026-12-09T00:00:00Z"},
-            "prediction": {"total_s": 41, "run": "20261201-101010-abcd"}
+            "planned_window": {"start": "2026-12-01T22:00:00+00:00", "end": "2099-12-09T00:00:00+00:00"}
         })
     );
     // Neither defined: both left out, of the text and of the fields.
