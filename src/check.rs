@@ -341,7 +341,7 @@ fn scope_context(
         return Ok(None);
     };
     let mut ctx = ctx.clone();
-    crate::run::scope::bind(step, &mut ctx, resolved)?;
+    crate::playbook::bind_scope(step, &mut ctx, resolved)?;
     Ok(Some(ctx))
 }
 

@@ -28,3 +28,6 @@ pub const RESERVED: &[&str] = &[
     MAINTENANCE_WINDOW,
     WINDOW_PREDICTION,
 ];
+
+/// What `{{ run.id }}` shows in a plan: the id of the run that applies it is not known yet.
+pub const RUN_ID_PLACEHOLDER: &str = "RUN-ID";

@@ -275,7 +275,7 @@ pub(super) async fn execute(
         .get(host)
         .ok_or_else(|| anyhow!("host {host} has no variables"))?;
     let mut ctx = step_vars(run, host, resolved, everyone);
-    crate::run::scope::bind(step, &mut ctx, resolved).map_err(|d| anyhow!("{d}"))?;
+    crate::playbook::bind_scope(step, &mut ctx, resolved).map_err(|d| anyhow!("{d}"))?;
     let target = delegate_target(&run.inv, step, host, &ctx)?;
     let conn = connection_to(run, &target).await?;
     if step_mentions_facts(step) {

@@ -7,7 +7,7 @@
 //! 5. the host's own `vars:`
 //! 6. play `vars:`
 //! 7. play `vars_files:`, a later file over an earlier one
-//! 8. the `vars:` beside an `include_steps:`, for its steps (bound per step by `run::scope`)
+//! 8. the `vars:` beside an `include_steps:`, for its steps (bound per step by `playbook::scope`)
 //! 9. the command line: `-e key=value`, `-e @file.yml`, in the order given
 //!
 //! Two groups at the same depth that give one host different values for one variable are an

@@ -170,7 +170,7 @@ fn prepare(args: &AnnounceArgs, ctx: &ModCtx<'_>) -> Result<(J, Vec<(String, Str
     }
     // A plan does not know the run's id yet: the placeholder a saved plan is compared with.
     let run_id = match ctx.planned {
-        Some(_) => crate::plan::RUN_ID_PLACEHOLDER,
+        Some(_) => crate::context_names::RUN_ID_PLACEHOLDER,
         None => ctx.run_id,
     };
     Ok((body(args, run_id, &ctx.host.name)?, headers(args)?))

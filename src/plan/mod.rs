@@ -163,8 +163,7 @@ pub struct PlanOptions {
     pub transport: TransportOptions,
 }
 
-/// What `{{ run.id }}` shows in a plan: the id of the run that applies it is not known yet.
-pub const RUN_ID_PLACEHOLDER: &str = "RUN-ID";
+pub use crate::context_names::RUN_ID_PLACEHOLDER;
 
 /// A decision as the plan would have shown it: the applying run's id put back to the
 /// placeholder, so a saved plan's fingerprints still match.

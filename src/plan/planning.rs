@@ -569,7 +569,7 @@ impl PlanRun<'_> {
     ) -> Result<template::Vars> {
         let mut ctx = self.context(host, everyone)?;
         if let Some(resolved) = everyone.get(host) {
-            crate::run::scope::bind(step, &mut ctx, resolved).map_err(|d| anyhow!("{d}"))?;
+            crate::playbook::bind_scope(step, &mut ctx, resolved).map_err(|d| anyhow!("{d}"))?;
         }
         Ok(ctx)
     }

@@ -16,6 +16,7 @@ mod block;
 mod include;
 mod load;
 mod loops;
+mod scope;
 mod vars_files;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use crate::inventory::Var;
 
 pub use load::{load, load_checked};
 pub use loops::{item_label, items_for, Loop, LoopItems};
+pub use scope::bind as bind_scope;
 
 /// An expression evaluated per host at run time (`when:`, `until:`, `changed_when:`…).
 #[derive(Clone, Debug, PartialEq)]

@@ -43,7 +43,7 @@ pub fn expand(
                 continue;
             };
             let mut ctx = template::host_context_with(inv, host, resolved, shared);
-            let items = crate::run::scope::bind(step, &mut ctx, resolved)
+            let items = crate::playbook::bind_scope(step, &mut ctx, resolved)
                 .and_then(|()| host_items(lp, &ctx));
             match items {
                 Ok(items) => {

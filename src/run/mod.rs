@@ -7,6 +7,5 @@ pub mod facts;
 pub mod inputs;
 pub mod lock;
 pub mod loops;
-pub mod scope;
 pub mod step;
 pub mod walk;
