@@ -103,7 +103,7 @@ fn a_failure_after_the_release_is_staged_unwinds_it_before_any_downtime() {
     let before = db_checksums();
     let dirs = install_dirs();
     let set = unique("stage");
-    let last_staging_step = "conf/server.xml of the new release (AJP secret, jvmRoute)";
+    let last_staging_step = "conf/server.xml of the new release";
     let fault = format!("fail-after-step={last_staging_step}");
     let (out, ok, id) = upgrade_with(&p, &set, &[], &[("CUTOVER_TEST_FAULT", &fault)]);
     assert!(!ok, "the injected failure fails the run:\n{out}");
