@@ -224,3 +224,36 @@ fn a_saved_plan_is_refused_when_a_step_file_changed_since() {
     assert!(out.contains("playbooks/steps/inner.yml"), "{out}");
     assert_eq!(mode(&d.join("data/a")), None, "nothing applied: {out}");
 }
+
+/// A step file whose step retries on its own registered result, included in two plays (one
+/// play registers a name once): the second
+/// include's `until:` reads that step's new result, not the first one's, so the plan knows it
+/// (it is not "unknown until the first runs").
+#[test]
+fn a_step_reading_its_own_result_again_is_planned_each_time_it_is_included() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  n1: { address: local }\n").unwrap();
+    std::fs::create_dir_all(d.join("steps")).unwrap();
+    std::fs::write(
+        d.join("steps/wait.yml"),
+        "- name: Wait\n  command: \"true\"\n  register: waited\n  changed_when: false\n  until: waited.rc == 0\n  retries: 3\n  delay: 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        "- hosts: n1\n  steps:\n    - include_steps: steps/wait.yml\n- hosts: n1\n  steps:\n    - include_steps: steps/wait.yml\n",
+    )
+    .unwrap();
+    let o = cutover(d, &["plan", "-i", "inv.yml", "pb.yml", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let p: J = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<&str> = p["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["no_change", "no_change"], "{p}");
+}

@@ -462,12 +462,14 @@ impl PlanRun<'_> {
             (at.step, &at.play.become_root, &at.play.become_user);
         let entry = &mut sp.entry;
         // A step reading a result registered earlier can only be known when it runs.
-        let texts = step_texts(step);
-        if let Some((name, by)) = mem
-            .unknown_registers
-            .iter()
-            .find(|(name, _)| texts.iter().any(|t| mentions(t, name)))
-        {
+        let (before, after) = step_texts(step);
+        // After the module ran, the step's own `register:` name is its new result.
+        let reads = |name: &str| {
+            before.iter().any(|t| mentions(t, name))
+                || (step.register.as_deref() != Some(name)
+                    && after.iter().any(|t| mentions(t, name)))
+        };
+        if let Some((name, by)) = mem.unknown_registers.iter().find(|(name, _)| reads(name)) {
             entry.reason = Some(format!(
                 "depends on {by}, whose result `{name}` is known only when it runs"
             ));
@@ -603,7 +605,8 @@ impl PlanRun<'_> {
             .get(&target)
             .await
             .ok_or_else(|| anyhow!("{target} is unreachable"))?;
-        if crate::run::facts::mentions_facts(&step_texts(step).join("\n")) {
+        let (before, after) = step_texts(step);
+        if crate::run::facts::mentions_facts(&[before, after].concat().join("\n")) {
             ctx.insert(
                 crate::context_names::FACTS,
                 &crate::run::facts::gather(&conn).await?,
@@ -663,23 +666,19 @@ async fn warn_if_locked(host: &str, c: &HostConn) {
     }
 }
 
-/// Every text of a step that can name a variable: arguments and expressions.
-fn step_texts(step: &Step) -> Vec<String> {
-    let mut out = vec![serde_json::to_string(&step.action.args).unwrap_or_default()];
-    out.extend(step.inherited_when.iter().map(|e| e.text.clone()));
-    out.extend(step.scope_vars.iter().map(|v| v.value.to_string()));
-    for e in [
-        &step.when,
-        &step.changed_when,
-        &step.failed_when,
-        &step.until,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        out.push(e.text.clone());
-    }
-    out
+/// Every text of a step that can name a variable: those read before the module runs
+/// (arguments, conditions, include vars), and those read after it (`changed_when`,
+/// `failed_when`, `until`, where the step's own result is bound under its `register:` name).
+fn step_texts(step: &Step) -> (Vec<String>, Vec<String>) {
+    let mut before = vec![serde_json::to_string(&step.action.args).unwrap_or_default()];
+    before.extend(step.conditions().map(|e| e.text.clone()));
+    before.extend(step.scope_vars.iter().map(|v| v.value.to_string()));
+    let after = [&step.changed_when, &step.failed_when, &step.until]
+        .into_iter()
+        .flatten()
+        .map(|e| e.text.clone())
+        .collect();
+    (before, after)
 }
 
 /// Does `text` use `name` as a variable (not as part of a longer word)?
