@@ -257,3 +257,38 @@ fn a_step_reading_its_own_result_again_is_planned_each_time_it_is_included() {
         .collect();
     assert_eq!(outcomes, ["no_change", "no_change"], "{p}");
 }
+
+/// A step delegated through a template (as the member step files are, to `{{ lb_host }}`): the
+/// plan keeps what it would change on the host it renders to, so a later step there is probed
+/// against it (the directory is planned once, the second step finds it planned).
+#[test]
+fn a_templated_delegate_to_is_planned_on_the_host_it_names() {
+    let _g = common::local::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  n1: { address: local, vars: { other: n2 } }\n  n2: { address: local }\n",
+    )
+    .unwrap();
+    let target = d.join("made");
+    std::fs::write(
+        d.join("pb.yml"),
+        format!(
+            "- hosts: n1\n  steps:\n    - file: {{ path: \"{t}\", state: directory }}\n      delegate_to: \"{{{{ other }}}}\"\n    - file: {{ path: \"{t}\", state: directory }}\n      delegate_to: n2\n",
+            t = target.display()
+        ),
+    )
+    .unwrap();
+    let o = cutover(d, &["plan", "-i", "inv.yml", "pb.yml", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let p: J = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<&str> = p["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["change", "no_change"], "{p}");
+    assert!(!target.exists(), "a plan writes nothing");
+}

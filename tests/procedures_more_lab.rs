@@ -834,7 +834,7 @@ fn clone_node_onto_staging_then_rollback_restores_it() {
         assert_eq!(status_of(&rs, step, "staging"), "changed", "`{step}`");
     }
     assert_eq!(
-        status_of(&rs, "Member drained at the lb (app nodes)", "staging"),
+        status_of(&rs, "Member drained (existing sessions only)", "staging"),
         "skipped",
         "staging is no lb member"
     );

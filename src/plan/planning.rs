@@ -396,15 +396,18 @@ impl PlanRun<'_> {
             (at.play_index, at.play.name.as_str(), at.step_index, at.step);
         let spec = modules::spec::find(&step.action.module);
         let irreversible = irreversible(step);
-        let target = step
-            .delegate_to
-            .as_ref()
-            .map_or(host.to_string(), |(d, _)| d.clone());
+        let ctx = self.step_context(step, host, everyone).ok();
+        // Where the step acts: a templated `delegate_to:` rendered for this host (the planned
+        // state of that host is what later steps there are probed against).
+        let target = match (&step.delegate_to, &ctx) {
+            (Some(_), Some(ctx)) => crate::run::step::delegate_target(self.inv, step, host, ctx)
+                .unwrap_or_else(|_| host.to_string()),
+            (Some((d, _)), None) => d.clone(),
+            (None, _) => host.to_string(),
+        };
         // What the step may touch, whatever its outcome (arguments that need a result only a
         // run knows cannot be rendered: then nothing is known of them).
-        let touches = self
-            .step_context(step, host, everyone)
-            .ok()
+        let touches = ctx
             .and_then(|ctx| {
                 crate::run::step::render_args(&step.action.module, &step.action.args, &ctx, step)
                     .ok()
