@@ -857,10 +857,12 @@ fn assert_replica_fault_failed_safe(
         "the GTID wait took {} ms",
         r["duration_ms"]
     );
-    // Nothing after it ran; everything before it was undone.
+    // Nothing after it ran (but the `after_run` plays, which announce the failure once the
+    // run has ended); everything before it was undone.
     let after: Vec<&J> = j
         .iter()
         .skip_while(|e| !(e["event"] == "step_result" && e["name"] == SYNCED_STEP))
+        .take_while(|e| e["event"] != "after_run_started")
         .filter(|e| e["event"] == "step_applying" || e["event"] == "step_result")
         .skip(1)
         .collect();
