@@ -53,22 +53,7 @@ fn project(d: &Path, rescue: bool) {
 }
 
 fn data(d: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(d.join("data"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn journal(d: &Path) -> String {
-    let run = std::fs::read_dir(d.join("state/runs"))
-        .unwrap()
-        .flatten()
-        .max_by_key(|e| e.file_name())
-        .unwrap();
-    std::fs::read_to_string(run.path().join("journal.jsonl")).unwrap()
+    common::local::names_in(&d.join("data"))
 }
 
 #[test]
@@ -86,7 +71,7 @@ fn a_rescued_failure_does_not_unwind_and_the_run_goes_on() {
     assert!(!out.contains("UNWIND"), "{out}");
     assert_eq!(data(d), ["after", "always1", "before", "body1", "rescue1"]);
     assert!(out.contains("n1: rescued (block \"Work\")"), "{out}");
-    assert!(journal(d).contains("\"event\":\"block_rescued\""));
+    assert!(common::local::latest_journal_text(d).contains("\"event\":\"block_rescued\""));
 }
 
 #[test]
@@ -133,32 +118,10 @@ fn a_run_killed_in_a_rescue_resumes_there_without_rerunning_the_failed_step() {
     let d = dir.path();
     project(d, true);
     // Killed once "Rescue one" is journaled (results: Before, Body one, Body fails, Rescue one).
-    let mut killed = None;
-    for _ in 0..60 {
-        let o = common::local::command(
-            d,
-            &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
-        )
-        .env("CUTOVER_TEST_FAULT", "kill-after-step=1:Rescue one")
-        .output()
-        .unwrap();
-        if o.status.code() == Some(5) {
-            let _ = std::fs::remove_dir_all(d.join("state/runs"));
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            continue;
-        }
-        killed = Some(o);
-        break;
-    }
-    let o = killed.expect("the controller stayed locked by another local run");
+    let o = common::local::killed_by_fault(d, "kill-after-step=1:Rescue one");
     assert_eq!(o.status.signal(), Some(9), "killed:\n{}", text(&o));
     assert_eq!(data(d), ["before", "body1", "rescue1"]);
-    let id = std::fs::read_dir(d.join("state/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .max()
-        .unwrap();
+    let id = common::local::latest_run_id(d);
     let o = cutover(d, &["resume", "-i", "inv.yml", &id, "--output", "plain"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");

@@ -53,16 +53,6 @@ fn mode(p: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o7777)
 }
 
-fn journal(d: &Path) -> Vec<J> {
-    let runs = d.join("state/runs");
-    let run = std::fs::read_dir(&runs).unwrap().flatten().next().unwrap();
-    std::fs::read_to_string(run.path().join("journal.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn a_step_file_runs_once_per_include_with_its_own_vars_and_names_its_file() {
     let _g = common::local::one_at_a_time();
@@ -124,7 +114,7 @@ fn a_step_file_runs_once_per_include_with_its_own_vars_and_names_its_file() {
         "the inner include's mode wins"
     );
     assert_eq!(mode(&d.join("data/b")), None, "`when: make_b` is false");
-    let at: Vec<(String, String)> = journal(d)
+    let at: Vec<(String, String)> = common::local::latest_journal(d)
         .iter()
         .filter(|e| e["event"] == "step_result")
         .map(|e| {

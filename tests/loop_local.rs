@@ -47,13 +47,7 @@ fn project(d: &Path, fail: bool) {
 }
 
 fn data(d: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(d.join("data"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::local::names_in(&d.join("data"))
 }
 
 #[test]
@@ -133,32 +127,10 @@ fn a_resumed_run_does_not_redo_the_items_it_finished() {
     project(d, false);
     // Killed once items a and b are journaled (the controller's host lock may be another
     // test binary's for a moment: then try again).
-    let mut killed = None;
-    for _ in 0..60 {
-        let o = common::local::command(
-            d,
-            &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
-        )
-        .env("CUTOVER_TEST_FAULT", "kill-after-result=2")
-        .output()
-        .unwrap();
-        if o.status.code() == Some(5) {
-            let _ = std::fs::remove_dir_all(d.join("state/runs"));
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            continue;
-        }
-        killed = Some(o);
-        break;
-    }
-    let o = killed.expect("the controller stayed locked by another local run");
+    let o = common::local::killed_by_fault(d, "kill-after-result=2");
     assert_eq!(o.status.signal(), Some(9), "killed:\n{}", text(&o));
     assert_eq!(data(d), ["a", "b"]);
-    let id = std::fs::read_dir(d.join("state/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .max()
-        .unwrap();
+    let id = common::local::latest_run_id(d);
     let o = cutover(d, &["resume", "-i", "inv.yml", &id, "--output", "plain"]);
     assert!(o.status.success(), "{}", text(&o));
     for item in ["item 1/3: a", "item 2/3: b", "item 3/3: c"] {

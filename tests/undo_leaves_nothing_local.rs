@@ -35,24 +35,13 @@ fn download(d: &Path, fail: bool) -> (std::process::Output, String) {
         d,
         &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
     );
-    let id = std::fs::read_dir(d.join("state/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .max()
-        .unwrap();
+    let id = common::local::latest_run_id(d);
     (o, id)
 }
 
 /// What `data/` holds, sorted.
 fn data(d: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(d.join("data"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::local::names_in(&d.join("data"))
 }
 
 #[test]

@@ -360,22 +360,23 @@ async fn open_journal(
             j.record("run_resumed", json!({ "pid": std::process::id(), "controller": controller_name(), "user": current_user(), "cut_off": cut_off })).await?;
             j
         }
-        None => {
-            let j = Journal::create(run_id)?;
-            j.record(
-                "run_started",
-                journal::run_started_fields(
-                    run_id,
-                    &opts.playbook,
-                    &opts.inventory,
-                    fingerprint,
-                    opts.limit.as_deref(),
-                ),
-            )
-            .await?;
-            j
-        }
+        None => start_journal(run_id, opts, fingerprint).await?,
     })
+}
+
+/// A new run's journal, its first event `run_started` (also for a run refused before it did
+/// anything: its journal says what was asked and why nothing happened).
+async fn start_journal(run_id: &str, opts: &RunOptions, fingerprint: &str) -> Result<Journal> {
+    let j = Journal::create(run_id)?;
+    let fields = journal::run_started_fields(
+        run_id,
+        &opts.playbook,
+        &opts.inventory,
+        fingerprint,
+        opts.limit.as_deref(),
+    );
+    j.record("run_started", fields).await?;
+    Ok(j)
 }
 
 /// Tell what a resumed run does with the steps the stop cut off.
@@ -430,16 +431,7 @@ async fn journal_refusal(
     let j = if resuming {
         Journal::reopen(run_id)?
     } else {
-        let j = Journal::create(run_id)?;
-        let fields = journal::run_started_fields(
-            run_id,
-            &opts.playbook,
-            &opts.inventory,
-            fingerprint,
-            opts.limit.as_deref(),
-        );
-        j.record("run_started", fields).await?;
-        j
+        start_journal(run_id, opts, fingerprint).await?
     };
     j.record(
         "run_refused",
@@ -466,15 +458,7 @@ async fn refuse_outside_window(
         return Ok(());
     };
     let window = a.to_json(fit);
-    let j = Journal::create(run_id)?;
-    let fields = journal::run_started_fields(
-        run_id,
-        &opts.playbook,
-        &opts.inventory,
-        fingerprint,
-        opts.limit.as_deref(),
-    );
-    j.record("run_started", fields).await?;
+    let j = start_journal(run_id, opts, fingerprint).await?;
     j.record(
         "run_refused",
         json!({ "why": "maintenance window", "detail": why, "maintenance_window": window }),

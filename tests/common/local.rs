@@ -41,3 +41,62 @@ pub fn cutover(dir: &Path, args: &[&str]) -> Output {
     }
     panic!("the controller stayed locked by another local run for a minute");
 }
+
+/// `cutover apply -i inv.yml pb.yml` in `dir` with the fault `CUTOVER_TEST_FAULT=fault` (which
+/// SIGKILLs the controller at that point): its output. A run refused by the controller's host
+/// lock (another test binary's run, exit 5) is thrown away and tried again, for up to a minute.
+pub fn killed_by_fault(dir: &Path, fault: &str) -> Output {
+    for _ in 0..60 {
+        let o = command(
+            dir,
+            &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+        )
+        .env("CUTOVER_TEST_FAULT", fault)
+        .output()
+        .unwrap();
+        if o.status.code() != Some(5) {
+            return o;
+        }
+        let _ = std::fs::remove_dir_all(dir.join("state/runs"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("the controller stayed locked by another local run for a minute");
+}
+
+/// The id of the newest run in `dir/state` (run ids sort by their start).
+pub fn latest_run_id(dir: &Path) -> String {
+    std::fs::read_dir(dir.join("state/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .max()
+        .expect("no run in state/runs")
+}
+
+/// The newest run's journal, as written.
+pub fn latest_journal_text(dir: &Path) -> String {
+    let path = dir
+        .join("state/runs")
+        .join(latest_run_id(dir))
+        .join("journal.jsonl");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The newest run's journal, one event a line.
+pub fn latest_journal(dir: &Path) -> Vec<serde_json::Value> {
+    latest_journal_text(dir)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The names in a directory, sorted (what a test's steps left there).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
