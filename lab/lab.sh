@@ -57,6 +57,7 @@ cmd_up() {
   timed "containers started" up_containers
   timed "repo http server" start_http
   timed "announcement sink" start_announce_sink
+  timed "mail sink" start_mail_sink
   timed "app bundles" ensure_app_bundles
   timed "customizations repository" ensure_customizations_repo
   local names=()
@@ -152,7 +153,7 @@ cmd_down() {
     timed "vm down" "$VM_SCRIPT" down || log "WARNING: lab/vm/vm.sh down failed"
   fi
   timed "http server stopped" stop_http
-  timed "announcement sink stopped" stop_announce_sink
+  timed "announcement sinks stopped" stop_announce_sink
   timed "containers stopped" down_containers
   timed "mounts, loop, netns removed" down_system
   rm -rf "${STATE:?}"/{hosts,btrfs,www,run,fleet,announce} "$STATE/btrfs.img" "$SSH_DIR/config" "$SSH_DIR/known_hosts"
@@ -219,6 +220,11 @@ cmd_status() {
   pid=$(pid_from_file "$RUN_DIR/announce-sink.pid")
   if alive "$pid"; then printf 'announcement sink    pid %s http://repo:%s/ (%s)\n' "$pid" "$ANNOUNCE_PORT" "$ANNOUNCE_RECORD"; else
     printf 'announcement sink    DOWN\n'
+    ok=1
+  fi
+  pid=$(pid_from_file "$RUN_DIR/mail-sink.pid")
+  if alive "$pid"; then printf 'mail sink            pid %s smtp://repo:%s/ (%s)\n' "$pid" "$MAIL_PORT" "$MAIL_RECORD"; else
+    printf 'mail sink            DOWN\n'
     ok=1
   fi
   if [[ -f $STATE/www/customizations.git/info/refs ]]; then

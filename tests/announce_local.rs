@@ -387,9 +387,114 @@ fn bad_after_run_and_webhook_values_are_located_errors() {
         "{out}"
     );
     assert!(
-        out.contains("module `announce` needs argument `webhook`"),
+        out.contains("module `announce` needs at least one of: webhook, mail_to"),
         "{out}"
     );
+}
+
+/// A recipient that could add a header or a second recipient, or is no address at all, is an
+/// error `check` locates where it is written, or where a template renders it.
+#[test]
+fn bad_mail_recipients_are_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("inv.yml"),
+        "hosts:\n  n1: { address: local, vars: { team: \"ops@example.org, boss@example.org\" } }\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    let located = |pb: &str, want: &[(&str, &str)]| {
+        std::fs::write(d.join("pb.yml"), pb).unwrap();
+        let o = cutover(d, &["check", "-i", "inv.yml", "pb.yml"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}");
+        for (what, at) in want {
+            let lines: Vec<&str> = out.lines().collect();
+            let i = lines
+                .iter()
+                .position(|l| l.starts_with("error: ") && l.contains(what))
+                .unwrap_or_else(|| panic!("{what}\n{out}"));
+            assert_eq!(lines[i + 1].trim(), format!("--> pb.yml:{at}"), "{out}");
+        }
+        out
+    };
+    let out = located(
+        "- hosts: n1\n  steps:\n    - announce: { mail_to: \"ops@example.org\\nBcc: all@example.org\", message: hi }\n    - announce: { mail_to: [ops@example.org, not an address], message: hi }\n    - announce: { mail_to: [\"Ops <ops@example.org>\"], message: fine }\n",
+        &[
+            ("`announce.mail_to`: `ops@example.org\\nBcc: all@example.org` has a line break or control character", "3:28"),
+            ("`announce.mail_to`: `not an address` is not a mail address", "4:46"),
+        ],
+    );
+    assert_eq!(
+        out.matches("error: ").count(),
+        2,
+        "the good one is no error:\n{out}"
+    );
+    located(
+        "- hosts: n1\n  steps:\n    - announce: { mail_to: \"{{ team }}\", message: hi }\n",
+        &[("`announce.mail_to` as rendered: `ops@example.org, boss@example.org` is not a mail address", "3:28")],
+    );
+}
+
+/// Mail goes through the step host's own sendmail; this controller has none: the plan says no
+/// mail will go out, the run sends the webhook, says why it mailed nothing, and succeeds; with
+/// mail as the only way, the step fails before anything is sent.
+#[test]
+fn a_host_without_sendmail_sends_the_webhook_and_says_no_mail_went_out() {
+    let _g = common::local::one_at_a_time();
+    assert!(
+        !Path::new("/usr/sbin/sendmail").exists() && !Path::new("/usr/lib/sendmail").exists(),
+        "this test needs a controller without a sendmail"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (port, got) = webhook();
+    std::fs::write(d.join("inv.yml"), "hosts:\n  n1: { address: local }\n").unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    let hook = format!("http://127.0.0.1:{port}/hooks/{TOKEN}");
+    std::fs::write(
+        d.join("pb.yml"),
+        format!("- hosts: n1\n  steps:\n    - name: Tell\n      announce: {{ webhook: \"{hook}\", mail_to: ops@example.org, subject: Up, message: going }}\n"),
+    )
+    .unwrap();
+    let o = cutover(d, &["plan", "-i", "inv.yml", "pb.yml", "--format", "text"]);
+    let out = text(&o);
+    assert!(
+        out.contains("would send: POST http://127.0.0.1:")
+            && out.contains("/…; no mail to ops@example.org: n1 has no sendmail: going"),
+        "{out}"
+    );
+    assert!(got.lock().unwrap().is_empty(), "a plan sent nothing");
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("(answered 204); no mail: n1 has no sendmail"),
+        "{out}"
+    );
+    assert_eq!(got.lock().unwrap().len(), 1, "the webhook got it");
+    assert!(!out.contains(TOKEN), "{out}");
+
+    std::fs::write(
+        d.join("pb.yml"),
+        "- hosts: n1\n  steps:\n    - name: Tell\n      announce: { mail_to: [ops@example.org], message: going }\n",
+    )
+    .unwrap();
+    let o = cutover(
+        d,
+        &["apply", "-i", "inv.yml", "pb.yml", "--output", "plain"],
+    );
+    let out = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("announce: mail to ops@example.org needs a sendmail on n1, which it has not, and no webhook is set"),
+        "{out}"
+    );
+    assert_eq!(got.lock().unwrap().len(), 1, "nothing more was sent");
 }
 
 #[test]
@@ -551,11 +656,11 @@ fn upgrade_start_step(d: &Path, port: u16) {
     let upgrade =
         std::fs::read_to_string(common::repo_root().join("playbooks/upgrade.yml")).unwrap();
     let from = upgrade.find("    - name: Announce the start").unwrap();
-    let end = "      when: announce_webhook != \"\"\n";
+    let end = "      when: announce_webhook != \"\" or announce_mail_to | length > 0\n";
     let to = from + upgrade[from..].find(end).unwrap() + end.len();
     std::fs::write(
         d.join("inv.yml"),
-        format!("hosts:\n  lb: {{ address: local, vars: {{ app_release: 2.0.0, announce_webhook: \"http://127.0.0.1:{port}/a\" }} }}\n"),
+        format!("hosts:\n  lb: {{ address: local, vars: {{ app_release: 2.0.0, announce_webhook: \"http://127.0.0.1:{port}/a\", announce_mail_to: [] }} }}\n"),
     )
     .unwrap();
     std::fs::create_dir_all(d.join("templates")).unwrap();

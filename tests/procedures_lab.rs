@@ -860,7 +860,7 @@ fn assert_the_plan_shows_the_start_announcement_and_sends_nothing(p: &Project, s
     assert_eq!(e["undo"], "none needed: nothing on a host to undo");
     let summary = e["summary"].as_str().unwrap();
     assert!(
-        summary.starts_with("would send: POST http://repo:8081/…: The wiki cluster is being upgraded to 2.0.0 (run "),
+        summary.starts_with("would send: POST http://repo:8081/… and mail to wiki-admins@lab.example (sendmail on lb): The wiki cluster is being upgraded to 2.0.0 (run "),
         "{summary}"
     );
     let body: serde_json::Value = serde_json::from_str(e["diff"].as_str().unwrap()).unwrap();
@@ -895,6 +895,40 @@ fn assert_the_plan_shows_the_start_announcement_and_sends_nothing(p: &Project, s
         Vec::<serde_json::Value>::new(),
         "a plan sent nothing"
     );
+    assert_eq!(
+        mails(),
+        Vec::<serde_json::Value>::new(),
+        "a plan mailed nothing"
+    );
+}
+
+/// The mails that arrived through lb's msmtp at the lab's mail server say what the webhook
+/// got: one per announcement, in order, from cutover@lb to the inventory's recipients, with
+/// the same subject, the same text, then the run and the host.
+fn assert_mailed_as_posted(posted: &[serde_json::Value]) {
+    let got = mails();
+    assert_eq!(got.len(), posted.len(), "{got:#?}");
+    for (mail, post) in got.iter().zip(posted) {
+        let body = &post["body"];
+        assert_eq!(mail["mail_from"], "cutover@lb", "{mail:#}");
+        assert_eq!(
+            mail["rcpt_tos"],
+            serde_json::json!(["wiki-admins@lab.example"])
+        );
+        assert_eq!(mail["headers"]["to"], "wiki-admins@lab.example");
+        assert_eq!(mail["subject"], body["subject"]);
+        let text = mail["text"].as_str().unwrap();
+        let head = format!("{}\n\n", body["text"].as_str().unwrap());
+        assert!(text.starts_with(&head), "{text}");
+        for line in [
+            format!("run: {}\n", body["run"].as_str().unwrap()),
+            "host: lb\n".into(),
+        ] {
+            assert!(text.contains(&line), "{line:?} in {text}");
+        }
+        let event = format!("event: {}\n", body["event"].as_str().unwrap());
+        assert!(text.contains(&event), "{text}");
+    }
 }
 
 /// The sink got the start (after the approval) and then the success with the window the run
@@ -941,6 +975,7 @@ fn assert_announced_start_then_success(id: &str, out: &str) {
     assert_eq!(outcome["window"]["still_open"], false);
     let total_ms = outcome["window"]["total_ms"].as_u64().unwrap();
     assert_eq!(outcome["window"]["total_s"], (total_ms + 500) / 1000);
+    assert_mailed_as_posted(&got);
 }
 
 /// The sink got the start, then the failure: the step that failed, its host and message, and
@@ -983,4 +1018,5 @@ fn assert_announced_the_rollback(p: &Project, id: &str, out: &str) {
             .unwrap_or_else(|| panic!("no {k}"))
     };
     assert!(at("unwind_finished") < at("after_run_started"), "{out}");
+    assert_mailed_as_posted(&got);
 }

@@ -13,6 +13,9 @@ REPO_PORT=8080
 # The announcement sink (lab/sink/announce_sink.py) and the file it records to.
 ANNOUNCE_PORT=8081
 ANNOUNCE_RECORD=$STATE/announce/received.jsonl
+# The mail sink (lab/sink/mail_sink.py): the site's mail server the hosts' msmtp relays to.
+MAIL_PORT=2525
+MAIL_RECORD=$STATE/announce/mail.jsonl
 # Bump when the recipe of the base tree changes, so cached trees are rebuilt.
 TREE_VERSION=3
 TREE=$CACHE/rootfs-$SUITE
@@ -42,7 +45,7 @@ declare -A VOLUME_TARGET=(
 REPO_PACKAGES=(
   mariadb-server mariadb-client apache2 libapache2-mod-jk
   tomcat10 tomcat10-common libtomcat10-java default-jre-headless
-  libmariadb-java rsync curl
+  libmariadb-java rsync curl msmtp msmtp-mta
 )
 
 LAB_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -6,10 +6,11 @@
 
 # The lab of containers: debootstrap, nspawn, btrfs volumes, the apt repository, the
 # controller's ssh, the repo's HTTP server, GNU time for the streaming tests' peak memory, git
-# (the customizations repository the lab serves, and cutover's `git_overlay` on the controller).
+# (the customizations repository the lab serves, and cutover's `git_overlay` on the controller),
+# aiosmtpd for the lab's mail sink (lab/sink/mail_sink.py).
 LAB_HOST_PACKAGES=(
   debootstrap systemd-container btrfs-progs dpkg-dev apt-utils iproute2 openssh-client
-  curl mount python3 time git
+  curl mount python3 time git python3-aiosmtpd
 )
 # The LVM VM (lab/vm/vm.sh): its image is built with debootstrap and mkfs.ext4 -d, run by qemu.
 VM_HOST_PACKAGES=(debootstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client)

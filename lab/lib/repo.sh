@@ -97,7 +97,14 @@ index_repo() {
   # --multiversion keeps both versions of lab-release-notes in the index.
   (cd "$REPO_DIR" && dpkg-scanpackages --multiversion . 2>/dev/null >Packages)
   gzip -9kf "$REPO_DIR/Packages"
-  (cd "$REPO_DIR" && apt-ftparchive -o APT::FTPArchive::Release::Origin=cutover-lab \
+  # apt-ftparchive needs none of the build machine's apt settings: it reads an empty apt
+  # configuration of its own (APT_CONFIG is read before /etc/apt; `-o` only after it). A fresh
+  # machine's first run once failed here with "Syntax error /etc/apt/apt.conf.d/...", a file
+  # being rewritten under /etc/apt at that moment.
+  local etc=$CACHE/repo/apt-etc
+  mkdir -p "$etc/apt.conf.d"
+  printf 'Dir::Etc "%s";\n' "$etc" >"$etc/apt.conf"
+  (cd "$REPO_DIR" && APT_CONFIG=$etc/apt.conf apt-ftparchive -o APT::FTPArchive::Release::Origin=cutover-lab \
     -o APT::FTPArchive::Release::Label=cutover-lab release . >Release.tmp && mv Release.tmp Release)
 }
 
@@ -157,41 +164,57 @@ start_http() {
   die_with_log "repo HTTP server did not start" "$logf"
 }
 
-# The announcement sink (lab/sink/announce_sink.py): records every webhook POST the upgrade's
-# `announce` steps send, as JSON lines in $ANNOUNCE_RECORD (tests read and empty it), on
-# http://repo:$ANNOUNCE_PORT/ (the controller's address, like the repo server).
+# The announcement sinks, in the controller's namespace (the repo's address): the webhook
+# (lab/sink/announce_sink.py, every POST of the upgrade's `announce` steps as a JSON line in
+# $ANNOUNCE_RECORD, on http://repo:$ANNOUNCE_PORT/) and the site's mail server
+# (lab/sink/mail_sink.py, SMTP on repo:$MAIL_PORT, every mail the hosts' msmtp relays as a JSON
+# line in $MAIL_RECORD). Tests read and empty both files.
 start_announce_sink() {
-  mkdir -p "$STATE/run" "$(dirname "$ANNOUNCE_RECORD")"
-  local pid
-  pid=$(pid_from_file "$STATE/run/announce-sink.pid")
+  start_sink announce-sink announce_sink.py "$ANNOUNCE_RECORD" "$ANNOUNCE_PORT"
+}
+
+start_mail_sink() {
+  start_sink mail-sink mail_sink.py "$MAIL_RECORD" "$MAIL_PORT"
+}
+
+# start_sink NAME SCRIPT RECORD PORT: start lab/sink/SCRIPT unless it runs (pid in
+# $STATE/run/NAME.pid), and wait until it accepts connections on repo:PORT.
+start_sink() {
+  local name=$1 script=$2 record=$3 port=$4 pid logf i
+  mkdir -p "$STATE/run" "$(dirname "$record")"
+  touch "$record"
+  pid=$(pid_from_file "$STATE/run/$name.pid")
   if alive "$pid"; then
-    log "announcement sink already running (pid $pid)"
+    log "$name already running (pid $pid)"
     return 0
   fi
-  local logf
-  logf=$(step_log announce-sink)
-  ip netns exec "$CTL_NS" setsid "$PYTHON" "$LAB_DIR/sink/announce_sink.py" "$ANNOUNCE_RECORD" \
-    "$CTL_ADDR" "$ANNOUNCE_PORT" </dev/null >"$logf" 2>&1 9>&- &
-  echo $! >"$STATE/run/announce-sink.pid"
-  local i
+  logf=$(step_log "$name")
+  ip netns exec "$CTL_NS" setsid "$PYTHON" "$LAB_DIR/sink/$script" "$record" \
+    "$CTL_ADDR" "$port" </dev/null >"$logf" 2>&1 9>&- &
+  echo $! >"$STATE/run/$name.pid"
   for ((i = 0; i < 50; i++)); do
-    if in_ctl curl -fsS -o /dev/null "http://$CTL_ADDR:$ANNOUNCE_PORT/received" 2>/dev/null; then
-      log "announcement sink on http://repo:$ANNOUNCE_PORT/ recording to $ANNOUNCE_RECORD"
+    if in_ctl bash -c "exec 3<>/dev/tcp/$CTL_ADDR/$port" 2>/dev/null; then
+      log "$name on repo:$port recording to $record"
       return 0
     fi
     sleep 0.1
   done
-  die_with_log "announcement sink did not start" "$logf"
+  die_with_log "$name did not start" "$logf"
 }
 
 stop_announce_sink() {
+  stop_sink announce-sink
+  stop_sink mail-sink
+}
+
+stop_sink() {
   local pid
-  pid=$(pid_from_file "$STATE/run/announce-sink.pid")
+  pid=$(pid_from_file "$STATE/run/$1.pid")
   if alive "$pid"; then
     kill "$pid" 2>/dev/null || true
     wait_dead 30 "$pid" || kill -9 "$pid" 2>/dev/null || true
   fi
-  rm -f "$STATE/run/announce-sink.pid"
+  rm -f "$STATE/run/$1.pid"
 }
 
 stop_http() {

@@ -1,5 +1,6 @@
 //! `announce`: tell people about the run — a message POSTed as JSON to a webhook (a chat
-//! channel, a status page, a paging system).
+//! channel, a status page, a paging system) and/or mailed through the step host's `sendmail`
+//! (`mail.rs`: where the host has none, the plan says so and no mail goes out).
 //!
 //! The message is sent **from the controller** (the machine running cutover, with `ureq` and a
 //! timeout), not from the step's host: the controller is where the admin is and what is allowed
@@ -7,8 +8,8 @@
 //! URL carrying a token never reaches a host's process list. The step's host only places the
 //! step in the run (use `run_once: true`).
 //!
-//! Decision: always "would send" (a plan shows where to and the JSON body, and sends nothing);
-//! applying sends it. A message cannot be unsent, and nothing on a host changed: the module
+//! Decision: always "would send" (a plan shows where to, the recipients and the JSON body, and
+//! sends nothing); applying sends it. A message cannot be unsent, and nothing on a host changed: the module
 //! needs no undo (`Reversibility::NoUndoNeeded`): never marked irreversible, never in an
 //! unwind. A webhook that is down or answers other than 2xx fails the step (`ignore_errors:
 //! true` makes it a warning).
@@ -36,8 +37,12 @@ const RESERVED: &[&str] = &["text", "subject", "run", "host"];
 /// The arguments of an `announce` step (its `SPEC.args`).
 #[derive(Deserialize)]
 pub(crate) struct AnnounceArgs {
-    #[serde(deserialize_with = "args::required_text")]
-    webhook: String,
+    #[serde(default, deserialize_with = "args::text")]
+    webhook: Option<String>,
+    #[serde(default, deserialize_with = "args::str_list")]
+    mail_to: Vec<String>,
+    #[serde(default, deserialize_with = "args::text")]
+    mail_from: Option<String>,
     #[serde(deserialize_with = "args::required_text")]
     message: String,
     #[serde(default, deserialize_with = "args::text")]
@@ -76,6 +81,11 @@ pub(crate) fn url_problem(url: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// What is wrong with one mail address (`ArgType::MailList`); `None` for a good one.
+pub(crate) fn mail_problem(address: &str) -> Option<String> {
+    mail::address_problem(address)
 }
 
 /// The host (and port) of a URL's rest after `scheme://`, without `user:password@`.
@@ -145,35 +155,96 @@ fn headers(args: &AnnounceArgs) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Where a step sends: the webhook (empty: none) and the mail, when it has recipients.
+struct Channels<'a> {
+    webhook: &'a str,
+    /// `(recipients, sender, the host's sendmail)`; `None` for the path: the host has none.
+    mail: Option<(&'a [String], String, Option<String>)>,
+}
+
+impl Channels<'_> {
+    /// The plan's and the result's words for it, e.g. `POST http://hooks/… and mail to
+    /// ops@example.org (sendmail on lb)`.
+    fn describe(&self, args: &AnnounceArgs, host: &str) -> String {
+        let mut parts = Vec::new();
+        if !self.webhook.is_empty() {
+            let names: Vec<&str> = args.headers.keys().map(String::as_str).collect();
+            let with = if names.is_empty() {
+                String::new()
+            } else {
+                format!(" (headers: {})", names.join(", "))
+            };
+            parts.push(format!("POST {}{with}", shown_url(self.webhook)));
+        }
+        if let Some((to, _, Some(_))) = &self.mail {
+            parts.push(format!("mail to {} (sendmail on {host})", to.join(", ")));
+        }
+        let mut text = parts.join(" and ");
+        if let Some((to, _, None)) = &self.mail {
+            text.push_str(&format!(
+                "; no mail to {}: {host} has no sendmail",
+                to.join(", ")
+            ));
+        }
+        text
+    }
+}
+
 /// What the plan and the result line say is (or would be) sent.
-fn summary(args: &AnnounceArgs, verb: &str) -> String {
-    let names: Vec<&str> = args.headers.keys().map(String::as_str).collect();
-    let with = if names.is_empty() {
-        String::new()
-    } else {
-        format!(" (headers: {})", names.join(", "))
-    };
+fn summary(args: &AnnounceArgs, channels: &Channels<'_>, host: &str, verb: &str) -> String {
     format!(
-        "{verb} POST {}{with}: {}",
-        shown_url(&args.webhook),
+        "{verb} {}: {}",
+        channels.describe(args, host),
         crate::diag::one_line(&args.message)
     )
 }
 
-/// Check the URL and headers and build the body: everything a send needs, before sending.
-fn prepare(args: &AnnounceArgs, ctx: &ModCtx<'_>) -> Result<(J, Vec<(String, String)>)> {
-    if args.webhook.is_empty() {
-        bail!("announce: `webhook` is empty (guard the step with `when:` where none is set)");
+/// Check the URL, the recipients and headers, find the host's `sendmail` where mail is asked
+/// for, and build the body: everything a send needs, before sending.
+async fn prepare<'a>(
+    args: &'a AnnounceArgs,
+    ctx: &ModCtx<'_>,
+) -> Result<(J, Vec<(String, String)>, Channels<'a>)> {
+    let webhook = args.webhook.as_deref().unwrap_or_default();
+    if webhook.is_empty() && args.mail_to.is_empty() {
+        bail!("announce: neither `webhook` nor `mail_to` is set (guard the step with `when:` where none is)");
     }
-    if let Some(why) = url_problem(&args.webhook) {
+    if let Some(why) = url_problem(webhook) {
         bail!("announce: webhook {why}");
+    }
+    if let Some(why) = mail::recipients_problem(&args.mail_to) {
+        bail!("announce: {why}");
     }
     // A plan does not know the run's id yet: the placeholder a saved plan is compared with.
     let run_id = match ctx.planned {
         Some(_) => crate::context_names::RUN_ID_PLACEHOLDER,
         None => ctx.run_id,
     };
-    Ok((body(args, run_id, &ctx.host.name)?, headers(args)?))
+    let mail = match args.mail_to.is_empty() {
+        true => None,
+        false => {
+            let from = args.mail_from.clone().filter(|f| !f.is_empty());
+            let from = from.unwrap_or_else(|| mail::default_from(&ctx.host.name));
+            Some((
+                args.mail_to.as_slice(),
+                from,
+                mail::find_sendmail(ctx).await?,
+            ))
+        }
+    };
+    let channels = Channels { webhook, mail };
+    if webhook.is_empty() && matches!(channels.mail, Some((_, _, None))) {
+        bail!(
+            "announce: mail to {} needs a sendmail on {}, which it has not, and no webhook is set",
+            args.mail_to.join(", "),
+            ctx.host.name
+        );
+    }
+    Ok((
+        body(args, run_id, &ctx.host.name)?,
+        headers(args)?,
+        channels,
+    ))
 }
 
 /// POST the body; the answer's status. Errors never name the URL beyond its origin.
@@ -200,6 +271,57 @@ fn post(url: &str, body: &J, headers: &[(String, String)], limit: Duration) -> R
     }
 }
 
+/// Send to the webhook: `sent_to` and `status` in the result; a failure's words, if any.
+async fn send_webhook(
+    url: &str,
+    body: &J,
+    headers: Vec<(String, String)>,
+    ctx: &ModCtx<'_>,
+    out: &mut Outcome,
+) -> Result<Option<String>> {
+    let (owned, sent, limit) = (
+        url.to_string(),
+        body.clone(),
+        ctx.timeout.unwrap_or(DEFAULT_TIMEOUT),
+    );
+    let status =
+        tokio::task::spawn_blocking(move || post(&owned, &sent, &headers, limit)).await??;
+    out.result.insert("sent_to".into(), json!(shown_url(url)));
+    out.result.insert("status".into(), json!(status));
+    Ok((!(200..300).contains(&status)).then(|| {
+        format!(
+            "the webhook {} answered {status}: the message was not accepted",
+            shown_url(url)
+        )
+    }))
+}
+
+/// Mail the body through the host's sendmail: `mailed_to` in the result, or why no mail went
+/// out (`mail_skipped`); a failure's words, if any.
+async fn send_mail(
+    args: &AnnounceArgs,
+    mail: &(&[String], String, Option<String>),
+    body: &J,
+    ctx: &ModCtx<'_>,
+    out: &mut Outcome,
+) -> Result<Option<String>> {
+    let (to, from, sendmail) = mail;
+    let Some(sendmail) = sendmail else {
+        let why = format!("{} has no sendmail", ctx.host.name);
+        out.result.insert("mail_skipped".into(), json!(why));
+        return Ok(None);
+    };
+    let subject = args.subject.as_deref().filter(|s| !s.is_empty());
+    let subject = subject.map_or_else(|| format!("cutover run {}", ctx.run_id), str::to_string);
+    let fields = body.as_object().cloned().unwrap_or_default();
+    let message = mail::message(to, from, &subject, &fields)?;
+    if let Err(e) = mail::send(ctx, sendmail, from, &message).await {
+        return Ok(Some(e.to_string()));
+    }
+    out.result.insert("mailed_to".into(), json!(to));
+    Ok(None)
+}
+
 /// The `announce` module.
 pub(crate) struct Announce;
 
@@ -209,7 +331,9 @@ impl Module for Announce {
     const SPEC: ModuleSpec = ModuleSpec {
         name: "announce",
         args: &[
-            req("webhook", T::WebUrl),
+            arg("webhook", T::WebUrl),
+            arg("mail_to", T::MailList),
+            arg("mail_from", T::Str),
             req("message", T::Str),
             arg("subject", T::Str),
             arg("fields", T::Map),
@@ -217,49 +341,56 @@ impl Module for Announce {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[&["webhook", "mail_to"]],
         reversibility: Reversibility::NoUndoNeeded,
     };
 
     async fn probe(args: &AnnounceArgs, ctx: &ModCtx<'_>) -> Result<Probe> {
-        let (body, _) = prepare(args, ctx)?;
+        let (body, _, channels) = prepare(args, ctx).await?;
         let shown = serde_json::to_string_pretty(&body)?;
-        Ok(Probe::change(
-            summary(args, "would send:"),
-            Some(format!("{shown}\n")),
-            body,
-        ))
+        let line = summary(args, &channels, &ctx.host.name, "would send:");
+        Ok(Probe::change(line, Some(format!("{shown}\n")), body))
     }
 
     async fn apply(args: &AnnounceArgs, _probe: &Probe, ctx: &ModCtx<'_>) -> Result<Outcome> {
-        let (body, headers) = prepare(args, ctx)?;
-        let (url, limit) = (args.webhook.clone(), ctx.timeout.unwrap_or(DEFAULT_TIMEOUT));
-        let sent = body.clone();
-        let status =
-            tokio::task::spawn_blocking(move || post(&url, &sent, &headers, limit)).await??;
+        let (body, headers, channels) = prepare(args, ctx).await?;
         let mut out = Outcome {
             changed: true,
             ..Outcome::default()
         };
-        out.result
-            .insert("sent_to".into(), json!(shown_url(&args.webhook)));
-        out.result.insert("status".into(), json!(status));
+        let mut failures = Vec::new();
+        if !channels.webhook.is_empty() {
+            failures.extend(send_webhook(channels.webhook, &body, headers, ctx, &mut out).await?);
+        }
+        if let Some(mail) = &channels.mail {
+            failures.extend(send_mail(args, mail, &body, ctx, &mut out).await?);
+        }
         out.result.insert("body".into(), body);
-        if !(200..300).contains(&status) {
-            out.failed = Some(format!(
-                "the webhook {} answered {status}: the message was not accepted",
-                shown_url(&args.webhook)
-            ));
+        if !failures.is_empty() {
+            out.failed = Some(failures.join("; "));
         }
         Ok(out)
     }
 
     fn describe_done(result: &Map<String, J>) -> Option<String> {
-        result.get("sent_to").and_then(J::as_str).map(|to| {
+        let mut parts = Vec::new();
+        if let Some(to) = result.get("sent_to").and_then(J::as_str) {
             let status = result.get("status").map_or(J::Null, J::clone);
-            format!("sent: POST {to} (answered {status})")
-        })
+            parts.push(format!("POST {to} (answered {status})"));
+        }
+        if let Some(to) = result.get("mailed_to").and_then(J::as_array) {
+            let to: Vec<&str> = to.iter().filter_map(J::as_str).collect();
+            parts.push(format!("mail to {}", to.join(", ")));
+        }
+        let mut line = format!("sent: {}", parts.join(" and "));
+        if let Some(why) = result.get("mail_skipped").and_then(J::as_str) {
+            line.push_str(&format!("; no mail: {why}"));
+        }
+        (!parts.is_empty()).then_some(line)
     }
 }
+
+mod mail;
 
 #[cfg(test)]
 mod tests;

@@ -240,6 +240,7 @@ mod drift {
             ArgType::Int => json!(1),
             ArgType::Bool => json!(true),
             ArgType::StrList | ArgType::ExprList => json!(["x"]),
+            ArgType::MailList => json!(["ops@example.org"]),
             ArgType::Map => json!({}),
             ArgType::Mode => json!("0644"),
             ArgType::OctalMode => json!("0644"),
@@ -321,6 +322,7 @@ mod tests {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -629,6 +629,7 @@ impl Module for ClusterSafety {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -339,6 +339,7 @@ impl Module for Command {
         ],
         free_form: Some("cmd"),
         one_of: &[&["cmd", "argv"]],
+        any_of: &[],
         reversibility: Reversibility::Irreversible,
     };
 
@@ -376,6 +377,7 @@ impl Module for Shell {
         ],
         free_form: Some("cmd"),
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Irreversible,
     };
 

@@ -169,6 +169,7 @@ impl Module for Assert {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 
@@ -192,6 +193,7 @@ impl Module for Fail {
         args: &[req("msg", T::Str)],
         free_form: Some("msg"),
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 
@@ -218,6 +220,7 @@ impl Module for Debug {
         args: &[arg("msg", T::Str), arg("var", T::Str)],
         free_form: Some("msg"),
         one_of: &[&["msg", "var"]],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 
@@ -241,6 +244,7 @@ impl Module for Approve {
         args: &[req("stage", T::Str), arg("prompt", T::Str)],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

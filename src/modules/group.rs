@@ -205,6 +205,7 @@ impl Module for Group {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

@@ -379,6 +379,7 @@ impl Module for HttpCheck {
         ],
         free_form: None,
         one_of: &[&["url", "file"]],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -550,6 +550,7 @@ impl Module for LbMember {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

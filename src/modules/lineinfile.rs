@@ -285,6 +285,7 @@ impl Module for LineInFile {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

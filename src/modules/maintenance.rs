@@ -272,6 +272,7 @@ impl Module for Maintenance {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

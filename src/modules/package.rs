@@ -556,6 +556,7 @@ impl Module for Package {
         ],
         free_form: None,
         one_of: &[&["name", "upgrade_all"]],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

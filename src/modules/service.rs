@@ -390,6 +390,7 @@ impl Module for Service {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

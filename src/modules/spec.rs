@@ -30,6 +30,9 @@ pub enum ArgType {
     /// An http:// or https:// URL the controller sends to (`announce`'s webhook). Empty is
     /// accepted: a step guarded by `when:` for an inventory without one.
     WebUrl,
+    /// A mail address, or a list of them (`announce`'s `mail_to`): each one address, no line
+    /// break. A whole list rendered from one variable is checked when the step runs.
+    MailList,
     /// A host name or IP address that reaches an ssh command line on a host
     /// (`crate::ssh_args::address_problem`).
     Address,
@@ -64,6 +67,7 @@ impl ArgType {
             }
             ArgType::RepoUrl => repo_problem(value),
             ArgType::WebUrl => super::announce::url_problem(value),
+            ArgType::MailList if !value.starts_with('[') => super::announce::mail_problem(value),
             ArgType::AbsPath if !value.starts_with('/') => Some(format!(
                 "`{}` is not an absolute path",
                 crate::diag::one_line(value)
@@ -122,6 +126,9 @@ pub struct ModuleSpec {
     pub free_form: Option<&'static str>,
     /// Groups of arguments of which exactly one must be given.
     pub one_of: &'static [&'static [&'static str]],
+    /// Groups of arguments of which at least one must be given (`announce`: a webhook, mail
+    /// recipients, or both).
+    pub any_of: &'static [&'static [&'static str]],
     pub reversibility: Reversibility,
 }
 

@@ -173,6 +173,7 @@ impl Module for WaitFor {
         ],
         free_form: None,
         one_of: &[&["port", "path"]],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -479,6 +479,7 @@ impl Module for WriteMark {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -794,6 +794,19 @@ fn check_one_of(spec: &ModuleSpec, f: &Fields<'_>, key: &Node, diags: &mut Diagn
             ok = false;
         }
     }
+    for group in spec.any_of {
+        if !group.iter().any(|a| f.has(a)) {
+            diags.push(Diagnostic::new(
+                key.pos.clone(),
+                format!(
+                    "module `{}` needs at least one of: {}",
+                    spec.name,
+                    group.join(", ")
+                ),
+            ));
+            ok = false;
+        }
+    }
     ok
 }
 
@@ -854,6 +867,7 @@ fn check_arg(
         },
         ArgType::Bool => decode::boolean(v, &what, diags).is_some(),
         ArgType::StrList => decode::string_list(v, &what, diags).is_some(),
+        ArgType::MailList => check_formed_items(spec, name, ty, v, diags),
         ArgType::Map => decode::mapping(v, &what, diags).is_some(),
         ArgType::Mode => match &v.value {
             Value::Str(s) if valid_mode(s) => true,
@@ -909,6 +923,27 @@ fn check_arg(
     }
 }
 
+/// A list of texts with a form, or one (`ArgType::MailList`): each item as one.
+fn check_formed_items(
+    spec: &ModuleSpec,
+    name: &str,
+    ty: ArgType,
+    v: &Node,
+    diags: &mut Diagnostics,
+) -> bool {
+    match &v.value {
+        // Every item checked (each bad one reported), not only up to the first.
+        Value::Seq(items) => {
+            let oks: Vec<bool> = items
+                .iter()
+                .map(|i| check_formed_text(spec, name, ty, &[], i, diags))
+                .collect();
+            oks.into_iter().all(|ok| ok)
+        }
+        _ => check_formed_text(spec, name, ty, &[], v, diags),
+    }
+}
+
 /// An argument whose text has a form (`ArgType::text_problem`): an octal mode, a commit id.
 fn check_formed_text(
     spec: &ModuleSpec,
@@ -924,6 +959,7 @@ fn check_formed_text(
         ArgType::CommitId => "a quoted commit id (40 hexadecimal digits)",
         ArgType::RepoUrl => "a repository URL or path",
         ArgType::WebUrl => "an http:// or https:// URL",
+        ArgType::MailList => "a mail address or a list of them",
         _ => "an absolute path",
     };
     match &v.value {

@@ -503,7 +503,17 @@ pub fn assert_no_host_locks() {
 /// What the lab's announcement sink recorded (lab/sink/announce_sink.py: one POST a line, as
 /// `{path, content_type, headers, body}`), oldest first.
 pub fn announcements() -> Vec<serde_json::Value> {
-    let path = super::lab_state().join("announce/received.jsonl");
+    sink_record("received.jsonl")
+}
+
+/// What the lab's mail sink received through the hosts' msmtp (lab/sink/mail_sink.py: one
+/// mail a line, as `{mail_from, rcpt_tos, headers, subject, text}`), oldest first.
+pub fn mails() -> Vec<serde_json::Value> {
+    sink_record("mail.jsonl")
+}
+
+fn sink_record(name: &str) -> Vec<serde_json::Value> {
+    let path = super::lab_state().join("announce").join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_default()
         .lines()
@@ -511,14 +521,16 @@ pub fn announcements() -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Empty the announcement sink's record (before a run whose announcements a test reads).
+/// Empty both sinks' records (before a run whose announcements a test reads).
 pub fn clear_announcements() {
-    let path = super::lab_state().join("announce/received.jsonl");
+    let dir = super::lab_state().join("announce");
     assert!(
-        path.parent().is_some_and(std::path::Path::is_dir),
-        "the lab's announcement sink is not set up ({path:?}): lab/lab.sh up"
+        dir.is_dir(),
+        "the lab's announcement sinks are not set up ({dir:?}): lab/lab.sh up"
     );
-    std::fs::write(&path, "").unwrap();
+    for name in ["received.jsonl", "mail.jsonl"] {
+        std::fs::write(dir.join(name), "").unwrap();
+    }
 }
 
 /// The body of the one announcement of `event` (the upgrade's `fields.event`) among `got`.

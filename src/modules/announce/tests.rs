@@ -100,13 +100,37 @@ fn header_values_are_sent_but_never_shown() {
             ("X-Retries".to_string(), "2".to_string())
         ]
     );
-    let s = summary(&a, "would send:");
+    let channels = Channels {
+        webhook: a.webhook.as_deref().unwrap(),
+        mail: None,
+    };
+    let s = summary(&a, &channels, "lb", "would send:");
     assert_eq!(
         s,
         "would send: POST https://hooks.example/… (headers: Authorization, X-Retries): go⏎now"
             .replace('⏎', &crate::diag::one_line("\n"))
     );
     assert!(!s.contains("tok"), "{s}");
+    // With mail: where the host has a sendmail, and where it has none.
+    let to = ["ops@example.org".to_string()];
+    let from = || "cutover@lb".to_string();
+    let sendmail = Some("/usr/sbin/sendmail".to_string());
+    let both = Channels {
+        mail: Some((&to, from(), sendmail)),
+        ..channels
+    };
+    assert_eq!(
+        both.describe(&a, "lb"),
+        "POST https://hooks.example/… (headers: Authorization, X-Retries) and mail to ops@example.org (sendmail on lb)"
+    );
+    let none = Channels {
+        mail: Some((&to, from(), None)),
+        ..both
+    };
+    assert_eq!(
+        none.describe(&a, "lb"),
+        "POST https://hooks.example/… (headers: Authorization, X-Retries); no mail to ops@example.org: lb has no sendmail"
+    );
     for (h, want) in [
         (json!({"Bad Name": "v"}), "`Bad Name` is not a header name"),
         (

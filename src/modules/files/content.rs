@@ -580,6 +580,7 @@ impl Module for Copy {
         ],
         free_form: None,
         one_of: &[&["src", "content"]],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 
@@ -619,6 +620,7 @@ impl Module for Template {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

@@ -452,6 +452,7 @@ impl Module for GitOverlay {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

@@ -46,6 +46,7 @@ impl Module for LvmLayout {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

@@ -435,6 +435,7 @@ impl Module for MysqlFacts {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -139,6 +139,7 @@ impl Module for MysqlQuery {
         ],
         free_form: Some("sql"),
         one_of: &[&["sql", "src", "path"]],
+        any_of: &[],
         reversibility: Reversibility::Irreversible,
     };
 

@@ -928,6 +928,7 @@ impl Module for MysqlReplication {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

@@ -338,6 +338,7 @@ impl Module for Snapshot {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 

@@ -151,6 +151,7 @@ impl Module for SnapshotUsage {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::ReadOnly,
     };
 

@@ -423,6 +423,7 @@ impl Module for TreeSync {
         ],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::Reversible,
     };
 
