@@ -50,9 +50,14 @@ fn mailbox(address: &str) -> Result<Mailbox> {
         .map_err(|e| anyhow!("`{shown}` is not a mail address ({e})"))
 }
 
-/// The sender when the step sets no `mail_from`: cutover at the step's host.
+/// The sender when the step sets no `mail_from`: cutover at the step's host, or at localhost
+/// where the inventory's name for the host is no mail domain.
 pub(super) fn default_from(host: &str) -> String {
-    format!("cutover@{host}")
+    let at_host = format!("cutover@{host}");
+    match mailbox(&at_host) {
+        Ok(_) => at_host,
+        Err(_) => "cutover@localhost".to_string(),
+    }
 }
 
 /// The mail's text: the message, then each other field of the webhook's body on a line of
@@ -173,6 +178,13 @@ mod tests {
             assert!(text.contains(line), "{text}");
         }
         assert!(!text.contains("subject:") && !m.contains('\r'), "{m}");
+    }
+
+    #[test]
+    fn the_default_sender_is_always_an_address() {
+        assert_eq!(default_from("lb"), "cutover@lb");
+        assert_eq!(default_from("app1.example.org"), "cutover@app1.example.org");
+        assert_eq!(default_from("a b"), "cutover@localhost");
     }
 
     #[test]
