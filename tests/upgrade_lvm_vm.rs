@@ -16,7 +16,8 @@
 //! configuration (outside the volumes) is written back first. db1, lb and staging are not
 //! changed (lb's members are drained and returned by the upgrades, as any upgrade does).
 //!
-//! Needs the lab up and provisioned at v1 (playbooks/site.yml) and lvm1 up. A second run on the
+//! Needs the lab up and provisioned (playbooks/site.yml; at any release: the app nodes are given
+//! back running the one they ran) and lvm1 up. A second run on the
 //! same VM starts the master's database from nothing again.
 //!
 //!     flock -o /tmp/cutover-lab-tests.lock cargo test --test upgrade_lvm_vm -- --nocapture
@@ -161,6 +162,26 @@ fn nodes_serve(version: &str, schema: u32) {
     }
 }
 
+/// The release and schema both app nodes serve now (the lab's, before the test borrows them).
+fn release_served() -> (String, u32) {
+    let s = status("app1");
+    let v: serde_json::Value =
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("app1 /status: {e}: {s}"));
+    let found = (
+        v["version"].as_str().unwrap_or("").to_string(),
+        v["schema"].as_u64().unwrap_or(0) as u32,
+    );
+    assert!(
+        v["state"] == "RUNNING" && !found.0.is_empty(),
+        "app1 does not serve: {s}"
+    );
+    assert!(
+        status("app2").contains(&format!("\"version\":\"{}\"", found.0)),
+        "app2 serves another release than app1"
+    );
+    found
+}
+
 /// What the test borrowed, given back when it ends (also when it panics): db2's server
 /// configuration, then the keep set's rollback (app1, app2 and db2's volumes as they were,
 /// their services stopped around the merge and started again).
@@ -274,8 +295,9 @@ fn provision_lvm_master(p: &Project) {
 
 #[test]
 fn the_master_on_lvm_is_snapshotted_merged_back_on_failure_and_committed() {
-    require_v1();
+    common::require_lab();
     let t0 = Instant::now();
+    let found = release_served();
     let p = Project::in_repo();
     let db2_cnf = ssh("db2", "cat /etc/mysql/mariadb.conf.d/60-cutover.cnf");
     assert!(db2_cnf.contains("Slave of db1"), "{db2_cnf}");
@@ -298,10 +320,10 @@ fn the_master_on_lvm_is_snapshotted_merged_back_on_failure_and_committed() {
     upgrade_then_commit(&p);
     let t_lvm = t0.elapsed();
 
-    // The lab as inventory/lab.yml has it: v1 on db1, db2 db1's caught-up slave.
+    // The lab as inventory/lab.yml has it: the release it ran on db1, db2 db1's caught-up slave.
     lab.give_back()
         .unwrap_or_else(|e| panic!("giving the lab back: {e}"));
-    assert_cluster_serves("1.0.0", 1);
+    assert_cluster_serves(&found.0, found.1);
     let st = ssh("db2", "mysql -e 'SHOW SLAVE STATUS\\G'");
     assert!(
         st.contains("Master_Host: 10.77.0.21"),
