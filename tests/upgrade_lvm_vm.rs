@@ -16,8 +16,8 @@
 //! configuration (outside the volumes) is written back first. db1, lb and staging are not
 //! changed (lb's members are drained and returned by the upgrades, as any upgrade does).
 //!
-//! Measured: 245 s with MariaDB already installed in lvm1 (a second run); on a fresh VM site.yml
-//! installs it first under TCG (+163 s with rsync), about 6.7 min.
+//! Measured: 228–245 s with MariaDB already installed in lvm1 (later runs); on a fresh VM site.yml
+//! installs it first under TCG (+163 s with rsync), about 6.5 min.
 //!
 //! Needs the lab up and provisioned (playbooks/site.yml; at any release: the app nodes are given
 //! back running the one they ran) and lvm1 up. A second run on the
