@@ -260,7 +260,11 @@ fn valid_corpus_files_pass() {
 #[test]
 fn shipped_files_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for inv in ["inventory/production.yml", "inventory/lab.yml"] {
+    for inv in [
+        "inventory/production.yml",
+        "inventory/lab.yml",
+        "inventory/lab-lvm.yml",
+    ] {
         let out = cutover(root, &["check", "-i", inv]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
