@@ -369,8 +369,24 @@ pub(super) async fn probe_lvm_present(
             ))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ) + &way_back_by_reboot(a, ctx);
     Ok(replacing(Probe::change(summary, None, saw)))
+}
+
+/// The way back of a set with the root filesystem in it: its merge is deferred (the root
+/// cannot be closed), so it needs a reboot; the plan says so.
+fn way_back_by_reboot(a: &Args, ctx: &ModCtx<'_>) -> String {
+    let root = a.volumes.iter().any(|v| v.mount.as_deref() == Some("/"));
+    match (root, a.reboot) {
+        (false, _) => String::new(),
+        (true, true) => format!(
+            "; way back: merge, deferred while / is open: reboot {} and wait for the merge",
+            ctx.host.name
+        ),
+        (true, false) => {
+            "; way back: a merge that needs a reboot (reboot: false: the unwind stops there)".into()
+        }
+    }
 }
 
 pub(super) async fn probe_lvm_merged(a: &Args, ctx: &ModCtx<'_>) -> Result<Probe> {

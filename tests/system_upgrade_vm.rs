@@ -1,0 +1,179 @@
+//! The runbook's system-upgrade test, merge-based, for real in the lab VM whose root is an LV
+//! (lab/vm: vgsys/root): `playbooks/system-upgrade.yml` with `root_vg` snapshots the root LV,
+//! upgrades lab-release-notes 1.0 → 1.1 from the lab repository, reboots and checks. A
+//! dry run changes nothing; an upgrade that passes its check keeps 1.1 on a new boot and
+//! `cutover commit` removes the root snapshot; an upgrade whose check fails is rolled back by
+//! merging the root snapshot (deferred while the root is open: cutover reboots the host and
+//! waits for the merge), so 1.0 is back, verified after that reboot.
+//!
+//! The VM: lvm1, or the one `CUTOVER_LAB_VM_NAME`/`CUTOVER_LAB_VM_IP` name (as for
+//! lab/vm/vm.sh). Needs the lab up (the repository) and the VM built with its root on an LV.
+//!
+//!     cargo test --test system_upgrade_vm -- --nocapture
+
+mod common;
+
+use common::project::{text, Project};
+use std::time::Instant;
+
+const VG: &str = "vgsys";
+const SNAP: &str = "pre-system-upgrade-os-root";
+
+fn vm(script: &str) -> (i32, String, String) {
+    let o = common::lvm1_ssh(&format!("export LC_ALL=C; {script}"));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn vm_ok(script: &str) -> String {
+    let (code, out, err) = vm(&format!("set -e; {script}"));
+    assert_eq!(code, 0, "in the VM: {script}\n{out}{err}");
+    out
+}
+
+fn boot_id() -> String {
+    vm_ok("cat /proc/sys/kernel/random/boot_id")
+        .trim()
+        .to_string()
+}
+
+fn release_notes() -> String {
+    vm_ok("dpkg-query -W -f '${Version}' lab-release-notes; echo; cat /usr/share/lab-release-notes/VERSION")
+}
+
+/// vgsys's LVs (name, attr) and free space.
+fn root_vg_state() -> String {
+    vm_ok(&format!(
+        "lvs -a --noheadings -o lv_name,lv_attr {VG}; vgs --noheadings --units m -o vg_free {VG}"
+    ))
+}
+
+/// The start of every case: lab-release-notes 1.0 from the lab repository, no root snapshot.
+const SETUP: &str = r#"
+lvremove -y vgsys/pre-system-upgrade-os-root >/dev/null 2>&1 || true
+apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades lab-release-notes=1.0 >/dev/null
+"#;
+
+fn inventory(p: &Project) -> std::path::PathBuf {
+    let (name, ip) = common::vm_name_and_ip();
+    let state = common::lab_state();
+    p.write(
+        "inv.yml",
+        &format!(
+            r#"connection:
+  user: root
+  identity_file: {key}
+  known_hosts_file: {kh}
+hosts:
+  {name}:
+    address: {ip}
+    vars:
+      snapshot_backend: lvm
+      root_vg: {VG}
+groups:
+  all:
+    vars: {{ db_name: wiki, app_home: /var/lib/wiki }}
+  production:
+    hosts: [{name}]
+  rehearsal:
+    hosts: []
+  app_nodes:
+    hosts: []
+  databases:
+    hosts: []
+"#,
+            key = state.join("ssh/id_ed25519").display(),
+            kh = state.join("ssh/known_hosts").display(),
+        ),
+    )
+}
+
+fn cutover(p: &Project, inv: &std::path::Path, cmd: &str, extra: &[&str]) -> std::process::Output {
+    let inv = inv.display().to_string();
+    let pb = common::project::repo_file("playbooks/system-upgrade.yml");
+    let mut args = vec![cmd, "-i", &inv, &pb, "-e", "packages=lab-release-notes"];
+    args.extend(extra);
+    p.run(&args)
+}
+
+#[test]
+fn a_root_snapshot_upgrade_is_kept_when_its_check_passes_and_merged_back_when_it_fails() {
+    common::require_lab();
+    let t0 = Instant::now();
+    vm_ok(SETUP);
+    let p = Project::in_repo();
+    let inv = inventory(&p);
+    let clean = root_vg_state();
+
+    // A dry run: the root snapshot, the upgrade, the reboot, and the merge as the way back.
+    let boot0 = boot_id();
+    let o = cutover(&p, &inv, "plan", &[]);
+    let plan = text(&o);
+    assert!(o.status.success(), "{plan}");
+    assert!(
+        plan.contains(&format!("{VG}/{SNAP}")) || plan.contains(SNAP),
+        "{plan}"
+    );
+    assert!(plan.contains("reboot"), "{plan}");
+    assert!(
+        plan.contains("way back: merge, deferred while / is open: reboot"),
+        "the way back is the merge: {plan}"
+    );
+    assert_eq!(boot_id(), boot0, "the plan rebooted the VM");
+    assert_eq!(root_vg_state(), clean, "the plan changed vgsys");
+    assert!(release_notes().starts_with("1.0\n"));
+
+    // Check passes: 1.1 on a new boot, the root snapshot kept until commit.
+    let t = Instant::now();
+    let o = cutover(&p, &inv, "apply", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ok_s = t.elapsed().as_secs();
+    let boot1 = boot_id();
+    assert_ne!(boot1, boot0, "no reboot into the upgraded system");
+    assert_eq!(
+        release_notes(),
+        "1.1\ncutover lab release notes, version 1.1\n"
+    );
+    let lvs = root_vg_state();
+    assert!(lvs.contains(SNAP), "{lvs}");
+    let run = p.run_ids().last().cloned().expect("a run");
+    let inv_s = inv.display().to_string();
+    let o = p.run(&["commit", "-i", &inv_s, &run]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(root_vg_state(), clean, "commit left the root snapshot");
+
+    // Check fails: the run unwinds, the merge needs a reboot, 1.0 is back on a new boot.
+    vm_ok(SETUP);
+    let t = Instant::now();
+    let o = cutover(
+        &p,
+        &inv,
+        "apply",
+        &[
+            "-e",
+            "system_upgrade_check=grep -q 'version 1.0' /usr/share/lab-release-notes/VERSION",
+        ],
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "the check should have failed: {out}");
+    let fail_s = t.elapsed().as_secs();
+    let boot2 = boot_id();
+    assert_ne!(boot2, boot1);
+    assert!(
+        release_notes().starts_with("1.0\n"),
+        "not rolled back: {}",
+        release_notes()
+    );
+    assert_eq!(root_vg_state(), clean, "the merge did not finish");
+    let journal = serde_json::to_string(&p.journal()).unwrap();
+    assert!(journal.contains("\"rebooted\":true"), "{journal}");
+    assert!(journal.contains("boot_id_before"), "{journal}");
+    eprintln!(
+        "measured: upgrade kept {ok_s} s, upgrade rolled back by merge {fail_s} s, whole test {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
