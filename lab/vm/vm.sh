@@ -60,6 +60,9 @@ KERNEL=$CACHE/vmlinuz
 INITRD=$CACHE/initrd.img
 HOSTKEY_PUB=$CACHE/ssh_host_ed25519_key.pub
 STAMP=$CACHE/build.done
+# What the stamp holds; a cache built by an older recipe is rebuilt (when the VM is down).
+# 2: the root on an LV (vgsys/root).
+IMAGE_RECIPE=2
 
 ROOT_OVL=$STATE/root.qcow2
 DATA_DISK=$STATE/data.qcow2
@@ -384,14 +387,21 @@ configure_units() {
     systemd-machine-id-setup --root="$r" >/dev/null
 }
 
+image_current() { [[ -f $STAMP && $(cat "$STAMP") == "$IMAGE_RECIPE" && -f $BASE_IMG ]]; }
+
 cmd_build() {
     need_root
-    if [[ -f $STAMP && -f $BASE_IMG && -f $KERNEL && -f $INITRD && -f $HOSTKEY_PUB ]]; then
+    if image_current && [[ -f $KERNEL && -f $INITRD && -f $HOSTKEY_PUB ]]; then
         log "image cached in $CACHE (remove $STAMP to rebuild)"
         return 0
     fi
+    # A running VM's overlay is backed by the base image: never replace it under it.
+    if vm_running; then
+        log "image in $CACHE is outdated or incomplete, but $VM_NAME runs on it: rebuilt after 'vm.sh down'"
+        return 0
+    fi
     take_lock 7 "$CACHE_ROOT/.vm-build.lock"
-    if [[ -f $STAMP && -f $BASE_IMG ]]; then
+    if image_current; then
         log "image built meanwhile by another vm.sh"
         return 0
     fi
@@ -449,7 +459,7 @@ cmd_build() {
     build_root_disk "$img" "$raw"
     qemu-img convert -O qcow2 "$raw" "$BASE_IMG.tmp" && mv "$BASE_IMG.tmp" "$BASE_IMG"
     rm -f "$raw" "$img"
-    touch "$STAMP"
+    echo "$IMAGE_RECIPE" >"$STAMP"
     log "build done in $((SECONDS - t0)) s: $BASE_IMG ($(du -h "$BASE_IMG" | cut -f1)), kernel $kver"
 }
 
@@ -579,7 +589,7 @@ cmd_up() {
         log "$VM_NAME already running (pid $(qemu_pid)); ssh files refreshed"
         return 0
     fi
-    [[ -f $STAMP ]] || cmd_build
+    image_current || cmd_build
     ensure_host_tools
     ensure_netns
     ensure_ssh_key
