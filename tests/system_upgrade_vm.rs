@@ -4,7 +4,12 @@
 //! dry run changes nothing; an upgrade that passes its check keeps 1.1 on a new boot and
 //! `cutover commit` removes the root snapshot; an upgrade whose check fails is rolled back by
 //! merging the root snapshot (deferred while the root is open: cutover reboots the host and
-//! waits for the merge), so 1.0 is back, verified after that reboot.
+//! waits for the merge), so 1.0 is back, verified after that reboot. A root snapshot that the
+//! upgrade fills past `root_snapshot_max_percent` is extended with autoextend (the upgrade
+//! completes) and merged back while still valid without it.
+//!
+//! Measured (sys1, 2026-12-08, TCG, the lab's containers running): first test ~5 min, second
+//! ~1.5 min.
 //!
 //! The VM: lvm1, or the one `CUTOVER_LAB_VM_NAME`/`CUTOVER_LAB_VM_IP` name (as for
 //! lab/vm/vm.sh). Needs the lab up (the repository) and the VM built with its root on an LV.
@@ -22,6 +27,13 @@ static VM: Mutex<()> = Mutex::new(());
 
 const VG: &str = "vgsys";
 const SNAP: &str = "pre-system-upgrade-os-root";
+/// A root snapshot the upgrade fills past its limit (see the second test).
+const SMALL: [&str; 4] = [
+    "-e",
+    "root_snapshot_size=12M",
+    "-e",
+    "root_snapshot_max_percent=30",
+];
 
 fn vm(script: &str) -> (i32, String, String) {
     let o = common::lvm1_ssh(&format!("export LC_ALL=C; {script}"));
@@ -132,11 +144,21 @@ fn a_root_snapshot_upgrade_is_kept_when_its_check_passes_and_merged_back_when_it
     assert_eq!(root_vg_state(), clean, "the plan changed vgsys");
     assert!(release_notes().starts_with("1.0\n"));
 
-    // Check passes: 1.1 on a new boot, the root snapshot kept until commit.
+    // Check passes, with a root snapshot too small for the upgrade and autoextend: cutover
+    // extends it after the upgrade; 1.1 on a new boot, the snapshot kept until commit.
     let t = Instant::now();
-    let o = cutover(&p, &inv, "apply", &[]);
+    let mut ext = SMALL.to_vec();
+    ext.extend(["-e", "root_snapshot_autoextend=true"]);
+    let o = cutover(&p, &inv, "apply", &ext);
     assert!(o.status.success(), "{}", text(&o));
     let ok_s = t.elapsed().as_secs();
+    let size: u64 = vm_ok(&format!(
+        "lvs --noheadings --units b --nosuffix -o lv_size {VG}/{SNAP}"
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(size > 12 << 20, "not extended: {size}");
     let boot1 = boot_id();
     assert_ne!(boot1, boot0, "no reboot into the upgraded system");
     assert_eq!(
@@ -184,12 +206,12 @@ fn a_root_snapshot_upgrade_is_kept_when_its_check_passes_and_merged_back_when_it
     );
 }
 
-/// A root snapshot too small for the upgrade (the upgrade writes ~7 MiB: apt's lists and
-/// caches, dpkg): 12 MiB, at most 50% full. Without autoextend the usage check after the
-/// upgrade fails while the snapshot is still valid and the merge puts 1.0 back; with
-/// autoextend cutover extends it and the upgrade completes.
+/// A root snapshot too small for the upgrade: 12 MiB, at most 30% full; the upgrade writes
+/// ~5.6 MiB to the root (measured: apt's caches, dpkg, the package), ~47% of it. Without
+/// autoextend the usage check after the upgrade fails while the snapshot is still valid and
+/// the merge puts 1.0 back (with autoextend: the first test).
 #[test]
-fn a_root_snapshot_that_fills_up_is_extended_or_merged_back_while_valid() {
+fn a_root_snapshot_that_fills_up_is_merged_back_while_valid() {
     let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
     common::require_lab();
     let t0 = Instant::now();
@@ -197,46 +219,21 @@ fn a_root_snapshot_that_fills_up_is_extended_or_merged_back_while_valid() {
     let p = Project::in_repo();
     let inv = inventory(&p);
     let clean = root_vg_state();
-    let small = [
-        "-e",
-        "root_snapshot_size=12M",
-        "-e",
-        "root_snapshot_max_percent=50",
-    ];
 
     let boot0 = boot_id();
-    let o = cutover(&p, &inv, "apply", &small);
+    let o = cutover(&p, &inv, "apply", &SMALL);
     let out = text(&o);
     assert!(
         !o.status.success(),
         "the usage check should have failed: {out}"
     );
-    assert!(out.contains("% full (max 50%)"), "{out}");
+    assert!(out.contains("% full (max 30%)"), "{out}");
     assert_ne!(boot_id(), boot0, "the merge needs a reboot");
     assert!(release_notes().starts_with("1.0\n"), "{}", release_notes());
     assert_eq!(root_vg_state(), clean, "the merge did not finish");
 
-    vm_ok(SETUP);
-    let mut ext = small.to_vec();
-    ext.extend(["-e", "root_snapshot_autoextend=true"]);
-    let o = cutover(&p, &inv, "apply", &ext);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(release_notes().starts_with("1.1\n"), "{}", release_notes());
-    let size: u64 = vm_ok(&format!(
-        "lvs --noheadings --units b --nosuffix -o lv_size {VG}/{SNAP}"
-    ))
-    .trim()
-    .parse()
-    .unwrap();
-    assert!(size > 12 << 20, "not extended: {size}");
-    let run = p.run_ids().last().cloned().expect("a run");
-    let inv_s = inv.display().to_string();
-    let o = p.run(&["commit", "-i", &inv_s, &run]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(root_vg_state(), clean, "commit left the root snapshot");
     eprintln!(
-        "measured: fill-up merged back and extended: {:.0} s",
+        "measured: fill-up merged back: {:.0} s",
         t0.elapsed().as_secs_f64()
     );
 }
