@@ -303,7 +303,12 @@ fn vm_answers_ssh_and_vg0_is_ready() {
         "strict ssh to {vm_ip} failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), VG);
+    // vg0 (the data disk) and vgsys (the root disk: the root LV, lab/vm/README.md).
+    let vgs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(vgs, [VG, "vgsys"]);
 
     // Strictness is real: with an empty known_hosts the same connection is refused.
     let empty = tempfile::NamedTempFile::new().unwrap();
