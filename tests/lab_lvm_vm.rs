@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 /// One VM for all tests: serialise them.
 static VM: Mutex<()> = Mutex::new(());
 
-const VM_IP: &str = "10.77.0.51";
 const VG: &str = "vg0";
 
 /// Take the VM for one test: lock, check it answers, and bring it to the known state.
@@ -273,7 +272,8 @@ fn vm_answers_ssh_and_vg0_is_ready() {
     let key = ssh_dir.join("id_ed25519");
     let known_hosts_opt = format!("UserKnownHostsFile={}", known_hosts.display());
     let key = key.to_str().unwrap();
-    let target = format!("root@{VM_IP}");
+    let vm_ip = common::vm_name_and_ip().1;
+    let target = format!("root@{vm_ip}");
     let strict = |known: &str, cmd: &str| {
         common::in_controller(
             "ssh",
@@ -300,10 +300,15 @@ fn vm_answers_ssh_and_vg0_is_ready() {
     let o = strict(&known_hosts_opt, "LC_ALL=C vgs --noheadings -o vg_name");
     assert!(
         o.status.success(),
-        "strict ssh to {VM_IP} failed: {}",
+        "strict ssh to {vm_ip} failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), VG);
+    // vg0 (the data disk) and vgsys (the root disk: the root LV, lab/vm/README.md).
+    let vgs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(vgs, [VG, "vgsys"]);
 
     // Strictness is real: with an empty known_hosts the same connection is refused.
     let empty = tempfile::NamedTempFile::new().unwrap();

@@ -16,26 +16,40 @@
 #   CUTOVER_LAB_CACHE  cache root (default /var/cache/cutover-lab); image in $CUTOVER_LAB_CACHE/vm
 #   CUTOVER_LAB_STATE  state root (default /var/lib/cutover-lab); run state in $CUTOVER_LAB_STATE/vm
 #   CUTOVER_LAB_VM_WAIT  seconds `up` waits for ssh (default 120)
+#   CUTOVER_LAB_VM_NAME, CUTOVER_LAB_VM_IP, CUTOVER_LAB_VM_MAC  a second VM beside lvm1
+#                 (default lvm1, 10.77.0.51, 52:54:00:77:00:51). Its image, cache and run
+#                 state are its own ($CACHE_ROOT/vm-NAME, $STATE_ROOT/vm-NAME) and its tap is
+#                 tap-NAME: e.g. CUTOVER_LAB_VM_NAME=sys1 CUTOVER_LAB_VM_IP=10.77.0.52
+#                 CUTOVER_LAB_VM_MAC=52:54:00:77:00:52 vm.sh up
 set -euo pipefail
 
-VM_NAME=lvm1
-VM_IP=10.77.0.51
+VM_NAME=${CUTOVER_LAB_VM_NAME:-lvm1}
+VM_IP=${CUTOVER_LAB_VM_IP:-10.77.0.51}
 VM_PREFIX=16
-VM_MAC=52:54:00:77:00:51
+VM_MAC=${CUTOVER_LAB_VM_MAC:-52:54:00:77:00:51}
+[[ $VM_NAME =~ ^[a-z][a-z0-9]{0,10}$ ]] || { echo "CUTOVER_LAB_VM_NAME: 1-11 of [a-z0-9], a letter first" >&2; exit 2; }
 VM_MEM=${CUTOVER_LAB_VM_MEM:-768}
 VM_CPUS=${CUTOVER_LAB_VM_CPUS:-2}
 NETNS=cutover-ctl
 BRIDGE=labbr0
 BRIDGE_ADDR=10.77.0.1/16
-TAP=tap-lvm1
+TAP=tap-$VM_NAME
 SUITE=bookworm
-ROOT_SIZE=2G       # sparse; the tree is ~0.5 GB
-DATA_DISK_SIZE=2G  # second disk: PV for vg0
+# The root disk /dev/vda is the PV of $ROOT_VG; its LV `root` holds the root ext4, so that a
+# system upgrade can be rolled back by merging a snapshot of it. The rest of the PV stays
+# free for that snapshot.
+ROOT_VG=vgsys
+ROOT_LV_SIZE=1G      # the root LV and its ext4; the tree is ~0.5 GB
+ROOT_DISK_SIZE=1536M # PV: the root LV + ~508 MiB free
+DATA_DISK_SIZE=2G    # second disk: PV for vg0
 
 CACHE_ROOT=${CUTOVER_LAB_CACHE:-/var/cache/cutover-lab}
 STATE_ROOT=${CUTOVER_LAB_STATE:-/var/lib/cutover-lab}
-CACHE=$CACHE_ROOT/vm
-STATE=$STATE_ROOT/vm
+# lvm1 keeps the plain names (vm/); another VM gets its own (vm-NAME/).
+VM_DIR=vm
+[[ $VM_NAME == lvm1 ]] || VM_DIR=vm-$VM_NAME
+CACHE=$CACHE_ROOT/$VM_DIR
+STATE=$STATE_ROOT/$VM_DIR
 SSH_DIR=$STATE_ROOT/ssh
 SSH_KEY=$SSH_DIR/id_ed25519
 KNOWN_HOSTS=$SSH_DIR/known_hosts
@@ -46,6 +60,9 @@ KERNEL=$CACHE/vmlinuz
 INITRD=$CACHE/initrd.img
 HOSTKEY_PUB=$CACHE/ssh_host_ed25519_key.pub
 STAMP=$CACHE/build.done
+# What the stamp holds; a cache built by an older recipe is rebuilt (when the VM is down).
+# 2: the root on an LV (vgsys/root).
+IMAGE_RECIPE=2
 
 ROOT_OVL=$STATE/root.qcow2
 DATA_DISK=$STATE/data.qcow2
@@ -153,14 +170,27 @@ write_guest_config() {
     cat >"$r/etc/hosts" <<EOF
 127.0.0.1 localhost
 $VM_IP $VM_NAME.lab $VM_NAME
+${BRIDGE_ADDR%/*} repo
 EOF
-    # The VM has no route to any mirror; keep no host name in the image's apt config.
-    echo "# lab VM: no package sources (no network outside the lab)" >"$r/etc/apt/sources.list"
+    # The VM has no route to any mirror; its only source is the lab's repository (served
+    # from the controller namespace, as for the containers: lab/lib/base.sh), which holds
+    # lab-release-notes in two versions for the system-upgrade test.
+    echo "# lab VM: only the lab repository (sources.list.d/lab.sources)" >"$r/etc/apt/sources.list"
+    rm -f "$r"/etc/apt/sources.list.d/*
+    cat >"$r/etc/apt/sources.list.d/lab.sources" <<'EOF'
+# The lab's local repository, served from the controller namespace.
+# Trusted: yes because it is an unsigned repository that exists only inside the lab.
+Types: deb
+URIs: http://repo:8080/debian
+Suites: ./
+Trusted: yes
+EOF
+    printf 'Acquire::Languages "none";\n' >"$r/etc/apt/apt.conf.d/90lab"
 
     # /srv/data: nofail so a missing vg0 never blocks boot; the first-boot unit
     # (cutover-vg-init) creates vg0 and is ordered before this mount.
-    cat >"$r/etc/fstab" <<'EOF'
-/dev/vda        /         ext4 defaults,errors=remount-ro 0 1
+    cat >"$r/etc/fstab" <<EOF
+/dev/mapper/$ROOT_VG-root / ext4 defaults,errors=remount-ro 0 1
 /dev/vg0/data   /srv/data ext4 defaults,nofail,x-systemd.device-timeout=60s 0 2
 EOF
     mkdir -p "$r/srv/data"
@@ -269,6 +299,7 @@ TimeoutStartSec=300
 [Install]
 WantedBy=local-fs.target
 EOF
+    write_root_lv_builder "$r"
     chmod 755 "$r/usr/local/sbin/cutover-authkeys" "$r/usr/local/sbin/cutover-vg-init"
 
     # Small initramfs: only what this VM needs (boot is CPU-bound under TCG).
@@ -290,6 +321,59 @@ EOF
     echo qemu_fw_cfg >"$r/etc/modules-load.d/qemu_fw_cfg.conf"
 }
 
+# The init (init=) of the one-shot builder VM that `build` boots once: the host has no
+# device-mapper, so the root LV is made inside a VM. Root is the tree's ext4 image (/dev/vdb,
+# read-only); /dev/vda, empty, becomes the PV of $ROOT_VG with LV root, a block copy of /dev/vdb.
+# The console says CUTOVER-ROOT-LV-OK only when every step worked.
+write_root_lv_builder() {
+    local r=$1
+    cat >"$r/usr/local/sbin/cutover-root-lv-build" <<EOF
+#!/bin/sh
+# Used once by lab/vm/vm.sh build (kernel init=...); never at a normal boot.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sys /sys 2>/dev/null
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs run /run 2>/dev/null
+mkdir -p /run/lock/lvm /run/lvm
+# No udev, a read-only /etc: lvm makes its own device nodes and keeps no backups.
+cfg='activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } backup { backup = 0 archive = 0 } global { use_lvmpolld = 0 }'
+ok() {
+    pvcreate -y --config "\$cfg" /dev/vda &&
+    vgcreate --config "\$cfg" $ROOT_VG /dev/vda &&
+    lvcreate -y -Zn --config "\$cfg" -n root -L $ROOT_LV_SIZE $ROOT_VG &&
+    dd if=/dev/vdb of=/dev/mapper/$ROOT_VG-root bs=4M conv=fsync status=none &&
+    vgchange -an --config "\$cfg" $ROOT_VG &&
+    pvs --config "\$cfg" && lvs --config "\$cfg"
+}
+if ok; then echo CUTOVER-ROOT-LV-OK; else echo CUTOVER-ROOT-LV-FAILED; fi
+sync
+echo o >/proc/sysrq-trigger
+sleep 30
+EOF
+    chmod 755 "$r/usr/local/sbin/cutover-root-lv-build"
+}
+
+# Make the root disk: boot the tree's ext4 image once with an empty disk beside it and let
+# cutover-root-lv-build (above) make the PV, the VG and the root LV and copy the image into it.
+build_root_disk() { # EXT4_IMAGE RAW_DISK
+    local img=$1 disk=$2 logf
+    rm -f "$disk"
+    truncate -s "$ROOT_DISK_SIZE" "$disk"
+    logf=$(rotate_log "$CACHE/root-lv-build.log")
+    log "builder VM: $ROOT_VG/root on the root disk (log: $logf)"
+    timeout 600 qemu-system-x86_64 \
+        -machine pc -accel tcg,thread=multi,tb-size=128 -cpu max -smp "$VM_CPUS" -m "$VM_MEM" \
+        -kernel "$KERNEL" -initrd "$INITRD" \
+        -append "root=/dev/vdb ro console=ttyS0 init=/usr/local/sbin/cutover-root-lv-build mitigations=off" \
+        -drive "file=$disk,if=virtio,format=raw" \
+        -drive "file=$img,if=virtio,format=raw,readonly=on" \
+        -nic none -display none -vga none -monitor none -no-reboot \
+        -serial "file:$logf" 7>&- 8>&- \
+        || die_with_log "builder VM failed" "$logf"
+    grep -q CUTOVER-ROOT-LV-OK "$logf" || die_with_log "builder VM did not make the root LV" "$logf"
+}
+
 # Enable/mask units inside the tree (offline, via systemctl --root).
 configure_units() {
     local r=$1
@@ -303,14 +387,21 @@ configure_units() {
     systemd-machine-id-setup --root="$r" >/dev/null
 }
 
+image_current() { [[ -f $STAMP && $(cat "$STAMP") == "$IMAGE_RECIPE" && -f $BASE_IMG ]]; }
+
 cmd_build() {
     need_root
-    if [[ -f $STAMP && -f $BASE_IMG && -f $KERNEL && -f $INITRD && -f $HOSTKEY_PUB ]]; then
+    if image_current && [[ -f $KERNEL && -f $INITRD && -f $HOSTKEY_PUB ]]; then
         log "image cached in $CACHE (remove $STAMP to rebuild)"
         return 0
     fi
+    # A running VM's overlay is backed by the base image: never replace it under it.
+    if vm_running; then
+        log "image in $CACHE is outdated or incomplete, but $VM_NAME runs on it: rebuilt after 'vm.sh down'"
+        return 0
+    fi
     take_lock 7 "$CACHE_ROOT/.vm-build.lock"
-    if [[ -f $STAMP && -f $BASE_IMG ]]; then
+    if image_current; then
         log "image built meanwhile by another vm.sh"
         return 0
     fi
@@ -360,14 +451,15 @@ cmd_build() {
     # Trim the tree before imaging: apt caches are useless without a mirror.
     rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*
 
-    log "making ext4 image (mkfs.ext4 -d, no mount)"
-    local raw=$CACHE/base.raw
-    rm -f "$raw"
-    truncate -s "$ROOT_SIZE" "$raw"
-    mkfs.ext4 -q -F -L root -d "$tree" "$raw" || die "mkfs.ext4 -d failed"
+    log "making the root ext4 image (mkfs.ext4 -d, no mount)"
+    local img=$CACHE/root-ext4.raw raw=$CACHE/base.raw
+    rm -f "$img"
+    truncate -s "$ROOT_LV_SIZE" "$img"
+    mkfs.ext4 -q -F -L root -d "$tree" "$img" || die "mkfs.ext4 -d failed (does the tree fit $ROOT_LV_SIZE?)"
+    build_root_disk "$img" "$raw"
     qemu-img convert -O qcow2 "$raw" "$BASE_IMG.tmp" && mv "$BASE_IMG.tmp" "$BASE_IMG"
-    rm -f "$raw"
-    touch "$STAMP"
+    rm -f "$raw" "$img"
+    echo "$IMAGE_RECIPE" >"$STAMP"
     log "build done in $((SECONDS - t0)) s: $BASE_IMG ($(du -h "$BASE_IMG" | cut -f1)), kernel $kver"
 }
 
@@ -497,7 +589,7 @@ cmd_up() {
         log "$VM_NAME already running (pid $(qemu_pid)); ssh files refreshed"
         return 0
     fi
-    [[ -f $STAMP ]] || cmd_build
+    image_current || cmd_build
     ensure_host_tools
     ensure_netns
     ensure_ssh_key
@@ -527,7 +619,7 @@ cmd_up() {
         -machine pc -accel tcg,thread=multi,tb-size=128 -cpu max \
         -smp "$VM_CPUS" -m "$VM_MEM" \
         -kernel "$KERNEL" -initrd "$INITRD" \
-        -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet mitigations=off" \
+        -append "root=/dev/mapper/$ROOT_VG-root rw console=ttyS0 net.ifnames=0 quiet mitigations=off" \
         -drive "file=$ROOT_OVL,if=virtio,format=qcow2" \
         -drive "file=$DATA_DISK,if=virtio,format=qcow2" \
         -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \

@@ -23,6 +23,7 @@ mod lvm_layout;
 mod maintenance;
 pub mod mysql;
 mod package;
+pub(crate) mod reboot;
 mod service;
 pub mod snapshot;
 pub mod sync;
@@ -225,6 +226,7 @@ registry! {
     http_check::HttpCheck,
     cluster_safety::ClusterSafety,
     announce::Announce,
+    reboot::Reboot,
 }
 
 #[cfg(test)]
@@ -313,6 +315,7 @@ mod tests {
         "http_check",
         "cluster_safety",
         "announce",
+        "reboot",
     ];
 
     #[test]
@@ -322,7 +325,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 29);
+        assert_eq!(names.len(), 30);
         assert_eq!(names[..3], ["command", "shell", "copy"]);
         assert_eq!(
             spec::find("mysql_query").map(|s| s.free_form),

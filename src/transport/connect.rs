@@ -23,11 +23,12 @@ impl HostConn {
     pub fn local(name: &str) -> HostConn {
         HostConn {
             name: name.to_string(),
-            kind: Kind::Local,
+            kind: std::sync::RwLock::new(Kind::Local),
+            made_with: None,
             channels: Arc::new(Semaphore::new(64)),
             become_password: None,
             sudo_needs_password: tokio::sync::OnceCell::new(),
-            _config: None,
+            _config: Default::default(),
             shells: Default::default(),
             use_session_shell: false,
         }
@@ -91,28 +92,64 @@ impl HostConn {
         };
         Ok(HostConn {
             name: name.to_string(),
-            kind: Kind::Ssh(Arc::new(session)),
+            kind: std::sync::RwLock::new(Kind::Ssh(Arc::new(session))),
+            made_with: Some((c.clone(), opts.clone())),
             channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
             become_password: opts.become_password.clone(),
             sudo_needs_password: tokio::sync::OnceCell::new(),
-            _config: Some(config),
+            _config: std::sync::Mutex::new(vec![config]),
             shells: Default::default(),
             use_session_shell: !c.channel_per_command,
         })
     }
 
+    /// The current master (or the controller itself).
+    pub(super) fn kind(&self) -> Kind {
+        self.kind.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Ask the master to exit through its control socket, when the session is shared.
     pub(super) fn exit_master(&self) {
-        if let Kind::Ssh(s) = &self.kind {
+        if let Kind::Ssh(s) = self.kind() {
             tell_master_to_exit(s.control_socket(), "cutover-master");
         }
+    }
+
+    /// Open a new master the way the first was opened and use it from now on (the host
+    /// rebooted: the old master's connection is gone). The old master is told to exit and the
+    /// session shells, which ran on it, are dropped.
+    pub async fn reconnect(&self) -> Result<()> {
+        let Some((c, opts)) = &self.made_with else {
+            return Ok(());
+        };
+        let fresh = HostConn::connect(&self.name, c, opts).await?;
+        let HostConn { kind, _config, .. } = fresh;
+        let new_kind = kind.into_inner().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(
+            &mut *self.kind.write().unwrap_or_else(|e| e.into_inner()),
+            new_kind,
+        );
+        if let Kind::Ssh(s) = old {
+            tell_master_to_exit(s.control_socket(), "cutover-master");
+        }
+        self.shells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let fresh_config = _config.into_inner().unwrap_or_else(|e| e.into_inner());
+        self._config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fresh_config);
+        Ok(())
     }
 
     /// Close the master connection (and its control socket).
     pub async fn close(self) {
         // The session shells hold the session too; their channels end first.
         drop(self.shells);
-        if let Kind::Ssh(s) = self.kind {
+        let kind = self.kind.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Kind::Ssh(s) = kind {
             match Arc::try_unwrap(s) {
                 Ok(s) => {
                     let _ = s.close().await;

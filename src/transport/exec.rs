@@ -33,9 +33,9 @@ impl HostConn {
                     Some(Box::new(head.chain(reader)) as BoxedReader<'_>)
                 }
             };
-            let result = match &self.kind {
+            let result = match self.kind() {
                 Kind::Local => exec_local(command, input).await,
-                Kind::Ssh(s) => exec_ssh(s, command, input).await,
+                Kind::Ssh(s) => exec_ssh(&s, command, input).await,
             };
             match result {
                 Err(e) if attempt < 5 && is_channel_refusal(&e) => {

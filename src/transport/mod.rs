@@ -68,6 +68,7 @@ pub struct TransportOptions {
     pub become_password: Option<Arc<String>>,
 }
 
+#[derive(Clone)]
 enum Kind {
     Ssh(Arc<openssh::Session>),
     Local,
@@ -85,13 +86,17 @@ struct ShellSlot {
 /// A connected host.
 pub struct HostConn {
     pub name: String,
-    kind: Kind,
+    /// Behind a lock: `reconnect` puts a new master in its place (after a reboot).
+    kind: std::sync::RwLock<Kind>,
+    /// How this connection was made, for `reconnect` (`None`: the controller itself).
+    made_with: Option<(crate::inventory::Connection, TransportOptions)>,
     channels: Arc<Semaphore>,
     become_password: Option<Arc<String>>,
     /// Does sudo need the password on this host? Asked once (`sudo -n true`), then remembered.
     sudo_needs_password: tokio::sync::OnceCell<bool>,
     /// Generated ssh config for this host (inventory ssh_options + the user's own config).
-    _config: Option<tempfile::NamedTempFile>,
+    /// Every master's, kept while the connection lives (`reconnect` adds one).
+    _config: std::sync::Mutex<Vec<tempfile::NamedTempFile>>,
     /// Long-lived shells, by sudo user ("" = the login user); see `crate::session_shell`.
     shells: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<ShellSlot>>>>,
     use_session_shell: bool,

@@ -26,7 +26,7 @@ impl HostConn {
             .acquire_owned()
             .await
             .map_err(|_| anyhow!("connection to {} closed", self.name))?;
-        let mut spawned = match &self.kind {
+        let mut spawned = match self.kind() {
             Kind::Local => {
                 let mut child = tokio::process::Command::new("/bin/sh")
                     .arg("-c")

@@ -25,7 +25,7 @@ impl HostConn {
         put: Option<Put<'_>>,
         become_: Option<&Become>,
     ) -> Option<Result<Output>> {
-        let Kind::Ssh(session) = &self.kind else {
+        let Kind::Ssh(session) = self.kind() else {
             return None;
         };
         if !self.use_session_shell {
@@ -49,7 +49,7 @@ impl HostConn {
             Some(shell) => shell,
             None => match tokio::time::timeout(
                 SHELL_START_TIMEOUT,
-                self.start_session_shell(session, become_),
+                self.start_session_shell(&session, become_),
             )
             .await
             {

@@ -41,10 +41,18 @@ pub fn lab_ssh(host: &str, remote_command: &str) -> Output {
     in_controller("ssh", &["-F", config, host, remote_command])
 }
 
+/// The LVM VM's name and address: lvm1 (10.77.0.51), or the VM that `CUTOVER_LAB_VM_NAME`
+/// and `CUTOVER_LAB_VM_IP` name, as for lab/vm/vm.sh (a second VM beside lvm1).
+pub fn vm_name_and_ip() -> (String, String) {
+    let name = std::env::var("CUTOVER_LAB_VM_NAME").unwrap_or_else(|_| "lvm1".into());
+    let ip = std::env::var("CUTOVER_LAB_VM_IP").unwrap_or_else(|_| "10.77.0.51".into());
+    (name, ip)
+}
+
 /// The ssh config that `lab/vm/vm.sh up` writes for the LVM VM (a standalone file:
 /// host lvm1 = 10.77.0.51, the lab key, the lab known_hosts, strict host key checking).
 pub fn lvm1_ssh_config() -> PathBuf {
-    lab_state().join("ssh/config.d/lvm1.conf")
+    lab_state().join(format!("ssh/config.d/{}.conf", vm_name_and_ip().0))
 }
 
 /// ssh to the LVM VM `lvm1` (lab/vm/vm.sh) from the controller namespace, using only
@@ -52,7 +60,7 @@ pub fn lvm1_ssh_config() -> PathBuf {
 pub fn lvm1_ssh(remote_command: &str) -> Output {
     let config = lvm1_ssh_config();
     let config = config.to_str().expect("utf-8 path");
-    in_controller("ssh", &["-F", config, "lvm1", remote_command])
+    in_controller("ssh", &["-F", config, &vm_name_and_ip().0, remote_command])
 }
 
 /// The six hosts of the lab (name, address), as lab/lab.sh builds them.

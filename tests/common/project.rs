@@ -342,8 +342,25 @@ pub fn repo_file(rel: &str) -> String {
     super::repo_root().join(rel).display().to_string()
 }
 
+/// The lab inventory. With `CUTOVER_LAB_VM_IP` set (a second LVM VM, lab/vm/README.md), a
+/// copy beside it whose host lvm1 has that address, so that the VM tests run against that VM
+/// under lvm1's name (the copy sits in inventory/ so its relative paths still resolve).
 pub fn lab_inventory() -> PathBuf {
-    super::repo_root().join("inventory/lab.yml")
+    let lab = super::repo_root().join("inventory/lab.yml");
+    let (name, ip) = super::vm_name_and_ip();
+    if ip == "10.77.0.51" {
+        return lab;
+    }
+    let text = std::fs::read_to_string(&lab).unwrap();
+    let lvm1 = "  lvm1:\n    address: 10.77.0.51\n";
+    assert!(
+        text.contains(lvm1),
+        "inventory/lab.yml: no lvm1 at 10.77.0.51"
+    );
+    let copy = super::repo_root().join(format!("inventory/.lab-vm-{name}.yml"));
+    let text = text.replace(lvm1, &format!("  lvm1:\n    address: {ip}\n"));
+    std::fs::write(&copy, text).unwrap();
+    copy
 }
 
 /// The lab inventory's text with its relative paths made absolute, for tests that write a

@@ -13,6 +13,7 @@ use super::args::{
 };
 use super::set::{start_services, stop_services};
 use super::SnapVolume;
+use crate::modules::reboot::reboot_and_wait;
 use crate::modules::{ModCtx, Outcome, Probe};
 use crate::shell::quote;
 
@@ -368,8 +369,24 @@ pub(super) async fn probe_lvm_present(
             ))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ) + &way_back_by_reboot(a, ctx);
     Ok(replacing(Probe::change(summary, None, saw)))
+}
+
+/// The way back of a set with the root filesystem in it: its merge is deferred (the root
+/// cannot be closed), so it needs a reboot; the plan says so.
+fn way_back_by_reboot(a: &Args, ctx: &ModCtx<'_>) -> String {
+    let root = a.volumes.iter().any(|v| v.mount.as_deref() == Some("/"));
+    match (root, a.reboot) {
+        (false, _) => String::new(),
+        (true, true) => format!(
+            "; way back: merge, deferred while / is open: reboot {} and wait for the merge",
+            ctx.host.name
+        ),
+        (true, false) => {
+            "; way back: a merge that needs a reboot (reboot: false: the unwind stops there)".into()
+        }
+    }
 }
 
 pub(super) async fn probe_lvm_merged(a: &Args, ctx: &ModCtx<'_>) -> Result<Probe> {
@@ -584,19 +601,19 @@ async fn left_for_reboot(
 ) -> Result<Outcome> {
     result.insert("reboot_needed".into(), json!(true));
     if a.reboot {
-        let out = ctx
-            .run(
-                "systemd-run --on-active=3 --timer-property=AccuracySec=1 /bin/systemctl reboot >&2 || { nohup sh -c 'sleep 3; systemctl reboot' >/dev/null 2>&1 & }",
-                None,
-            )
-            .await?;
-        if !out.ok() {
-            bail!("scheduling a reboot failed: {}", out.stderr_text().trim());
+        // The merge starts when the origin is activated at boot; wait for the host, then for
+        // the merge to finish, so that what follows (and a check) sees the old state.
+        let r = reboot_and_wait(ctx, REBOOT_LIMIT).await?;
+        for v in &a.volumes {
+            finish_merge_after_boot(ctx, v, &snap_lv(&a.name, v)).await?;
         }
-        result.insert("reboot_scheduled".into(), json!(true));
+        result.insert("rebooted".into(), json!(true));
+        result.insert("boot_id_before".into(), json!(r.before));
+        result.insert("boot_id".into(), json!(r.after));
+        result.insert("reboot_s".into(), json!(r.took.as_secs()));
         result.insert(
             "msg".into(),
-            json!(format!("merge recorded; the origin could not be closed ({what}): {} reboots in 3 s and the merge runs when the LV is activated at boot", ctx.host.name)),
+            json!(format!("the origin could not be closed ({what}): {} was rebooted ({}s) and the merge ran when the LV was activated at boot", ctx.host.name, r.took.as_secs())),
         );
         return Ok(Outcome {
             changed: true,
@@ -617,6 +634,25 @@ async fn left_for_reboot(
             if started.is_empty() { "nothing".to_string() } else { started.join(", ") }
         )),
     })
+}
+
+/// How long a reboot for a deferred merge may take until ssh answers again.
+const REBOOT_LIMIT: Duration = Duration::from_secs(600);
+
+/// After the reboot: the merge of `snap` started at the origin's activation in the initramfs
+/// (which polls nothing); have lvmpolld follow it to its end, then wait until it is gone.
+async fn finish_merge_after_boot(ctx: &ModCtx<'_>, v: &SnapVolume, snap: &str) -> Result<()> {
+    let (vg, lv) = (v.vg.as_deref().unwrap_or(""), v.lv.as_deref().unwrap_or(""));
+    let st = lvm_state(ctx, std::slice::from_ref(v)).await?;
+    if st.lv(vg, snap).is_some() {
+        let _ = ctx
+            .run(
+                &format!("lvchange --poll y -- {} >&2", quote(&format!("{vg}/{lv}"))),
+                None,
+            )
+            .await?;
+    }
+    wait_merged(ctx, v, snap).await
 }
 
 /// Keep an LVM volume's current state before its merge: a snapshot of the origin as large as

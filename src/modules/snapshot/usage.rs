@@ -19,6 +19,9 @@ pub(crate) async fn probe_usage(args: &UsageArgs, ctx: &ModCtx<'_>) -> Result<Pr
     let mut usage = Map::new();
     match a.backend {
         Backend::Lvm => {
+            // The COW space fills when the page cache is written back, not when a program
+            // writes: flush first, or a usage read right after an upgrade is too low.
+            let _ = ctx.run("sync", None).await?;
             let st = lvm_state(ctx, &a.volumes).await?;
             for v in &a.volumes {
                 let vg = v.vg.as_deref().unwrap_or("");
