@@ -98,9 +98,9 @@ index_repo() {
   (cd "$REPO_DIR" && dpkg-scanpackages --multiversion . 2>/dev/null >Packages)
   gzip -9kf "$REPO_DIR/Packages"
   # apt-ftparchive needs none of the build machine's apt settings: it reads an empty apt
-  # configuration of its own (APT_CONFIG is read before /etc/apt; `-o` only after it). A fresh
-  # machine's first run once failed here with "Syntax error /etc/apt/apt.conf.d/...", a file
-  # being rewritten under /etc/apt at that moment.
+  # configuration of its own (APT_CONFIG is read before /etc/apt; `-o` only after it), so a
+  # stray or half-written file under /etc/apt/apt.conf.d cannot fail the lab's build (seen
+  # once, when a script wrote one there by mistake).
   local etc=$CACHE/repo/apt-etc
   mkdir -p "$etc/apt.conf.d"
   printf 'Dir::Etc "%s";\n' "$etc" >"$etc/apt.conf"
