@@ -101,6 +101,7 @@ impl Module for Reboot {
         args: &[arg("timeout", T::Int)],
         free_form: None,
         one_of: &[],
+        any_of: &[],
         reversibility: Reversibility::NoUndoNeeded,
     };
 
