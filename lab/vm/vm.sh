@@ -61,8 +61,8 @@ INITRD=$CACHE/initrd.img
 HOSTKEY_PUB=$CACHE/ssh_host_ed25519_key.pub
 STAMP=$CACHE/build.done
 # What the stamp holds; a cache built by an older recipe is rebuilt (when the VM is down).
-# 2: the root on an LV (vgsys/root).
-IMAGE_RECIPE=2
+# 2: the root on an LV (vgsys/root). 3: its tree trimmed (trim_tree) for room on that LV.
+IMAGE_RECIPE=3
 
 ROOT_OVL=$STATE/root.qcow2
 DATA_DISK=$STATE/data.qcow2
@@ -161,6 +161,21 @@ debian_mirror() {
 }
 
 # ---------------------------------------------------------------- build
+
+# Leave room on the 1 GiB root LV for what the tests install there (MariaDB's server takes
+# ~200 MB: upgrade_lvm_vm): kernel modules a virtio VM never loads (graphics, sound, media,
+# wireless, USB, InfiniBand, ...) and documentation, manuals and translations go; depmod
+# then indexes what is left. The initramfs (built before) keeps its own copies.
+trim_tree() { # TREE KVER
+    local r=${1:?} kver=${2:?} d
+    local mods=$r/usr/lib/modules/$kver/kernel
+    [[ -d $mods ]] || die "trim_tree: no $mods"
+    for d in sound drivers/{gpu,media,infiniband,iio,staging,usb,hid,hwmon,platform,bluetooth,input,scsi,isdn,mmc,thunderbolt,nfc,leds,w1,power,atm,net/wireless,net/ethernet,net/can,net/usb} net/{wireless,bluetooth,mac80211}; do
+        rm -rf "${mods:?}/$d"
+    done
+    rm -rf "$r"/usr/share/{doc,man,info,locale}/*
+    chroot "$r" depmod -a "$kver" || die "depmod in the trimmed tree failed"
+}
 
 # Files written into the VM's root tree (all static; per-run data comes via fw_cfg).
 write_guest_config() {
@@ -450,6 +465,7 @@ cmd_build() {
 
     # Trim the tree before imaging: apt caches are useless without a mirror.
     rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*
+    trim_tree "$tree" "$kver"
 
     log "making the root ext4 image (mkfs.ext4 -d, no mount)"
     local img=$CACHE/root-ext4.raw raw=$CACHE/base.raw
