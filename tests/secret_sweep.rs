@@ -29,12 +29,26 @@ fn binaries_using_the_project_helper() -> Vec<String> {
             // A file's own `Project` type (one that does not use the shared helper) is not it.
             && text.contains("mod common;")
             && (text.contains("Project::new()") || text.contains("Project::in_repo()"))
+            // A plain `cargo test` does not run `#[ignore]`d tests: such a file kept nothing.
+            && !every_test_ignored(&text)
         {
             out.push(p.file_stem().unwrap().to_string_lossy().into_owned());
         }
     }
     out.sort();
     out
+}
+
+/// Whether each `#[test]` of a test file is followed by an `#[ignore…]` (run only by hand).
+fn every_test_ignored(text: &str) -> bool {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let tests: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i] == "#[test]")
+        .collect();
+    !tests.is_empty()
+        && tests
+            .iter()
+            .all(|&i| lines.get(i + 1).is_some_and(|l| l.starts_with("#[ignore")))
 }
 
 fn invocations_under(dir: &Path) -> usize {
