@@ -16,18 +16,9 @@
 
 mod common;
 
+use common::lvm1_run as vm;
 use common::project::{text, Project};
 use std::time::Instant;
-
-/// Run a bash script as root in lvm1; (exit code, stdout, stderr).
-fn vm(script: &str) -> (i32, String, String) {
-    let o = common::lvm1_ssh(&format!("export LC_ALL=C; {script}"));
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn vm_ok(script: &str) -> String {
     let (code, out, err) = vm(&format!("set -euo pipefail; {script}"));

@@ -29,6 +29,7 @@
 
 mod common;
 
+use common::lvm1_run as vm;
 use common::project::{text, Project};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -45,15 +46,6 @@ const SMALL: [&str; 4] = [
     "-e",
     "root_snapshot_max_percent=30",
 ];
-
-fn vm(script: &str) -> (i32, String, String) {
-    let o = common::lvm1_ssh(&format!("export LC_ALL=C; {script}"));
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn vm_ok(script: &str) -> String {
     let (code, out, err) = vm(&format!("set -e; {script}"));
@@ -127,16 +119,29 @@ fn cutover(p: &Project, inv: &std::path::Path, cmd: &str, extra: &[&str]) -> std
     p.run(&args)
 }
 
-#[test]
-#[ignore = "issue #19: on lvm1 after the other VM tests (2026-12-08) the reboot of the rolled-back run hung for 5 min, the root snapshot was invalidated and the VM no longer found its root LV; passes on a fresh VM (sys1): run by hand"]
-fn a_root_snapshot_upgrade_is_kept_when_its_check_passes_and_merged_back_when_it_fails() {
-    let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
+/// A test's start: the VM to itself, the lab up, the VM set up (SETUP); the time, the
+/// project, the inventory and the root VG as the test found it.
+fn start() -> (
+    std::sync::MutexGuard<'static, ()>,
+    Instant,
+    Project,
+    std::path::PathBuf,
+    String,
+) {
+    let vm = VM.lock().unwrap_or_else(|e| e.into_inner());
     common::require_lab();
     let t0 = Instant::now();
     vm_ok(SETUP);
     let p = Project::in_repo();
     let inv = inventory(&p);
     let clean = root_vg_state();
+    (vm, t0, p, inv, clean)
+}
+
+#[test]
+#[ignore = "issue #19: on lvm1 after the other VM tests (2026-12-08) the reboot of the rolled-back run hung for 5 min, the root snapshot was invalidated and the VM no longer found its root LV; passes on a fresh VM (sys1): run by hand"]
+fn a_root_snapshot_upgrade_is_kept_when_its_check_passes_and_merged_back_when_it_fails() {
+    let (_vm, t0, p, inv, clean) = start();
 
     // A dry run: the root snapshot, the upgrade, the reboot, and the merge as the way back.
     let boot0 = boot_id();
@@ -225,13 +230,7 @@ fn a_root_snapshot_upgrade_is_kept_when_its_check_passes_and_merged_back_when_it
 #[test]
 #[ignore = "issue #19: on lvm1 after the other VM tests (2026-12-08) the reboot of the rolled-back run hung for 5 min, the root snapshot was invalidated and the VM no longer found its root LV; passes on a fresh VM (sys1): run by hand"]
 fn a_root_snapshot_that_fills_up_is_merged_back_while_valid() {
-    let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
-    common::require_lab();
-    let t0 = Instant::now();
-    vm_ok(SETUP);
-    let p = Project::in_repo();
-    let inv = inventory(&p);
-    let clean = root_vg_state();
+    let (_vm, t0, p, inv, clean) = start();
 
     let boot0 = boot_id();
     let o = cutover(&p, &inv, "apply", &SMALL);

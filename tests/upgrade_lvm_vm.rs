@@ -152,22 +152,6 @@ fn snapshots_of_datadir() -> String {
     vm("lvs -a --noheadings -o lv_name,lv_attr,origin vg0 | awk '$3 == \"mysql\"'")
 }
 
-/// Both app nodes serve `version` (schema `schema`) from their own /status.
-fn nodes_serve(version: &str, schema: u32) {
-    let want = format!("\"state\":\"RUNNING\",\"version\":\"{version}\",\"schema\":{schema},");
-    for h in ["app1", "app2"] {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let s = status(h);
-            if s.contains(&want) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{h}: /status {s}, wanted {want}");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-}
-
 /// The release and schema both app nodes serve now (the lab's, before the test borrows them).
 fn release_served() -> (String, u32) {
     let s = status("app1");

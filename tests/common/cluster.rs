@@ -214,7 +214,8 @@ fn recover_members_in_error() {
     assert!(out.contains("recover now"), "{out}");
 }
 
-pub fn assert_cluster_serves(version: &str, schema: u32) {
+/// Both app nodes serve `version` (schema `schema`) from their own /status, within 2 minutes.
+pub fn nodes_serve(version: &str, schema: u32) {
     let want = format!("\"state\":\"RUNNING\",\"version\":\"{version}\",\"schema\":{schema},");
     for h in ["app1", "app2"] {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -226,6 +227,12 @@ pub fn assert_cluster_serves(version: &str, schema: u32) {
             assert!(Instant::now() < deadline, "{h}: /status {s}, wanted {want}");
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+}
+
+pub fn assert_cluster_serves(version: &str, schema: u32) {
+    nodes_serve(version, schema);
+    for h in ["app1", "app2"] {
         let panic = ssh(
             h,
             "grep -c ClusterPanicListener /var/lib/wiki/logs/wiki.log",

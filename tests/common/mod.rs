@@ -63,6 +63,16 @@ pub fn lvm1_ssh(remote_command: &str) -> Output {
     in_controller("ssh", &["-F", config, &vm_name_and_ip().0, remote_command])
 }
 
+/// A bash script as root in the LVM VM (`LC_ALL=C`: lvm's numbers): (exit code, stdout, stderr).
+pub fn lvm1_run(script: &str) -> (i32, String, String) {
+    let o = lvm1_ssh(&format!("export LC_ALL=C; {script}"));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// The six hosts of the lab (name, address), as lab/lab.sh builds them.
 pub const LAB_HOSTS: [(&str, &str); 6] = [
     ("app1", "10.77.0.11"),
